@@ -1,0 +1,107 @@
+"""The ``sniper-onnx`` command line: a thin typer layer over the library.
+
+Each area registers its commands from its own module in this package; those modules import only
+typer and the standard library at module level, so ``sniper-onnx analyze`` never pays for torch.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from sniper_onnx.errors import SniperError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERNAL_ERROR = 70
+
+
+class _OneLineErrors(TyperGroup):
+    """Turns library errors into one line on stderr and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except SniperError as error:
+            click.echo(f"sniper-onnx: error: {error}", err=True)
+            ctx.exit(EXIT_USER_ERROR)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("sniper-onnx: interrupted", err=True)
+            ctx.exit(130)
+        except Exception as error:  # noqa: BLE001 - last line of defence against tracebacks
+            if os.environ.get("SNIPER_ONNX_DEBUG"):
+                raise
+            click.echo(
+                f"sniper-onnx: internal error: {type(error).__name__}: {error} "
+                "(set SNIPER_ONNX_DEBUG=1 for the traceback, and please report it)",
+                err=True,
+            )
+            ctx.exit(EXIT_INTERNAL_ERROR)
+
+
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+
+def new_group(help_text: str) -> typer.Typer:
+    """A sub-command group (``db``, ``zoo``, ...) with the same help options and error handling."""
+    return typer.Typer(
+        cls=_OneLineErrors,
+        help=help_text,
+        context_settings=CONTEXT,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+
+app = typer.Typer(
+    cls=_OneLineErrors,
+    help="Predict DNN inference time on edge devices from ONNX structure, and schedule with it.",
+    context_settings=CONTEXT,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        from sniper_onnx import __version__
+
+        typer.echo(f"sniper-onnx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Predict DNN inference time on edge devices from ONNX structure, and schedule with it."""
+
+
+def _register_commands() -> None:
+    """Every ``*_cmd`` module of this package adds its commands through ``register(app)``."""
+    import importlib
+    import pkgutil
+
+    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd"))
+    for name in names:
+        importlib.import_module(f"{__name__}.{name}").register(app)
+
+
+_register_commands()
+
+
+def main() -> None:
+    app(prog_name="sniper-onnx")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
