@@ -1,11 +1,142 @@
-"""`sniper-profiler` entry point (filled in by the profiler issue)."""
+"""``sniper-profiler``: the device-side command (argparse only: typer is not a device dependency)."""
 
+from __future__ import annotations
+
+import argparse
+import json
 import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option
+
+PROG = "sniper-profiler"
 
 
-def main() -> int:
-    print("sniper-profiler: not implemented yet", file=sys.stderr)
-    return 2
+def add_measurement_options(parser: argparse.ArgumentParser) -> None:
+    defaults = ProfileConfig()
+    group = parser.add_argument_group("device configuration")
+    group.add_argument("--provider", default="cpu", help="execution provider: cpu, cuda, tensorrt or any name onnxruntime reports (default: cpu)")
+    group.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE", help="provider option, repeatable (e.g. device_id=0)")
+    group.add_argument("--threads", type=int, default=defaults.threads, help="intra-op threads; 0 = onnxruntime default (default: 0)")
+    group.add_argument("--opt-level", default=defaults.graph_optimization, choices=["disabled", "basic", "extended", "all"], help="graph optimization level (default: all)")
+    group.add_argument("--precision", default=defaults.precision, help="precision label; fp16 turns on TensorRT's fp16 mode (default: fp32)")
+    group.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224", help="shape for an input with symbolic dims, repeatable")
+    group.add_argument("--default-dim", type=int, default=defaults.default_dim, help="value of symbolic dims not set by --input-shape (default: 1)")
+    stop = parser.add_argument_group("stopping rule")
+    stop.add_argument("--warmup", type=int, default=defaults.warmup, help="warm-up runs (default: %(default)s)")
+    stop.add_argument("--min-repeats", type=int, default=defaults.min_repeats, help="timed runs before the CI is checked (default: %(default)s)")
+    stop.add_argument("--max-repeats", type=int, default=defaults.max_repeats, help="(default: %(default)s)")
+    stop.add_argument("--max-time", type=float, default=defaults.max_time_s, help="seconds of timed runs per model (default: %(default)s)")
+    stop.add_argument("--target-ci", type=float, default=defaults.target_relative_ci, help="stop once the median's CI half-width / median is below this (default: %(default)s)")
+    stop.add_argument("--confidence", type=float, default=defaults.confidence, help="(default: %(default)s)")
+    stop.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds before a model's child process is killed (default: %(default)s)")
+
+
+def config_from_args(args: argparse.Namespace) -> ProfileConfig:
+    shapes: Dict[str, List[int]] = dict(parse_input_shape(text) for text in args.input_shape)
+    options = dict(parse_provider_option(text) for text in args.provider_option)
+    return ProfileConfig(
+        provider=args.provider, provider_options=options, threads=args.threads, graph_optimization=args.opt_level,
+        precision=args.precision, input_shapes=shapes, default_dim=args.default_dim, warmup=args.warmup,
+        min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_time_s=args.max_time,
+        target_relative_ci=args.target_ci, confidence=args.confidence, timeout_s=args.timeout,
+    )
+
+
+def _expand(models: Sequence[str]) -> List[str]:
+    paths: List[str] = []
+    for item in models:
+        path = Path(item)
+        paths.extend(sorted(str(p) for p in path.glob("*.onnx")) if path.is_dir() else [item])
+    return paths
+
+
+def _print_progress(event: str, job, record) -> None:
+    if event == "done" and record is not None:
+        if record["status"] == "ok":
+            stats = record["stats"]
+            note = f" [{', '.join(record['flags'])}]" if record["flags"] else ""
+            print(f"{job.path}: median {stats['median_s'] * 1e3:.3f} ms over {stats['count']} runs{note}", file=sys.stderr)
+        else:
+            print(f"{job.path}: FAILED ({record['failure']['kind']}): {record['failure']['reason']}", file=sys.stderr)
+    elif event == "skipped":
+        print(f"{job.path}: already measured, skipped", file=sys.stderr)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from sniper_profiler.runner import ModelJob, run_profile
+
+    config = config_from_args(args)
+    jobs = [ModelJob(path=path) for path in _expand(args.models)]
+    if not jobs:
+        raise ProfilerError("no models given; pass .onnx files or folders holding them")
+    summary = run_profile(jobs, args.out, config, retry_failed=args.retry_failed, on_progress=None if args.quiet else _print_progress)
+    result = {"out": summary.out, "device_id": summary.device_id, "device": summary.device_name,
+              "measured": summary.measured, "failed": summary.failed, "skipped": summary.skipped}
+    print(json.dumps(result) if args.json else
+          f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped -> {summary.out} (device {summary.device_id})")
+    return 0
+
+
+def cmd_device(args: argparse.Namespace) -> int:
+    from sniper_profiler.runner import device_fingerprint
+
+    fingerprint = device_fingerprint(config_from_args(args))
+    data = {"fingerprint": fingerprint.to_dict(), "spec": fingerprint.device_spec().to_dict(),
+            "features": dict(zip(_feature_names(), fingerprint.device_spec().features()))}
+    print(json.dumps(data, indent=None if args.json else 2))
+    return 0
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    from sniper_profiler.runner import available_providers
+
+    print("\n".join(available_providers()))
+    return 0
+
+
+def _feature_names() -> List[str]:
+    from sniper_profiler.device import DEVICE_FEATURE_NAMES
+
+    return list(DEVICE_FEATURE_NAMES)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Measure ONNX inference latency on this device (needs only numpy and onnxruntime).")
+    parser.add_argument("--version", action="version", version=f"{PROG} " + __import__("sniper_profiler").__version__)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="measure models, appending one JSONL record per model (resumable)")
+    run.add_argument("models", nargs="+", help=".onnx files or folders of them")
+    run.add_argument("-o", "--out", required=True, help="results file (JSONL, appended; rerunning skips what is there)")
+    run.add_argument("--retry-failed", action="store_true", help="measure again models whose earlier record is a failure")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    run.add_argument("-q", "--quiet", action="store_true", help="no per-model lines on stderr")
+    add_measurement_options(run)
+    run.set_defaults(handler=cmd_run)
+    device = commands.add_parser("device", help="print this device's fingerprint, id and feature vector")
+    device.add_argument("--json", action="store_true", help="one-line JSON")
+    add_measurement_options(device)
+    device.set_defaults(handler=cmd_device)
+    providers = commands.add_parser("providers", help="list the execution providers onnxruntime offers here")
+    providers.set_defaults(handler=cmd_providers)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.handler(args)
+    except ProfilerError as error:
+        print(f"{PROG}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

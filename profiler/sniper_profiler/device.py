@@ -26,6 +26,10 @@ DEVICE_KINDS = (
     "other",
 )
 PRECISION_BITS = {"fp32": 32, "tf32": 19, "fp16": 16, "bf16": 16, "int8": 8}
+# onnxruntime graph optimization levels. A runtime setting rather than hardware, but it changes
+# latency as much as a hardware fact does, so the PCN must see it (appended last to keep the
+# earlier feature indices stable).
+GRAPH_OPTIMIZATION_LEVELS = ("disabled", "basic", "extended", "all")
 
 # Optional facts: (field, transform applied when known). log2 keeps scales comparable across
 # a phone and a data-centre GPU.
@@ -56,6 +60,7 @@ class DeviceSpec:
     peak_gflops: Optional[float] = None  # fp32 peak
     simd_width_bits: Optional[float] = None  # 128 (NEON/SSE), 256 (AVX2), 512 (AVX-512)
     provider: Optional[str] = None  # onnxruntime execution provider, where measured with one
+    graph_optimization: Optional[str] = None  # one of GRAPH_OPTIMIZATION_LEVELS, where known
     description: str = ""
     unknown: List[str] = field(default_factory=list)  # facts the source does not give
 
@@ -64,9 +69,15 @@ class DeviceSpec:
             raise ValueError(f"device {self.name!r}: kind {self.kind!r} is not one of {', '.join(DEVICE_KINDS)}")
         if self.precision not in PRECISION_BITS:
             raise ValueError(f"device {self.name!r}: precision {self.precision!r} is not one of {', '.join(PRECISION_BITS)}")
+        if self.graph_optimization is not None and self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ValueError(
+                f"device {self.name!r}: graph_optimization {self.graph_optimization!r} is not one of "
+                f"{', '.join(GRAPH_OPTIMIZATION_LEVELS)}"
+            )
         if int(self.batch_size) < 1:
             raise ValueError(f"device {self.name!r}: batch_size must be at least 1")
-        self.unknown = sorted({name for name, _ in _OPTIONAL_NUMERIC if getattr(self, name) is None})
+        optional = [name for name, _ in _OPTIONAL_NUMERIC] + ["graph_optimization"]
+        self.unknown = sorted({name for name in optional if getattr(self, name) is None})
 
     def features(self) -> List[float]:
         """The numeric hardware-feature vector, in the order of :data:`DEVICE_FEATURE_NAMES`."""
@@ -78,6 +89,11 @@ class DeviceSpec:
             known = value is not None and value > 0
             vector.append(float(transform(value)) if known else 0.0)
             vector.append(1.0 if known else 0.0)
+        if self.graph_optimization is None:
+            vector.extend([0.0, 0.0])
+        else:
+            level = GRAPH_OPTIMIZATION_LEVELS.index(self.graph_optimization)
+            vector.extend([level / (len(GRAPH_OPTIMIZATION_LEVELS) - 1), 1.0])
         return vector
 
     def to_dict(self) -> Dict[str, Any]:
@@ -96,6 +112,7 @@ DEVICE_FEATURE_NAMES: List[str] = (
     [f"kind_{kind}" for kind in DEVICE_KINDS]
     + ["log2_batch_size", "precision_bits_over_32"]
     + [item for name, _ in _OPTIONAL_NUMERIC for item in (name, f"{name}_known")]
+    + ["graph_optimization_level", "graph_optimization_level_known"]
 )
 
 

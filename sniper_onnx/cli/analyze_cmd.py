@@ -1,9 +1,42 @@
-"""`sniper-onnx analyze`: placeholder until the analyzer lands (issue 2)."""
+"""`sniper-onnx analyze`: Table 1 structural features of an ONNX model, without running it."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
 
 def register(app: typer.Typer) -> None:
-    return None
+    app.command("analyze", no_args_is_help=True)(analyze_command)
+
+
+def analyze_command(
+    model: Annotated[Path, typer.Argument(help="ONNX file to analyse (weights are not loaded).")],
+    input_shape: Annotated[
+        Optional[list[str]],
+        typer.Option("--input-shape", "-s", metavar="NAME=DIMS",
+                     help="Concrete shape of a graph input, e.g. input=1x3x224x224; repeatable. "
+                          "Default: unknown batch dims are 1."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    nodes: Annotated[bool, typer.Option("--nodes", help="Add the per-node cost table (to JSON too).")] = False,
+    csv_path: Annotated[
+        Optional[Path], typer.Option("--csv", metavar="FILE", help="Write the per-node cost table as CSV.")
+    ] = None,
+) -> None:
+    """Extract the structural features that decide inference time (Sniper Table 1)."""
+    from sniper_onnx.analysis import analyze, parse_input_shape
+
+    shapes = dict(parse_input_shape(text) for text in input_shape or [])
+    result = analyze(model, input_shapes=shapes or None)
+    if csv_path is not None:
+        result.write_csv(csv_path)
+    if as_json:
+        typer.echo(json.dumps(result.to_json_dict(include_nodes=nodes)))
+        return
+    from sniper_onnx.analysis.render import print_summary
+
+    print_summary(result, with_nodes=nodes, csv_path=csv_path)

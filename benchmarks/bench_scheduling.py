@@ -1,0 +1,151 @@
+"""Scheduling evidence (issue 6): the paper reproduction and the simulator's speed.
+
+    .venv/bin/python benchmarks/bench_scheduling.py                 # everything, ~2 min on 2 cores
+    .venv/bin/python benchmarks/bench_scheduling.py --part paper --plot /tmp/fig6.png
+    .venv/bin/python benchmarks/bench_scheduling.py --part speed
+
+Prints markdown for docs/scheduling.md. Timings are wall-clock medians on whatever machine runs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from sniper_onnx.scheduling import load_platform, make_policy, poisson_tasks, run_sweep, simulate
+from sniper_onnx.scheduling.timesource import make_time_source
+
+POLICIES = ["polling", "edf", "edf-jsq", "jsq", "mvsp", "sniper", "sniper-static", "mct-pred", "mct-oracle"]
+RATES = [18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0]
+
+
+def paper(seeds: int, duration: float, plot: str | None) -> dict:
+    platform = load_platform("paper")
+    sweep = run_sweep(platform, POLICIES, RATES, list(range(seeds)), duration)
+    print(f"## Paper platform, {duration:g} s arrival window, seeds 0..{seeds - 1}\n")
+    for metric, digits in (("tps", 2), ("awt", 3), ("load_std", 3), ("deadline_miss_rate", 3)):
+        print(f"### {metric}: median (min-max over seeds)\n")
+        print("| policy | " + " | ".join(f"T={r:g}" for r in RATES) + " |")
+        print("|---|" + "---|" * len(RATES))
+        for policy in POLICIES:
+            cells = []
+            for rate in RATES:
+                s = sweep.row(policy, rate).summary[metric]
+                cells.append(f"{s.median:.{digits}f} ({s.low:.{digits}f}-{s.high:.{digits}f})")
+            print(f"| {policy} | " + " | ".join(cells) + " |")
+        print()
+    evidence = targets(sweep)
+    if plot:
+        from sniper_onnx.scheduling.plot import plot_sweep
+
+        paper_view = run_sweep(platform, ["polling", "edf", "mvsp", "sniper", "mct-oracle"], RATES,
+                               list(range(seeds)), duration)
+        plot_sweep(paper_view, plot)
+        print(f"plot: {plot}\n")
+    return evidence
+
+
+def per_seed(sweep, metric: str, policy: str, other: str, rate: float) -> list[float]:
+    """Per-seed ratio policy/other: both saw the very same tasks, so the ratio is paired."""
+    mine = [getattr(run, metric) for run in sweep.row(policy, rate).runs]
+    theirs = [getattr(run, metric) for run in sweep.row(other, rate).runs]
+    return [a / b for a, b in zip(mine, theirs)]
+
+
+def describe(values: list[float]) -> str:
+    return f"{statistics.median(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+
+
+def targets(sweep) -> dict:
+    print("### Targets (per-seed paired ratios: median (min-max))\n")
+    results = {}
+    for sniper in ("sniper", "sniper-static"):
+        for baseline in ("edf", "polling", "edf-jsq", "jsq", "mct-oracle", "mvsp"):
+            ratio = per_seed(sweep, "awt", sniper, baseline, 24.0)
+            results[f"{sniper}/{baseline} AWT at T=24"] = ratio
+        gaps = [abs(r - 1) for rate in RATES if rate <= 23 for r in per_seed(sweep, "tps", sniper, "mvsp", rate)]
+        results[f"{sniper} |TPS/MVSP-1| at T<=23"] = gaps
+    for name, values in results.items():
+        print(f"- {name}: {describe(values)}")
+    print()
+    return {name: values for name, values in results.items()}
+
+
+@dataclass
+class StaticView:
+    """A frozen SchedulerView over random state, to time single decisions."""
+
+    now: float
+    device_type: np.ndarray
+    free_at: np.ndarray
+    outstanding: np.ndarray
+    source: object
+
+    def estimates(self, task):
+        return self.source.estimates(task)
+
+
+def speed(repeats: int) -> dict:
+    platform = load_platform("paper").with_nodes({"AGX": 34, "TX2": 33, "NX": 33})
+    rate = 216.0  # ~90% of the 100 nodes' capacity (about 240 tasks/s for this mix)
+    tasks = poisson_tasks(platform, rate, 100_000 / rate, seed=0)
+    print(f"## Speed: {len(tasks)} tasks, {platform.num_devices} devices, T={rate:g}/s\n")
+    print("| policy | simulate (s), median of %d | decision (us), median |" % repeats)
+    print("|---|---|---|")
+    rng = np.random.default_rng(0)
+    results = {}
+    for policy_name in ("polling", "jsq", "edf", "mvsp", "sniper", "mct-oracle"):
+        walls = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            simulate(platform, policy_name, tasks)
+            walls.append(time.perf_counter() - start)
+        decision = decision_time(platform, policy_name, tasks[:20_000], rng)
+        results[policy_name] = {"simulate_s": statistics.median(walls), "decision_us": decision}
+        print(f"| {policy_name} | {statistics.median(walls):.2f} | {decision:.1f} |")
+    print()
+    return results
+
+
+def decision_time(platform, policy_name: str, tasks, rng) -> float:
+    """Median wall time of on_arrival + queue_key, one task at a time, 100 busy devices."""
+    policy = make_policy(policy_name)
+    kind = "predicted" if policy.time_source == "measured" else policy.time_source
+    source = make_time_source(kind, platform)  # a measured table would be full by now: use a full one
+    n = platform.num_devices
+    view = StaticView(10.0, platform.device_type_of(), 10.0 + rng.random(n) * 3, rng.integers(0, 6, n), source)
+    samples = []
+    for task in tasks:
+        start = time.perf_counter_ns()
+        device = policy.on_arrival(task, view)
+        policy.queue_key(task, device, view)
+        samples.append(time.perf_counter_ns() - start)
+    return statistics.median(samples) / 1000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("all", "paper", "speed"), default="all")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--duration", type=float, default=120.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--plot", default=None, help="write the Figure-6-shaped PNG here")
+    parser.add_argument("--json", default=None, help="also write raw results to this JSON file")
+    args = parser.parse_args()
+    out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if args.part in ("all", "paper"):
+        out["paper"] = paper(args.seeds, args.duration, args.plot)
+    if args.part in ("all", "speed"):
+        out["speed"] = speed(args.repeats)
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(out, handle, indent=1)
+
+
+if __name__ == "__main__":
+    main()

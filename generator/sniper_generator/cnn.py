@@ -1,0 +1,326 @@
+"""The random CNN family: a config sampler and the builder that turns a config into a graph.
+
+A config is plain JSON and fully resolved (every width, kernel and block is written out), so a net
+is rebuilt from its config alone; randomness only picks the config (and, later, the weights).
+
+Shape of a config::
+
+    {"resolution": 128, "batch": 1, "norm": true, "activation": "relu",
+     "stem": {"channels": 32, "kernel": 3, "stride": 2, "pool": "max"},
+     "stages": [{"downsample": "conv", "blocks": [{"kind": "residual", ...}, ...]}, ...],
+     "head": {"pool": "avg", "side": 1, "fc": [512, 1000]}}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+
+from sniper_generator.builder import GraphBuilder, Tensor
+
+BLOCK_KINDS = ("plain", "residual", "dense", "inception", "separable", "grouped", "atrous")
+DOWNSAMPLES = ("maxpool", "avgpool", "conv", "none")
+KERNELS = (1, 3, 5, 7)
+MIN_CHANNELS = 4
+MAX_CHANNELS = 2048
+
+
+# ------------------------------------------------------------------------------------ building
+def _norm_act(b: GraphBuilder, x: Tensor, cfg: dict, act: bool = True) -> Tensor:
+    if cfg["norm"]:
+        x = b.batchnorm(x)
+    return b.activation(x, cfg["activation"]) if act else x
+
+
+def _conv_unit(b: GraphBuilder, x: Tensor, cfg: dict, out: int, kernel: int, stride: int = 1,
+               dilation: int = 1, groups: int = 1, act: bool = True) -> Tensor:
+    # a bias only where no BatchNorm follows, as in real networks
+    y = b.conv(x, out, kernel, stride, dilation=dilation, groups=groups, bias=not cfg["norm"])
+    return _norm_act(b, y, cfg, act)
+
+
+def _shortcut(b: GraphBuilder, x: Tensor, y: Tensor, cfg: dict) -> Tensor:
+    if x.shape != y.shape:
+        x = _conv_unit(b, x, cfg, y.channels, 1, act=False)
+    return b.activation(b.add(y, x), cfg["activation"])
+
+
+def _plain(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    return _conv_unit(b, x, cfg, blk["channels"], blk["kernel"])
+
+
+def _residual(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    c, k = blk["channels"], blk["kernel"]
+    if blk["bottleneck"]:
+        mid = max(MIN_CHANNELS, c // 4)
+        y = _conv_unit(b, _conv_unit(b, x, cfg, mid, 1), cfg, mid, k)
+        y = _conv_unit(b, y, cfg, c, 1, act=False)
+    else:
+        y = _conv_unit(b, _conv_unit(b, x, cfg, c, k), cfg, c, k, act=False)
+    return _shortcut(b, x, y, cfg)
+
+
+def _dense(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    growth, k = blk["growth"], blk["kernel"]
+    for _layer in range(blk["layers"]):
+        y = x
+        if blk["bottleneck"]:
+            y = _conv_unit(b, y, cfg, 4 * growth, 1)
+        x = b.concat([x, _conv_unit(b, y, cfg, growth, k)])
+    if blk.get("transition"):
+        x = _conv_unit(b, x, cfg, blk["transition"], 1)
+    return x
+
+
+def _inception(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    c = blk["branch_channels"]
+    outputs = []
+    for branch in blk["branches"]:
+        if branch["type"] == "pool":
+            pool = b.maxpool if branch["pool"] == "max" else b.avgpool
+            outputs.append(_conv_unit(b, pool(x, 3, 1, 1), cfg, c, 1))
+            continue
+        y = x
+        for kernel in branch["kernels"]:
+            y = _conv_unit(b, y, cfg, c, kernel)
+        outputs.append(y)
+    return b.concat(outputs)
+
+
+def _separable(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    hidden = x.channels * blk["expand"]
+    y = _conv_unit(b, x, cfg, hidden, 1) if blk["expand"] != 1 else x
+    y = _conv_unit(b, y, cfg, hidden, blk["kernel"], groups=hidden)
+    y = _conv_unit(b, y, cfg, blk["channels"], 1, act=False)
+    return b.add(x, y) if blk["residual"] and x.shape == y.shape else y
+
+
+def _grouped(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    c, g = blk["channels"], blk["groups"]
+    y = _conv_unit(b, x, cfg, c, 1)
+    y = _conv_unit(b, y, cfg, c, blk["kernel"], groups=g)
+    y = _conv_unit(b, y, cfg, c, 1, act=False)
+    return _shortcut(b, x, y, cfg)
+
+
+def _atrous(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
+    y = _conv_unit(b, x, cfg, blk["channels"], 3, dilation=blk["dilation"], act=not blk["residual"])
+    return _shortcut(b, x, y, cfg) if blk["residual"] else y
+
+
+BLOCK_BUILDERS: dict[str, Callable[[GraphBuilder, Tensor, dict, dict], Tensor]] = {
+    "plain": _plain, "residual": _residual, "dense": _dense, "inception": _inception,
+    "separable": _separable, "grouped": _grouped, "atrous": _atrous,
+}
+
+
+def _downsample(b: GraphBuilder, x: Tensor, kind: str, cfg: dict, channels: int) -> Tensor:
+    if kind == "maxpool":
+        return b.maxpool(x, 3, 2, 1)
+    if kind == "avgpool":
+        return b.avgpool(x, 2, 2)
+    if kind == "conv":
+        return _conv_unit(b, x, cfg, channels, 3, stride=2)
+    return x
+
+
+def _head(b: GraphBuilder, x: Tensor, head: dict, cfg: dict) -> Tensor:
+    if head["pool"] == "flatten":
+        side = x.shape[2]
+        if side > head["side"]:
+            window = -(-side // head["side"])
+            x = b.avgpool(x, window, window)
+        x = b.flatten(x)
+    else:
+        x = b.flatten(b.global_pool(x, head["pool"]))
+    sizes = head["fc"]
+    for index, size in enumerate(sizes):
+        x = b.gemm(x, size)
+        if index != len(sizes) - 1:
+            x = b.activation(x, cfg["activation"])
+    return x
+
+
+def build_cnn(b: GraphBuilder, cfg: dict) -> Tensor:
+    """Adds the network of ``cfg`` to ``b`` and returns its logits."""
+    size = cfg["resolution"]
+    x = b.input("input", (cfg["batch"], 3, size, size))
+    stem = cfg["stem"]
+    x = _conv_unit(b, x, cfg, stem["channels"], stem["kernel"], stem["stride"])
+    if stem["pool"] != "none":
+        x = _downsample(b, x, f"{stem['pool']}pool", cfg, x.channels)
+    for stage in cfg["stages"]:
+        first = stage["blocks"][0]
+        x = _downsample(b, x, stage["downsample"], cfg, first.get("channels", x.channels))
+        for blk in stage["blocks"]:
+            x = BLOCK_BUILDERS[blk["kind"]](b, x, blk, cfg)
+    return _head(b, x, cfg["head"], cfg)
+
+
+# ------------------------------------------------------------------------------------ sampling
+def _choice(rng: np.random.Generator, options, weights=None):
+    if weights is not None:
+        weights = np.asarray(weights, dtype=float)
+        weights = weights / weights.sum()
+    return options[int(rng.choice(len(options), p=weights))]
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _round_channels(value: float, multiple: int = 4) -> int:
+    value = min(max(value, MIN_CHANNELS), MAX_CHANNELS)
+    return max(multiple, int(round(value / multiple)) * multiple)
+
+
+def _sample_block(rng: np.random.Generator, kind: str, channels: int) -> dict:
+    kernel = _choice(rng, KERNELS, (0.15, 0.6, 0.15, 0.1))
+    if kind == "plain":
+        return {"kind": kind, "channels": channels, "kernel": kernel}
+    if kind == "residual":
+        return {"kind": kind, "channels": channels, "kernel": kernel, "bottleneck": bool(rng.random() < 0.5)}
+    if kind == "dense":
+        growth = _round_channels(channels / 4)
+        layers = int(rng.integers(2, 13)) if rng.random() < 0.8 else int(rng.integers(13, 49))
+        transition = _round_channels(channels) if rng.random() < 0.7 else None
+        return {"kind": kind, "growth": growth, "layers": layers, "kernel": kernel,
+                "bottleneck": bool(rng.random() < 0.6), "transition": transition}
+    if kind == "inception":
+        count = int(rng.integers(2, 6))
+        branches = []
+        for index in range(count):
+            if index == count - 1 and rng.random() < 0.6:
+                branches.append({"type": "pool", "pool": _choice(rng, ("max", "avg"))})
+                continue
+            depth = int(rng.integers(0, 3))
+            kernels = [1] + [int(_choice(rng, (3, 5, 7), (0.5, 0.35, 0.15))) for _ in range(depth)]
+            branches.append({"type": "conv", "kernels": kernels})
+        return {"kind": kind, "branch_channels": _round_channels(channels / count), "branches": branches}
+    if kind == "separable":
+        return {"kind": kind, "channels": channels, "kernel": _choice(rng, (3, 5, 7), (0.6, 0.3, 0.1)),
+                "expand": int(_choice(rng, (1, 2, 4, 6))), "residual": bool(rng.random() < 0.7)}
+    if kind == "grouped":
+        groups = int(_choice(rng, (2, 4, 8, 16, 32)))
+        return {"kind": kind, "channels": _round_channels(channels, max(4, groups)), "kernel": kernel,
+                "groups": groups}
+    return {"kind": "atrous", "channels": channels, "dilation": int(_choice(rng, (2, 3, 4, 6))),
+            "residual": bool(rng.random() < 0.6)}
+
+
+def _sample_structure(rng: np.random.Generator) -> dict:
+    resolution = int(round(_log_uniform(rng, 32, 512) / 8)) * 8
+    batch = int(_choice(rng, (1, 2, 4, 8), (0.7, 0.1, 0.1, 0.1)))
+    width = _log_uniform(rng, 8, 96)
+    stem_stride = int(_choice(rng, (1, 2), (0.3, 0.7)))
+    stem_pool = _choice(rng, ("none", "max", "avg"), (0.5, 0.35, 0.15))
+    reduced = resolution // stem_stride // (1 if stem_pool == "none" else 2)
+    max_stages = max(1, min(5, int(math.log2(max(reduced, 2)))))
+    stage_count = int(rng.integers(1, max_stages + 1))
+    # a few nets get one dominant block kind (ResNet-, DenseNet-, MobileNet-like), the rest mix kinds
+    mix = rng.dirichlet(np.full(len(BLOCK_KINDS), 0.6 if rng.random() < 0.5 else 3.0))
+    depth = _log_uniform(rng, 1, 6) if rng.random() < 0.85 else _log_uniform(rng, 6, 36)
+    stages = []
+    for index in range(stage_count):
+        channels = _round_channels(width * 2 ** index)
+        blocks = [_sample_block(rng, _choice(rng, BLOCK_KINDS, mix), channels)
+                  for _ in range(max(1, int(round(depth * rng.uniform(0.5, 1.5)))))]
+        downsample = "none" if index == 0 and rng.random() < 0.5 else _choice(rng, DOWNSAMPLES[:3], (0.4, 0.2, 0.4))
+        stages.append({"downsample": downsample, "blocks": blocks})
+    head_pool = _choice(rng, ("avg", "max", "flatten"), (0.65, 0.15, 0.2))
+    classes = int(_choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))
+    hidden = [int(_choice(rng, (128, 256, 512, 1024, 2048, 4096))) for _ in range(int(rng.integers(0, 3)))]
+    head = {"pool": head_pool, "side": int(rng.integers(1, 8)) if head_pool == "flatten" else 1,
+            "fc": sorted(hidden, reverse=True) + [classes]}
+    return {
+        "resolution": resolution, "batch": batch, "norm": bool(rng.random() < 0.8),
+        "activation": _choice(rng, ("relu", "clip", "silu", "gelu"), (0.55, 0.15, 0.15, 0.15)),
+        "stem": {"channels": _round_channels(width), "kernel": int(_choice(rng, (3, 5, 7), (0.5, 0.2, 0.3))),
+                 "stride": stem_stride, "pool": stem_pool},
+        "stages": stages, "head": head,
+    }
+
+
+_WIDTH_KEYS = ("channels", "growth", "branch_channels", "transition")
+
+
+def _scale_widths(cfg: dict, factor: float) -> dict:
+    """Multiplies every conv width by ``factor``, keeping group divisibility."""
+    def scaled(blk: dict) -> dict:
+        out = dict(blk)
+        multiple = max(4, blk.get("groups", 4))
+        for key in _WIDTH_KEYS:
+            if out.get(key):
+                out[key] = _round_channels(out[key] * factor, multiple)
+        return out
+
+    new = dict(cfg)
+    new["stem"] = scaled(cfg["stem"])
+    new["stages"] = [{**stage, "blocks": [scaled(blk) for blk in stage["blocks"]]} for stage in cfg["stages"]]
+    return new
+
+
+def estimate_macs(cfg: dict) -> int:
+    """MACs of the conv/Gemm/MatMul layers, from a weightless build (no shape inference)."""
+    builder = GraphBuilder("estimate", None, weights=False)
+    build_cnn(builder, cfg)
+    return builder.macs
+
+
+def _fits(cfg: dict) -> bool:
+    """False when downsampling shrinks the map below 1x1 (the net cannot be built)."""
+    try:
+        return estimate_macs(cfg) > 0
+    except (ValueError, IndexError):
+        return False
+
+
+def sample_target_macs(rng: np.random.Generator) -> float:
+    """Bulk in 1e6..2e9 MACs, a tail to 5e10, so most nets time quickly on a small CPU."""
+    if rng.random() < 0.85:
+        return 10 ** rng.uniform(6.0, 9.3)
+    return 10 ** rng.uniform(9.3, 10.7)
+
+
+MAX_MACS = 6e10
+
+
+def _fit_to_target(cfg: dict, target: float) -> dict:
+    """Scales widths, then batch and resolution, until the MACs are near ``target``."""
+    for _step in range(6):
+        macs = estimate_macs(cfg)
+        factor = math.sqrt(target / macs)
+        if 0.8 < factor < 1.25:
+            break
+        rescaled = _scale_widths(cfg, factor)
+        if rescaled != cfg:
+            cfg = rescaled
+            continue
+        if factor > 1:  # every width is at its cap: accept a smaller net
+            break
+        if cfg["batch"] > 1:  # widths are at their floor: shrink the input instead
+            cfg = {**cfg, "batch": max(1, int(cfg["batch"] * factor * factor))}
+            continue
+        smaller = {**cfg, "resolution": max(32, int(cfg["resolution"] * factor) // 8 * 8)}
+        if smaller["resolution"] == cfg["resolution"] or not _fits(smaller):
+            break
+        cfg = smaller
+    return cfg
+
+
+def sample_cnn_config(rng: np.random.Generator) -> dict:
+    """A random, fully resolved CNN config whose MACs land near a sampled target."""
+    target = sample_target_macs(rng)
+    for _attempt in range(50):
+        cfg = _sample_structure(rng)
+        if not _fits(cfg):
+            continue
+        cfg = _fit_to_target(cfg, target)
+        if estimate_macs(cfg) <= MAX_MACS:
+            break
+    else:  # pragma: no cover - tiny nets at resolution >= 32 always fit
+        raise RuntimeError("could not sample a CNN that fits its resolution and the MACs cap")
+    cfg["target_macs"] = float(f"{target:.4g}")
+    return cfg

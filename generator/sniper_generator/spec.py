@@ -1,0 +1,147 @@
+"""Network specs: a net is (generator version, family, config, seed), re-materialized on demand.
+
+Datasets store specs, never weight files: ``materialize`` rebuilds the same bytes from a spec, drawing
+the random weights from ``numpy.random.default_rng(spec.seed)`` at that moment.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+
+from sniper_onnx.errors import SniperError
+
+# Bump when a config can build a different graph or weights than before: manifests record it and
+# ``materialize`` refuses specs from another version instead of silently building another net.
+GENERATOR_VERSION = "1"
+MIXED_TRANSFORMER_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """Everything needed to rebuild one generated network (JSON-serialisable)."""
+
+    net_id: str
+    seed: int
+    family: str
+    config: dict = field(hash=False)
+    generator_version: str = GENERATOR_VERSION
+
+    def to_json_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json_dict(cls, data: dict) -> NetSpec:
+        try:
+            return cls(net_id=str(data["net_id"]), seed=int(data["seed"]), family=str(data["family"]),
+                       config=dict(data["config"]), generator_version=str(data["generator_version"]))
+        except (KeyError, TypeError, ValueError) as error:
+            raise SniperError(f"net spec {str(data)[:80]}...: missing or bad field {error}; "
+                              "a spec needs net_id, seed, family, config and generator_version") from None
+
+
+def _canonical(value) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def make_net_id(family: str, config: dict, seed: int, version: str = GENERATOR_VERSION) -> str:
+    digest = hashlib.sha256(_canonical([version, family, config, seed]).encode()).hexdigest()
+    return f"{family}-{digest[:12]}"
+
+
+# ------------------------------------------------------------------------------------ families
+@dataclass(frozen=True)
+class Family:
+    """How one family samples configs and turns a config into a model."""
+
+    sample: Callable[[np.random.Generator], dict]
+    build: Callable[[dict, int, bool], onnx.ModelProto]
+
+
+def _build_with(builder_fn: Callable) -> Callable[[dict, int, bool], onnx.ModelProto]:
+    def build(config: dict, seed: int, weights: bool) -> onnx.ModelProto:
+        from sniper_generator.builder import GraphBuilder
+
+        builder = GraphBuilder("generated", np.random.default_rng(seed), weights)
+        builder.output(builder_fn(builder, config), "logits")
+        return builder.build()
+    return build
+
+
+def _cnn() -> Family:
+    from sniper_generator.cnn import build_cnn, sample_cnn_config
+
+    return Family(sample_cnn_config, _build_with(build_cnn))
+
+
+def _transformer() -> Family:
+    from sniper_generator.transformer import build_transformer, sample_transformer_config
+
+    return Family(sample_transformer_config, _build_with(build_transformer))
+
+
+def _nasbench201() -> Family:
+    try:
+        from sniper_generator import nasbench201
+    except ImportError as error:  # pragma: no cover - the module ships with the package
+        raise SniperError(f"family nasbench201: {error}; reinstall sniper-onnx") from None
+
+    def build(config: dict, seed: int, weights: bool) -> onnx.ModelProto:
+        return nasbench201.build_nasbench201(config["arch"], weights=weights, resolution=config["resolution"],
+                                             batch=config["batch"], num_classes=config["num_classes"], seed=seed)
+
+    def sample(rng: np.random.Generator) -> dict:
+        return {"arch": nasbench201.random_arch(rng), "resolution": 32, "batch": 1, "num_classes": 10}
+
+    return Family(sample, build)
+
+
+FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "transformer": _transformer, "nasbench201": _nasbench201}
+SAMPLED_FAMILIES = ("cnn", "transformer", "mixed", "nasbench201")
+
+
+def _family(name: str) -> Family:
+    try:
+        return FAMILIES[name]()
+    except KeyError:
+        raise SniperError(f"family {name!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}") from None
+
+
+def spec_seed(seed: int, index: int) -> int:
+    """The seed of the ``index``-th spec of a run: depends on (seed, index) only, so prefixes agree."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
+
+
+def sample_spec(seed: int, index: int, family: str = "cnn") -> NetSpec:
+    if family not in SAMPLED_FAMILIES:
+        raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
+    net_seed = spec_seed(seed, index)
+    rng = np.random.default_rng(net_seed)
+    if family == "mixed":
+        family = "transformer" if rng.random() < MIXED_TRANSFORMER_SHARE else "cnn"
+    config = _family(family).sample(rng)
+    return NetSpec(make_net_id(family, config, net_seed), net_seed, family, config)
+
+
+def sample_specs(count: int, seed: int, family: str = "cnn") -> list[NetSpec]:
+    """``count`` random specs; ``sample_specs(n, s)`` is a prefix of ``sample_specs(n + k, s)``."""
+    if count < 0:
+        raise SniperError(f"count {count}: must be >= 0")
+    return [sample_spec(seed, index, family) for index in range(count)]
+
+
+def materialize(spec: NetSpec, weights: bool = True) -> onnx.ModelProto:
+    """The ONNX model of ``spec``; ``weights=False`` gives a weightless skeleton for the analyzer."""
+    if spec.generator_version != GENERATOR_VERSION:
+        raise SniperError(
+            f"net {spec.net_id}: made by generator version {spec.generator_version}, this is version "
+            f"{GENERATOR_VERSION}; install the sniper-onnx release that made it, or sample new specs")
+    model = _family(spec.family).build(spec.config, spec.seed, weights)
+    model.doc_string = f"sniper_generator v{GENERATOR_VERSION} {spec.net_id} seed={spec.seed}"
+    onnx.helper.set_model_props(model, {"sniper_net_id": spec.net_id, "sniper_generator_version": GENERATOR_VERSION})
+    return model

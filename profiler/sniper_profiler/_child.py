@@ -1,0 +1,44 @@
+"""Child process entry: ``python -m sniper_profiler._child JOB.json RESULT.json``.
+
+Writes the result atomically (temp file + rename), so the parent sees a whole result or none.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+
+def main(job_path: str, result_path: str) -> int:
+    from sniper_profiler.config import ProfileConfig, ProfilerError
+    from sniper_profiler.measure import ProviderUnavailable, measure
+
+    with open(job_path) as handle:
+        job = json.load(handle)
+    try:
+        result = {"status": "ok", **measure(job["path"], ProfileConfig.from_dict(job["config"]))}
+        code = 0
+    except ProviderUnavailable as error:
+        result, code = {"status": "failed", "failure": {"kind": "provider_unavailable", "reason": str(error)}}, 4
+    except ProfilerError as error:
+        result, code = {"status": "failed", "failure": {"kind": "error", "reason": str(error)}}, 3
+    except MemoryError:
+        result, code = {"status": "failed", "failure": {"kind": "out_of_memory", "reason": "MemoryError while measuring"}}, 3
+    except Exception as error:  # noqa: BLE001 - any model problem becomes a failure record
+        reason = f"{type(error).__name__}: {error}".strip()
+        kind = "out_of_memory" if "memory" in reason.lower() and "alloc" in reason.lower() else "error"
+        result = {"status": "failed", "failure": {"kind": kind, "reason": reason[:2000], "traceback": traceback.format_exc()[-4000:]}}
+        code = 3
+    temporary = result_path + ".tmp"
+    with open(temporary, "w") as handle:
+        json.dump(result, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, result_path)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2]))

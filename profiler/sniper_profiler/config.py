@@ -1,0 +1,115 @@
+"""What to measure with, and when to stop: one :class:`ProfileConfig` per device configuration."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+from sniper_profiler.device import GRAPH_OPTIMIZATION_LEVELS, PRECISION_BITS
+
+
+class ProfilerError(Exception):
+    """Bad input or environment; the command line prints it as one line and exits 2."""
+
+
+PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
+}
+
+
+@dataclass
+class ProfileConfig:
+    provider: str = "CPUExecutionProvider"
+    provider_options: Dict[str, Any] = field(default_factory=dict)
+    threads: int = 0  # intra-op threads; 0 lets onnxruntime choose (one per physical core)
+    graph_optimization: str = "all"
+    precision: str = "fp32"
+    input_shapes: Dict[str, List[int]] = field(default_factory=dict)
+    default_dim: int = 1  # value for symbolic dims not set in input_shapes
+    warmup: int = 5
+    min_repeats: int = 10
+    max_repeats: int = 1000
+    max_time_s: float = 10.0
+    target_relative_ci: float = 0.01
+    confidence: float = 0.95
+    timeout_s: float = 300.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.provider = PROVIDER_ALIASES.get(self.provider.lower(), self.provider)
+        if self.graph_optimization not in GRAPH_OPTIMIZATION_LEVELS:
+            raise ProfilerError(
+                f"--opt-level {self.graph_optimization!r}: use one of {', '.join(GRAPH_OPTIMIZATION_LEVELS)}"
+            )
+        if self.precision not in PRECISION_BITS:
+            raise ProfilerError(f"--precision {self.precision!r}: use one of {', '.join(PRECISION_BITS)}")
+        checks = (
+            (self.threads >= 0, "--threads must be 0 (runtime default) or more"),
+            (self.default_dim >= 1, "--default-dim must be at least 1"),
+            (self.warmup >= 0, "--warmup must be 0 or more"),
+            (1 <= self.min_repeats <= self.max_repeats, "--min-repeats must be between 1 and --max-repeats"),
+            (self.max_time_s > 0, "--max-time must be positive"),
+            (0 < self.target_relative_ci < 1, "--target-ci must be between 0 and 1 (0.01 is +-1%)"),
+            (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
+            (self.timeout_s > 0, "--timeout must be positive"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ProfilerError(message)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "ProfileConfig":
+        return cls(**data)
+
+    def identity(self) -> Dict[str, Any]:
+        """The settings that change the latency (stopping-rule knobs do not)."""
+        return {
+            "provider": self.provider,
+            "provider_options": self.provider_options,
+            "threads": self.threads,
+            "graph_optimization": self.graph_optimization,
+            "precision": self.precision,
+            "input_shapes": self.input_shapes,
+            "default_dim": self.default_dim,
+        }
+
+
+def parse_input_shape(text: str) -> Tuple[str, List[int]]:
+    """``NAME=1x3x224x224`` (also ``NAME:1,3,224,224``)."""
+    match = re.fullmatch(r"\s*([^=:]+)[=:]\s*(\d+(?:\s*[x,]\s*\d+)*)\s*", text)
+    if not match:
+        raise ProfilerError(f"--input-shape {text!r}: write NAME=1x3x224x224")
+    dims = [int(d) for d in re.split(r"\s*[x,]\s*", match.group(2))]
+    if any(d < 1 for d in dims):
+        raise ProfilerError(f"--input-shape {text!r}: every dimension must be at least 1")
+    return match.group(1).strip(), dims
+
+
+def parse_provider_option(text: str) -> Tuple[str, Any]:
+    """``KEY=VALUE``; numbers and true/false become JSON values, the rest stays a string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise ProfilerError(f"--provider-option {text!r}: write KEY=VALUE, e.g. device_id=0")
+    lowered = value.strip().lower()
+    parsed: Any = value.strip()
+    if lowered in ("true", "false"):
+        parsed = lowered == "true"
+    elif re.fullmatch(r"-?\d+", lowered):
+        parsed = int(lowered)
+    elif re.fullmatch(r"-?\d*\.\d+(e-?\d+)?", lowered):
+        parsed = float(lowered)
+    return key.strip(), parsed
+
+
+def optional_int(value: Optional[str]) -> Optional[int]:
+    return None if value is None else int(value)

@@ -1,0 +1,173 @@
+"""Measure one model in this process: build inputs, warm up, time until the median is known.
+
+This runs inside the child process that :mod:`sniper_profiler.runner` starts for each model, so a
+crash, hang or out-of-memory here never takes the run down.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from sniper_profiler.config import ProfileConfig, ProfilerError
+from sniper_profiler.stats import relative_half_width, summarize
+
+class ProviderUnavailable(ProfilerError):
+    """The provider fails for every model, so the run stops instead of recording failures."""
+
+
+_GRAPH_LEVELS = {
+    "disabled": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def _floats(dtype: Any) -> Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]:
+    return lambda rng, shape: rng.standard_normal(shape).astype(dtype)
+
+
+def _ints(dtype: Any) -> Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]:
+    # Small non-negative values stay valid as token ids, indices and counts.
+    return lambda rng, shape: rng.integers(0, 8, size=shape).astype(dtype)
+
+
+INPUT_MAKERS: Dict[str, Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]] = {
+    "tensor(float)": _floats(np.float32),
+    "tensor(float16)": _floats(np.float16),
+    "tensor(double)": _floats(np.float64),
+    "tensor(int64)": _ints(np.int64),
+    "tensor(int32)": _ints(np.int32),
+    "tensor(int16)": _ints(np.int16),
+    "tensor(int8)": _ints(np.int8),
+    "tensor(uint8)": _ints(np.uint8),
+    "tensor(bool)": lambda rng, shape: rng.integers(0, 2, size=shape).astype(bool),
+}
+
+
+def resolve_shape(name: str, shape: Sequence[Any], config: ProfileConfig) -> Tuple[int, ...]:
+    if name in config.input_shapes:
+        given = tuple(config.input_shapes[name])
+        if len(given) != len(shape):
+            raise ProfilerError(f"--input-shape {name}: model input has rank {len(shape)}, got {len(given)} dims")
+        for fixed, wanted in zip(shape, given):
+            if isinstance(fixed, int) and fixed > 0 and fixed != wanted:
+                raise ProfilerError(f"--input-shape {name}: dims {given} conflict with the model's fixed shape {list(shape)}")
+        return given
+    return tuple(dim if isinstance(dim, int) and dim > 0 else config.default_dim for dim in shape)
+
+
+def make_inputs(session: Any, config: ProfileConfig) -> Tuple[Dict[str, np.ndarray], List[Dict[str, Any]]]:
+    rng = np.random.default_rng(config.seed)
+    feeds: Dict[str, np.ndarray] = {}
+    described: List[Dict[str, Any]] = []
+    for spec in session.get_inputs():
+        maker = INPUT_MAKERS.get(spec.type)
+        if maker is None:
+            raise ProfilerError(f"input {spec.name!r} has type {spec.type}, which the profiler cannot generate")
+        shape = resolve_shape(spec.name, spec.shape, config)
+        feeds[spec.name] = maker(rng, shape)
+        described.append({"name": spec.name, "type": spec.type, "shape": list(shape), "model_shape": [str(d) if not isinstance(d, int) else d for d in spec.shape]})
+    unknown = sorted(set(config.input_shapes) - set(feeds))
+    if unknown:
+        raise ProfilerError(f"--input-shape names {', '.join(unknown)} are not model inputs (inputs: {', '.join(feeds)})")
+    return feeds, described
+
+
+def check_outputs(outputs: Sequence[Any]) -> Dict[str, Any]:
+    """NaN, Inf and denormal values in the outputs: signs of bad weights or inputs whose timings
+    are not representative (denormals slow x86 down up to 50x)."""
+    nan = inf = False
+    denormal = total = 0
+    for output in outputs:
+        array = np.asarray(output)
+        if not np.issubdtype(array.dtype, np.floating):
+            continue
+        nan = nan or bool(np.isnan(array).any())
+        inf = inf or bool(np.isinf(array).any())
+        magnitude = np.abs(array[np.isfinite(array)])
+        denormal += int(((magnitude > 0) & (magnitude < np.finfo(array.dtype).tiny)).sum())
+        total += array.size
+    fraction = denormal / total if total else 0.0
+    flags = [name for name, bad in (("nan_outputs", nan), ("inf_outputs", inf), ("denormal_outputs", fraction > 0)) if bad]
+    return {"nan": nan, "inf": inf, "denormal_fraction": fraction, "flags": flags}
+
+
+def create_session(path: str, config: ProfileConfig) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _GRAPH_LEVELS[config.graph_optimization])
+    options.intra_op_num_threads = config.threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.log_severity_level = 3
+    provider_options = dict(config.provider_options)
+    if config.provider == "TensorrtExecutionProvider" and config.precision == "fp16":
+        provider_options.setdefault("trt_fp16_enable", True)
+    session = ort.InferenceSession(path, sess_options=options, providers=[(config.provider, provider_options)])
+    used = session.get_providers()
+    if not used or used[0] != config.provider:
+        raise ProviderUnavailable(
+            f"--provider {config.provider}: did not load (the session fell back to {', '.join(used)}); "
+            "check its libraries (CUDA/cuDNN/TensorRT) and --provider-option values"
+        )
+    return session
+
+
+def time_runs(run: Callable[[], Any], config: ProfileConfig) -> Tuple[List[float], str]:
+    """Repeat ``run`` until the median's relative CI half-width reaches the target, or
+    max_repeats, or max_time (once at least min(3, min_repeats) samples exist)."""
+    samples: List[float] = []
+    clock = time.perf_counter
+    start = clock()
+    next_check = config.min_repeats
+    floor = min(3, config.min_repeats)
+    while True:
+        began = clock()
+        run()
+        samples.append(clock() - began)
+        count = len(samples)
+        if count >= config.max_repeats:
+            return samples, "max_repeats"
+        if count >= floor and clock() - start >= config.max_time_s:
+            return samples, "max_time"
+        if count >= next_check:
+            if relative_half_width(sorted(samples), config.confidence) <= config.target_relative_ci:
+                return samples, "ci_target"
+            # Checking at geometric intervals keeps the sorting cost out of the way (O(n log n) total).
+            next_check = max(count + 1, int(count * 1.1))
+
+
+def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
+    import onnxruntime as ort
+
+    began = time.perf_counter()
+    session = create_session(path, config)
+    session_create_s = time.perf_counter() - began
+    feeds, inputs = make_inputs(session, config)
+    outputs = session.run(None, feeds)
+    warm_until = time.perf_counter() + config.max_time_s / 4
+    for _ in range(max(0, config.warmup - 1)):
+        if time.perf_counter() > warm_until:
+            break
+        outputs = session.run(None, feeds)
+    output_check = check_outputs(outputs)
+    del outputs
+    samples, stop_reason = time_runs(lambda: session.run(None, feeds), config)
+    stats = summarize(samples, config.confidence)
+    stats.update(session_create_s=session_create_s, stop_reason=stop_reason, warmup=config.warmup)
+    flags = list(output_check["flags"])
+    if stop_reason != "ci_target":
+        flags.append("ci_target_not_reached")
+    return {
+        "stats": stats,
+        "inputs": inputs,
+        "output_check": output_check,
+        "flags": flags,
+        "providers_used": session.get_providers(),
+        "onnxruntime_version": ort.__version__,
+    }

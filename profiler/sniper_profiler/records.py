@@ -1,0 +1,80 @@
+"""The JSONL results file: append-only and durable, so a kill loses at most the model in flight.
+
+Each record is one line written with a single ``write``, then flushed and fsynced. A kill in the
+middle of a write can leave a truncated last line; readers skip it (it is never deleted) and the
+next append starts on a fresh line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List
+
+RECORD_SCHEMA = "sniper-profiler/1"
+
+
+@dataclass
+class ResultsFile:
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    unreadable_lines: List[int] = field(default_factory=list)  # 1-based line numbers
+
+    def keys(self, include_failed: bool = True) -> set:
+        return {r["key"] for r in self.records if include_failed or r.get("status") == "ok"}
+
+
+def append_record(path: "str | Path", record: Dict[str, Any]) -> None:
+    line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    with open(path, "ab") as handle:
+        if handle.tell() > 0 and not _ends_with_newline(path):
+            line = "\n" + line
+        handle.write(line.encode())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _ends_with_newline(path: "str | Path") -> bool:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) == b"\n"
+
+
+def read_records(path: "str | Path") -> ResultsFile:
+    result = ResultsFile()
+    if not Path(path).exists():
+        return result
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except ValueError:
+                result.unreadable_lines.append(number)
+                continue
+            if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA and "key" in record:
+                result.records.append(record)
+            else:
+                result.unreadable_lines.append(number)
+    return result
+
+
+def file_sha256(path: "str | Path") -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stable_hash(value: Any, length: int = 16) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def iter_lines(records: Iterable[Dict[str, Any]]) -> Iterable[str]:
+    for record in records:
+        yield json.dumps(record, sort_keys=True)

@@ -1,0 +1,232 @@
+"""Measure many models, each in its own child process, appending one durable record per model.
+
+Running the same command again resumes: a model whose key (model identity + configuration) is
+already in the results file is skipped, successful or failed (``retry_failed`` retries failures).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from sniper_profiler import __version__
+from sniper_profiler.config import ProfileConfig, ProfilerError
+from sniper_profiler.fingerprint import Fingerprint, collect_fingerprint
+from sniper_profiler.records import RECORD_SCHEMA, append_record, file_sha256, read_records, stable_hash
+
+
+@dataclass
+class ModelJob:
+    """One model to measure. ``key`` identifies it across runs (default: its file's sha256);
+    ``source`` tells the cloud side how to find it again (e.g. the generator's id)."""
+
+    path: str
+    name: Optional[str] = None
+    source: Dict[str, Any] = field(default_factory=dict)
+    key: Optional[str] = None
+
+
+@dataclass
+class RunSummary:
+    out: str
+    device_id: str
+    device_name: str
+    measured: int = 0
+    failed: int = 0
+    skipped: int = 0
+    records: List[Dict[str, Any]] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[str, ModelJob, Optional[Dict[str, Any]]], None]
+
+
+def available_providers() -> List[str]:
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+def device_fingerprint(config: ProfileConfig) -> Fingerprint:
+    import onnxruntime as ort
+
+    providers = ort.get_available_providers()
+    if config.provider not in providers:
+        raise ProfilerError(
+            f"--provider {config.provider}: not available in this onnxruntime ({ort.__version__}); "
+            f"available: {', '.join(providers)}"
+        )
+    return collect_fingerprint(
+        ort.__version__, config.provider, config.provider_options, config.precision, config.threads, config.graph_optimization
+    )
+
+
+def config_id(fingerprint: Fingerprint, config: ProfileConfig) -> str:
+    return stable_hash({"device": fingerprint.device_id, "config": config.identity()})
+
+
+class Profiler:
+    """Holds the results file, the device fingerprint and the set of finished keys."""
+
+    def __init__(self, out: "str | Path", config: ProfileConfig, retry_failed: bool = False) -> None:
+        self.out = Path(out)
+        if self.out.is_dir():
+            raise ProfilerError(f"--out {self.out}: is a directory; give a .jsonl file path")
+        if not self.out.parent.exists():
+            raise ProfilerError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
+        self.config = config
+        self.fingerprint = device_fingerprint(config)
+        self.config_id = config_id(self.fingerprint, config)
+        self.done = read_records(self.out).keys(include_failed=not retry_failed)
+
+    def key_for(self, job: ModelJob, sha256: Optional[str] = None) -> str:
+        model_key = job.key or f"sha256:{sha256 or file_sha256(job.path)}"
+        return f"{model_key}|{self.config_id}"
+
+    def is_done(self, job: ModelJob) -> bool:
+        return self.key_for(job) in self.done
+
+    def profile(self, job: ModelJob) -> Dict[str, Any]:
+        """Measure one model in a child process and append its record (success or failure)."""
+        if not Path(job.path).is_file():
+            raise ProfilerError(f"{job.path}: no such model file")
+        sha256 = file_sha256(job.path)
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        load_before = os.getloadavg()[0]
+        result = run_child(job.path, self.config)
+        if (result.get("failure") or {}).get("kind") == "provider_unavailable":
+            raise ProfilerError(result["failure"]["reason"])
+        record = {
+            "schema": RECORD_SCHEMA,
+            "record_id": uuid.uuid4().hex,
+            "key": self.key_for(job, sha256),
+            "status": result["status"],
+            "model": {
+                "path": str(Path(job.path).resolve()),
+                "name": job.name or Path(job.path).stem,
+                "sha256": sha256,
+                "size_bytes": Path(job.path).stat().st_size,
+                "source": job.source,
+            },
+            "device": {
+                "device_id": self.fingerprint.device_id,
+                "fingerprint": self.fingerprint.to_dict(),
+                "spec": self.fingerprint.device_spec().to_dict(),
+            },
+            "config": {**self.config.to_dict(), "config_id": self.config_id},
+            "stats": result.get("stats"),
+            "inputs": result.get("inputs"),
+            "output_check": result.get("output_check"),
+            "flags": result.get("flags", []),
+            "failure": result.get("failure"),
+            "providers_used": result.get("providers_used"),
+            "profiler_version": __version__,
+            # Other work on the machine skews timings; the load average lets the cloud side filter.
+            "load_average_1m": [load_before, os.getloadavg()[0]],
+            "started_at": started,
+            "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        append_record(self.out, record)
+        self.done.add(record["key"])
+        return record
+
+
+def run_child(path: str, config: ProfileConfig) -> Dict[str, Any]:
+    """Run :mod:`sniper_profiler._child` on one model; turn every way it can die into a failure."""
+    with tempfile.TemporaryDirectory(prefix="sniper-profiler-") as scratch:
+        job_path = os.path.join(scratch, "job.json")
+        result_path = os.path.join(scratch, "result.json")
+        stderr_path = os.path.join(scratch, "stderr.txt")
+        with open(job_path, "w") as handle:
+            json.dump({"path": str(Path(path).resolve()), "config": config.to_dict()}, handle)
+        with open(stderr_path, "wb") as stderr:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "sniper_profiler._child", job_path, result_path],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
+            try:
+                code = child.wait(timeout=config.timeout_s)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+                return _failure("timeout", f"no result after {config.timeout_s:g} s (hang, or raise --timeout)")
+            except BaseException:
+                child.kill()  # interrupted: do not leave the child measuring on its own
+                child.wait()
+                raise
+        if os.path.exists(result_path):
+            with open(result_path) as handle:
+                return json.load(handle)
+        return _failure(*_death_reason(code, _tail(stderr_path)))
+
+
+def _failure(kind: str, reason: str) -> Dict[str, Any]:
+    return {"status": "failed", "failure": {"kind": kind, "reason": reason}}
+
+
+def _death_reason(code: int, stderr_tail: str) -> tuple:
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.Signals._value2member_map_ else str(-code)
+        if -code == signal.SIGKILL:
+            return "out_of_memory", f"child killed by {name} (most likely the out-of-memory killer){stderr_tail}"
+        return "crash", f"child died from {name}{stderr_tail}"
+    return "crash", f"child exited with code {code} without a result{stderr_tail}"
+
+
+def _tail(path: str, limit: int = 800) -> str:
+    try:
+        text = Path(path).read_text(errors="replace").strip()
+    except OSError:
+        return ""
+    return f"; stderr: ...{text[-limit:]}" if text else ""
+
+
+def run_profile(
+    jobs: Sequence[ModelJob],
+    out: "str | Path",
+    config: ProfileConfig,
+    retry_failed: bool = False,
+    on_progress: Optional[ProgressCallback] = None,
+) -> RunSummary:
+    missing = [job.path for job in jobs if not Path(job.path).is_file()]
+    if missing:
+        raise ProfilerError(f"{missing[0]}: no such model file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    profiler = Profiler(out, config, retry_failed)
+    summary = RunSummary(str(out), profiler.fingerprint.device_id, profiler.fingerprint.short_name())
+    for job in jobs:
+        if profiler.is_done(job):
+            summary.skipped += 1
+            if on_progress:
+                on_progress("skipped", job, None)
+            continue
+        if on_progress:
+            on_progress("start", job, None)
+        record = profiler.profile(job)
+        summary.records.append(record)
+        if record["status"] == "ok":
+            summary.measured += 1
+        else:
+            summary.failed += 1
+        if on_progress:
+            on_progress("done", job, record)
+    return summary
+
+
+def wait_for_quiet(max_load_per_core: float = 0.3, timeout_s: float = 0.0) -> float:
+    """The 1-minute load average per core, after waiting up to ``timeout_s`` for it to drop
+    below ``max_load_per_core`` (a busy machine gives untrustworthy timings)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        load = os.getloadavg()[0] / (os.cpu_count() or 1)
+        if load <= max_load_per_core or time.monotonic() >= deadline:
+            return load
+        time.sleep(5)

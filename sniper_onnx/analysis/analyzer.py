@@ -1,0 +1,71 @@
+"""``analyze``: the Network Structure Analyzer of Sniper (section 3.2, Table 1) over an ONNX model."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import onnx
+
+from sniper_onnx.analysis.costs import cost_model_nodes
+from sniper_onnx.analysis.features import compute_features
+from sniper_onnx.analysis.loading import InputShapes, ModelSource, prepare
+from sniper_onnx.analysis.result import AnalysisResult
+from sniper_onnx.analysis.structure import analyse_structure
+
+MAX_NAMED_NODES = 8
+
+
+def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> AnalysisResult:
+    """Structural features of an ONNX model (a path or a ModelProto) without running or loading weights.
+
+    ``input_shapes`` maps graph input names to concrete shapes; unset symbolic dims default as
+    documented in docs/analyzer.md (batch 1). Raises ``SniperError`` on malformed models.
+    """
+    prepared = prepare(source, input_shapes)
+    graph = prepared.model.graph
+    warnings = prepared.warnings
+    costs = cost_model_nodes(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
+    initializers = {t.name for t in graph.initializer}
+    inputs = [vi.name for vi in graph.input if vi.name not in initializers]
+    structure = analyse_structure(costs, inputs)
+    unknown_ops = dict(sorted(Counter(c.op_type for c in costs if c.category == "unknown").items()))
+    if unknown_ops:
+        warnings.append(
+            "unknown ops counted with 0 MACs: " + ", ".join(f"{op} x{n}" for op, n in unknown_ops.items())
+        )
+    unknown_shapes = [c.name for c in costs if not c.shapes_known and c.category != "unknown"]
+    if unknown_shapes:
+        shown = ", ".join(f"'{n}'" for n in unknown_shapes[:MAX_NAMED_NODES])
+        more = f" and {len(unknown_shapes) - MAX_NAMED_NODES} more" if len(unknown_shapes) > MAX_NAMED_NODES else ""
+        warnings.append(
+            f"{len(unknown_shapes)} nodes have unknown shapes, so their costs are incomplete: {shown}{more}; "
+            "set the input dims with --input-shape NAME=DIMS"
+        )
+    return AnalysisResult(
+        source=prepared.source,
+        features=compute_features(costs, structure),
+        unknown_ops=unknown_ops,
+        warnings=warnings,
+        nodes=costs,
+        graph=structure.graph,
+        critical_path=structure.critical_path,
+        model_info=_model_info(prepared.model, prepared.resolved_inputs, prepared.shapes),
+        unknown_shape_nodes=unknown_shapes,
+    )
+
+
+def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:
+    opsets = {entry.domain or "ai.onnx": entry.version for entry in model.opset_import}
+    outputs = {}
+    for vi in model.graph.output:
+        info = shapes.get(vi.name)
+        outputs[vi.name] = None if info is None or info.shape is None else list(info.shape)
+    return {
+        "graph_name": model.graph.name,
+        "producer": " ".join(p for p in (model.producer_name, model.producer_version) if p),
+        "ir_version": model.ir_version,
+        "opsets": opsets,
+        "num_nodes": len(model.graph.node),
+        "inputs": {name: list(dims) for name, dims in resolved.items()},
+        "outputs": outputs,
+    }

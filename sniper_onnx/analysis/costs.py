@@ -1,0 +1,356 @@
+"""Per-node costs: MACs from the op registry, parameters and activation bytes from the inputs.
+
+Rules (docs/analyzer.md):
+- A tensor is *static* when it is an initializer, a Constant output, a Shape/Size output, or computed
+  only from static tensors. Nodes that compute static tensors are constant folding, not layers.
+- Parameters are counted where a static tensor enters a layer in a weight slot (not a configuration
+  slot such as a Reshape's shape). Single-element constants of elementwise ops (0.5 in GELU, sqrt(d)
+  in attention) are settings emitted by exporters, not parameters.
+- Activation bytes read are the non-static inputs; bytes written are all outputs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import onnx
+
+from sniper_onnx.analysis.loading import TensorInfo, collect_shapes
+from sniper_onnx.analysis.ops import PLUMBING_OPS, NodeView, numel, qualified_op_name, rule_for
+
+NOT_LAYER_CATEGORIES = frozenset({"plumbing", "constant"})
+SHAPE_SOURCE_OPS = frozenset({"Shape", "Size"})
+SCALAR_SETTING_OPS = frozenset(
+    "Add Sum Sub Mul Div Pow Mod Min Max Mean Equal Less LessOrEqual Greater GreaterOrEqual And Or Xor "
+    "Where Clip".split()
+)
+SETTING_CATEGORIES = frozenset({"elementwise", "add", "activation"})
+SAME_SHAPE_OPS = frozenset(
+    "Relu LeakyRelu PRelu Elu Selu Celu Gelu Sigmoid HardSigmoid HardSwish Swish Mish Softplus Softsign Tanh "
+    "ThresholdedRelu Clip Abs Neg Exp Log Sqrt Reciprocal Floor Ceil Round Sign Erf Sin Cos Not Shrink "
+    "BatchNormalization LayerNormalization GroupNormalization InstanceNormalization RMSNormalization "
+    "LpNormalization MeanVarianceNormalization LRN Softmax LogSoftmax Hardmax Dropout Identity".split()
+)
+BROADCAST_OPS = frozenset("Add Sum Sub Mul Div Pow Mod Min Max Mean Where".split())
+
+
+@dataclass
+class NodeCost:
+    """The cost of one operator node; counts are plain integers (MACs, elements, bytes)."""
+
+    name: str
+    op_type: str
+    category: str
+    is_layer: bool
+    macs: int
+    params: int
+    param_bytes: int
+    bytes_read: int
+    bytes_written: int
+    input_shapes: list
+    output_shapes: list
+    shapes_known: bool
+    tags: tuple = ()
+    subgraph: bool = False
+    on_critical_path: bool = False
+    param_tensors: tuple = field(default=(), repr=False)  # (tensor name, elements, bytes) per weight
+    inputs: tuple = field(default=(), repr=False)
+    outputs: tuple = field(default=(), repr=False)
+
+    def to_row(self) -> dict:
+        row = asdict(self)
+        for hidden in ("param_tensors", "inputs", "outputs"):
+            row.pop(hidden)
+        row["tags"] = list(self.tags)
+        return row
+
+
+_ITEMSIZE_CACHE: dict[int, int] = {}
+
+
+def itemsize(elem_type: int) -> int:
+    if elem_type not in _ITEMSIZE_CACHE:
+        try:
+            size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+        except Exception:  # noqa: BLE001 - undefined or string dtypes carry no fixed size
+            size = 0
+        _ITEMSIZE_CACHE[elem_type] = size
+    return _ITEMSIZE_CACHE[elem_type]
+
+
+@dataclass
+class Scope:
+    """Shapes and static tensors visible to the nodes being costed."""
+
+    shapes: dict[str, TensorInfo]
+    static: set[str]
+    constant_values: dict[str, np.ndarray]
+    warnings: list[str]
+
+    def known(self, name: str) -> tuple | None:
+        info = self.shapes.get(name)
+        return None if info is None else info.known_shape
+
+    def display(self, name: str) -> list | None:
+        info = self.shapes.get(name)
+        return None if info is None or info.shape is None else list(info.shape)
+
+
+def static_seed(graph: onnx.GraphProto) -> tuple[set[str], dict[str, np.ndarray]]:
+    """Initializers are static; small inline ones also give their values (e.g. a Loop's trip count)."""
+    static = {t.name for t in graph.initializer}
+    values: dict[str, np.ndarray] = {}
+    for tensor in graph.initializer:
+        if tensor.data_location != onnx.TensorProto.EXTERNAL and math.prod(tensor.dims) <= 16:
+            try:
+                values[tensor.name] = onnx.numpy_helper.to_array(tensor)
+            except Exception:  # noqa: BLE001 - a weightless skeleton has dims but no data
+                pass
+    return static, values
+
+
+def unique_labels(nodes: list[onnx.NodeProto], indices: list[int]) -> dict[int, str]:
+    labels: dict[int, str] = {}
+    seen: set[str] = set()
+    for index in indices:
+        node = nodes[index]
+        label = node.name or f"{node.op_type}_{index}"
+        if label in seen:
+            label = f"{label}#{index}"
+        seen.add(label)
+        labels[index] = label
+    return labels
+
+
+def _fill_obvious_shapes(node: onnx.NodeProto, scope: Scope) -> None:
+    """Output shapes ONNX inference left unknown but that follow from the op's definition.
+
+    Shape-preserving ops (activations, normalisations, softmax) output their first input's shape and
+    elementwise ops output the broadcast of their inputs; some of them are ONNX functions (for example
+    GroupNormalization) whose outputs inference does not always fill in.
+    """
+    if node.domain not in ("", "ai.onnx"):
+        return
+    if node.op_type == "Loop":  # loop-carried values keep the shape of their initial value
+        for initial, final in zip(node.input[2:], node.output):
+            if final and scope.known(final) is None and scope.known(initial) is not None:
+                scope.shapes[final] = scope.shapes[initial]
+        return
+    if not node.output or not node.output[0] or scope.known(node.output[0]) is not None:
+        return
+    inputs = [scope.known(name) for name in node.input if name]
+    first = scope.shapes.get(node.input[0]) if node.input else None
+    if node.op_type in SAME_SHAPE_OPS and inputs and inputs[0] is not None:
+        shape = inputs[0]
+    elif node.op_type in BROADCAST_OPS and inputs and all(s is not None for s in inputs):
+        try:
+            shape = tuple(np.broadcast_shapes(*inputs))
+        except ValueError:
+            return
+    else:
+        return
+    scope.shapes[node.output[0]] = TensorInfo(tuple(shape), first.elem_type if first else 0)
+
+
+def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.NodeProto | None = None) -> NodeCost:
+    rule = rule_for(node)
+    _fill_obvious_shapes(node, scope)
+    inputs = list(node.input)
+    constant_inputs = [bool(name) and name in scope.static for name in inputs]
+    is_static = node.op_type not in ("If", "Loop", "Scan") and (
+        node.op_type in SHAPE_SOURCE_OPS or all(c for name, c in zip(inputs, constant_inputs) if name)
+    )
+    view = NodeView(
+        node,
+        [scope.known(name) if name else None for name in inputs],
+        [scope.known(name) if name else None for name in node.output],
+        constant_inputs,
+    )
+    if is_static:
+        category = "constant"
+        macs: int | None = 0
+    elif rule is None:
+        category = "unknown"
+        macs = 0
+    else:
+        category = rule.category_of(view)
+        macs = rule.macs(view)
+    shapes_known = macs is not None
+    if is_static:
+        scope.static.update(name for name in node.output if name)
+        _remember_constant(node, scope)
+
+    param_slots = _param_slots(node, rule, category, inputs, constant_inputs, scope) if not is_static else []
+    weights = []
+    for slot in param_slots:
+        shape = scope.known(inputs[slot])
+        if shape is None:
+            shapes_known = False
+            continue
+        count = numel(shape)
+        weights.append((inputs[slot], count, count * itemsize(scope.shapes[inputs[slot]].elem_type)))
+    bytes_read = _bytes(scope, [n for n, c in zip(inputs, constant_inputs) if n and not c])
+    bytes_written = _bytes(scope, [n for n in node.output if n])
+    if not is_static and category != "unknown" and (bytes_read is None or bytes_written is None):
+        shapes_known = False
+
+    cost = NodeCost(
+        name=label,
+        op_type=qualified_op_name(node),
+        category=category,
+        is_layer=category not in NOT_LAYER_CATEGORIES,
+        macs=int(macs or 0),
+        params=sum(w[1] for w in weights),
+        param_bytes=sum(w[2] for w in weights),
+        bytes_read=bytes_read or 0,
+        bytes_written=bytes_written or 0,
+        input_shapes=[scope.display(n) if n else None for n in inputs],
+        output_shapes=[scope.display(n) if n else None for n in node.output],
+        shapes_known=shapes_known or is_static,
+        tags=_tags(category, view, scope, inputs),
+        param_tensors=tuple(weights),
+        inputs=tuple(n for n in inputs if n),
+        outputs=tuple(n for n in node.output if n),
+    )
+    if node.op_type in ("If", "Loop", "Scan") and node.domain in ("", "ai.onnx"):
+        _cost_control_flow(cost, node, inferred or node, scope)
+    return cost
+
+
+def _remember_constant(node: onnx.NodeProto, scope: Scope) -> None:
+    if node.op_type == "Constant" and node.output:
+        for attribute in node.attribute:
+            if attribute.name == "value" and math.prod(attribute.t.dims) <= 16:
+                try:
+                    scope.constant_values[node.output[0]] = onnx.numpy_helper.to_array(attribute.t)
+                except Exception:  # noqa: BLE001 - weightless constants carry no data
+                    pass
+
+
+def _param_slots(node, rule, category, inputs, constant_inputs, scope) -> list[int]:
+    config = rule.config_slots if rule is not None else frozenset()
+    slots = []
+    for slot, (name, constant) in enumerate(zip(inputs, constant_inputs)):
+        if not constant or slot in config:
+            continue
+        if node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES:
+            shape = scope.known(name)
+            if shape is not None and numel(shape) <= 1:
+                continue
+        slots.append(slot)
+    return slots
+
+
+def _bytes(scope: Scope, names: list[str]) -> int | None:
+    total = 0
+    for name in names:
+        shape = scope.known(name)
+        if shape is None:
+            return None
+        total += numel(shape) * itemsize(scope.shapes[name].elem_type)
+    return total
+
+
+def _tags(category: str, view: NodeView, scope: Scope, inputs: list[str]) -> tuple:
+    """The Table 1 layer kinds this node counts as (conv3x3, atrous_conv3x3, fc, norm, ...)."""
+    if category != "conv":
+        return (category,) if category not in NOT_LAYER_CATEGORIES else ()
+    tags = ["conv"]
+    weight = view.input_shape(1)
+    kernel = tuple(view.attr("kernel_shape") or (weight[2:] if weight else ()))
+    dilations = tuple(view.attr("dilations") or ())
+    group = int(view.attr("group", 1))
+    data = view.input_shape(0)
+    if group > 1 and data is not None and len(data) > 1 and group == data[1]:
+        tags.append("depthwise_conv")
+    dilated = any(d > 1 for d in dilations)
+    if dilated:
+        tags.append("atrous_conv")
+    if len(kernel) == 2 and kernel[0] == kernel[1]:
+        k = int(kernel[0])
+        if dilated and k == 3:
+            tags.append("atrous_conv3x3")
+        elif not dilated and k in (1, 3, 5, 7):
+            tags.append(f"conv{k}x{k}")
+    return tuple(tags)
+
+
+# --------------------------------------------------------------------------- control flow
+
+
+def _subgraphs(node: onnx.NodeProto) -> dict[str, onnx.GraphProto]:
+    return {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+
+
+def cost_graph(graph: onnx.GraphProto, outer: Scope) -> list[NodeCost]:
+    """Costs of a subgraph's nodes, seeing the enclosing scope's tensors."""
+    shapes = collect_shapes(graph, dict(outer.shapes))
+    static, values = static_seed(graph)
+    scope = Scope(shapes, set(outer.static) | static, {**outer.constant_values, **values}, outer.warnings)
+    for vi in graph.input:  # loop-carried and scanned values change every iteration
+        scope.static.discard(vi.name)
+    labels = unique_labels(list(graph.node), list(range(len(graph.node))))
+    return [cost_node(node, f"{graph.name or 'subgraph'}/{labels[i]}", scope, node) for i, node in enumerate(graph.node)]
+
+
+def _total(costs: list[NodeCost], attribute: str) -> int:
+    return sum(getattr(c, attribute) for c in costs)
+
+
+def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.NodeProto, scope: Scope) -> None:
+    """If: the costlier branch (weights of both); Loop/Scan: body x trip count. Flagged as subgraph."""
+    bodies = {name: cost_graph(graph, scope) for name, graph in _subgraphs(inferred).items()}
+    cost.subgraph = True
+    if not bodies:
+        return
+    trips = 1
+    if node.op_type == "If":
+        chosen = max(bodies.values(), key=lambda costs: _total(costs, "macs"))
+    else:
+        chosen = next(iter(bodies.values()))
+        trips = _trip_count(node, scope, cost.name)
+    every = [c for costs in bodies.values() for c in costs]
+    cost.macs += trips * _total(chosen, "macs")
+    cost.bytes_read += trips * _total(chosen, "bytes_read")
+    cost.bytes_written += trips * _total(chosen, "bytes_written")
+    weights = {w[0]: w for w in cost.param_tensors}
+    for inner in every:
+        weights.update((w[0], w) for w in inner.param_tensors)
+    cost.param_tensors = tuple(weights.values())
+    cost.params = sum(w[1] for w in weights.values())
+    cost.param_bytes = sum(w[2] for w in weights.values())
+    cost.shapes_known = cost.shapes_known and all(c.shapes_known for c in every)
+    unknown = sorted({c.op_type for c in every if c.category == "unknown"})
+    if unknown:
+        scope.warnings.append(f"node '{cost.name}' ({node.op_type}): its subgraph holds unknown ops {unknown}")
+
+
+def _trip_count(node: onnx.NodeProto, scope: Scope, label: str) -> int:
+    if node.op_type == "Loop" and node.input and node.input[0]:
+        value = scope.constant_values.get(node.input[0])
+        if value is not None and value.size == 1:
+            return max(int(value.reshape(())), 0)
+    if node.op_type == "Scan":
+        num_scan_inputs = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+        first_scan = len(node.input) - num_scan_inputs
+        axes = next((list(a.ints) for a in node.attribute if a.name == "scan_input_axes"), [0])
+        shape = scope.known(node.input[first_scan]) if num_scan_inputs else None
+        if shape is not None:
+            return int(shape[axes[0] if axes else 0])
+    scope.warnings.append(
+        f"node '{label}' ({node.op_type}): trip count unknown before running; its body is counted once"
+    )
+    return 1
+
+
+def cost_model_nodes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
+                     inferred_nodes: dict[int, onnx.NodeProto], warnings: list[str]) -> list[NodeCost]:
+    static, values = static_seed(graph)
+    scope = Scope(shapes, static, values, warnings)
+    labels = unique_labels(list(graph.node), order)
+    return [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order]
+
+
+__all__ = ["NodeCost", "cost_model_nodes", "PLUMBING_OPS"]

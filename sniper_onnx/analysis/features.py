@@ -1,0 +1,86 @@
+"""Table 1 of the Sniper paper (minus Dependency) as a flat, stable name -> number map.
+
+Definitions and units: docs/features.md. Names never change meaning; new features are appended.
+"""
+
+from __future__ import annotations
+
+from sniper_onnx.analysis.costs import NodeCost
+from sniper_onnx.analysis.structure import Structure, max_branches
+
+# Table 1 layer kinds counted by ``num_<kind>`` with a ``prop_<kind>`` = num_<kind> / num_layers
+LAYER_KINDS = (
+    "norm", "conv", "conv1x1", "conv3x3", "conv5x5", "conv7x7", "atrous_conv3x3", "fc", "concat", "add",
+    "avgpool", "maxpool",
+)
+EXTRA_LAYER_KINDS = ("depthwise_conv", "atrous_conv", "matmul", "activation")
+
+FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "Network structure": (
+        "max_branches", "num_layers", "critical_path_layers", "prop_critical_path_params",
+        "prop_critical_path_layers", "prop_critical_path_macs", "avg_macs_per_layer",
+    ),
+    "Calculation times": ("total_macs", "critical_path_macs", "conv_macs", "fc_macs", "matmul_macs"),
+    "Number of parameters": ("total_params", "critical_path_params", "conv_params", "fc_params"),
+    "Proportion of network layers": tuple(
+        name for kind in LAYER_KINDS for name in (f"num_{kind}", f"prop_{kind}")
+    ) + tuple(f"num_{kind}" for kind in EXTRA_LAYER_KINDS),
+    "Memory": ("param_bytes", "activation_bytes_read", "activation_bytes_written"),
+}
+FEATURE_NAMES: tuple[str, ...] = tuple(name for names in FEATURE_GROUPS.values() for name in names)
+
+
+def _unique_weights(costs: list[NodeCost], column: int) -> int:
+    """Parameters (column 1) or their bytes (column 2), once per weight tensor even when shared."""
+    weights = {w[0]: w for cost in costs for w in cost.param_tensors}
+    return sum(w[column] for w in weights.values())
+
+
+def _ratio(part: float, whole: float) -> float:
+    return float(part) / float(whole) if whole else 0.0
+
+
+def compute_features(costs: list[NodeCost], structure: Structure) -> dict[str, float]:
+    layers = [c for c in costs if c.is_layer]
+    path = [c for c in layers if c.on_critical_path]
+    counts = {kind: 0 for kind in LAYER_KINDS + EXTRA_LAYER_KINDS}
+    for cost in layers:
+        for tag in cost.tags:
+            if tag in counts:
+                counts[tag] += 1
+
+    def macs_of(category: str) -> int:
+        return sum(c.macs for c in layers if c.category == category)
+
+    total_macs = sum(c.macs for c in costs)
+    total_params = _unique_weights(costs, 1)
+    path_macs = sum(c.macs for c in path)
+    path_params = _unique_weights(path, 1)
+    num_layers = len(layers)
+    features: dict[str, float] = {
+        "max_branches": max_branches(structure),
+        "num_layers": num_layers,
+        "critical_path_layers": len(path),
+        "prop_critical_path_params": _ratio(path_params, total_params),
+        "prop_critical_path_layers": _ratio(len(path), num_layers),
+        "prop_critical_path_macs": _ratio(path_macs, total_macs),
+        "avg_macs_per_layer": _ratio(total_macs, num_layers),
+        "total_macs": total_macs,
+        "critical_path_macs": path_macs,
+        "conv_macs": macs_of("conv"),
+        "fc_macs": macs_of("fc"),
+        "matmul_macs": macs_of("matmul"),
+        "total_params": total_params,
+        "critical_path_params": path_params,
+        "conv_params": _unique_weights([c for c in layers if c.category == "conv"], 1),
+        "fc_params": _unique_weights([c for c in layers if c.category == "fc"], 1),
+        "param_bytes": _unique_weights(costs, 2),
+        "activation_bytes_read": sum(c.bytes_read for c in layers),
+        "activation_bytes_written": sum(c.bytes_written for c in layers),
+    }
+    for kind in LAYER_KINDS:
+        features[f"num_{kind}"] = counts[kind]
+        features[f"prop_{kind}"] = _ratio(counts[kind], num_layers)
+    for kind in EXTRA_LAYER_KINDS:
+        features[f"num_{kind}"] = counts[kind]
+    return {name: features[name] for name in FEATURE_NAMES}

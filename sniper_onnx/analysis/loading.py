@@ -1,0 +1,433 @@
+"""Reading an ONNX file without its weights, checking its structure and inferring tensor shapes.
+
+Weights are never read: their shapes come from initializer dims. Shape inference runs on a light copy
+whose large initializers carry dims and dtype only, because ONNX shape inference serialises the whole
+model (100 MB of weights would cost more than the rest of the analysis).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Mapping, Sequence, Union
+
+import onnx
+from onnx import TensorProto
+
+from sniper_onnx.analysis.weightless import load_weightless
+from sniper_onnx.errors import SniperError
+
+ModelSource = Union[str, os.PathLike, onnx.ModelProto]
+InputShapes = Mapping[str, Sequence[int]]
+
+# initializers up to this many elements keep their data in the copy given to shape inference, so
+# shape-like constants (Reshape's shape, Slice's starts) propagate; larger ones keep dims only
+SMALL_CONSTANT_ELEMENTS = 1024
+MAX_FOLD_PASSES = 4
+BATCH_SYMBOLS = frozenset({"n", "batch", "batch_size", "batchsize", "bs", "b", "none", "?"})
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    shape: tuple | None  # entries are int, or None for an unknown dim; None when even the rank is unknown
+    elem_type: int = 0
+
+    @property
+    def known_shape(self) -> tuple | None:
+        if self.shape is None or any(d is None for d in self.shape):
+            return None
+        return self.shape
+
+
+@dataclass
+class PreparedModel:
+    """A validated model in topological order, with the shapes inference found for its tensors."""
+
+    model: onnx.ModelProto
+    source: str
+    order: list[int]  # indices into model.graph.node, topologically sorted
+    shapes: dict[str, TensorInfo]
+    inferred_nodes: dict[int, onnx.NodeProto]  # node index -> node carrying inferred subgraphs
+    resolved_inputs: dict[str, tuple]
+    warnings: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+def read_model(source: ModelSource) -> tuple[onnx.ModelProto, str]:
+    if isinstance(source, onnx.ModelProto):
+        _check_has_graph(source, "<ModelProto>")
+        return source, "<ModelProto>"
+    if not isinstance(source, (str, os.PathLike)):
+        raise SniperError(f"{source!r}: not a path or onnx.ModelProto; pass a .onnx file path or a loaded model")
+    path = Path(source)
+    if not path.exists():
+        raise SniperError(f"{path}: no such file; check the path")
+    if path.is_dir():
+        raise SniperError(f"{path}: is a directory, not an ONNX file; pass the .onnx file inside it")
+    if path.stat().st_size == 0:
+        raise SniperError(f"{path}: empty file (0 bytes); re-export the model")
+    try:
+        model = load_weightless(path)
+    except Exception:  # noqa: BLE001 - let the reference parser explain what is wrong with the bytes
+        model = _load_with_onnx(path)
+    _check_has_graph(model, str(path))
+    return model, str(path)
+
+
+def _load_with_onnx(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as error:  # protobuf raises DecodeError, RuntimeWarning-like errors or ValueError
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SniperError(
+            f"{path}: not a readable ONNX model ({reason}); the file is truncated or in another format, "
+            "re-export it with torch.onnx.export or tf2onnx"
+        ) from None
+
+
+def _check_has_graph(model: onnx.ModelProto, label: str) -> None:
+    if not model.HasField("graph") or len(model.graph.node) == 0:
+        raise SniperError(
+            f"{label}: not an ONNX model (no graph nodes); the file is truncated or in another format, "
+            "re-export it"
+        )
+
+
+# ---------------------------------------------------------------------------- structure checks
+
+
+def subgraph_outer_names(node: onnx.NodeProto) -> set[str]:
+    """Tensors a control-flow node's subgraphs read from the enclosing scope."""
+    outer: set[str] = set()
+    for attribute in node.attribute:
+        graphs = [attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)
+        for graph in graphs:
+            defined = {t.name for t in graph.input} | {t.name for t in graph.initializer}
+            for inner in graph.node:
+                defined.update(inner.output)
+            for inner in graph.node:
+                outer.update(name for name in inner.input if name and name not in defined)
+                outer.update(subgraph_outer_names(inner) - defined)
+            outer.update(t.name for t in graph.output if t.name not in defined)
+    return outer
+
+
+def node_label(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+def topological_order(graph: onnx.GraphProto, source: str) -> list[int]:
+    """Checks every input has a provider, outputs are produced once and the graph is acyclic."""
+    available = {t.name for t in graph.input} | {t.name for t in graph.initializer}
+    available.update(t.values.name for t in graph.sparse_initializer)
+    producers: dict[str, int] = {}
+    for index, node in enumerate(graph.node):
+        for name in node.output:
+            if not name:
+                continue
+            if name in producers:
+                first = graph.node[producers[name]]
+                raise SniperError(
+                    f"{source}: tensor '{name}' is produced by two nodes ('{node_label(first, producers[name])}' "
+                    f"and '{node_label(node, index)}'); ONNX tensors have one producer, re-export the model"
+                )
+            producers[name] = index
+
+    dependencies: list[set[int]] = []
+    for index, node in enumerate(graph.node):
+        needed = [name for name in node.input if name]
+        if node.op_type in ("If", "Loop", "Scan"):
+            needed += sorted(subgraph_outer_names(node))
+        deps = set()
+        for name in needed:
+            if name in producers:
+                deps.add(producers[name])
+            elif name not in available:
+                raise SniperError(
+                    f"{source}: node '{node_label(node, index)}' ({node.op_type}) reads tensor '{name}', which no "
+                    "node, graph input or initializer provides (dangling input); the graph is incomplete, "
+                    "re-export the model"
+                )
+        dependencies.append(deps)
+    for output in graph.output:
+        if output.name not in producers and output.name not in available:
+            raise SniperError(
+                f"{source}: graph output '{output.name}' is produced by no node; the graph is incomplete, "
+                "re-export the model"
+            )
+    return _kahn(graph, dependencies, source)
+
+
+def _kahn(graph: onnx.GraphProto, dependencies: list[set[int]], source: str) -> list[int]:
+    remaining = [len(deps) for deps in dependencies]
+    users: list[list[int]] = [[] for _ in dependencies]
+    for index, deps in enumerate(dependencies):
+        for dep in deps:
+            users[dep].append(index)
+    # stable: keep the file's order whenever it is already topological (the usual case)
+    import heapq
+
+    ready = [index for index, count in enumerate(remaining) if count == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        index = heapq.heappop(ready)
+        order.append(index)
+        for user in users[index]:
+            remaining[user] -= 1
+            if remaining[user] == 0:
+                heapq.heappush(ready, user)
+    if len(order) != len(dependencies):
+        raise SniperError(f"{source}: the graph has a cycle ({_describe_cycle(graph, dependencies, set(order))}); "
+                          "ONNX graphs must be acyclic, re-export the model")
+    return order
+
+
+def _describe_cycle(graph: onnx.GraphProto, dependencies: list[set[int]], done: set[int]) -> str:
+    import networkx as nx
+
+    stuck = nx.DiGraph()
+    for index, deps in enumerate(dependencies):
+        if index not in done:
+            stuck.add_edges_from((dep, index) for dep in deps if dep not in done)
+    try:
+        cycle = nx.find_cycle(stuck)
+    except nx.NetworkXNoCycle:  # pragma: no cover - Kahn only stops early on a cycle
+        return "nodes that never become ready"
+    names = [node_label(graph.node[a], a) for a, _ in cycle] + [node_label(graph.node[cycle[0][0]], cycle[0][0])]
+    return "through " + " -> ".join(f"'{n}'" for n in names)
+
+
+# ------------------------------------------------------------------------------ input shapes
+
+_SHAPE_TEXT = re.compile(r"^\s*(?P<name>.+?)\s*[=:]\s*(?P<dims>\d+(?:\s*[x,]\s*\d+)*)\s*$")
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``'input=1x3x224x224'`` (``,`` also separates dims) -> ``('input', (1, 3, 224, 224))``."""
+    name, sep, dims_text = text.rpartition("=")
+    match = _SHAPE_TEXT.match(text) if not sep else _SHAPE_TEXT.match(f"{name}={dims_text}")
+    if not match:
+        raise SniperError(
+            f"--input-shape '{text}': expected NAME=DIMS such as input=1x3x224x224 (positive integers "
+            "separated by x or ,)"
+        )
+    dims = tuple(int(d) for d in re.split(r"\s*[x,]\s*", match["dims"].strip()))
+    if any(d <= 0 for d in dims):
+        raise SniperError(f"--input-shape '{text}': every dim must be a positive integer")
+    return match["name"], dims
+
+
+def resolve_input_shapes(
+    graph: onnx.GraphProto, requested: InputShapes | None, source: str, warnings: list[str]
+) -> dict[str, tuple]:
+    """Concrete shapes for the graph inputs; see docs/analyzer.md for the default rule (batch 1)."""
+    initializers = {t.name for t in graph.initializer}
+    inputs = [vi for vi in graph.input if vi.name not in initializers]
+    requested = dict(requested or {})
+    unknown = sorted(set(requested) - {vi.name for vi in inputs})
+    if unknown:
+        names = ", ".join(vi.name for vi in inputs) or "none"
+        raise SniperError(f"{source}: --input-shape names no graph input: {', '.join(unknown)}; the inputs are: {names}")
+    resolved: dict[str, tuple] = {}
+    for vi in inputs:
+        declared = _declared_dims(vi)
+        if vi.name in requested:
+            dims = tuple(int(d) for d in requested[vi.name])
+            if any(d <= 0 for d in dims):
+                raise SniperError(f"{source}: --input-shape {vi.name}: every dim must be a positive integer")
+            if declared is not None and len(declared) != len(dims):
+                raise SniperError(
+                    f"{source}: --input-shape {vi.name} has {len(dims)} dims but the input has rank {len(declared)} "
+                    f"({_format_declared(declared)})"
+                )
+            resolved[vi.name] = dims
+            continue
+        if declared is None:
+            if vi.type.HasField("tensor_type"):
+                warnings.append(f"input '{vi.name}' has no shape; pass --input-shape {vi.name}=DIMS")
+            continue
+        resolved[vi.name] = _default_dims(vi.name, declared, warnings)
+    return resolved
+
+
+def _declared_dims(vi: onnx.ValueInfoProto) -> list | None:
+    """Each dim as int, a symbol name (str) or None."""
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        return None
+    dims: list = []
+    for dim in vi.type.tensor_type.shape.dim:
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            dims.append(int(dim.dim_value))
+        elif dim.HasField("dim_param") and dim.dim_param:
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return dims
+
+
+def _format_declared(dims: list) -> str:
+    return "x".join("?" if d is None else str(d) for d in dims)
+
+
+def _default_dims(name: str, declared: list, warnings: list[str]) -> tuple:
+    """An unknown first dim is the batch: 1. So is any dim whose symbol names a batch (N, batch, ...)."""
+    batch_symbol = declared[0] if declared and isinstance(declared[0], str) else None
+    dims: list = []
+    for position, dim in enumerate(declared):
+        if isinstance(dim, int):
+            dims.append(dim)
+        elif position == 0 or (isinstance(dim, str) and (dim == batch_symbol or dim.lower() in BATCH_SYMBOLS)):
+            dims.append(1)
+        else:
+            dims.append(None)
+    missing = [i for i, d in enumerate(dims) if d is None]
+    if missing:
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        warnings.append(
+            f"input '{name}' has unknown dims {missing} ({shown}); nodes that depend on them get unknown shapes, "
+            f"pass --input-shape {name}=DIMS"
+        )
+    return tuple(dims)
+
+
+# ------------------------------------------------------------------------------ shape inference
+
+
+def _light_tensor(tensor: TensorProto) -> TensorProto:
+    """The tensor itself when small and inline; otherwise its name, dtype and dims only."""
+    external = tensor.data_location == TensorProto.EXTERNAL
+    count = 1
+    for d in tensor.dims:
+        count *= d
+    if not external and count <= SMALL_CONSTANT_ELEMENTS:
+        return tensor
+    light = TensorProto(name=tensor.name, data_type=tensor.data_type)
+    light.dims.extend(tensor.dims)
+    return light
+
+
+def _light_node(node: onnx.NodeProto) -> onnx.NodeProto:
+    if node.op_type != "Constant" or not any(a.name == "value" for a in node.attribute):
+        return node
+    value = next(a for a in node.attribute if a.name == "value")
+    light_value = _light_tensor(value.t)
+    if light_value is value.t:
+        return node
+    light = onnx.NodeProto()
+    light.CopyFrom(node)
+    for attribute in light.attribute:
+        if attribute.name == "value":
+            attribute.t.CopyFrom(light_value)
+    return light
+
+
+def _set_dims(vi: onnx.ValueInfoProto, dims: tuple) -> onnx.ValueInfoProto:
+    fixed = onnx.ValueInfoProto()
+    fixed.CopyFrom(vi)
+    shape = fixed.type.tensor_type.shape
+    shape.ClearField("dim")
+    for d in dims:
+        entry = shape.dim.add()
+        if d is not None:
+            entry.dim_value = int(d)
+    return fixed
+
+
+def _light_model(model: onnx.ModelProto, order: list[int], resolved: dict[str, tuple]) -> onnx.ModelProto:
+    graph = model.graph
+    light = onnx.ModelProto(ir_version=model.ir_version)
+    light.opset_import.extend(model.opset_import)
+    light.graph.name = graph.name
+    light.graph.node.extend(_light_node(graph.node[i]) for i in order)
+    light.graph.initializer.extend(_light_tensor(t) for t in graph.initializer)
+    for vi in graph.input:
+        light.graph.input.append(_set_dims(vi, resolved[vi.name]) if vi.name in resolved else vi)
+    light.graph.output.extend(graph.output)
+    # functions are needed to infer through model-local function calls
+    light.functions.extend(model.functions)
+    return light
+
+
+def infer_shapes(prepared_model: onnx.ModelProto, warnings: list[str]) -> onnx.ModelProto:
+    try:
+        return onnx.shape_inference.infer_shapes(prepared_model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as error:  # inference is best effort: report it and continue with declared shapes
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        warnings.append(f"ONNX shape inference failed ({reason}); only declared shapes are known")
+        return prepared_model
+
+
+def tensor_info(vi: onnx.ValueInfoProto) -> TensorInfo:
+    if not vi.type.HasField("tensor_type"):
+        return TensorInfo(None, 0)
+    tensor_type = vi.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return TensorInfo(None, tensor_type.elem_type)
+    dims = tuple(
+        int(d.dim_value) if d.HasField("dim_value") else None for d in tensor_type.shape.dim
+    )
+    return TensorInfo(dims, tensor_type.elem_type)
+
+
+def collect_shapes(graph: onnx.GraphProto, into: dict[str, TensorInfo] | None = None) -> dict[str, TensorInfo]:
+    """Shapes of a (sub)graph's tensors: declared and inferred value infos, initializer and Constant dims."""
+    shapes = {} if into is None else into
+    for vi in list(graph.value_info) + list(graph.output) + list(graph.input):
+        info = tensor_info(vi)
+        current = shapes.get(vi.name)
+        if current is None or (current.known_shape is None and info.shape is not None):
+            shapes[vi.name] = info
+    for tensor in graph.initializer:
+        shapes[tensor.name] = TensorInfo(tuple(int(d) for d in tensor.dims), tensor.data_type)
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attribute in node.attribute:
+                if attribute.name == "value" and node.output:
+                    shapes[node.output[0]] = TensorInfo(tuple(int(d) for d in attribute.t.dims), attribute.t.data_type)
+    return shapes
+
+
+def _has_unknown_shapes(graph: onnx.GraphProto, shapes: dict[str, TensorInfo]) -> bool:
+    return any(name and (name not in shapes or shapes[name].known_shape is None)
+               for node in graph.node for name in node.output)
+
+
+def _infer_with_folding(light: onnx.ModelProto, warnings: list[str]) -> tuple[onnx.ModelProto, dict[str, TensorInfo]]:
+    """Shape inference, then shape arithmetic folded with numpy and inference again while it helps."""
+    from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
+
+    inferred = infer_shapes(light, warnings)
+    shapes = collect_shapes(inferred.graph)
+    values = None
+    for _ in range(MAX_FOLD_PASSES):
+        if not _has_unknown_shapes(inferred.graph, shapes):
+            break
+        values = initial_values(light.graph) if values is None else values
+        computed = fold_static_values(list(light.graph.node), shapes, values)
+        if not computed:
+            break
+        nodes = [as_constant(n.output[0], computed[n.output[0]]) if len(n.output) == 1 and n.output[0] in computed
+                 else n for n in light.graph.node]
+        del light.graph.node[:]
+        light.graph.node.extend(nodes)
+        inferred = infer_shapes(light, warnings)
+        shapes = collect_shapes(inferred.graph)
+    return inferred, shapes
+
+
+def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> PreparedModel:
+    model, label = read_model(source)
+    order = topological_order(model.graph, label)
+    warnings: list[str] = []
+    resolved = resolve_input_shapes(model.graph, input_shapes, label, warnings)
+    inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
+    for name, dims in resolved.items():
+        shapes[name] = TensorInfo(tuple(dims), shapes.get(name, TensorInfo(None)).elem_type)
+    inferred_nodes = {index: inferred.graph.node[position] for position, index in enumerate(order)
+                      if position < len(inferred.graph.node)}
+    return PreparedModel(model, label, order, shapes, inferred_nodes, resolved, warnings)

@@ -1,0 +1,83 @@
+"""Rich tables for an AnalysisResult: features grouped by Table 1's dimensions, and the node table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from sniper_onnx.analysis.features import FEATURE_GROUPS
+from sniper_onnx.analysis.result import AnalysisResult
+
+UNITS = {"macs": "MACs", "params": "params", "bytes": "bytes"}
+
+
+def format_value(name: str, value: float) -> str:
+    if name.startswith("prop_"):
+        return f"{100 * value:.1f} %"
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def unit_of(name: str) -> str:
+    if name.startswith("prop_"):
+        return ""
+    for key, unit in UNITS.items():
+        if key in name:
+            return unit
+    return "layers" if name.startswith(("num_", "critical_path_layers")) else ""
+
+
+def summary_table(result: AnalysisResult) -> Table:
+    """Features under Table 1's dimensions; a layer count and its proportion share a row."""
+    info = result.model_info
+    inputs = ", ".join(f"{n}={'x'.join('?' if d is None else str(d) for d in dims)}" for n, dims in info["inputs"].items())
+    table = Table(title=f"{result.source}  ({info['num_nodes']} nodes; {inputs})", title_justify="left")
+    table.add_column("Feature", no_wrap=True)
+    table.add_column("Value", justify="right", no_wrap=True)
+    table.add_column("Unit", no_wrap=True)
+    table.add_column("Share", justify="right", no_wrap=True)
+    features = result.features
+    for group, names in FEATURE_GROUPS.items():
+        table.add_row(f"[bold]{group}[/]", "", "", "")
+        for name in names:
+            if name.startswith("prop_") and f"num_{name[5:]}" in features:
+                continue  # shown in the Share column of its count
+            share = features.get(f"prop_{name[4:]}") if name.startswith("num_") else None
+            table.add_row(
+                f"  {name}", format_value(name, features[name]), unit_of(name),
+                "" if share is None else format_value("prop_", share),
+            )
+        table.add_section()
+    return table
+
+
+def node_table(result: AnalysisResult) -> Table:
+    table = Table(title="Per-node costs (* = on the critical path)", title_justify="left")
+    for column in ("node", "op", "category", "MACs", "params", "read B", "written B", "output shape"):
+        table.add_column(column, justify="right" if column in ("MACs", "params", "read B", "written B") else "left")
+    for node in result.nodes:
+        shape = node.output_shapes[0] if node.output_shapes else None
+        shown = "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape)
+        table.add_row(
+            ("* " if node.on_critical_path else "  ") + node.name, node.op_type, node.category,
+            f"{node.macs:,}", f"{node.params:,}", f"{node.bytes_read:,}", f"{node.bytes_written:,}",
+            shown if node.shapes_known else f"{shown} (unknown)",
+        )
+    return table
+
+
+def print_summary(result: AnalysisResult, with_nodes: bool = False, csv_path: Path | None = None) -> None:
+    console = Console()
+    if with_nodes:
+        console.print(node_table(result))
+    console.print(summary_table(result))
+    if result.unknown_ops:
+        console.print("[bold yellow]unknown ops[/] (0 MACs, not costed): "
+                      + ", ".join(f"{op} x{count}" for op, count in result.unknown_ops.items()))
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if csv_path is not None:
+        console.print(f"node table written to {csv_path}")

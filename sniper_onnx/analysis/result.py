@@ -1,0 +1,70 @@
+"""The analysis result: features, unknown ops, warnings, the node table and the operator graph."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from sniper_onnx.analysis.costs import NodeCost
+from sniper_onnx.errors import SniperError
+
+NODE_COLUMNS = (
+    "name", "op_type", "category", "is_layer", "macs", "params", "param_bytes", "bytes_read",
+    "bytes_written", "input_shapes", "output_shapes", "shapes_known", "tags", "subgraph", "on_critical_path",
+)
+
+
+@dataclass
+class AnalysisResult:
+    source: str
+    features: dict[str, float]
+    unknown_ops: dict[str, int]
+    warnings: list[str]
+    nodes: list[NodeCost]
+    graph: nx.DiGraph = field(repr=False)
+    critical_path: list[str] = field(default_factory=list)
+    model_info: dict = field(default_factory=dict)
+    unknown_shape_nodes: list[str] = field(default_factory=list)
+
+    def to_json_dict(self, include_nodes: bool = False) -> dict:
+        data = {
+            "source": self.source,
+            "model": self.model_info,
+            "features": dict(self.features),
+            "unknown_ops": dict(self.unknown_ops),
+            "warnings": list(self.warnings),
+            "unknown_shape_nodes": list(self.unknown_shape_nodes),
+            "critical_path": list(self.critical_path),
+        }
+        if include_nodes:
+            data["nodes"] = [node.to_row() for node in self.nodes]
+        return data
+
+    def write_csv(self, path: str | Path) -> Path:
+        target = Path(path)
+        try:
+            with target.open("w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=NODE_COLUMNS)
+                writer.writeheader()
+                for node in self.nodes:
+                    row = node.to_row()
+                    for key in ("input_shapes", "output_shapes", "tags"):
+                        row[key] = _compact(row[key])
+                    writer.writerow({key: row[key] for key in NODE_COLUMNS})
+        except OSError as error:
+            raise SniperError(f"{target}: cannot write the node table ({error.strerror}); choose a writable path") from None
+        return target
+
+
+def _compact(value) -> str:
+    """Shapes as 1x3x224x224 ('?' for unknown dims), lists joined by ';'."""
+    if isinstance(value, list):
+        return ";".join(_compact(v) for v in value)
+    if value is None:
+        return "?"
+    if isinstance(value, tuple):
+        return "x".join("?" if d is None else str(d) for d in value)
+    return str(value)

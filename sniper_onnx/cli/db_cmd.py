@@ -1,0 +1,107 @@
+"""`sniper-onnx db import|stats|export`: the Network Characteristic Database."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+DbOption = Annotated[Path, typer.Option("--db", help="database file (created if missing)", envvar="SNIPER_ONNX_DB")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
+
+
+def register(app: typer.Typer) -> None:
+    # Not new_group(): its error handler re-raises click's Exit, which typer >= 0.2x vendors under
+    # another class, so the root group reported exit 70. A plain group lets SniperError reach the
+    # root handler once (one line, exit 2).
+    group = typer.Typer(
+        help="The Network Characteristic Database: import measurements, show counts, export training data.",
+        context_settings={"help_option_names": ["-h", "--help"]},
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    @group.command("import")
+    def import_(
+        results: Annotated[List[Path], typer.Argument(help="JSONL files written by `sniper-profiler run --out`")],
+        db: DbOption = Path("ncd.sqlite"),
+        json_output: JsonOption = False,
+    ) -> None:
+        """Import profiler results (idempotent: importing a file twice adds nothing)."""
+        from rich.progress import Progress
+
+        from sniper_onnx.database import Database, import_results
+
+        summaries = []
+        with Database(db) as database, Progress(transient=True, disable=json_output) as progress:
+            for path in results:
+                task = progress.add_task(f"importing {path.name}", total=None)
+                summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total)))
+        if json_output:
+            typer.echo(json.dumps({"db": str(db), "files": [asdict(s) for s in summaries]}))
+            return
+        for s in summaries:
+            typer.echo(f"{s.path}: {s.added} measurements and {s.failures_added} failures added, {s.already_present} already present"
+                       f" ({s.networks_added} new networks, {s.devices_added} new devices)")
+            if s.unreadable_lines:
+                typer.echo(f"  {len(s.unreadable_lines)} unreadable line(s) skipped (kept in the file): {s.unreadable_lines[:10]}", err=True)
+            for problem in s.networks_without_features[:5]:
+                typer.echo(f"  no features yet: {problem}", err=True)
+
+    @group.command("stats")
+    def stats(db: DbOption = Path("ncd.sqlite"), json_output: JsonOption = False) -> None:
+        """Count networks, devices, measurements and predictions."""
+        from sniper_onnx.database import Database
+        from sniper_onnx.errors import SniperError
+
+        if not db.exists():
+            raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
+        with Database(db) as database:
+            result = database.stats()
+        if json_output:
+            typer.echo(json.dumps(asdict(result)))
+            return
+        _print_stats(result)
+
+    @group.command("export")
+    def export(
+        out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write")] = Path("train.csv"),
+        db: DbOption = Path("ncd.sqlite"),
+        device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device id (repeatable)")] = None,
+        json_output: JsonOption = False,
+    ) -> None:
+        """Write the training table: network features, device features, latency (one row per pair)."""
+        from sniper_onnx.database import Database, export_csv
+        from sniper_onnx.errors import SniperError
+
+        if not db.exists():
+            raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
+        with Database(db) as database:
+            result = export_csv(database, out, device)
+        if json_output:
+            typer.echo(json.dumps(asdict(result)))
+            return
+        typer.echo(f"{result.rows} rows -> {result.path}")
+        if result.skipped_without_features:
+            typer.echo(f"{result.skipped_without_features} (network, device) pairs skipped: their networks have no features yet", err=True)
+
+    app.add_typer(group, name="db")
+
+
+def _print_stats(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"{result.path} (schema {result.schema_version}): {result.networks} networks "
+                  f"({result.networks_without_features} without features), {result.devices} devices, "
+                  f"{result.measurements} measurements, {result.failed_measurements} failures, {result.predictions} predictions")
+    table = Table("device id", "name", "networks", "measurements", "failures")
+    for row in result.per_device:
+        table.add_row(row.device_id, row.name, str(row.networks), str(row.measurements), str(row.failures))
+    if result.per_device:
+        console.print(table)

@@ -1,0 +1,56 @@
+"""`sniper-onnx import-latencies`: external latency tables into the Network Characteristic Database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+
+def import_latencies(
+    table: Annotated[Path, typer.Argument(help="Latency table, .csv or .csv.gz (wide: one column per device; long: network, device, latency).")],
+    db: Annotated[Path, typer.Option("--db", help="Database file; created if absent.")] = Path("ncd.sqlite"),
+    device_specs: Annotated[Optional[Path], typer.Option("--device-specs", help="JSON DeviceSpec list naming the table's devices [default: the shipped NAS-Bench-201 devices].")] = None,
+    layout: Annotated[str, typer.Option("--format", help="auto, wide or long.")] = "auto",
+    unit: Annotated[Optional[str], typer.Option("--unit", help="s, ms or us [default: from the latency column's suffix, else ms].")] = None,
+    network_column: Annotated[Optional[str], typer.Option("--network-column", help="Column holding arch strings or ONNX paths.")] = None,
+    device_column: Annotated[Optional[str], typer.Option("--device-column", help="Long format: column naming the device.")] = None,
+    latency_column: Annotated[Optional[str], typer.Option("--latency-column", help="Long format: column holding the latency.")] = None,
+    devices: Annotated[Optional[List[str]], typer.Option("--device", help="Import only this device (repeatable).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """Import an external latency table (HW-NAS-Bench, HELP, or any similar CSV). Idempotent: a second import adds nothing."""
+    from rich.progress import Progress
+
+    from sniper_onnx.database.external import import_latency_table
+
+    with Progress(transient=True, disable=as_json) as bar:
+        task = bar.add_task(f"importing {table.name}", total=None)
+        result = import_latency_table(
+            db, table, device_specs=device_specs, layout=layout, unit=unit, network_column=network_column,
+            device_column=device_column, latency_column=latency_column, devices=devices,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_json_dict()))
+        return
+    if result.devices_without_spec:
+        typer.echo(
+            f"sniper-onnx: warning: no device spec for {', '.join(result.devices_without_spec)}; imported with every "
+            "fact unknown (give --device-specs to describe them)",
+            err=True,
+        )
+    typer.echo(
+        f"{result.table}: {result.layout} table, {result.rows} rows, {len(result.devices)} devices -> {result.database}\n"
+        f"  networks     {result.networks_added} added, {result.networks_seen - result.networks_added} already there\n"
+        f"  devices      {result.devices_added} added, {len(result.devices) - result.devices_added} already there\n"
+        f"  measurements {result.measurements_added} added, {result.measurements_seen - result.measurements_added} already there"
+        + (f", {result.non_positive} non-positive kept as failed" if result.non_positive else "")
+        + (f", {result.missing_values} empty cells skipped" if result.missing_values else "")
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("import-latencies", no_args_is_help=True)(import_latencies)

@@ -1,0 +1,92 @@
+"""`sniper-onnx profile`: measure models on this machine (same code as `sniper-profiler run`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+PROVIDER_HELP = "execution provider: cpu, cuda, tensorrt or any name onnxruntime reports"
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("profile")
+    def profile(
+        models: Annotated[Optional[List[Path]], typer.Argument(help=".onnx files or folders of them")] = None,
+        out: Annotated[Optional[Path], typer.Option("-o", "--out", help="results JSONL (appended; default: <db>.results.jsonl or results.jsonl)")] = None,
+        db: Annotated[Optional[Path], typer.Option("--db", help="also store each record in this database")] = None,
+        generate: Annotated[int, typer.Option("--generate", help="measure N random nets from the generator")] = 0,
+        seed: Annotated[int, typer.Option("--seed", help="generator seed")] = 0,
+        family: Annotated[str, typer.Option("--family", help="generator family: cnn, transformer or mixed")] = "mixed",
+        zoo: Annotated[bool, typer.Option("--zoo", help="measure every zoo network at each --resolution")] = False,
+        zoo_model: Annotated[Optional[List[str]], typer.Option("--zoo-model", help="only this zoo network (repeatable)")] = None,
+        resolution: Annotated[Optional[List[int]], typer.Option("--resolution", help="zoo input resolution (repeatable; default 224)")] = None,
+        provider: Annotated[str, typer.Option("--provider", help=PROVIDER_HELP)] = "cpu",
+        provider_option: Annotated[Optional[List[str]], typer.Option("--provider-option", help="KEY=VALUE (repeatable)")] = None,
+        threads: Annotated[int, typer.Option("--threads", help="intra-op threads; 0 = onnxruntime default")] = 0,
+        opt_level: Annotated[str, typer.Option("--opt-level", help="graph optimization: disabled, basic, extended, all")] = "all",
+        precision: Annotated[str, typer.Option("--precision", help="precision label (fp16 enables TensorRT fp16)")] = "fp32",
+        input_shape: Annotated[Optional[List[str]], typer.Option("--input-shape", help="NAME=1x3x224x224 for symbolic dims (repeatable)")] = None,
+        default_dim: Annotated[int, typer.Option("--default-dim", help="value of other symbolic dims")] = 1,
+        warmup: Annotated[int, typer.Option("--warmup", help="warm-up runs")] = 5,
+        min_repeats: Annotated[int, typer.Option("--min-repeats", help="timed runs before the CI is checked")] = 10,
+        max_repeats: Annotated[int, typer.Option("--max-repeats", help="most timed runs")] = 1000,
+        max_time: Annotated[float, typer.Option("--max-time", help="seconds of timed runs per model")] = 10.0,
+        target_ci: Annotated[float, typer.Option("--target-ci", help="stop when the median's CI half-width / median is below this")] = 0.01,
+        timeout: Annotated[float, typer.Option("--timeout", help="seconds before a model's child process is killed")] = 300.0,
+        retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
+        json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
+    ) -> None:
+        """Measure models on this machine: files, --generate N random nets and/or --zoo; resumable."""
+        from sniper_onnx.database.collect import collect, file_jobs, generated_jobs, zoo_jobs
+        from sniper_onnx.errors import SniperError
+        from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option
+
+        try:
+            config = ProfileConfig(
+                provider=provider, provider_options=dict(parse_provider_option(t) for t in provider_option or []),
+                threads=threads, graph_optimization=opt_level, precision=precision,
+                input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
+                warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time,
+                target_relative_ci=target_ci, timeout_s=timeout,
+            )
+        except ProfilerError as error:
+            raise SniperError(str(error)) from None
+        if generate < 0:
+            raise SniperError(f"--generate {generate}: must be 0 or more")
+        jobs = file_jobs([str(m) for m in models or []])
+        if generate:
+            jobs += generated_jobs(generate, seed, family)
+        if zoo or zoo_model:
+            jobs += zoo_jobs(resolution or [224], names=zoo_model)
+        if not jobs:
+            raise SniperError("nothing to measure; pass .onnx files, --generate N or --zoo")
+        out = out or (Path(f"{db}.results.jsonl") if db else Path("results.jsonl"))
+        summary = _run_with_progress(collect, jobs, out, config, db, retry_failed, disable=json_output)
+        if json_output:
+            typer.echo(json.dumps(asdict(summary)))
+            return
+        typer.echo(f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped "
+                   f"(device {summary.device_id}: {summary.device_name}) -> {summary.out}"
+                   + (f", {summary.imported} stored in {summary.db}" if summary.db else ""))
+        for failure in summary.failures[:10]:
+            typer.echo(f"  failed: {failure}", err=True)
+
+    return None
+
+
+def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bool):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=disable) as progress:
+        task = progress.add_task("profiling", total=len(jobs))
+
+        def hook(event: str, amount: int, detail: Optional[str]) -> None:
+            if event == "advance":
+                progress.update(task, advance=amount, description=f"profiling {detail or ''}"[:60])
+
+        return collect(jobs, out, config, db, retry_failed, hook)

@@ -1,0 +1,135 @@
+"""`sniper-onnx simulate`: compare scheduling policies on a simulated heterogeneous platform."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+HELP = """Simulate inference-task scheduling on heterogeneous devices and compare policies.
+
+Reproduce the paper (section 4.3, Figure 6):
+
+  sniper-onnx simulate --platform paper --rates 18:25 --seeds 5 --plot fig6.png
+
+Replay a trace (CSV: arrival,model[,deadline,noise]):
+
+  sniper-onnx simulate --platform paper --trace trace.csv
+"""
+
+
+def simulate(
+    platform: Annotated[str, typer.Option(help="Built-in platform name (paper) or a JSON/YAML platform file.")] = "paper",
+    rates: Annotated[str, typer.Option(help="Arrival rates T in tasks/s: START:STOP[:STEP] or a list 18,24.")] = "18:25",
+    policies: Annotated[
+        str, typer.Option(help="Comma-separated policies (see --list-policies).")
+    ] = "polling,edf,mvsp,sniper,mct-oracle",
+    seeds: Annotated[int, typer.Option(help="Seeds per rate; results give the median and min..max.")] = 5,
+    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
+    duration: Annotated[float, typer.Option(help="Arrival window in seconds; the run drains after it.")] = 120.0,
+    noise: Annotated[float, typer.Option(help="Execution-time noise (coefficient of variation).")] = 0.05,
+    deadline_factor: Annotated[
+        float, typer.Option(help="Deadline = arrival + factor x the model's mean true time.")
+    ] = 3.0,
+    nodes: Annotated[Optional[str], typer.Option(help="Override node counts, e.g. AGX=4,TX2=3,NX=3.")] = None,
+    trace: Annotated[Optional[Path], typer.Option(help="Replay this CSV trace instead of Poisson arrivals.")] = None,
+    predictor: Annotated[
+        Optional[Path], typer.Option(help="Predictor .onnx file: its times replace the platform's predictions.")
+    ] = None,
+    models: Annotated[
+        Optional[Path], typer.Option(help="Folder of <model>.onnx files for --predictor, named as platform models.")
+    ] = None,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a Figure-6-shaped PNG here.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    list_policies: Annotated[bool, typer.Option("--list-policies", help="List the policies and exit.")] = False,
+) -> None:
+    from sniper_onnx.scheduling.api import parse_nodes, runs_needed, simulate_platform
+    from sniper_onnx.scheduling.experiment import parse_rates
+    from sniper_onnx.scheduling.policies import POLICIES
+
+    if list_policies:
+        for name, (_, description) in POLICIES.items():
+            typer.echo(f"{name:14s} {description}")
+        return
+    policy_names = [p.strip() for p in policies.split(",") if p.strip()]
+    rate_values = parse_rates(rates)
+    total = runs_needed(policy_names, rate_values, seeds, trace is not None)
+    with _progress(total, quiet=as_json) as advance:
+        report = simulate_platform(
+            platform=platform, rates=rate_values, policies=policy_names, seeds=seeds, first_seed=seed,
+            duration=duration, noise=noise, deadline_factor=deadline_factor,
+            nodes=parse_nodes(nodes) if nodes else None, trace=trace, predictor=predictor,
+            models_dir=models, plot=plot, progress=advance,
+        )
+    if as_json:
+        typer.echo(json.dumps(report.to_json_dict()))
+        return
+    _print_table(report)
+
+
+class _progress:
+    """A rich progress bar on stderr, or nothing for --json / tiny runs."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.total, self.quiet, self.bar = total, quiet, None
+
+    def __enter__(self):
+        if self.quiet or self.total < 10:
+            return None
+        from rich.console import Console
+        from rich.progress import Progress
+
+        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar.start()
+        task = self.bar.add_task("simulating", total=self.total)
+        return lambda n: self.bar.advance(task, n)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _cell(spread, digits: int, seeds: int) -> str:
+    text = f"{spread.median:.{digits}f}"
+    if seeds > 1:
+        text += f"\u00b1{(spread.high - spread.low) / 2:.{digits}f}"
+    return text
+
+
+def _print_table(report) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    sweep = report.sweep
+    seeds = len(sweep.seeds) if sweep.trace is None else 1
+    title = f"{sweep.platform.name}: " + (
+        f"trace {sweep.trace}" if sweep.trace else f"{sweep.duration:g}s of Poisson arrivals, {seeds} seed(s)"
+    )
+    caption = "medians over seeds, \u00b1 half the min-max range; times in seconds" if seeds > 1 else "times in seconds"
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
+    for column in ("policy", "T", "TPS", "AWT", "p95 wait", "p99 wait", "miss%", "load std"):
+        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
+    for row in sweep.rows:
+        s = row.summary
+        table.add_row(
+            row.policy, "trace" if row.rate is None else f"{row.rate:g}", _cell(s["tps"], 2, seeds),
+            _cell(s["awt"], 3, seeds), f"{s['p95_wait'].median:.3f}", f"{s['p99_wait'].median:.3f}",
+            f"{100 * s['deadline_miss_rate'].median:.1f}", _cell(s["load_std"], 3, seeds),
+        )
+    console = Console()
+    if not console.is_terminal:  # piped into a file: no terminal to fit, keep every digit
+        console = Console(width=max(console.width, 110))
+    console.print(table)
+    if report.predictor_models:
+        console.print(f"predicted times from the predictor for: {', '.join(report.predictor_models)}")
+    if report.table_models:
+        console.print(f"platform's predicted times kept for: {', '.join(report.table_models)}")
+    if report.plot:
+        console.print(f"plot written to {report.plot}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="simulate", help=HELP)(simulate)

@@ -1,0 +1,187 @@
+"""``sniper-onnx profile``: (generate or export ->) materialize -> measure -> store, resumable.
+
+Jobs know their key before their model exists (``gen:<generator version>:<net id>``,
+``zoo:<name>:<resolution>:b<batch>``), so a resumed run skips finished nets without re-making
+them. Models are written to a scratch folder only for the measurement and deleted afterwards: the
+database re-makes them from their source when it needs them again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from contextlib import contextmanager
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+from sniper_onnx.errors import SniperError
+
+ProgressHook = Callable[[str, int, Optional[str]], None]  # (event, total, detail)
+
+
+@dataclass
+class CollectJob:
+    """A model to measure, possibly not yet written to disk."""
+
+    name: str
+    key: Optional[str]
+    source: dict[str, Any]
+    path: Optional[str] = None  # existing file, or None to make it with ``make``
+    make: Optional[Callable[[], Any]] = None  # -> onnx.ModelProto
+
+
+@dataclass
+class CollectSummary:
+    out: str
+    db: Optional[str]
+    device_id: str
+    device_name: str
+    total: int
+    measured: int = 0
+    failed: int = 0
+    skipped: int = 0
+    imported: int = 0
+    failures: list[str] = field(default_factory=list)
+
+
+def _spec_dict(spec: Any) -> dict[str, Any]:
+    if hasattr(spec, "to_dict"):
+        return dict(spec.to_dict())
+    if dataclasses.is_dataclass(spec):
+        return dataclasses.asdict(spec)
+    return {"net_id": spec.net_id, "seed": spec.seed, "family": spec.family, "config": spec.config}
+
+
+def generated_jobs(count: int, seed: int, family: str) -> list[CollectJob]:
+    import sniper_generator
+    from sniper_generator import materialize, sample_specs
+
+    version = getattr(sniper_generator, "__version__", "0")
+    jobs = []
+    for spec in sample_specs(count, seed, family=family):
+        source = {"kind": "generator", "generator_version": version, "spec": _spec_dict(spec)}
+        jobs.append(CollectJob(spec.net_id, f"gen:{version}:{spec.net_id}", source, make=lambda s=spec: materialize(s, weights=True)))
+    return jobs
+
+
+def zoo_jobs(resolutions: Sequence[int], batch: int = 1, names: Optional[Sequence[str]] = None) -> list[CollectJob]:
+    from sniper_generator.zoo import ZOO, export_zoo_model
+
+    unknown = sorted(set(names or []) - set(ZOO))
+    if unknown:
+        raise SniperError(f"--zoo-model {unknown[0]}: not in the zoo; choose from {', '.join(sorted(ZOO))}")
+    jobs = []
+    for name in names or sorted(ZOO):
+        for resolution in resolutions:
+            source = {"kind": "zoo", "name": name, "resolution": int(resolution), "batch": batch}
+            make = lambda n=name, r=resolution: export_zoo_model(n, resolution=int(r), batch=batch, weights=True)  # noqa: E731
+            jobs.append(CollectJob(f"{name}@{resolution}", f"zoo:{name}:{resolution}:b{batch}", source, make=make))
+    return jobs
+
+
+def file_jobs(paths: Sequence[str]) -> list[CollectJob]:
+    jobs = []
+    for item in paths:
+        path = Path(item)
+        found = sorted(path.glob("*.onnx")) if path.is_dir() else [path]
+        for model in found:
+            if not model.is_file():
+                raise SniperError(f"{model}: no such model file")
+            jobs.append(CollectJob(model.stem, None, {"kind": "file"}, path=str(model)))
+    return jobs
+
+
+@contextmanager
+def _materialized(job: CollectJob, scratch: Path) -> Iterator[str]:
+    if job.path:
+        yield job.path
+        return
+    import onnx
+
+    assert job.make is not None
+    path = scratch / f"{job.name.replace('/', '_')}.onnx"
+    onnx.save(job.make(), str(path))
+    try:
+        yield str(path)
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def collect(
+    jobs: Sequence[CollectJob],
+    out: "str | Path",
+    config: Any,
+    db_path: "str | Path | None" = None,
+    retry_failed: bool = False,
+    progress: Optional[ProgressHook] = None,
+) -> CollectSummary:
+    """Measure every job not yet in ``out`` and import each record into ``db_path`` at once."""
+    from sniper_profiler.config import ProfilerError
+    from sniper_profiler.runner import ModelJob, Profiler
+
+    try:
+        profiler = Profiler(out, config, retry_failed)
+    except ProfilerError as error:
+        raise SniperError(str(error)) from None
+    db = _open_db(db_path, out)
+    summary = CollectSummary(str(out), str(db_path) if db_path else None, profiler.fingerprint.device_id,
+                             profiler.fingerprint.short_name(), total=len(jobs))
+    if progress:
+        progress("total", len(jobs), None)
+    try:
+        with tempfile.TemporaryDirectory(prefix="sniper-collect-") as scratch:
+            for job in jobs:
+                model_job = ModelJob(path=job.path or "", name=job.name, source=job.source, key=job.key)
+                if (job.key or job.path) and profiler.is_done(model_job):
+                    summary.skipped += 1
+                    if progress:
+                        progress("advance", 1, f"{job.name}: done before")
+                    continue
+                _measure(profiler, model_job, job, Path(scratch), summary, db)
+                if progress:
+                    progress("advance", 1, job.name)
+    finally:
+        if db is not None:
+            db.close()
+    return summary
+
+
+def _measure(profiler: Any, model_job: Any, job: CollectJob, scratch: Path, summary: CollectSummary, db: Any) -> None:
+    from sniper_profiler.config import ProfilerError
+
+    try:
+        with _materialized(job, scratch) as path:
+            model_job.path = path
+            record = profiler.profile(model_job)
+            if db is not None:  # while the file exists, so features come from it
+                summary.imported += _import_record(db, profiler.out, record)
+    except ProfilerError as error:
+        raise SniperError(str(error)) from None
+    if record["status"] == "ok":
+        summary.measured += 1
+    else:
+        summary.failed += 1
+        summary.failures.append(f"{job.name}: {record['failure']['kind']}: {record['failure']['reason']}")
+
+
+def _open_db(db_path: "str | Path | None", out: "str | Path") -> Any:
+    if db_path is None:
+        return None
+    from sniper_onnx.database import Database, import_results
+
+    db = Database(db_path)
+    if Path(out).exists():
+        import_results(db, out)  # catch up on records a killed run measured but did not store
+    return db
+
+
+def _import_record(db: Any, out: "str | Path", record: dict) -> int:
+    from sniper_onnx.database.importer import ImportSummary, _NetworkResolver, _import_one
+
+    summary = ImportSummary(str(out), records=1)
+    record_key = f"rec:{record['record_id']}"
+    if db.has_measurement(record_key):
+        return 0
+    _import_one(db, record, record_key, _NetworkResolver(db, summary), set(), summary)
+    return summary.added + summary.failures_added

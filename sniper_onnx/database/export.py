@@ -1,0 +1,75 @@
+"""``db export``: the predictors' training table as CSV.
+
+One row per (network, device): the network's features, the device's hardware features (recomputed
+from its stored spec, so they follow the current :data:`DEVICE_FEATURE_NAMES`) and the latency,
+the median of that pair's successful measurements' medians.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from sniper_onnx.database.store import Database
+from sniper_onnx.errors import SniperError
+from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
+
+ID_COLUMNS = ("network_id", "network_name", "structure_hash", "device_id", "device_name")
+TARGET_COLUMNS = ("latency_s", "measurements", "runs")
+DEVICE_PREFIX = "device_"
+
+
+@dataclass
+class ExportSummary:
+    path: str
+    rows: int
+    skipped_without_features: int
+    network_feature_names: list[str] = field(default_factory=list)
+    device_feature_names: list[str] = field(default_factory=list)
+
+
+def network_feature_names(feature_dicts: list[dict]) -> list[str]:
+    try:
+        from sniper_onnx.analysis import FEATURE_NAMES
+
+        names = list(FEATURE_NAMES)
+    except ImportError:
+        names = []
+    extra = sorted({key for features in feature_dicts for key in features} - set(names))
+    return names + extra
+
+
+def export_csv(db: Database, out: "str | Path", device_ids: Optional[list[str]] = None) -> ExportSummary:
+    out = Path(out)
+    if not out.parent.exists():
+        raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
+    rows = list(db.latency_rows())
+    if device_ids:
+        unknown = sorted(set(device_ids) - {d.id for d in db.devices()})
+        if unknown:
+            raise SniperError(f"--device {unknown[0]}: no such device in {db.path}; see `sniper-onnx db stats`")
+        rows = [row for row in rows if row["device_id"] in device_ids]
+    with_features = [row for row in rows if row["features"]]
+    features = {row["network_id"]: json.loads(row["features"]) for row in with_features}
+    names = network_feature_names(list(features.values()))
+    specs = {d.id: d.spec for d in db.devices()}
+    header = [*ID_COLUMNS, *names, *(DEVICE_PREFIX + n for n in DEVICE_FEATURE_NAMES), *TARGET_COLUMNS]
+    temporary = out.with_name(out.name + ".tmp")
+    with open(temporary, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for row in with_features:
+            network = features[row["network_id"]]
+            medians = [float(v) for v in str(row["medians"]).split(",")]
+            device_vector = DeviceSpec.features(specs[row["device_id"]])
+            writer.writerow([
+                row["network_id"], row["network_name"], row["structure_hash"], row["device_id"], row["device_name"],
+                *(network.get(name, "") for name in names), *device_vector,
+                repr(statistics.median(medians)), row["measurements"], row["runs"] or "",
+            ])
+    temporary.replace(out)
+    return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES))

@@ -1,0 +1,360 @@
+"""Import of external latency tables (HW-NAS-Bench / HELP, or any similar CSV) into the database.
+
+Two layouts are read, plain or gzipped:
+
+- wide: one row per network, a network column (an arch string or an ONNX path) and one latency
+  column per device (the HW-NAS-Bench table: ``arch_index, arch, 1080ti_1, ...``);
+- long: one row per measurement, with ``network``, ``device`` and latency columns.
+
+Each device column or value is described by a :class:`DeviceSpec` from a JSON spec file (the
+NAS-Bench-201 devices ship with the package). A network given by a NAS-Bench-201 arch string is
+built as a batch-1 weightless skeleton, so it gets the same structure hash as the same network
+profiled from an ONNX file; its features come from the committed feature table.
+
+The import is idempotent: every measurement's key is a hash of (network structure, the table's
+name for the network, device, value), so importing a table again adds nothing, while a different value for the same pair (a
+second source) is kept beside the first. A latency the source reports as 0 or less is kept as a
+``failed`` measurement flagged ``non_positive_latency``: nothing in the table is dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+from sniper_onnx.errors import SniperError
+
+NETWORK_COLUMNS = ("arch", "arch_str", "architecture", "network", "model", "onnx", "model_path", "path")
+ID_COLUMNS = ("arch_index", "index", "idx", "id", "network_id", "name")
+DEVICE_COLUMNS = ("device", "device_name", "hardware")
+LATENCY_COLUMNS = (
+    "latency_ms", "latency_s", "latency_us", "median_ms", "median_s", "median_us", "time_ms", "time_s", "latency", "time",
+)
+UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+FORMATS = ("auto", "wide", "long")
+ROWS_PER_TRANSACTION = 500
+DEFAULT_SPEC_FILE = Path(__file__).resolve().parent.parent / "data" / "hw_nasbench201_devices.json"
+NASBENCH201_RESOLUTION = 32
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class ImportResult:
+    """What one import did; ``*_added`` count new rows, so a repeated import shows zeros."""
+
+    table: str
+    database: str
+    layout: str
+    unit: str
+    rows: int
+    devices: List[str]
+    networks_added: int = 0
+    networks_seen: int = 0
+    devices_added: int = 0
+    measurements_added: int = 0
+    measurements_seen: int = 0
+    non_positive: int = 0
+    missing_values: int = 0
+    devices_without_spec: List[str] = field(default_factory=list)
+    networks_without_features: int = 0
+
+    def to_json_dict(self) -> Dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class _Cell:
+    row_number: int
+    network: str
+    device: str
+    text: str
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if not path.is_file():
+        raise SniperError(f"{path}: no such table file; give the path of a .csv or .csv.gz latency table")
+    with path.open("rb") as probe:
+        gzipped = probe.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rt", newline="") if gzipped else path.open("r", newline="")
+
+
+def _read_rows(path: Path) -> Tuple[List[str], List[List[str]]]:
+    try:
+        with _open_text(path) as handle:
+            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise SniperError(f"{path}: cannot read it as CSV ({error}); give a comma-separated .csv or .csv.gz") from None
+    if len(rows) < 2:
+        raise SniperError(f"{path}: needs a header row and at least one data row")
+    header = [name.strip() for name in rows[0]]
+    return header, rows[1:]
+
+
+def _pick(header: Sequence[str], wanted: Optional[str], candidates: Sequence[str], role: str, path: Path) -> Optional[str]:
+    lowered = {name.lower(): name for name in header}
+    if wanted:
+        if wanted not in header:
+            raise SniperError(f"{path}: no {role} column {wanted!r}; columns are {', '.join(header)}")
+        return wanted
+    return next((lowered[c] for c in candidates if c in lowered), None)
+
+
+def _unit_of(column: str, unit: Optional[str]) -> str:
+    if unit:
+        return unit
+    suffix = column.lower().rsplit("_", 1)[-1]
+    return suffix if suffix in UNIT_SECONDS else "ms"
+
+
+def _cells(
+    path: Path,
+    header: List[str],
+    rows: List[List[str]],
+    layout: str,
+    network_column: Optional[str],
+    device_column: Optional[str],
+    latency_column: Optional[str],
+    devices: Optional[Sequence[str]],
+    unit: Optional[str],
+) -> Tuple[str, str, List[str], List[_Cell]]:
+    network_col = _pick(header, network_column, NETWORK_COLUMNS, "network", path)
+    if network_col is None:
+        raise SniperError(
+            f"{path}: no network column (looked for {', '.join(NETWORK_COLUMNS)}); name it with --network-column"
+        )
+    device_col = _pick(header, device_column, DEVICE_COLUMNS, "device", path)
+    if layout == "auto":
+        layout = "long" if device_col else "wide"
+    width = len(header)
+    for number, row in enumerate(rows, start=2):
+        if len(row) != width:
+            raise SniperError(f"{path}: row {number} has {len(row)} fields, the header has {width}; fix that row")
+    index = {name: position for position, name in enumerate(header)}
+    if layout == "long":
+        if device_col is None:
+            raise SniperError(f"{path}: long layout needs a device column (e.g. 'device'); name it with --device-column")
+        latency_col = _pick(header, latency_column, LATENCY_COLUMNS, "latency", path)
+        if latency_col is None:
+            raise SniperError(
+                f"{path}: no latency column (looked for {', '.join(LATENCY_COLUMNS)}); name it with --latency-column"
+            )
+        cells = [
+            _Cell(n, row[index[network_col]].strip(), row[index[device_col]].strip(), row[index[latency_col]].strip())
+            for n, row in enumerate(rows, start=2)
+        ]
+        if devices:
+            cells = [cell for cell in cells if cell.device in set(devices)]
+        names = sorted({cell.device for cell in cells})
+        return layout, _unit_of(latency_col, unit), names, cells
+    skipped = {network_col.lower(), *ID_COLUMNS}
+    names = list(devices) if devices else [name for name in header if name.lower() not in skipped]
+    missing = [name for name in names if name not in index]
+    if missing:
+        raise SniperError(f"{path}: no device column {', '.join(missing)}; columns are {', '.join(header)}")
+    if not names:
+        raise SniperError(f"{path}: no device latency columns besides {network_col!r}; is this a long table? use --format long")
+    cells = [
+        _Cell(n, row[index[network_col]].strip(), name, row[index[name]].strip())
+        for n, row in enumerate(rows, start=2)
+        for name in names
+    ]
+    return layout, unit or "ms", names, cells
+
+
+def _latency(cell: _Cell, path: Path) -> Optional[float]:
+    if cell.text == "" or cell.text.lower() in ("nan", "na", "n/a", "none", "null"):
+        return None
+    try:
+        value = float(cell.text)
+    except ValueError:
+        raise SniperError(
+            f"{path}: row {cell.row_number}, device {cell.device!r}: latency {cell.text!r} is not a number; "
+            "fix it, or leave only device columns with --devices"
+        ) from None
+    if math.isnan(value) or math.isinf(value):
+        return None
+    return value
+
+
+def _load_specs(path: Optional[Path]) -> Dict[str, "DeviceSpec"]:  # noqa: F821
+    from sniper_profiler.device import load_device_specs
+
+    path = path or DEFAULT_SPEC_FILE
+    try:
+        specs = load_device_specs(path)
+    except FileNotFoundError:
+        raise SniperError(f"{path}: no such device-spec file; give a JSON file of DeviceSpec objects") from None
+    except (ValueError, TypeError) as error:
+        raise SniperError(f"{path}: not a valid device-spec file ({error}); see docs/devices.md for the format") from None
+    return {spec.name: spec for spec in specs}
+
+
+class _Networks:
+    """Resolves a table's network cell (arch string or ONNX path) to a database network, once each."""
+
+    def __init__(self, db, table: Path, result: ImportResult) -> None:
+        self.db = db
+        self.table = table
+        self.result = result
+        self.ids: Dict[str, Tuple[int, str]] = {}
+        self._features: Optional[Dict[str, Dict[str, float]]] = None
+
+    def id_for(self, network: str, row_number: int) -> Tuple[int, str]:
+        """The database id and structure hash of ``network``."""
+        if network not in self.ids:
+            record = self._add_arch(network) if network.startswith("|") else self._add_onnx(network, row_number)
+            self.result.networks_seen += 1
+            self.result.networks_added += int(record.added)
+            self.result.networks_without_features += int(record.features is None)
+            self.ids[network] = (record.id, record.structure_hash)
+        return self.ids[network]
+
+    def _nasbench201_features(self, arch: str) -> Optional[Dict[str, float]]:
+        if self._features is None:
+            from sniper_generator.nasbench201 import load_feature_table
+
+            try:
+                archs, matrix, names = load_feature_table()
+            except SniperError:
+                self._features = {}
+            else:
+                self._features = {a: dict(zip(names, map(float, row))) for a, row in zip(archs, matrix)}
+        return self._features.get(arch)
+
+    def _add_arch(self, arch: str):
+        from sniper_generator.nasbench201 import build_nasbench201, parse_arch
+        from sniper_onnx.database.hashing import structure_hash
+
+        try:
+            parse_arch(arch)
+        except SniperError as error:
+            raise SniperError(f"{self.table}: {error}") from None
+        skeleton = build_nasbench201(arch, weights=False, resolution=NASBENCH201_RESOLUTION, batch=1)
+        source = {"family": "nasbench201", "arch": arch, "resolution": NASBENCH201_RESOLUTION, "batch": 1,
+                  "imported_from": self.table.name}
+        return self.db.add_network(structure_hash(skeleton), arch, source, self._nasbench201_features(arch))
+
+    def _add_onnx(self, network: str, row_number: int):
+        import onnx
+
+        from sniper_onnx.database.hashing import structure_hash
+
+        candidates = [self.table.parent / network, Path(network)]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            raise SniperError(
+                f"{self.table}: row {row_number}: network {network!r} is neither a NAS-Bench-201 arch string nor an "
+                f"ONNX file (looked in {self.table.parent} and the current folder); fix the path"
+            )
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        known = self.db.network_for_file(digest)
+        if known is not None:
+            return known
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as error:  # noqa: BLE001 - any parse failure is the user's file
+            raise SniperError(f"{path}: not a readable ONNX model ({error}); re-export it") from None
+        record = self.db.add_network(structure_hash(model), path.stem, {"path": str(path), "imported_from": self.table.name},
+                                     _onnx_features(model))
+        self.db.link_file(digest, record.id, str(path))
+        return record
+
+
+def _onnx_features(model) -> Optional[Dict[str, float]]:
+    """Analyzer features where the analyzer can read the model; the latencies matter more than them."""
+    try:
+        from sniper_onnx import analyze
+
+        return dict(analyze(model).features)
+    except Exception:  # noqa: BLE001 - missing features are filled later; the measurement is kept
+        return None
+
+
+def _record_key(structure: str, network: str, device_id: str, seconds: float) -> str:
+    text = json.dumps([structure, network, device_id, repr(float(seconds))], separators=(",", ":"))
+    return "ext:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def import_latency_table(
+    database: "str | Path",
+    table: "str | Path",
+    *,
+    device_specs: "str | Path | None" = None,
+    layout: str = "auto",
+    unit: Optional[str] = None,
+    network_column: Optional[str] = None,
+    device_column: Optional[str] = None,
+    latency_column: Optional[str] = None,
+    devices: Optional[Sequence[str]] = None,
+    progress: Optional[Progress] = None,
+) -> ImportResult:
+    """Add every latency of ``table`` to the database at ``database`` (created if absent)."""
+    from sniper_onnx.database.store import Database
+
+    table = Path(table)
+    if layout not in FORMATS:
+        raise SniperError(f"layout {layout!r}: use one of {', '.join(FORMATS)}")
+    if unit is not None and unit not in UNIT_SECONDS:
+        raise SniperError(f"unit {unit!r}: use one of {', '.join(UNIT_SECONDS)}")
+    header, rows = _read_rows(table)
+    layout, unit, names, cells = _cells(table, header, rows, layout, network_column, device_column, latency_column, devices, unit)
+    specs = _load_specs(Path(device_specs) if device_specs else None)
+    result = ImportResult(table=str(table), database=str(database), layout=layout, unit=unit, rows=len(rows), devices=names)
+    with Database(database) as db:
+        device_ids = _add_devices(db, names, specs, result)
+        networks = _Networks(db, table, result)
+        for start in range(0, len(cells), ROWS_PER_TRANSACTION):
+            with db.transaction():
+                for cell in cells[start:start + ROWS_PER_TRANSACTION]:
+                    _add_cell(db, cell, networks, device_ids, unit, table, result)
+            if progress:
+                progress(min(start + ROWS_PER_TRANSACTION, len(cells)), len(cells))
+    return result
+
+
+def _add_devices(db, names: Sequence[str], specs: Mapping[str, object], result: ImportResult) -> Dict[str, Tuple[str, int]]:
+    from sniper_profiler.device import DeviceSpec
+
+    device_ids: Dict[str, Tuple[str, int]] = {}
+    for name in names:
+        spec = specs.get(name)
+        if spec is None:
+            spec = DeviceSpec(name=name, kind="other", description="imported without a spec: every fact unknown")
+            result.devices_without_spec.append(name)
+        record = db.add_device(spec)
+        result.devices_added += int(record.added)
+        device_ids[name] = (record.id, int(spec.batch_size))
+    return device_ids
+
+
+def _add_cell(db, cell: _Cell, networks: _Networks, device_ids, unit: str, table: Path, result: ImportResult) -> None:
+    value = _latency(cell, table)
+    if value is None:
+        result.missing_values += 1
+        return
+    network_id, structure = networks.id_for(cell.network, cell.row_number)
+    device_id, batch = device_ids[cell.device]
+    key = _record_key(structure, cell.network, device_id, value * UNIT_SECONDS[unit])
+    # the table's own name for the network: NAS-Bench-201 archs that differ only in where a zero
+    # node sits build the same graph, so one database network can stand for several of them
+    config = {"batch_size": batch, "source_network": cell.network}
+    common = dict(config=config, source=f"external:{table.name}", record_key=key)
+    if value > 0:
+        record = db.add_measurement(network_id, device_id, value * UNIT_SECONDS[unit], **common)
+    else:
+        result.non_positive += 1
+        record = db.add_measurement(
+            network_id, device_id, None, status="failed", flags=["non_positive_latency"],
+            failure={"reason": "the source table reports a non-positive latency", "value": value, "unit": unit},
+            **common,
+        )
+    result.measurements_seen += 1
+    result.measurements_added += int(record.added)

@@ -1,0 +1,196 @@
+"""``db import``: profiler JSONL records -> networks, devices and measurements.
+
+Network features are computed here, on the cloud side (the device side has no onnx): the model is
+read from the record's path when the file is still there with the same content, else re-made from
+its source (generator spec or zoo entry) as a weightless skeleton. Records are keyed by their
+``record_id``, so importing a file twice, or from several processes at once, adds each record once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from sniper_onnx.database.store import Database, NetworkRecord
+from sniper_onnx.errors import SniperError
+from sniper_profiler.device import DeviceSpec
+from sniper_profiler.records import file_sha256, read_records
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ImportSummary:
+    path: str
+    records: int = 0
+    added: int = 0
+    failures_added: int = 0
+    already_present: int = 0
+    unreadable_lines: list[int] = field(default_factory=list)
+    networks_added: int = 0
+    devices_added: int = 0
+    networks_without_features: list[str] = field(default_factory=list)  # why, one line each
+
+
+def _load_generated(source: dict[str, Any]) -> Any:
+    from sniper_generator import NetSpec, materialize
+
+    data = source["spec"]
+    spec = NetSpec.from_dict(data) if hasattr(NetSpec, "from_dict") else NetSpec(**data)
+    return materialize(spec, weights=False)
+
+
+def _load_zoo(source: dict[str, Any]) -> Any:
+    from sniper_generator.zoo import export_zoo_model
+
+    return export_zoo_model(source["name"], resolution=int(source.get("resolution", 224)), batch=int(source.get("batch", 1)), weights=False)
+
+
+# How to re-make a model from the ``source`` a record carries, by ``source["kind"]``.
+SOURCE_LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
+    "generator": _load_generated,
+    "zoo": _load_zoo,
+}
+
+
+def load_model_for(model: dict[str, Any]) -> tuple[Optional[Any], str]:
+    """The ModelProto a record measured, or None and the reason it cannot be found."""
+    import onnx
+
+    path = Path(model.get("path") or "")
+    if path.is_file() and file_sha256(path) == model.get("sha256"):
+        return onnx.load(str(path), load_external_data=False), ""
+    source = model.get("source") or {}
+    loader = SOURCE_LOADERS.get(source.get("kind", ""))
+    if loader is None:
+        return None, f"{path}: file missing or changed since it was measured, and no generator/zoo source to re-make it"
+    try:
+        return loader(source), ""
+    except Exception as error:  # noqa: BLE001 - keep the measurement even if re-making fails
+        return None, f"{model.get('name')}: could not re-make from {source.get('kind')} source ({type(error).__name__}: {error})"
+
+
+def network_key(base_hash: str, inputs: list[dict[str, Any]]) -> str:
+    """A model with symbolic dims measured at another shape is another network for the predictors."""
+    symbolic = [i for i in inputs or [] if any(not isinstance(d, int) or d <= 0 for d in i.get("model_shape", []))]
+    if not symbolic:
+        return base_hash
+    shapes = ",".join(f"{i['name']}={'x'.join(map(str, i['shape']))}" for i in sorted(symbolic, key=lambda i: i["name"]))
+    return f"{base_hash}@{shapes}"
+
+
+def compute_features(model_proto: Any, inputs: list[dict[str, Any]]) -> tuple[Optional[dict[str, float]], str]:
+    try:
+        from sniper_onnx import analyze
+
+        shapes = {i["name"]: tuple(i["shape"]) for i in inputs or []} or None
+        return dict(analyze(model_proto, input_shapes=shapes).features), ""
+    except Exception as error:  # noqa: BLE001 - features can be filled in by a later import
+        return None, f"analysis failed ({type(error).__name__}: {error})"
+
+
+class _NetworkResolver:
+    def __init__(self, db: Database, summary: ImportSummary) -> None:
+        self.db = db
+        self.summary = summary
+
+    def resolve(self, record: dict[str, Any]) -> NetworkRecord:
+        model = record.get("model") or {}
+        sha256 = model.get("sha256") or ""
+        known = self.db.network_for_file(sha256) if sha256 else None
+        if known is not None and known.features is not None:
+            return known
+        name = model.get("name") or Path(model.get("path") or "unnamed").stem
+        proto, problem = load_model_for(model)
+        if proto is None:
+            return known or self._placeholder(sha256, name, model, problem)
+        from sniper_onnx.database.hashing import structure_hash
+
+        features, problem = compute_features(proto, record.get("inputs") or [])
+        network = self.db.add_network(network_key(structure_hash(proto), record.get("inputs") or []), name, model.get("source") or {}, features)
+        if problem and network.features is None:
+            self.summary.networks_without_features.append(f"{name}: {problem}")
+        self.summary.networks_added += int(network.added)
+        if known is not None and known.id != network.id:
+            self.db.merge_network(known.id, network.id)
+        if sha256:
+            self.db.link_file(sha256, network.id, model.get("path"))
+        return network
+
+    def fill_features(self, record: dict[str, Any]) -> None:
+        """For a record imported before its model could be found: try again."""
+        sha256 = (record.get("model") or {}).get("sha256")
+        known = self.db.network_for_file(sha256) if sha256 else None
+        if known is not None and known.features is None:
+            self.resolve(record)
+
+    def _placeholder(self, sha256: str, name: str, model: dict[str, Any], problem: str) -> NetworkRecord:
+        # The measurement is kept under the file's hash; a later import that finds the model fills
+        # in its features (nothing a user measured is ever dropped).
+        network = self.db.add_network(f"file:sha256:{sha256}", name, model.get("source") or {}, None)
+        self.summary.networks_added += int(network.added)
+        self.summary.networks_without_features.append(problem)
+        if sha256:
+            self.db.link_file(sha256, network.id, model.get("path"))
+        return network
+
+
+def import_results(
+    db: Database,
+    path: "str | Path",
+    on_progress: Optional[Callable[[int, int], None]] = None,
+) -> ImportSummary:
+    path = Path(path)
+    if not path.is_file():
+        raise SniperError(f"{path}: no such results file; give the JSONL written by `sniper-profiler run --out`")
+    results = read_records(path)
+    if not results.records and results.unreadable_lines:
+        raise SniperError(f"{path}: no profiler records in it (lines {results.unreadable_lines[:5]} unreadable); is it a sniper-profiler JSONL file?")
+    summary = ImportSummary(str(path), records=len(results.records), unreadable_lines=results.unreadable_lines)
+    resolver = _NetworkResolver(db, summary)
+    devices_seen: set[str] = set()
+    for index, record in enumerate(results.records, start=1):
+        record_key = f"rec:{record.get('record_id') or record['key']}"
+        if db.has_measurement(record_key):
+            summary.already_present += 1
+            resolver.fill_features(record)
+        else:
+            _import_one(db, record, record_key, resolver, devices_seen, summary)
+        if on_progress:
+            on_progress(index, len(results.records))
+    return summary
+
+
+def _import_one(
+    db: Database, record: dict[str, Any], record_key: str, resolver: _NetworkResolver, devices_seen: set[str], summary: ImportSummary
+) -> None:
+    device = record.get("device") or {}
+    device_id = device.get("device_id")
+    if not device_id or "spec" not in device:
+        raise SniperError(f"{summary.path}: record {record.get('record_id')} has no device; was it written by sniper-profiler?")
+    network = resolver.resolve(record)
+    with db.transaction():
+        if device_id not in devices_seen:
+            summary.devices_added += int(db.add_device(DeviceSpec.from_dict(device["spec"]), device_id, device.get("fingerprint")).added)
+            devices_seen.add(device_id)
+        stats = record.get("stats") or {}
+        measurement = db.add_measurement(
+            network.id,
+            device_id,
+            stats.get("median_s") if record.get("status") == "ok" else None,
+            stats=stats,
+            config=record.get("config") or {},
+            status=record.get("status", "failed"),
+            flags=record.get("flags") or [],
+            failure=record.get("failure"),
+            source="profiler",
+            measured_at=record.get("measured_at"),
+            record_key=record_key,
+        )
+    if measurement.added:
+        summary.added += int(measurement.status == "ok")
+        summary.failures_added += int(measurement.status == "failed")
+    else:
+        summary.already_present += 1

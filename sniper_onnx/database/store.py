@@ -1,0 +1,436 @@
+"""The Network Characteristic Database: one SQLite file in WAL mode.
+
+Every ``add_*`` method is idempotent by a natural key (structure hash, device id, record key), so
+importing the same data twice adds nothing, and several processes may write at once: each write
+is one ``BEGIN IMMEDIATE`` transaction and SQLite serialises them (the busy timeout makes the
+others wait instead of failing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional, Sequence
+
+from sniper_onnx.database.schema import MIGRATIONS, SCHEMA_VERSION
+from sniper_onnx.errors import SniperError
+from sniper_profiler.device import DeviceSpec
+
+BUSY_TIMEOUT_S = 120.0
+STAT_COLUMNS = ("median_s", "mean_s", "std_s", "p10_s", "p90_s", "min_s", "count", "session_create_s")
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class NetworkRecord:
+    id: int
+    structure_hash: str
+    name: str
+    source: dict[str, Any]
+    features: Optional[dict[str, float]]
+    added_at: str
+    added: bool = False  # True when this call inserted it
+
+
+@dataclass
+class DeviceRecord:
+    id: str
+    name: str
+    spec: DeviceSpec
+    fingerprint: dict[str, Any]
+    features: list[float]
+    added_at: str
+    added: bool = False
+
+
+@dataclass
+class MeasurementRecord:
+    id: int
+    record_key: str
+    network_id: int
+    device_id: str
+    status: str
+    median_s: Optional[float]
+    count: Optional[int]
+    config: dict[str, Any]
+    stats: dict[str, Any]
+    flags: list[str]
+    failure: Optional[dict[str, Any]]
+    source: str
+    measured_at: str
+    added: bool = False
+
+
+@dataclass
+class PredictionRecord:
+    id: int
+    network_id: int
+    device_id: str
+    predictor: str
+    predicted_s: float
+    interval_low_s: Optional[float]
+    interval_high_s: Optional[float]
+    measurement_id: Optional[int]
+    predicted_at: str
+
+
+@dataclass
+class DeviceCount:
+    device_id: str
+    name: str
+    networks: int
+    measurements: int
+    failures: int
+
+
+@dataclass
+class DatabaseStats:
+    path: str
+    schema_version: int
+    networks: int
+    networks_without_features: int
+    devices: int
+    measurements: int
+    failed_measurements: int
+    predictions: int
+    per_device: list[DeviceCount] = field(default_factory=list)
+
+
+def default_device_id(spec: DeviceSpec) -> str:
+    """A stable id for a device known only from its spec (external latency tables)."""
+    digest = hashlib.sha256(_dumps(spec.to_dict()).encode()).hexdigest()
+    return f"dev-{digest[:16]}"
+
+
+class Database:
+    """Open (creating and migrating as needed) with ``Database(path)``; use as a context manager."""
+
+    def __init__(self, path: "str | Path") -> None:
+        self.path = Path(path)
+        if self.path.is_dir():
+            raise SniperError(f"{self.path}: is a directory; give a database file path such as ncd.sqlite")
+        if not self.path.parent.exists():
+            raise SniperError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
+        self._depth = 0
+        try:
+            self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self._conn.row_factory = sqlite3.Row
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=FULL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._migrate()
+        except sqlite3.DatabaseError as error:
+            raise SniperError(f"{self.path}: not a usable sniper-onnx database ({error}); give another --db path") from None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "Database":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; nested calls join the outer one."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self._conn
+            finally:
+                self._depth -= 1
+            return
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        else:
+            self._conn.execute("COMMIT")
+        finally:
+            self._depth = 0
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        if self.schema_version == SCHEMA_VERSION:
+            return
+        with self.transaction() as conn:
+            version = self.schema_version  # re-read under the lock: another process may have migrated
+            if version > SCHEMA_VERSION:
+                raise SniperError(
+                    f"{self.path}: schema version {version} is newer than this sniper-onnx knows "
+                    f"({SCHEMA_VERSION}); upgrade sniper-onnx"
+                )
+            for number in range(version, SCHEMA_VERSION):
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {number + 1}")
+
+    # -- networks --------------------------------------------------------------------------------
+    def add_network(
+        self,
+        structure_hash: str,
+        name: str,
+        source: Optional[Mapping[str, Any]] = None,
+        features: Optional[Mapping[str, float]] = None,
+    ) -> NetworkRecord:
+        """Insert a network once per ``structure_hash`` (any stable unique string works, e.g. a
+        NAS-Bench-201 architecture string). A later call may fill in missing features; it never
+        overwrites existing ones."""
+        if not structure_hash:
+            raise SniperError("add_network: structure_hash is empty; pass a stable unique key for the network")
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO networks(structure_hash, name, source, features, added_at) VALUES (?,?,?,?,?)",
+                (structure_hash, name, _dumps(dict(source or {})), _dumps(dict(features)) if features else None, utc_now()),
+            )
+            added = cursor.rowcount == 1
+            if not added and features:
+                conn.execute(
+                    "UPDATE networks SET features = ? WHERE structure_hash = ? AND features IS NULL",
+                    (_dumps(dict(features)), structure_hash),
+                )
+            record = self.network_by_hash(structure_hash)
+        assert record is not None
+        record.added = added
+        return record
+
+    def set_network_features(self, network_id: int, features: Mapping[str, float]) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE networks SET features = ? WHERE id = ?", (_dumps(dict(features)), network_id))
+
+    def link_file(self, file_sha256: str, network_id: int, path: Optional[str] = None) -> None:
+        """Remember which network a model file holds, so a re-import need not load it again."""
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO network_files(file_sha256, network_id, path) VALUES (?,?,?)",
+                (file_sha256, network_id, path),
+            )
+
+    def merge_network(self, placeholder_id: int, network_id: int) -> None:
+        """Move a placeholder's measurements, predictions and files onto the real network (its
+        model was found again) and drop the now empty placeholder."""
+        if placeholder_id == network_id:
+            return
+        with self.transaction() as conn:
+            for table in ("measurements", "predictions", "network_files"):
+                conn.execute(f"UPDATE {table} SET network_id = ? WHERE network_id = ?", (network_id, placeholder_id))
+            conn.execute("DELETE FROM networks WHERE id = ? AND structure_hash LIKE 'file:%'", (placeholder_id,))
+
+    def network_for_file(self, file_sha256: str) -> Optional[NetworkRecord]:
+        row = self._conn.execute(
+            "SELECT n.* FROM networks n JOIN network_files f ON f.network_id = n.id WHERE f.file_sha256 = ?",
+            (file_sha256,),
+        ).fetchone()
+        return _network(row) if row else None
+
+    def network_by_hash(self, structure_hash: str) -> Optional[NetworkRecord]:
+        row = self._conn.execute("SELECT * FROM networks WHERE structure_hash = ?", (structure_hash,)).fetchone()
+        return _network(row) if row else None
+
+    def networks(self) -> list[NetworkRecord]:
+        return [_network(row) for row in self._conn.execute("SELECT * FROM networks ORDER BY id")]
+
+    # -- devices ---------------------------------------------------------------------------------
+    def add_device(
+        self,
+        spec: DeviceSpec,
+        device_id: Optional[str] = None,
+        fingerprint: Optional[Mapping[str, Any]] = None,
+    ) -> DeviceRecord:
+        """Insert a device once per id (default: a hash of the spec)."""
+        device_id = device_id or default_device_id(spec)
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                "INSERT OR IGNORE INTO devices(id, name, fingerprint, spec, features, added_at) VALUES (?,?,?,?,?,?)",
+                (device_id, spec.name, _dumps(dict(fingerprint or {})), _dumps(spec.to_dict()), _dumps(spec.features()), utc_now()),
+            )
+            record = self.device(device_id)
+        assert record is not None
+        record.added = cursor.rowcount == 1
+        return record
+
+    def device(self, device_id: str) -> Optional[DeviceRecord]:
+        row = self._conn.execute("SELECT * FROM devices WHERE id = ?", (device_id,)).fetchone()
+        return _device(row) if row else None
+
+    def devices(self) -> list[DeviceRecord]:
+        return [_device(row) for row in self._conn.execute("SELECT * FROM devices ORDER BY added_at, id")]
+
+    # -- measurements ----------------------------------------------------------------------------
+    def add_measurement(
+        self,
+        network_id: int,
+        device_id: str,
+        median_s: Optional[float],
+        *,
+        stats: Optional[Mapping[str, Any]] = None,
+        config: Optional[Mapping[str, Any]] = None,
+        status: str = "ok",
+        flags: Sequence[str] = (),
+        failure: Optional[Mapping[str, Any]] = None,
+        source: str = "external",
+        measured_at: Optional[str] = None,
+        record_key: Optional[str] = None,
+    ) -> MeasurementRecord:
+        """Insert one latency measurement once per ``record_key``.
+
+        Without a key, (network, device, config, source) is the key: an external table holds one
+        value per pair. ``stats`` may carry mean_s, std_s, p10_s, p90_s, min_s, count,
+        session_create_s and anything else (kept as JSON)."""
+        if status not in ("ok", "failed"):
+            raise SniperError(f"add_measurement: status {status!r} must be 'ok' or 'failed'")
+        if status == "ok" and (median_s is None or not median_s > 0):
+            raise SniperError(f"add_measurement: median_s {median_s!r} must be a positive number of seconds")
+        config = dict(config or {})
+        stats = dict(stats or {})
+        if median_s is not None:
+            stats["median_s"] = float(median_s)
+        if record_key is None:
+            record_key = "nat:" + hashlib.sha256(_dumps([network_id, device_id, config, source]).encode()).hexdigest()
+        values = [stats.get(name) for name in STAT_COLUMNS]
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                f"""INSERT OR IGNORE INTO measurements(record_key, network_id, device_id, config, status,
+                    {", ".join(STAT_COLUMNS)}, stats, flags, failure, source, measured_at, imported_at)
+                    VALUES (?,?,?,?,?,{",".join("?" * len(STAT_COLUMNS))},?,?,?,?,?,?)""",
+                (
+                    record_key, network_id, device_id, _dumps(config), status, *values, _dumps(stats),
+                    _dumps(list(flags)), _dumps(dict(failure)) if failure else None, source,
+                    measured_at or utc_now(), utc_now(),
+                ),
+            )
+            row = conn.execute("SELECT * FROM measurements WHERE record_key = ?", (record_key,)).fetchone()
+        record = _measurement(row)
+        record.added = cursor.rowcount == 1
+        return record
+
+    def has_measurement(self, record_key: str) -> bool:
+        return self._conn.execute("SELECT 1 FROM measurements WHERE record_key = ?", (record_key,)).fetchone() is not None
+
+    def measurements(self, device_id: Optional[str] = None) -> list[MeasurementRecord]:
+        query, args = "SELECT * FROM measurements", ()
+        if device_id:
+            query, args = query + " WHERE device_id = ?", (device_id,)
+        return [_measurement(row) for row in self._conn.execute(query + " ORDER BY id", args)]
+
+    # -- predictions (kept for feedback learning) ------------------------------------------------
+    def add_prediction(
+        self,
+        network_id: int,
+        device_id: str,
+        predictor: str,
+        predicted_s: float,
+        interval: Optional[tuple[float, float]] = None,
+        measurement_id: Optional[int] = None,
+    ) -> PredictionRecord:
+        low, high = interval if interval else (None, None)
+        with self.transaction() as conn:
+            cursor = conn.execute(
+                """INSERT INTO predictions(network_id, device_id, predictor, predicted_s, interval_low_s,
+                   interval_high_s, measurement_id, predicted_at) VALUES (?,?,?,?,?,?,?,?)""",
+                (network_id, device_id, predictor, float(predicted_s), low, high, measurement_id, utc_now()),
+            )
+            row = conn.execute("SELECT * FROM predictions WHERE id = ?", (cursor.lastrowid,)).fetchone()
+        return PredictionRecord(**dict(row))
+
+    def predictions(self) -> list[PredictionRecord]:
+        return [PredictionRecord(**dict(row)) for row in self._conn.execute("SELECT * FROM predictions ORDER BY id")]
+
+    # -- summaries -------------------------------------------------------------------------------
+    def stats(self) -> DatabaseStats:
+        def count(query: str) -> int:
+            return int(self._conn.execute(query).fetchone()[0])
+
+        per_device = [
+            DeviceCount(row["id"], row["name"], row["networks"] or 0, row["measurements"] or 0, row["failures"] or 0)
+            for row in self._conn.execute(
+                """SELECT d.id, d.name,
+                          COUNT(DISTINCT CASE WHEN m.status = 'ok' THEN m.network_id END) AS networks,
+                          SUM(m.status = 'ok') AS measurements, SUM(m.status = 'failed') AS failures
+                   FROM devices d LEFT JOIN measurements m ON m.device_id = d.id
+                   GROUP BY d.id ORDER BY d.name"""
+            )
+        ]
+        return DatabaseStats(
+            path=str(self.path),
+            schema_version=self.schema_version,
+            networks=count("SELECT COUNT(*) FROM networks"),
+            networks_without_features=count("SELECT COUNT(*) FROM networks WHERE features IS NULL"),
+            devices=count("SELECT COUNT(*) FROM devices"),
+            measurements=count("SELECT COUNT(*) FROM measurements WHERE status = 'ok'"),
+            failed_measurements=count("SELECT COUNT(*) FROM measurements WHERE status = 'failed'"),
+            predictions=count("SELECT COUNT(*) FROM predictions"),
+            per_device=per_device,
+        )
+
+    def latency_rows(self) -> Iterator[sqlite3.Row]:
+        """One row per (network, device) with the median of its successful measurements' medians."""
+        pairs = self._conn.execute(
+            """SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features,
+                      d.name AS device_name, d.features AS device_features,
+                      GROUP_CONCAT(m.median_s) AS medians, COUNT(*) AS measurements, SUM(m.count) AS runs
+               FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
+               WHERE m.status = 'ok' GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id"""
+        )
+        yield from pairs
+
+
+def _network(row: sqlite3.Row) -> NetworkRecord:
+    return NetworkRecord(
+        id=row["id"],
+        structure_hash=row["structure_hash"],
+        name=row["name"],
+        source=json.loads(row["source"]),
+        features=json.loads(row["features"]) if row["features"] else None,
+        added_at=row["added_at"],
+    )
+
+
+def _device(row: sqlite3.Row) -> DeviceRecord:
+    return DeviceRecord(
+        id=row["id"],
+        name=row["name"],
+        spec=DeviceSpec.from_dict(json.loads(row["spec"])),
+        fingerprint=json.loads(row["fingerprint"]),
+        features=json.loads(row["features"]),
+        added_at=row["added_at"],
+    )
+
+
+def _measurement(row: sqlite3.Row) -> MeasurementRecord:
+    return MeasurementRecord(
+        id=row["id"],
+        record_key=row["record_key"],
+        network_id=row["network_id"],
+        device_id=row["device_id"],
+        status=row["status"],
+        median_s=row["median_s"],
+        count=row["count"],
+        config=json.loads(row["config"]),
+        stats=json.loads(row["stats"]),
+        flags=json.loads(row["flags"]),
+        failure=json.loads(row["failure"]) if row["failure"] else None,
+        source=row["source"],
+        measured_at=row["measured_at"],
+    )

@@ -1,0 +1,124 @@
+"""Training tables: (network features, device features, seconds) rows, from the DB's CSV export.
+
+The CSV layout is ``sniper-onnx db export``'s: ``network_id``/``network_name``, ``device_name``,
+the network feature columns, ``device_<name>`` hardware-feature columns and ``latency_s``.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from sniper_onnx.errors import SniperError
+
+DEVICE_PREFIX = "device_"
+NETWORK_KEYS = ("network_id", "network_name", "network", "structure_hash")
+DEVICE_KEYS = ("device_name", "device", "device_id")
+SKIP_COLUMNS = set(NETWORK_KEYS) | set(DEVICE_KEYS) | {"measurements", "runs", "arch", "arch_index"}
+LATENCY_COLUMNS = {"latency_s": 1.0, "seconds": 1.0, "latency_ms": 1e-3}
+
+
+@dataclass
+class TrainingData:
+    """Networks and devices once each; ``pairs`` index them with the measured seconds."""
+
+    network_names: List[str]
+    network_matrix: np.ndarray  # [networks, F_n] raw analyzer features
+    network_feature_names: List[str]
+    device_names: List[str]
+    device_matrix: np.ndarray  # [devices, F_d] raw DeviceSpec features
+    device_feature_names: List[str]
+    pair_network: np.ndarray
+    pair_device: np.ndarray
+    seconds: np.ndarray
+
+    def sha256(self) -> str:
+        digest = hashlib.sha256()
+        for array in (self.network_matrix, self.device_matrix, self.pair_network, self.pair_device, self.seconds):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        digest.update("\n".join(self.network_feature_names + self.device_names).encode())
+        return digest.hexdigest()
+
+    def device_rows(self, device: int) -> np.ndarray:
+        return np.flatnonzero(self.pair_device == device)
+
+
+def _open(path: Path) -> io.TextIOBase:
+    if not path.is_file():
+        raise SniperError(f"{path}: no such training table; export one with `sniper-onnx db export` or pass --db")
+    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+
+
+def _first(header: Sequence[str], candidates: Sequence[str], path: Path, role: str) -> str:
+    for name in candidates:
+        if name in header:
+            return name
+    raise SniperError(f"{path}: no {role} column (expected one of {', '.join(candidates)}); "
+                      "use the CSV of `sniper-onnx db export`")
+
+
+def load_training_csv(path: "str | Path") -> TrainingData:
+    path = Path(path)
+    with _open(path) as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise SniperError(f"{path}: empty training table; profile some networks first") from None
+        rows = [row for row in reader if row]
+    net_key = _first(header, NETWORK_KEYS, path, "network")
+    dev_key = _first(header, DEVICE_KEYS, path, "device")
+    latency_key = _first(header, tuple(LATENCY_COLUMNS), path, "latency")
+    device_columns = [h for h in header if h.startswith(DEVICE_PREFIX) and h not in DEVICE_KEYS]
+    network_columns = [h for h in header if h not in SKIP_COLUMNS and h not in device_columns
+                       and h not in LATENCY_COLUMNS and h not in ("measurements", "runs")]
+    if not rows or not network_columns:
+        raise SniperError(f"{path}: no rows or no network feature columns; use the CSV of `sniper-onnx db export`")
+    col = {h: i for i, h in enumerate(header)}
+    nets: Dict[str, int] = {}
+    devs: Dict[str, int] = {}
+    net_rows: List[List[float]] = []
+    dev_rows: List[List[float]] = []
+    pair_net, pair_dev, seconds = [], [], []
+    for line, row in enumerate(rows, start=2):
+        try:
+            latency = float(row[col[latency_key]]) * LATENCY_COLUMNS[latency_key]
+            if row[col[net_key]] not in nets:
+                nets[row[col[net_key]]] = len(nets)
+                net_rows.append([float(row[col[h]] or 0.0) for h in network_columns])
+            if row[col[dev_key]] not in devs:
+                devs[row[col[dev_key]]] = len(devs)
+                dev_rows.append([float(row[col[h]] or 0.0) for h in device_columns])
+        except (ValueError, IndexError):
+            raise SniperError(f"{path}:{line}: a value is not a number; fix or drop that row") from None
+        if not latency > 0:
+            continue  # failed or zero measurements teach nothing about time
+        pair_net.append(nets[row[col[net_key]]])
+        pair_dev.append(devs[row[col[dev_key]]])
+        seconds.append(latency)
+    return TrainingData(
+        network_names=list(nets), network_matrix=np.array(net_rows), network_feature_names=network_columns,
+        device_names=list(devs), device_matrix=np.array(dev_rows).reshape(len(devs), len(device_columns)),
+        device_feature_names=[h[len(DEVICE_PREFIX):] for h in device_columns],
+        pair_network=np.array(pair_net), pair_device=np.array(pair_dev), seconds=np.array(seconds),
+    )
+
+
+def training_data_from_db(db_path: "str | Path", scratch: "str | Path") -> TrainingData:
+    """Export the database's training table to ``scratch`` and load it."""
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise SniperError(f"{db_path}: no such database; create one with `sniper-onnx db collect` or pass --table")
+    from sniper_onnx.database import export_csv
+    from sniper_onnx.database.store import Database
+
+    out = Path(scratch) / "training.csv"
+    export_csv(Database(db_path), out)
+    return load_training_csv(out)

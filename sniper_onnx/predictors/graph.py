@@ -1,0 +1,163 @@
+"""The whole predictor as one ONNX graph, built from numpy parameters (no torch needed).
+
+Inputs (float32):
+- ``network_features`` [N, F_n]: raw analyzer features, in the order of metadata
+  ``sniper.network_feature_names``;
+- ``device_features`` [N, F_d + 1]: raw device features (``DeviceSpec.features()``, order of
+  ``sniper.device_feature_names``) followed by ``correction_slot`` (0 = none; k = the k-th Time
+  Trimmer / few-shot correction, recorded in ``sniper.corrections``).
+
+Outputs: ``seconds`` [N]; ``network_embedding`` [N, H] (the PCN's F(Attention(x_n)) in [-1, 1]) and
+``device_embedding`` [N, H + 1] (Attention(x_d) through its FC layer, last column the device's log-time
+bias), so few-shot adaptation can run with onnxruntime and numpy alone.
+
+The PCN predicts natural-log seconds: log t = F(Attn(x_n)) · e(x_d) + b(x_d) + b_0 (eq. 3, with the
+device side's extra column as a per-device scale), then Time Trimmer corrections, then Exp.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+NETWORK_INPUT = "network_features"
+DEVICE_INPUT = "device_features"
+SECONDS_OUTPUT = "seconds"
+NETWORK_EMBEDDING_OUTPUT = "network_embedding"
+DEVICE_EMBEDDING_OUTPUT = "device_embedding"
+
+Params = Dict[str, np.ndarray]
+
+
+class _Builder:
+    def __init__(self, params: Params) -> None:
+        self.params = params
+        self.nodes: List[onnx.NodeProto] = []
+        self.initializers: List[onnx.TensorProto] = []
+        self._count = 0
+
+    def const(self, name: str, value: np.ndarray) -> str:
+        self.initializers.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def param(self, name: str) -> str:
+        return self.const(name, self.params[name].astype(np.float32))
+
+    def op(self, op_type: str, *inputs: str, **attrs) -> str:
+        self._count += 1
+        out = f"{op_type.lower()}_{self._count}"
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], **attrs))
+        return out
+
+    def attention(self, prefix: str, z: str, width: int, dim: int) -> str:
+        """Scaled dot-product self-attention over feature tokens (eq. 1), with a residual, flattened."""
+        tokens = self.op(
+            "Add",
+            self.op("Mul", self.op("Unsqueeze", z, self.const(f"{prefix}_axis2", np.array([2], np.int64))),
+                    self.param(f"{prefix}_embed_w")),
+            self.param(f"{prefix}_embed_b"),
+        )
+        query = self.op("MatMul", tokens, self.param(f"{prefix}_wq"))
+        key = self.op("MatMul", tokens, self.param(f"{prefix}_wk"))
+        value = self.op("MatMul", tokens, self.param(f"{prefix}_wv"))
+        scores = self.op("MatMul", query, self.op("Transpose", key, perm=[0, 2, 1]))
+        scale = self.const(f"{prefix}_scale", np.array(1.0 / np.sqrt(dim), np.float32))
+        weights = self.op("Softmax", self.op("Mul", scores, scale), axis=-1)
+        attended = self.op("Add", self.op("MatMul", weights, value), tokens)
+        shape = self.const(f"{prefix}_flat", np.array([-1, width * dim], np.int64))
+        return self.op("Reshape", attended, shape)
+
+    def dense(self, x: str, name: str) -> str:
+        return self.op("Add", self.op("MatMul", x, self.param(f"{name}_w")), self.param(f"{name}_b"))
+
+
+def mlp_layer_names(params: Params) -> List[str]:
+    count = sum(1 for key in params if key.startswith("net_fc") and key.endswith("_w"))
+    return [f"net_fc{i}" for i in range(count)]
+
+
+def build_graph(params: Params) -> onnx.ModelProto:
+    """The ONNX model for ``params`` (layout documented in :mod:`sniper_onnx.predictors.pcn`)."""
+    b = _Builder(params)
+    n_net = params["net_mean"].shape[0]
+    n_dev = params["dev_mean"].shape[0]
+    dim = params["net_wq"].shape[0]
+    slots = params["slot_delta"].shape[0]
+
+    # Normalization: network counts and MACs span decades, so log1p first; device features are
+    # already log-scaled by DeviceSpec.
+    raw_net = NETWORK_INPUT
+    logged = b.op("Log", b.op("Add", b.op("Relu", raw_net), b.const("one", np.array(1.0, np.float32))))
+    z_net = b.op("Div", b.op("Sub", logged, b.param("net_mean")), b.param("net_std"))
+    dev_all = DEVICE_INPUT
+    starts, ends, axis1 = (b.const(n, np.array(v, np.int64)) for n, v in (("zero1", [0]), ("ndev", [n_dev]), ("axis1", [1])))
+    raw_dev = b.op("Slice", dev_all, starts, ends, axis1)
+    z_dev = b.op("Div", b.op("Sub", raw_dev, b.param("dev_mean")), b.param("dev_std"))
+
+    hidden = b.attention("net", z_net, n_net, dim)
+    layers = mlp_layer_names(params)
+    for i, layer in enumerate(layers):
+        hidden = b.dense(hidden, layer)
+        if i < len(layers) - 1:
+            hidden = b.op("Relu", hidden)
+    two = b.const("two", np.array(2.0, np.float32))
+    net_embedding = b.op("Sub", b.op("Mul", b.op("Sigmoid", hidden), two), "one")  # sigmoid scaled to [-1, 1]
+
+    device_embedding = b.dense(b.attention("dev", z_dev, n_dev, dim), "dev_fc")
+    embed_width = params["dev_fc_w"].shape[1]
+    correction = None
+    if slots:
+        slot = b.op("Slice", dev_all, b.const("slot_start", np.array([n_dev], np.int64)),
+                    b.const("slot_end", np.array([n_dev + 1], np.int64)), axis1)
+        ids = b.const("slot_ids", np.arange(1, slots + 1, dtype=np.float32)[None, :])
+        onehot = b.op("Cast", b.op("Equal", slot, ids), to=TensorProto.FLOAT)  # [N, K]
+        device_embedding = b.op("Add", device_embedding, b.op("MatMul", onehot, b.param("slot_delta")))
+        trim = b.op("Add", b.op("MatMul", z_net, b.param("slot_trim_w")), b.param("slot_trim_b"))
+        correction = b.op("ReduceSum", b.op("Mul", trim, onehot), axis1, keepdims=0)
+    device_embedding = b.op("Identity", device_embedding)
+    b.nodes[-1].output[0] = DEVICE_EMBEDDING_OUTPUT
+    device_embedding = DEVICE_EMBEDDING_OUTPUT
+
+    scale_cols = b.op("Slice", device_embedding, "zero1", b.const("h", np.array([embed_width - 1], np.int64)), axis1)
+    bias_col = b.op("Slice", device_embedding, b.const("h0", np.array([embed_width - 1], np.int64)),
+                    b.const("h1", np.array([embed_width], np.int64)), axis1)
+    log_seconds = b.op("Add", b.op("ReduceSum", b.op("Mul", net_embedding, scale_cols), axis1, keepdims=0),
+                       b.op("Squeeze", bias_col, axis1))
+    log_seconds = b.op("Add", log_seconds, b.param("out_bias"))
+    if correction is not None:
+        log_seconds = b.op("Add", log_seconds, correction)
+    b.nodes.append(helper.make_node("Exp", [log_seconds], [SECONDS_OUTPUT]))
+    b.nodes.append(helper.make_node("Identity", [net_embedding], [NETWORK_EMBEDDING_OUTPUT]))
+
+    graph = helper.make_graph(
+        b.nodes,
+        "sniper_pcn",
+        [
+            helper.make_tensor_value_info(NETWORK_INPUT, TensorProto.FLOAT, ["N", n_net]),
+            helper.make_tensor_value_info(DEVICE_INPUT, TensorProto.FLOAT, ["N", n_dev + 1]),
+        ],
+        [
+            helper.make_tensor_value_info(SECONDS_OUTPUT, TensorProto.FLOAT, ["N"]),
+            helper.make_tensor_value_info(NETWORK_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width - 1]),
+            helper.make_tensor_value_info(DEVICE_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width]),
+        ],
+        initializer=b.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sniper-onnx")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def params_from_model(model: onnx.ModelProto) -> Params:
+    """Every named parameter back out of a predictor graph (constants of the layout are skipped)."""
+    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "out_bias")
+    return {
+        init.name: numpy_helper.to_array(init).astype(np.float64)
+        for init in model.graph.initializer
+        if init.name.startswith(keys) and not init.name.endswith(("_axis2", "_scale", "_flat"))
+    }

@@ -1,0 +1,198 @@
+"""The Performance Characterization Network (Sniper eq. 1-3) in PyTorch, and its training loop.
+
+Training code only: torch is imported here and nowhere on the prediction path. Parameters leave as
+a dict of numpy arrays whose layout :func:`sniper_onnx.predictors.graph.build_graph` turns into ONNX.
+
+Target and loss: natural-log seconds with mean squared error. Latencies span four decades across
+devices; an error in log time is a relative error, which is what a scheduler pays for, and it keeps
+a 1 ms phone and a 1 s batch-256 GPU equally weighted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class PCNConfig:
+    attention_dim: int = 8
+    hidden: tuple = (128, 64)
+    embedding: int = 8  # H: width of F(Attn(x_n)) and of the device vector it is multiplied with
+    epochs: int = 40
+    batch_size: int = 512
+    learning_rate: float = 3e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+
+
+class FeatureAttention(nn.Module):
+    """Each scalar feature becomes a token; scaled dot-product self-attention mixes them (eq. 1)."""
+
+    def __init__(self, prefix: str, width: int, dim: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.dim = dim
+
+        def init(*shape: int, scale: float) -> nn.Parameter:
+            return nn.Parameter(torch.randn(*shape, generator=generator) * scale)
+
+        self.embed_w = init(width, dim, scale=1.0)
+        self.embed_b = init(width, dim, scale=0.1)
+        self.wq, self.wk, self.wv = (init(dim, dim, scale=1 / math.sqrt(dim)) for _ in range(3))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        tokens = z.unsqueeze(2) * self.embed_w + self.embed_b
+        scores = (tokens @ self.wq) @ (tokens @ self.wk).transpose(1, 2) / math.sqrt(self.dim)
+        attended = torch.softmax(scores, dim=-1) @ (tokens @ self.wv) + tokens
+        return attended.reshape(z.shape[0], -1)
+
+    def export(self) -> Dict[str, np.ndarray]:
+        names = ("embed_w", "embed_b", "wq", "wk", "wv")
+        return {f"{self.prefix}_{n}": getattr(self, n).detach().double().numpy() for n in names}
+
+
+class Dense(nn.Module):
+    def __init__(self, name: str, fan_in: int, fan_out: int, generator: torch.Generator) -> None:
+        super().__init__()
+        self.name = name
+        self.w = nn.Parameter(torch.randn(fan_in, fan_out, generator=generator) * math.sqrt(2.0 / fan_in))
+        self.b = nn.Parameter(torch.zeros(fan_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.w + self.b
+
+    def export(self) -> Dict[str, np.ndarray]:
+        return {f"{self.name}_w": self.w.detach().double().numpy(), f"{self.name}_b": self.b.detach().double().numpy()}
+
+
+class PCN(nn.Module):
+    def __init__(self, n_net: int, n_dev: int, config: PCNConfig) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(config.seed)
+        self.net_attention = FeatureAttention("net", n_net, config.attention_dim, gen)
+        widths = [n_net * config.attention_dim, *config.hidden, config.embedding]
+        self.mlp = nn.ModuleList(Dense(f"net_fc{i}", a, b, gen) for i, (a, b) in enumerate(zip(widths, widths[1:])))
+        self.dev_attention = FeatureAttention("dev", n_dev, config.attention_dim, gen)
+        self.dev_fc = Dense("dev_fc", n_dev * config.attention_dim, config.embedding + 1, gen)
+        self.out_bias = nn.Parameter(torch.zeros(()))
+
+    def network_embedding(self, z_net: torch.Tensor) -> torch.Tensor:
+        hidden = self.net_attention(z_net)
+        for i, layer in enumerate(self.mlp):
+            hidden = layer(hidden)
+            if i < len(self.mlp) - 1:
+                hidden = torch.relu(hidden)
+        return 2 * torch.sigmoid(hidden) - 1
+
+    def device_embedding(self, z_dev: torch.Tensor) -> torch.Tensor:
+        return self.dev_fc(self.dev_attention(z_dev))
+
+    @staticmethod
+    def combine(net: torch.Tensor, dev: torch.Tensor) -> torch.Tensor:
+        return (net * dev[:, :-1]).sum(1) + dev[:, -1]
+
+    def export(self) -> Dict[str, np.ndarray]:
+        params: Dict[str, np.ndarray] = {}
+        for module in (self.net_attention, self.dev_attention, self.dev_fc, *self.mlp):
+            params.update(module.export())
+        params["out_bias"] = np.array(self.out_bias.item())
+        return params
+
+
+def normalization(net_raw: np.ndarray, dev_raw: np.ndarray) -> Dict[str, np.ndarray]:
+    logged = np.log1p(np.maximum(net_raw, 0))
+    def safe_std(x: np.ndarray) -> np.ndarray:
+        std = x.std(axis=0)
+        return np.where(std > 1e-9, std, 1.0)
+    return {
+        "net_mean": logged.mean(axis=0), "net_std": safe_std(logged),
+        "dev_mean": dev_raw.mean(axis=0), "dev_std": safe_std(dev_raw),
+    }
+
+
+def train_pcn(
+    net_raw: np.ndarray,
+    dev_raw: np.ndarray,
+    pairs_net: np.ndarray,
+    pairs_dev: np.ndarray,
+    log_seconds: np.ndarray,
+    config: Optional[PCNConfig] = None,
+    progress: Optional[Callable[[int, float], None]] = None,
+) -> Dict[str, np.ndarray]:
+    """Fit the PCN on (network i, device j, log seconds) triples; returns the numpy parameters.
+
+    Networks and devices are given once each (``net_raw`` [N_nets, F_n], ``dev_raw`` [N_dev, F_d]) and
+    the triples index them, so a network measured on nine devices is embedded once per batch.
+    """
+    config = config or PCNConfig()
+    torch.manual_seed(config.seed)
+    norm = normalization(net_raw, dev_raw)
+    z_net = torch.tensor((np.log1p(np.maximum(net_raw, 0)) - norm["net_mean"]) / norm["net_std"], dtype=torch.float32)
+    z_dev = torch.tensor((dev_raw - norm["dev_mean"]) / norm["dev_std"], dtype=torch.float32)
+    model = PCN(net_raw.shape[1], dev_raw.shape[1], config)
+    with torch.no_grad():
+        model.out_bias.fill_(float(np.mean(log_seconds)))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, math.ceil(len(log_seconds) / config.batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
+    )
+    i_net = torch.tensor(pairs_net, dtype=torch.long)
+    i_dev = torch.tensor(pairs_dev, dtype=torch.long)
+    target = torch.tensor(log_seconds, dtype=torch.float32)
+    gen = torch.Generator().manual_seed(config.seed)
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(target), generator=gen)
+        total = 0.0
+        for start in range(0, len(order), config.batch_size):
+            batch = order[start : start + config.batch_size]
+            nets, net_index = torch.unique(i_net[batch], return_inverse=True)
+            devs, dev_index = torch.unique(i_dev[batch], return_inverse=True)
+            net_embedding = model.network_embedding(z_net[nets])[net_index]
+            dev_embedding = model.device_embedding(z_dev[devs])[dev_index]
+            prediction = model.combine(net_embedding, dev_embedding) + model.out_bias
+            loss = torch.mean((prediction - target[batch]) ** 2)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        if progress:
+            progress(epoch, total / len(target))
+    params = model.export()
+    params.update(norm)
+    embed_width = config.embedding + 1
+    params["slot_delta"] = np.zeros((0, embed_width))
+    params["slot_trim_w"] = np.zeros((net_raw.shape[1], 0))
+    params["slot_trim_b"] = np.zeros(0)
+    return params
+
+
+def torch_forward(params: Dict[str, np.ndarray], net_raw: np.ndarray, dev_raw: np.ndarray) -> np.ndarray:
+    """Seconds from the torch modules rebuilt from ``params`` (slot 0 only); the export round-trip test."""
+    n_net, n_dev = params["net_mean"].shape[0], params["dev_mean"].shape[0]
+    layers = sorted(k[:-2] for k in params if k.startswith("net_fc") and k.endswith("_w"))
+    config = PCNConfig(
+        attention_dim=params["net_wq"].shape[0],
+        hidden=tuple(params[f"{name}_w"].shape[1] for name in layers[:-1]),
+        embedding=params["dev_fc_w"].shape[1] - 1,
+    )
+    model = PCN(n_net, n_dev, config)
+    with torch.no_grad():
+        for module in (model.net_attention, model.dev_attention):
+            for n in ("embed_w", "embed_b", "wq", "wk", "wv"):
+                getattr(module, n).copy_(torch.tensor(params[f"{module.prefix}_{n}"]))
+        for module in (model.dev_fc, *model.mlp):
+            module.w.copy_(torch.tensor(params[f"{module.name}_w"]))
+            module.b.copy_(torch.tensor(params[f"{module.name}_b"]))
+        model.out_bias.fill_(float(params["out_bias"]))
+        z_net = torch.tensor((np.log1p(np.maximum(net_raw, 0)) - params["net_mean"]) / params["net_std"], dtype=torch.float32)
+        z_dev = torch.tensor((dev_raw - params["dev_mean"]) / params["dev_std"], dtype=torch.float32)
+        log_t = model.combine(model.network_embedding(z_net), model.device_embedding(z_dev)) + model.out_bias
+    return np.exp(log_t.double().numpy())

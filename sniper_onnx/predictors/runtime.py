@@ -1,0 +1,241 @@
+"""Loading and running a predictor file: onnxruntime and numpy only (never torch or scikit-learn)."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+
+import numpy as np
+import onnx
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.predictors import graph as G
+
+FORMAT_VERSION = "1"
+META = "sniper."
+SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"
+PATH_PCN = "pcn"
+PATH_REGRESSION = "regression"
+# A 90% interval: 5th and 95th percentiles of log(measured / predicted) on held-out data.
+DEFAULT_LOG_INTERVAL = (-0.25, 0.25)
+Z_90 = 1.6449
+
+
+def feature_unit(name: str) -> str:
+    """Units of an analyzer feature, from its name (documented in docs/predictor.md)."""
+    rules = (("_macs", "multiply-accumulates"), ("_params", "parameters"), ("prop_", "ratio"),
+             ("_ratio", "ratio"), ("_fraction", "ratio"), ("_bytes", "bytes"))
+    for token, unit in rules:
+        if token in name:
+            return unit
+    return "count"
+
+
+@dataclass
+class PredictionRow:
+    network: str
+    device: str
+    seconds: float
+    low: float  # 90% interval
+    high: float
+    path: str  # "pcn" or "regression": which model the Structure Checker sent it to
+
+
+@dataclass
+class PredictionTable:
+    predictor: str
+    rows: List[PredictionRow] = field(default_factory=list)
+
+    def to_json_dict(self) -> Dict[str, Any]:
+        return {"predictor": self.predictor, "unit": "seconds", "interval": "90%",
+                "predictions": [asdict(row) for row in self.rows]}
+
+    def seconds(self) -> np.ndarray:
+        return np.array([row.seconds for row in self.rows])
+
+
+def _json_meta(model: onnx.ModelProto) -> Dict[str, Any]:
+    meta = {}
+    for prop in model.metadata_props:
+        if prop.key.startswith(META):
+            meta[prop.key[len(META):]] = json.loads(prop.value)
+    return meta
+
+
+def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:
+    del model.metadata_props[:]
+    for key in sorted(meta):
+        prop = model.metadata_props.add()
+        prop.key, prop.value = META + key, json.dumps(meta[key], sort_keys=True)
+
+
+def shipped_predictor_path() -> Path:
+    return Path(str(resources.files("sniper_onnx") / "data" / SHIPPED_PREDICTOR))
+
+
+class Predictor:
+    """A predictor file: the PCN graph plus, in metadata, the per-device regressions and device table."""
+
+    def __init__(self, model: onnx.ModelProto, source: str = "<memory>") -> None:
+        self.model = model
+        self.source = source
+        self.meta = _json_meta(model)
+        missing = [k for k in ("network_feature_names", "device_feature_names", "device_table") if k not in self.meta]
+        if missing:
+            raise SniperError(f"{source}: not a sniper-onnx predictor (metadata lacks {', '.join(missing)}); "
+                              "train one with `sniper-onnx train` or use the shipped one")
+        self.network_feature_names: List[str] = self.meta["network_feature_names"]
+        self.device_feature_names: List[str] = self.meta["device_feature_names"]
+        self.device_table: Dict[str, List[float]] = self.meta["device_table"]
+        self._session = None
+
+    # -- running the graph -------------------------------------------------------------------
+    @property
+    def session(self):
+        if self._session is None:
+            import onnxruntime
+
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = 1  # tiny graph: threads cost more than they save
+            self._session = onnxruntime.InferenceSession(
+                self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return self._session
+
+    def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray) -> Dict[str, np.ndarray]:
+        """Raw graph outputs for aligned rows of raw network and device features."""
+        outputs = self.session.run(None, {
+            G.NETWORK_INPUT: np.ascontiguousarray(network_matrix, dtype=np.float32),
+            G.DEVICE_INPUT: np.ascontiguousarray(device_matrix, dtype=np.float32),
+        })
+        return dict(zip((G.SECONDS_OUTPUT, G.NETWORK_EMBEDDING_OUTPUT, G.DEVICE_EMBEDDING_OUTPUT), outputs))
+
+    # -- inputs --------------------------------------------------------------------------------
+    def network_matrix(self, network_features: Sequence[Mapping[str, float]]) -> np.ndarray:
+        rows = []
+        for i, features in enumerate(network_features):
+            missing = [n for n in self.network_feature_names if n not in features]
+            if missing:
+                raise SniperError(
+                    f"network {i}: features missing for this predictor: {', '.join(missing[:5])}"
+                    f"{' ...' if len(missing) > 5 else ''}; use the features of `sniper-onnx analyze --json`")
+            rows.append([float(features[n]) for n in self.network_feature_names])
+        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.network_feature_names))
+
+    def device_vector(self, device: str) -> np.ndarray:
+        if device not in self.device_table:
+            known = ", ".join(sorted(self.device_table))
+            raise SniperError(f"device {device!r}: unknown to predictor {self.source} (knows: {known}); "
+                              "adapt it with `sniper-onnx adapt` or pick a known device")
+        return np.array(self.device_table[device], dtype=np.float64)
+
+    @property
+    def devices(self) -> List[str]:
+        return sorted(self.device_table)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def predict(
+        self,
+        network_features: Sequence[Mapping[str, float]],
+        devices: Optional[Sequence[str]] = None,
+        network_names: Optional[Sequence[str]] = None,
+    ) -> PredictionTable:
+        """Seconds, a 90% interval and the answering path for every (network, device) pair."""
+        devices = list(devices) if devices else self.devices
+        names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
+        nets = self.network_matrix(network_features)
+        table = PredictionTable(predictor=self.source)
+        for device in devices:
+            vector = self.device_vector(device)
+            seconds = self.run(nets, np.tile(vector, (len(nets), 1)))[G.SECONDS_OUTPUT].astype(np.float64)
+            low, high = self._pcn_interval(device, seconds)
+            path = np.full(len(nets), PATH_PCN, dtype=object)
+            regression = self._regression(device, nets)
+            if regression is not None:
+                small, mean, std = regression
+                seconds = np.where(small, mean, seconds)
+                low = np.where(small, np.maximum(mean - Z_90 * std, 0.0), low)
+                high = np.where(small, mean + Z_90 * std, high)
+                path[small] = PATH_REGRESSION
+            for i in range(len(nets)):
+                table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
+                                                float(high[i]), str(path[i])))
+        return table
+
+    def _pcn_interval(self, device: str, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        intervals = self.meta.get("intervals", {})
+        lo, hi = intervals.get(device, intervals.get("default", DEFAULT_LOG_INTERVAL))
+        return seconds * math.exp(lo), seconds * math.exp(hi)
+
+    def _regression(self, device: str, nets: np.ndarray):
+        """Structure Checker: small networks on a device with a regression go to the Bayesian ridge."""
+        checker = self.meta.get("structure_checker")
+        regression = self.meta.get("regression", {}).get(device)
+        if not checker or not regression or self.device_table[device][-1] != 0:
+            return None  # corrected devices answer from the PCN, which the correction was fit against
+        column = self.network_feature_names.index(checker["feature"])
+        small = nets[:, column] < checker["threshold"]
+        if not small.any():
+            return None
+        mean, std = regression_predict(regression, nets, self.network_feature_names)
+        return small, mean, std
+
+
+def regression_predict(regression: Mapping[str, Any], nets: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A Bayesian ridge stored as numbers: mean and predictive std, exactly as scikit-learn computes them."""
+    columns = [names.index(n) for n in regression["features"]]
+    z = (nets[:, columns] - np.array(regression["mean"])) / np.array(regression["scale"])
+    mean = z @ np.array(regression["coef"]) + regression["intercept"]
+    sigma = np.array(regression["sigma"]).reshape(len(columns), len(columns))
+    std = np.sqrt(np.einsum("ij,jk,ik->i", z, sigma, z) + 1.0 / regression["alpha"])
+    return mean, std
+
+
+def load_predictor(path: Union[str, Path, None] = None) -> Predictor:
+    """The predictor at ``path``, or the one shipped with the package."""
+    path = Path(path) if path else shipped_predictor_path()
+    if not path.is_file():
+        raise SniperError(f"{path}: no such predictor file; train one with `sniper-onnx train` or omit --predictor "
+                          "to use the shipped one")
+    try:
+        model = onnx.load(str(path))
+    except Exception as error:  # noqa: BLE001 - onnx raises several unrelated types on bad files
+        raise SniperError(f"{path}: not a readable ONNX file ({type(error).__name__}); pass a predictor .onnx") from None
+    return Predictor(model, str(path))
+
+
+def params_of(predictor: Predictor) -> G.Params:
+    params = G.params_from_model(predictor.model)
+    width = params["dev_fc_w"].shape[1]
+    params.setdefault("slot_delta", np.zeros((0, width)))
+    params.setdefault("slot_trim_w", np.zeros((params["net_mean"].shape[0], 0)))
+    params.setdefault("slot_trim_b", np.zeros(0))
+    return params
+
+
+def normalized_network(params: G.Params, nets: np.ndarray) -> np.ndarray:
+    """The graph's network-feature normalization, in numpy (the Time Trimmer fits on it)."""
+    return (np.log1p(np.maximum(nets, 0)) - params["net_mean"]) / params["net_std"]
+
+
+def build_predictor(params: G.Params, meta: Mapping[str, Any], source: str = "<memory>") -> Predictor:
+    from sniper_onnx import __version__
+
+    model = G.build_graph(params)
+    meta = dict(meta)
+    meta.update({"format_version": FORMAT_VERSION, "version": __version__, "output": "seconds",
+                 "network_feature_units": {n: feature_unit(n) for n in meta["network_feature_names"]},
+                 "inputs": {G.NETWORK_INPUT: "raw network features, order network_feature_names",
+                            G.DEVICE_INPUT: "raw device features, order device_feature_names (last: correction_slot)"}})
+    set_metadata(model, meta)
+    return Predictor(model, source)
+
+
+def save_predictor(predictor: Predictor, path: Union[str, Path]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(predictor.model, str(path))
+    return path

@@ -1,0 +1,134 @@
+"""Training a predictor: Algorithm 1 key features, per-device Bayesian ridge, Structure Checker, PCN.
+
+Imports torch (through :mod:`pcn`) and scikit-learn; never imported on the prediction path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+import numpy as np
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.predictors.dataset import TrainingData
+from sniper_onnx.predictors.keyfeatures import extract_key_features
+from sniper_onnx.predictors.pcn import PCNConfig, train_pcn
+from sniper_onnx.predictors.runtime import Predictor, build_predictor, regression_predict
+
+STRUCTURE_FEATURE = "total_macs"
+THRESHOLD_QUANTILES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+KEY_FEATURES = 6
+VALIDATION_FRACTION = 0.1
+
+
+@dataclass
+class TrainReport:
+    devices: List[str]
+    networks: int
+    pairs: int
+    training_data_sha256: str
+    structure_threshold: float
+    key_features: Dict[str, Any] = field(default_factory=dict)
+    validation: Dict[str, Dict[str, float]] = field(default_factory=dict)
+
+    def to_json_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def fit_bayesian_ridge(x: np.ndarray, seconds: np.ndarray, names: List[str]) -> Dict[str, Any]:
+    """scikit-learn's BayesianRidge on standardized key features, stored as plain numbers."""
+    from sklearn.linear_model import BayesianRidge
+
+    mean = x.mean(0)
+    scale = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
+    model = BayesianRidge().fit((x - mean) / scale, seconds)
+    return {"features": names, "mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_.tolist(),
+            "intercept": float(model.intercept_), "sigma": model.sigma_.ravel().tolist(), "alpha": float(model.alpha_)}
+
+
+def choose_threshold(macs: np.ndarray, pcn_error: np.ndarray, regression_error: np.ndarray) -> float:
+    """The MAC threshold below which the regression answers, minimizing mean relative error on held-out pairs.
+
+    Candidates are quantiles of total MACs (0 = PCN for everything); ties go to the smaller threshold.
+    """
+    best_threshold, best_error = 0.0, float(np.mean(pcn_error))
+    for q in THRESHOLD_QUANTILES[1:]:
+        threshold = float(np.quantile(macs, q))
+        error = float(np.mean(np.where(macs < threshold, regression_error, pcn_error)))
+        if error < best_error - 1e-9:
+            best_threshold, best_error = threshold, error
+    return best_threshold
+
+
+def train_predictor(
+    data: TrainingData,
+    config: Optional[PCNConfig] = None,
+    progress: Optional[Callable[[int, float], None]] = None,
+    seed: int = 0,
+) -> tuple[Predictor, TrainReport]:
+    if len(data.seconds) < 10:
+        raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
+    rng = np.random.default_rng(seed)
+    held_out = rng.random(len(data.network_names)) < VALIDATION_FRACTION
+    train_rows = ~held_out[data.pair_network]
+    if train_rows.all() or not train_rows.any():
+        held_out[:] = False
+        train_rows[:] = True
+    valid_rows = ~train_rows
+    params = train_pcn(data.network_matrix, data.device_matrix, data.pair_network[train_rows],
+                       data.pair_device[train_rows], np.log(data.seconds[train_rows]), config, progress)
+
+    meta: Dict[str, Any] = {
+        "network_feature_names": list(data.network_feature_names),
+        "device_feature_names": [*data.device_feature_names, "correction_slot"],
+        "device_table": {name: [*data.device_matrix[i].tolist(), 0.0] for i, name in enumerate(data.device_names)},
+        "training_data_sha256": data.sha256(),
+        "target": "natural-log seconds, mean squared error",
+    }
+    predictor = build_predictor(params, meta)
+    regressions, key_features = {}, {}
+    for d, device in enumerate(data.device_names):
+        rows = np.flatnonzero((data.pair_device == d) & train_rows)
+        if len(rows) < 8:
+            continue
+        x = data.network_matrix[data.pair_network[rows]]
+        keys = extract_key_features(x, data.seconds[rows], data.network_feature_names, KEY_FEATURES)
+        key_features[device] = keys.to_json_dict()
+        if keys.names:
+            columns = [data.network_feature_names.index(n) for n in keys.names]
+            regressions[device] = fit_bayesian_ridge(x[:, columns], data.seconds[rows], keys.names)
+    meta.update({"key_features": key_features, "regression": regressions})
+
+    rows = np.flatnonzero(valid_rows) if valid_rows.any() else np.flatnonzero(train_rows)
+    nets = data.network_matrix[data.pair_network[rows]]
+    devs = np.column_stack([data.device_matrix[data.pair_device[rows]], np.zeros(len(rows))])
+    pcn = predictor.run(nets, devs)["seconds"].astype(np.float64)
+    measured = data.seconds[rows]
+    log_residual = np.log(measured / pcn)
+    intervals = {"default": [float(np.quantile(log_residual, 0.05)), float(np.quantile(log_residual, 0.95))]}
+    regression_pred = pcn.copy()
+    validation: Dict[str, Dict[str, float]] = {}
+    from sniper_onnx.predictors.metrics import accuracy_metrics
+
+    for d, device in enumerate(data.device_names):
+        mine = data.pair_device[rows] == d
+        if mine.sum() >= 5:
+            intervals[device] = [float(np.quantile(log_residual[mine], 0.05)), float(np.quantile(log_residual[mine], 0.95))]
+            validation[device] = accuracy_metrics(pcn[mine], measured[mine])
+        if device in regressions and mine.any():
+            regression_pred[mine] = regression_predict(regressions[device], nets[mine], data.network_feature_names)[0]
+    threshold = 0.0
+    if STRUCTURE_FEATURE in data.network_feature_names:
+        macs = nets[:, data.network_feature_names.index(STRUCTURE_FEATURE)]
+        regression_error = np.abs(np.maximum(regression_pred, 1e-9) / measured - 1)
+        threshold = choose_threshold(macs, np.abs(pcn / measured - 1), regression_error)
+        meta["structure_checker"] = {
+            "feature": STRUCTURE_FEATURE, "threshold": threshold,
+            "rule": "networks with fewer MACs go to the per-device Bayesian ridge; chosen to minimize held-out MAPE"}
+    meta["intervals"] = intervals
+    predictor = build_predictor(params, meta)
+    report = TrainReport(devices=list(data.device_names), networks=len(data.network_names), pairs=len(data.seconds),
+                         training_data_sha256=meta["training_data_sha256"], structure_threshold=threshold,
+                         key_features=key_features, validation=validation)
+    return predictor, report

@@ -1,0 +1,93 @@
+"""The Python API behind ``sniper-onnx simulate``: one call, one dataclass back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.scheduling.experiment import DEFAULT_DURATION, SweepResult, run_sweep, run_trace
+from sniper_onnx.scheduling.platform import load_platform
+from sniper_onnx.scheduling.policies import PAPER_POLICIES
+from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, read_trace
+
+
+@dataclass(frozen=True)
+class SimulationReport:
+    sweep: SweepResult
+    plot: Path | None = None
+    predictor_models: tuple[str, ...] = ()  # models whose predictions came from --predictor
+    table_models: tuple[str, ...] = ()  # models that kept the platform's predicted times
+
+    def to_json_dict(self) -> dict:
+        data = self.sweep.to_json_dict()
+        data["plot"] = str(self.plot) if self.plot else None
+        data["predictor_models"] = list(self.predictor_models)
+        data["table_models"] = list(self.table_models)
+        return data
+
+
+def parse_nodes(text: str) -> dict[str, int]:
+    """``AGX=4,TX2=3,NX=3`` -> {"AGX": 4, ...}."""
+    counts = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, value = part.partition("=")
+        try:
+            counts[name.strip()] = int(value)
+        except ValueError:
+            raise SniperError(f"--nodes {text!r}: write TYPE=COUNT pairs, e.g. AGX=4,TX2=3,NX=3") from None
+    if not counts:
+        raise SniperError(f"--nodes {text!r}: write TYPE=COUNT pairs, e.g. AGX=4,TX2=3,NX=3")
+    return counts
+
+
+def simulate_platform(
+    platform: str | Path = "paper",
+    rates: Sequence[float] = (18, 19, 20, 21, 22, 23, 24, 25),
+    policies: Sequence[str] = PAPER_POLICIES,
+    seeds: int = 5,
+    first_seed: int = 0,
+    duration: float = DEFAULT_DURATION,
+    noise: float = DEFAULT_NOISE,
+    deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
+    nodes: dict[str, int] | None = None,
+    trace: str | Path | None = None,
+    predictor: str | Path | None = None,
+    models_dir: str | Path | None = None,
+    plot: str | Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SimulationReport:
+    """Load a platform, optionally swap in a predictor's times, run a rate sweep or a trace, plot."""
+    if (predictor is None) != (models_dir is None):
+        raise SniperError("--predictor and --models go together: the predictor times the models in the folder")
+    if plot is not None and trace is not None:
+        raise SniperError("--plot draws a rate sweep; drop --plot when replaying a --trace")
+    if seeds < 1:
+        raise SniperError(f"--seeds {seeds}: give at least 1")
+    loaded = load_platform(platform)
+    if nodes:
+        loaded = loaded.with_nodes(nodes)
+    predictor_models: tuple[str, ...] = ()
+    table_models: tuple[str, ...] = ()
+    if predictor is not None:
+        from sniper_onnx.scheduling.predicted import with_predictor
+
+        swap = with_predictor(loaded, predictor, models_dir)  # type: ignore[arg-type]
+        loaded, predictor_models, table_models = swap.platform, swap.replaced, swap.kept
+    if trace is not None:
+        tasks = read_trace(trace, loaded, first_seed, noise, deadline_factor)
+        sweep = run_trace(loaded, policies, tasks, trace, first_seed, noise, deadline_factor)
+    else:
+        seed_list = list(range(first_seed, first_seed + seeds))
+        sweep = run_sweep(loaded, policies, rates, seed_list, duration, noise, deadline_factor, progress)
+    plot_path = None
+    if plot is not None:
+        from sniper_onnx.scheduling.plot import plot_sweep
+
+        plot_path = plot_sweep(sweep, plot)
+    return SimulationReport(sweep, plot_path, predictor_models, table_models)
+
+
+def runs_needed(policies: Sequence[str], rates: Sequence[float], seeds: int, trace: bool) -> int:
+    return len(policies) if trace else len(policies) * len(rates) * seeds

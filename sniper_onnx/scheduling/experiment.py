@@ -1,0 +1,164 @@
+"""Sweeps: several policies x arrival rates x seeds on one platform, summarised per (policy, rate).
+
+Every policy sees the very same tasks for a given (rate, seed) (common random numbers), so
+differences between policies are not sampling noise of the workload.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.scheduling.metrics import SUMMARY_FIELDS, Metrics
+from sniper_onnx.scheduling.platform import Platform
+from sniper_onnx.scheduling.policies import make_policy
+from sniper_onnx.scheduling.simulator import simulate
+from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, Task, poisson_tasks
+
+DEFAULT_DURATION = 120.0
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and range of one metric over seeds."""
+
+    median: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Spread:
+        array = np.asarray(values, dtype=float)
+        return cls(float(np.median(array)), float(array.min()), float(array.max()))
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    policy: str
+    rate: float | None  # None for a replayed trace
+    seeds: int
+    summary: dict[str, Spread]
+    runs: list[Metrics] = field(repr=False)
+
+    def to_json_dict(self) -> dict:
+        return {
+            "policy": self.policy,
+            "rate": self.rate,
+            "seeds": self.seeds,
+            "summary": {name: asdict(spread) for name, spread in self.summary.items()},
+            "runs": [run.to_json_dict() for run in self.runs],
+        }
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    platform: Platform
+    policies: tuple[str, ...]
+    rates: tuple[float, ...]
+    seeds: tuple[int, ...]
+    duration: float
+    noise: float
+    deadline_factor: float
+    rows: list[SweepRow]
+    trace: str | None = None
+
+    def row(self, policy: str, rate: float | None) -> SweepRow:
+        for row in self.rows:
+            if row.policy == policy and (rate is None or math.isclose(row.rate or 0.0, rate)):
+                return row
+        raise KeyError((policy, rate))
+
+    def to_json_dict(self) -> dict:
+        return {
+            "platform": self.platform.to_json_dict(),
+            "policies": list(self.policies),
+            "rates": list(self.rates),
+            "seeds": list(self.seeds),
+            "duration_s": self.duration,
+            "noise": self.noise,
+            "deadline_factor": self.deadline_factor,
+            "trace": self.trace,
+            "rows": [row.to_json_dict() for row in self.rows],
+        }
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """``18:25`` (step 1), ``18:25:0.5``, or a comma list ``18,20,24``."""
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop = parts[0], parts[1]
+            step = parts[2] if len(parts) == 3 else 1.0
+            if step <= 0 or stop < start:
+                raise ValueError
+            count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            rates = tuple(round(start + i * step, 10) for i in range(count))
+        else:
+            rates = tuple(float(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise SniperError(f"--rates {text!r}: write START:STOP[:STEP] (e.g. 18:25) or a list (18,20,24)") from None
+    if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates):
+        raise SniperError(f"--rates {text!r}: every rate must be a positive number of tasks/s")
+    return rates
+
+
+def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:
+    if not policies:
+        raise SniperError("no policies given; name at least one, e.g. --policies sniper,edf")
+    for name in policies:
+        make_policy(name)  # raises a SniperError naming the choices
+    return tuple(policies)
+
+
+def _summarise(policy: str, rate: float | None, runs: list[Metrics]) -> SweepRow:
+    summary = {name: Spread.of([getattr(run, name) for run in runs]) for name in SUMMARY_FIELDS}
+    return SweepRow(policy, rate, len(runs), summary, runs)
+
+
+def run_sweep(
+    platform: Platform,
+    policies: Sequence[str],
+    rates: Sequence[float],
+    seeds: Sequence[int],
+    duration: float = DEFAULT_DURATION,
+    noise: float = DEFAULT_NOISE,
+    deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
+    progress: Callable[[int], None] | None = None,
+) -> SweepResult:
+    """Simulate each policy at each Poisson rate for each seed. ``progress(n)`` is told of each run."""
+    policies = _check_policies(policies)
+    if not seeds:
+        raise SniperError("no seeds; give --seeds N with N >= 1")
+    runs: dict[tuple[str, float], list[Metrics]] = {(p, r): [] for p in policies for r in rates}
+    for rate in rates:
+        for seed in seeds:
+            tasks = poisson_tasks(platform, rate, duration, seed, noise, deadline_factor)
+            for policy in policies:
+                runs[(policy, rate)].append(simulate(platform, policy, tasks, seed).metrics)
+                if progress:
+                    progress(1)
+    rows = [_summarise(p, r, runs[(p, r)]) for p in policies for r in rates]
+    return SweepResult(platform, policies, tuple(rates), tuple(seeds), duration, noise, deadline_factor, rows)
+
+
+def run_trace(
+    platform: Platform,
+    policies: Sequence[str],
+    tasks: list[Task],
+    trace: str | Path,
+    seed: int = 0,
+    noise: float = DEFAULT_NOISE,
+    deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
+) -> SweepResult:
+    """Replay one trace under each policy."""
+    policies = _check_policies(policies)
+    rows = [_summarise(p, None, [simulate(platform, p, tasks, seed).metrics]) for p in policies]
+    span = max(t.arrival for t in tasks) - min(t.arrival for t in tasks)
+    return SweepResult(platform, policies, (), (seed,), span, noise, deadline_factor, rows, trace=str(trace))

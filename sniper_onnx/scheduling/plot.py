@@ -1,0 +1,44 @@
+"""A PNG in the shape of the paper's Figure 6: TPS, AWT and load std against the arrival rate T."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.scheduling.experiment import SweepResult
+
+PANELS = (("tps", "TPS (tasks/s)"), ("awt", "AWT (s)"), ("load_std", "load std (s of backlog)"))
+
+
+def plot_sweep(result: SweepResult, path: str | Path) -> Path:
+    """Median over seeds with min-max error bars, one line per policy, one panel per metric."""
+    if not result.rates:
+        raise SniperError("--plot needs a rate sweep (--rates); a replayed trace has a single point per policy")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), constrained_layout=True)
+    for axis, (metric, label) in zip(axes, PANELS):
+        for policy in result.policies:
+            spreads = [result.row(policy, rate).summary[metric] for rate in result.rates]
+            medians = [s.median for s in spreads]
+            errors = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
+            axis.errorbar(result.rates, medians, yerr=errors, marker="o", markersize=3, capsize=2, label=policy)
+        axis.set_xlabel("T (tasks/s)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    figure.suptitle(
+        f"{result.platform.name}: median of {len(result.seeds)} seed(s), bars = min..max", fontsize=9
+    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        figure.savefig(path, dpi=120)
+    except OSError as error:
+        raise SniperError(f"{path}: cannot write the plot ({error.strerror}); choose a writable path") from None
+    finally:
+        plt.close(figure)
+    return path

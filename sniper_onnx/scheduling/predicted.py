@@ -1,0 +1,86 @@
+"""Predictor in the loop: Sniper's predicted times from real ONNX models and a predictor file.
+
+``--predictor P.onnx --models DIR``: every ``DIR/<model>.onnx`` is analysed (structure only), the
+predictor answers seconds per platform device type, and those numbers replace the platform's
+``predicted_times`` for that model. True times still come from the platform (they are what
+"really" happens in the simulation). Built on the predictors package contract
+``load_predictor(path).predict(features, devices) -> PredictionTable``; imported lazily.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.scheduling.platform import Platform
+
+
+@dataclass(frozen=True)
+class PredictorSwap:
+    platform: Platform
+    replaced: tuple[str, ...]  # models whose predictions now come from the predictor
+    kept: tuple[str, ...]  # platform models with no ONNX file: their table predictions stay
+
+
+def model_files(platform: Platform, models_dir: str | Path) -> dict[str, Path]:
+    directory = Path(models_dir)
+    if not directory.is_dir():
+        raise SniperError(f"{directory}: not a directory; --models takes a folder of <model>.onnx files")
+    files = {path.stem: path for path in sorted(directory.glob("*.onnx"))}
+    if not files:
+        raise SniperError(f"{directory}: no .onnx files; name them after the platform's models "
+                          f"({', '.join(platform.models)})")
+    strangers = sorted(set(files) - set(platform.models))
+    if strangers:
+        raise SniperError(
+            f"{directory}: {', '.join(s + '.onnx' for s in strangers)} match no model of platform "
+            f"{platform.name!r} (its models: {', '.join(platform.models)}); rename them or add their "
+            "true times to a --platform file"
+        )
+    return files
+
+
+def seconds_matrix(table: object, networks: int, devices: list[str]) -> np.ndarray:
+    """[network, device] seconds from a PredictionTable: ``.seconds`` as an array or as a mapping
+    device -> per-network values."""
+    seconds = getattr(table, "seconds", table)
+    if isinstance(seconds, dict):
+        missing = [d for d in devices if d not in seconds]
+        if missing:
+            raise SniperError(f"predictor gave no times for device type(s) {', '.join(missing)}; "
+                              "train it with these devices or rename them in the platform file")
+        seconds = np.column_stack([np.asarray(seconds[d], dtype=float) for d in devices])
+    matrix = np.asarray(seconds, dtype=float)
+    if matrix.shape != (networks, len(devices)):
+        raise SniperError(f"predictor answered a {matrix.shape} table, expected {(networks, len(devices))} "
+                          "(networks x device types)")
+    if not (np.isfinite(matrix).all() and (matrix > 0).all()):
+        raise SniperError("predictor answered non-positive or non-finite seconds; check the predictor file")
+    return matrix
+
+
+def with_predictor(platform: Platform, predictor_path: str | Path, models_dir: str | Path) -> PredictorSwap:
+    files = model_files(platform, models_dir)
+    predictor_path = Path(predictor_path)
+    if not predictor_path.is_file():
+        raise SniperError(f"{predictor_path}: no such predictor file; train one (issue 5) or drop --predictor")
+    try:
+        from sniper_onnx.predictors import load_predictor
+    except ImportError:
+        raise SniperError("this build has no sniper_onnx.predictors.load_predictor yet; "
+                          "run without --predictor (the platform's predicted times are used)") from None
+    from sniper_onnx import analyze
+
+    names = list(files)
+    features = [analyze(str(files[name])).features for name in names]
+    devices = list(platform.device_types)
+    table = load_predictor(str(predictor_path)).predict(features, devices)
+    matrix = seconds_matrix(table, len(names), devices)
+    predicted = platform.predicted_times.copy()
+    for row, name in zip(matrix, names):
+        predicted[platform.model_index(name)] = row
+    kept = tuple(m for m in platform.models if m not in files)
+    return PredictorSwap(platform.with_predicted_times(predicted), tuple(names), kept)

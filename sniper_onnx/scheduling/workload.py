@@ -1,0 +1,135 @@
+"""Task streams: Poisson arrivals over a platform's task mix, or a replayed CSV trace."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.scheduling.platform import Platform
+
+DEFAULT_DEADLINE_FACTOR = 3.0
+DEFAULT_NOISE = 0.05
+
+
+@dataclass(slots=True)
+class Task:
+    """One inference request.
+
+    ``noise`` multiplies the model's true time on whichever device runs it, so a task that is slow
+    on one device type would be as slow (relatively) on another: that is what an oracle knows.
+    """
+
+    task_id: int
+    model: int
+    arrival: float
+    deadline: float
+    noise: float = 1.0
+
+
+def deadlines_for(platform: Platform, models: np.ndarray, arrivals: np.ndarray, factor: float) -> np.ndarray:
+    """Deadline = arrival + factor x the model's mean true time over device types."""
+    reference = platform.true_times.mean(axis=1)
+    return arrivals + factor * reference[models]
+
+
+def noise_factors(rng: np.random.Generator, count: int, sigma: float) -> np.ndarray:
+    """Lognormal multipliers with mean 1 and coefficient of variation about ``sigma``."""
+    if sigma <= 0:
+        return np.ones(count)
+    s = math.sqrt(math.log1p(sigma * sigma))
+    return rng.lognormal(mean=-s * s / 2, sigma=s, size=count)
+
+
+def poisson_tasks(
+    platform: Platform,
+    rate: float,
+    duration: float,
+    seed: int,
+    noise: float = DEFAULT_NOISE,
+    deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
+) -> list[Task]:
+    """Poisson arrivals at ``rate`` tasks/s during [0, duration), models drawn from the platform's mix."""
+    if not (rate > 0 and math.isfinite(rate)):
+        raise SniperError(f"rate {rate!r}: give a positive number of tasks per second")
+    if not (duration > 0 and math.isfinite(duration)):
+        raise SniperError(f"duration {duration!r}: give a positive number of seconds")
+    if noise < 0 or deadline_factor <= 0:
+        raise SniperError("noise must be >= 0 and deadline factor > 0; e.g. --noise 0.05 --deadline-factor 3")
+    rng = np.random.default_rng(seed)
+    expected = rate * duration
+    gaps = rng.exponential(1.0 / rate, size=int(expected + 10 * math.sqrt(expected) + 20))
+    arrivals = np.cumsum(gaps)
+    arrivals = arrivals[arrivals < duration]
+    models = rng.choice(len(platform.models), size=len(arrivals), p=platform.mix)
+    factors = noise_factors(rng, len(arrivals), noise)
+    deadlines = deadlines_for(platform, models, arrivals, deadline_factor)
+    return [
+        Task(i, int(m), float(a), float(d), float(f))
+        for i, (m, a, d, f) in enumerate(zip(models, arrivals, deadlines, factors))
+    ]
+
+
+def read_trace(
+    path: str | Path,
+    platform: Platform,
+    seed: int = 0,
+    noise: float = DEFAULT_NOISE,
+    deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
+) -> list[Task]:
+    """Replay a CSV trace with columns ``arrival,model`` and optional ``deadline`` and ``noise``.
+
+    ``arrival`` and ``deadline`` are absolute seconds. Missing deadlines follow ``deadline_factor``;
+    missing noise multipliers are drawn from ``seed`` so replays stay reproducible.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SniperError(f"{path}: no such trace file; give a CSV with columns arrival,model")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or ())
+        if not {"arrival", "model"} <= columns:
+            raise SniperError(f"{path}: trace needs columns 'arrival' and 'model' (found {sorted(columns)})")
+        rows = list(reader)
+    if not rows:
+        raise SniperError(f"{path}: trace has no tasks")
+    rng = np.random.default_rng(seed)
+    drawn_noise = noise_factors(rng, len(rows), noise)
+    tasks = [
+        _trace_task(f"{path}:{index + 2}", index, row, platform, deadline_factor, float(drawn_noise[index]))
+        for index, row in enumerate(rows)
+    ]
+    tasks.sort(key=lambda task: (task.arrival, task.task_id))
+    return tasks
+
+
+def _trace_task(
+    where: str, task_id: int, row: dict, platform: Platform, deadline_factor: float, default_noise: float
+) -> Task:
+    model_name = (row.get("model") or "").strip()
+    if model_name not in platform.models:
+        raise SniperError(f"{where}: model {model_name!r} is not on platform {platform.name!r} "
+                          f"(known: {', '.join(platform.models)})")
+    model = platform.models.index(model_name)
+    arrival = _number(where, "arrival", row.get("arrival"), minimum=0.0)
+    deadline_text = (row.get("deadline") or "").strip()
+    reference = float(platform.true_times[model].mean())
+    deadline = (_number(where, "deadline", deadline_text, minimum=arrival) if deadline_text
+                else arrival + deadline_factor * reference)
+    noise_text = (row.get("noise") or "").strip()
+    noise = _number(where, "noise", noise_text, minimum=1e-9) if noise_text else default_noise
+    return Task(task_id, model, arrival, deadline, noise)
+
+
+def _number(where: str, column: str, text: str | None, minimum: float) -> float:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SniperError(f"{where}: {column} {text!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum:
+        raise SniperError(f"{where}: {column} {value!r} must be a finite number >= {minimum:g}")
+    return value

@@ -1,0 +1,132 @@
+"""`sniper-onnx analyze`: summary table, --json (golden), --nodes, --csv, one-line errors, light imports."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import onnx
+import pytest
+from analysis_graphs import model, weight
+from onnx import helper
+from typer.testing import CliRunner
+
+from sniper_onnx.analysis import FEATURE_NAMES
+from sniper_onnx.cli import app
+
+GOLDEN = Path(__file__).parent / "golden" / "analyze_branchy.json"
+runner = CliRunner()
+
+
+def branchy_model() -> onnx.ModelProto:
+    """Conv stem, then a 1x1 and a dilated 3x3 branch joined by Add, then pool and an FC."""
+    nodes = [
+        helper.make_node("Conv", ["input", "W0", "B0"], ["stem"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["stem", "g", "b", "m", "v"], ["bn"], name="bn"),
+        helper.make_node("Relu", ["bn"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "W1"], ["p1"], name="branch_1x1"),
+        helper.make_node("Conv", ["r", "W2"], ["p2"], name="branch_atrous", pads=[2, 2, 2, 2], dilations=[2, 2]),
+        helper.make_node("Add", ["p1", "p2"], ["s"], name="join"),
+        helper.make_node("GlobalAveragePool", ["s"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "Wfc", "Bfc"], ["logits"], name="fc", transB=1),
+    ]
+    inits = [weight("W0", 8, 3, 3, 3), weight("B0", 8)] + [weight(n, 8) for n in "gbmv"]
+    inits += [weight("W1", 8, 8, 1, 1), weight("W2", 8, 8, 3, 3), weight("Wfc", 10, 8), weight("Bfc", 10)]
+    return model(nodes, {"input": ["N", 3, 16, 16]}, ["logits"], inits, name="branchy")
+
+
+@pytest.fixture()
+def branchy(tmp_path) -> Path:
+    path = tmp_path / "branchy.onnx"
+    onnx.save(branchy_model(), path)
+    return path
+
+
+def test_json_matches_golden(branchy):
+    result = runner.invoke(app, ["analyze", str(branchy), "--json", "--nodes"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    data["source"] = "branchy.onnx"
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(json.dumps(data, indent=1) + "\n")
+    assert data == json.loads(GOLDEN.read_text())
+
+
+def test_json_has_every_feature_and_no_nodes_unless_asked(branchy):
+    result = runner.invoke(app, ["analyze", str(branchy), "--json", "--input-shape", "input=2x3x16x16"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert list(data["features"]) == list(FEATURE_NAMES) and "nodes" not in data
+    assert data["unknown_ops"] == {} and data["model"]["inputs"] == {"input": [2, 3, 16, 16]}
+    assert data["features"]["num_atrous_conv3x3"] == 1 and data["features"]["max_branches"] == 2
+
+
+def test_default_output_is_a_table_grouped_by_table_1(branchy):
+    result = runner.invoke(app, ["analyze", str(branchy)])
+    assert result.exit_code == 0, result.output
+    for heading in ("Network structure", "Calculation times", "Number of parameters", "Proportion of network layers"):
+        assert heading in result.output
+    assert "total_macs" in result.output and "num_atrous_conv3x3" in result.output
+
+
+def test_nodes_table_and_csv(branchy, tmp_path):
+    target = tmp_path / "nodes.csv"
+    result = runner.invoke(app, ["analyze", str(branchy), "--nodes", "--csv", str(target)])
+    assert result.exit_code == 0, result.output
+    assert "branch_atrous" in result.output and "Per-node costs" in result.output
+    rows = list(csv.DictReader(target.open()))
+    assert [r["name"] for r in rows][:3] == ["stem", "bn", "relu"] and len(rows) == 9
+    stem = rows[0]
+    assert int(stem["macs"]) == 8 * 16 * 16 * 27 and stem["output_shapes"] == "1x8x16x16"
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [(None, "no such file"), (b"", "empty file"), (b"plain text, not protobuf", "not a readable ONNX model")],
+)
+def test_bad_files_give_one_line_and_exit_2(tmp_path, content, expected):
+    path = tmp_path / "model.onnx"
+    if content is not None:
+        path.write_bytes(content)
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: ") and expected in lines[0]
+    assert str(path) in lines[0] and "Traceback" not in result.output
+
+
+def test_bad_input_shape_option(branchy):
+    result = runner.invoke(app, ["analyze", str(branchy), "--input-shape", "input=1xAx16"])
+    assert result.exit_code == 2 and "--input-shape" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["analyze", str(branchy), "-s", "image=1x3x16x16"])
+    assert result.exit_code == 2 and "the inputs are: input" in result.output
+
+
+def test_unwritable_csv_is_a_one_line_error(branchy, tmp_path):
+    result = runner.invoke(app, ["analyze", str(branchy), "--csv", str(tmp_path / "no" / "such" / "dir.csv")])
+    assert result.exit_code == 2 and "cannot write" in result.output
+
+
+def test_help():
+    for flag in ("-h", "--help"):
+        result = runner.invoke(app, ["analyze", flag])
+        assert result.exit_code == 0 and "--input-shape" in result.output
+
+
+def test_analyze_never_imports_heavy_modules(branchy):
+    code = (
+        "import sys\n"
+        "from sniper_onnx import analyze\n"
+        f"analyze({str(branchy)!r})\n"
+        "from sniper_onnx.cli import app\n"
+        f"app(['analyze', {str(branchy)!r}, '--json'], standalone_mode=False)\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'onnxruntime') if m in sys.modules]\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "HEAVY []"

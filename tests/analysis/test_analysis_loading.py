@@ -1,0 +1,135 @@
+"""Reading files: weights never needed, bad input gets one clear error, input shapes resolved."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from analysis_graphs import ints, model, node, real_weight, weight
+from onnx import helper
+
+from sniper_onnx import SniperError, analyze
+from sniper_onnx.analysis import parse_input_shape
+
+
+def small_cnn(weights=real_weight):
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"], name="relu"),
+        helper.make_node("Reshape", ["r", "flat"], ["f"], name="flatten"),
+        helper.make_node("Gemm", ["f", "Wfc"], ["y"], name="fc", transB=1),
+    ]
+    inits = [weights("W", 16, 3, 3, 3), weights("B", 16), weights("Wfc", 10, 16 * 8 * 8), ints("flat", [1, -1])]
+    return model(nodes, {"x": ["N", 3, 8, 8]}, ["y"], inits)
+
+
+def test_weighted_file_and_weightless_skeleton_give_the_same_features(tmp_path):
+    onnx.save(small_cnn(), tmp_path / "weighted.onnx")
+    onnx.save(small_cnn(weight), tmp_path / "skeleton.onnx")
+    weighted = analyze(tmp_path / "weighted.onnx")
+    assert weighted.features == analyze(tmp_path / "skeleton.onnx").features == analyze(small_cnn()).features
+    assert weighted.features["total_params"] == 16 * 27 + 16 + 10 * 1024
+    assert node(weighted, "fc").input_shapes[0] == [1, 1024]  # the small Reshape shape was kept and used
+
+
+def test_missing_external_data_file_still_analyses(tmp_path):
+    path = tmp_path / "external.onnx"
+    onnx.save(small_cnn(), path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=1024)
+    (tmp_path / "weights.bin").unlink()
+    result = analyze(path)
+    assert result.features["total_params"] == 16 * 27 + 16 + 10 * 1024
+    assert node(result, "fc").macs == 10 * 1024
+
+
+def test_nodes_out_of_topological_order_are_sorted():
+    built = small_cnn(weight)
+    reordered = list(reversed(built.graph.node))
+    del built.graph.node[:]
+    built.graph.node.extend(reordered)
+    result = analyze(built)
+    assert [n.name for n in result.nodes] == ["conv", "relu", "flatten", "fc"]
+    assert result.features == analyze(small_cnn(weight)).features
+
+
+def _error_of(path) -> str:
+    with pytest.raises(SniperError) as caught:
+        analyze(path)
+    message = str(caught.value)
+    assert "\n" not in message and str(path) in message
+    return message
+
+
+def test_missing_file(tmp_path):
+    assert "no such file" in _error_of(tmp_path / "absent.onnx")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    assert "empty" in _error_of(tmp_path / "empty.onnx")
+
+
+def test_not_onnx(tmp_path):
+    (tmp_path / "notes.onnx").write_text("this is a text file, not a model\n")
+    assert "not a readable ONNX model" in _error_of(tmp_path / "notes.onnx")
+
+
+def test_truncated_file(tmp_path):
+    data = small_cnn().SerializeToString()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    assert "truncated" in _error_of(tmp_path / "cut.onnx")
+
+
+def test_directory(tmp_path):
+    assert "directory" in _error_of(tmp_path)
+
+
+def test_dangling_input(tmp_path):
+    built = model([helper.make_node("Add", ["x", "ghost"], ["y"], name="add")], {"x": [2]}, ["y"])
+    onnx.save(built, tmp_path / "dangling.onnx")
+    message = _error_of(tmp_path / "dangling.onnx")
+    assert "'ghost'" in message and "dangling" in message
+
+
+def test_cycle(tmp_path):
+    nodes = [
+        helper.make_node("Add", ["x", "b"], ["a"], name="first"),
+        helper.make_node("Relu", ["a"], ["b"], name="second"),
+        helper.make_node("Relu", ["a"], ["y"], name="out"),
+    ]
+    onnx.save(model(nodes, {"x": [2]}, ["y"]), tmp_path / "cycle.onnx")
+    message = _error_of(tmp_path / "cycle.onnx")
+    assert "cycle" in message and "'first'" in message and "'second'" in message
+
+
+def test_output_produced_by_no_node(tmp_path):
+    onnx.save(model([helper.make_node("Relu", ["x"], ["a"])], {"x": [2]}, ["a", "missing"]), tmp_path / "cut.onnx")
+    assert "'missing'" in _error_of(tmp_path / "cut.onnx")
+
+
+def test_two_producers_of_one_tensor(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="one"), helper.make_node("Sigmoid", ["x"], ["y"], name="two")]
+    onnx.save(model(nodes, {"x": [2]}, ["y"]), tmp_path / "twice.onnx")
+    assert "two nodes" in _error_of(tmp_path / "twice.onnx")
+
+
+def test_input_shape_override_and_its_errors():
+    built = small_cnn(weight)
+    assert analyze(built, input_shapes={"x": (4, 3, 8, 8)}).features["conv_macs"] == 4 * 16 * 64 * 27
+    with pytest.raises(SniperError, match="names no graph input: nope; the inputs are: x"):
+        analyze(built, input_shapes={"nope": (1, 3, 8, 8)})
+    with pytest.raises(SniperError, match="rank 4"):
+        analyze(built, input_shapes={"x": (1, 3, 8)})
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("input=1x3x224x224", ("input", (1, 3, 224, 224))), ("x:2,5", ("x", (2, 5))), ("a=b=7", ("a=b", (7,)))],
+)
+def test_parse_input_shape(text, expected):
+    assert parse_input_shape(text) == expected
+
+
+@pytest.mark.parametrize("text", ["input", "input=", "input=1x0", "input=ax3", "=1x3"])
+def test_parse_input_shape_rejects(text):
+    with pytest.raises(SniperError, match="--input-shape"):
+        parse_input_shape(text)

@@ -1,0 +1,219 @@
+"""Graph-level rules: layers vs plumbing, branches, the critical path, shared weights, subgraphs."""
+
+from __future__ import annotations
+
+import networkx as nx
+import numpy as np
+from analysis_graphs import conv_macs, ints, model, node, tensor, weight
+from onnx import TensorProto, helper
+
+from sniper_onnx import analyze
+from sniper_onnx.analysis import FEATURE_NAMES
+
+
+def inception_block():
+    """x -> {conv1x1, conv3x3, conv5x5, maxpool} -> Concat: four branches, the 5x5 is the heaviest."""
+    nodes = [
+        helper.make_node("Conv", ["x", "W1"], ["b1"], name="c1"),
+        helper.make_node("Conv", ["x", "W3"], ["b3"], name="c3", pads=[1] * 4),
+        helper.make_node("Conv", ["x", "W5"], ["b5"], name="c5", pads=[2] * 4),
+        helper.make_node("MaxPool", ["x"], ["bp"], name="pool", kernel_shape=[3, 3], pads=[1] * 4),
+        helper.make_node("Concat", ["b1", "b3", "b5", "bp"], ["y"], name="cat", axis=1),
+    ]
+    weights = [weight("W1", 4, 4, 1, 1), weight("W3", 4, 4, 3, 3), weight("W5", 4, 4, 5, 5)]
+    return model(nodes, {"x": [1, 4, 8, 8]}, ["y"], weights)
+
+
+def test_inception_block_branches_and_critical_path():
+    result = analyze(inception_block())
+    f = result.features
+    out = (1, 4, 8, 8)
+    c5 = conv_macs(out, (4, 4, 5, 5))
+    assert f["max_branches"] == 4
+    assert result.critical_path == ["c5", "cat"]
+    assert f["critical_path_layers"] == 2 and f["critical_path_macs"] == c5
+    assert f["critical_path_params"] == 4 * 4 * 25
+    total = conv_macs(out, (4, 4, 1, 1)) + conv_macs(out, (4, 4, 3, 3)) + c5 + 256 * 9
+    assert f["total_macs"] == total
+    assert np.isclose(f["prop_critical_path_macs"], c5 / total)
+    assert f["num_layers"] == 5 and np.isclose(f["prop_critical_path_layers"], 2 / 5)
+    assert f["num_conv1x1"] == f["num_conv3x3"] == f["num_conv5x5"] == f["num_maxpool"] == f["num_concat"] == 1
+    assert np.isclose(f["avg_macs_per_layer"], total / 5)
+    assert [n.name for n in result.nodes if n.on_critical_path] == ["c5", "cat"]
+
+
+def test_graph_is_a_networkx_dag_of_operator_nodes_joined_by_tensors():
+    graph = analyze(inception_block()).graph
+    assert isinstance(graph, nx.DiGraph) and nx.is_directed_acyclic_graph(graph)
+    assert set(graph.nodes) == {"c1", "c3", "c5", "pool", "cat"}
+    assert graph.edges["c5", "cat"]["tensor"] == "b5"
+    assert graph.nodes["c5"]["macs"] > 0
+
+
+def residual_block():
+    nodes = [
+        helper.make_node("Conv", ["x", "Wa"], ["a"], name="conv_a", pads=[1] * 4),
+        helper.make_node("Relu", ["a"], ["ra"], name="relu_a"),
+        helper.make_node("Conv", ["ra", "Wb"], ["b"], name="conv_b", pads=[1] * 4),
+        helper.make_node("Add", ["b", "x"], ["s"], name="add"),
+        helper.make_node("Relu", ["s"], ["y"], name="relu_out"),
+    ]
+    return model(nodes, {"x": [1, 8, 6, 6]}, ["y"], [weight("Wa", 8, 8, 3, 3), weight("Wb", 8, 8, 3, 3)])
+
+
+def test_residual_block_two_branches_and_an_add_layer():
+    result = analyze(residual_block())
+    assert result.features["max_branches"] == 2
+    assert result.features["num_add"] == 1
+    assert result.critical_path == ["conv_a", "relu_a", "conv_b", "add", "relu_out"]
+    assert result.features["prop_critical_path_params"] == 1.0
+
+
+def test_a_chain_has_one_branch():
+    nodes = [helper.make_node("Relu", ["x"], ["a"]), helper.make_node("Sigmoid", ["a"], ["y"])]
+    assert analyze(model(nodes, {"x": [2, 2]}, ["y"])).features["max_branches"] == 1
+
+
+def test_shape_arithmetic_is_constant_folding_not_layers():
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape: only the Relu is a layer."""
+    nodes = [
+        helper.make_node("Relu", ["x"], ["r"], name="relu"),
+        helper.make_node("Shape", ["r"], ["shape"], name="shape"),
+        helper.make_node("Gather", ["shape", "zero"], ["batch"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["batch", "axes"], ["batch1"], name="unsqueeze"),
+        helper.make_node("Concat", ["batch1", "minus_one"], ["target"], name="concat", axis=0),
+        helper.make_node("Reshape", ["r", "target"], ["y"], name="reshape"),
+    ]
+    inits = [helper.make_tensor("zero", TensorProto.INT64, [], [0]), ints("axes", [0]), ints("minus_one", [-1])]
+    result = analyze(model(nodes, {"x": [2, 3, 4]}, ["y"], inits))
+    assert result.features["num_layers"] == 1 and result.features["num_concat"] == 0
+    assert result.features["total_params"] == 0
+    assert node(result, "gather").category == "constant" and node(result, "reshape").category == "plumbing"
+    assert node(result, "reshape").output_shapes == [[2, 12]]  # data propagation through the shape math
+    assert result.features["max_branches"] == 1  # Shape carries no data dependency
+
+
+def test_shared_weight_counted_once_in_totals():
+    nodes = [
+        helper.make_node("MatMul", ["x", "W"], ["a"], name="first"),
+        helper.make_node("MatMul", ["a", "W"], ["y"], name="second"),
+    ]
+    result = analyze(model(nodes, {"x": [1, 6]}, ["y"], [weight("W", 6, 6)]))
+    assert node(result, "first").params == node(result, "second").params == 36
+    assert result.features["total_params"] == 36 and result.features["fc_params"] == 36
+    assert result.features["param_bytes"] == 36 * 4
+
+
+def test_weights_through_constant_ops_count_where_they_enter_the_layer():
+    """W -> Transpose -> MatMul and Constant -> Conv: the weight counts once, at its layer."""
+    constant = helper.make_node("Constant", [], ["Wc"], name="const",
+                                value=helper.make_tensor("v", TensorProto.FLOAT, [2, 2, 1, 1], [1.0] * 4))
+    nodes = [
+        helper.make_node("Transpose", ["W"], ["Wt"], name="transpose_w", perm=[1, 0]),
+        helper.make_node("MatMul", ["x", "Wt"], ["m"], name="mm"),
+        helper.make_node("Reshape", ["m", "to4d"], ["m4"], name="reshape"),
+        constant,
+        helper.make_node("Conv", ["m4", "Wc"], ["y"], name="conv"),
+    ]
+    result = analyze(model(nodes, {"x": [1, 8]}, ["y"], [weight("W", 2, 8), ints("to4d", [1, 2, 1, 1])]))
+    assert node(result, "transpose_w").is_layer is False and node(result, "mm").params == 16
+    assert node(result, "conv").params == 4 and result.features["total_params"] == 20
+    assert result.features["num_layers"] == 2
+
+
+def test_constant_of_shape_weight_is_a_parameter():
+    nodes = [
+        helper.make_node("ConstantOfShape", ["wshape"], ["W"], name="fill",
+                         value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.1])),
+        helper.make_node("MatMul", ["x", "W"], ["y"], name="mm"),
+    ]
+    result = analyze(model(nodes, {"x": [1, 3]}, ["y"], [ints("wshape", [3, 5])]))
+    assert node(result, "mm").params == 15 and node(result, "mm").macs == 15
+
+
+def test_unknown_ops_are_listed_never_silently_zero():
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a"], name="relu"),
+        helper.make_node("FancyOp", ["a"], ["b"], name="fancy", domain="com.example"),
+        helper.make_node("FancyOp", ["b"], ["y"], name="fancy2", domain="com.example"),
+    ]
+    built = model(nodes, {"x": [1, 4]}, ["y"])
+    built.opset_import.append(helper.make_opsetid("com.example", 1))
+    result = analyze(built)
+    assert result.unknown_ops == {"com.example::FancyOp": 2}
+    assert any("unknown ops" in w and "FancyOp" in w for w in result.warnings)
+    assert node(result, "fancy").category == "unknown" and node(result, "fancy").is_layer
+
+
+def test_unknown_dims_are_reported_not_guessed():
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    built = model(nodes, {"x": ["batch", "seq", 8]}, ["y"], [weight("W", 8, 4)])
+    result = analyze(built)
+    assert any("'x'" in w and "--input-shape" in w for w in result.warnings)
+    assert result.unknown_shape_nodes == ["mm"]
+    assert node(result, "mm").shapes_known is False
+    given = analyze(built, input_shapes={"x": (1, 16, 8)})
+    assert given.warnings == [] and node(given, "mm").macs == 16 * 8 * 4
+
+
+def test_batch_dim_defaults_to_one():
+    built = model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 3, 5]}, ["y"])
+    result = analyze(built)
+    assert result.model_info["inputs"] == {"x": [1, 3, 5]} and result.features["total_macs"] == 15
+    assert result.warnings == []
+
+
+def test_features_cover_the_contract_names_in_order():
+    contract = [
+        "total_macs", "conv_macs", "fc_macs", "critical_path_macs", "total_params", "conv_params", "fc_params",
+        "critical_path_params", "num_layers", "critical_path_layers", "max_branches", "num_norm", "num_conv1x1",
+        "num_conv3x3", "num_conv5x5", "num_conv7x7", "num_atrous_conv3x3", "num_fc", "num_concat", "num_add",
+        "num_avgpool", "num_maxpool",
+    ]
+    assert set(contract) <= set(FEATURE_NAMES) and len(set(FEATURE_NAMES)) == len(FEATURE_NAMES)
+    result = analyze(residual_block())
+    assert list(result.features) == list(FEATURE_NAMES)
+    assert all(isinstance(v, (int, float)) for v in result.features.values())
+
+
+def _matmul_body(name: str, size: int) -> "helper.GraphProto":
+    return helper.make_graph(
+        [helper.make_node("MatMul", ["x", f"{name}_W"], [f"{name}_out"], name=f"{name}_mm")], name, [],
+        [tensor(f"{name}_out", None)], [weight(f"{name}_W", 8, size)],
+    )
+
+
+def test_if_counts_the_costlier_branch_and_is_flagged():
+    node_if = helper.make_node("If", ["cond"], ["y"], name="branch",
+                               then_branch=_matmul_body("then", 16), else_branch=_matmul_body("else", 2))
+    graph = helper.make_graph([node_if], "g", [tensor("x", [1, 8]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [tensor("y", None)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    cost = node(result, "branch")
+    assert cost.subgraph and cost.macs == 8 * 16
+    assert cost.params == 8 * 16 + 8 * 2  # both branches' weights are in the model
+
+
+def test_loop_multiplies_its_body_by_a_constant_trip_count():
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["h", "W"], ["h_next"], name="step")],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), tensor("h", [1, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), tensor("h_next", [1, 4])],
+    )
+    loop = helper.make_node("Loop", ["trips", "", "x"], ["y"], name="loop", body=body)
+    inits = [helper.make_tensor("trips", TensorProto.INT64, [], [3]), weight("W", 4, 4)]
+    result = analyze(model([loop], {"x": [1, 4]}, ["y"], inits))
+    assert node(result, "loop").macs == 3 * 16 and node(result, "loop").subgraph
+    dynamic = _loop_with_input_trips(body)
+    assert node(dynamic, "loop").macs == 16
+    assert any("trip count unknown" in w for w in dynamic.warnings)
+
+
+def _loop_with_input_trips(body):
+    loop = helper.make_node("Loop", ["n", "", "x"], ["y"], name="loop", body=body)
+    graph = helper.make_graph([loop], "g", [tensor("x", [1, 4]), helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+                              [tensor("y", None)], [weight("W", 4, 4)])
+    return analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))

@@ -1,0 +1,132 @@
+"""Tiny torch nets exported to ONNX: params equal torch's count up to the documented BatchNorm rules,
+and conv/fc MACs equal the textbook formula applied to torch's own layer output shapes."""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import onnx
+import pytest
+
+from sniper_onnx import analyze
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+
+def export(net: "nn.Module", example: "torch.Tensor") -> onnx.ModelProto:
+    """The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here."""
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"])
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def torch_params(net: "nn.Module") -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+def torch_layer_macs(net: "nn.Module", example: "torch.Tensor") -> tuple[int, int]:
+    """Conv and Linear MACs from forward hooks: outputs x (in_channels / groups) x kernel, outputs x in_features."""
+    totals = {"conv": 0, "fc": 0}
+
+    def hook(module, _inputs, output):
+        if isinstance(module, nn.Conv2d):
+            kernel = module.kernel_size[0] * module.kernel_size[1]
+            totals["conv"] += output.numel() * module.in_channels // module.groups * kernel
+        elif isinstance(module, nn.Linear):
+            totals["fc"] += output.numel() * module.in_features
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        net.eval()(example)
+    for handle in handles:
+        handle.remove()
+    return totals["conv"], totals["fc"]
+
+
+class ConvBnNet(nn.Module):
+    """Conv -> BN (foldable: the exporter folds it into the conv) and Conv -> ReLU -> BN (not foldable)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 12, 3, stride=2, padding=2, dilation=2, groups=4)
+        self.bn2 = nn.BatchNorm2d(12)
+        self.fc = nn.Linear(12, 5)
+
+    def forward(self, x):
+        x = torch.relu(self.bn1(self.conv1(x)))
+        x = self.bn2(torch.relu(self.conv2(x)))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_conv_bn_net_params_follow_the_batchnorm_rules():
+    net = ConvBnNet()
+    example = torch.randn(1, 3, 16, 16)
+    result = analyze(export(net, example))
+    # bn1 folded into conv1: its gamma and beta disappear and conv1 gains a bias of 8;
+    # bn2 stays a BatchNormalization node whose running mean and variance are weights too
+    expected = torch_params(net) - 2 * 8 + 8 + 2 * 12
+    assert result.features["total_params"] == expected
+    conv, fc = torch_layer_macs(net, example)
+    assert result.features["conv_macs"] == conv and result.features["fc_macs"] == fc
+    assert result.features["num_norm"] == 1 and result.features["num_atrous_conv3x3"] == 1
+    assert result.unknown_ops == {}
+
+
+class TinyTransformerBlock(nn.Module):
+    def __init__(self, vocab=50, dim=16, heads=2):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, dim)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, tokens):
+        x = self.embed(tokens)
+        h = self.norm1(x)
+        x = x + self.attn(h, h, h, need_weights=False)[0]
+        return x + self.mlp(self.norm2(x))
+
+
+def test_transformer_block_params_equal_torch_exactly():
+    net = TinyTransformerBlock()
+    example = torch.randint(0, 50, (1, 7))
+    result = analyze(export(net, example))
+    assert result.features["total_params"] == torch_params(net)
+    assert result.unknown_ops == {} and result.unknown_shape_nodes == []
+    seq, dim = 7, 16
+    # q, k, v and out projections, two MLP linears; QK^T and attention x V between activations
+    assert result.features["fc_macs"] == seq * dim * 3 * dim + seq * dim * dim + 2 * seq * dim * 4 * dim
+    assert result.features["matmul_macs"] == 2 * seq * seq * dim
+    assert result.features["num_norm"] == 2 and result.features["num_add"] == 2
+
+
+class Inception(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.b1 = nn.Conv2d(4, 4, 1)
+        self.b3 = nn.Conv2d(4, 4, 3, padding=1)
+        self.b5 = nn.Conv2d(4, 4, 5, padding=2)
+        self.b7 = nn.Conv2d(4, 4, 7, padding=3)
+        self.pool = nn.AvgPool2d(3, stride=1, padding=1)
+
+    def forward(self, x):
+        return torch.cat([self.b1(x), self.b3(x), self.b5(x), self.b7(x), self.pool(x)], dim=1)
+
+
+def test_inception_branches_and_kernel_counts():
+    net = Inception()
+    example = torch.randn(1, 4, 8, 8)
+    result = analyze(export(net, example))
+    f = result.features
+    assert f["max_branches"] == 5 and f["num_concat"] == 1 and f["num_avgpool"] == 1
+    assert (f["num_conv1x1"], f["num_conv3x3"], f["num_conv5x5"], f["num_conv7x7"]) == (1, 1, 1, 1)
+    assert f["total_params"] == torch_params(net)
+    assert f["conv_macs"] == torch_layer_macs(net, example)[0]
+    assert f["critical_path_layers"] == 2  # the 7x7 branch, then the concat

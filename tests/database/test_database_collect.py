@@ -1,0 +1,114 @@
+"""`sniper-onnx profile`: generate -> materialize -> measure -> store, resumable."""
+
+import json
+import sys
+import types
+from dataclasses import dataclass, field
+
+import onnx
+import pytest
+from conftest import conv_net
+from typer.testing import CliRunner
+
+from sniper_onnx.cli import app
+from sniper_onnx.database import Database
+
+runner = CliRunner()
+FAST = ["--warmup", "1", "--min-repeats", "3", "--max-time", "0.03", "--threads", "1"]
+
+
+@dataclass
+class FakeNetSpec:
+    net_id: str
+    seed: int
+    family: str
+    config: dict = field(default_factory=dict)
+
+
+def _fake_generator(tmp_path, calls):
+    """Stands in for sniper_generator with the contract's API (sample_specs, materialize)."""
+    module = types.ModuleType("sniper_generator")
+    module.__version__ = "9.9"
+    module.NetSpec = FakeNetSpec
+
+    def sample_specs(count, seed, family="cnn"):
+        return [FakeNetSpec(f"net-{seed}-{k}", seed * 100 + k, family, {"channels": 4 * (k + 1)}) for k in range(count)]
+
+    def materialize(spec, weights=True):
+        calls.append((spec.net_id, weights))
+        return onnx.load(str(conv_net(tmp_path / "scratch.onnx", channels=spec.config["channels"])))
+
+    module.sample_specs, module.materialize = sample_specs, materialize
+    return module
+
+
+def test_generate_measures_stores_and_resumes_without_remaking(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "sniper_generator", _fake_generator(tmp_path, calls))
+    db_path = tmp_path / "ncd.sqlite"
+    args = ["profile", "--generate", "2", "--seed", "7", "--family", "cnn", "--db", str(db_path), "--json", *FAST]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    summary = json.loads(first.stdout)
+    assert (summary["measured"], summary["imported"], summary["skipped"]) == (2, 2, 0)
+    with Database(db_path) as db:
+        networks = db.networks()
+        assert len(networks) == 2 and all(n.features for n in networks)
+        assert networks[0].source["spec"]["net_id"] == "net-7-0" and networks[0].source["generator_version"] == "9.9"
+    calls.clear()
+    again = json.loads(runner.invoke(app, args).stdout)
+    assert (again["measured"], again["skipped"]) == (0, 2) and calls == []  # nothing re-made
+    bigger = json.loads(runner.invoke(app, [*args[:2], "3", *args[3:]]).stdout)
+    assert (bigger["measured"], bigger["skipped"]) == (1, 2)
+
+
+def test_import_remakes_a_generated_net_from_its_source(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setitem(sys.modules, "sniper_generator", _fake_generator(tmp_path, calls))
+    out = tmp_path / "r.jsonl"
+    assert runner.invoke(app, ["profile", "--generate", "1", "--out", str(out), *FAST]).exit_code == 0
+    calls.clear()  # the scratch file is gone: import must re-make a weightless skeleton
+    result = runner.invoke(app, ["db", "import", str(out), "--db", str(tmp_path / "ncd.sqlite"), "--json"])
+    assert json.loads(result.stdout)["files"][0]["networks_without_features"] == []
+    assert calls == [("net-0-0", False)]
+
+
+def test_profile_files_into_a_database(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for k in range(2):
+        conv_net(folder / f"c{k}.onnx", channels=4 + 4 * k)
+    db_path = tmp_path / "ncd.sqlite"
+    result = runner.invoke(app, ["profile", str(folder), "--db", str(db_path), "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["imported"] == 2
+    assert (tmp_path / "ncd.sqlite.results.jsonl").exists()  # the JSONL is kept next to the database
+    with Database(db_path) as db:
+        assert db.stats().measurements == 2
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["profile"], "nothing to measure"),
+        (["profile", "{tmp}/missing.onnx"], "no such model file"),
+        (["profile", "{tmp}/m.onnx", "--opt-level", "max"], "--opt-level"),
+        (["profile", "{tmp}/m.onnx", "--provider", "NopeExecutionProvider", "--out", "{tmp}/r.jsonl"], "not available"),
+        (["profile", "--generate", "-1"], "--generate"),
+    ],
+)
+def test_profile_bad_input_is_one_line(tmp_path, argv, message):
+    conv_net(tmp_path / "m.onnx")
+    result = runner.invoke(app, [a.format(tmp=tmp_path) for a in argv])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_real_generator_end_to_end(tmp_path):
+    generator = pytest.importorskip("sniper_generator")
+    if not hasattr(generator, "sample_specs"):
+        pytest.skip("sniper_generator.sample_specs has not landed yet (issue 3)")
+    result = runner.invoke(app, ["profile", "--generate", "2", "--seed", "1", "--db", str(tmp_path / "ncd.sqlite"), "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["measured"] + summary["failed"] == 2 and summary["imported"] == 2

@@ -1,0 +1,127 @@
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import synthetic_results
+from typer.testing import CliRunner
+
+from sniper_onnx.cli import app
+from sniper_onnx.database import Database, export_csv, import_results
+from sniper_onnx.errors import SniperError
+from sniper_profiler.device import DEVICE_FEATURE_NAMES
+
+runner = CliRunner()
+
+
+def test_import_is_idempotent_and_computes_features(profiled, tmp_path):
+    results, _ = profiled
+    with Database(tmp_path / "ncd.sqlite") as db:
+        first = import_results(db, results)
+        second = import_results(db, results)
+        assert (first.added, first.networks_added, first.devices_added) == (3, 3, 1)
+        assert (second.added, second.already_present) == (0, 3)
+        networks = db.networks()
+        assert all(n.features and n.features["total_macs"] > 0 for n in networks)
+        assert all(n.structure_hash.startswith("sha256:") for n in networks)
+        assert len(db.measurements()) == 3
+
+
+def test_export_writes_network_and_device_features_and_latency(profiled, tmp_path):
+    results, _ = profiled
+    with Database(tmp_path / "ncd.sqlite") as db:
+        import_results(db, results)
+        summary = export_csv(db, tmp_path / "train.csv")
+    rows = list(csv.DictReader(open(tmp_path / "train.csv")))
+    assert summary.rows == len(rows) == 3
+    recorded = {json.loads(line)["model"]["name"]: json.loads(line)["stats"]["median_s"] for line in open(results)}
+    for row in rows:
+        assert float(row["latency_s"]) == pytest.approx(recorded[row["network_name"]])
+        assert float(row["num_conv"]) == 1 and float(row["total_macs"]) > 0
+        assert all(f"device_{name}" in row for name in DEVICE_FEATURE_NAMES)
+        assert row["device_threads_known"] == "1.0"
+
+
+def test_missing_model_keeps_the_measurement_without_features(tmp_path):
+    results = synthetic_results(tmp_path / "r.jsonl", 3)
+    with Database(tmp_path / "ncd.sqlite") as db:
+        summary = import_results(db, results)
+        assert summary.added == 3 and len(summary.networks_without_features) == 3
+        assert all(n.structure_hash.startswith("file:sha256:") and n.features is None for n in db.networks())
+        exported = export_csv(db, tmp_path / "train.csv")
+        assert exported.rows == 0 and exported.skipped_without_features == 3
+
+
+def test_moved_model_gets_its_features_on_a_later_import(profiled, tmp_path):
+    results, folder = profiled
+    moved = tmp_path / "moved"
+    shutil.move(str(folder), moved)
+    try:
+        with Database(tmp_path / "ncd.sqlite") as db:
+            assert len(import_results(db, moved / "results.jsonl").networks_without_features) == 3
+        shutil.move(str(moved), folder)
+        with Database(tmp_path / "ncd.sqlite") as db:
+            import_results(db, results)
+            assert all(n.features for n in db.networks())
+    finally:
+        if moved.exists():
+            shutil.move(str(moved), folder)
+
+
+IMPORT_WORKER = (
+    "import sys\n"
+    "from sniper_onnx.database import Database, import_results\n"
+    "with Database(sys.argv[1]) as db:\n"
+    "    import_results(db, sys.argv[2])\n"
+)
+
+
+def test_concurrent_imports_lose_nothing_and_duplicate_nothing(tmp_path):
+    files = [synthetic_results(tmp_path / f"r{k}.jsonl", 40, device=f"dev-{k % 2}", prefix=f"p{k}-") for k in range(3)]
+    db_path = tmp_path / "ncd.sqlite"
+    workers = [subprocess.Popen([sys.executable, "-c", IMPORT_WORKER, str(db_path), str(path)]) for path in files + [files[0]]]
+    assert [worker.wait(120) for worker in workers] == [0, 0, 0, 0]
+    with Database(db_path) as db:
+        stats = db.stats()
+    assert (stats.measurements, stats.networks, stats.devices) == (120, 120, 2)
+
+
+def test_cli_import_stats_export(profiled, tmp_path):
+    results, _ = profiled
+    db_path = str(tmp_path / "ncd.sqlite")
+    first = runner.invoke(app, ["db", "import", str(results), "--db", db_path, "--json"])
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout)["files"][0]["added"] == 3
+    again = runner.invoke(app, ["db", "import", str(results), "--db", db_path])
+    assert again.exit_code == 0 and "0 measurements and 0 failures added, 3 already present" in again.stdout
+    stats = runner.invoke(app, ["db", "stats", "--db", db_path, "--json"])
+    assert json.loads(stats.stdout)["measurements"] == 3
+    assert "3 networks" in runner.invoke(app, ["db", "stats", "--db", db_path]).stdout
+    export = runner.invoke(app, ["db", "export", "--db", db_path, "-o", str(tmp_path / "t.csv"), "--json"])
+    assert json.loads(export.stdout)["rows"] == 3
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["db", "import", "{tmp}/missing.jsonl", "--db", "{tmp}/ncd.sqlite"], "no such results file"),
+        (["db", "import", "{tmp}/junk.jsonl", "--db", "{tmp}/ncd.sqlite"], "no profiler records"),
+        (["db", "stats", "--db", "{tmp}/absent.sqlite"], "no such database"),
+        (["db", "export", "--db", "{tmp}/absent.sqlite"], "no such database"),
+        (["db", "import", "{tmp}/junk.jsonl", "--db", "{tmp}/no/ncd.sqlite"], "does not exist"),
+    ],
+)
+def test_cli_bad_input_is_one_line(tmp_path, argv, message):
+    (tmp_path / "junk.jsonl").write_text("not json\n")
+    result = runner.invoke(app, [a.format(tmp=tmp_path) for a in argv])
+    assert result.exit_code == 2
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+def test_export_unknown_device_is_refused(profiled, tmp_path):
+    with Database(tmp_path / "ncd.sqlite") as db:
+        import_results(db, profiled[0])
+        with pytest.raises(SniperError, match="no such device"):
+            export_csv(db, tmp_path / "t.csv", ["dev-nope"])

@@ -1,0 +1,102 @@
+import sqlite3
+
+import pytest
+
+from sniper_onnx.database import Database
+from sniper_onnx.database.schema import SCHEMA_VERSION
+from sniper_onnx.errors import SniperError
+from sniper_profiler.device import DeviceSpec
+
+
+@pytest.fixture
+def db(tmp_path):
+    with Database(tmp_path / "ncd.sqlite") as database:
+        yield database
+
+
+def test_new_file_is_wal_and_at_the_current_schema(db):
+    assert db.schema_version == SCHEMA_VERSION
+    assert db._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_add_network_is_idempotent_and_fills_missing_features(db):
+    first = db.add_network("nb201:|a|", "a", {"kind": "nasbench201"}, None)
+    again = db.add_network("nb201:|a|", "a-renamed", {}, {"total_macs": 10.0})
+    assert first.added and not again.added and first.id == again.id
+    assert again.features == {"total_macs": 10.0} and again.name == "a"
+    kept = db.add_network("nb201:|a|", "a", {}, {"total_macs": 99.0})
+    assert kept.features == {"total_macs": 10.0}  # existing features are never overwritten
+    assert len(db.networks()) == 1
+
+
+def test_add_device_defaults_to_a_spec_hash_id(db):
+    spec = DeviceSpec(name="edgegpu", kind="embedded_gpu", memory_gb=8)
+    first, again = db.add_device(spec), db.add_device(spec)
+    assert first.added and not again.added and first.id == again.id and first.id.startswith("dev-")
+    assert db.add_device(DeviceSpec(name="edgegpu", kind="embedded_gpu", memory_gb=4)).id != first.id
+    assert db.device(first.id).spec == spec and db.device(first.id).features == spec.features()
+
+
+def test_add_measurement_is_idempotent_by_natural_key(db):
+    net = db.add_network("h1", "n")
+    dev = db.add_device(DeviceSpec(name="d"))
+    first = db.add_measurement(net.id, dev.id, 0.01, stats={"count": 5, "p90_s": 0.02}, source="table-x")
+    again = db.add_measurement(net.id, dev.id, 0.01, stats={"count": 5}, source="table-x")
+    other = db.add_measurement(net.id, dev.id, 0.02, source="table-y")
+    assert first.added and not again.added and other.added
+    assert first.stats["p90_s"] == 0.02 and first.count == 5
+    assert len(db.measurements()) == 2
+
+
+def test_failures_and_predictions_are_kept(db):
+    net = db.add_network("h1", "n")
+    dev = db.add_device(DeviceSpec(name="d"))
+    failed = db.add_measurement(net.id, dev.id, None, status="failed", failure={"kind": "timeout", "reason": "slow"}, record_key="r1")
+    prediction = db.add_prediction(net.id, dev.id, "pcn", 0.012, interval=(0.01, 0.014), measurement_id=failed.id)
+    assert failed.failure["kind"] == "timeout" and prediction.interval_low_s == 0.01
+    stats = db.stats()
+    assert (stats.networks, stats.devices, stats.measurements, stats.failed_measurements, stats.predictions) == (1, 1, 0, 1, 1)
+    assert stats.per_device[0].failures == 1
+
+
+@pytest.mark.parametrize("median", [0.0, -1.0, None])
+def test_bad_latency_is_refused(db, median):
+    net = db.add_network("h1", "n")
+    dev = db.add_device(DeviceSpec(name="d"))
+    with pytest.raises(SniperError, match="median_s"):
+        db.add_measurement(net.id, dev.id, median)
+
+
+def test_unknown_network_is_refused_by_foreign_key(db):
+    dev = db.add_device(DeviceSpec(name="d"))
+    with pytest.raises(sqlite3.IntegrityError):
+        db.add_measurement(12345, dev.id, 0.1)
+
+
+def test_reopening_keeps_everything(tmp_path):
+    path = tmp_path / "ncd.sqlite"
+    with Database(path) as db:
+        db.add_network("h1", "n")
+    with Database(path) as db:
+        assert [n.structure_hash for n in db.networks()] == ["h1"]
+
+
+def test_a_newer_schema_is_refused_with_advice(tmp_path):
+    path = tmp_path / "ncd.sqlite"
+    Database(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(SniperError, match="upgrade sniper-onnx"):
+        Database(path)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path):
+    path = tmp_path / "notes.sqlite"
+    path.write_text("hello " * 1000)
+    with pytest.raises(SniperError, match="not a usable"):
+        Database(path)
+
+
+def test_missing_folder_is_refused(tmp_path):
+    with pytest.raises(SniperError, match="does not exist"):
+        Database(tmp_path / "no" / "ncd.sqlite")

@@ -1,0 +1,117 @@
+"""In-process tests of inputs, output checks and the stopping rule (no child processes)."""
+
+import itertools
+
+import numpy as np
+import pytest
+from conftest import mixed_inputs_model, tiny_mlp
+
+from sniper_profiler import measure as measure_module
+from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option
+from sniper_profiler.measure import check_outputs, create_session, make_inputs, measure, time_runs
+
+
+def test_inputs_follow_dtypes_and_symbolic_dims(tmp_path):
+    session = create_session(str(mixed_inputs_model(tmp_path / "m.onnx")), ProfileConfig(threads=1))
+    feeds, described = make_inputs(session, ProfileConfig(input_shapes={"x": [3, 8], "ids": [3, 8], "mask": [3, 8]}))
+    assert feeds["x"].dtype == np.float32 and feeds["ids"].dtype == np.int64 and feeds["mask"].dtype == bool
+    assert all(array.shape == (3, 8) for array in feeds.values())
+    assert described[0]["model_shape"] == ["batch", 8]
+    feeds, _ = make_inputs(session, ProfileConfig(default_dim=2))
+    assert feeds["x"].shape == (2, 8)
+
+
+def test_input_shape_errors_name_the_input(tmp_path):
+    session = create_session(str(tiny_mlp(tmp_path / "m.onnx", width=8)), ProfileConfig(threads=1))
+    with pytest.raises(ProfilerError, match="conflict"):
+        make_inputs(session, ProfileConfig(input_shapes={"x": [1, 9]}))
+    with pytest.raises(ProfilerError, match="not model inputs"):
+        make_inputs(session, ProfileConfig(input_shapes={"nope": [1]}))
+    with pytest.raises(ProfilerError, match="rank"):
+        make_inputs(session, ProfileConfig(input_shapes={"x": [1, 8, 1]}))
+
+
+def test_output_check_flags_nan_inf_and_denormals():
+    assert check_outputs([np.ones(4, np.float32)])["flags"] == []
+    tiny = np.array([1e-40, 1.0], dtype=np.float32)
+    result = check_outputs([np.array([np.nan, np.inf], np.float32), tiny, np.arange(3)])
+    assert result["flags"] == ["nan_outputs", "inf_outputs", "denormal_outputs"]
+    assert result["denormal_fraction"] == pytest.approx(1 / 4)
+
+
+def test_denormal_weights_are_flagged_in_a_real_measurement(tmp_path):
+    path = tiny_mlp(tmp_path / "denormal.onnx", width=8, activation="Identity", weight=1e-39)
+    result = measure(str(path), ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.02))
+    assert "denormal_outputs" in result["flags"]
+
+
+def _fake_clock(monkeypatch, durations):
+    """perf_counter advancing by the next duration at each 'run' (two calls per run)."""
+    now = [0.0]
+    steps = itertools.cycle(durations)
+
+    def clock():
+        now[0] += next(steps) / 2
+        return now[0]
+
+    monkeypatch.setattr(measure_module.time, "perf_counter", clock)
+
+
+def test_stops_at_ci_target_when_timings_are_steady(monkeypatch):
+    _fake_clock(monkeypatch, [1.0])
+    samples, reason = time_runs(lambda: None, ProfileConfig(min_repeats=10, target_relative_ci=0.01, max_time_s=1e9))
+    assert reason == "ci_target" and len(samples) == 10
+
+
+def test_stops_at_max_repeats_when_timings_are_noisy(monkeypatch):
+    _fake_clock(monkeypatch, [1.0, 3.0, 2.0, 5.0])
+    samples, reason = time_runs(lambda: None, ProfileConfig(min_repeats=5, max_repeats=40, target_relative_ci=0.001, max_time_s=1e9))
+    assert reason == "max_repeats" and len(samples) == 40
+
+
+def test_stops_at_max_time_after_at_least_three_runs(monkeypatch):
+    _fake_clock(monkeypatch, [1.0, 3.0])
+    samples, reason = time_runs(lambda: None, ProfileConfig(min_repeats=10, target_relative_ci=0.001, max_time_s=0.5))
+    assert reason == "max_time" and len(samples) == 3
+
+
+def test_measure_records_every_statistic(tmp_path):
+    result = measure(str(tiny_mlp(tmp_path / "m.onnx")), ProfileConfig(threads=1, warmup=2, min_repeats=5, max_time_s=0.05))
+    stats = result["stats"]
+    for name in ("median_s", "mean_s", "std_s", "p10_s", "p90_s", "min_s", "count", "session_create_s", "stop_reason"):
+        assert name in stats
+    assert stats["min_s"] <= stats["p10_s"] <= stats["median_s"] <= stats["p90_s"]
+    assert stats["count"] >= 3 and result["providers_used"][0] == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("x=1x3x224x224", ("x", [1, 3, 224, 224])), ("input_ids:2,128", ("input_ids", [2, 128]))],
+)
+def test_parse_input_shape(text, expected):
+    assert parse_input_shape(text) == expected
+
+
+@pytest.mark.parametrize("text", ["x", "x=1xa", "x=0x3", "=1x2"])
+def test_parse_input_shape_rejects(text):
+    with pytest.raises(ProfilerError, match="--input-shape"):
+        parse_input_shape(text)
+
+
+def test_parse_provider_option_types():
+    assert parse_provider_option("device_id=0") == ("device_id", 0)
+    assert parse_provider_option("trt_fp16_enable=true") == ("trt_fp16_enable", True)
+    assert parse_provider_option("arena=kNextPowerOfTwo") == ("arena", "kNextPowerOfTwo")
+    with pytest.raises(ProfilerError):
+        parse_provider_option("novalue")
+
+
+@pytest.mark.parametrize("field, value", [("graph_optimization", "max"), ("threads", -1), ("target_relative_ci", 0.0), ("precision", "fp64")])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(ProfilerError):
+        ProfileConfig(**{field: value})
+
+
+def test_provider_aliases():
+    assert ProfileConfig(provider="cuda").provider == "CUDAExecutionProvider"
+    assert ProfileConfig(provider="TRT").provider == "TensorrtExecutionProvider"

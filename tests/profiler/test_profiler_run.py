@@ -1,0 +1,153 @@
+"""The device command end to end: child processes, failures, resume, and a SIGKILL mid-run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import FAST, PROFILER_BIN, child_env, tiny_mlp
+
+from sniper_profiler import runner
+from sniper_profiler.__main__ import main
+from sniper_profiler.config import ProfileConfig
+from sniper_profiler.records import append_record, read_records
+
+FAST_CONFIG = ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.05)
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_run_measures_each_model_once_and_resumes(model_dir, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["measured"], first["failed"], first["skipped"]) == (3, 0, 0)
+    records = _lines(out)
+    assert len({r["key"] for r in records}) == 3
+    record = records[0]
+    assert record["status"] == "ok" and record["device"]["device_id"] == first["device_id"]
+    assert record["model"]["sha256"] and record["config"]["threads"] == 1 and record["stats"]["count"] >= 3
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 3
+    assert len(_lines(out)) == 3
+
+
+def test_another_configuration_is_measured_again(model_dir, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    model = str(model_dir / "m0.onnx")
+    main(["run", model, "--out", str(out), "-q", *FAST])
+    main(["run", model, "--out", str(out), "-q", *FAST, "--opt-level", "disabled"])
+    records = _lines(out)
+    assert len(records) == 2 and records[0]["device"]["device_id"] != records[1]["device"]["device_id"]
+    assert records[1]["device"]["spec"]["graph_optimization"] == "disabled"
+
+
+def test_broken_model_is_a_failure_record_and_the_run_goes_on(model_dir, tmp_path, capsys):
+    (model_dir / "broken.onnx").write_bytes(b"not an onnx model")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["measured"], summary["failed"]) == (3, 1)
+    failure = [r for r in _lines(out) if r["status"] == "failed"][0]
+    assert failure["failure"]["kind"] == "error" and "broken.onnx" in failure["model"]["path"]
+    main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST])
+    assert json.loads(capsys.readouterr().out)["skipped"] == 4  # failures count as done ...
+    main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--retry-failed", *FAST])
+    assert json.loads(capsys.readouterr().out)["failed"] == 1  # ... unless retried
+
+
+def test_hang_becomes_a_timeout_failure(tmp_path):
+    config = ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.05, timeout_s=0.01)
+    result = runner.run_child(str(tiny_mlp(tmp_path / "m.onnx")), config)
+    assert result["status"] == "failed" and result["failure"]["kind"] == "timeout"
+
+
+@pytest.mark.parametrize("sig, kind", [("SEGV", "crash"), ("KILL", "out_of_memory")])
+def test_child_death_becomes_a_failure_with_its_reason(tmp_path, monkeypatch, sig, kind):
+    fake_python = tmp_path / "python"
+    fake_python.write_text(f"#!/bin/sh\necho dying >&2\nkill -{sig} $$\n")
+    fake_python.chmod(0o755)
+    monkeypatch.setattr(runner.sys, "executable", str(fake_python))
+    result = runner.run_child(str(tiny_mlp(tmp_path / "m.onnx")), FAST_CONFIG)
+    assert result["failure"]["kind"] == kind
+    assert f"SIG{sig}" in result["failure"]["reason"] and "dying" in result["failure"]["reason"]
+
+
+def test_sigkill_mid_run_loses_at_most_the_model_in_flight(tmp_path):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for index in range(4):
+        tiny_mlp(folder / f"n{index}.onnx", width=8 + index)
+    out = tmp_path / "r.jsonl"
+    command = [PROFILER_BIN, "run", str(folder), "--out", str(out), "-q", *FAST]
+    process = subprocess.Popen(command, env=child_env(), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 1):
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = out.read_bytes()
+    kept = read_records(out)
+    assert 1 <= len(kept.records) < 4 and not kept.unreadable_lines
+    subprocess.run(command, env=child_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    after = out.read_bytes()
+    assert after.startswith(before)  # nothing measured before the kill was rewritten or lost
+    records = read_records(out).records
+    assert len(records) == 4 and len({r["key"] for r in records}) == 4
+
+
+def test_truncated_last_line_is_skipped_and_kept(tmp_path):
+    out = tmp_path / "r.jsonl"
+    append_record(out, {"schema": "sniper-profiler/1", "key": "a", "status": "ok"})
+    with open(out, "ab") as handle:
+        handle.write(b'{"schema": "sniper-profiler/1", "key": "b", "sta')  # killed mid-write
+    append_record(out, {"schema": "sniper-profiler/1", "key": "c", "status": "ok"})
+    result = read_records(out)
+    assert [r["key"] for r in result.records] == ["a", "c"] and result.unreadable_lines == [2]
+    assert b'"key": "b", "sta\n' in out.read_bytes()
+
+
+def test_the_profiler_never_imports_cloud_side_packages(tmp_path):
+    model = tiny_mlp(tmp_path / "m.onnx")
+    code = (
+        "import sys\n"
+        "from sniper_profiler.__main__ import main\n"
+        "from sniper_profiler.measure import measure\n"
+        "from sniper_profiler.config import ProfileConfig\n"
+        f"main(['run', {str(model)!r}, '--out', {str(tmp_path / 'r.jsonl')!r}, '-q', '--max-time', '0.02'])\n"
+        f"measure({str(model)!r}, ProfileConfig(max_time_s=0.02))\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('onnx', 'torch', 'sklearn', 'sniper_onnx', 'typer', 'sniper_generator'))\n"
+        "print('IMPORTED:' + ','.join(bad))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=child_env(), check=True)
+    assert result.stdout.strip().splitlines()[-1] == "IMPORTED:"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "missing.onnx", "--out", "{tmp}/r.jsonl"], "no such model file"),
+        (["run", "{model}", "--out", "{tmp}/r.jsonl", "--input-shape", "x=1xq"], "--input-shape"),
+        (["run", "{model}", "--out", "{tmp}/nofolder/r.jsonl"], "does not exist"),
+        (["run", "{model}", "--out", "{tmp}/r.jsonl", "--provider", "NopeExecutionProvider"], "not available"),
+        (["run", "{model}", "--out", "{tmp}/r.jsonl", "--target-ci", "2"], "--target-ci"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    model = tiny_mlp(tmp_path / "m.onnx")
+    argv = [a.format(tmp=tmp_path, model=model) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1 and err.startswith("sniper-profiler: error:")
+
+
+def test_device_command_prints_the_feature_vector(capsys):
+    assert main(["device", "--json", "--threads", "1"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["fingerprint"]["device_id"].startswith("dev-") and data["features"]["threads"] == 0.0  # log2(1)
+    assert data["features"]["kind_desktop_cpu"] + data["features"]["kind_embedded_cpu"] == 1.0

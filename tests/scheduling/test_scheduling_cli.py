@@ -1,0 +1,137 @@
+"""`sniper-onnx simulate` driven through typer's runner: outputs, files, and one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from sniper_onnx.cli import app
+
+runner = CliRunner()
+SMALL = ["--seeds", "1", "--duration", "8"]
+
+
+def run(*args):
+    return runner.invoke(app, ["simulate", *args])
+
+
+def assert_one_line_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_json_sweep_is_one_object():
+    result = run("--rates", "20,24", "--seeds", "2", "--duration", "8", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["policies"] == ["polling", "edf", "mvsp", "sniper", "mct-oracle"]
+    assert data["rates"] == [20.0, 24.0] and data["seeds"] == [0, 1]
+    assert len(data["rows"]) == 10
+    row = data["rows"][0]
+    assert set(row["summary"]) >= {"tps", "awt", "p95_wait", "p99_wait", "deadline_miss_rate", "load_std"}
+    assert len(row["runs"]) == 2 and len(row["runs"][0]["utilization"]) == 10
+    assert data["platform"]["devices"] == {"AGX": 4, "TX2": 3, "NX": 3}
+
+
+def test_table_and_plot(tmp_path):
+    png = tmp_path / "fig6.png"
+    result = run("--rates", "18,24", *SMALL, "--policies", "polling,sniper", "--plot", str(png))
+    assert result.exit_code == 0, result.output
+    assert "polling" in result.output and "sniper" in result.output and "AWT" in result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_nodes_override():
+    result = run("--rates", "10", *SMALL, "--policies", "jsq", "--nodes", "AGX=1,TX2=0,NX=1", "--json")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.output)["rows"][0]["runs"][0]["utilization"]) == 2
+
+
+def test_trace_replay(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,model\n" + "".join(f"{i * 0.05},ResNet50\n" for i in range(40)))
+    result = run("--trace", str(trace), "--policies", "polling,mct-oracle", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [row["rate"] for row in data["rows"]] == [None, None]
+    assert data["rows"][0]["runs"][0]["tasks"] == 40
+
+
+def test_yaml_platform_file(tmp_path):
+    platform = tmp_path / "lab.yaml"
+    platform.write_text(
+        "name: lab\ndevices: {big: 1, small: 2}\n"
+        "true_times: {net: {big: 0.1, small: 0.3}}\n"
+        "predicted_times: {net: {big: 0.12, small: 0.25}}\n"
+    )
+    result = run("--platform", str(platform), "--rates", "5", *SMALL, "--policies", "sniper", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["platform"]["name"] == "lab"
+
+
+def test_list_policies():
+    result = run("--list-policies")
+    assert result.exit_code == 0
+    for name in ("polling", "edf", "mvsp", "sniper", "mct-oracle", "mct-pred", "jsq"):
+        assert name in result.output
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="sniper_onnx/cli/__init__.py re-raises click's Exit but not typer.Exit, which typer 0.29 "
+    "raises after printing a sub-command's help; remove this mark once the lead adds typer.Exit there",
+)
+def test_help():
+    result = run("-h")
+    assert result.exit_code == 0, result.output
+    assert "--platform" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--platform", "nowhere.json"], ["nowhere.json", "paper"]),
+        (["--rates", "fast"], ["--rates", "START:STOP"]),
+        (["--rates", "0"], ["positive"]),
+        (["--policies", "sniper,magic"], ["magic", "choose from"]),
+        (["--nodes", "AGX"], ["TYPE=COUNT"]),
+        (["--nodes", "GPU=3"], ["GPU"]),
+        (["--seeds", "0"], ["--seeds"]),
+        (["--duration", "-1"], ["duration"]),
+        (["--predictor", "p.onnx"], ["--models"]),
+        (["--trace", "missing.csv"], ["missing.csv"]),
+    ],
+)
+def test_bad_input_is_one_line(args, fragments):
+    assert_one_line_error(run(*args), *fragments)
+
+
+def test_bad_files_are_one_line(tmp_path):
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    assert_one_line_error(run("--platform", str(broken)), "broken.json", "JSON")
+    negative = tmp_path / "neg.json"
+    negative.write_text(json.dumps({"devices": {"x": 1}, "true_times": {"m": {"x": -1}}}))
+    assert_one_line_error(run("--platform", str(negative)), "neg.json", "positive")
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival,model\n0.1,AlexNet\n")
+    assert_one_line_error(run("--trace", str(trace)), "t.csv:2", "AlexNet")
+    trace.write_text("time,net\n0.1,VGG16\n")
+    assert_one_line_error(run("--trace", str(trace)), "arrival")
+    trace.write_text("arrival,model\n0.1,VGG16\n")
+    assert_one_line_error(run("--trace", str(trace), "--plot", str(tmp_path / "x.png")), "--plot")
+
+
+def test_import_stays_light():
+    code = (
+        "import sys, sniper_onnx.scheduling; "
+        "print([m for m in ('torch', 'sklearn', 'matplotlib', 'onnxruntime') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -1,0 +1,178 @@
+"""Small schedules worked out by hand, one per policy.
+
+Platform: device 0 is "fast", device 1 is "slow". Model A runs 1 s on fast and 5 s on slow; model B
+2 s on fast and 6 s on slow (unless a test says otherwise). Every task has noise 1, so it runs
+exactly its model's true time.
+"""
+
+import pytest
+
+from sniper_onnx.scheduling.platform import platform_from_dict
+from sniper_onnx.scheduling.policies import SniperLLF, make_policy
+from sniper_onnx.scheduling.simulator import simulate
+from sniper_onnx.scheduling.timesource import FeedbackTimes
+from sniper_onnx.scheduling.workload import Task
+
+A, B = 0, 1
+
+
+def two_devices(predicted=None, slow_a=5.0):
+    true = {"A": {"fast": 1.0, "slow": slow_a}, "B": {"fast": 2.0, "slow": 6.0}}
+    return platform_from_dict(
+        {"name": "two", "devices": {"fast": 1, "slow": 1}, "true_times": true, "predicted_times": predicted or true},
+        source="two-device test platform",
+    )
+
+
+def tasks(*specs):
+    """(model, arrival, deadline) -> tasks numbered in order."""
+    return [Task(i, model, arrival, deadline) for i, (model, arrival, deadline) in enumerate(specs)]
+
+
+def placed(result):
+    """task index -> (device, start, end), rounded so hand arithmetic compares exactly."""
+    s = result.schedule
+    return {i: (int(s.device[i]), round(float(s.start[i]), 6), round(float(s.end[i]), 6)) for i in range(len(s.device))}
+
+
+def test_polling_round_robin_fifo():
+    # t0->fast, t1->slow, t2->fast, t3->slow, whatever the times.
+    # fast: t0 A 0-1, then t2 B 1-3.  slow: t1 A 0.1-5.1, then t3 A 5.1-10.1.
+    result = simulate(two_devices(), "polling", tasks((A, 0, 9), (A, 0.1, 9), (B, 0.2, 9), (A, 0.3, 9)))
+    assert placed(result) == {0: (0, 0, 1), 1: (1, 0.1, 5.1), 2: (0, 1, 3), 3: (1, 5.1, 10.1)}
+    m = result.metrics
+    # waits 0, 0, 0.8, 4.8; makespan 10.1 - 0; busy fast 3 s, slow 10 s
+    assert m.awt == pytest.approx(5.6 / 4)
+    assert m.tps == pytest.approx(4 / 10.1)
+    assert m.utilization == pytest.approx((3 / 10.1, 10 / 10.1))
+    assert m.utilization_std == pytest.approx(3.5 / 10.1)
+    # backlog (fast, slow) each arrival finds, before it is placed: t0 (0, 0); t1 (0.9, 0);
+    # t2 (0.8, 4.9); t3 (0.7 + 2 queued, 4.8). std of two values = half their difference:
+    # 0, 0.45, 2.05, 1.05 -> mean 3.55 / 4
+    assert m.load_std == pytest.approx(3.55 / 4)
+    assert m.deadline_miss_rate == pytest.approx(1 / 4)  # only t3 (ends 10.1 > 9)
+
+
+def test_edf_round_robin_then_earliest_deadline():
+    # Round robin: t0,t2,t4 -> fast; t1,t3 -> slow. Fast runs t0 0-1; at t=1 its queue holds
+    # t2 (deadline 9) and t4 (deadline 5): t4 first 1-2, then t2 (B) 2-4. FIFO would run t2 first.
+    result = simulate(two_devices(), "edf", tasks((A, 0, 50), (A, 0.1, 50), (B, 0.2, 9), (A, 0.3, 50), (A, 0.4, 5)))
+    p = placed(result)
+    assert p[4] == (0, 1, 2) and p[2] == (0, 2, 4)
+    assert p[1] == (1, 0.1, 5.1) and p[3] == (1, 5.1, 10.1)
+
+
+def test_jsq_counts_tasks_not_seconds():
+    # t0: counts 0,0 -> fast. t1: 1,0 -> slow. t2: 1,1 -> fast (tie: lowest index). t3: 2,1 -> slow.
+    # t4 at 1.5: fast finished t0 at 1 (count 1: t2 running 1-3), slow has 2 -> fast, runs 3-4.
+    result = simulate(two_devices(), "jsq", tasks((A, 0, 50), (A, 0.1, 50), (B, 0.2, 50), (A, 0.3, 50), (A, 1.5, 50)))
+    assert placed(result) == {
+        0: (0, 0, 1), 1: (1, 0.1, 5.1), 2: (0, 1, 3), 3: (1, 5.1, 10.1), 4: (0, 3, 4),
+    }
+
+
+def test_edf_jsq_orders_by_deadline():
+    # Same placement as JSQ for t0..t2 (fast, slow, fast); t3 at 0.3: counts 2,1 -> slow.
+    # t4 at 0.4: counts 2,2 -> fast. Fast queue at t=1: t2 (deadline 40), t4 (deadline 3) -> t4 1-2, t2 2-4.
+    result = simulate(two_devices(), "edf-jsq", tasks((A, 0, 50), (A, 0.1, 50), (B, 0.2, 40), (A, 0.3, 50), (A, 0.4, 3)))
+    p = placed(result)
+    assert p[4] == (0, 1, 2) and p[2] == (0, 2, 4)
+
+
+def test_mct_oracle_least_completion():
+    # t0 A: fast 0+1=1 vs slow 5 -> fast (free 1). t1 A at 0.1: fast 1+1=2 vs slow 5.1 -> fast (free 2).
+    # t2 B at 0.2: fast 2+2=4 vs slow 0.2+6=6.2 -> fast (free 4). t3 A at 0.3 with noise 5 (runs 5 s
+    # on fast, 25 s on slow): fast 4+5=9 vs slow 0.3+25 -> fast, 4-9.
+    specs = tasks((A, 0, 50), (A, 0.1, 50), (B, 0.2, 50), (A, 0.3, 50))
+    specs[3].noise = 5.0
+    assert placed(simulate(two_devices(), "mct-oracle", specs)) == {
+        0: (0, 0, 1), 1: (0, 1, 2), 2: (0, 2, 4), 3: (0, 4, 9),
+    }
+
+
+def test_mct_oracle_sees_noise_that_predictions_do_not():
+    # One A task at 0 with noise 4: fast would take 4 s. A second A task at 0.1 with noise 1:
+    # oracle: fast 4+1=5 vs slow 0.1+5=5.1 -> fast. Predicted (noise-blind, 1 s): same choice here,
+    # so make the slow device 4.5 s: oracle fast 5 vs slow 4.6 -> slow; mct-pred fast 1+1=2 -> fast.
+    platform = two_devices(slow_a=4.5)
+    specs = tasks((A, 0, 50), (A, 0.1, 50))
+    specs[0].noise = 4.0
+    assert placed(simulate(platform, "mct-oracle", specs))[1][0] == 1
+    specs = tasks((A, 0, 50), (A, 0.1, 50))
+    specs[0].noise = 4.0
+    assert placed(simulate(platform, "mct-pred", specs))[1][0] == 0
+
+
+def test_mct_pred_follows_wrong_predictions():
+    # Predicted: A takes 0.5 s on slow (truly 5 s). t0 -> slow (0.5 < 1), really 0-5.
+    # t1 at 0.1: fast 0.1+1=1.1 vs slow 0.5+0.5=1.0 -> slow again, runs 5-10.
+    wrong = {"A": {"fast": 1.0, "slow": 0.5}, "B": {"fast": 2.0, "slow": 6.0}}
+    result = simulate(two_devices(predicted=wrong), "mct-pred", tasks((A, 0, 50), (A, 0.1, 50)))
+    assert placed(result) == {0: (1, 0, 5), 1: (1, 5, 10)}
+
+
+def test_sniper_feedback_corrects_a_wrong_prediction():
+    # Same wrong prediction. t0 -> slow, runs 0-5; feedback learns slow A = 5 s. t1 at 6: fast 6+1=7
+    # vs slow 6+5=11 -> fast. sniper-static keeps believing 0.5 s and sends t1 to slow.
+    wrong = {"A": {"fast": 1.0, "slow": 0.5}, "B": {"fast": 2.0, "slow": 6.0}}
+    specs = ((A, 0, 50), (A, 6, 50))
+    assert placed(simulate(two_devices(predicted=wrong), "sniper", tasks(*specs))) == {0: (1, 0, 5), 1: (0, 6, 7)}
+    assert placed(simulate(two_devices(predicted=wrong), "sniper-static", tasks(*specs)))[1][0] == 1
+
+
+def test_sniper_least_laxity_queue_order():
+    # t0 A -> fast (1 vs 5). t1 B at 0.1: fast 1+2=3 vs slow 6.1 -> fast. t2 A at 0.2, deadline 4:
+    # fast 3+1=4 vs slow 5.2 -> fast. At t=1 the fast queue holds t1 (laxity key 50-2=48) and t2
+    # (4-1=3): t2 runs 1-2 and meets its deadline, t1 runs 2-4. FIFO (mct-pred) runs t1 1-3, t2 3-4.
+    specs = ((A, 0, 50), (B, 0.1, 50), (A, 0.2, 4))
+    p = placed(simulate(two_devices(), "sniper", tasks(*specs)))
+    assert p == {0: (0, 0, 1), 1: (0, 2, 4), 2: (0, 1, 2)}
+    assert placed(simulate(two_devices(), "mct-pred", tasks(*specs)))[2] == (0, 3, 4)
+
+
+def test_sniper_queue_bound():
+    # Bound 2. t0, t1 (A) -> fast (completions 1, 2 vs slow 5, 5.1). t2 A at 0.2: fast is full
+    # (2 outstanding), so slow (5.2) although fast would finish it at 3. Unbounded: fast, 2-3.
+    specs = ((A, 0, 50), (A, 0.1, 50), (A, 0.2, 50))
+    bounded = SniperLLF(queue_bound=2, time_source="predicted")
+    assert placed(simulate(two_devices(), bounded, tasks(*specs)))[2] == (1, 0.2, 5.2)
+    unbounded = SniperLLF(queue_bound=99, time_source="predicted")
+    assert placed(simulate(two_devices(), unbounded, tasks(*specs)))[2] == (0, 2, 3)
+
+
+def test_mvsp_pays_one_measurement_per_model_and_device_type():
+    # t0 (A at 0): A unmeasured -> one run on fast (0-1) and one on slow (0-5); t0 waits for the
+    # straggler, then goes to fast: 5+1=6 vs slow 5+5=10 -> fast, runs 5-6 (wait 5).
+    # t1 (A at 5.5): measured already -> fast 6+1=7 vs slow 10.5 -> fast, 6-7. No new measurement.
+    result = simulate(two_devices(), "mvsp", tasks((A, 0, 50), (A, 5.5, 50)))
+    assert placed(result) == {0: (0, 5, 6), 1: (0, 6, 7)}
+    assert result.metrics.measurement_runs == 2
+    assert sorted((d, s, e) for d, _, s, e in result.schedule.probes) == [(0, 0, 1), (1, 0, 5)]
+    assert result.metrics.awt == pytest.approx((5 + 0.5) / 2)
+
+
+def test_mvsp_tasks_of_a_model_being_measured_wait_together():
+    # t0 and t1 (both B) arrive while B is measured (fast 0-2, slow 0-6): no second measurement;
+    # at 6 both dispatch: t0 fast 6+2=8 vs slow 12 -> fast 6-8; t1 fast 8+2=10 vs slow 12 -> fast 8-10.
+    result = simulate(two_devices(), "mvsp", tasks((B, 0, 50), (B, 1, 50)))
+    assert result.metrics.measurement_runs == 2
+    assert placed(result) == {0: (0, 6, 8), 1: (0, 8, 10)}
+
+
+def test_feedback_times_running_mean():
+    platform = two_devices()
+    source = FeedbackTimes(platform.predicted_times, platform.device_type_of(), memory=2)
+    task = Task(0, A, 0.0, 9.0)
+    source.observe(task, 0, 2.0)  # first observation replaces the prediction's scale
+    assert list(source.estimates(task)) == [2.0, 5.0]
+    source.observe(task, 0, 1.0)  # mean of 2 and 1
+    assert source.estimates(task)[0] == pytest.approx(1.5)
+    source.observe(task, 0, 1.0)  # memory 2: exponential beyond, 1.5 + (1 - 1.5) / 2
+    assert source.estimates(task)[0] == pytest.approx(1.25)
+
+
+def test_unknown_policy_is_a_sniper_error():
+    from sniper_onnx.errors import SniperError
+
+    with pytest.raises(SniperError, match="unknown; choose from"):
+        make_policy("fifo-magic")
