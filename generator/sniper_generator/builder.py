@@ -63,7 +63,10 @@ class GraphBuilder:
     initializers: list[TensorProto] = field(default_factory=list)
     inputs: list[onnx.ValueInfoProto] = field(default_factory=list)
     outputs: list[onnx.ValueInfoProto] = field(default_factory=list)
+    dry: bool = False  # track shapes, MACs and parameters only (fast sizing while sampling)
     macs: int = 0
+    params: int = 0  # learnable elements, by the rule of ``count_parameters``
+    node_count: int = 0
     opset: int = BASE_OPSET
     _counts: dict[str, int] = field(default_factory=dict)
 
@@ -73,15 +76,25 @@ class GraphBuilder:
         self._counts[prefix] = index + 1
         return f"{prefix}_{index}"
 
+    def _emit(self, op: str, inputs: list[str], outputs: list[str], name: str, **attrs) -> None:
+        self.node_count += 1
+        if not self.dry:
+            self.nodes.append(helper.make_node(op, inputs, outputs, name=name, **attrs))
+
     def _node(self, op: str, inputs: list[str], out_shape: tuple[int, ...], prefix: str | None = None,
               **attrs) -> Tensor:
         node_name = self._unique(prefix or op.lower())
         out = f"{node_name}.out"
-        self.nodes.append(helper.make_node(op, inputs, [out], name=node_name, **attrs))
+        self._emit(op, inputs, [out], name=node_name, **attrs)
         return Tensor(out, tuple(int(d) for d in out_shape))
 
-    def _float_init(self, name: str, shape: tuple[int, ...], kind: str, std: float = 0.0) -> str:
+    def _float_init(self, name: str, shape: tuple[int, ...], kind: str, std: float = 0.0,
+                    learnable: bool = True) -> str:
         """A float32 initializer: ``kind`` is 'normal' (std), 'zeros' or 'ones'."""
+        if learnable:
+            self.params += math.prod(shape)
+        if self.dry:
+            return name
         if not self.weights:
             tensor = TensorProto(name=name, data_type=TensorProto.FLOAT)
             tensor.dims.extend(shape)
@@ -101,7 +114,8 @@ class GraphBuilder:
     def constant(self, prefix: str, values, dtype=np.int64) -> str:
         """A small real constant (shapes, indices, scales): kept even in skeletons."""
         name = self._unique(prefix)
-        self.initializers.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
+        if not self.dry:
+            self.initializers.append(numpy_helper.from_array(np.asarray(values, dtype=dtype), name))
         return name
 
     # ---------------------------------------------------------------- graph ends
@@ -152,9 +166,9 @@ class GraphBuilder:
         h = _pool_out(x.shape[2], kh, stride, 2 * ph, dilation)
         w = _pool_out(x.shape[3], kw, stride, 2 * pw, dilation)
         out = f"{name}.out"
-        self.nodes.append(helper.make_node(
+        self._emit(
             "Conv", inputs, [out], name=name, kernel_shape=[kh, kw], strides=[stride, stride],
-            pads=[ph, pw, ph, pw], dilations=[dilation, dilation], group=groups))
+            pads=[ph, pw, ph, pw], dilations=[dilation, dilation], group=groups)
         self.macs += x.shape[0] * out_channels * h * w * fan_in
         return Tensor(out, (x.shape[0], out_channels, h, w))
 
@@ -164,10 +178,10 @@ class GraphBuilder:
         inputs = [x.name,
                   self._float_init(f"{name}.weight", c, "ones"),
                   self._float_init(f"{name}.bias", c, "zeros"),
-                  self._float_init(f"{name}.running_mean", c, "zeros"),
-                  self._float_init(f"{name}.running_var", c, "ones")]
+                  self._float_init(f"{name}.running_mean", c, "zeros", learnable=False),
+                  self._float_init(f"{name}.running_var", c, "ones", learnable=False)]
         out = f"{name}.out"
-        self.nodes.append(helper.make_node("BatchNormalization", inputs, [out], name=name, epsilon=eps))
+        self._emit("BatchNormalization", inputs, [out], name=name, epsilon=eps)
         return Tensor(out, x.shape)
 
     def activation(self, x: Tensor, kind: str) -> Tensor:
@@ -213,7 +227,7 @@ class GraphBuilder:
         return self._node(op, [x.name], (x.shape[0], x.channels, 1, 1))
 
     def flatten(self, x: Tensor) -> Tensor:
-        return self._node("Flatten", [x.name], (x.shape[0], int(np.prod(x.shape[1:]))), axis=1)
+        return self._node("Flatten", [x.name], (x.shape[0], math.prod(x.shape[1:])), axis=1)
 
     def gemm(self, x: Tensor, out_features: int, bias: bool = True, prefix: str = "fc") -> Tensor:
         rows, in_features = x.shape
@@ -223,7 +237,7 @@ class GraphBuilder:
         if bias:
             inputs.append(self._float_init(f"{name}.bias", (out_features,), "zeros"))
         out = f"{name}.out"
-        self.nodes.append(helper.make_node("Gemm", inputs, [out], name=name, transB=1))
+        self._emit("Gemm", inputs, [out], name=name, transB=1)
         self.macs += rows * in_features * out_features
         return Tensor(out, (rows, out_features))
 
@@ -246,11 +260,11 @@ class GraphBuilder:
         d = (x.shape[-1],)
         inputs = [x.name, self._float_init(f"{name}.weight", d, "ones"), self._float_init(f"{name}.bias", d, "zeros")]
         out = f"{name}.out"
-        self.nodes.append(helper.make_node("LayerNormalization", inputs, [out], name=name, axis=-1, epsilon=eps))
+        self._emit("LayerNormalization", inputs, [out], name=name, axis=-1, epsilon=eps)
         return Tensor(out, x.shape)
 
     def reshape(self, x: Tensor, shape: tuple[int, ...]) -> Tensor:
-        if int(np.prod(shape)) != int(np.prod(x.shape)):
+        if math.prod(shape) != math.prod(x.shape):
             raise ValueError(f"reshape {x.shape} -> {shape} changes the element count")
         return self._node("Reshape", [x.name, self.constant("shape", list(shape))], shape)
 
@@ -259,7 +273,7 @@ class GraphBuilder:
 
     def matmul(self, a: Tensor, b: Tensor) -> Tensor:
         out_shape = tuple(np.broadcast_shapes(a.shape[:-2], b.shape[:-2])) + (a.shape[-2], b.shape[-1])
-        self.macs += int(np.prod(out_shape)) * a.shape[-1]
+        self.macs += math.prod(out_shape) * a.shape[-1]
         return self._node("MatMul", [a.name, b.name], out_shape)
 
     def scale(self, x: Tensor, factor: float) -> Tensor:
@@ -300,5 +314,5 @@ def count_parameters(model: onnx.ModelProto) -> int:
     total = 0
     for tensor in model.graph.initializer:
         if tensor.data_type in float_types and len(tensor.dims) > 0 and tensor.name not in running_stats:
-            total += int(np.prod(tensor.dims))
+            total += math.prod(tensor.dims)
     return total

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sniper_generator.builder import GraphBuilder, Tensor
+from sniper_generator.builder import ACTIVATIONS, GraphBuilder, Tensor
 
 BLOCK_KINDS = ("plain", "residual", "dense", "inception", "separable", "grouped", "atrous")
 DOWNSAMPLES = ("maxpool", "avgpool", "conv", "none")
@@ -127,6 +127,9 @@ def _downsample(b: GraphBuilder, x: Tensor, kind: str, cfg: dict, channels: int)
 
 
 def _head(b: GraphBuilder, x: Tensor, head: dict, cfg: dict) -> Tensor:
+    if head["pool"] == "conv":
+        x = b.conv(x, head["classes"], 1, bias=True)
+        return b.flatten(b.global_pool(b.activation(x, cfg["activation"])))
     if head["pool"] == "flatten":
         side = x.shape[2]
         if side > head["side"]:
@@ -210,6 +213,22 @@ def _sample_block(rng: np.random.Generator, kind: str, channels: int) -> dict:
             "residual": bool(rng.random() < 0.6)}
 
 
+HEAD_POOLS = ("avg", "max", "flatten", "conv")
+
+
+def _sample_head(rng: np.random.Generator) -> dict:
+    """Global pooling + 1-3 Gemm, a VGG-like flatten of a small map, or a SqueezeNet-like conv classifier."""
+    pool = _choice(rng, HEAD_POOLS, (0.55, 0.15, 0.22, 0.08))
+    classes = int(_choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))
+    if pool == "conv":
+        return {"pool": pool, "side": 1, "fc": [], "classes": classes}
+    if pool == "flatten" and rng.random() < 0.4:  # the VGG classifier
+        return {"pool": pool, "side": 7, "fc": [4096, 4096, classes]}
+    hidden = [int(_choice(rng, (128, 256, 512, 1024, 2048, 4096))) for _ in range(int(rng.integers(0, 3)))]
+    return {"pool": pool, "side": int(rng.integers(1, 8)) if pool == "flatten" else 1,
+            "fc": sorted(hidden, reverse=True) + [classes]}
+
+
 def _sample_structure(rng: np.random.Generator) -> dict:
     resolution = int(round(_log_uniform(rng, 32, 512) / 8)) * 8
     batch = int(_choice(rng, (1, 2, 4, 8), (0.7, 0.1, 0.1, 0.1)))
@@ -219,8 +238,12 @@ def _sample_structure(rng: np.random.Generator) -> dict:
     reduced = resolution // stem_stride // (1 if stem_pool == "none" else 2)
     max_stages = max(1, min(5, int(math.log2(max(reduced, 2)))))
     stage_count = int(rng.integers(1, max_stages + 1))
-    # a few nets get one dominant block kind (ResNet-, DenseNet-, MobileNet-like), the rest mix kinds
-    mix = rng.dirichlet(np.full(len(BLOCK_KINDS), 0.6 if rng.random() < 0.5 else 3.0))
+    # some nets use one block kind (ResNet-, DenseNet-, Inception-like), the rest mix kinds
+    style = rng.random()
+    if style < 0.3:  # one block kind throughout, like the reference families
+        mix = np.eye(len(BLOCK_KINDS))[int(rng.integers(len(BLOCK_KINDS)))]
+    else:
+        mix = rng.dirichlet(np.full(len(BLOCK_KINDS), 0.6 if style < 0.6 else 3.0))
     depth = _log_uniform(rng, 1, 6) if rng.random() < 0.85 else _log_uniform(rng, 6, 36)
     stages = []
     for index in range(stage_count):
@@ -229,14 +252,10 @@ def _sample_structure(rng: np.random.Generator) -> dict:
                   for _ in range(max(1, int(round(depth * rng.uniform(0.5, 1.5)))))]
         downsample = "none" if index == 0 and rng.random() < 0.5 else _choice(rng, DOWNSAMPLES[:3], (0.4, 0.2, 0.4))
         stages.append({"downsample": downsample, "blocks": blocks})
-    head_pool = _choice(rng, ("avg", "max", "flatten"), (0.65, 0.15, 0.2))
-    classes = int(_choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))
-    hidden = [int(_choice(rng, (128, 256, 512, 1024, 2048, 4096))) for _ in range(int(rng.integers(0, 3)))]
-    head = {"pool": head_pool, "side": int(rng.integers(1, 8)) if head_pool == "flatten" else 1,
-            "fc": sorted(hidden, reverse=True) + [classes]}
+    head = _sample_head(rng)
     return {
         "resolution": resolution, "batch": batch, "norm": bool(rng.random() < 0.8),
-        "activation": _choice(rng, ("relu", "clip", "silu", "gelu"), (0.55, 0.15, 0.15, 0.15)),
+        "activation": _choice(rng, ACTIVATIONS, (0.55, 0.15, 0.15, 0.15)),
         "stem": {"channels": _round_channels(width), "kernel": int(_choice(rng, (3, 5, 7), (0.5, 0.2, 0.3))),
                  "stride": stem_stride, "pool": stem_pool},
         "stages": stages, "head": head,
@@ -262,11 +281,15 @@ def _scale_widths(cfg: dict, factor: float) -> dict:
     return new
 
 
-def estimate_macs(cfg: dict) -> int:
-    """MACs of the conv/Gemm/MatMul layers, from a weightless build (no shape inference)."""
-    builder = GraphBuilder("estimate", None, weights=False)
+def estimate_size(cfg: dict) -> tuple[int, int, int]:
+    """(MACs of the conv/Gemm/MatMul layers, learnable parameters, nodes), from a dry build."""
+    builder = GraphBuilder("estimate", None, weights=False, dry=True)
     build_cnn(builder, cfg)
-    return builder.macs
+    return builder.macs, builder.params, builder.node_count
+
+
+def estimate_macs(cfg: dict) -> int:
+    return estimate_size(cfg)[0]
 
 
 def _fits(cfg: dict) -> bool:
@@ -277,11 +300,25 @@ def _fits(cfg: dict) -> bool:
         return False
 
 
-def sample_target_macs(rng: np.random.Generator) -> float:
-    """Bulk in 1e6..2e9 MACs, a tail to 5e10, so most nets time quickly on a small CPU."""
-    if rng.random() < 0.85:
-        return 10 ** rng.uniform(6.0, 9.3)
-    return 10 ** rng.uniform(9.3, 10.7)
+MIN_LOG_MACS, BULK_LOG_MACS, MAX_LOG_MACS = 6.0, 9.3, 10.7
+MAX_PARAMS = 2.0e8  # above VGG-19 (1.44e8); keeps every file far from protobuf's 2 GB limit
+MAX_NODES = 3000  # about 4x DenseNet-201 (707 nodes): deeper graphs only slow profiling down
+
+
+def sample_target_macs(rng: np.random.Generator, max_macs: float | None = None, tail_share: float = 0.15) -> float:
+    """Bulk in 1e6..2e9 MACs, a tail to 5e10, so most nets time quickly on a small CPU.
+
+    ``max_macs`` truncates the distribution (quick datasets, tests) without piling nets at the cap.
+    """
+    top = MAX_LOG_MACS if max_macs is None else min(MAX_LOG_MACS, math.log10(max_macs))
+    top = max(top, MIN_LOG_MACS + 0.1)
+    while True:
+        if rng.random() >= tail_share:
+            log_macs = rng.uniform(MIN_LOG_MACS, BULK_LOG_MACS)
+        else:
+            log_macs = rng.uniform(BULK_LOG_MACS, MAX_LOG_MACS)
+        if log_macs <= top:
+            return 10 ** log_macs
 
 
 MAX_MACS = 6e10
@@ -310,15 +347,17 @@ def _fit_to_target(cfg: dict, target: float) -> dict:
     return cfg
 
 
-def sample_cnn_config(rng: np.random.Generator) -> dict:
+def sample_cnn_config(rng: np.random.Generator, max_macs: float | None = None) -> dict:
     """A random, fully resolved CNN config whose MACs land near a sampled target."""
-    target = sample_target_macs(rng)
+    target = sample_target_macs(rng, max_macs)
+    cap = MAX_MACS if max_macs is None else min(MAX_MACS, 2 * max_macs)
     for _attempt in range(50):
         cfg = _sample_structure(rng)
         if not _fits(cfg):
             continue
         cfg = _fit_to_target(cfg, target)
-        if estimate_macs(cfg) <= MAX_MACS:
+        macs, params, nodes = estimate_size(cfg)
+        if macs <= cap and params <= MAX_PARAMS and nodes <= MAX_NODES:
             break
     else:  # pragma: no cover - tiny nets at resolution >= 32 always fit
         raise RuntimeError("could not sample a CNN that fits its resolution and the MACs cap")

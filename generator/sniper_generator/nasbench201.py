@@ -175,22 +175,19 @@ class _Graph:
     initializers: List[TensorProto] = field(default_factory=list)
     zero_scalar: Optional[str] = None
 
-    def _initializer(self, name: str, values: np.ndarray) -> str:
-        if self.weights:
-            self.initializers.append(onnx.numpy_helper.from_array(values.astype(np.float32), name))
-        else:
-            tensor = TensorProto(name=name, data_type=TensorProto.FLOAT)
-            tensor.dims.extend(values.shape)
-            self.initializers.append(tensor)
-        return name
-
     def _shaped(self, name: str, shape: Tuple[int, ...], fill: Optional[float] = None, fan_in: int = 1) -> str:
         if not self.weights:
-            return self._initializer(name, np.empty(shape, dtype=np.float32))
+            tensor = TensorProto(name=name, data_type=TensorProto.FLOAT)
+            tensor.dims.extend(shape)
+            self.initializers.append(tensor)
+            return name
         if fill is not None:
-            return self._initializer(name, np.full(shape, fill, dtype=np.float32))
-        # He (Kaiming normal) so activations keep their scale through 15 cells and never go denormal
-        return self._initializer(name, self.rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape))
+            values = np.full(shape, fill, dtype=np.float32)
+        else:
+            # He (Kaiming normal): each conv keeps its input's scale, so nothing decays toward denormals
+            values = self.rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape).astype(np.float32)
+        self.initializers.append(onnx.numpy_helper.from_array(values, name))
+        return name
 
     def _node(self, op_type: str, inputs: List[str], name: str, **attributes) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))

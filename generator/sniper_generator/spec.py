@@ -59,7 +59,7 @@ def make_net_id(family: str, config: dict, seed: int, version: str = GENERATOR_V
 class Family:
     """How one family samples configs and turns a config into a model."""
 
-    sample: Callable[[np.random.Generator], dict]
+    sample: Callable[[np.random.Generator, float | None], dict]
     build: Callable[[dict, int, bool], onnx.ModelProto]
 
 
@@ -95,7 +95,7 @@ def _nasbench201() -> Family:
         return nasbench201.build_nasbench201(config["arch"], weights=weights, resolution=config["resolution"],
                                              batch=config["batch"], num_classes=config["num_classes"], seed=seed)
 
-    def sample(rng: np.random.Generator) -> dict:
+    def sample(rng: np.random.Generator, max_macs: float | None) -> dict:
         return {"arch": nasbench201.random_arch(rng), "resolution": 32, "batch": 1, "num_classes": 10}
 
     return Family(sample, build)
@@ -117,22 +117,28 @@ def spec_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
 
 
-def sample_spec(seed: int, index: int, family: str = "cnn") -> NetSpec:
+def sample_spec(seed: int, index: int, family: str = "cnn", max_macs: float | None = None) -> NetSpec:
     if family not in SAMPLED_FAMILIES:
         raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
     net_seed = spec_seed(seed, index)
     rng = np.random.default_rng(net_seed)
     if family == "mixed":
         family = "transformer" if rng.random() < MIXED_TRANSFORMER_SHARE else "cnn"
-    config = _family(family).sample(rng)
+    config = _family(family).sample(rng, max_macs)
     return NetSpec(make_net_id(family, config, net_seed), net_seed, family, config)
 
 
-def sample_specs(count: int, seed: int, family: str = "cnn") -> list[NetSpec]:
-    """``count`` random specs; ``sample_specs(n, s)`` is a prefix of ``sample_specs(n + k, s)``."""
+def sample_specs(count: int, seed: int, family: str = "cnn", max_macs: float | None = None) -> list[NetSpec]:
+    """``count`` random specs; ``sample_specs(n, s)`` is a prefix of ``sample_specs(n + k, s)``.
+
+    ``max_macs`` truncates the MACs distribution (about: a net may exceed it by up to 2x).
+    """
     if count < 0:
         raise SniperError(f"count {count}: must be >= 0")
-    return [sample_spec(seed, index, family) for index in range(count)]
+    if max_macs is not None and max_macs < 1e6:
+        raise SniperError(f"max_macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs; "
+                          "use 1e6 or more")
+    return [sample_spec(seed, index, family, max_macs) for index in range(count)]
 
 
 def materialize(spec: NetSpec, weights: bool = True) -> onnx.ModelProto:

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from sniper_generator.builder import GraphBuilder, Tensor
-from sniper_generator.cnn import _choice, _log_uniform, sample_target_macs
+from sniper_generator.cnn import MAX_MACS, MAX_PARAMS, _choice, _log_uniform, sample_target_macs
 from sniper_generator.zoo import patch_embedding, vit_encoder_block
 
 MAX_HEADS = 16
@@ -55,10 +55,14 @@ def build_transformer(b: GraphBuilder, cfg: dict) -> Tensor:
     return x
 
 
-def estimate_transformer_macs(cfg: dict) -> int:
-    builder = GraphBuilder("estimate", None, weights=False)
+def estimate_transformer_size(cfg: dict) -> tuple[int, int]:
+    builder = GraphBuilder("estimate", None, weights=False, dry=True)
     build_transformer(builder, cfg)
-    return builder.macs
+    return builder.macs, builder.params
+
+
+def estimate_transformer_macs(cfg: dict) -> int:
+    return estimate_transformer_size(cfg)[0]
 
 
 def _sample_structure(rng: np.random.Generator) -> dict:
@@ -76,10 +80,10 @@ def _sample_structure(rng: np.random.Generator) -> dict:
     cfg["fc"] = sorted(hidden, reverse=True) + [int(_choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))]
     if rng.random() < 0.7:
         patch = int(_choice(rng, (4, 8, 14, 16, 32), (0.15, 0.25, 0.1, 0.35, 0.15)))
-        side = int(round(_log_uniform(rng, 2, 24)))
+        side = int(round(_log_uniform(rng, 2, 32)))
         cfg.update(input="image", patch=patch, resolution=max(32, patch * side) // patch * patch)
     else:
-        cfg.update(input="sequence", tokens=int(round(_log_uniform(rng, 8, 512))),
+        cfg.update(input="sequence", tokens=int(round(_log_uniform(rng, 8, 1024))),
                    features=int(_choice(rng, (16, 64, 128, 256, 768))))
     return cfg
 
@@ -100,8 +104,13 @@ def _fit_to_target(cfg: dict, target: float) -> dict:
     return cfg
 
 
-def sample_transformer_config(rng: np.random.Generator) -> dict:
-    target = sample_target_macs(rng)
-    cfg = _fit_to_target(_sample_structure(rng), target)
+def sample_transformer_config(rng: np.random.Generator, max_macs: float | None = None) -> dict:
+    target = sample_target_macs(rng, max_macs, tail_share=0.3)  # the reference ViTs sit in the tail
+    cap = MAX_MACS if max_macs is None else min(MAX_MACS, 2 * max_macs)
+    for _attempt in range(50):
+        cfg = _fit_to_target(_sample_structure(rng), target)
+        macs, params = estimate_transformer_size(cfg)
+        if macs <= cap and params <= MAX_PARAMS:
+            break
     cfg["target_macs"] = float(f"{target:.4g}")
     return cfg

@@ -9,6 +9,7 @@ statistics): the zoo is for timing and structure, not accuracy.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from dataclasses import dataclass
 
 import numpy as np
@@ -340,4 +341,42 @@ def export_zoo_model(name: str, resolution: int | None = None, batch: int = 1, w
     return builder.build(doc=f"sniper_generator zoo {name} resolution={resolution} batch={batch} seed={seed}")
 
 
-__all__ = ["ZOO", "ZooEntry", "export_zoo_model", "count_parameters", "INCEPTION_AUX_HEAD_PARAMS"]
+__all__ = ["ZOO", "ZooEntry", "export_zoo_model", "export_zoo_to_file", "list_zoo", "count_parameters",
+           "INCEPTION_AUX_HEAD_PARAMS"]
+
+
+@dataclass
+class ZooExport:
+    """What ``export_zoo_to_file`` wrote."""
+
+    name: str
+    path: str
+    params: int
+    input_shape: tuple[int, ...]
+    bytes: int
+    weights: bool
+
+    def to_json_dict(self) -> dict:
+        return {"name": self.name, "path": self.path, "params": self.params, "input_shape": list(self.input_shape),
+                "bytes": self.bytes, "weights": self.weights}
+
+
+def list_zoo() -> list[dict]:
+    """One row per network: name, family, torchvision parameter count, default resolution, description."""
+    return [{"name": e.name, "family": e.family, "params": e.reference_params,
+             "default_resolution": e.default_resolution, "min_resolution": e.min_resolution,
+             "description": e.description} for e in ZOO.values()]
+
+
+def export_zoo_to_file(name: str, path: str | Path, resolution: int | None = None, batch: int = 1,
+                       weights: bool = True, seed: int = 0, aux_head: bool = False) -> ZooExport:
+    model = export_zoo_model(name, resolution, batch, weights, seed, aux_head)
+    path = Path(path)
+    if path.is_dir():
+        raise SniperError(f"{path}: is a directory; give a file name such as {path / (name + '.onnx')}")
+    if not path.parent.is_dir():
+        raise SniperError(f"{path.parent}: no such directory; create it first")
+    data = model.SerializeToString()
+    path.write_bytes(data)
+    shape = tuple(d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim)
+    return ZooExport(name, str(path), count_parameters(model), shape, len(data), weights)

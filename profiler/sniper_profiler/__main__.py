@@ -30,6 +30,8 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--max-time", type=float, default=defaults.max_time_s, help="seconds of timed runs per model (default: %(default)s)")
     stop.add_argument("--target-ci", type=float, default=defaults.target_relative_ci, help="stop once the median's CI half-width / median is below this (default: %(default)s)")
     stop.add_argument("--confidence", type=float, default=defaults.confidence, help="(default: %(default)s)")
+    stop.add_argument("--max-busy", type=float, default=None, help="before each model, wait until other work uses at most this share of the CPUs (e.g. 0.1); off by default")
+    stop.add_argument("--quiet-timeout", type=float, default=defaults.quiet_timeout_s, help="longest wait for --max-busy, then measure flagged machine_busy (default: %(default)s)")
     stop.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds before a model's child process is killed (default: %(default)s)")
 
 
@@ -41,6 +43,7 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
         precision=args.precision, input_shapes=shapes, default_dim=args.default_dim, warmup=args.warmup,
         min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_time_s=args.max_time,
         target_relative_ci=args.target_ci, confidence=args.confidence, timeout_s=args.timeout,
+        max_busy=args.max_busy, quiet_timeout_s=args.quiet_timeout,
     )
 
 

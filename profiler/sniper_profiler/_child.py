@@ -11,7 +11,19 @@ import sys
 import traceback
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the profiler dies, so a killed run leaves no model measuring alone."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def main(job_path: str, result_path: str) -> int:
+    _die_with_parent()
     from sniper_profiler.config import ProfileConfig, ProfilerError
     from sniper_profiler.measure import ProviderUnavailable, measure
 

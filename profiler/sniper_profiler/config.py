@@ -41,6 +41,8 @@ class ProfileConfig:
     confidence: float = 0.95
     timeout_s: float = 300.0
     seed: int = 0
+    max_busy: Optional[float] = None  # wait before each model until others use at most this CPU share
+    quiet_timeout_s: float = 900.0  # then measure anyway, flagged "machine_busy"
 
     def __post_init__(self) -> None:
         self.provider = PROVIDER_ALIASES.get(self.provider.lower(), self.provider)
@@ -59,6 +61,7 @@ class ProfileConfig:
             (0 < self.target_relative_ci < 1, "--target-ci must be between 0 and 1 (0.01 is +-1%)"),
             (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
             (self.timeout_s > 0, "--timeout must be positive"),
+            (self.max_busy is None or 0 <= self.max_busy < 1, "--max-busy must be in [0, 1), e.g. 0.1 for 10% of the CPUs"),
         )
         for ok, message in checks:
             if not ok:
@@ -110,6 +113,3 @@ def parse_provider_option(text: str) -> Tuple[str, Any]:
         parsed = float(lowered)
     return key.strip(), parsed
 
-
-def optional_int(value: Optional[str]) -> Optional[int]:
-    return None if value is None else int(value)

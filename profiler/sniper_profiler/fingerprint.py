@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 from sniper_profiler.device import DeviceSpec
 
@@ -232,8 +232,3 @@ def _jetson_model() -> Optional[str]:
         return model
     return None
 
-
-def describe(fingerprint: Fingerprint) -> List[str]:
-    """Human-readable lines for `sniper-profiler device`."""
-    data = fingerprint.to_dict()
-    return [f"{key}: {value}" for key, value in data.items()]

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, List
 
 RECORD_SCHEMA = "sniper-profiler/1"
 
@@ -28,12 +28,28 @@ class ResultsFile:
 
 def append_record(path: "str | Path", record: Dict[str, Any]) -> None:
     line = json.dumps(record, sort_keys=True, separators=(",", ":")) + "\n"
+    new_file = not Path(path).exists() or Path(path).stat().st_size == 0
     with open(path, "ab") as handle:
         if handle.tell() > 0 and not _ends_with_newline(path):
             line = "\n" + line
         handle.write(line.encode())
         handle.flush()
         os.fsync(handle.fileno())
+    if new_file:
+        _fsync_folder(Path(path).resolve().parent)  # the file's directory entry must survive too
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        descriptor = os.open(str(folder), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)
 
 
 def _ends_with_newline(path: "str | Path") -> bool:
@@ -74,7 +90,3 @@ def stable_hash(value: Any, length: int = 16) -> str:
     text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
-
-def iter_lines(records: Iterable[Dict[str, Any]]) -> Iterable[str]:
-    for record in records:
-        yield json.dumps(record, sort_keys=True)

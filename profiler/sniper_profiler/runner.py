@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from sniper_profiler import __version__
 from sniper_profiler.config import ProfileConfig, ProfilerError
 from sniper_profiler.fingerprint import Fingerprint, collect_fingerprint
+from sniper_profiler.quiet import wait_until_quiet
 from sniper_profiler.records import RECORD_SCHEMA, append_record, file_sha256, read_records, stable_hash
 
 
@@ -85,8 +85,20 @@ class Profiler:
             raise ProfilerError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
         self.config = config
         self.fingerprint = device_fingerprint(config)
+        self._lock = _lock_results(self.out)
         self.config_id = config_id(self.fingerprint, config)
         self.done = read_records(self.out).keys(include_failed=not retry_failed)
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.close()  # closing the handle releases the lock
+            self._lock = None
+
+    def __enter__(self) -> "Profiler":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def key_for(self, job: ModelJob, sha256: Optional[str] = None) -> str:
         model_key = job.key or f"sha256:{sha256 or file_sha256(job.path)}"
@@ -101,6 +113,7 @@ class Profiler:
             raise ProfilerError(f"{job.path}: no such model file")
         sha256 = file_sha256(job.path)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        quiet = wait_until_quiet(self.config.max_busy, self.config.quiet_timeout_s) if self.config.max_busy is not None else None
         load_before = os.getloadavg()[0]
         result = run_child(job.path, self.config)
         if (result.get("failure") or {}).get("kind") == "provider_unavailable":
@@ -126,18 +139,35 @@ class Profiler:
             "stats": result.get("stats"),
             "inputs": result.get("inputs"),
             "output_check": result.get("output_check"),
-            "flags": result.get("flags", []),
+            "flags": result.get("flags", []) + (["machine_busy"] if quiet and not quiet.quiet else []),
             "failure": result.get("failure"),
             "providers_used": result.get("providers_used"),
             "profiler_version": __version__,
             # Other work on the machine skews timings; the load average lets the cloud side filter.
             "load_average_1m": [load_before, os.getloadavg()[0]],
+            "machine_check": {"cpu_busy_before": quiet.busy, "waited_s": round(quiet.waited_s, 1), "max_busy": self.config.max_busy} if quiet else None,
             "started_at": started,
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         append_record(self.out, record)
         self.done.add(record["key"])
         return record
+
+
+def _lock_results(out: Path) -> Any:
+    """Hold an exclusive lock on the results file: two profilers appending to one file would
+    both measure the models neither has finished. The kernel drops it if we are killed."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not on Windows
+        return None
+    handle = open(out, "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ProfilerError(f"--out {out}: another sniper-profiler is writing it; wait for it or choose another file") from None
+    return handle
 
 
 def run_child(path: str, config: ProfileConfig) -> Dict[str, Any]:
@@ -149,9 +179,11 @@ def run_child(path: str, config: ProfileConfig) -> Dict[str, Any]:
         with open(job_path, "w") as handle:
             json.dump({"path": str(Path(path).resolve()), "config": config.to_dict()}, handle)
         with open(stderr_path, "wb") as stderr:
+            # Own session: a Ctrl-C in the terminal reaches only the parent, which kills the child
+            # and records nothing, instead of the child dying first and being recorded as a crash.
             child = subprocess.Popen(
                 [sys.executable, "-m", "sniper_profiler._child", job_path, result_path],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
             )
             try:
                 code = child.wait(timeout=config.timeout_s)
@@ -200,8 +232,12 @@ def run_profile(
     missing = [job.path for job in jobs if not Path(job.path).is_file()]
     if missing:
         raise ProfilerError(f"{missing[0]}: no such model file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    profiler = Profiler(out, config, retry_failed)
-    summary = RunSummary(str(out), profiler.fingerprint.device_id, profiler.fingerprint.short_name())
+    with Profiler(out, config, retry_failed) as profiler:
+        return _run_jobs(profiler, jobs, on_progress)
+
+
+def _run_jobs(profiler: Profiler, jobs: Sequence[ModelJob], on_progress: Optional[ProgressCallback]) -> RunSummary:
+    summary = RunSummary(str(profiler.out), profiler.fingerprint.device_id, profiler.fingerprint.short_name())
     for job in jobs:
         if profiler.is_done(job):
             summary.skipped += 1
@@ -219,14 +255,3 @@ def run_profile(
         if on_progress:
             on_progress("done", job, record)
     return summary
-
-
-def wait_for_quiet(max_load_per_core: float = 0.3, timeout_s: float = 0.0) -> float:
-    """The 1-minute load average per core, after waiting up to ``timeout_s`` for it to drop
-    below ``max_load_per_core`` (a busy machine gives untrustworthy timings)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        load = os.getloadavg()[0] / (os.cpu_count() or 1)
-        if load <= max_load_per_core or time.monotonic() >= deadline:
-            return load
-        time.sleep(5)

@@ -47,7 +47,6 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
         unknown_ops=unknown_ops,
         warnings=warnings,
         nodes=costs,
-        graph=structure.graph,
         critical_path=structure.critical_path,
         model_info=_model_info(prepared.model, prepared.resolved_inputs, prepared.shapes),
         unknown_shape_nodes=unknown_shapes,

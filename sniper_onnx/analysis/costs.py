@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from sniper_onnx.analysis.loading import TensorInfo, collect_shapes
-from sniper_onnx.analysis.ops import PLUMBING_OPS, NodeView, numel, qualified_op_name, rule_for
+from sniper_onnx.analysis.ops import CONTROL_FLOW_OPS, DEFAULT_DOMAINS, NodeView, numel, qualified_op_name, rule_for
 
 NOT_LAYER_CATEGORIES = frozenset({"plumbing", "constant"})
 SHAPE_SOURCE_OPS = frozenset({"Shape", "Size"})
@@ -131,7 +131,7 @@ def _fill_obvious_shapes(node: onnx.NodeProto, scope: Scope) -> None:
     elementwise ops output the broadcast of their inputs; some of them are ONNX functions (for example
     GroupNormalization) whose outputs inference does not always fill in.
     """
-    if node.domain not in ("", "ai.onnx"):
+    if node.domain not in DEFAULT_DOMAINS:
         return
     if node.op_type == "Loop":  # loop-carried values keep the shape of their initial value
         for initial, final in zip(node.input[2:], node.output):
@@ -155,47 +155,24 @@ def _fill_obvious_shapes(node: onnx.NodeProto, scope: Scope) -> None:
 
 
 def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.NodeProto | None = None) -> NodeCost:
-    rule = rule_for(node)
     _fill_obvious_shapes(node, scope)
     inputs = list(node.input)
-    constant_inputs = [bool(name) and name in scope.static for name in inputs]
-    is_static = node.op_type not in ("If", "Loop", "Scan") and (
-        node.op_type in SHAPE_SOURCE_OPS or all(c for name, c in zip(inputs, constant_inputs) if name)
-    )
     view = NodeView(
         node,
         [scope.known(name) if name else None for name in inputs],
         [scope.known(name) if name else None for name in node.output],
-        constant_inputs,
+        [bool(name) and name in scope.static for name in inputs],
     )
-    if is_static:
-        category = "constant"
-        macs: int | None = 0
-    elif rule is None:
-        category = "unknown"
-        macs = 0
-    else:
-        category = rule.category_of(view)
-        macs = rule.macs(view)
-    shapes_known = macs is not None
-    if is_static:
+    static = _is_static(node, view)
+    if static:
         scope.static.update(name for name in node.output if name)
         _remember_constant(node, scope)
-
-    param_slots = _param_slots(node, rule, category, inputs, constant_inputs, scope) if not is_static else []
-    weights = []
-    for slot in param_slots:
-        shape = scope.known(inputs[slot])
-        if shape is None:
-            shapes_known = False
-            continue
-        count = numel(shape)
-        weights.append((inputs[slot], count, count * itemsize(scope.shapes[inputs[slot]].elem_type)))
-    bytes_read = _bytes(scope, [n for n, c in zip(inputs, constant_inputs) if n and not c])
-    bytes_written = _bytes(scope, [n for n in node.output if n])
-    if not is_static and category != "unknown" and (bytes_read is None or bytes_written is None):
-        shapes_known = False
-
+    category, macs = _classify(node, view, static)
+    weights, weights_known = ([], True) if static else _weights(node, view, category, scope)
+    activations = [name for name, constant in zip(inputs, view.constant_inputs) if name and not constant]
+    bytes_read = _bytes(scope, activations)
+    bytes_written = _bytes(scope, [name for name in node.output if name])
+    bytes_known = category == "unknown" or (bytes_read is not None and bytes_written is not None)
     cost = NodeCost(
         name=label,
         op_type=qualified_op_name(node),
@@ -208,15 +185,51 @@ def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.Nod
         bytes_written=bytes_written or 0,
         input_shapes=[scope.display(n) if n else None for n in inputs],
         output_shapes=[scope.display(n) if n else None for n in node.output],
-        shapes_known=shapes_known or is_static,
-        tags=_tags(category, view, scope, inputs),
+        shapes_known=static or (macs is not None and weights_known and bytes_known),
+        tags=_tags(category, view),
         param_tensors=tuple(weights),
         inputs=tuple(n for n in inputs if n),
         outputs=tuple(n for n in node.output if n),
     )
-    if node.op_type in ("If", "Loop", "Scan") and node.domain in ("", "ai.onnx"):
+    if node.op_type in CONTROL_FLOW_OPS and node.domain in DEFAULT_DOMAINS:
         _cost_control_flow(cost, node, inferred or node, scope)
     return cost
+
+
+def _is_static(node: onnx.NodeProto, view: NodeView) -> bool:
+    """Computed only from constants and shapes, so constant folding rather than a layer."""
+    if node.op_type in CONTROL_FLOW_OPS:
+        return False
+    return node.op_type in SHAPE_SOURCE_OPS or all(c for name, c in zip(node.input, view.constant_inputs) if name)
+
+
+def _classify(node: onnx.NodeProto, view: NodeView, static: bool) -> tuple[str, int | None]:
+    """Category and MACs (None when a needed shape is unknown)."""
+    if static:
+        return "constant", 0
+    rule = rule_for(node)
+    if rule is None:
+        return "unknown", 0
+    return rule.category_of(view), rule.macs(view)
+
+
+def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) -> tuple[list[tuple], bool]:
+    """(tensor name, elements, bytes) of each weight entering the node, and whether all were sized."""
+    rule = rule_for(node)
+    config = rule.config_slots if rule is not None else frozenset()
+    weights, known = [], True
+    for slot, (name, constant) in enumerate(zip(node.input, view.constant_inputs)):
+        if not constant or slot in config:
+            continue
+        shape = scope.known(name)
+        if shape is None:
+            known = False
+            continue
+        if node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES and numel(shape) <= 1:
+            continue  # exporters' scalars (0.5 in GELU, sqrt(d) in attention) are settings
+        count = numel(shape)
+        weights.append((name, count, count * itemsize(scope.shapes[name].elem_type)))
+    return weights, known
 
 
 def _remember_constant(node: onnx.NodeProto, scope: Scope) -> None:
@@ -229,20 +242,6 @@ def _remember_constant(node: onnx.NodeProto, scope: Scope) -> None:
                     pass
 
 
-def _param_slots(node, rule, category, inputs, constant_inputs, scope) -> list[int]:
-    config = rule.config_slots if rule is not None else frozenset()
-    slots = []
-    for slot, (name, constant) in enumerate(zip(inputs, constant_inputs)):
-        if not constant or slot in config:
-            continue
-        if node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES:
-            shape = scope.known(name)
-            if shape is not None and numel(shape) <= 1:
-                continue
-        slots.append(slot)
-    return slots
-
-
 def _bytes(scope: Scope, names: list[str]) -> int | None:
     total = 0
     for name in names:
@@ -253,12 +252,12 @@ def _bytes(scope: Scope, names: list[str]) -> int | None:
     return total
 
 
-def _tags(category: str, view: NodeView, scope: Scope, inputs: list[str]) -> tuple:
+def _tags(category: str, view: NodeView) -> tuple:
     """The Table 1 layer kinds this node counts as (conv3x3, atrous_conv3x3, fc, norm, ...)."""
     if category != "conv":
         return (category,) if category not in NOT_LAYER_CATEGORIES else ()
     tags = ["conv"]
-    weight = view.input_shape(1)
+    weight = view.input_shape(3 if view.node.op_type == "QLinearConv" else 1)
     kernel = tuple(view.attr("kernel_shape") or (weight[2:] if weight else ()))
     dilations = tuple(view.attr("dilations") or ())
     group = int(view.attr("group", 1))
@@ -312,6 +311,9 @@ def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.Node
         chosen = next(iter(bodies.values()))
         trips = _trip_count(node, scope, cost.name)
     every = [c for costs in bodies.values() for c in costs]
+    rule = "its costlier branch" if node.op_type == "If" else f"its body x {trips} iteration(s)"
+    scope.warnings.append(f"node '{cost.name}' ({node.op_type}) holds subgraphs, counted as {rule} "
+                          "(layers inside are not in the num_* counts)")
     cost.macs += trips * _total(chosen, "macs")
     cost.bytes_read += trips * _total(chosen, "bytes_read")
     cost.bytes_written += trips * _total(chosen, "bytes_written")
@@ -352,5 +354,3 @@ def cost_model_nodes(graph: onnx.GraphProto, order: list[int], shapes: dict[str,
     labels = unique_labels(list(graph.node), order)
     return [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order]
 
-
-__all__ = ["NodeCost", "cost_model_nodes", "PLUMBING_OPS"]

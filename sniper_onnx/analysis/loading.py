@@ -29,16 +29,22 @@ MAX_FOLD_PASSES = 4
 BATCH_SYMBOLS = frozenset({"n", "batch", "batch_size", "batchsize", "bs", "b", "none", "?"})
 
 
-@dataclass(frozen=True)
 class TensorInfo:
-    shape: tuple | None  # entries are int, or None for an unknown dim; None when even the rank is unknown
-    elem_type: int = 0
+    """A tensor's shape (int dims, None where unknown; None when even the rank is unknown) and dtype."""
 
-    @property
-    def known_shape(self) -> tuple | None:
-        if self.shape is None or any(d is None for d in self.shape):
-            return None
-        return self.shape
+    __slots__ = ("shape", "elem_type", "known_shape")
+
+    def __init__(self, shape: tuple | None, elem_type: int = 0):
+        self.shape = shape
+        self.elem_type = elem_type
+        # looked up for every input of every node: computed once
+        self.known_shape = shape if shape is not None and None not in shape else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TensorInfo) and (self.shape, self.elem_type) == (other.shape, other.elem_type)
+
+    def __repr__(self) -> str:
+        return f"TensorInfo({self.shape!r}, {self.elem_type})"
 
 
 @dataclass

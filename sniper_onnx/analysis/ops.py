@@ -100,12 +100,18 @@ def nary_elementwise(view: NodeView) -> int | None:
     return None if count is None else max(operands - 1, 1) * count
 
 
-def conv_macs(view: NodeView) -> int | None:
-    weight, out = view.input_shape(1), view.output_shape()
-    if weight is None or out is None:
-        return None
-    # each output element reads (C_in / group) x kernel inputs; the weight's dim 1 is C_in / group
-    return numel(out) * math.prod(weight[1:])
+def conv_macs_with_weight_at(slot: int) -> MacsFn:
+    def macs(view: NodeView) -> int | None:
+        weight, out = view.input_shape(slot), view.output_shape()
+        if weight is None or out is None:
+            return None
+        # each output element reads (C_in / group) x kernel inputs; the weight's dim 1 is C_in / group
+        return numel(out) * math.prod(weight[1:])
+
+    return macs
+
+
+conv_macs = conv_macs_with_weight_at(1)
 
 
 def conv_transpose_macs(view: NodeView) -> int | None:
@@ -207,6 +213,11 @@ def matmul_category(view: NodeView) -> str:
     return "fc" if any(view.constant_inputs[:2]) else "matmul"
 
 
+def qlinear_matmul_category(view: NodeView) -> str:
+    """QLinearMatMul(a, a_scale, a_zero, b, ...): a fully connected layer when ``b`` is a weight."""
+    return "fc" if len(view.constant_inputs) > 3 and (view.constant_inputs[0] or view.constant_inputs[3]) else "matmul"
+
+
 def add_category(view: NodeView) -> str:
     """Add/Sum merging two or more activations (a residual join) is an add layer; a bias add is not."""
     return "add" if view.activation_input_count >= 2 else "elementwise"
@@ -233,7 +244,7 @@ _REDUCE = (
 )
 _MEMORY = (
     "Concat Split Transpose Slice Pad Gather GatherElements GatherND Tile Expand DepthToSpace SpaceToDepth "
-    "ScatterND ScatterElements Compress Trilu ReverseSequence OneHot NonZero Upsample"
+    "ScatterND ScatterElements Compress Trilu ReverseSequence OneHot NonZero"
 )
 # ops that are not layers: views, type changes, shape arithmetic and inference no-ops
 PLUMBING_OPS = frozenset(
@@ -258,6 +269,11 @@ def _build_registry() -> dict[str, OpRule]:
     table: dict[str, OpRule] = {
         "Conv": OpRule("conv", conv_macs),
         "ConvTranspose": OpRule("conv", conv_transpose_macs),
+        # quantized forms: scales and zero points are settings, not parameters
+        "ConvInteger": OpRule("conv", conv_macs, frozenset({2, 3})),
+        "QLinearConv": OpRule("conv", conv_macs_with_weight_at(3), frozenset({1, 2, 4, 5, 6, 7})),
+        "MatMulInteger": OpRule(matmul_category, matmul_macs, frozenset({2, 3})),
+        "QLinearMatMul": OpRule(qlinear_matmul_category, matmul_macs, frozenset({1, 2, 4, 5, 6, 7})),
         "Gemm": OpRule("fc", gemm_macs),
         "MatMul": OpRule(matmul_category, matmul_macs),
         "Einsum": OpRule(matmul_category, einsum_macs),
@@ -284,6 +300,7 @@ def _build_registry() -> dict[str, OpRule]:
         "LogSoftmax": OpRule("activation", per_output_element(3)),
         "Hardmax": OpRule("activation", per_output_element(1)),
         "Resize": OpRule("resize", resize_macs, frozenset({1, 2, 3})),
+        "Upsample": OpRule("resize", resize_macs, frozenset({1})),  # opsets 7-9, Resize's ancestor
         "QuantizeLinear": OpRule("elementwise", per_output_element(1), frozenset({1, 2})),
         "DequantizeLinear": OpRule("elementwise", per_output_element(1), frozenset({1, 2})),
         "LSTM": OpRule("rnn", recurrent_macs, frozenset({4, 5, 6})),

@@ -55,16 +55,19 @@ def summary_table(result: AnalysisResult) -> Table:
 
 
 def node_table(result: AnalysisResult) -> Table:
+    """Names, ops and costs; the bytes and every shape are in --json --nodes and --csv."""
     table = Table(title="Per-node costs (* = on the critical path)", title_justify="left")
-    for column in ("node", "op", "category", "MACs", "params", "read B", "written B", "output shape"):
-        table.add_column(column, justify="right" if column in ("MACs", "params", "read B", "written B") else "left")
+    table.add_column("node", overflow="fold")
+    table.add_column("op", no_wrap=True)
+    table.add_column("MACs", justify="right", no_wrap=True)
+    table.add_column("params", justify="right", no_wrap=True)
+    table.add_column("output", no_wrap=True)
     for node in result.nodes:
         shape = node.output_shapes[0] if node.output_shapes else None
         shown = "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape)
         table.add_row(
-            ("* " if node.on_critical_path else "  ") + node.name, node.op_type, node.category,
-            f"{node.macs:,}", f"{node.params:,}", f"{node.bytes_read:,}", f"{node.bytes_written:,}",
-            shown if node.shapes_known else f"{shown} (unknown)",
+            ("* " if node.on_critical_path else "") + node.name, node.op_type,
+            f"{node.macs:,}", f"{node.params:,}", shown if node.shapes_known else f"{shown} (unknown)",
         )
     return table
 

@@ -6,10 +6,14 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from sniper_onnx.analysis.costs import NodeCost
+from sniper_onnx.analysis.structure import operator_graph
 from sniper_onnx.errors import SniperError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
 
 NODE_COLUMNS = (
     "name", "op_type", "category", "is_layer", "macs", "params", "param_bytes", "bytes_read",
@@ -24,10 +28,17 @@ class AnalysisResult:
     unknown_ops: dict[str, int]
     warnings: list[str]
     nodes: list[NodeCost]
-    graph: nx.DiGraph = field(repr=False)
     critical_path: list[str] = field(default_factory=list)
     model_info: dict = field(default_factory=dict)
     unknown_shape_nodes: list[str] = field(default_factory=list)
+    _graph: "nx.DiGraph | None" = field(default=None, repr=False, compare=False)
+
+    @property
+    def graph(self) -> "nx.DiGraph":
+        """networkx DiGraph of operator nodes joined by tensors (node attributes: op_type, macs, ...)."""
+        if self._graph is None:
+            self._graph = operator_graph(self.nodes)
+        return self._graph
 
     def to_json_dict(self, include_nodes: bool = False) -> dict:
         data = {
@@ -60,11 +71,12 @@ class AnalysisResult:
 
 
 def _compact(value) -> str:
-    """Shapes as 1x3x224x224 ('?' for unknown dims), lists joined by ';'."""
-    if isinstance(value, list):
-        return ";".join(_compact(v) for v in value)
-    if value is None:
-        return "?"
-    if isinstance(value, tuple):
-        return "x".join("?" if d is None else str(d) for d in value)
-    return str(value)
+    """Shapes as 1x3x224x224 ('?' for unknown), several shapes or tags joined by ';'."""
+    def one(item) -> str:
+        if item is None:
+            return "?"
+        if isinstance(item, (list, tuple)):
+            return "x".join("?" if d is None else str(d) for d in item)
+        return str(item)
+
+    return ";".join(one(item) for item in value)

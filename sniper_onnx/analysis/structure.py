@@ -4,20 +4,28 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from sniper_onnx.analysis.costs import NodeCost
+
+if TYPE_CHECKING:  # pragma: no cover
+    import networkx as nx
 
 
 @dataclass
 class Structure:
-    graph: nx.DiGraph  # every operator node; edges are tensors (attribute ``tensor``)
     layer_edges: dict[str, set[str]]  # layer -> the layers it feeds, looking through plumbing ops
     input_fanout: int  # most distinct layers fed by one graph input
     critical_path: list[str]  # layer names, first to last
 
 
-def operator_graph(costs: list[NodeCost]) -> nx.DiGraph:
+def operator_graph(costs: list[NodeCost]) -> "nx.DiGraph":
+    """Every operator node (with its costs as attributes); an edge per tensor between two nodes.
+
+    networkx takes a quarter of a second to import, so the graph is built on first use only.
+    """
+    import networkx as nx
+
     graph = nx.DiGraph()
     producer: dict[str, str] = {}
     for cost in costs:
@@ -83,7 +91,7 @@ def analyse_structure(costs: list[NodeCost], graph_inputs: list[str]) -> Structu
     on_path = set(path)
     for cost in costs:
         cost.on_critical_path = cost.name in on_path
-    return Structure(operator_graph(costs), edges, fanout, path)
+    return Structure(edges, fanout, path)
 
 
 def max_branches(structure: Structure) -> int:

@@ -72,16 +72,21 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write")] = Path("train.csv"),
         db: DbOption = Path("ncd.sqlite"),
         device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device id (repeatable)")] = None,
+        exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy")] = None,
         json_output: JsonOption = False,
     ) -> None:
         """Write the training table: network features, device features, latency (one row per pair)."""
         from sniper_onnx.database import Database, export_csv
+        from sniper_onnx.database.export import KNOWN_FLAGS
         from sniper_onnx.errors import SniperError
 
+        unknown = sorted(set(exclude_flag or []) - set(KNOWN_FLAGS))
+        if unknown:
+            raise SniperError(f"--exclude-flag {unknown[0]}: not a profiler flag; use one of {', '.join(KNOWN_FLAGS)}")
         if not db.exists():
             raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
         with Database(db) as database:
-            result = export_csv(database, out, device)
+            result = export_csv(database, out, device, exclude_flag or ())
         if json_output:
             typer.echo(json.dumps(asdict(result)))
             return

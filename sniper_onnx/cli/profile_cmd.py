@@ -21,6 +21,7 @@ def register(app: typer.Typer) -> None:
         generate: Annotated[int, typer.Option("--generate", help="measure N random nets from the generator")] = 0,
         seed: Annotated[int, typer.Option("--seed", help="generator seed")] = 0,
         family: Annotated[str, typer.Option("--family", help="generator family: cnn, transformer or mixed")] = "mixed",
+        max_macs: Annotated[Optional[float], typer.Option("--max-macs", help="cap generated nets' MACs (about; the generator may exceed it up to 2x)")] = None,
         zoo: Annotated[bool, typer.Option("--zoo", help="measure every zoo network at each --resolution")] = False,
         zoo_model: Annotated[Optional[List[str]], typer.Option("--zoo-model", help="only this zoo network (repeatable)")] = None,
         resolution: Annotated[Optional[List[int]], typer.Option("--resolution", help="zoo input resolution (repeatable; default 224)")] = None,
@@ -37,6 +38,8 @@ def register(app: typer.Typer) -> None:
         max_time: Annotated[float, typer.Option("--max-time", help="seconds of timed runs per model")] = 10.0,
         target_ci: Annotated[float, typer.Option("--target-ci", help="stop when the median's CI half-width / median is below this")] = 0.01,
         timeout: Annotated[float, typer.Option("--timeout", help="seconds before a model's child process is killed")] = 300.0,
+        max_busy: Annotated[Optional[float], typer.Option("--max-busy", help="before each model, wait until other work uses at most this CPU share (e.g. 0.1)")] = None,
+        quiet_timeout: Annotated[float, typer.Option("--quiet-timeout", help="longest wait for --max-busy; then measure, flagged machine_busy")] = 900.0,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
         json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
     ) -> None:
@@ -51,7 +54,7 @@ def register(app: typer.Typer) -> None:
                 threads=threads, graph_optimization=opt_level, precision=precision,
                 input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
                 warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time,
-                target_relative_ci=target_ci, timeout_s=timeout,
+                target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout,
             )
         except ProfilerError as error:
             raise SniperError(str(error)) from None
@@ -59,7 +62,7 @@ def register(app: typer.Typer) -> None:
             raise SniperError(f"--generate {generate}: must be 0 or more")
         jobs = file_jobs([str(m) for m in models or []])
         if generate:
-            jobs += generated_jobs(generate, seed, family)
+            jobs += generated_jobs(generate, seed, family, max_macs)
         if zoo or zoo_model:
             jobs += zoo_jobs(resolution or [224], names=zoo_model)
         if not jobs:

@@ -56,7 +56,7 @@ def simulate(
     policy_names = [p.strip() for p in policies.split(",") if p.strip()]
     rate_values = parse_rates(rates)
     total = runs_needed(policy_names, rate_values, seeds, trace is not None)
-    with _progress(total, quiet=as_json) as advance:
+    with _Progress(total, quiet=as_json) as advance:
         report = simulate_platform(
             platform=platform, rates=rate_values, policies=policy_names, seeds=seeds, first_seed=seed,
             duration=duration, noise=noise, deadline_factor=deadline_factor,
@@ -69,7 +69,7 @@ def simulate(
     _print_table(report)
 
 
-class _progress:
+class _Progress:
     """A rich progress bar on stderr, or nothing for --json / tiny runs."""
 
     def __init__(self, total: int, quiet: bool) -> None:

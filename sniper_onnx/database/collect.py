@@ -46,20 +46,23 @@ class CollectSummary:
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
-    if hasattr(spec, "to_dict"):
-        return dict(spec.to_dict())
+    for method in ("to_json_dict", "to_dict"):
+        if hasattr(spec, method):
+            return dict(getattr(spec, method)())
     if dataclasses.is_dataclass(spec):
         return dataclasses.asdict(spec)
     return {"net_id": spec.net_id, "seed": spec.seed, "family": spec.family, "config": spec.config}
 
 
-def generated_jobs(count: int, seed: int, family: str) -> list[CollectJob]:
+def generated_jobs(count: int, seed: int, family: str, max_macs: Optional[float] = None) -> list[CollectJob]:
     import sniper_generator
     from sniper_generator import materialize, sample_specs
 
-    version = getattr(sniper_generator, "__version__", "0")
+    default_version = getattr(sniper_generator, "GENERATOR_VERSION", getattr(sniper_generator, "__version__", "0"))
     jobs = []
-    for spec in sample_specs(count, seed, family=family):
+    extra = {"max_macs": max_macs} if max_macs is not None else {}
+    for spec in sample_specs(count, seed, family=family, **extra):
+        version = getattr(spec, "generator_version", default_version)
         source = {"kind": "generator", "generator_version": version, "spec": _spec_dict(spec)}
         jobs.append(CollectJob(spec.net_id, f"gen:{version}:{spec.net_id}", source, make=lambda s=spec: materialize(s, weights=True)))
     return jobs
@@ -124,7 +127,11 @@ def collect(
         profiler = Profiler(out, config, retry_failed)
     except ProfilerError as error:
         raise SniperError(str(error)) from None
-    db = _open_db(db_path, out)
+    try:
+        db = _open_db(db_path, out)
+    except BaseException:
+        profiler.close()
+        raise
     summary = CollectSummary(str(out), str(db_path) if db_path else None, profiler.fingerprint.device_id,
                              profiler.fingerprint.short_name(), total=len(jobs))
     if progress:
@@ -142,12 +149,14 @@ def collect(
                 if progress:
                     progress("advance", 1, job.name)
     finally:
+        profiler.close()
         if db is not None:
             db.close()
     return summary
 
 
 def _measure(profiler: Any, model_job: Any, job: CollectJob, scratch: Path, summary: CollectSummary, db: Any) -> None:
+    from sniper_onnx.database.importer import import_record
     from sniper_profiler.config import ProfilerError
 
     try:
@@ -155,7 +164,7 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, scratch: Path, summ
             model_job.path = path
             record = profiler.profile(model_job)
             if db is not None:  # while the file exists, so features come from it
-                summary.imported += _import_record(db, profiler.out, record)
+                summary.imported += int(import_record(db, record, str(profiler.out)))
     except ProfilerError as error:
         raise SniperError(str(error)) from None
     if record["status"] == "ok":
@@ -174,14 +183,3 @@ def _open_db(db_path: "str | Path | None", out: "str | Path") -> Any:
     if Path(out).exists():
         import_results(db, out)  # catch up on records a killed run measured but did not store
     return db
-
-
-def _import_record(db: Any, out: "str | Path", record: dict) -> int:
-    from sniper_onnx.database.importer import ImportSummary, _NetworkResolver, _import_one
-
-    summary = ImportSummary(str(out), records=1)
-    record_key = f"rec:{record['record_id']}"
-    if db.has_measurement(record_key):
-        return 0
-    _import_one(db, record, record_key, _NetworkResolver(db, summary), set(), summary)
-    return summary.added + summary.failures_added

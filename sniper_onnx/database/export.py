@@ -12,7 +12,7 @@ import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from sniper_onnx.database.store import Database
 from sniper_onnx.errors import SniperError
@@ -21,6 +21,8 @@ from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 ID_COLUMNS = ("network_id", "network_name", "structure_hash", "device_id", "device_name")
 TARGET_COLUMNS = ("latency_s", "measurements", "runs")
 DEVICE_PREFIX = "device_"
+# Flags the profiler sets; measurements with any of them can be left out with exclude_flags.
+KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy")
 
 
 @dataclass
@@ -43,11 +45,13 @@ def network_feature_names(feature_dicts: list[dict]) -> list[str]:
     return names + extra
 
 
-def export_csv(db: Database, out: "str | Path", device_ids: Optional[list[str]] = None) -> ExportSummary:
+def export_csv(
+    db: Database, out: "str | Path", device_ids: Optional[list[str]] = None, exclude_flags: Sequence[str] = ()
+) -> ExportSummary:
     out = Path(out)
     if not out.parent.exists():
         raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
-    rows = list(db.latency_rows())
+    rows = list(db.latency_rows(exclude_flags))
     if device_ids:
         unknown = sorted(set(device_ids) - {d.id for d in db.devices()})
         if unknown:

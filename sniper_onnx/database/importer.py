@@ -8,7 +8,6 @@ its source (generator spec or zoo entry) as a weightless skeleton. Records are k
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -17,8 +16,6 @@ from sniper_onnx.database.store import Database, NetworkRecord
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DeviceSpec
 from sniper_profiler.records import file_sha256, read_records
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -38,7 +35,8 @@ def _load_generated(source: dict[str, Any]) -> Any:
     from sniper_generator import NetSpec, materialize
 
     data = source["spec"]
-    spec = NetSpec.from_dict(data) if hasattr(NetSpec, "from_dict") else NetSpec(**data)
+    reader = getattr(NetSpec, "from_json_dict", None) or getattr(NetSpec, "from_dict", None)
+    spec = reader(data) if reader else NetSpec(**data)
     return materialize(spec, weights=False)
 
 
@@ -152,7 +150,7 @@ def import_results(
     resolver = _NetworkResolver(db, summary)
     devices_seen: set[str] = set()
     for index, record in enumerate(results.records, start=1):
-        record_key = f"rec:{record.get('record_id') or record['key']}"
+        record_key = record_key_of(record)
         if db.has_measurement(record_key):
             summary.already_present += 1
             resolver.fill_features(record)
@@ -161,6 +159,20 @@ def import_results(
         if on_progress:
             on_progress(index, len(results.records))
     return summary
+
+
+def record_key_of(record: dict[str, Any]) -> str:
+    return f"rec:{record.get('record_id') or record['key']}"
+
+
+def import_record(db: Database, record: dict[str, Any], source_path: str = "") -> bool:
+    """Store one profiler record (as ``profile --db`` does right after measuring); True if added."""
+    summary = ImportSummary(source_path, records=1)
+    record_key = record_key_of(record)
+    if db.has_measurement(record_key):
+        return False
+    _import_one(db, record, record_key, _NetworkResolver(db, summary), set(), summary)
+    return bool(summary.added + summary.failures_added)
 
 
 def _import_one(

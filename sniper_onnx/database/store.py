@@ -384,14 +384,19 @@ class Database:
             per_device=per_device,
         )
 
-    def latency_rows(self) -> Iterator[sqlite3.Row]:
-        """One row per (network, device) with the median of its successful measurements' medians."""
+    def latency_rows(self, exclude_flags: Sequence[str] = ()) -> Iterator[sqlite3.Row]:
+        """One row per (network, device) with the medians of its successful measurements,
+        leaving out measurements carrying any of ``exclude_flags``."""
+        marks = ",".join("?" * len(exclude_flags))
+        flag_filter = f"AND NOT EXISTS (SELECT 1 FROM json_each(m.flags) WHERE value IN ({marks}))" if exclude_flags else ""
         pairs = self._conn.execute(
-            """SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features,
+            f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features,
                       d.name AS device_name, d.features AS device_features,
                       GROUP_CONCAT(m.median_s) AS medians, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
-               WHERE m.status = 'ok' GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id"""
+               WHERE m.status = 'ok' {flag_filter}
+               GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id""",
+            tuple(exclude_flags),
         )
         yield from pairs
 

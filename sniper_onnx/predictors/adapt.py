@@ -134,7 +134,7 @@ def adapt_predictor(
     current = predictor.device_vector(device) if device in predictor.device_table else base
     outputs = predictor.run(nets, np.tile(base, (len(nets), 1)))
     design = np.column_stack([outputs[G.NETWORK_EMBEDDING_OUTPUT], np.ones(len(nets))])
-    log_t = np.log(seconds)
+    log_t = np.log(seconds) - float(params["out_bias"])  # the graph adds out_bias after F·e + b
     z = normalized_network(params, nets)
     current_out = predictor.run(nets, np.tile(current, (len(nets), 1)))
     mape_before = float(np.mean(np.abs(current_out[G.SECONDS_OUTPUT] / seconds - 1)))
@@ -152,7 +152,7 @@ def adapt_predictor(
     for (prior_name, prior), strength, k in itertools.product(priors.items(), strengths, ks):
         if np.isinf(strength):
             embedding = prior
-            residual = log_t - np.log(current_out[G.SECONDS_OUTPUT])
+            residual = np.log(seconds / current_out[G.SECONDS_OUTPUT])
             errors = np.array([residual[i] - fit_trimmer(np.delete(z, i, 0), np.delete(residual, i), k).apply(z[i:i + 1])[0]
                                for i in range(len(residual))]) if len(residual) > 2 else residual
         else:
@@ -163,7 +163,7 @@ def adapt_predictor(
     score, prior_name, prior, strength, k, errors = best
     if np.isinf(strength):
         embedding = prior
-        trimmer = fit_trimmer(z, log_t - np.log(current_out[G.SECONDS_OUTPUT]), k)
+        trimmer = fit_trimmer(z, np.log(seconds / current_out[G.SECONDS_OUTPUT]), k)
     else:
         embedding, trimmer = _fit(design, z, log_t, prior, strength, k)
 

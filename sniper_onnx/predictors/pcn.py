@@ -139,30 +139,37 @@ def train_pcn(
     with torch.no_grad():
         model.out_bias.fill_(float(np.mean(log_seconds)))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, math.ceil(len(log_seconds) / config.batch_size))
+    # Batches are groups of networks with all their measured devices: each network is embedded once
+    # per epoch however many devices measured it.
+    by_network = np.argsort(pairs_net, kind="stable")
+    starts = np.searchsorted(pairs_net[by_network], np.arange(net_raw.shape[0] + 1))
+    measured = np.flatnonzero(np.diff(starts) > 0)
+    pairs_per_net = max(1.0, len(pairs_net) / max(1, len(measured)))
+    nets_per_batch = max(1, int(config.batch_size / pairs_per_net))
     schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate, total_steps=config.epochs * steps_per_epoch
-    )
-    i_net = torch.tensor(pairs_net, dtype=torch.long)
+        optimizer, max_lr=config.learning_rate,
+        total_steps=config.epochs * math.ceil(len(measured) / nets_per_batch))
     i_dev = torch.tensor(pairs_dev, dtype=torch.long)
     target = torch.tensor(log_seconds, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
     for epoch in range(config.epochs):
-        order = torch.randperm(len(target), generator=gen)
+        order = rng.permutation(measured)
         total = 0.0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
-            nets, net_index = torch.unique(i_net[batch], return_inverse=True)
-            devs, dev_index = torch.unique(i_dev[batch], return_inverse=True)
-            net_embedding = model.network_embedding(z_net[nets])[net_index]
+        for start in range(0, len(order), nets_per_batch):
+            nets = order[start : start + nets_per_batch]
+            rows = np.concatenate([by_network[starts[n] : starts[n + 1]] for n in nets])
+            net_index = torch.tensor(np.repeat(np.arange(len(nets)), np.diff(starts)[nets]))
+            rows_t = torch.tensor(rows)
+            devs, dev_index = torch.unique(i_dev[rows_t], return_inverse=True)
+            net_embedding = model.network_embedding(z_net[torch.tensor(nets)])[net_index]
             dev_embedding = model.device_embedding(z_dev[devs])[dev_index]
             prediction = model.combine(net_embedding, dev_embedding) + model.out_bias
-            loss = torch.mean((prediction - target[batch]) ** 2)
+            loss = torch.mean((prediction - target[rows_t]) ** 2)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
-            total += loss.item() * len(batch)
+            total += loss.item() * len(rows)
         if progress:
             progress(epoch, total / len(target))
     params = model.export()

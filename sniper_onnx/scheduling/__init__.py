@@ -12,10 +12,11 @@ from sniper_onnx.scheduling.metrics import Metrics
 from sniper_onnx.scheduling.platform import Platform, load_platform, platform_from_dict
 from sniper_onnx.scheduling.policies import PAPER_POLICIES, POLICIES, Policy, SchedulerView, make_policy
 from sniper_onnx.scheduling.simulator import SimulationResult, schedule_violations, simulate
+from sniper_onnx.scheduling.state import DispatchState
 from sniper_onnx.scheduling.workload import Task, poisson_tasks, read_trace
 
 __all__ = [
-    "Metrics", "PAPER_POLICIES", "POLICIES", "Platform", "Policy", "SchedulerView", "SimulationReport",
+    "DispatchState", "Metrics", "PAPER_POLICIES", "POLICIES", "Platform", "Policy", "SchedulerView", "SimulationReport",
     "SimulationResult", "SweepResult", "Task", "load_platform", "make_policy", "parse_rates",
     "platform_from_dict", "poisson_tasks", "read_trace", "run_sweep", "run_trace", "schedule_violations",
     "simulate", "simulate_platform",

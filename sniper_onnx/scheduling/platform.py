@@ -6,9 +6,11 @@ A platform file (JSON or YAML) looks like::
      "devices": {"AGX": 4, "TX2": 3},                      # device type -> node count
      "true_times": {"ResNet50": {"AGX": 0.245, "TX2": 0.295}},   # seconds, what really happens
      "predicted_times": {"ResNet50": {"AGX": 0.236, "TX2": 0.281}},  # optional, Sniper's view
-     "mix": {"ResNet50": 1.0}}                              # optional task-mix weights
+     "mix": {"ResNet50": 1.0},                              # optional task-mix weights
+     "predictor_devices": {"AGX": "jetson-agx-xavier"}}     # optional: names a predictor knows
 
-``predicted_times`` defaults to the true times (a perfect predictor) and ``mix`` to uniform.
+``predicted_times`` defaults to the true times (a perfect predictor), ``mix`` to uniform and
+``predictor_devices`` to the device type names themselves.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ class Platform:
     predicted_times: np.ndarray  # [model, device type]
     mix: np.ndarray  # [model], sums to 1
     description: str = ""
-    extra: dict = field(default_factory=dict)
+    predictor_devices: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_devices(self) -> int:
@@ -70,6 +72,10 @@ class Platform:
         _check_counts(self.name, dict(zip(self.device_types, new_counts)))
         return replace(self, node_counts=new_counts)
 
+    def predictor_device_names(self) -> list[str]:
+        """Device type names as the predictor knows them."""
+        return [self.predictor_devices.get(t, t) for t in self.device_types]
+
     def with_predicted_times(self, predicted: np.ndarray) -> Platform:
         return replace(self, predicted_times=np.asarray(predicted, dtype=float))
 
@@ -87,6 +93,7 @@ class Platform:
             "true_times": table(self.true_times),
             "predicted_times": table(self.predicted_times),
             "mix": {m: float(w) for m, w in zip(self.models, self.mix)},
+            "predictor_devices": dict(self.predictor_devices),
         }
 
 
@@ -145,7 +152,17 @@ def platform_from_dict(data: dict, source: str = "platform") -> Platform:
         predicted_times=predicted,
         mix=_mix(source, data.get("mix"), models),
         description=str(data.get("description", "")),
+        predictor_devices=_predictor_devices(source, data.get("predictor_devices"), device_types),
     )
+
+
+def _predictor_devices(source: str, names: dict | None, device_types: tuple) -> dict[str, str]:
+    if names is None:
+        return {}
+    if not isinstance(names, dict) or set(names) - set(device_types):
+        raise SniperError(f"{source}: 'predictor_devices' must map this platform's device types "
+                          f"({', '.join(device_types)}) to the names a predictor knows")
+    return {str(k): str(v) for k, v in names.items()}
 
 
 def _check_counts(source: str, devices: dict) -> None:

@@ -4,7 +4,8 @@
 predictor answers seconds per platform device type, and those numbers replace the platform's
 ``predicted_times`` for that model. True times still come from the platform (they are what
 "really" happens in the simulation). Built on the predictors package contract
-``load_predictor(path).predict(features, devices) -> PredictionTable``; imported lazily.
+``load_predictor(path).predict(features, devices, network_names) -> PredictionTable``; imported
+lazily. The platform file's ``predictor_devices`` maps its device types to the predictor's names.
 """
 
 from __future__ import annotations
@@ -43,23 +44,33 @@ def model_files(platform: Platform, models_dir: str | Path) -> dict[str, Path]:
     return files
 
 
-def seconds_matrix(table: object, networks: int, devices: list[str]) -> np.ndarray:
-    """[network, device] seconds from a PredictionTable: ``.seconds`` as an array or as a mapping
-    device -> per-network values."""
-    seconds = getattr(table, "seconds", table)
-    if isinstance(seconds, dict):
-        missing = [d for d in devices if d not in seconds]
-        if missing:
-            raise SniperError(f"predictor gave no times for device type(s) {', '.join(missing)}; "
-                              "train it with these devices or rename them in the platform file")
-        seconds = np.column_stack([np.asarray(seconds[d], dtype=float) for d in devices])
-    matrix = np.asarray(seconds, dtype=float)
-    if matrix.shape != (networks, len(devices)):
-        raise SniperError(f"predictor answered a {matrix.shape} table, expected {(networks, len(devices))} "
-                          "(networks x device types)")
+def seconds_matrix(table: object, networks: list[str], devices: list[str]) -> np.ndarray:
+    """[network, device] seconds from a ``PredictionTable`` (rows of network, device, seconds)."""
+    rows = getattr(table, "rows", None)
+    if rows is None:
+        raise SniperError("the predictor answered no prediction rows; check the predictor file")
+    cells = {(row.network, row.device): float(row.seconds) for row in rows}
+    missing = [f"{n} on {d}" for n in networks for d in devices if (n, d) not in cells]
+    if missing:
+        raise SniperError(f"the predictor gave no time for {', '.join(missing[:3])}"
+                          f"{' ...' if len(missing) > 3 else ''}; check the predictor file")
+    matrix = np.array([[cells[(n, d)] for d in devices] for n in networks])
     if not (np.isfinite(matrix).all() and (matrix > 0).all()):
-        raise SniperError("predictor answered non-positive or non-finite seconds; check the predictor file")
+        raise SniperError("the predictor answered non-positive or non-finite seconds; check the predictor file")
     return matrix
+
+
+def _check_devices(predictor: object, platform: Platform, predictor_path: Path) -> list[str]:
+    devices = platform.predictor_device_names()
+    known = getattr(predictor, "devices", None)
+    unknown = [d for d in devices if known is not None and d not in known]
+    if unknown:
+        raise SniperError(
+            f"{predictor_path}: knows no device {', '.join(map(repr, unknown))} (it knows "
+            f"{', '.join(known)}); map the platform's device types to known names with "
+            "'predictor_devices' in a --platform file, or adapt the predictor to these devices"
+        )
+    return devices
 
 
 def with_predictor(platform: Platform, predictor_path: str | Path, models_dir: str | Path) -> PredictorSwap:
@@ -74,11 +85,12 @@ def with_predictor(platform: Platform, predictor_path: str | Path, models_dir: s
                           "run without --predictor (the platform's predicted times are used)") from None
     from sniper_onnx import analyze
 
+    predictor = load_predictor(str(predictor_path))
+    devices = _check_devices(predictor, platform, predictor_path)
     names = list(files)
     features = [analyze(str(files[name])).features for name in names]
-    devices = list(platform.device_types)
-    table = load_predictor(str(predictor_path)).predict(features, devices)
-    matrix = seconds_matrix(table, len(names), devices)
+    table = predictor.predict(features, devices, network_names=names)
+    matrix = seconds_matrix(table, names, devices)
     predicted = platform.predicted_times.copy()
     for row, name in zip(matrix, names):
         predicted[platform.model_index(name)] = row

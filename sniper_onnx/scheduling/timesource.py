@@ -88,25 +88,26 @@ class OracleTimes(TableTimes):
 
 
 class MeasuredTimes:
-    """Starts empty; filled by measurement runs the engine makes on the policy's behalf."""
+    """Starts empty; filled by measurement runs the engine makes on the policy's behalf.
 
-    def __init__(self, num_models: int, device_type: np.ndarray) -> None:
+    Only device types that have nodes need measuring (a ``--nodes TX2=0`` type is never asked)."""
+
+    def __init__(self, num_models: int, num_types: int, device_type: np.ndarray) -> None:
         self._device_type = device_type
-        self._num_types = int(device_type.max()) + 1
-        self._table = np.full((num_models, self._num_types), np.nan)
+        self._present = sorted({int(t) for t in device_type})
+        self._table = np.full((num_models, num_types), np.nan)
         self._per_device: dict[int, np.ndarray] = {}
 
     def estimates(self, task: Task) -> np.ndarray:
         cached = self._per_device.get(task.model)
         if cached is None:
-            row = self._table[task.model]
-            if np.isnan(row).any():
+            if self.missing_types(task.model):
                 raise SniperError(f"model #{task.model} has no measured time yet; measure it first")
-            cached = self._per_device[task.model] = row[self._device_type]
+            cached = self._per_device[task.model] = self._table[task.model][self._device_type]
         return cached
 
     def missing_types(self, model: int) -> list[int]:
-        return [t for t in range(self._num_types) if np.isnan(self._table[model, t])]
+        return [t for t in self._present if np.isnan(self._table[model, t])]
 
     def record(self, model: int, device_type: int, seconds: float) -> None:
         self._table[model, device_type] = seconds
@@ -122,7 +123,7 @@ def make_time_source(kind: str, platform: Platform) -> TimeSource:
         "true": lambda: OracleTimes(platform.true_times, device_type),
         "predicted": lambda: TableTimes(platform.predicted_times, device_type),
         "predicted-feedback": lambda: FeedbackTimes(platform.predicted_times, device_type),
-        "measured": lambda: MeasuredTimes(len(platform.models), device_type),
+        "measured": lambda: MeasuredTimes(len(platform.models), len(platform.device_types), device_type),
         "none": lambda: TableTimes(np.ones_like(platform.true_times), device_type),
     }
     if kind not in builders:

@@ -196,3 +196,30 @@ def test_registry_covers_the_ops_the_issue_lists():
         "Reshape", "Transpose",
     }
     assert required <= set(REGISTRY)
+
+
+def _quantized(op: str, data_shape, weight, **attrs):
+    """uint8 data, a uint8 weight in slot 3, scalar scales and zero points."""
+    scale, zero = helper.make_tensor("s", 1, [], [0.1]), helper.make_tensor("z", 2, [], [0])
+    graph = helper.make_graph(
+        [helper.make_node(op, ["x", "s", "z", weight.name, "s", "z", "s", "z"], ["y"], name="op", **attrs)], "q",
+        [helper.make_tensor_value_info("x", 2, data_shape)], [helper.make_tensor_value_info("y", 2, None)],
+        [scale, zero, weight],
+    )
+    return analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_quantized_conv_and_matmul_count_like_their_float_forms():
+    conv = _quantized("QLinearConv", [1, 2, 6, 6], helper.make_tensor("Wq", 2, [4, 2, 3, 3], [0] * 72),
+                      pads=[1, 1, 1, 1])
+    assert node(conv).macs == 4 * 36 * 18 and node(conv).params == 72
+    assert conv.features["num_conv3x3"] == 1
+    matmul = _quantized("QLinearMatMul", [3, 6], helper.make_tensor("Bq", 2, [6, 5], [0] * 30))
+    assert node(matmul).macs == 3 * 5 * 6 and node(matmul).params == 30 and node(matmul).category == "fc"
+
+
+def test_old_opset_upsample_counts_like_resize():
+    scales = helper.make_tensor("scales", 1, [4], [1, 1, 2, 2])
+    result = analyze(single("Upsample", {"x": [1, 2, 4, 4]}, [scales], opset=9, extra_inputs=["scales"],
+                            mode="linear"))
+    assert node(result).output_shapes == [[1, 2, 8, 8]] and node(result).macs == 128 * 4

@@ -123,7 +123,10 @@ def test_input_shape_override_and_its_errors():
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("input=1x3x224x224", ("input", (1, 3, 224, 224))), ("x:2,5", ("x", (2, 5))), ("a=b=7", ("a=b", (7,)))],
+    [
+        ("input=1x3x224x224", ("input", (1, 3, 224, 224))), ("x:2,5", ("x", (2, 5))), ("a=b=7", ("a=b", (7,))),
+        ("input_1:0=1x3", ("input_1:0", (1, 3))),  # TensorFlow names carry a colon
+    ],
 )
 def test_parse_input_shape(text, expected):
     assert parse_input_shape(text) == expected

@@ -192,6 +192,7 @@ def test_if_counts_the_costlier_branch_and_is_flagged():
     cost = node(result, "branch")
     assert cost.subgraph and cost.macs == 8 * 16
     assert cost.params == 8 * 16 + 8 * 2  # both branches' weights are in the model
+    assert any("'branch' (If) holds subgraphs" in w for w in result.warnings)
 
 
 def test_loop_multiplies_its_body_by_a_constant_trip_count():

@@ -15,12 +15,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-def export(net: "nn.Module", example: "torch.Tensor") -> onnx.ModelProto:
+def export(net: "nn.Module", example: "torch.Tensor", dynamic_batch: bool = False) -> onnx.ModelProto:
     """The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here."""
     buffer = io.BytesIO()
+    axes = {"input": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"])
+        torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"], dynamic_axes=axes)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -76,6 +77,16 @@ def test_conv_bn_net_params_follow_the_batchnorm_rules():
     assert result.features["conv_macs"] == conv and result.features["fc_macs"] == fc
     assert result.features["num_norm"] == 1 and result.features["num_atrous_conv3x3"] == 1
     assert result.unknown_ops == {}
+
+
+def test_dynamic_batch_defaults_to_one_and_can_be_set():
+    net = ConvBnNet()
+    example = torch.randn(1, 3, 16, 16)
+    dynamic = export(net, example, dynamic_batch=True)
+    static = analyze(export(net, example))
+    assert analyze(dynamic).features == static.features and analyze(dynamic).warnings == []
+    four = analyze(dynamic, input_shapes={"input": (4, 3, 16, 16)}).features
+    assert four["conv_macs"] == 4 * static.features["conv_macs"] and four["total_params"] == static.features["total_params"]
 
 
 class TinyTransformerBlock(nn.Module):

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import onnx
 import pytest
-from conftest import conv_net
+from database_testkit import conv_net
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
@@ -108,7 +108,7 @@ def test_real_generator_end_to_end(tmp_path):
     generator = pytest.importorskip("sniper_generator")
     if not hasattr(generator, "sample_specs"):
         pytest.skip("sniper_generator.sample_specs has not landed yet (issue 3)")
-    result = runner.invoke(app, ["profile", "--generate", "2", "--seed", "1", "--db", str(tmp_path / "ncd.sqlite"), "--json", *FAST])
+    result = runner.invoke(app, ["profile", "--generate", "2", "--seed", "1", "--max-macs", "5e6", "--db", str(tmp_path / "ncd.sqlite"), "--json", *FAST])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["measured"] + summary["failed"] == 2 and summary["imported"] == 2

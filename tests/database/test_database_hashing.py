@@ -1,5 +1,5 @@
 import onnx
-from conftest import conv_net
+from database_testkit import conv_net
 
 from sniper_onnx.database.hashing import structure_hash
 

@@ -5,13 +5,13 @@ import subprocess
 import sys
 
 import pytest
-from conftest import synthetic_results
+from database_testkit import synthetic_results
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
 from sniper_onnx.database import Database, export_csv, import_results
 from sniper_onnx.errors import SniperError
-from sniper_profiler.device import DEVICE_FEATURE_NAMES
+from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 
 runner = CliRunner()
 
@@ -125,3 +125,15 @@ def test_export_unknown_device_is_refused(profiled, tmp_path):
         import_results(db, profiled[0])
         with pytest.raises(SniperError, match="no such device"):
             export_csv(db, tmp_path / "t.csv", ["dev-nope"])
+
+
+def test_export_can_leave_out_flagged_measurements(tmp_path):
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        for index, flags in enumerate([[], ["denormal_outputs"], ["machine_busy", "ci_target_not_reached"]]):
+            net = db.add_network(f"h{index}", f"n{index}", features={"total_macs": 1.0 + index})
+            db.add_measurement(net.id, dev.id, 0.01, flags=flags)
+        assert export_csv(db, tmp_path / "all.csv").rows == 3
+        assert export_csv(db, tmp_path / "clean.csv", exclude_flags=["denormal_outputs", "machine_busy"]).rows == 1
+    result = runner.invoke(app, ["db", "export", "--db", str(tmp_path / "ncd.sqlite"), "--exclude-flag", "bogus", "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 2 and "not a profiler flag" in result.stderr

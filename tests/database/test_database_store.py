@@ -100,3 +100,18 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
 def test_missing_folder_is_refused(tmp_path):
     with pytest.raises(SniperError, match="does not exist"):
         Database(tmp_path / "no" / "ncd.sqlite")
+
+
+def test_an_older_file_is_migrated_in_place_keeping_its_data(tmp_path, monkeypatch):
+    from sniper_onnx.database import schema, store
+
+    path = tmp_path / "ncd.sqlite"
+    with Database(path) as db:
+        db.add_network("h1", "kept")
+    upgraded = schema.MIGRATIONS + ("ALTER TABLE networks ADD COLUMN note TEXT;",)
+    monkeypatch.setattr(store, "MIGRATIONS", upgraded)
+    monkeypatch.setattr(store, "SCHEMA_VERSION", len(upgraded))
+    with Database(path) as db:
+        assert db.schema_version == len(upgraded)
+        assert [n.name for n in db.networks()] == ["kept"]
+        assert "note" in [row[1] for row in db._conn.execute("PRAGMA table_info(networks)")]

@@ -25,12 +25,12 @@ WIDE_FIXTURE = Path(__file__).parent / "fixtures" / "hw_latency_wide.csv"
         # hand counts in test_nasbench201_builder.py: conv MACs 7,782,400 + 90 * 2,359,296; conv weights
         # 432 + (4,608 + 9,216 + 512) + (18,432 + 36,864 + 2,048) + 30 * (2,304 + 9,216 + 36,864) = 1,523,632;
         # 3x3 convs: 90 in cells + stem + 2 per reduction = 95; 1x1: the 2 shortcuts;
-        # adds: 3 per cell (node 2: 1, node 3: 2) + 2 reductions = 47
+        # adds: 3 per cell (node 2: 1, node 3: 2) + 2 reductions = 47; avgpools: 2 shortcuts + the global pool
         (ALL_CONV3, {"conv_macs": 220_119_040, "fc_macs": 640, "conv_params": 1_523_632, "fc_params": 650,
-                     "num_conv3x3": 95, "num_conv1x1": 2, "num_add": 47, "num_avgpool": 2, "num_fc": 1}),
+                     "num_conv3x3": 95, "num_conv1x1": 2, "num_add": 47, "num_avgpool": 3, "num_fc": 1}),
         # the shared skeleton alone: 442,368 + 2 * 3,670,016 MACs; 432 + 14,336 + 57,344 conv weights
         (ALL_NONE, {"conv_macs": 7_782_400, "fc_macs": 640, "conv_params": 72_112, "fc_params": 650,
-                    "num_conv3x3": 5, "num_conv1x1": 2, "num_add": 2, "num_avgpool": 2, "max_branches": 2}),
+                    "num_conv3x3": 5, "num_conv1x1": 2, "num_add": 2, "num_avgpool": 3, "max_branches": 2}),
     ],
 )
 def test_analyzer_agrees_with_hand_counts(arch: str, expected: dict) -> None:

@@ -4,7 +4,7 @@ import itertools
 
 import numpy as np
 import pytest
-from conftest import mixed_inputs_model, tiny_mlp
+from profiler_testkit import mixed_inputs_model, tiny_mlp
 
 from sniper_profiler import measure as measure_module
 from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option

@@ -8,7 +8,7 @@ import sys
 import time
 
 import pytest
-from conftest import FAST, PROFILER_BIN, child_env, tiny_mlp
+from profiler_testkit import FAST, PROFILER_BIN, child_env, tiny_mlp
 
 from sniper_profiler import runner
 from sniper_profiler.__main__ import main
@@ -151,3 +151,11 @@ def test_device_command_prints_the_feature_vector(capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["fingerprint"]["device_id"].startswith("dev-") and data["features"]["threads"] == 0.0  # log2(1)
     assert data["features"]["kind_desktop_cpu"] + data["features"]["kind_embedded_cpu"] == 1.0
+
+
+def test_a_second_profiler_on_the_same_file_is_refused(tmp_path):
+    out = tmp_path / "r.jsonl"
+    with runner.Profiler(out, FAST_CONFIG):
+        with pytest.raises(runner.ProfilerError, match="another sniper-profiler"):
+            runner.Profiler(out, FAST_CONFIG)
+    runner.Profiler(out, FAST_CONFIG).close()  # released

@@ -83,3 +83,12 @@ def test_trace_replay(tmp_path):
     assert tasks[0].deadline == 9 and tasks[0].noise == 1.2
     result = simulate(PAPER, "sniper", tasks)
     assert schedule_violations(tasks, result.schedule, PAPER) == []
+
+
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_a_device_type_without_nodes(policy):
+    platform = PAPER.with_nodes({"AGX": 1, "TX2": 0, "NX": 2})
+    tasks = poisson_tasks(platform, 5, 10.0, seed=0)
+    result = simulate(platform, policy, tasks)
+    assert schedule_violations(tasks, result.schedule, platform) == []
+    assert set(result.schedule.device) <= {0, 1, 2}

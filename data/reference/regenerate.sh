@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerates the reference dataset of issue 4 (point 9): random nets (mixed families) and the zoo
+# at two resolutions, on three CPU configurations of this machine. Resumable: after any
+# interruption run the same command again; finished nets are skipped.
+#
+#   data/reference/regenerate.sh                      # the full dataset (days on a quiet machine)
+#   N=6 ZOO="--zoo-model squeezenet1_1" OUT_DIR=/tmp/refsmoke MAX_BUSY= MAX_TIME=1 \
+#       data/reference/regenerate.sh                  # smoke run
+#
+# Each model waits until other work uses at most MAX_BUSY of the CPUs (read from /proc/stat over
+# 1 s while the profiler is idle); records measured on a busy machine anyway are flagged
+# machine_busy and left out of train.csv.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+N=${N:-2000}
+SEED=${SEED:-2026}
+ZOO=${ZOO:---zoo}
+OUT_DIR=${OUT_DIR:-data/reference}
+MAX_BUSY=${MAX_BUSY-0.1}
+MAX_TIME=${MAX_TIME:-10}
+SNIPER=${SNIPER:-.venv/bin/sniper-onnx}
+WORK="$OUT_DIR/work"          # uncompressed working files (not committed)
+mkdir -p "$WORK"
+DB="$WORK/ncd.sqlite"
+
+common=(--generate "$N" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 160
+        --db "$DB" --max-time "$MAX_TIME")
+if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800); fi
+
+"$SNIPER" profile "${common[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
+"$SNIPER" profile "${common[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
+"$SNIPER" profile "${common[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
+# On a GPU machine add (and say which provider in data/reference/README.md):
+#   "$SNIPER" profile "${common[@]}" --provider cuda --out "$WORK/gpu-cuda.jsonl"
+
+"$SNIPER" db stats --db "$DB"
+"$SNIPER" db export --db "$DB" -o "$WORK/train.csv" \
+    --exclude-flag machine_busy --exclude-flag nan_outputs --exclude-flag inf_outputs --exclude-flag denormal_outputs
+for file in "$WORK"/*.jsonl "$WORK/train.csv"; do
+    gzip -9 -n -c "$file" > "$OUT_DIR/$(basename "$file").gz"
+done
+ls -l "$OUT_DIR"/*.gz

@@ -1,0 +1,130 @@
+"""Writing generated networks to disk: ONNX files plus a JSONL manifest, or the manifest alone."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from sniper_generator.spec import NetSpec, materialize, sample_spec
+from sniper_onnx.errors import SniperError
+
+MANIFEST_NAME = "manifest.jsonl"
+
+
+@dataclass
+class GenerateResult:
+    """What ``generate_dataset`` wrote."""
+
+    out_dir: str
+    manifest: str
+    count: int
+    family: str
+    seed: int
+    manifest_only: bool
+    onnx_files: list[str] = field(default_factory=list)
+    total_macs: list[float] = field(default_factory=list)
+
+    def to_json_dict(self) -> dict:
+        return {"out_dir": self.out_dir, "manifest": self.manifest, "count": self.count, "family": self.family,
+                "seed": self.seed, "manifest_only": self.manifest_only, "onnx_files": len(self.onnx_files),
+                "min_total_macs": min(self.total_macs, default=None),
+                "max_total_macs": max(self.total_macs, default=None)}
+
+
+def spec_features(spec: NetSpec) -> tuple[dict[str, float], dict[str, int]]:
+    """The analyzer's features of ``spec`` and its unknown ops, from a weightless skeleton (fast)."""
+    from sniper_onnx import analyze
+
+    result = analyze(materialize(spec, weights=False))
+    return {name: float(value) for name, value in result.features.items()}, dict(result.unknown_ops)
+
+
+def manifest_record(spec: NetSpec, features: dict[str, float], onnx_file: str | None,
+                    unknown_ops: dict[str, int] | None = None) -> dict:
+    record = {**spec.to_json_dict(), "file": onnx_file, "features": features}
+    if unknown_ops:  # features then miss those ops' costs: keep the warning with the data
+        record["unknown_ops"] = unknown_ops
+    return record
+
+
+def read_manifest(path: str | Path) -> list[NetSpec]:
+    """The specs of a manifest written by ``generate_dataset`` (to re-materialize its nets)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SniperError(f"{path}: no such manifest; run `sniper-onnx generate --out DIR` first")
+    specs = []
+    with path.open() as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                specs.append(NetSpec.from_json_dict(json.loads(line)))
+            except json.JSONDecodeError as error:
+                raise SniperError(f"{path}:{number}: not JSON ({error.msg}); the manifest is damaged") from None
+    return specs
+
+
+def _make_record(task: tuple[int, int, str, float | None, str | None]) -> dict:
+    seed, index, family, max_macs, out_dir = task
+    spec = sample_spec(seed, index, family, max_macs)
+    features, unknown_ops = spec_features(spec)
+    onnx_file = None
+    if out_dir is not None:
+        onnx_file = f"{spec.net_id}.onnx"
+        onnx.save_model(materialize(spec, weights=True), str(Path(out_dir) / onnx_file))
+    return manifest_record(spec, features, onnx_file, unknown_ops)
+
+
+def iter_records(count: int, seed: int, family: str = "cnn", max_macs: float | None = None,
+                 out_dir: str | None = None, jobs: int = 1) -> Iterator[dict]:
+    """Manifest records of nets ``0..count-1`` in order; ONNX files go to ``out_dir`` when given.
+
+    ``jobs > 1`` spreads the nets over processes; the records (and files) are the same as with one.
+    """
+    tasks = [(seed, index, family, max_macs, out_dir) for index in range(count)]
+    if jobs <= 1:
+        yield from map(_make_record, tasks)
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(_make_record, tasks, chunksize=4)
+
+
+def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "cnn", manifest_only: bool = False,
+                     max_macs: float | None = None, overwrite: bool = False, jobs: int = 1,
+                     progress: Callable[[int], None] | None = None) -> GenerateResult:
+    """Samples ``count`` nets, writes ``DIR/manifest.jsonl`` and, unless ``manifest_only``, ``DIR/<id>.onnx``.
+
+    Each manifest line holds the spec (id, seed, family, config, generator version), the analyzer's
+    features and the ONNX file name (null in manifest-only mode). ``progress(i)`` is called after each net.
+    """
+    if count < 1:
+        raise SniperError(f"--count {count}: must be at least 1")
+    sample_spec(seed, 0, family, max_macs)  # bad family or cap: fail before touching the disk
+    out = Path(out_dir)
+    manifest = out / MANIFEST_NAME
+    if manifest.exists() and not overwrite:
+        raise SniperError(f"{manifest}: already exists; choose another --out directory or pass --overwrite")
+    if out.exists() and not out.is_dir():
+        raise SniperError(f"{out}: exists and is not a directory; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    result = GenerateResult(str(out), str(manifest), count, family, seed, manifest_only)
+    temporary = manifest.with_suffix(".jsonl.partial")
+    if jobs < 1:
+        raise SniperError(f"--jobs {jobs}: must be at least 1")
+    records = iter_records(count, seed, family, max_macs, None if manifest_only else str(out), jobs)
+    with temporary.open("w") as handle:
+        for index, record in enumerate(records):
+            handle.write(json.dumps(record, sort_keys=True) + "\n")
+            if record["file"]:
+                result.onnx_files.append(str(out / record["file"]))
+            result.total_macs.append(record["features"].get("total_macs", 0.0))
+            if progress is not None:
+                progress(index + 1)
+    temporary.replace(manifest)  # an interrupted run never leaves a manifest that looks complete
+    return result

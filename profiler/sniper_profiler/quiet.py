@@ -1,0 +1,51 @@
+"""Is anything else using the CPUs? Checked between models, while the profiler itself is idle.
+
+The load average would count the profiler's own runs, so this samples /proc/stat over a short
+window instead: the fraction of all CPU time spent busy while nothing of ours runs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+
+def _cpu_times() -> Optional[Tuple[int, int]]:
+    try:
+        with open("/proc/stat") as handle:
+            fields = [int(v) for v in handle.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]), idle
+
+
+def cpu_busy_fraction(window_s: float = 1.0) -> Optional[float]:
+    """Busy share of all CPUs over ``window_s`` seconds; None where /proc/stat is missing."""
+    first = _cpu_times()
+    time.sleep(window_s)
+    second = _cpu_times()
+    if first is None or second is None or second[0] == first[0]:
+        return None
+    total, idle = second[0] - first[0], second[1] - first[1]
+    return max(0.0, min(1.0, 1.0 - idle / total))
+
+
+@dataclass
+class QuietCheck:
+    busy: Optional[float]
+    waited_s: float
+    quiet: bool
+
+
+def wait_until_quiet(max_busy: float, timeout_s: float, window_s: float = 1.0) -> QuietCheck:
+    began = time.monotonic()
+    while True:
+        busy = cpu_busy_fraction(window_s)
+        waited = time.monotonic() - began
+        if busy is None or busy <= max_busy:
+            return QuietCheck(busy, waited, True)
+        if waited >= timeout_s:
+            return QuietCheck(busy, waited, False)
+        time.sleep(min(10.0, max(0.0, timeout_s - waited)))

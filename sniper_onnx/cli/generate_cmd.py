@@ -1,0 +1,97 @@
+"""`sniper-onnx generate`: random networks (ONNX + manifest), or the generator's coverage report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+FAMILY_HELP = "cnn, transformer, mixed (75% cnn) or nasbench201."
+
+
+def _progress(label: str):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), transient=True)
+
+
+def _run_with_progress(total: int, label: str, work):
+    with _progress(label) as bar:
+        task = bar.add_task(label, total=total)
+        return work(lambda done: bar.update(task, completed=done))
+
+
+def _print_coverage(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sniper_generator.coverage import QUANTILES
+
+    table = Table(title=f"{report.count} nets, family {report.family} {report.families}, seed {report.seed}")
+    table.add_column("feature")
+    for level in QUANTILES:
+        table.add_column({0.0: "min", 1.0: "max"}.get(level, f"q{int(level * 100)}"), justify="right")
+    for name, values in report.quantiles.items():
+        table.add_row(name, *(f"{v:.3g}" for v in values))
+    console = Console()
+    console.print(table)
+    for entry in report.zoo:
+        verdict = "inside" if not entry.outside else "OUTSIDE: " + ", ".join(
+            f"{k}={entry.features.get(k, 0.0):.3g}" for k in entry.outside)
+        console.print(f"zoo {entry.name}: {verdict}")
+
+
+def generate(
+    count: Annotated[int, typer.Option("--count", "-n", help="How many networks.")] = 100,
+    seed: Annotated[int, typer.Option("--seed", "-s", help="Run seed; net i depends on (seed, i) only.")] = 0,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (created).")] = None,
+    family: Annotated[str, typer.Option("--family", "-f", help=FAMILY_HELP)] = "cnn",
+    manifest_only: Annotated[bool, typer.Option(
+        "--manifest-only", help="Write manifest.jsonl only (specs + features), no ONNX files.")] = False,
+    max_macs: Annotated[Optional[float], typer.Option(
+        "--max-macs", help="Truncate the MACs distribution (e.g. 1e9 for a quick dataset).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest in --out.")] = False,
+    coverage: Annotated[bool, typer.Option(
+        "--coverage", help="Instead of writing nets, report feature quantiles and check the zoo is inside.")] = False,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="With --coverage: write a PNG plot here.")] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+) -> None:
+    """Generate random networks as ONNX files plus manifest.jsonl (id, seed, config, features).
+
+    A net is re-made from (generator version, config, seed): keep the manifest, not the weights.
+    """
+    from sniper_onnx.errors import SniperError
+
+    if coverage:
+        from sniper_generator.coverage import coverage_report, plot_coverage
+
+        report = _run_with_progress(count, "coverage", lambda tick: coverage_report(
+            count, seed, family, jobs=jobs, progress=tick))
+        if plot is not None:
+            plot_coverage(report, str(plot))
+        if json_output:
+            typer.echo(json.dumps(report.to_json_dict()))
+        else:
+            _print_coverage(report)
+        return
+    if out is None:
+        raise SniperError("--out: missing; give the directory for the ONNX files and manifest.jsonl")
+    from sniper_generator.dataset import generate_dataset
+
+    result = _run_with_progress(count, "generate", lambda tick: generate_dataset(
+        count, seed, out, family, manifest_only, max_macs, overwrite, jobs, progress=tick))
+    if json_output:
+        typer.echo(json.dumps(result.to_json_dict()))
+        return
+    files = "no ONNX files (manifest only)" if manifest_only else f"{len(result.onnx_files)} ONNX files"
+    typer.echo(f"wrote {result.manifest} ({result.count} nets, {files}); total MACs "
+               f"{min(result.total_macs):.3g} .. {max(result.total_macs):.3g}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("generate")(generate)

@@ -1,0 +1,186 @@
+"""`sniper-onnx train | predict | evaluate | feedback | adapt | bench hw-nasbench201`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, List, Optional
+
+import typer
+
+
+PredictorOpt = Annotated[Optional[str], typer.Option("--predictor", "-p", help="Predictor .onnx (default: the shipped one).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
+
+
+def _print_json(data: dict) -> None:
+    typer.echo(json.dumps(data, indent=2, default=float))
+
+
+def _table(title: str, columns: List[str], rows: List[List[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("network", "device", "path") else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def _epoch_progress(epochs: int):
+    from rich.progress import Progress
+
+    progress = Progress(transient=True)
+    task = progress.add_task("training the PCN", total=epochs)
+
+    def advance(epoch: int, loss: float) -> None:
+        progress.update(task, completed=epoch + 1, description=f"training the PCN (log-MSE {loss:.4f})")
+
+    return progress, advance
+
+
+def train(
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the predictor .onnx.")],
+    db: Annotated[Optional[str], typer.Option("--db", help="Network Characteristic Database (SQLite).")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", help="Training CSV (as `db export` writes it) instead of --db.")] = None,
+    epochs: Annotated[int, typer.Option(help="PCN training epochs.")] = 40,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Train key features, per-device Bayesian ridge and the PCN; export ONE framework-free ONNX file."""
+    from sniper_onnx.predictors.commands import train_command
+
+    progress, advance = _epoch_progress(epochs)
+    with progress:
+        report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance)
+    if as_json:
+        _print_json({"output": output, **report.to_json_dict()})
+        return
+    typer.echo(f"wrote {output}: {report.networks} networks, {len(report.devices)} devices, {report.pairs} pairs; "
+               f"Structure Checker threshold {report.structure_threshold:.4g} MACs")
+    for device, keys in report.key_features.items():
+        typer.echo(f"  {device}: key features " + ", ".join(
+            f"{f['name']} ({f['coefficient']:.3g})" for f in keys["features"]))
+
+
+def predict(
+    models: Annotated[List[str], typer.Argument(help="ONNX model(s), or `analyze --json` outputs.")],
+    device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name (repeatable; default: all known).")] = None,
+    predictor: PredictorOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict inference time without running the model: seconds, 90% interval, and which path answered."""
+    from sniper_onnx.predictors.commands import predict_files
+
+    result = predict_files(models, device, predictor)
+    if as_json:
+        _print_json(result.to_json_dict())
+        return
+    _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
+           [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}", r.path]
+            for r in result.rows])
+
+
+def evaluate(
+    predictor: PredictorOpt = None,
+    db: Annotated[Optional[str], typer.Option("--db", help="Database with measured latencies.")] = None,
+    table: Annotated[Optional[str], typer.Option("--table", help="Measured CSV (as `db export` writes it).")] = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Write a predicted-vs-measured PNG here.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman per device against measured latencies."""
+    from sniper_onnx.predictors.commands import evaluate_command
+
+    report = evaluate_command(predictor, db=db, table=table, plot=plot)
+    if as_json:
+        _print_json(report.to_json_dict())
+        return
+    rows = [[d, str(m["n"]), f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['acc5']:.1f}",
+             f"{100 * m['acc10']:.1f}", f"{m['spearman']:.3f}"] for d, m in {**report.devices, "ALL": report.overall}.items()]
+    _table(f"accuracy of {report.predictor}", ["device", "n", "MAPE %", "RMSPE %", "Acc±5 %", "Acc±10 %", "Spearman"], rows)
+    if plot:
+        typer.echo(f"plot: {plot}")
+
+
+def _adapt_summary(report, output: str, as_json: bool) -> None:
+    if as_json:
+        _print_json({"output": output, **report.to_json_dict()})
+        return
+    typer.echo(f"wrote {output}: device {report.device} (slot {report.slot}) from {report.samples} samples; "
+               f"sample MAPE {100 * report.sample_mape_before:.1f}% -> {100 * report.sample_mape_after:.1f}%, "
+               f"leave-one-out log-RMSE {report.loo_rmse_log:.3f}; prior {report.prior}, ridge {report.ridge:g}, "
+               f"Time Trimmer features: {', '.join(report.trimmer_features) or 'none'}")
+
+
+def adapt(
+    samples: Annotated[str, typer.Option("--samples", help="CSV/JSONL of network,latency_ms (networks: .onnx, analyze JSON or arch string).")],
+    output: Annotated[str, typer.Option("--output", "-o", help="Adapted predictor .onnx.")],
+    predictor: PredictorOpt = None,
+    device_spec: Annotated[Optional[str], typer.Option("--device-spec", help="DeviceSpec JSON of the new device.")] = None,
+    device: Annotated[Optional[str], typer.Option("--device", "-d", help="Device name (default: the spec's name).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Few-shot adaptation: a predictor for a new device from ~10 measured networks (still one ONNX file)."""
+    from sniper_onnx.predictors.commands import adapt_command
+
+    _adapt_summary(adapt_command(predictor, samples, output, device_spec, device), output, as_json)
+
+
+def feedback(
+    device: Annotated[str, typer.Option("--device", "-d", help="Known device the measurements come from.")],
+    samples: Annotated[str, typer.Option("--samples", help="CSV/JSONL of network,latency_ms measured on it.")],
+    predictor: PredictorOpt = None,
+    output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output .onnx (default: update --predictor in place).")] = None,
+    top_k: Annotated[int, typer.Option("--top-k", help="Time Trimmer: residual features to fit.")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
+    """Time Trimmer: correct a device's residuals from new measurements (Pearson top-k, linear fit)."""
+    from sniper_onnx.predictors.commands import feedback_command
+
+    report = feedback_command(predictor, device, samples, output, top_k)
+    _adapt_summary(report, output or str(predictor), as_json)
+
+
+def bench_hw_nasbench201(
+    table: Annotated[str, typer.Option("--table", help="latency_ms.csv.gz (arch_index, arch, one column per device).")],
+    train: Annotated[str, typer.Option("--train", help="Comma-separated training device columns.")],
+    test: Annotated[str, typer.Option("--test", help="Comma-separated test device columns (never trained on).")],
+    devices: Annotated[Optional[str], typer.Option("--devices", help="devices.csv (kind, batch) for devices without a shipped spec.")] = None,
+    samples: Annotated[int, typer.Option("--samples", help="Measured archs per test device.")] = 10,
+    reference_archs: Annotated[Optional[str], typer.Option("--reference-archs", help="Arch indices to use as samples (default: random).")] = None,
+    epochs: Annotated[int, typer.Option(help="PCN training epochs.")] = 15,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Few-shot benchmark on HW-NAS-Bench: train, adapt each test device with its samples, rank all archs."""
+    from rich.console import Console
+
+    from sniper_onnx.predictors.hwnas import run_benchmark
+
+    split = lambda text: [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
+    console = Console(stderr=True)
+    with console.status("benchmark") as status:
+        report = run_benchmark(table, devices, split(train), split(test), samples, reference_archs, epochs, seed,
+                               progress=lambda message: status.update(message))
+    if as_json:
+        _print_json(report.to_json_dict())
+        return
+    rows = [[r.device, str(r.samples), f"{r.sniper['spearman']:.3f}", f"{r.sniper['kendall']:.3f}",
+             f"{r.sniper['mape_pct']:.1f}", f"{100 * r.sniper['acc10']:.1f}", f"{r.flops['spearman']:.3f}",
+             f"{r.flops['mape_pct']:.1f}"] for r in report.results]
+    rows.append(["MEAN", "", *(f"{report.mean('sniper', k):.3f}" for k in ("spearman", "kendall")),
+                 f"{report.mean('sniper', 'mape_pct'):.1f}", f"{100 * report.mean('sniper', 'acc10'):.1f}",
+                 f"{report.mean('flops', 'spearman'):.3f}", f"{report.mean('flops', 'mape_pct'):.1f}"])
+    _table(f"HW-NAS-Bench few-shot ({report.feature_source})",
+           ["device", "samples", "ρ", "τ", "MAPE %", "Acc±10 %", "FLOPs ρ", "FLOPs MAPE %"], rows)
+
+
+def register(app: typer.Typer) -> None:
+    from sniper_onnx.cli import new_group
+
+    for command in (train, predict, evaluate, feedback, adapt):
+        app.command()(command)
+    bench = new_group("Accuracy benchmarks of the predictors on public latency data.")
+    bench.command("hw-nasbench201")(bench_hw_nasbench201)
+    app.add_typer(bench, name="bench")

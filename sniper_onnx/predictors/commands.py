@@ -1,0 +1,180 @@
+"""The Python API behind each predictor command; the CLI only parses, calls these and prints."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.predictors.runtime import PredictionTable, load_predictor, save_predictor
+
+
+def predict_files(
+    models: Sequence[str],
+    devices: Optional[Sequence[str]] = None,
+    predictor: Optional[str] = None,
+    input_shapes: Optional[Dict[str, tuple]] = None,
+) -> PredictionTable:
+    """Analyze each ONNX model (or read an ``analyze --json`` file) and predict it on the devices."""
+    import json
+
+    loaded = load_predictor(predictor)
+    features = []
+    for model in models:
+        path = Path(model)
+        if not path.is_file():
+            raise SniperError(f"{path}: no such model file; give an .onnx path (or an `analyze --json` output)")
+        if path.suffix == ".json":
+            try:
+                features.append(json.loads(path.read_text())["features"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
+        else:
+            from sniper_onnx.analysis import analyze
+
+            features.append(analyze(str(path), input_shapes=input_shapes).features)
+    return loaded.predict(features, devices, network_names=[str(m) for m in models])
+
+
+def _training_data(db: Optional[str], table: Optional[str]):
+    from sniper_onnx.predictors.dataset import load_training_csv, training_data_from_db
+
+    if bool(db) == bool(table):
+        raise SniperError("give exactly one of --db DB or --table CSV as the training source")
+    if table:
+        return load_training_csv(table)
+    return training_data_from_db(db, tempfile.mkdtemp(prefix="sniper-train-"))
+
+
+def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,
+                  seed: int = 0, progress: Optional[Callable[[int, float], None]] = None):
+    """Offline (re)training from the database or its CSV export, in one call; writes ``output``."""
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.training import train_predictor
+
+    data = _training_data(db, table)
+    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed)
+    save_predictor(predictor, output)
+    return report
+
+
+@dataclass
+class EvaluationReport:
+    predictor: str
+    devices: Dict[str, Dict[str, float]]
+    overall: Dict[str, float]
+    plot: Optional[str] = None
+
+    def to_json_dict(self) -> Dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: Optional[str] = None,
+                     plot: Optional[str] = None) -> EvaluationReport:
+    """Per-device MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman of a predictor on measured pairs."""
+    import numpy as np
+
+    from sniper_onnx.predictors.metrics import accuracy_metrics
+
+    data = _training_data(db, table)
+    loaded = load_predictor(predictor)
+    index = [data.network_feature_names.index(n) if n in data.network_feature_names else -1
+             for n in loaded.network_feature_names]
+    if -1 in index:
+        missing = loaded.network_feature_names[index.index(-1)]
+        raise SniperError(f"training table lacks feature {missing!r} that the predictor needs; re-export the database")
+    feature_dicts = [dict(zip(loaded.network_feature_names, row[index])) for row in data.network_matrix]
+    per_device, predicted_all, measured_all, labels = {}, [], [], []
+    for d, device in enumerate(data.device_names):
+        if device not in loaded.device_table:
+            continue
+        rows = data.device_rows(d)
+        table_ = loaded.predict([feature_dicts[i] for i in data.pair_network[rows]], [device])
+        predicted = table_.seconds()
+        per_device[device] = accuracy_metrics(predicted, data.seconds[rows])
+        predicted_all.append(predicted)
+        measured_all.append(data.seconds[rows])
+        labels.append(device)
+    if not per_device:
+        raise SniperError(f"none of the table's devices ({', '.join(data.device_names)}) is known to {loaded.source}; "
+                          "adapt the predictor to them first")
+    overall = accuracy_metrics(np.concatenate(predicted_all), np.concatenate(measured_all))
+    if plot:
+        plot_predicted_vs_measured(labels, predicted_all, measured_all, plot)
+    return EvaluationReport(loaded.source, per_device, overall, plot)
+
+
+def plot_predicted_vs_measured(labels: List[str], predicted: List[Any], measured: List[Any], out: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    figure, axes = plt.subplots(figsize=(6, 6))
+    for label, p, m in zip(labels, predicted, measured):
+        axes.scatter(np.asarray(m) * 1e3, np.asarray(p) * 1e3, s=4, alpha=0.5, label=label)
+    low = min(float(np.min(m)) for m in measured) * 1e3
+    high = max(float(np.max(m)) for m in measured) * 1e3
+    axes.plot([low, high], [low, high], "k--", linewidth=1)
+    axes.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="grey", alpha=0.2, label="±10%")
+    axes.set(xscale="log", yscale="log", xlabel="measured (ms)", ylabel="predicted (ms)", title="sniper-onnx predictor")
+    axes.legend(fontsize=7, markerscale=3)
+    figure.tight_layout()
+    figure.savefig(out, dpi=120)
+    plt.close(figure)
+
+
+def _spec_features(device_spec: Optional[str], device: Optional[str]):
+    if not device_spec:
+        return None, device
+    from sniper_profiler.device import load_device_specs
+
+    path = Path(device_spec)
+    if not path.is_file():
+        raise SniperError(f"{path}: no such device spec; write one as JSON (see docs/devices.md)")
+    try:
+        specs = load_device_specs(path)
+    except (ValueError, TypeError, KeyError) as error:
+        raise SniperError(f"{path}: not a valid device spec ({error})") from None
+    if device:
+        specs = [s for s in specs if s.name == device] or specs
+    if len(specs) != 1:
+        raise SniperError(f"{path}: holds {len(specs)} specs; pick one with --device NAME")
+    return specs[0].features(), device or specs[0].name
+
+
+def adapt_command(predictor: Optional[str], samples: str, output: str, device_spec: Optional[str] = None,
+                  device: Optional[str] = None):
+    """Few-shot adaptation to a new device from a few measured networks; writes ``output``."""
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.samples import load_samples
+
+    features, name = _spec_features(device_spec, device)
+    if not name:
+        raise SniperError("give --device NAME or a --device-spec that names the device")
+    loaded = load_predictor(predictor)
+    measured = load_samples(samples, name)
+    adapted, report = adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features)
+    save_predictor(adapted, output)
+    return report
+
+
+def feedback_command(predictor: Optional[str], device: str, samples: str, output: Optional[str] = None,
+                     top_k: int = 3):
+    """Time Trimmer: fit the residuals of new measurements on a known device; writes ``output`` (or in place)."""
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+    from sniper_onnx.predictors.samples import load_samples
+
+    loaded = load_predictor(predictor)
+    loaded.device_vector(device)
+    if output is None and (predictor is None or Path(predictor) == shipped_predictor_path()):
+        raise SniperError("refusing to overwrite the shipped predictor; give -o OUT.onnx")
+    measured = load_samples(samples, device)
+    adapted, report = adapt_predictor(loaded, device, measured.features, measured.seconds,
+                                      solve_embedding=False, trimmer_top_k=top_k)
+    save_predictor(adapted, output or predictor)
+    return report

@@ -1,0 +1,112 @@
+"""`sniper-onnx generate` and `sniper-onnx zoo` through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+from sniper_generator import materialize
+from sniper_generator.dataset import read_manifest
+from sniper_onnx.cli import app
+
+runner = CliRunner()
+QUICK = ["--max-macs", "2e6"]
+
+
+def _one_line_error(result, words: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error:") and words in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def test_generate_writes_onnx_and_a_manifest_that_rematerializes(tmp_path):
+    out = tmp_path / "nets"
+    result = runner.invoke(app, ["generate", "--count", "3", "--seed", "4", "--out", str(out), *QUICK])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(records) == 3
+    for record in records:
+        assert {"net_id", "seed", "config", "family", "generator_version", "features", "file"} <= set(record)
+        assert record["features"]["total_macs"] > 0
+    for spec, record in zip(read_manifest(out / "manifest.jsonl"), records):
+        assert (out / record["file"]).read_bytes() == materialize(spec).SerializeToString()
+        onnx.checker.check_model(str(out / record["file"]))
+
+
+def test_generate_refuses_to_replace_a_manifest_unless_asked(tmp_path):
+    arguments = ["generate", "-n", "1", "--out", str(tmp_path), "--manifest-only", *QUICK]
+    assert runner.invoke(app, arguments).exit_code == 0
+    before = (tmp_path / "manifest.jsonl").read_text()
+    _one_line_error(runner.invoke(app, arguments), "--overwrite")
+    assert (tmp_path / "manifest.jsonl").read_text() == before
+    assert runner.invoke(app, [*arguments, "--overwrite", "--seed", "9"]).exit_code == 0
+    assert (tmp_path / "manifest.jsonl").read_text() != before
+
+
+def test_manifest_only_json_and_families(tmp_path):
+    result = runner.invoke(app, ["generate", "-n", "4", "-f", "mixed", "--out", str(tmp_path / "m"), "--manifest-only",
+                                 "--json", *QUICK])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["count"] == 4 and summary["onnx_files"] == 0
+    assert not list((tmp_path / "m").glob("*.onnx"))
+    records = [json.loads(line) for line in (tmp_path / "m" / "manifest.jsonl").read_text().splitlines()]
+    assert all(r["file"] is None for r in records)
+    nas = runner.invoke(app, ["generate", "-n", "2", "-f", "nasbench201", "--out", str(tmp_path / "n"), "--manifest-only"])
+    assert nas.exit_code == 0, nas.output
+    assert "arch" in json.loads((tmp_path / "n" / "manifest.jsonl").read_text().splitlines()[0])["config"]
+
+
+def test_jobs_give_the_same_manifest(tmp_path):
+    common = ["generate", "-n", "4", "--seed", "7", "--manifest-only", *QUICK]
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "a")]).exit_code == 0
+    assert runner.invoke(app, [*common, "--out", str(tmp_path / "b"), "--jobs", "2"]).exit_code == 0
+    assert (tmp_path / "a" / "manifest.jsonl").read_bytes() == (tmp_path / "b" / "manifest.jsonl").read_bytes()
+
+
+def test_coverage_json_and_plot(tmp_path):
+    plot = tmp_path / "coverage.png"
+    result = runner.invoke(app, ["generate", "--coverage", "-n", "6", "--json", "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["count"] == 6 and len(report["quantiles"]["total_macs"]) == len(report["quantile_levels"])
+    assert {z["name"] for z in report["zoo"]} >= {"resnet50", "vgg16", "vit_b_16"}
+    assert plot.stat().st_size > 1000
+
+
+@pytest.mark.parametrize("arguments, words", [
+    (["generate", "-n", "2"], "--out"),
+    (["generate", "-n", "0", "--out", "/tmp/sniper_gen_unused"], "--count"),
+    (["generate", "-n", "2", "-f", "rnn", "--out", "/tmp/sniper_gen_unused"], "rnn"),
+    (["zoo", "export", "resnet5", "-o", "/tmp/sniper_gen_x.onnx"], "unknown network"),
+    (["zoo", "export", "vgg16", "-o", "/tmp/sniper_gen_x.onnx", "-r", "64"], "224"),
+    (["zoo", "export", "resnet50", "-o", "/nonexistent_dir/x.onnx"], "no such directory"),
+])
+def test_bad_input_is_one_line_exit_2(arguments, words):
+    _one_line_error(runner.invoke(app, arguments), words)
+
+
+def test_zoo_list_and_export(tmp_path):
+    listing = runner.invoke(app, ["zoo", "list", "--json"])
+    assert listing.exit_code == 0, listing.output
+    rows = {row["name"]: row for row in json.loads(listing.stdout)["networks"]}
+    assert rows["resnet50"]["params"] == 25_557_032 and len(rows) == 12
+    assert "densenet201" in runner.invoke(app, ["zoo", "list"]).output
+    path = tmp_path / "sq.onnx"
+    result = runner.invoke(app, ["zoo", "export", "squeezenet1_1", "-o", str(path), "-r", "96", "-b", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert info["params"] == 1_235_496 and info["input_shape"] == [2, 3, 96, 96]
+    onnx.checker.check_model(str(path), full_check=True)
+
+
+@pytest.mark.parametrize("command", [["generate"], ["zoo"], ["zoo", "export"], ["zoo", "list"]])
+def test_help(command):
+    for flag in ("-h", "--help"):
+        result = runner.invoke(app, [*command, flag])
+        assert result.exit_code == 0, result.output
+        assert "Usage" in result.output

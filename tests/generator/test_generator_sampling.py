@@ -1,0 +1,93 @@
+"""Specs, sampling and materialization of the random families."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from sniper_generator import GENERATOR_VERSION, NetSpec, materialize, sample_specs
+from sniper_generator.builder import count_parameters
+from sniper_generator.cnn import ACTIVATIONS, BLOCK_KINDS, sample_cnn_config
+from sniper_onnx.errors import SniperError
+
+SMALL = 5e6  # MACs cap for nets that are run: keeps each materialization and onnxruntime call quick
+
+
+def test_specs_are_deterministic_json_and_prefix_stable():
+    specs = sample_specs(6, seed=11, family="mixed", max_macs=SMALL)
+    again = sample_specs(6, seed=11, family="mixed", max_macs=SMALL)
+    assert [s.to_json_dict() for s in specs] == [s.to_json_dict() for s in again]
+    assert [s.net_id for s in sample_specs(3, seed=11, family="mixed", max_macs=SMALL)] == [s.net_id for s in specs[:3]]
+    assert len({s.net_id for s in specs}) == 6
+    assert len({s.net_id for s in sample_specs(6, seed=12, family="mixed", max_macs=SMALL)} & {s.net_id for s in specs}) == 0
+    for spec in specs:
+        data = json.loads(json.dumps(spec.to_json_dict()))
+        assert NetSpec.from_json_dict(data) == spec
+        assert spec.family in ("cnn", "transformer") and spec.generator_version == GENERATOR_VERSION
+
+
+def test_same_spec_same_bytes_and_seed_changes_weights_only():
+    spec = sample_specs(1, seed=5, max_macs=SMALL)[0]
+    first = materialize(spec).SerializeToString()
+    assert first == materialize(spec).SerializeToString()
+    reseeded = NetSpec(spec.net_id, spec.seed + 1, spec.family, spec.config)
+    other = materialize(reseeded)
+    assert other.SerializeToString() != first
+    assert [n.op_type for n in other.graph.node] == [n.op_type for n in onnx.load_from_string(first).graph.node]
+
+
+@pytest.mark.parametrize("family, count", [("cnn", 8), ("transformer", 3), ("nasbench201", 1)])
+def test_generated_nets_pass_full_check_run_and_are_fully_analysed(family, count, ort_run):
+    from sniper_onnx import analyze
+
+    for spec in sample_specs(count, seed=2024, family=family, max_macs=SMALL):
+        model = materialize(spec)
+        onnx.checker.check_model(model, full_check=True)
+        outputs = ort_run(model)
+        assert np.isfinite(outputs[0]).all(), spec.net_id
+        skeleton = materialize(spec, weights=False)
+        result = analyze(skeleton)
+        assert result.unknown_ops == {}, spec.net_id
+        assert count_parameters(skeleton) == count_parameters(model)
+
+
+def test_skeleton_has_dims_but_no_weight_data():
+    spec = sample_specs(1, seed=3, max_macs=SMALL)[0]
+    skeleton, full = materialize(spec, weights=False), materialize(spec)
+    assert len(skeleton.SerializeToString()) < len(full.SerializeToString())
+    weights = [t for t in skeleton.graph.initializer if t.data_type == onnx.TensorProto.FLOAT and len(t.dims)]
+    assert weights and all(not t.raw_data and not t.float_data for t in weights)
+    assert [list(t.dims) for t in skeleton.graph.initializer] == [list(t.dims) for t in full.graph.initializer]
+
+
+def test_cnn_sampler_covers_every_block_kind_kernel_activation_and_head():
+    configs = [sample_cnn_config(np.random.default_rng([9, i]), max_macs=1e7) for i in range(60)]
+    kinds = {b["kind"] for c in configs for s in c["stages"] for b in s["blocks"]}
+    kernels = {b["kernel"] for c in configs for s in c["stages"] for b in s["blocks"] if "kernel" in b}
+    assert kinds == set(BLOCK_KINDS)
+    assert kernels == {1, 3, 5, 7}
+    assert {c["activation"] for c in configs} == set(ACTIVATIONS)
+    assert {c["head"]["pool"] for c in configs} == {"avg", "max", "flatten", "conv"}
+    assert {c["norm"] for c in configs} == {True, False}
+    assert {len(b["branches"]) for c in configs for s in c["stages"] for b in s["blocks"]
+            if b["kind"] == "inception"} == {2, 3, 4, 5}
+    assert min(c["resolution"] for c in configs) < 64 and max(c["resolution"] for c in configs) > 200
+
+
+def test_materialize_refuses_another_generator_version():
+    spec = sample_specs(1, seed=0, max_macs=SMALL)[0]
+    old = NetSpec(spec.net_id, spec.seed, spec.family, spec.config, generator_version="0")
+    with pytest.raises(SniperError, match="generator version 0"):
+        materialize(old)
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"family": "rnn"}, "unknown"), ({"count": -1}, "count"), ({"max_macs": 10.0}, "1e6"),
+])
+def test_bad_sampling_arguments(kwargs, words):
+    arguments = {"count": 1, "seed": 0, **kwargs}
+    with pytest.raises(SniperError, match=words):
+        sample_specs(**arguments)

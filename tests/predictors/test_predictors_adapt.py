@@ -1,0 +1,65 @@
+"""Few-shot adaptation and the Time Trimmer improve error on a device the PCN never saw."""
+
+import numpy as np
+
+from conftest import HELD_OUT, device_spec, latency, synthetic_networks
+from sniper_onnx.predictors.adapt import adapt_predictor, fit_trimmer
+from sniper_onnx.predictors.metrics import accuracy_metrics
+
+
+def _features(names, nets):
+    return [dict(zip(names, row)) for row in nets]
+
+
+def test_adapt_improves_a_held_out_device(trained):
+    _, predictor, _, data = trained
+    names = data.network_feature_names
+    samples, held = synthetic_networks(10, 11), synthetic_networks(200, 12)
+    spec = device_spec("newboard", HELD_OUT)
+    before = predictor.run(held, np.tile(np.append(spec.features(), 0.0), (len(held), 1)))["seconds"]
+    adapted, report = adapt_predictor(predictor, "newboard", _features(names, samples),
+                                      latency(samples, HELD_OUT, 5), spec_features=spec.features())
+    after = adapted.predict(_features(names, held), ["newboard"]).seconds()
+    truth = latency(held, HELD_OUT, 6)
+    mape_before = accuracy_metrics(before, truth)["mape_pct"]
+    mape_after = accuracy_metrics(after, truth)["mape_pct"]
+    assert mape_after < mape_before / 2
+    assert mape_after < 25
+    assert report.slot == 1 and "newboard" in adapted.devices
+    # the other devices are untouched
+    first = _features(names, held[:5])
+    assert np.allclose(adapted.predict(first, ["phone"]).seconds(), predictor.predict(first, ["phone"]).seconds())
+
+
+def test_adapt_without_spec_relies_on_samples(trained):
+    _, predictor, _, data = trained
+    samples = synthetic_networks(10, 21)
+    adapted, report = adapt_predictor(predictor, "mystery", _features(data.network_feature_names, samples),
+                                      latency(samples, HELD_OUT, 7))
+    assert report.sample_mape_after < report.sample_mape_before
+    assert adapted.device_table["mystery"][-1] == 1.0
+
+
+def test_trimmer_picks_the_residual_feature():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(30, 5))
+    residual = 0.3 * z[:, 2] + 0.1
+    trimmer = fit_trimmer(z, residual, top_k=1, ridge=0.0)
+    assert trimmer.features == [2]
+    assert np.allclose(trimmer.apply(z), residual, atol=1e-9)
+
+
+def test_feedback_trims_a_biased_device(trained):
+    _, predictor, _, data = trained
+    names = data.network_feature_names
+    nets = synthetic_networks(40, 31)
+    from conftest import DEVICES
+
+    biased = latency(nets, DEVICES["phone"], 9) * np.exp(0.3 * np.log(nets[:, 3] / 20))  # a conv3x3-dependent drift
+    corrected, report = adapt_predictor(predictor, "phone", _features(names, nets[:30]), biased[:30],
+                                        solve_embedding=False, trimmer_top_k=2)
+    test = _features(names, nets[30:])
+    err_before = accuracy_metrics(predictor.predict(test, ["phone"]).seconds(), biased[30:])["mape_pct"]
+    err_after = accuracy_metrics(corrected.predict(test, ["phone"]).seconds(), biased[30:])["mape_pct"]
+    assert err_after < err_before
+    assert report.trimmer_features

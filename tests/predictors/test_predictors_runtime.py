@@ -1,0 +1,73 @@
+"""Prediction runs on onnxruntime + numpy alone; the regression path matches scikit-learn."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sniper_onnx.errors import SniperError
+from sniper_onnx.predictors import load_predictor
+from sniper_onnx.predictors.runtime import regression_predict
+
+
+def test_predict_imports_no_torch_or_sklearn(trained, tmp_path):
+    path, predictor, _, data = trained
+    features = dict(zip(data.network_feature_names, data.network_matrix[0].tolist()))
+    script = (
+        "import json, sys\n"
+        "from sniper_onnx.predictors import load_predictor\n"
+        f"table = load_predictor({str(path)!r}).predict([{features!r}])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn'))\n"
+        "print(json.dumps({'rows': len(table.rows), 'heavy': heavy}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result == {"rows": len(predictor.devices), "heavy": []}
+
+
+def test_prediction_table_has_interval_and_path(trained):
+    _, predictor, _, data = trained
+    features = [dict(zip(data.network_feature_names, row)) for row in data.network_matrix[:20]]
+    table = predictor.predict(features, ["slow_cpu"])
+    assert len(table.rows) == 20
+    for row in table.rows:
+        assert 0 < row.low <= row.seconds <= row.high
+        assert row.path in ("pcn", "regression")
+    threshold = predictor.meta["structure_checker"]["threshold"]
+    macs = np.array([f["total_macs"] for f in features])
+    assert [r.path == "regression" for r in table.rows] == list(macs < threshold)
+
+
+def test_regression_matches_sklearn():
+    from sklearn.linear_model import BayesianRidge
+
+    from sniper_onnx.predictors.training import fit_bayesian_ridge
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 100, size=(60, 3))
+    y = x @ [0.01, 0.002, 0.0] + rng.normal(scale=0.01, size=60)
+    stored = fit_bayesian_ridge(x, y, ["a", "b", "c"])
+    mean, std = regression_predict(stored, x[:5], ["a", "b", "c"])
+    z = (x - x.mean(0)) / x.std(0)
+    ref_mean, ref_std = BayesianRidge().fit(z, y).predict(z[:5], return_std=True)
+    assert np.allclose(mean, ref_mean) and np.allclose(std, ref_std)
+
+
+def test_unknown_device_and_missing_features_are_user_errors(trained):
+    _, predictor, _, data = trained
+    features = dict(zip(data.network_feature_names, data.network_matrix[0]))
+    with pytest.raises(SniperError, match="unknown to predictor"):
+        predictor.predict([features], ["toaster"])
+    with pytest.raises(SniperError, match="features missing"):
+        predictor.predict([{"total_macs": 1.0}])
+
+
+def test_missing_predictor_file_is_a_user_error(tmp_path):
+    with pytest.raises(SniperError, match="no such predictor"):
+        load_predictor(tmp_path / "nope.onnx")
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(SniperError):
+        load_predictor(bad)

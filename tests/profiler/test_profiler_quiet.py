@@ -1,0 +1,37 @@
+import json
+
+from profiler_testkit import tiny_mlp
+
+from sniper_profiler import quiet
+from sniper_profiler.__main__ import main
+
+
+def _busy_sequence(monkeypatch, values):
+    values = list(values)
+    monkeypatch.setattr(quiet, "cpu_busy_fraction", lambda window_s=1.0: values.pop(0) if values else 0.0)
+    monkeypatch.setattr(quiet.time, "sleep", lambda seconds: None)
+
+
+def test_waits_until_the_machine_is_quiet(monkeypatch):
+    _busy_sequence(monkeypatch, [0.9, 0.5, 0.05])
+    check = quiet.wait_until_quiet(0.1, timeout_s=60)
+    assert check.quiet and check.busy == 0.05
+
+
+def test_gives_up_after_the_timeout(monkeypatch):
+    _busy_sequence(monkeypatch, [0.9] * 3)
+    check = quiet.wait_until_quiet(0.1, timeout_s=0)
+    assert not check.quiet and check.busy == 0.9
+
+
+def test_busy_machine_is_flagged_in_the_record(tmp_path, monkeypatch):
+    monkeypatch.setattr("sniper_profiler.runner.wait_until_quiet", lambda max_busy, timeout: quiet.QuietCheck(0.8, 0.0, False))
+    out = tmp_path / "r.jsonl"
+    main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(out), "-q", "--max-time", "0.02", "--max-busy", "0.1"])
+    record = json.loads(out.read_text())
+    assert "machine_busy" in record["flags"] and record["machine_check"]["cpu_busy_before"] == 0.8
+
+
+def test_busy_fraction_is_a_share_or_none():
+    busy = quiet.cpu_busy_fraction(0.05)
+    assert busy is None or 0.0 <= busy <= 1.0

@@ -1,0 +1,117 @@
+"""Predictor in the loop: plumbing from a folder of ONNX models and a predictor to predicted times.
+
+The predictor and analyzer are stand-ins here (their own areas test them) that answer with the real
+PredictionTable/PredictionRow types; what is checked is that their answers land in the right cells
+of the platform's predicted table, and the errors."""
+
+import json
+import types
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import sniper_onnx
+import sniper_onnx.predictors
+from sniper_onnx.cli import app
+from sniper_onnx.errors import SniperError
+from sniper_onnx.predictors.runtime import PredictionRow, PredictionTable
+from sniper_onnx.scheduling import load_platform, platform_from_dict
+from sniper_onnx.scheduling.predicted import seconds_matrix, with_predictor
+
+SCALE = {"AGX": 1.0, "TX2": 2.0, "NX": 3.0}
+
+
+def table(cells):
+    """{(network, device): seconds} -> PredictionTable."""
+    return PredictionTable("stand-in", [PredictionRow(n, d, s, s, s, "pcn") for (n, d), s in cells.items()])
+
+
+class StandIn:
+    """Answers total_macs * 1e-9 s on AGX, twice that on TX2, three times on NX."""
+
+    devices = sorted(SCALE)
+
+    def __init__(self):
+        self.asked = []
+
+    def predict(self, features, devices, network_names):
+        self.asked.append(list(devices))
+        return table({(name, d): f["total_macs"] * 1e-9 * SCALE.get(d, 1.0)
+                      for d in devices for name, f in zip(network_names, features)})
+
+
+@pytest.fixture
+def stand_in(monkeypatch, tmp_path):
+    macs = {"ResNet50": 4e8, "VGG16": 1.5e9}
+    predictor = StandIn()
+    monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path: predictor)
+    monkeypatch.setattr(
+        sniper_onnx, "analyze",
+        lambda path: types.SimpleNamespace(features={"total_macs": macs[path.rsplit("/", 1)[-1][:-5]]}),
+        raising=False,
+    )
+    models = tmp_path / "models"
+    models.mkdir()
+    for name in macs:
+        (models / f"{name}.onnx").write_bytes(b"stand-in")
+    path = tmp_path / "pcn.onnx"
+    path.write_bytes(b"stand-in")
+    return path, models, predictor
+
+
+def test_predictions_replace_the_table_rows(stand_in):
+    path, models, _ = stand_in
+    paper = load_platform("paper")
+    swap = with_predictor(paper, path, models)
+    assert swap.replaced == ("ResNet50", "VGG16")
+    assert "DenseNet121" in swap.kept
+    new = swap.platform.predicted_times
+    assert list(new[paper.model_index("ResNet50")]) == pytest.approx([0.4, 0.8, 1.2])
+    assert list(new[paper.model_index("VGG16")]) == pytest.approx([1.5, 3.0, 4.5])
+    untouched = paper.model_index("DenseNet121")
+    assert list(new[untouched]) == list(paper.predicted_times[untouched])
+    assert np.array_equal(swap.platform.true_times, paper.true_times)
+
+
+def test_cli_with_predictor(stand_in):
+    path, models, _ = stand_in
+    result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "1", "--duration", "5",
+                                      "--policies", "sniper", "--predictor", str(path),
+                                      "--models", str(models), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["predictor_models"] == ["ResNet50", "VGG16"]
+    assert data["platform"]["predicted_times"]["VGG16"]["NX"] == pytest.approx(4.5)
+
+
+def test_unknown_model_file_is_named(stand_in):
+    path, models, _ = stand_in
+    (models / "AlexNet.onnx").write_bytes(b"stand-in")
+    with pytest.raises(SniperError, match="AlexNet.onnx match no model"):
+        with_predictor(load_platform("paper"), path, models)
+
+
+def test_predictor_device_names_from_platform(stand_in):
+    path, models, predictor = stand_in
+    predictor.devices = ["AGX", "TX2", "jetson-xavier-nx"]
+    data = load_platform("paper").to_json_dict()
+    data["predictor_devices"] = {"NX": "jetson-xavier-nx"}
+    with_predictor(platform_from_dict(data), path, models)
+    assert predictor.asked == [["AGX", "TX2", "jetson-xavier-nx"]]
+
+
+def test_devices_the_predictor_does_not_know(stand_in):
+    path, models, predictor = stand_in
+    predictor.devices = ["1080ti_1", "pixel3"]
+    with pytest.raises(SniperError, match="predictor_devices"):
+        with_predictor(load_platform("paper"), path, models)
+
+
+def test_seconds_matrix():
+    answer = table({("a", "x"): 1.0, ("a", "y"): 2.0, ("b", "x"): 3.0, ("b", "y"): 4.0})
+    assert seconds_matrix(answer, ["b", "a"], ["y", "x"]).tolist() == [[4.0, 3.0], [2.0, 1.0]]
+    with pytest.raises(SniperError, match="no time for a on z"):
+        seconds_matrix(answer, ["a"], ["z"])
+    with pytest.raises(SniperError, match="non-positive"):
+        seconds_matrix(table({("a", "x"): -1.0}), ["a"], ["x"])
