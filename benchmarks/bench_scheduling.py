@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_scheduling.py                 # everything, ~2 min on 2 cores
     .venv/bin/python benchmarks/bench_scheduling.py --part paper --plot /tmp/fig6.png
     .venv/bin/python benchmarks/bench_scheduling.py --part speed
+    .venv/bin/python benchmarks/bench_scheduling.py --part bound    # Sniper's queue bound, held-out seeds
 
 Prints markdown for docs/scheduling.md. Timings are wall-clock medians on whatever machine runs it.
 """
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sniper_onnx.scheduling import load_platform, make_policy, poisson_tasks, run_sweep, simulate
+from sniper_onnx.scheduling.policies import SniperLLF
 from sniper_onnx.scheduling.timesource import make_time_source
 
 POLICIES = ["polling", "edf", "edf-jsq", "jsq", "mvsp", "sniper", "sniper-static", "mct-pred", "mct-oracle"]
@@ -76,6 +78,31 @@ def targets(sweep) -> dict:
     return {name: values for name, values in results.items()}
 
 
+def queue_bound(seeds: range = range(10, 18), duration: float = 120.0) -> dict:
+    """Sniper's queue bound against the oracle, on seeds the paper part does not report."""
+    platform = load_platform("paper")
+    bounds, rates = (1, 2, 4, 1000), (20.0, 23.0, 24.0, 25.0)
+    print(f"## Sniper queue bound, seeds {seeds.start}..{seeds.stop - 1} (1000 = no bound)\n")
+    print("| bound | " + " | ".join(f"AWT/oracle T={r:g}" for r in rates) + " | response/oracle T=24 |")
+    print("|---|" + "---|" * (len(rates) + 1))
+    ratios: dict = {b: {r: [] for r in rates} for b in bounds}
+    response: dict = {b: [] for b in bounds}
+    for rate in rates:
+        for seed in seeds:
+            tasks = poisson_tasks(platform, rate, duration, seed)
+            oracle = simulate(platform, "mct-oracle", tasks, seed).metrics
+            for bound in bounds:
+                mine = simulate(platform, SniperLLF(queue_bound=bound), tasks, seed).metrics
+                ratios[bound][rate].append(mine.awt / oracle.awt)
+                if rate == 24.0:
+                    response[bound].append(mine.mean_response / oracle.mean_response)
+    for bound in bounds:
+        cells = [describe(ratios[bound][r]) for r in rates]
+        print(f"| {bound} | " + " | ".join(cells) + f" | {statistics.median(response[bound]):.3f} |")
+    print()
+    return {str(b): {str(r): v for r, v in ratios[b].items()} for b in bounds}
+
+
 @dataclass
 class StaticView:
     """A frozen SchedulerView over random state, to time single decisions."""
@@ -130,7 +157,7 @@ def decision_time(platform, policy_name: str, tasks, rng) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "paper", "speed"), default="all")
+    parser.add_argument("--part", choices=("all", "paper", "speed", "bound"), default="all")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--repeats", type=int, default=3)
@@ -142,6 +169,8 @@ def main() -> None:
         out["paper"] = paper(args.seeds, args.duration, args.plot)
     if args.part in ("all", "speed"):
         out["speed"] = speed(args.repeats)
+    if args.part == "bound":
+        out["bound"] = queue_bound()
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(out, handle, indent=1)

@@ -25,3 +25,23 @@ def test_cli_import_is_light():
     code = "import sys, sniper_onnx.cli; bad=[m for m in ('torch','sklearn') if m in sys.modules]; print(bad)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_every_command_help_exits_zero():
+    """typer raises its own Exit after printing help: the error wrapper must let it through."""
+    import click
+
+    group = typer_main_group()
+    for name, command in group.commands.items():
+        result = runner.invoke(app, [name, "-h"])
+        assert result.exit_code == 0, (name, result.output)
+        if isinstance(command, click.Group):
+            for sub in command.commands:
+                result = runner.invoke(app, [name, sub, "-h"])
+                assert result.exit_code == 0, (name, sub, result.output)
+
+
+def typer_main_group():
+    import typer.main
+
+    return typer.main.get_command(app)

@@ -24,7 +24,7 @@ WORK="$OUT_DIR/work"          # uncompressed working files (not committed)
 mkdir -p "$WORK"
 DB="$WORK/ncd.sqlite"
 
-common=(--generate "$N" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 160
+common=(--generate "$N" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 448
         --db "$DB" --max-time "$MAX_TIME")
 if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800); fi
 

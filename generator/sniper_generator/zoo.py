@@ -33,6 +33,12 @@ class ZooEntry:
     min_resolution: int
     description: str
     options: tuple[tuple[str, object], ...] = ()
+    off_graph_params: int = 0  # counted by torchvision but not in the default inference export
+
+    @property
+    def export_params(self) -> int:
+        """Parameters of the default export (``count_parameters``)."""
+        return self.reference_params - self.off_graph_params
 
 
 # ------------------------------------------------------------------------------------ ResNet
@@ -298,14 +304,14 @@ ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in (
     ZooEntry("vgg16", "vgg", _vgg(16), 138_357_544, 224, 224, "VGG-16 (no BN)"),
     ZooEntry("vgg19", "vgg", _vgg(19), 143_667_240, 224, 224, "VGG-19 (no BN)"),
     ZooEntry("inception_v3", "inception", _inception_v3, 27_161_264, 299, 75,
-             "Inception-v3; inference graph without the auxiliary head unless aux_head=True",
-             options=(("aux_head", False),)),
+             "Inception-v3 (eval graph without the aux head; --aux-head adds it)",
+             options=(("aux_head", False),), off_graph_params=3_326_696),
     ZooEntry("mobilenet_v2", "mobilenet", _mobilenet_v2, 3_504_872, 224, 32, "MobileNetV2 (ReLU6 as Clip)"),
     ZooEntry("squeezenet1_1", "squeezenet", _squeezenet_1_1, 1_235_496, 224, 32, "SqueezeNet 1.1"),
     ZooEntry("vit_b_16", "vit", _vit_b16, 86_567_656, 224, 32, "ViT-B/16 (class token, pre-norm, GELU)"),
 )}
 
-INCEPTION_AUX_HEAD_PARAMS = 3_326_696  # conv0 1x1 (98,560) + conv1 5x5 (2,459,136) + fc (769,000)
+INCEPTION_AUX_HEAD_PARAMS = ZOO["inception_v3"].off_graph_params  # conv0 98,560 + conv1 2,459,136 + fc 769,000
 
 
 def zoo_entry(name: str) -> ZooEntry:
@@ -363,7 +369,7 @@ class ZooExport:
 
 def list_zoo() -> list[dict]:
     """One row per network: name, family, torchvision parameter count, default resolution, description."""
-    return [{"name": e.name, "family": e.family, "params": e.reference_params,
+    return [{"name": e.name, "family": e.family, "params": e.reference_params, "export_params": e.export_params,
              "default_resolution": e.default_resolution, "min_resolution": e.min_resolution,
              "description": e.description} for e in ZOO.values()]
 

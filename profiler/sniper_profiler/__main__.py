@@ -70,8 +70,11 @@ def _print_progress(event: str, job, record) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from sniper_profiler.runner import ModelJob, run_profile
 
+    from sniper_profiler.manifest import source_for
+
     config = config_from_args(args)
-    jobs = [ModelJob(path=path) for path in _expand(args.models)]
+    manifests: dict = {}
+    jobs = [ModelJob(path=path, source=source_for(path, manifests)) for path in _expand(args.models)]
     if not jobs:
         raise ProfilerError("no models given; pass .onnx files or folders holding them")
     summary = run_profile(jobs, args.out, config, retry_failed=args.retry_failed, on_progress=None if args.quiet else _print_progress)

@@ -114,7 +114,7 @@ class Profiler:
         sha256 = file_sha256(job.path)
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         quiet = wait_until_quiet(self.config.max_busy, self.config.quiet_timeout_s) if self.config.max_busy is not None else None
-        load_before = os.getloadavg()[0]
+        load_before = _load_average()
         result = run_child(job.path, self.config)
         if (result.get("failure") or {}).get("kind") == "provider_unavailable":
             raise ProfilerError(result["failure"]["reason"])
@@ -144,7 +144,7 @@ class Profiler:
             "providers_used": result.get("providers_used"),
             "profiler_version": __version__,
             # Other work on the machine skews timings; the load average lets the cloud side filter.
-            "load_average_1m": [load_before, os.getloadavg()[0]],
+            "load_average_1m": [load_before, _load_average()],
             "machine_check": {"cpu_busy_before": quiet.busy, "waited_s": round(quiet.waited_s, 1), "max_busy": self.config.max_busy} if quiet else None,
             "started_at": started,
             "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -152,6 +152,13 @@ class Profiler:
         append_record(self.out, record)
         self.done.add(record["key"])
         return record
+
+
+def _load_average() -> Optional[float]:
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on Windows
+        return None
 
 
 def _lock_results(out: Path) -> Any:

@@ -38,7 +38,8 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
         shown = ", ".join(f"'{n}'" for n in unknown_shapes[:MAX_NAMED_NODES])
         more = f" and {len(unknown_shapes) - MAX_NAMED_NODES} more" if len(unknown_shapes) > MAX_NAMED_NODES else ""
         warnings.append(
-            f"{len(unknown_shapes)} nodes have unknown shapes, so their costs are incomplete: {shown}{more}; "
+            f"{len(unknown_shapes)} node{'s' if len(unknown_shapes) > 1 else ''} with unknown shapes, so costs are "
+            f"incomplete: {shown}{more}; "
             "set the input dims with --input-shape NAME=DIMS"
         )
     return AnalysisResult(

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
-from sniper_onnx.analysis.loading import TensorInfo, collect_shapes
+from sniper_onnx.analysis.loading import TensorInfo, collect_shapes, subgraph_outer_names
 from sniper_onnx.analysis.ops import CONTROL_FLOW_OPS, DEFAULT_DOMAINS, NodeView, numel, qualified_op_name, rule_for
+from sniper_onnx.analysis.shape_rules import complete_output_shape
 
 NOT_LAYER_CATEGORIES = frozenset({"plumbing", "constant"})
 SHAPE_SOURCE_OPS = frozenset({"Shape", "Size"})
@@ -27,15 +28,6 @@ SCALAR_SETTING_OPS = frozenset(
     "Where Clip".split()
 )
 SETTING_CATEGORIES = frozenset({"elementwise", "add", "activation"})
-SAME_SHAPE_OPS = frozenset(
-    "Relu LeakyRelu PRelu Elu Selu Celu Gelu Sigmoid HardSigmoid HardSwish Swish Mish Softplus Softsign Tanh "
-    "ThresholdedRelu Clip Abs Neg Exp Log Sqrt Reciprocal Floor Ceil Round Sign Erf Sin Cos Not Shrink "
-    "BatchNormalization LayerNormalization GroupNormalization InstanceNormalization RMSNormalization "
-    "LpNormalization MeanVarianceNormalization LRN Softmax LogSoftmax Hardmax Dropout Identity".split()
-)
-BROADCAST_OPS = frozenset("Add Sum Sub Mul Div Pow Mod Min Max Mean Where".split())
-
-
 @dataclass
 class NodeCost:
     """The cost of one operator node; counts are plain integers (MACs, elements, bytes)."""
@@ -125,33 +117,19 @@ def unique_labels(nodes: list[onnx.NodeProto], indices: list[int]) -> dict[int, 
 
 
 def _fill_obvious_shapes(node: onnx.NodeProto, scope: Scope) -> None:
-    """Output shapes ONNX inference left unknown but that follow from the op's definition.
-
-    Shape-preserving ops (activations, normalisations, softmax) output their first input's shape and
-    elementwise ops output the broadcast of their inputs; some of them are ONNX functions (for example
-    GroupNormalization) whose outputs inference does not always fill in.
-    """
-    if node.domain not in DEFAULT_DOMAINS:
-        return
-    if node.op_type == "Loop":  # loop-carried values keep the shape of their initial value
+    """Output shapes inference left unknown that follow from the op (see shape_rules); inside
+    subgraphs too, which the loader's completion pass does not reach."""
+    if node.op_type == "Loop" and node.domain in DEFAULT_DOMAINS:  # carried values keep their shape
         for initial, final in zip(node.input[2:], node.output):
             if final and scope.known(final) is None and scope.known(initial) is not None:
                 scope.shapes[final] = scope.shapes[initial]
         return
     if not node.output or not node.output[0] or scope.known(node.output[0]) is not None:
         return
-    inputs = [scope.known(name) for name in node.input if name]
-    first = scope.shapes.get(node.input[0]) if node.input else None
-    if node.op_type in SAME_SHAPE_OPS and inputs and inputs[0] is not None:
-        shape = inputs[0]
-    elif node.op_type in BROADCAST_OPS and inputs and all(s is not None for s in inputs):
-        try:
-            shape = tuple(np.broadcast_shapes(*inputs))
-        except ValueError:
-            return
-    else:
-        return
-    scope.shapes[node.output[0]] = TensorInfo(tuple(shape), first.elem_type if first else 0)
+    shape = complete_output_shape(node, scope.known)
+    if shape is not None:
+        first = scope.shapes.get(node.input[0]) if node.input else None
+        scope.shapes[node.output[0]] = TensorInfo(tuple(shape), first.elem_type if first else 0)
 
 
 def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.NodeProto | None = None) -> NodeCost:
@@ -302,6 +280,8 @@ def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.Node
     """If: the costlier branch (weights of both); Loop/Scan: body x trip count. Flagged as subgraph."""
     bodies = {name: cost_graph(graph, scope) for name, graph in _subgraphs(inferred).items()}
     cost.subgraph = True
+    # tensors the subgraphs read from the enclosing graph are dependencies of the node
+    cost.inputs += tuple(sorted(subgraph_outer_names(node) - set(cost.inputs)))
     if not bodies:
         return
     trips = 1

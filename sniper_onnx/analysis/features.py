@@ -36,6 +36,19 @@ def _unique_weights(costs: list[NodeCost], column: int) -> int:
     return sum(w[column] for w in weights.values())
 
 
+def _layers_with_bias_adds(layers: list[NodeCost], category: str) -> list[NodeCost]:
+    """Layers of ``category`` plus the Adds that put a bias on their output (MatMul then Add, as
+    exporters write a Linear layer), so that fc_params counts a Linear's bias as Gemm's does."""
+    chosen = [c for c in layers if c.category == category]
+    outputs = {tensor for c in chosen for tensor in c.outputs}
+    bias_adds = [
+        c for c in layers
+        if c.op_type in ("Add", "Sum") and c.category == "elementwise" and c.param_tensors
+        and any(tensor in outputs for tensor in c.inputs)
+    ]
+    return chosen + bias_adds
+
+
 def _ratio(part: float, whole: float) -> float:
     return float(part) / float(whole) if whole else 0.0
 
@@ -72,8 +85,8 @@ def compute_features(costs: list[NodeCost], structure: Structure) -> dict[str, f
         "matmul_macs": macs_of("matmul"),
         "total_params": total_params,
         "critical_path_params": path_params,
-        "conv_params": _unique_weights([c for c in layers if c.category == "conv"], 1),
-        "fc_params": _unique_weights([c for c in layers if c.category == "fc"], 1),
+        "conv_params": _unique_weights(_layers_with_bias_adds(layers, "conv"), 1),
+        "fc_params": _unique_weights(_layers_with_bias_adds(layers, "fc"), 1),
         "param_bytes": _unique_weights(costs, 2),
         "activation_bytes_read": sum(c.bytes_read for c in layers),
         "activation_bytes_written": sum(c.bytes_written for c in layers),

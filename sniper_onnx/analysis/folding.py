@@ -105,6 +105,12 @@ EVALUATORS: dict[str, Callable] = {
     "ConstantOfShape": _constant_of_shape,
     "Expand": lambda n, a: a[0] * np.ones([int(d) for d in a[1]], dtype=a[0].dtype),
     "ReduceProd": lambda n, a: np.prod(a[0], keepdims=bool(_attr(n, "keepdims", 1))),
+    "Transpose": lambda n, a: np.transpose(a[0], _attr(n, "perm")),
+    "Tile": lambda n, a: np.tile(a[0], [int(r) for r in a[1]]),
+    "Abs": lambda n, a: np.abs(a[0]),
+    "Pow": lambda n, a: np.power(a[0], a[1]).astype(a[0].dtype),
+    "And": lambda n, a: np.logical_and(a[0], a[1]),
+    "Or": lambda n, a: np.logical_or(a[0], a[1]),
     "Floor": lambda n, a: np.floor(a[0]),
     "Ceil": lambda n, a: np.ceil(a[0]),
 }

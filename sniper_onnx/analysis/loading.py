@@ -7,6 +7,7 @@ model (100 MB of weights would cost more than the rest of the analysis).
 
 from __future__ import annotations
 
+import heapq
 import os
 import re
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from typing import Mapping, Sequence, Union
 import onnx
 from onnx import TensorProto
 
+from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
+from sniper_onnx.analysis.shape_rules import complete_output_shape
 from sniper_onnx.analysis.weightless import load_weightless
 from sniper_onnx.errors import SniperError
 
@@ -175,8 +178,6 @@ def _kahn(graph: onnx.GraphProto, dependencies: list[set[int]], source: str) -> 
         for dep in deps:
             users[dep].append(index)
     # stable: keep the file's order whenever it is already topological (the usual case)
-    import heapq
-
     ready = [index for index, count in enumerate(remaining) if count == 0]
     heapq.heapify(ready)
     order: list[int] = []
@@ -405,8 +406,6 @@ def _has_unknown_shapes(graph: onnx.GraphProto, shapes: dict[str, TensorInfo]) -
 
 def _infer_with_folding(light: onnx.ModelProto, warnings: list[str]) -> tuple[onnx.ModelProto, dict[str, TensorInfo]]:
     """Shape inference, then shape arithmetic folded with numpy and inference again while it helps."""
-    from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
-
     inferred = infer_shapes(light, warnings)
     shapes = collect_shapes(inferred.graph)
     values = None
@@ -415,15 +414,38 @@ def _infer_with_folding(light: onnx.ModelProto, warnings: list[str]) -> tuple[on
             break
         values = initial_values(light.graph) if values is None else values
         computed = fold_static_values(list(light.graph.node), shapes, values)
-        if not computed:
+        completed = _complete_shapes(light.graph, shapes)
+        if not computed and not completed:
             break
-        nodes = [as_constant(n.output[0], computed[n.output[0]]) if len(n.output) == 1 and n.output[0] in computed
-                 else n for n in light.graph.node]
-        del light.graph.node[:]
-        light.graph.node.extend(nodes)
+        if computed:
+            nodes = [as_constant(n.output[0], computed[n.output[0]]) if len(n.output) == 1 and n.output[0] in computed
+                     else n for n in light.graph.node]
+            del light.graph.node[:]
+            light.graph.node.extend(nodes)
+        light.graph.value_info.extend(completed)
         inferred = infer_shapes(light, warnings)
         shapes = collect_shapes(inferred.graph)
     return inferred, shapes
+
+
+def _complete_shapes(graph: onnx.GraphProto, shapes: dict[str, TensorInfo]) -> list[onnx.ValueInfoProto]:
+    """Value infos for outputs that shape_rules can give (ops ONNX inference does not know)."""
+    def known(name: str) -> tuple | None:
+        info = shapes.get(name)
+        return None if info is None else info.known_shape
+
+    completed = []
+    for node in graph.node:
+        output = node.output[0] if node.output else ""
+        if not output or known(output) is not None:
+            continue
+        shape = complete_output_shape(node, known)
+        if shape is None:
+            continue
+        elem_type = shapes[node.input[0]].elem_type if node.input and node.input[0] in shapes else 0
+        shapes[output] = TensorInfo(tuple(shape), elem_type)  # later nodes of this pass can use it
+        completed.append(onnx.helper.make_tensor_value_info(output, elem_type or TensorProto.FLOAT, list(shape)))
+    return completed
 
 
 def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> PreparedModel:

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import onnx
 
-Shape = tuple  # of int; ``None`` for the whole shape when unknown
+Shape = tuple  # of int, every dim known; handlers get None instead of a partly known shape
 
 
 @dataclass
@@ -169,6 +169,31 @@ def einsum_macs(view: NodeView) -> int | None:
     return total * (len(terms) - 1)
 
 
+def attention_macs(view: NodeView) -> int | None:
+    """Attention (opset 23): Q K^T and the weighted sum of V, plus a softmax over the scores."""
+    query, key, value = view.input_shape(0), view.input_shape(1), view.input_shape(2)
+    if query is None or key is None or value is None:
+        return None
+    if len(query) == 4:  # [batch, heads, seq, head_size]
+        batch, heads, q_len, q_size = query
+        kv_len, v_size = key[2], value[3]
+    else:  # [batch, seq, hidden]: the heads come from the attributes
+        heads = int(view.attr("q_num_heads", 1))
+        kv_heads = int(view.attr("kv_num_heads", heads))
+        batch, q_len, q_size = query[0], query[1], query[2] // heads
+        kv_len, v_size = key[1], value[2] // kv_heads
+    scores = batch * heads * q_len * kv_len
+    return scores * (q_size + v_size) + 3 * scores
+
+
+def fused_matmul_macs(view: NodeView) -> int | None:
+    """com.microsoft FusedMatMul: MatMul with optional transposes; the contracted axis moves with transA."""
+    a, out = view.input_shape(0), view.output_shape()
+    if a is None or out is None or len(a) < 2:
+        return None
+    return numel(out) * (a[-2] if view.attr("transA", 0) else a[-1])
+
+
 def pool_macs(view: NodeView) -> int | None:
     out = view.output_shape()
     kernel = view.attr("kernel_shape")
@@ -284,6 +309,7 @@ def _build_registry() -> dict[str, OpRule]:
         "GroupNormalization": OpRule("norm", per_output_element(5)),
         "InstanceNormalization": OpRule("norm", per_output_element(5)),
         "RMSNormalization": OpRule("norm", per_output_element(3)),
+        "SimplifiedLayerNormalization": OpRule("norm", per_output_element(3)),  # onnxruntime's RMSNorm
         "LpNormalization": OpRule("norm", per_output_element(2)),
         "MeanVarianceNormalization": OpRule("norm", per_output_element(5)),
         "LRN": OpRule("norm", lrn_macs),
@@ -296,6 +322,8 @@ def _build_registry() -> dict[str, OpRule]:
         "MaxRoiPool": OpRule("maxpool", per_input_element(1)),
         "Add": OpRule(add_category, nary_elementwise),
         "Sum": OpRule(add_category, nary_elementwise),
+        "Attention": OpRule("matmul", attention_macs, frozenset({3, 4, 5})),  # mask and past key/value
+        "RotaryEmbedding": OpRule("elementwise", per_output_element(2), frozenset({1, 2, 3})),
         "Softmax": OpRule("activation", per_output_element(3)),
         "LogSoftmax": OpRule("activation", per_output_element(3)),
         "Hardmax": OpRule("activation", per_output_element(1)),
@@ -326,15 +354,36 @@ def _build_registry() -> dict[str, OpRule]:
     return table
 
 
-REGISTRY: dict[str, OpRule] = _build_registry()
+MICROSOFT = "com.microsoft"
+
+
+def _microsoft_rules() -> dict[str, OpRule]:
+    """onnxruntime's fusions (models saved by its graph optimizer or transformers optimizer)."""
+    rules = {
+        "FusedConv": OpRule("conv", conv_macs),  # Conv + bias + activation; the activation is 1 per element
+        "FusedGemm": OpRule("fc", gemm_macs),
+        "FusedMatMul": OpRule(matmul_category, fused_matmul_macs),
+        "Gelu": OpRule("activation", per_output_element(1)),
+        "QuickGelu": OpRule("activation", per_output_element(1)),
+        "FastGelu": OpRule("activation", per_output_element(2)),  # bias add + GELU
+        "BiasGelu": OpRule("activation", per_output_element(2)),
+        "BiasAdd": OpRule("elementwise", per_output_element(2)),  # x + bias + skip
+        "SkipLayerNormalization": OpRule("norm", per_output_element(6)),  # skip add + layer norm
+        "SkipSimplifiedLayerNormalization": OpRule("norm", per_output_element(4)),
+        "SimplifiedLayerNormalization": OpRule("norm", per_output_element(3)),
+    }
+    return {f"{MICROSOFT}::{op}": rule for op, rule in rules.items()}
+
+
+REGISTRY: dict[str, OpRule] = {**_build_registry(), **_microsoft_rules()}
 DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
 
 
 def rule_for(node: onnx.NodeProto) -> OpRule | None:
-    """Standard-domain ops only: a custom op sharing a standard name need not share its semantics."""
-    if node.domain not in DEFAULT_DOMAINS:
-        return None
-    return REGISTRY.get(node.op_type)
+    """A custom op sharing a standard name need not share its semantics: domains are kept apart."""
+    if node.domain in DEFAULT_DOMAINS:
+        return REGISTRY.get(node.op_type)
+    return REGISTRY.get(f"{node.domain}::{node.op_type}")
 
 
 def qualified_op_name(node: onnx.NodeProto) -> str:

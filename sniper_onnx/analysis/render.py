@@ -77,9 +77,6 @@ def print_summary(result: AnalysisResult, with_nodes: bool = False, csv_path: Pa
     if with_nodes:
         console.print(node_table(result))
     console.print(summary_table(result))
-    if result.unknown_ops:
-        console.print("[bold yellow]unknown ops[/] (0 MACs, not costed): "
-                      + ", ".join(f"{op} x{count}" for op, count in result.unknown_ops.items()))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     if csv_path is not None:

@@ -28,7 +28,7 @@ class _OneLineErrors(TyperGroup):
         except SniperError as error:
             click.echo(f"sniper-onnx: error: {error}", err=True)
             ctx.exit(EXIT_USER_ERROR)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except (typer.Exit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
             click.echo("sniper-onnx: interrupted", err=True)

@@ -29,6 +29,7 @@ def register(app: typer.Typer) -> None:
     def import_(
         results: Annotated[List[Path], typer.Argument(help="JSONL files written by `sniper-profiler run --out`")],
         db: DbOption = Path("ncd.sqlite"),
+        models: Annotated[Optional[List[Path]], typer.Option("--models", help="folder with copies of the measured .onnx files, matched by sha256 (repeatable)")] = None,
         json_output: JsonOption = False,
     ) -> None:
         """Import profiler results (idempotent: importing a file twice adds nothing)."""
@@ -40,7 +41,7 @@ def register(app: typer.Typer) -> None:
         with Database(db) as database, Progress(transient=True, disable=json_output) as progress:
             for path in results:
                 task = progress.add_task(f"importing {path.name}", total=None)
-                summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total)))
+                summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total), models or ()))
         if json_output:
             typer.echo(json.dumps({"db": str(db), "files": [asdict(s) for s in summaries]}))
             return

@@ -89,7 +89,7 @@ def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bo
         task = progress.add_task("profiling", total=len(jobs))
 
         def hook(event: str, amount: int, detail: Optional[str]) -> None:
-            if event == "advance":
+            if event in ("start", "advance"):
                 progress.update(task, advance=amount, description=f"profiling {detail or ''}"[:60])
 
         return collect(jobs, out, config, db, retry_failed, hook)

@@ -36,12 +36,17 @@ def simulate(
     nodes: Annotated[Optional[str], typer.Option(help="Override node counts, e.g. AGX=4,TX2=3,NX=3.")] = None,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this CSV trace instead of Poisson arrivals.")] = None,
     predictor: Annotated[
-        Optional[Path], typer.Option(help="Predictor .onnx file: its times replace the platform's predictions.")
+        Optional[Path], typer.Option(help="Predictor .onnx file for --models (default: the shipped one).")
     ] = None,
     models: Annotated[
-        Optional[Path], typer.Option(help="Folder of <model>.onnx files for --predictor, named as platform models.")
+        Optional[Path],
+        typer.Option(help="Folder of <model>.onnx files named as platform models: predicted times come from "
+                          "the predictor instead of the platform file."),
     ] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a Figure-6-shaped PNG here.")] = None,
+    per_device: Annotated[
+        bool, typer.Option("--per-device", help="Also print each device's utilization (median over seeds).")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     list_policies: Annotated[bool, typer.Option("--list-policies", help="List the policies and exit.")] = False,
 ) -> None:
@@ -66,7 +71,7 @@ def simulate(
     if as_json:
         typer.echo(json.dumps(report.to_json_dict()))
         return
-    _print_table(report)
+    _print_table(report, per_device)
 
 
 class _Progress:
@@ -98,7 +103,7 @@ def _cell(spread, digits: int, seeds: int) -> str:
     return text
 
 
-def _print_table(report) -> None:
+def _print_table(report, per_device: bool = False) -> None:
     from rich import box
     from rich.console import Console
     from rich.table import Table
@@ -123,12 +128,33 @@ def _print_table(report) -> None:
     if not console.is_terminal:  # piped into a file: no terminal to fit, keep every digit
         console = Console(width=max(console.width, 110))
     console.print(table)
+    if per_device:
+        console.print(_utilization_table(report))
     if report.predictor_models:
         console.print(f"predicted times from the predictor for: {', '.join(report.predictor_models)}")
     if report.table_models:
         console.print(f"platform's predicted times kept for: {', '.join(report.table_models)}")
     if report.plot:
         console.print(f"plot written to {report.plot}")
+
+
+def _utilization_table(report):
+    from statistics import median
+
+    from rich import box
+    from rich.table import Table
+
+    sweep = report.sweep
+    names = sweep.platform.device_names()
+    table = Table(title="utilization per device (busy / makespan, median over seeds)", box=box.SIMPLE_HEAD)
+    table.add_column("policy")
+    table.add_column("T", justify="right")
+    for name in names:
+        table.add_column(name, justify="right")
+    for row in sweep.rows:
+        cells = [f"{median(run.utilization[i] for run in row.runs):.2f}" for i in range(len(names))]
+        table.add_row(row.policy, "trace" if row.rate is None else f"{row.rate:g}", *cells)
+    return table
 
 
 def register(app: typer.Typer) -> None:

@@ -23,10 +23,13 @@ def zoo_list(
     from rich.table import Table
 
     table = Table(title="sniper-onnx zoo (random weights)")
-    for column, justify in (("name", "left"), ("params", "right"), ("resolution", "right"), ("description", "left")):
+    columns = (("name", "left"), ("torchvision params", "right"), ("exported", "right"), ("resolution", "right"),
+               ("description", "left"))
+    for column, justify in columns:
         table.add_column(column, justify=justify)
     for row in rows:
-        table.add_row(row["name"], f"{row['params']:,}", str(row["default_resolution"]), row["description"])
+        table.add_row(row["name"], f"{row['params']:,}", f"{row['export_params']:,}", str(row["default_resolution"]),
+                      row["description"])
     Console().print(table)
 
 

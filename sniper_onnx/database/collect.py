@@ -84,6 +84,9 @@ def zoo_jobs(resolutions: Sequence[int], batch: int = 1, names: Optional[Sequenc
 
 
 def file_jobs(paths: Sequence[str]) -> list[CollectJob]:
+    from sniper_profiler.manifest import source_for
+
+    manifests: dict = {}
     jobs = []
     for item in paths:
         path = Path(item)
@@ -91,8 +94,12 @@ def file_jobs(paths: Sequence[str]) -> list[CollectJob]:
         for model in found:
             if not model.is_file():
                 raise SniperError(f"{model}: no such model file")
-            jobs.append(CollectJob(model.stem, None, {"kind": "file"}, path=str(model)))
+            jobs.append(CollectJob(model.stem, None, source_for(model, manifests), path=str(model)))
     return jobs
+
+
+class _BuildFailed(Exception):
+    pass
 
 
 @contextmanager
@@ -104,7 +111,10 @@ def _materialized(job: CollectJob, scratch: Path) -> Iterator[str]:
 
     assert job.make is not None
     path = scratch / f"{job.name.replace('/', '_')}.onnx"
-    onnx.save(job.make(), str(path))
+    try:
+        onnx.save(job.make(), str(path))
+    except Exception as error:  # noqa: BLE001 - one net that cannot be built must not stop the run
+        raise _BuildFailed(f"{job.name}: could not build it ({type(error).__name__}: {error})") from None
     try:
         yield str(path)
     finally:
@@ -145,6 +155,8 @@ def collect(
                     if progress:
                         progress("advance", 1, f"{job.name}: done before")
                     continue
+                if progress:
+                    progress("start", 0, job.name)
                 _measure(profiler, model_job, job, Path(scratch), summary, db)
                 if progress:
                     progress("advance", 1, job.name)
@@ -167,6 +179,10 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, scratch: Path, summ
                 summary.imported += int(import_record(db, record, str(profiler.out)))
     except ProfilerError as error:
         raise SniperError(str(error)) from None
+    except _BuildFailed as error:
+        summary.failed += 1
+        summary.failures.append(str(error))  # nothing was measured, so no record; retried on resume
+        return
     if record["status"] == "ok":
         summary.measured += 1
     else:

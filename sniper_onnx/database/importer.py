@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from sniper_onnx.database.store import Database, NetworkRecord
 from sniper_onnx.errors import SniperError
@@ -53,17 +53,33 @@ SOURCE_LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
-def load_model_for(model: dict[str, Any]) -> tuple[Optional[Any], str]:
-    """The ModelProto a record measured, or None and the reason it cannot be found."""
+def index_model_folders(folders: Sequence["str | Path"]) -> dict[str, Path]:
+    """sha256 -> path of every .onnx file under ``folders`` (models measured on another machine)."""
+    index: dict[str, Path] = {}
+    for folder in folders:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise SniperError(f"--models {folder}: no such folder; give the folder holding the measured .onnx files")
+        for path in sorted(folder.rglob("*.onnx")):
+            index.setdefault(file_sha256(path), path)
+    return index
+
+
+def load_model_for(model: dict[str, Any], local_models: Optional[dict[str, Path]] = None) -> tuple[Optional[Any], str]:
+    """The ModelProto a record measured, or None and the reason it cannot be found: from its path,
+    from a local copy with the same sha256, or re-made from its generator/zoo source."""
     import onnx
 
     path = Path(model.get("path") or "")
     if path.is_file() and file_sha256(path) == model.get("sha256"):
         return onnx.load(str(path), load_external_data=False), ""
+    local = (local_models or {}).get(model.get("sha256") or "")
+    if local is not None:
+        return onnx.load(str(local), load_external_data=False), ""
     source = model.get("source") or {}
     loader = SOURCE_LOADERS.get(source.get("kind", ""))
     if loader is None:
-        return None, f"{path}: file missing or changed since it was measured, and no generator/zoo source to re-make it"
+        return None, f"{path}: file missing or changed since it was measured, and no generator/zoo source to re-make it (pass --models DIR with a copy)"
     try:
         return loader(source), ""
     except Exception as error:  # noqa: BLE001 - keep the measurement even if re-making fails
@@ -90,20 +106,28 @@ def compute_features(model_proto: Any, inputs: list[dict[str, Any]]) -> tuple[Op
 
 
 class _NetworkResolver:
-    def __init__(self, db: Database, summary: ImportSummary) -> None:
+    def __init__(self, db: Database, summary: ImportSummary, local_models: Optional[dict[str, Path]] = None) -> None:
         self.db = db
         self.summary = summary
+        self.local_models = local_models or {}
+
+    @staticmethod
+    def file_key(record: dict[str, Any]) -> str:
+        """The file's hash, plus the input shapes where the model has symbolic dims: one file
+        measured at two shapes is two networks."""
+        sha256 = (record.get("model") or {}).get("sha256") or ""
+        return network_key(sha256, record.get("inputs") or []) if sha256 else ""
 
     def resolve(self, record: dict[str, Any]) -> NetworkRecord:
         model = record.get("model") or {}
-        sha256 = model.get("sha256") or ""
+        sha256 = self.file_key(record)
         known = self.db.network_for_file(sha256) if sha256 else None
         if known is not None and known.features is not None:
             return known
         name = model.get("name") or Path(model.get("path") or "unnamed").stem
-        proto, problem = load_model_for(model)
+        proto, problem = load_model_for(model, self.local_models)
         if proto is None:
-            return known or self._placeholder(sha256, name, model, problem)
+            return known or self._placeholder(sha256, name, model, problem, record_key_of(record))
         from sniper_onnx.database.hashing import structure_hash
 
         features, problem = compute_features(proto, record.get("inputs") or [])
@@ -119,15 +143,16 @@ class _NetworkResolver:
 
     def fill_features(self, record: dict[str, Any]) -> None:
         """For a record imported before its model could be found: try again."""
-        sha256 = (record.get("model") or {}).get("sha256")
+        sha256 = self.file_key(record)
         known = self.db.network_for_file(sha256) if sha256 else None
         if known is not None and known.features is None:
             self.resolve(record)
 
-    def _placeholder(self, sha256: str, name: str, model: dict[str, Any], problem: str) -> NetworkRecord:
+    def _placeholder(self, sha256: str, name: str, model: dict[str, Any], problem: str, record_key: str) -> NetworkRecord:
         # The measurement is kept under the file's hash; a later import that finds the model fills
         # in its features (nothing a user measured is ever dropped).
-        network = self.db.add_network(f"file:sha256:{sha256}", name, model.get("source") or {}, None)
+        key = f"file:sha256:{sha256}" if sha256 else f"file:record:{record_key}"
+        network = self.db.add_network(key, name, model.get("source") or {}, None)
         self.summary.networks_added += int(network.added)
         self.summary.networks_without_features.append(problem)
         if sha256:
@@ -139,7 +164,9 @@ def import_results(
     db: Database,
     path: "str | Path",
     on_progress: Optional[Callable[[int, int], None]] = None,
+    model_folders: Sequence["str | Path"] = (),
 ) -> ImportSummary:
+    """Import a profiler JSONL file; ``model_folders`` hold copies of models measured elsewhere."""
     path = Path(path)
     if not path.is_file():
         raise SniperError(f"{path}: no such results file; give the JSONL written by `sniper-profiler run --out`")
@@ -147,7 +174,7 @@ def import_results(
     if not results.records and results.unreadable_lines:
         raise SniperError(f"{path}: no profiler records in it (lines {results.unreadable_lines[:5]} unreadable); is it a sniper-profiler JSONL file?")
     summary = ImportSummary(str(path), records=len(results.records), unreadable_lines=results.unreadable_lines)
-    resolver = _NetworkResolver(db, summary)
+    resolver = _NetworkResolver(db, summary, index_model_folders(model_folders) if model_folders else None)
     devices_seen: set[str] = set()
     for index, record in enumerate(results.records, start=1):
         record_key = record_key_of(record)
@@ -182,10 +209,14 @@ def _import_one(
     device_id = device.get("device_id")
     if not device_id or "spec" not in device:
         raise SniperError(f"{summary.path}: record {record.get('record_id')} has no device; was it written by sniper-profiler?")
+    try:
+        spec = DeviceSpec.from_dict(device["spec"])
+    except (TypeError, ValueError) as error:
+        raise SniperError(f"{summary.path}: record {record.get('record_id')} has a device spec this sniper-onnx cannot read ({error}); upgrade sniper-onnx") from None
     network = resolver.resolve(record)
     with db.transaction():
         if device_id not in devices_seen:
-            summary.devices_added += int(db.add_device(DeviceSpec.from_dict(device["spec"]), device_id, device.get("fingerprint")).added)
+            summary.devices_added += int(db.add_device(spec, device_id, device.get("fingerprint")).added)
             devices_seen.add(device_id)
         stats = record.get("stats") or {}
         measurement = db.add_measurement(

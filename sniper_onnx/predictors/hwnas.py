@@ -230,3 +230,20 @@ def run_benchmark(
                                     accuracy_metrics(baseline[ok], seconds[ok], True), report.to_json_dict()))
         say(f"{device}: rho {results[-1].sniper['spearman']:.3f}")
     return BenchReport(list(train), list(test), samples, source, results)
+
+
+def train_shipped_predictor(table_path: "str | Path", devices_csv: Optional["str | Path"], output: "str | Path",
+                            devices: Optional[Sequence[str]] = None, epochs: int = 15, seed: int = 0,
+                            progress: Optional[Callable[[int, float], None]] = None):
+    """The predictor that ships in the package: the PCN trained on every device column of the table."""
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.runtime import save_predictor
+    from sniper_onnx.predictors.training import train_predictor
+
+    table = load_latency_table(table_path)
+    devices = list(devices or table.devices)
+    features, names, _ = network_features(table.archs)
+    data = training_data(table, devices, features, names, device_features(devices, devices_csv))
+    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed)
+    save_predictor(predictor, output)
+    return report

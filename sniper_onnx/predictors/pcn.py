@@ -131,6 +131,16 @@ def train_pcn(
     the triples index them, so a network measured on nine devices is embedded once per batch.
     """
     config = config or PCNConfig()
+    threads = torch.get_num_threads()
+    # Small matrices: one thread is faster than several spinning on a shared machine.
+    torch.set_num_threads(1)
+    try:
+        return _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config: PCNConfig, progress) -> Dict[str, np.ndarray]:
     torch.manual_seed(config.seed)
     norm = normalization(net_raw, dev_raw)
     z_net = torch.tensor((np.log1p(np.maximum(net_raw, 0)) - norm["net_mean"]) / norm["net_std"], dtype=torch.float32)

@@ -59,8 +59,8 @@ def simulate_platform(
     progress: Callable[[int], None] | None = None,
 ) -> SimulationReport:
     """Load a platform, optionally swap in a predictor's times, run a rate sweep or a trace, plot."""
-    if (predictor is None) != (models_dir is None):
-        raise SniperError("--predictor and --models go together: the predictor times the models in the folder")
+    if predictor is not None and models_dir is None:
+        raise SniperError("--predictor needs --models DIR: a folder of <model>.onnx files for it to time")
     if plot is not None and trace is not None:
         raise SniperError("--plot draws a rate sweep; drop --plot when replaying a --trace")
     if seeds < 1:
@@ -70,10 +70,10 @@ def simulate_platform(
         loaded = loaded.with_nodes(nodes)
     predictor_models: tuple[str, ...] = ()
     table_models: tuple[str, ...] = ()
-    if predictor is not None:
+    if models_dir is not None:  # without --predictor: the predictor shipped with the package
         from sniper_onnx.scheduling.predicted import with_predictor
 
-        swap = with_predictor(loaded, predictor, models_dir)  # type: ignore[arg-type]
+        swap = with_predictor(loaded, predictor, models_dir)
         loaded, predictor_models, table_models = swap.platform, swap.replaced, swap.kept
     if trace is not None:
         tasks = read_trace(trace, loaded, first_seed, noise, deadline_factor)

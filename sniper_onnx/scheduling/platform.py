@@ -110,8 +110,8 @@ def load_platform(name_or_path: str | Path) -> Platform:
     path = Path(text_name)
     if not path.is_file():
         raise SniperError(
-            f"{text_name}: no such platform file or built-in platform; "
-            f"use one of {', '.join(builtin_platforms())} or a JSON/YAML file"
+            f"{text_name}: no such platform file or built-in platform; give a built-in name "
+            f"({', '.join(builtin_platforms())}) or a JSON/YAML platform file"
         )
     return platform_from_dict(_read_mapping(path), source=str(path))
 

@@ -135,16 +135,18 @@ class SniperLLF:
     """Sniper's "LLF with extra limits" on predicted times (the paper leaves the limits open).
 
     Dispatch: the device with the least predicted completion time among devices holding fewer than
-    ``queue_bound`` outstanding tasks (all devices if every one is full). The bound keeps the
-    error of stacked predictions short: a queue of k tasks carries k prediction errors.
-    Queue order: least laxity first, laxity = deadline - now - predicted exec on that device.
+    ``queue_bound`` outstanding tasks (all devices if every one is full). The default bound 1 means
+    "an idle device if there is one": a task that can start now does not queue behind a faster
+    device's backlog, which is what AWT counts, and a queue of k tasks carries k prediction errors.
+    Queue order: least laxity first, laxity = deadline - now - predicted exec on that device (with
+    corrected estimates, the estimate when the task was queued).
     By default the predictions are corrected online by finished tasks (``predicted-feedback``, the
     paper's Time Trimmer); ``sniper-static`` uses the raw predictions.
     """
 
     name: str = "sniper"
     time_source: str = "predicted-feedback"
-    queue_bound: int = 4
+    queue_bound: int = 1
 
     def on_arrival(self, task: Task, view: SchedulerView) -> int:
         open_devices = view.outstanding < self.queue_bound
@@ -161,8 +163,8 @@ POLICIES: dict[str, tuple[Callable[[], Policy], str]] = {
     "jsq": (JoinShortestQueue, "join the shortest queue by task count, FIFO (time-unaware)"),
     "mvsp": (lambda: MinimumCompletionTime(name="mvsp", time_source="measured"),
              "least completion time on measured times; pays one real run per new model x device type"),
-    "sniper": (SniperLLF, "least predicted completion under a queue bound, least-laxity queues, "
-               "predictions corrected by finished tasks"),
+    "sniper": (SniperLLF, "idle device with least predicted completion (else any), least-laxity "
+               "queues, predictions corrected by finished tasks"),
     "sniper-static": (lambda: SniperLLF(name="sniper-static", time_source="predicted"),
                       "as sniper, on the raw predictions only"),
     "mct-oracle": (lambda: MinimumCompletionTime(name="mct-oracle", time_source="true"),

@@ -60,7 +60,7 @@ def seconds_matrix(table: object, networks: list[str], devices: list[str]) -> np
     return matrix
 
 
-def _check_devices(predictor: object, platform: Platform, predictor_path: Path) -> list[str]:
+def _check_devices(predictor: object, platform: Platform, predictor_path: object) -> list[str]:
     devices = platform.predictor_device_names()
     known = getattr(predictor, "devices", None)
     unknown = [d for d in devices if known is not None and d not in known]
@@ -73,20 +73,14 @@ def _check_devices(predictor: object, platform: Platform, predictor_path: Path) 
     return devices
 
 
-def with_predictor(platform: Platform, predictor_path: str | Path, models_dir: str | Path) -> PredictorSwap:
+def with_predictor(platform: Platform, predictor_path: str | Path | None, models_dir: str | Path) -> PredictorSwap:
+    """``predictor_path=None`` uses the predictor shipped with the package."""
     files = model_files(platform, models_dir)
-    predictor_path = Path(predictor_path)
-    if not predictor_path.is_file():
-        raise SniperError(f"{predictor_path}: no such predictor file; train one (issue 5) or drop --predictor")
-    try:
-        from sniper_onnx.predictors import load_predictor
-    except ImportError:
-        raise SniperError("this build has no sniper_onnx.predictors.load_predictor yet; "
-                          "run without --predictor (the platform's predicted times are used)") from None
     from sniper_onnx import analyze
+    from sniper_onnx.predictors import load_predictor
 
-    predictor = load_predictor(str(predictor_path))
-    devices = _check_devices(predictor, platform, predictor_path)
+    predictor = load_predictor(predictor_path)
+    devices = _check_devices(predictor, platform, getattr(predictor, "source", predictor_path))
     names = list(files)
     features = [analyze(str(files[name])).features for name in names]
     table = predictor.predict(features, devices, network_names=names)

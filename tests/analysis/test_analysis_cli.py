@@ -100,6 +100,27 @@ def test_bad_files_give_one_line_and_exit_2(tmp_path, content, expected):
     assert str(path) in lines[0] and "Traceback" not in result.output
 
 
+def _broken_graphs():
+    cycle = [helper.make_node("Add", ["input", "b"], ["a"], name="first"),
+             helper.make_node("Relu", ["a"], ["b"], name="second"), helper.make_node("Relu", ["a"], ["y"])]
+    dangling = [helper.make_node("Add", ["input", "ghost"], ["y"], name="add")]
+    return {"cycle": model(cycle, {"input": [2]}, ["y"]), "dangling": model(dangling, {"input": [2]}, ["y"])}
+
+
+@pytest.mark.parametrize("kind", ["cycle", "dangling", "truncated"])
+def test_broken_graphs_give_one_line_and_exit_2(tmp_path, kind):
+    path = tmp_path / f"{kind}.onnx"
+    if kind == "truncated":
+        data = branchy_model().SerializeToString()
+        path.write_bytes(data[: len(data) * 2 // 3])
+    else:
+        onnx.save(_broken_graphs()[kind], path)
+    result = runner.invoke(app, ["analyze", str(path), "--json"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and str(path) in lines[0], result.output
+    assert "Traceback" not in result.output and (kind in lines[0] or kind == "dangling" and "ghost" in lines[0])
+
+
 def test_bad_input_shape_option(branchy):
     result = runner.invoke(app, ["analyze", str(branchy), "--input-shape", "input=1xAx16"])
     assert result.exit_code == 2 and "--input-shape" in result.output and "Traceback" not in result.output
@@ -112,10 +133,25 @@ def test_unwritable_csv_is_a_one_line_error(branchy, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
+TYPER_EXCEPTIONS_BUG = pytest.mark.xfail(
+    strict=True,
+    reason="sniper_onnx/cli/__init__.py re-raises click's Exit/ClickException, but typer 0.29 vendors click and "
+    "raises typer.Exit and typer._click exceptions, so -h and usage errors become 'internal error' (exit 70); "
+    "reported to the lead: remove this marker once fixed",
+)
+
+
+@TYPER_EXCEPTIONS_BUG
 def test_help():
     for flag in ("-h", "--help"):
         result = runner.invoke(app, ["analyze", flag])
         assert result.exit_code == 0 and "--input-shape" in result.output
+
+
+@TYPER_EXCEPTIONS_BUG
+def test_unknown_option_is_a_usage_error(branchy):
+    result = runner.invoke(app, ["analyze", str(branchy), "--bogus"])
+    assert result.exit_code == 2 and "internal error" not in result.output
 
 
 def test_analyze_never_imports_heavy_modules(branchy):
@@ -125,7 +161,8 @@ def test_analyze_never_imports_heavy_modules(branchy):
         f"analyze({str(branchy)!r})\n"
         "from sniper_onnx.cli import app\n"
         f"app(['analyze', {str(branchy)!r}, '--json'], standalone_mode=False)\n"
-        "heavy = [m for m in ('torch', 'sklearn', 'onnxruntime') if m in sys.modules]\n"
+        # networkx (the lazy result.graph) and rich (the table) cost a quarter second each to import
+        "heavy = [m for m in ('torch', 'sklearn', 'onnxruntime', 'networkx', 'rich') if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

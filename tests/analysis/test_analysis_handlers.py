@@ -223,3 +223,29 @@ def test_old_opset_upsample_counts_like_resize():
     result = analyze(single("Upsample", {"x": [1, 2, 4, 4]}, [scales], opset=9, extra_inputs=["scales"],
                             mode="linear"))
     assert node(result).output_shapes == [[1, 2, 8, 8]] and node(result).macs == 128 * 4
+
+
+def test_attention_op_counts_both_products_and_the_softmax():
+    # batch 2, 4 heads, 5 queries over 7 keys, head size 8, value size 6
+    result = analyze(single("Attention", {"q": [2, 4, 5, 8], "k": [2, 4, 7, 8], "v": [2, 4, 7, 6]}, opset=23))
+    scores = 2 * 4 * 5 * 7
+    assert node(result).output_shapes == [[2, 4, 5, 6]]
+    assert node(result).macs == scores * 8 + scores * 6 + 3 * scores
+    assert result.features["matmul_macs"] == node(result).macs
+
+
+def test_onnxruntime_fusions_are_costed_and_their_shapes_flow_on():
+    """FusedConv and FastGelu are unknown to ONNX inference: shapes come from the rules and reach the Relu."""
+    nodes = [
+        helper.make_node("FusedConv", ["x", "W", "B"], ["c"], name="fused", domain="com.microsoft",
+                         pads=[1, 1, 1, 1], strides=[2, 2], activation="Relu"),
+        helper.make_node("FastGelu", ["c"], ["g"], name="gelu", domain="com.microsoft"),
+        helper.make_node("Relu", ["g"], ["y"], name="relu"),
+    ]
+    built = model(nodes, {"x": [1, 3, 16, 16]}, ["y"], [weight("W", 8, 3, 3, 3), weight("B", 8)])
+    built.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    result = analyze(built)
+    assert result.unknown_ops == {} and result.unknown_shape_nodes == []
+    assert node(result, "fused").output_shapes == [[1, 8, 8, 8]] and node(result, "fused").macs == 512 * 27
+    assert node(result, "relu").macs == 512 and result.features["num_conv3x3"] == 1
+    assert node(result, "fused").op_type == "com.microsoft::FusedConv"

@@ -136,3 +136,17 @@ def test_parse_input_shape(text, expected):
 def test_parse_input_shape_rejects(text):
     with pytest.raises(SniperError, match="--input-shape"):
         parse_input_shape(text)
+
+
+def test_weightless_reader_keeps_structure_and_small_constants_only(tmp_path):
+    from sniper_onnx.analysis.weightless import KEEP_DATA_BYTES, load_weightless
+
+    path = tmp_path / "weighted.onnx"
+    onnx.save(small_cnn(), path)
+    full, light = onnx.load(str(path)), load_weightless(path)
+    assert light.graph.node == full.graph.node and light.graph.input == full.graph.input
+    for kept, original in zip(light.graph.initializer, full.graph.initializer):
+        assert (kept.name, list(kept.dims), kept.data_type) == (original.name, list(original.dims), original.data_type)
+        large = len(original.raw_data) > KEEP_DATA_BYTES
+        assert kept.raw_data == (b"" if large else original.raw_data)
+    assert any(len(t.raw_data) > KEEP_DATA_BYTES for t in full.graph.initializer)  # the test strips something

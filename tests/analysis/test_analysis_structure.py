@@ -193,6 +193,18 @@ def test_if_counts_the_costlier_branch_and_is_flagged():
     assert cost.subgraph and cost.macs == 8 * 16
     assert cost.params == 8 * 16 + 8 * 2  # both branches' weights are in the model
     assert any("'branch' (If) holds subgraphs" in w for w in result.warnings)
+    assert result.features["max_branches"] == 1  # the branches read x from the enclosing graph
+
+
+def test_outer_scope_reads_are_edges_of_the_control_flow_node():
+    node_if = helper.make_node("If", ["cond"], ["y"], name="branch",
+                               then_branch=_matmul_body("then", 16), else_branch=_matmul_body("else", 2))
+    relu = helper.make_node("Relu", ["raw"], ["x"], name="relu")
+    graph = helper.make_graph([relu, node_if], "g",
+                              [tensor("raw", [1, 8]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [tensor("y", None)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert result.graph.has_edge("relu", "branch") and result.critical_path == ["relu", "branch"]
 
 
 def test_loop_multiplies_its_body_by_a_constant_trip_count():

@@ -15,13 +15,14 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-def export(net: "nn.Module", example: "torch.Tensor", dynamic_batch: bool = False) -> onnx.ModelProto:
+def export(net: "nn.Module", example, dynamic_batch: bool = False) -> onnx.ModelProto:
     """The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here."""
     buffer = io.BytesIO()
     axes = {"input": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"], dynamic_axes=axes)
+        torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"], dynamic_axes=axes,
+                          opset_version=17)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -116,6 +117,9 @@ def test_transformer_block_params_equal_torch_exactly():
     assert result.features["fc_macs"] == seq * dim * 3 * dim + seq * dim * dim + 2 * seq * dim * 4 * dim
     assert result.features["matmul_macs"] == 2 * seq * seq * dim
     assert result.features["num_norm"] == 2 and result.features["num_add"] == 2
+    # every Linear's weight and bias (MatMul + bias Add in the export) counts as fully connected
+    linears = net.attn.in_proj_weight.numel() + net.attn.in_proj_bias.numel() + torch_params(net.attn.out_proj)
+    assert result.features["fc_params"] == linears + torch_params(net.mlp)
 
 
 class Inception(nn.Module):
@@ -141,3 +145,51 @@ def test_inception_branches_and_kernel_counts():
     assert f["total_params"] == torch_params(net)
     assert f["conv_macs"] == torch_layer_macs(net, example)[0]
     assert f["critical_path_layers"] == 2  # the 7x7 branch, then the concat
+
+
+class DecoderBits(nn.Module):
+    """Upsampling, padding computed by shape arithmetic, ConvTranspose, GroupNorm, InstanceNorm."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.group_norm = nn.GroupNorm(2, 4)
+        self.instance_norm = nn.InstanceNorm2d(4, affine=True)
+
+    def forward(self, x):
+        y = nn.functional.pad(nn.functional.interpolate(self.conv(x), scale_factor=2, mode="bilinear"), (1, 1, 1, 1))
+        y = self.instance_norm(self.group_norm(self.up(y)))
+        return nn.functional.hardswish(nn.functional.avg_pool2d(y, 2))
+
+
+def test_decoder_ops_have_known_shapes_and_params_by_the_groupnorm_rule():
+    net = DecoderBits()
+    result = analyze(export(net, torch.randn(1, 3, 8, 8)))
+    assert result.unknown_shape_nodes == [] and result.unknown_ops == {}
+    # opset 17 has no GroupNormalization: torch exports InstanceNormalization over the groups with a
+    # constant unit scale and zero bias (2 x groups elements), then the affine Mul and Add
+    assert result.features["total_params"] == torch_params(net) + 2 * 2
+    up = next(n for n in result.nodes if n.op_type == "ConvTranspose")
+    assert up.input_shapes[0] == [1, 8, 18, 18] and up.macs == 8 * 18 * 18 * 4 * 2 * 2
+
+
+class Recurrent(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, batch_first=True)
+        self.gru = nn.GRU(16, 8, bidirectional=True)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        y, _ = self.lstm(x)
+        y, _ = self.gru(y)
+        return self.fc(y[:, -1])
+
+
+def test_recurrent_params_equal_torch_exactly():
+    net = Recurrent()
+    result = analyze(export(net, torch.randn(2, 5, 8)))
+    assert result.features["total_params"] == torch_params(net)
+    lstm = next(n for n in result.nodes if n.op_type == "LSTM")
+    assert lstm.macs == 5 * 2 * 4 * 16 * (8 + 16)  # steps x batch x gates x hidden x (input + hidden)

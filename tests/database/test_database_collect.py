@@ -112,3 +112,30 @@ def test_real_generator_end_to_end(tmp_path):
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["measured"] + summary["failed"] == 2 and summary["imported"] == 2
+
+
+# sniper_onnx/cli/__init__.py (the lead's) lets typer's vendored-click Exit through as an
+# "internal error" (exit 70) for every -h and usage error below the root; fix requested.
+@pytest.mark.xfail(reason="root CLI handler misses typer's vendored click exceptions (fix requested from the lead)")
+@pytest.mark.parametrize("argv", [["profile", "-h"], ["db", "-h"], ["db", "import", "-h"], ["db", "stats", "-h"], ["db", "export", "-h"]])
+def test_help_works_everywhere(argv):
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 0 and "Usage" in result.stdout
+
+
+def test_a_net_that_cannot_be_built_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):
+    calls = []
+    fake = _fake_generator(tmp_path, calls)
+    good = fake.materialize
+
+    def flaky(spec, weights=True):
+        if spec.net_id.endswith("-0"):
+            raise ValueError("no such block")
+        return good(spec, weights)
+
+    fake.materialize = flaky
+    monkeypatch.setitem(sys.modules, "sniper_generator", fake)
+    result = runner.invoke(app, ["profile", "--generate", "2", "--out", str(tmp_path / "r.jsonl"), "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert (summary["measured"], summary["failed"]) == (1, 1) and "could not build" in summary["failures"][0]

@@ -137,3 +137,58 @@ def test_export_can_leave_out_flagged_measurements(tmp_path):
         assert export_csv(db, tmp_path / "clean.csv", exclude_flags=["denormal_outputs", "machine_busy"]).rows == 1
     result = runner.invoke(app, ["db", "export", "--db", str(tmp_path / "ncd.sqlite"), "--exclude-flag", "bogus", "-o", str(tmp_path / "x.csv")])
     assert result.exit_code == 2 and "not a profiler flag" in result.stderr
+
+
+def test_one_file_measured_at_two_shapes_is_two_networks(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "dyn.onnx"))
+    out = tmp_path / "r.jsonl"
+    fast = ["--warmup", "1", "--min-repeats", "3", "--max-time", "0.02", "--threads", "1"]
+    for batch in (1, 4):
+        result = runner.invoke(app, ["profile", str(tmp_path / "dyn.onnx"), "--out", str(out), "--input-shape", f"x={batch}x8", *fast])
+        assert result.exit_code == 0, result.output
+    with Database(tmp_path / "ncd.sqlite") as db:
+        import_results(db, out)
+        networks = sorted(db.networks(), key=lambda n: n.structure_hash)
+        assert [n.structure_hash.rsplit("@", 1)[1] for n in networks] == ["x=1x8", "x=4x8"]
+        assert len({m.network_id for m in db.measurements()}) == 2
+
+
+def test_models_measured_elsewhere_are_found_by_hash_in_models_folder(profiled, tmp_path):
+    results, folder = profiled
+    copy = tmp_path / "copies"
+    shutil.copytree(folder, copy)
+    moved = tmp_path / "moved"
+    shutil.move(str(folder), moved)  # the recorded paths no longer exist: as on the cloud side
+    try:
+        result = runner.invoke(app, ["db", "import", str(moved / "results.jsonl"), "--db", str(tmp_path / "ncd.sqlite"), "--models", str(copy), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["files"][0]["networks_without_features"] == []
+    finally:
+        shutil.move(str(moved), folder)
+
+
+def test_generate_manifest_gives_device_records_their_generator_source(tmp_path):
+    from sniper_generator import sample_specs
+    from sniper_profiler.__main__ import main as profiler_main
+
+    generated = tmp_path / "gen"
+    result = runner.invoke(app, ["generate", "-n", "1", "-s", "3", "--max-macs", "5e6", "--out", str(generated)])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "r.jsonl"
+    assert profiler_main(["run", str(generated), "--out", str(out), "-q", "--max-time", "0.02", "--threads", "1"]) == 0
+    record = json.loads(out.read_text())
+    assert record["model"]["source"]["kind"] == "generator"
+    assert record["model"]["source"]["spec"]["net_id"] == sample_specs(1, 3, max_macs=5e6)[0].net_id
+    shutil.rmtree(generated)  # the cloud side re-makes it from the spec
+    with Database(tmp_path / "ncd.sqlite") as db:
+        assert import_results(db, out).networks_without_features == []

