@@ -46,20 +46,30 @@ def quality(paths: list[Path], runs: int, config, folder: Path) -> dict:
     from sniper_profiler.runner import ModelJob, run_profile
 
     medians: dict[str, list[float]] = {p.stem: [] for p in paths}
+    cpu_medians: dict[str, list[float]] = {p.stem: [] for p in paths}
     for run in range(runs):
         out = folder / f"run{run}.jsonl"
         summary = run_profile([ModelJob(str(p)) for p in paths], out, config)
         for record in summary.records:
             if record["status"] == "ok":
                 medians[record["model"]["name"]].append(record["stats"]["median_s"])
-    spreads = {name: (max(v) - min(v)) / statistics.median(v) for name, v in medians.items() if len(v) == runs}
+                cpu_medians[record["model"]["name"]].append(record["stats"]["cpu_time_median_s"])
+    spreads = _spreads(medians, runs)
+    cpu_spreads = _spreads(cpu_medians, runs)
     return {
         "runs": runs,
         "per_net_medians_ms": {k: [round(x * 1e3, 4) for x in v] for k, v in medians.items()},
         "per_net_relative_spread": {k: round(v, 4) for k, v in spreads.items()},
         "median_relative_spread": round(statistics.median(spreads.values()), 4) if spreads else None,
         "max_relative_spread": round(max(spreads.values()), 4) if spreads else None,
+        # Same runs, CPU time per run instead of wall time: insensitive to waiting for a core.
+        "per_net_cpu_time_relative_spread": {k: round(v, 4) for k, v in cpu_spreads.items()},
+        "median_cpu_time_relative_spread": round(statistics.median(cpu_spreads.values()), 4) if cpu_spreads else None,
     }
+
+
+def _spreads(values: dict[str, list[float]], runs: int) -> dict[str, float]:
+    return {name: (max(v) - min(v)) / statistics.median(v) for name, v in values.items() if len(v) == runs}
 
 
 def overhead(paths: list[Path], config, rounds: int, budget_s: float) -> dict:

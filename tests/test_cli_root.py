@@ -29,13 +29,11 @@ def test_cli_import_is_light():
 
 def test_every_command_help_exits_zero():
     """typer raises its own Exit after printing help: the error wrapper must let it through."""
-    import click
-
     group = typer_main_group()
     for name, command in group.commands.items():
         result = runner.invoke(app, [name, "-h"])
         assert result.exit_code == 0, (name, result.output)
-        if isinstance(command, click.Group):
+        if hasattr(command, "commands"):
             for sub in command.commands:
                 result = runner.invoke(app, [name, sub, "-h"])
                 assert result.exit_code == 0, (name, sub, result.output)

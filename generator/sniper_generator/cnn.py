@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 
 from sniper_generator.builder import ACTIVATIONS, GraphBuilder, Tensor
+from sniper_generator.sampling import MAX_MACS, MAX_NODES, MAX_PARAMS, choice, log_uniform, sample_target_macs
 
 BLOCK_KINDS = ("plain", "residual", "dense", "inception", "separable", "grouped", "atrous")
 DOWNSAMPLES = ("maxpool", "avgpool", "conv", "none")
@@ -163,24 +164,13 @@ def build_cnn(b: GraphBuilder, cfg: dict) -> Tensor:
 
 
 # ------------------------------------------------------------------------------------ sampling
-def _choice(rng: np.random.Generator, options, weights=None):
-    if weights is not None:
-        weights = np.asarray(weights, dtype=float)
-        weights = weights / weights.sum()
-    return options[int(rng.choice(len(options), p=weights))]
-
-
-def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
-    return float(math.exp(rng.uniform(math.log(low), math.log(high))))
-
-
 def _round_channels(value: float, multiple: int = 4) -> int:
     value = min(max(value, MIN_CHANNELS), MAX_CHANNELS)
     return max(multiple, int(round(value / multiple)) * multiple)
 
 
 def _sample_block(rng: np.random.Generator, kind: str, channels: int) -> dict:
-    kernel = _choice(rng, KERNELS, (0.15, 0.6, 0.15, 0.1))
+    kernel = choice(rng, KERNELS, (0.15, 0.6, 0.15, 0.1))
     if kind == "plain":
         return {"kind": kind, "channels": channels, "kernel": kernel}
     if kind == "residual":
@@ -196,45 +186,55 @@ def _sample_block(rng: np.random.Generator, kind: str, channels: int) -> dict:
         branches = []
         for index in range(count):
             if index == count - 1 and rng.random() < 0.6:
-                branches.append({"type": "pool", "pool": _choice(rng, ("max", "avg"))})
+                branches.append({"type": "pool", "pool": choice(rng, ("max", "avg"))})
                 continue
             depth = int(rng.integers(0, 3))
-            kernels = [1] + [int(_choice(rng, (3, 5, 7), (0.5, 0.35, 0.15))) for _ in range(depth)]
+            kernels = [1] + [int(choice(rng, (3, 5, 7), (0.5, 0.35, 0.15))) for _ in range(depth)]
             branches.append({"type": "conv", "kernels": kernels})
         return {"kind": kind, "branch_channels": _round_channels(channels / count), "branches": branches}
     if kind == "separable":
-        return {"kind": kind, "channels": channels, "kernel": _choice(rng, (3, 5, 7), (0.6, 0.3, 0.1)),
-                "expand": int(_choice(rng, (1, 2, 4, 6))), "residual": bool(rng.random() < 0.7)}
+        return {"kind": kind, "channels": channels, "kernel": choice(rng, (3, 5, 7), (0.6, 0.3, 0.1)),
+                "expand": int(choice(rng, (1, 2, 4, 6))), "residual": bool(rng.random() < 0.7)}
     if kind == "grouped":
-        groups = int(_choice(rng, (2, 4, 8, 16, 32)))
+        groups = int(choice(rng, (2, 4, 8, 16, 32)))
         return {"kind": kind, "channels": _round_channels(channels, max(4, groups)), "kernel": kernel,
                 "groups": groups}
-    return {"kind": "atrous", "channels": channels, "dilation": int(_choice(rng, (2, 3, 4, 6))),
+    return {"kind": "atrous", "channels": channels, "dilation": int(choice(rng, (2, 3, 4, 6))),
             "residual": bool(rng.random() < 0.6)}
 
 
 HEAD_POOLS = ("avg", "max", "flatten", "conv")
 
 
-def _sample_head(rng: np.random.Generator) -> dict:
-    """Global pooling + 1-3 Gemm, a VGG-like flatten of a small map, or a SqueezeNet-like conv classifier."""
-    pool = _choice(rng, HEAD_POOLS, (0.55, 0.15, 0.22, 0.08))
-    classes = int(_choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))
+HIDDEN_SIZES = (128, 256, 512, 1024, 2048, 4096)
+VGG_HEAD_MIN_MACS = 1e9
+
+
+def _sample_head(rng: np.random.Generator, target_macs: float) -> dict:
+    """Global pooling + 1-3 Gemm, a VGG-like flatten of a small map, or a SqueezeNet-like conv classifier.
+
+    Hidden FC widths grow with the net (as in real ones): up to about sqrt(MACs) / 2, and the
+    4096-4096 VGG classifier only on nets of 1e9 MACs or more, so small nets stay small files.
+    """
+    pool = choice(rng, HEAD_POOLS, (0.55, 0.15, 0.22, 0.08))
+    classes = int(choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))
     if pool == "conv":
         return {"pool": pool, "side": 1, "fc": [], "classes": classes}
-    if pool == "flatten" and rng.random() < 0.4:  # the VGG classifier
+    if pool == "flatten" and target_macs >= VGG_HEAD_MIN_MACS and rng.random() < 0.6:
         return {"pool": pool, "side": 7, "fc": [4096, 4096, classes]}
-    hidden = [int(_choice(rng, (128, 256, 512, 1024, 2048, 4096))) for _ in range(int(rng.integers(0, 3)))]
+    widest = max(HIDDEN_SIZES[0], math.sqrt(target_macs) / 2)
+    sizes = tuple(size for size in HIDDEN_SIZES if size <= widest)
+    hidden = [int(choice(rng, sizes)) for _ in range(int(rng.integers(0, 3)))]
     return {"pool": pool, "side": int(rng.integers(1, 8)) if pool == "flatten" else 1,
             "fc": sorted(hidden, reverse=True) + [classes]}
 
 
-def _sample_structure(rng: np.random.Generator) -> dict:
-    resolution = int(round(_log_uniform(rng, 32, 512) / 8)) * 8
-    batch = int(_choice(rng, (1, 2, 4, 8), (0.7, 0.1, 0.1, 0.1)))
-    width = _log_uniform(rng, 8, 96)
-    stem_stride = int(_choice(rng, (1, 2), (0.3, 0.7)))
-    stem_pool = _choice(rng, ("none", "max", "avg"), (0.5, 0.35, 0.15))
+def _sample_structure(rng: np.random.Generator, target_macs: float) -> dict:
+    resolution = int(round(log_uniform(rng, 32, 512) / 8)) * 8
+    batch = int(choice(rng, (1, 2, 4, 8), (0.7, 0.1, 0.1, 0.1)))
+    width = log_uniform(rng, 8, 96)
+    stem_stride = int(choice(rng, (1, 2), (0.3, 0.7)))
+    stem_pool = choice(rng, ("none", "max", "avg"), (0.5, 0.35, 0.15))
     reduced = resolution // stem_stride // (1 if stem_pool == "none" else 2)
     max_stages = max(1, min(5, int(math.log2(max(reduced, 2)))))
     stage_count = int(rng.integers(1, max_stages + 1))
@@ -244,19 +244,19 @@ def _sample_structure(rng: np.random.Generator) -> dict:
         mix = np.eye(len(BLOCK_KINDS))[int(rng.integers(len(BLOCK_KINDS)))]
     else:
         mix = rng.dirichlet(np.full(len(BLOCK_KINDS), 0.6 if style < 0.6 else 3.0))
-    depth = _log_uniform(rng, 1, 6) if rng.random() < 0.85 else _log_uniform(rng, 6, 36)
+    depth = log_uniform(rng, 1, 6) if rng.random() < 0.85 else log_uniform(rng, 6, 36)
     stages = []
     for index in range(stage_count):
         channels = _round_channels(width * 2 ** index)
-        blocks = [_sample_block(rng, _choice(rng, BLOCK_KINDS, mix), channels)
+        blocks = [_sample_block(rng, choice(rng, BLOCK_KINDS, mix), channels)
                   for _ in range(max(1, int(round(depth * rng.uniform(0.5, 1.5)))))]
-        downsample = "none" if index == 0 and rng.random() < 0.5 else _choice(rng, DOWNSAMPLES[:3], (0.4, 0.2, 0.4))
+        downsample = "none" if index == 0 and rng.random() < 0.5 else choice(rng, DOWNSAMPLES[:3], (0.4, 0.2, 0.4))
         stages.append({"downsample": downsample, "blocks": blocks})
-    head = _sample_head(rng)
+    head = _sample_head(rng, target_macs)
     return {
         "resolution": resolution, "batch": batch, "norm": bool(rng.random() < 0.8),
-        "activation": _choice(rng, ACTIVATIONS, (0.55, 0.15, 0.15, 0.15)),
-        "stem": {"channels": _round_channels(width), "kernel": int(_choice(rng, (3, 5, 7), (0.5, 0.2, 0.3))),
+        "activation": choice(rng, ACTIVATIONS, (0.55, 0.15, 0.15, 0.15)),
+        "stem": {"channels": _round_channels(width), "kernel": int(choice(rng, (3, 5, 7), (0.5, 0.2, 0.3))),
                  "stride": stem_stride, "pool": stem_pool},
         "stages": stages, "head": head,
     }
@@ -300,30 +300,6 @@ def _fits(cfg: dict) -> bool:
         return False
 
 
-MIN_LOG_MACS, BULK_LOG_MACS, MAX_LOG_MACS = 6.0, 9.3, 10.7
-MAX_PARAMS = 2.0e8  # above VGG-19 (1.44e8); keeps every file far from protobuf's 2 GB limit
-MAX_NODES = 3000  # about 4x DenseNet-201 (707 nodes): deeper graphs only slow profiling down
-
-
-def sample_target_macs(rng: np.random.Generator, max_macs: float | None = None, tail_share: float = 0.15) -> float:
-    """Bulk in 1e6..2e9 MACs, a tail to 5e10, so most nets time quickly on a small CPU.
-
-    ``max_macs`` truncates the distribution (quick datasets, tests) without piling nets at the cap.
-    """
-    top = MAX_LOG_MACS if max_macs is None else min(MAX_LOG_MACS, math.log10(max_macs))
-    top = max(top, MIN_LOG_MACS + 0.1)
-    while True:
-        if rng.random() >= tail_share:
-            log_macs = rng.uniform(MIN_LOG_MACS, BULK_LOG_MACS)
-        else:
-            log_macs = rng.uniform(BULK_LOG_MACS, MAX_LOG_MACS)
-        if log_macs <= top:
-            return 10 ** log_macs
-
-
-MAX_MACS = 6e10
-
-
 def _fit_to_target(cfg: dict, target: float) -> dict:
     """Scales widths, then batch and resolution, until the MACs are near ``target``."""
     for _step in range(6):
@@ -352,7 +328,7 @@ def sample_cnn_config(rng: np.random.Generator, max_macs: float | None = None) -
     target = sample_target_macs(rng, max_macs)
     cap = MAX_MACS if max_macs is None else min(MAX_MACS, 2 * max_macs)
     for _attempt in range(50):
-        cfg = _sample_structure(rng)
+        cfg = _sample_structure(rng, target)
         if not _fits(cfg):
             continue
         cfg = _fit_to_target(cfg, target)

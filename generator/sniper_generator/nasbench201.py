@@ -31,6 +31,7 @@ for the all-``none`` cell up to 1.531546 M for the all-``nor_conv_3x3`` cell, CI
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import itertools
 import math
@@ -175,7 +176,7 @@ class _Graph:
     initializers: List[TensorProto] = field(default_factory=list)
     zero_scalar: Optional[str] = None
 
-    def _shaped(self, name: str, shape: Tuple[int, ...], fill: Optional[float] = None, fan_in: int = 1) -> str:
+    def shaped(self, name: str, shape: Tuple[int, ...], fill: Optional[float] = None, fan_in: int = 1) -> str:
         if not self.weights:
             tensor = TensorProto(name=name, data_type=TensorProto.FLOAT)
             tensor.dims.extend(shape)
@@ -189,16 +190,16 @@ class _Graph:
         self.initializers.append(onnx.numpy_helper.from_array(values, name))
         return name
 
-    def _node(self, op_type: str, inputs: List[str], name: str, **attributes) -> str:
+    def node(self, op_type: str, inputs: List[str], name: str, **attributes) -> str:
         self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
         return name
 
     def relu(self, x: str, name: str) -> str:
-        return self._node("Relu", [x], f"{name}/relu")
+        return self.node("Relu", [x], f"{name}/relu")
 
     def conv(self, x: str, c_in: int, c_out: int, kernel: int, stride: int, pad: int, name: str) -> str:
-        weight = self._shaped(f"{name}/conv.weight", (c_out, c_in, kernel, kernel), fan_in=c_in * kernel * kernel)
-        return self._node(
+        weight = self.shaped(f"{name}/conv.weight", (c_out, c_in, kernel, kernel), fan_in=c_in * kernel * kernel)
+        return self.node(
             "Conv", [x, weight], f"{name}/conv",
             kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4,
         )
@@ -206,30 +207,30 @@ class _Graph:
     def batchnorm(self, x: str, channels: int, name: str) -> str:
         # unit statistics (mean 0, var 1, gamma 1, beta 0): a freshly initialised, "trained-looking" BN
         params = [
-            self._shaped(f"{name}/bn.{part}", (channels,), fill=fill)
+            self.shaped(f"{name}/bn.{part}", (channels,), fill=fill)
             for part, fill in (("scale", 1.0), ("bias", 0.0), ("mean", 0.0), ("var", 1.0))
         ]
-        return self._node("BatchNormalization", [x, *params], f"{name}/bn", epsilon=BN_EPSILON)
+        return self.node("BatchNormalization", [x, *params], f"{name}/bn", epsilon=BN_EPSILON)
 
     def relu_conv_bn(self, x: str, c_in: int, c_out: int, kernel: int, stride: int, name: str) -> str:
         y = self.conv(self.relu(x, name), c_in, c_out, kernel, stride, kernel // 2, name)
         return self.batchnorm(y, c_out, name)
 
     def avgpool(self, x: str, kernel: int, stride: int, pad: int, name: str) -> str:
-        return self._node(
+        return self.node(
             "AveragePool", [x], f"{name}/avgpool",
             kernel_shape=[kernel, kernel], strides=[stride, stride], pads=[pad] * 4, count_include_pad=0,
         )
 
     def add(self, a: str, b: str, name: str) -> str:
-        return self._node("Add", [a, b], name)
+        return self.node("Add", [a, b], name)
 
     def zeros_like(self, x: str, name: str) -> str:
         if self.zero_scalar is None:
             # a real value even in weightless skeletons: it is a tiny constant, not a weight
             self.zero_scalar = "zero"
             self.initializers.append(onnx.numpy_helper.from_array(np.zeros((), dtype=np.float32), "zero"))
-        return self._node("Mul", [x, self.zero_scalar], name)
+        return self.node("Mul", [x, self.zero_scalar], name)
 
 
 def _cell(graph: _Graph, x: str, ops: Sequence[str], channels: int, name: str) -> str:
@@ -288,6 +289,9 @@ def build_nasbench201(
     for label, value, least in (("resolution", resolution, 4), ("batch", batch, 1), ("num_classes", num_classes, 1)):
         if int(value) < least:
             raise SniperError(f"{label} {value}: must be at least {least}")
+    if resolution % 4:
+        # two stride-2 reductions: on an odd size the shortcut pool and the strided conv disagree
+        raise SniperError(f"resolution {resolution}: must be a multiple of 4 (e.g. 32, the CIFAR size)")
     graph = _Graph(weights=weights, rng=np.random.default_rng(seed))
     x = graph.batchnorm(graph.conv("input", 3, STEM_CHANNELS, 3, 1, 1, "stem"), STEM_CHANNELS, "stem")
     channels = STEM_CHANNELS
@@ -298,10 +302,10 @@ def build_nasbench201(
         for index in range(CELLS_PER_STAGE):
             x = _cell(graph, x, ops, channels, f"stage{stage + 1}/cell{index + 1}")
     x = graph.relu(graph.batchnorm(x, channels, "head"), "head")
-    x = graph._node("GlobalAveragePool", [x], "head/gap")
-    x = graph._node("Flatten", [x], "head/flatten", axis=1)
-    fc_weight = graph._shaped("head/fc.weight", (num_classes, channels), fan_in=channels)
-    fc_bias = graph._shaped("head/fc.bias", (num_classes,), fill=0.0)
+    x = graph.node("GlobalAveragePool", [x], "head/gap")
+    x = graph.node("Flatten", [x], "head/flatten", axis=1)
+    fc_weight = graph.shaped("head/fc.weight", (num_classes, channels), fan_in=channels)
+    fc_bias = graph.shaped("head/fc.bias", (num_classes,), fill=0.0)
     graph.nodes.append(helper.make_node("Gemm", [x, fc_weight, fc_bias], ["logits"], name="head/fc", transB=1))
     onnx_graph = helper.make_graph(
         graph.nodes,
@@ -340,13 +344,20 @@ def load_feature_table(path: "str | Path | None" = None) -> Tuple[List[str], np.
             f"{path}: no NAS-Bench-201 feature table; regenerate it with "
             "'python benchmarks/bench_nasbench201_features.py'"
         )
+    archs, matrix, names = _read_feature_table(str(path.resolve()), path.stat().st_mtime_ns)
+    return list(archs), matrix.copy(), names
+
+
+@functools.lru_cache(maxsize=2)
+def _read_feature_table(path: str, mtime_ns: int) -> Tuple[Tuple[str, ...], np.ndarray, Tuple[str, ...]]:
     with gzip.open(path, "rt", newline="") as handle:
-        reader = csv.reader(handle)
-        header = next(reader)
-        rows = list(reader)
+        header = next(csv.reader([handle.readline()]))
+        lines = handle.read().splitlines()
     if header[: len(_TABLE_KEY_COLUMNS)] != list(_TABLE_KEY_COLUMNS):
         raise SniperError(f"{path}: header must start with {', '.join(_TABLE_KEY_COLUMNS)}; regenerate the table")
     names = tuple(header[len(_TABLE_KEY_COLUMNS):])
-    archs = [row[1] for row in rows]
-    matrix = np.array([[float(v) for v in row[len(_TABLE_KEY_COLUMNS):]] for row in rows], dtype=np.float64)
-    return archs, matrix.reshape(len(rows), len(names)), names
+    # arch strings hold no commas, so each line splits into index, arch and the numeric rest
+    parts = [line.split(",", 2) for line in lines]
+    archs = tuple(part[1] for part in parts)
+    matrix = np.loadtxt([part[2] for part in parts], delimiter=",", dtype=np.float64, ndmin=2)
+    return archs, matrix.reshape(len(parts), len(names)), names

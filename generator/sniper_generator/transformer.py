@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 from sniper_generator.builder import GraphBuilder, Tensor
-from sniper_generator.cnn import MAX_MACS, MAX_PARAMS, _choice, _log_uniform, sample_target_macs
+from sniper_generator.sampling import MAX_MACS, MAX_PARAMS, choice, log_uniform, sample_target_macs
 from sniper_generator.zoo import patch_embedding, vit_encoder_block
 
 MAX_HEADS = 16
@@ -66,25 +66,25 @@ def estimate_transformer_macs(cfg: dict) -> int:
 
 
 def _sample_structure(rng: np.random.Generator) -> dict:
-    head_dim = int(_choice(rng, (16, 32, 64), (0.3, 0.4, 0.3)))
-    heads = int(_choice(rng, (1, 2, 4, 6, 8, 12, 16)))
+    head_dim = int(choice(rng, (16, 32, 64), (0.3, 0.4, 0.3)))
+    heads = int(choice(rng, (1, 2, 4, 6, 8, 12, 16)))
     cfg = {
-        "batch": int(_choice(rng, (1, 2, 4, 8), (0.7, 0.1, 0.1, 0.1))),
+        "batch": int(choice(rng, (1, 2, 4, 8), (0.7, 0.1, 0.1, 0.1))),
         "head_dim": head_dim, "heads": heads, "dim": heads * head_dim,
-        "depth": int(round(_log_uniform(rng, 1, MAX_DEPTH))),
-        "mlp_ratio": int(_choice(rng, (2, 4), (0.3, 0.7))),
-        "activation": _choice(rng, ("gelu", "relu", "silu"), (0.7, 0.2, 0.1)),
+        "depth": int(round(log_uniform(rng, 1, MAX_DEPTH))),
+        "mlp_ratio": int(choice(rng, (2, 4), (0.3, 0.7))),
+        "activation": choice(rng, ("gelu", "relu", "silu"), (0.7, 0.2, 0.1)),
         "class_token": bool(rng.random() < 0.7),
     }
-    hidden = [int(_choice(rng, (256, 512, 1024))) for _ in range(int(rng.integers(0, 3)))]
-    cfg["fc"] = sorted(hidden, reverse=True) + [int(_choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))]
+    hidden = [int(choice(rng, (256, 512, 1024))) for _ in range(int(rng.integers(0, 3)))]
+    cfg["fc"] = sorted(hidden, reverse=True) + [int(choice(rng, (10, 100, 1000), (0.3, 0.2, 0.5)))]
     if rng.random() < 0.7:
-        patch = int(_choice(rng, (4, 8, 14, 16, 32), (0.15, 0.25, 0.1, 0.35, 0.15)))
-        side = int(round(_log_uniform(rng, 2, 32)))
+        patch = int(choice(rng, (4, 8, 14, 16, 32), (0.15, 0.25, 0.1, 0.35, 0.15)))
+        side = int(round(log_uniform(rng, 2, 32)))
         cfg.update(input="image", patch=patch, resolution=max(32, patch * side) // patch * patch)
     else:
-        cfg.update(input="sequence", tokens=int(round(_log_uniform(rng, 8, 1024))),
-                   features=int(_choice(rng, (16, 64, 128, 256, 768))))
+        cfg.update(input="sequence", tokens=int(round(log_uniform(rng, 8, 1024))),
+                   features=int(choice(rng, (16, 64, 128, 256, 768))))
     return cfg
 
 

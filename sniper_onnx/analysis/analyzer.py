@@ -28,7 +28,8 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
     initializers = {t.name for t in graph.initializer}
     inputs = [vi.name for vi in graph.input if vi.name not in initializers]
     structure = analyse_structure(costs, inputs)
-    unknown_ops = dict(sorted(Counter(c.op_type for c in costs if c.category == "unknown").items()))
+    unknown = [c.op_type for c in costs if c.category == "unknown"] + [op for c in costs for op in c.unknown_inner_ops]
+    unknown_ops = dict(sorted(Counter(unknown).items()))
     if unknown_ops:
         warnings.append(
             "unknown ops counted with 0 MACs: " + ", ".join(f"{op} x{n}" for op, n in unknown_ops.items())

@@ -50,10 +50,11 @@ class NodeCost:
     param_tensors: tuple = field(default=(), repr=False)  # (tensor name, elements, bytes) per weight
     inputs: tuple = field(default=(), repr=False)
     outputs: tuple = field(default=(), repr=False)
+    unknown_inner_ops: tuple = field(default=(), repr=False)  # unknown ops inside its subgraphs
 
     def to_row(self) -> dict:
         row = asdict(self)
-        for hidden in ("param_tensors", "inputs", "outputs"):
+        for hidden in ("param_tensors", "inputs", "outputs", "unknown_inner_ops"):
             row.pop(hidden)
         row["tags"] = list(self.tags)
         return row
@@ -304,9 +305,8 @@ def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.Node
     cost.params = sum(w[1] for w in weights.values())
     cost.param_bytes = sum(w[2] for w in weights.values())
     cost.shapes_known = cost.shapes_known and all(c.shapes_known for c in every)
-    unknown = sorted({c.op_type for c in every if c.category == "unknown"})
-    if unknown:
-        scope.warnings.append(f"node '{cost.name}' ({node.op_type}): its subgraph holds unknown ops {unknown}")
+    cost.unknown_inner_ops = tuple(c.op_type for c in every if c.category == "unknown") + tuple(
+        op for c in every for op in c.unknown_inner_ops)
 
 
 def _trip_count(node: onnx.NodeProto, scope: Scope, label: str) -> int:

@@ -414,7 +414,7 @@ def _infer_with_folding(light: onnx.ModelProto, warnings: list[str]) -> tuple[on
             break
         values = initial_values(light.graph) if values is None else values
         computed = fold_static_values(list(light.graph.node), shapes, values)
-        completed = _complete_shapes(light.graph, shapes)
+        completed = _complete_shapes(light, shapes, values)
         if not computed and not completed:
             break
         if computed:
@@ -428,24 +428,54 @@ def _infer_with_folding(light: onnx.ModelProto, warnings: list[str]) -> tuple[on
     return inferred, shapes
 
 
-def _complete_shapes(graph: onnx.GraphProto, shapes: dict[str, TensorInfo]) -> list[onnx.ValueInfoProto]:
-    """Value infos for outputs that shape_rules can give (ops ONNX inference does not know)."""
-    def known(name: str) -> tuple | None:
-        info = shapes.get(name)
-        return None if info is None else info.known_shape
-
+def _complete_shapes(light: onnx.ModelProto, shapes: dict[str, TensorInfo], values: dict) -> list[onnx.ValueInfoProto]:
+    """Value infos for outputs inference left unknown, in one pass in topological order: ops ONNX
+    knows are inferred node by node (so shapes flow past ops it does not know), the others by
+    shape_rules."""
+    opsets = {entry.domain or "": entry.version for entry in light.opset_import}
     completed = []
-    for node in graph.node:
-        output = node.output[0] if node.output else ""
-        if not output or known(output) is not None:
+    for node in light.graph.node:
+        if not node.output or all(not name or _known(shapes, name) for name in node.output):
             continue
-        shape = complete_output_shape(node, known)
-        if shape is None:
-            continue
-        elem_type = shapes[node.input[0]].elem_type if node.input and node.input[0] in shapes else 0
-        shapes[output] = TensorInfo(tuple(shape), elem_type)  # later nodes of this pass can use it
-        completed.append(onnx.helper.make_tensor_value_info(output, elem_type or TensorProto.FLOAT, list(shape)))
+        for name, info in _node_outputs(node, shapes, values, opsets).items():
+            if info.known_shape is not None and not _known(shapes, name):
+                shapes[name] = info  # later nodes of this pass can use it
+                completed.append(onnx.helper.make_tensor_value_info(name, info.elem_type or TensorProto.FLOAT,
+                                                                    list(info.known_shape)))
     return completed
+
+
+def _known(shapes: dict[str, TensorInfo], name: str) -> bool:
+    return name in shapes and shapes[name].known_shape is not None
+
+
+def _node_outputs(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: dict,
+                  opsets: dict[str, int]) -> dict[str, TensorInfo]:
+    if node.domain in ("", "ai.onnx") and node.op_type not in ("If", "Loop", "Scan"):
+        inferred = _infer_one_node(node, shapes, values, opsets.get("", 0))
+        if inferred:
+            return inferred
+    shape = complete_output_shape(node, lambda name: shapes[name].known_shape if name in shapes else None)
+    if shape is None:
+        return {}
+    elem_type = shapes[node.input[0]].elem_type if node.input and node.input[0] in shapes else 0
+    return {node.output[0]: TensorInfo(tuple(shape), elem_type)}
+
+
+def _infer_one_node(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: dict,
+                    opset: int) -> dict[str, TensorInfo]:
+    names = [name for name in node.input if name]
+    if opset <= 0 or any(name not in shapes or shapes[name].shape is None for name in names):
+        return {}
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, "")
+        types = {name: onnx.helper.make_tensor_type_proto(shapes[name].elem_type, list(shapes[name].shape))
+                 for name in names}
+        data = {name: onnx.numpy_helper.from_array(values[name], name) for name in names if name in values}
+        outputs = onnx.shape_inference.infer_node_outputs(schema, node, types, data)
+    except Exception:  # noqa: BLE001 - an op inference cannot handle keeps its outputs unknown
+        return {}
+    return {name: tensor_info(onnx.helper.make_value_info(name, type_proto)) for name, type_proto in outputs.items()}
 
 
 def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> PreparedModel:

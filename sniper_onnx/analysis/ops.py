@@ -186,6 +186,14 @@ def attention_macs(view: NodeView) -> int | None:
     return scores * (q_size + v_size) + 3 * scores
 
 
+def fused_conv_macs(view: NodeView) -> int | None:
+    """com.microsoft FusedConv: a Conv, plus one operation per output for its fused activation."""
+    macs, out = conv_macs(view), view.output_shape()
+    if macs is None or out is None:
+        return None
+    return macs + (numel(out) if view.attr("activation") else 0)
+
+
 def fused_matmul_macs(view: NodeView) -> int | None:
     """com.microsoft FusedMatMul: MatMul with optional transposes; the contracted axis moves with transA."""
     a, out = view.input_shape(0), view.output_shape()
@@ -360,7 +368,7 @@ MICROSOFT = "com.microsoft"
 def _microsoft_rules() -> dict[str, OpRule]:
     """onnxruntime's fusions (models saved by its graph optimizer or transformers optimizer)."""
     rules = {
-        "FusedConv": OpRule("conv", conv_macs),  # Conv + bias + activation; the activation is 1 per element
+        "FusedConv": OpRule("conv", fused_conv_macs),
         "FusedGemm": OpRule("fc", gemm_macs),
         "FusedMatMul": OpRule(matmul_category, fused_matmul_macs),
         "Gelu": OpRule("activation", per_output_element(1)),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,24 +18,45 @@ EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70
 
 
+def _framework_exceptions() -> tuple[type[BaseException], ...]:
+    """Exceptions typer/click use for help, usage errors and exits: they must pass through untouched.
+
+    typer up to 0.25 raises click's classes; later releases vendor click and raise their own.
+    """
+    found: list[type[BaseException]] = [typer.Exit, typer.Abort]
+    vendored = getattr(typer, "TyperException", None)
+    if vendored is not None:
+        found.append(vendored)
+    try:
+        import click
+    except ImportError:  # typer >= 0.26 no longer needs click
+        pass
+    else:
+        found += [click.exceptions.Exit, click.exceptions.Abort, click.ClickException]
+    return tuple(found)
+
+
+_PASS_THROUGH = _framework_exceptions()
+
+
 class _OneLineErrors(TyperGroup):
     """Turns library errors into one line on stderr and a non-zero exit, never a traceback."""
 
-    def invoke(self, ctx: click.Context):  # type: ignore[override]
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except SniperError as error:
-            click.echo(f"sniper-onnx: error: {error}", err=True)
+            typer.echo(f"sniper-onnx: error: {error}", err=True)
             ctx.exit(EXIT_USER_ERROR)
-        except (typer.Exit, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _PASS_THROUGH:
             raise
         except KeyboardInterrupt:
-            click.echo("sniper-onnx: interrupted", err=True)
+            typer.echo("sniper-onnx: interrupted", err=True)
             ctx.exit(130)
         except Exception as error:  # noqa: BLE001 - last line of defence against tracebacks
             if os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise
-            click.echo(
+            typer.echo(
                 f"sniper-onnx: internal error: {type(error).__name__}: {error} "
                 "(set SNIPER_ONNX_DEBUG=1 for the traceback, and please report it)",
                 err=True,

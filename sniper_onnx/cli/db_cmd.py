@@ -14,16 +14,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object 
 
 
 def register(app: typer.Typer) -> None:
-    # Not new_group(): its error handler re-raises click's Exit, which typer >= 0.2x vendors under
-    # another class, so the root group reported exit 70. A plain group lets SniperError reach the
-    # root handler once (one line, exit 2).
-    group = typer.Typer(
-        help="The Network Characteristic Database: import measurements, show counts, export training data.",
-        context_settings={"help_option_names": ["-h", "--help"]},
-        no_args_is_help=True,
-        pretty_exceptions_enable=False,
-        add_completion=False,
-    )
+    from sniper_onnx.cli import new_group
+
+    group = new_group("The Network Characteristic Database: import measurements, show counts, export training data.")
 
     @group.command("import")
     def import_(

@@ -74,6 +74,8 @@ def predict(
     from sniper_onnx.predictors.commands import predict_files
 
     result = predict_files(models, device, predictor)
+    for warning in result.warnings():
+        typer.echo(f"sniper-onnx: warning: {warning}", err=True)
     if as_json:
         _print_json(result.to_json_dict())
         return

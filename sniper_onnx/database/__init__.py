@@ -18,6 +18,7 @@ from sniper_onnx.database.store import (
     MeasurementRecord,
     NetworkRecord,
     PredictionRecord,
+    PredictionResidual,
     default_device_id,
 )
 
@@ -29,6 +30,7 @@ __all__ = [
     "MeasurementRecord",
     "NetworkRecord",
     "PredictionRecord",
+    "PredictionResidual",
     "default_device_id",
     "import_results",
     "export_csv",

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sniper_onnx.database.store import Database
+from sniper_onnx.database.store import Database, _median_of
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 
@@ -68,12 +67,11 @@ def export_csv(
         writer.writerow(header)
         for row in with_features:
             network = features[row["network_id"]]
-            medians = [float(v) for v in str(row["medians"]).split(",")]
             device_vector = DeviceSpec.features(specs[row["device_id"]])
             writer.writerow([
                 row["network_id"], row["network_name"], row["structure_hash"], row["device_id"], row["device_name"],
                 *(network.get(name, "") for name in names), *device_vector,
-                repr(statistics.median(medians)), row["measurements"], row["runs"] or "",
+                repr(_median_of(row["medians"])), row["measurements"], row["runs"] or "",
             ])
     temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES))

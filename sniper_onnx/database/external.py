@@ -205,7 +205,7 @@ class _Networks:
         self.table = table
         self.result = result
         self.ids: Dict[str, Tuple[int, str]] = {}
-        self._features: Optional[Dict[str, Dict[str, float]]] = None
+        self._feature_table: Optional[Tuple[Dict[str, int], object, Tuple[str, ...]]] = None
 
     def id_for(self, network: str, row_number: int) -> Tuple[int, str]:
         """The database id and structure hash of ``network``."""
@@ -218,16 +218,17 @@ class _Networks:
         return self.ids[network]
 
     def _nasbench201_features(self, arch: str) -> Optional[Dict[str, float]]:
-        if self._features is None:
+        if self._feature_table is None:
             from sniper_generator.nasbench201 import load_feature_table
 
             try:
                 archs, matrix, names = load_feature_table()
             except SniperError:
-                self._features = {}
-            else:
-                self._features = {a: dict(zip(names, map(float, row))) for a, row in zip(archs, matrix)}
-        return self._features.get(arch)
+                archs, matrix, names = [], None, ()
+            self._feature_table = ({a: row for row, a in enumerate(archs)}, matrix, names)
+        rows, matrix, names = self._feature_table
+        row = rows.get(arch)
+        return None if row is None else dict(zip(names, map(float, matrix[row])))
 
     def _add_arch(self, arch: str):
         from sniper_generator.nasbench201 import build_nasbench201, parse_arch

@@ -87,6 +87,20 @@ class PredictionRecord:
 
 
 @dataclass
+class PredictionResidual:
+    """A prediction next to what was measured for the same pair: the feedback-learning signal
+    (paper, section 3.3: the Time Trimmer fits these residuals)."""
+
+    prediction_id: int
+    network_id: int
+    device_id: str
+    predictor: str
+    predicted_s: float
+    measured_s: float  # median of the pair's successful measurement medians
+    relative_error: float  # (predicted - measured) / measured
+
+
+@dataclass
 class DeviceCount:
     device_id: str
     name: str
@@ -357,6 +371,20 @@ class Database:
     def predictions(self) -> list[PredictionRecord]:
         return [PredictionRecord(**dict(row)) for row in self._conn.execute("SELECT * FROM predictions ORDER BY id")]
 
+    def prediction_residuals(self, predictor: Optional[str] = None) -> list[PredictionResidual]:
+        """Every prediction whose (network, device) pair has been measured, with its error."""
+        query = "SELECT * FROM predictions" + (" WHERE predictor = ?" if predictor else "") + " ORDER BY id"
+        measured = {(row["network_id"], row["device_id"]): _median_of(row["medians"]) for row in self.latency_rows()}
+        residuals = []
+        for row in self._conn.execute(query, (predictor,) if predictor else ()):
+            truth = measured.get((row["network_id"], row["device_id"]))
+            if truth:
+                residuals.append(PredictionResidual(
+                    row["id"], row["network_id"], row["device_id"], row["predictor"], row["predicted_s"], truth,
+                    (row["predicted_s"] - truth) / truth,
+                ))
+        return residuals
+
     # -- summaries -------------------------------------------------------------------------------
     def stats(self) -> DatabaseStats:
         def count(query: str) -> int:
@@ -399,6 +427,12 @@ class Database:
             tuple(exclude_flags),
         )
         yield from pairs
+
+
+def _median_of(joined: str) -> float:
+    values = sorted(float(v) for v in str(joined).split(","))
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
 
 
 def _network(row: sqlite3.Row) -> NetworkRecord:

@@ -43,6 +43,7 @@ class PredictionRow:
     low: float  # 90% interval
     high: float
     path: str  # "pcn" or "regression": which model the Structure Checker sent it to
+    outside_training_range: List[str] = field(default_factory=list)  # features beyond what training saw
 
 
 @dataclass
@@ -52,7 +53,18 @@ class PredictionTable:
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {"predictor": self.predictor, "unit": "seconds", "interval": "90%",
-                "predictions": [asdict(row) for row in self.rows]}
+                "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings()}
+
+    def warnings(self) -> List[str]:
+        """One line per network whose features lie outside the predictor's training data."""
+        seen: Dict[str, List[str]] = {}
+        for row in self.rows:
+            if row.outside_training_range:
+                seen.setdefault(row.network, row.outside_training_range)
+        return [f"{network}: {len(features)} feature(s) outside the predictor's training range "
+                f"({', '.join(features[:4])}{' ...' if len(features) > 4 else ''}); the prediction is an extrapolation, "
+                "adapt the predictor with measured samples of similar networks (`sniper-onnx adapt`/`feedback`)"
+                for network, features in seen.items()]
 
     def seconds(self) -> np.ndarray:
         return np.array([row.seconds for row in self.rows])
@@ -147,6 +159,7 @@ class Predictor:
         devices = list(devices) if devices else self.devices
         names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
         nets = self.network_matrix(network_features)
+        outside = self.outside_training_range(nets)
         table = PredictionTable(predictor=self.source)
         for device in devices:
             vector = self.device_vector(device)
@@ -162,8 +175,17 @@ class Predictor:
                 path[small] = PATH_REGRESSION
             for i in range(len(nets)):
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
-                                                float(high[i]), str(path[i])))
+                                                float(high[i]), str(path[i]), outside[i]))
         return table
+
+    def outside_training_range(self, nets: np.ndarray) -> List[List[str]]:
+        bounds = self.meta.get("network_feature_range")
+        if not bounds:
+            return [[] for _ in range(len(nets))]
+        low, high = np.array(bounds["min"]), np.array(bounds["max"])
+        slack = 0.05 * np.maximum(high - low, 1e-12)
+        beyond = (nets < low - slack) | (nets > high + slack)
+        return [[self.network_feature_names[j] for j in np.flatnonzero(row)] for row in beyond]
 
     def _pcn_interval(self, device: str, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         intervals = self.meta.get("intervals", {})

@@ -47,6 +47,12 @@ def fit_bayesian_ridge(x: np.ndarray, seconds: np.ndarray, names: List[str]) -> 
             "intercept": float(model.intercept_), "sigma": model.sigma_.ravel().tolist(), "alpha": float(model.alpha_)}
 
 
+def feature_range(data: TrainingData) -> Dict[str, List[float]]:
+    """Per-feature min and max of the training networks: predictions outside them are extrapolations."""
+    measured = data.network_matrix[np.unique(data.pair_network)]
+    return {"min": measured.min(0).tolist(), "max": measured.max(0).tolist()}
+
+
 def choose_threshold(macs: np.ndarray, pcn_error: np.ndarray, regression_error: np.ndarray) -> float:
     """The MAC threshold below which the regression answers, minimizing mean relative error on held-out pairs.
 
@@ -84,6 +90,7 @@ def train_predictor(
         "device_feature_names": [*data.device_feature_names, "correction_slot"],
         "device_table": {name: [*data.device_matrix[i].tolist(), 0.0] for i, name in enumerate(data.device_names)},
         "training_data_sha256": data.sha256(),
+        "network_feature_range": feature_range(data),
         "target": "natural-log seconds, mean squared error",
     }
     predictor = build_predictor(params, meta)

@@ -133,22 +133,12 @@ def test_unwritable_csv_is_a_one_line_error(branchy, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
-TYPER_EXCEPTIONS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="sniper_onnx/cli/__init__.py re-raises click's Exit/ClickException, but typer 0.29 vendors click and "
-    "raises typer.Exit and typer._click exceptions, so -h and usage errors become 'internal error' (exit 70); "
-    "reported to the lead: remove this marker once fixed",
-)
-
-
-@TYPER_EXCEPTIONS_BUG
 def test_help():
     for flag in ("-h", "--help"):
         result = runner.invoke(app, ["analyze", flag])
         assert result.exit_code == 0 and "--input-shape" in result.output
 
 
-@TYPER_EXCEPTIONS_BUG
 def test_unknown_option_is_a_usage_error(branchy):
     result = runner.invoke(app, ["analyze", str(branchy), "--bogus"])
     assert result.exit_code == 2 and "internal error" not in result.output

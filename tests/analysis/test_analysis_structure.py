@@ -196,6 +196,17 @@ def test_if_counts_the_costlier_branch_and_is_flagged():
     assert result.features["max_branches"] == 1  # the branches read x from the enclosing graph
 
 
+def test_unknown_ops_inside_subgraphs_are_listed():
+    body = helper.make_graph([helper.make_node("Mystery", ["x"], ["out"], domain="com.example")], "then", [],
+                             [tensor("out", None)])
+    other = helper.make_graph([helper.make_node("Relu", ["x"], ["out2"])], "else", [], [tensor("out2", None)])
+    node_if = helper.make_node("If", ["cond"], ["y"], name="branch", then_branch=body, else_branch=other)
+    graph = helper.make_graph([node_if], "g", [tensor("x", [1, 8]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [tensor("y", None)])
+    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    assert analyze(built).unknown_ops == {"com.example::Mystery": 1}
+
+
 def test_outer_scope_reads_are_edges_of_the_control_flow_node():
     node_if = helper.make_node("If", ["cond"], ["y"], name="branch",
                                then_branch=_matmul_body("then", 16), else_branch=_matmul_body("else", 2))

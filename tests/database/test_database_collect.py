@@ -114,13 +114,13 @@ def test_real_generator_end_to_end(tmp_path):
     assert summary["measured"] + summary["failed"] == 2 and summary["imported"] == 2
 
 
-# sniper_onnx/cli/__init__.py (the lead's) lets typer's vendored-click Exit through as an
-# "internal error" (exit 70) for every -h and usage error below the root; fix requested.
-@pytest.mark.xfail(reason="root CLI handler misses typer's vendored click exceptions (fix requested from the lead)")
-@pytest.mark.parametrize("argv", [["profile", "-h"], ["db", "-h"], ["db", "import", "-h"], ["db", "stats", "-h"], ["db", "export", "-h"]])
-def test_help_works_everywhere(argv):
+# The root error handler (sniper_onnx/cli/__init__.py, the lead's) still lets typer's vendored
+# click usage errors fall into "internal error" (exit 70); fix requested.
+@pytest.mark.xfail(reason="root CLI handler misses typer._click.exceptions.ClickException (fix requested from the lead)")
+@pytest.mark.parametrize("argv", [["profile", "--threads", "abc"], ["db", "import", "--bogus"]])
+def test_usage_errors_are_exit_2_not_internal_errors(argv):
     result = runner.invoke(app, argv)
-    assert result.exit_code == 0 and "Usage" in result.stdout
+    assert result.exit_code == 2 and "internal error" not in result.output
 
 
 def test_a_net_that_cannot_be_built_is_reported_and_the_run_goes_on(tmp_path, monkeypatch):

@@ -115,3 +115,17 @@ def test_an_older_file_is_migrated_in_place_keeping_its_data(tmp_path, monkeypat
         assert db.schema_version == len(upgraded)
         assert [n.name for n in db.networks()] == ["kept"]
         assert "note" in [row[1] for row in db._conn.execute("PRAGMA table_info(networks)")]
+
+
+def test_prediction_residuals_compare_with_the_measured_median(db):
+    dev = db.add_device(DeviceSpec(name="d"))
+    measured, unmeasured = db.add_network("h1", "n1"), db.add_network("h2", "n2")
+    for index, seconds in enumerate([0.010, 0.030, 0.020]):
+        db.add_measurement(measured.id, dev.id, seconds, record_key=f"r{index}")
+    db.add_prediction(measured.id, dev.id, "pcn", 0.025)
+    db.add_prediction(measured.id, dev.id, "flops", 0.010)
+    db.add_prediction(unmeasured.id, dev.id, "pcn", 0.5)
+    residuals = db.prediction_residuals()
+    assert [(r.predictor, r.measured_s) for r in residuals] == [("pcn", 0.020), ("flops", 0.020)]
+    assert residuals[0].relative_error == pytest.approx(0.25)
+    assert [r.predictor for r in db.prediction_residuals("flops")] == ["flops"]

@@ -209,3 +209,9 @@ def test_output_depends_on_input() -> None:
     # node 3 reads only node 1, and node 1 reads nothing: a constant cell although node 3 is not zero
     assert not output_depends_on_input("|none~0|+|none~0|none~1|+|none~0|nor_conv_3x3~1|none~2|")
     assert sum(not output_depends_on_input(a) for a in all_archs()) == 341
+
+
+def test_resolution_must_survive_two_reductions() -> None:
+    with pytest.raises(SniperError, match="multiple of 4"):
+        build_nasbench201(ALL_NONE, resolution=30)
+    assert build_nasbench201(ALL_NONE, weights=False, resolution=36).graph.input[0].type.tensor_type.shape.dim[2].dim_value == 36

@@ -71,3 +71,13 @@ def test_missing_predictor_file_is_a_user_error(tmp_path):
     bad.write_bytes(b"not onnx")
     with pytest.raises(SniperError):
         load_predictor(bad)
+
+
+def test_extrapolation_is_flagged(trained):
+    _, predictor, _, data = trained
+    inside = dict(zip(data.network_feature_names, data.network_matrix[0]))
+    outside = dict(inside, total_macs=float(data.network_matrix[:, 0].max() * 100))
+    table = predictor.predict([inside, outside], ["phone"], network_names=["in", "out"])
+    assert table.rows[0].outside_training_range == []
+    assert table.rows[1].outside_training_range == ["total_macs"]
+    assert len(table.warnings()) == 1 and table.warnings()[0].startswith("out:")

@@ -115,3 +115,8 @@ def test_config_rejects_bad_values(field, value):
 def test_provider_aliases():
     assert ProfileConfig(provider="cuda").provider == "CUDAExecutionProvider"
     assert ProfileConfig(provider="TRT").provider == "TensorrtExecutionProvider"
+
+
+def test_cpu_time_is_recorded_beside_wall_time(tmp_path):
+    stats = measure(str(tiny_mlp(tmp_path / "m.onnx", width=64)), ProfileConfig(threads=1, warmup=1, min_repeats=5, max_time_s=0.05))["stats"]
+    assert 0 < stats["cpu_time_median_s"] and stats["cpu_time_mean_s"] > 0

@@ -1,0 +1,212 @@
+"""The device agent: runs the inference tasks a dispatcher sends, on warm onnxruntime sessions.
+
+One agent is one device (one configuration of threads, provider and graph optimization level).
+It keeps a session per model, so only the first task of a model pays for session creation, and
+times ``session.run`` alone: that is the execution time the dispatcher feeds back to the database
+and to the predictor.
+
+Two ways to reach it, both thin over :class:`DeviceAgent`:
+
+- embedded (``sniper_onnx.dispatch``): a local process per device, :func:`serve_pipe` on one end
+  of a ``multiprocessing`` pipe;
+- Dask distributed (``pip install "sniper-profiler[agent]"``): the device runs a named Dask worker,
+  ``python -m sniper_profiler.agent --scheduler tcp://HOST:8786 --name jetson-0 --threads 4``,
+  and the dispatcher submits :func:`dask_run_task` pinned to that worker. Dask is imported only
+  there, so a device without the extra keeps numpy + onnxruntime only.
+
+Python 3.8 compatible on purpose: it runs on JetPack images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from sniper_profiler.config import ProfileConfig
+from sniper_profiler.measure import create_session, make_inputs
+
+RESULT_OK = "ok"
+RESULT_FAILED = "failed"
+
+
+@dataclass
+class AgentSettings:
+    """How this device runs models: the settings that make it a different device."""
+
+    name: str
+    provider: str = "CPUExecutionProvider"
+    threads: int = 1
+    graph_optimization: str = "all"
+
+    def profile_config(self) -> ProfileConfig:
+        return ProfileConfig(provider=self.provider, threads=self.threads, graph_optimization=self.graph_optimization)
+
+
+@dataclass
+class TaskResult:
+    """What comes back for one task; ``seconds`` is ``session.run`` alone."""
+
+    task_id: int
+    attempt: int
+    device: str
+    status: str
+    seconds: float = 0.0
+    session_created: bool = False
+    output_shapes: Optional[List[List[int]]] = None
+    error: str = ""
+    pid: int = 0
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+class DeviceAgent:
+    """Warm sessions keyed by model name; one task at a time."""
+
+    def __init__(self, settings: AgentSettings) -> None:
+        self.settings = settings
+        self._config = settings.profile_config()
+        self._sessions: Dict[str, Any] = {}
+        self._feeds: Dict[str, Dict[str, np.ndarray]] = {}
+
+    def has_model(self, model: str) -> bool:
+        return model in self._sessions
+
+    def load(self, model: str, source: Any) -> None:
+        """``source``: a path or the model's bytes."""
+        session = create_session(source, self._config)
+        self._sessions[model] = session
+        self._feeds[model] = make_inputs(session, self._config)[0]
+
+    def run(self, task_id: int, attempt: int, model: str, source: Any = None,
+            input_path: Optional[str] = None) -> TaskResult:
+        result = TaskResult(task_id, attempt, self.settings.name, RESULT_FAILED, pid=os.getpid())
+        try:
+            if model not in self._sessions:
+                if source is None:
+                    raise RuntimeError(f"model {model!r} is not loaded here and no source was sent")
+                self.load(model, source)
+                result.session_created = True
+            feeds = self._feeds[model] if input_path is None else _load_inputs(input_path, self._sessions[model])
+            began = time.perf_counter()
+            outputs = self._sessions[model].run(None, feeds)
+            result.seconds = time.perf_counter() - began
+            result.output_shapes = [list(np.shape(output)) for output in outputs]
+            result.status = RESULT_OK
+        except Exception as error:  # noqa: BLE001 - a failing model is reported, the agent lives on
+            result.error = _short(f"{type(error).__name__}: {' '.join(str(error).split())}")
+        return result
+
+
+def _short(text: str, limit: int = 400) -> str:
+    """onnxruntime puts the cause at the end of long messages: keep both ends."""
+    return text if len(text) <= limit else f"{text[:150]} ... {text[-(limit - 155):]}"
+
+
+def _load_inputs(path: str, session: Any) -> Dict[str, np.ndarray]:
+    """A ``.npy`` file (the model's single input) or ``.npz`` (one array per input name)."""
+    loaded = np.load(path)
+    names = [spec.name for spec in session.get_inputs()]
+    if isinstance(loaded, np.ndarray):
+        if len(names) != 1:
+            raise ValueError(f"{path}: the model has inputs {names}; give an .npz with one array per name")
+        return {names[0]: loaded}
+    return {name: loaded[name] for name in names}
+
+
+# --- embedded engine: a local process per device --------------------------------------------
+def serve_pipe(settings: AgentSettings, connection: Any) -> None:
+    """Answer ``("run", task_id, attempt, model, source, input_path)`` messages until ``("stop",)``.
+
+    The first message sent back is ``("ready", pid)``; each task answers ``("result", dict)``."""
+    agent = DeviceAgent(settings)
+    connection.send(("ready", os.getpid()))
+    while True:
+        try:
+            message = connection.recv()
+        except (EOFError, OSError):
+            return  # the dispatcher is gone
+        if message[0] == "stop":
+            return
+        if message[0] == "run":
+            _, task_id, attempt, model, source, input_path = message
+            connection.send(("result", agent.run(task_id, attempt, model, source, input_path).to_dict()))
+        elif message[0] == "calibrate":
+            _, model, source, repeats = message
+            connection.send(("calibrated", model, _calibrate(agent, model, source, repeats)))
+
+
+def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: int) -> Dict[str, Any]:
+    """Warm a session up and return the median of ``repeats`` runs (or the error)."""
+    samples = []
+    for index in range(repeats + 1):
+        result = agent.run(-1, 0, model, source)
+        if result.status != RESULT_OK:
+            return {"status": RESULT_FAILED, "error": result.error}
+        if index:  # the first run warms caches up
+            samples.append(result.seconds)
+    return {"status": RESULT_OK, "median_s": float(np.median(samples))}
+
+
+# --- Dask: a named worker per device ----------------------------------------------------------
+_DASK_AGENTS: Dict[str, DeviceAgent] = {}
+
+
+def dask_run_task(settings: Dict[str, Any], task_id: int, attempt: int, model: str, source: Any,
+                  input_path: Optional[str] = None) -> Dict[str, Any]:
+    """Runs on the device's Dask worker; sessions stay warm in the worker process between tasks."""
+    agent = _DASK_AGENTS.get(settings["name"])
+    if agent is None:
+        agent = _DASK_AGENTS[settings["name"]] = DeviceAgent(AgentSettings(**settings))
+    return agent.run(task_id, attempt, model, source, input_path).to_dict()
+
+
+def dask_calibrate(settings: Dict[str, Any], model: str, source: Any, repeats: int) -> Dict[str, Any]:
+    agent = _DASK_AGENTS.get(settings["name"])
+    if agent is None:
+        agent = _DASK_AGENTS[settings["name"]] = DeviceAgent(AgentSettings(**settings))
+    return _calibrate(agent, model, source, repeats)
+
+
+def run_dask_worker(scheduler: str, name: str, host: Optional[str] = None) -> None:
+    """Join a fleet: a single-threaded Dask worker named after the device (the dispatcher pins
+    each device's tasks to its name, one at a time)."""
+    try:
+        import asyncio
+
+        from distributed import Worker
+    except ImportError:
+        sys.exit('sniper-profiler agent: error: Dask is not installed; pip install "sniper-profiler[agent]"')
+
+    async def main() -> None:
+        async with Worker(scheduler, name=name, nthreads=1, host=host) as worker:
+            await worker.finished()
+
+    asyncio.run(main())
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m sniper_profiler.agent",
+                                     description="Join a sniper-onnx fleet as a named Dask worker (one device).")
+    parser.add_argument("--scheduler", required=True, help="the dispatcher's Dask scheduler, tcp://HOST:8786")
+    parser.add_argument("--name", required=True, help="this device's name, as in the fleet file")
+    parser.add_argument("--host", default=None, help="address to listen on (default: Dask's choice)")
+    args = parser.parse_args(argv)
+    try:
+        run_dask_worker(args.scheduler, args.name, args.host)
+    except KeyboardInterrupt:
+        pass
+    except Exception:  # noqa: BLE001
+        traceback.print_exc()
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""`sniper-onnx dispatch`: run a workload on a real fleet of devices and compare with the simulator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+HELP = """Dispatch inference tasks to real devices with a scheduling policy; report measured TPS, AWT,
+p95/p99 wait and deadline misses next to the simulator's numbers for the same tasks.
+
+  sniper-onnx dispatch --fleet examples/fleet.yaml --workload examples/trace.csv --policy sniper
+  sniper-onnx dispatch --fleet fleet.yaml --rate 30 --duration 10 --policy edf --json
+  sniper-onnx dispatch --fleet fleet.yaml --workload trace.csv --kill slow-0@2.5 --db ncd.sqlite
+"""
+
+METRIC_ROWS = (("tps", "TPS", "{:.2f}"), ("awt", "AWT (ms)", "ms"), ("p95_wait", "p95 wait (ms)", "ms"),
+               ("p99_wait", "p99 wait (ms)", "ms"), ("mean_response", "mean response (ms)", "ms"),
+               ("deadline_miss_rate", "deadline misses", "{:.1%}"))
+
+
+def _parse_kill(text: str):
+    from sniper_onnx.dispatch import Kill
+    from sniper_onnx.errors import SniperError
+
+    device, sep, at = text.rpartition("@")
+    try:
+        seconds = float(at)
+    except ValueError:
+        seconds = -1.0
+    if not sep or not device or seconds < 0:
+        raise SniperError(f"--kill {text!r}: write DEVICE@SECONDS, e.g. slow-0@2.5")
+    return Kill(device, seconds)
+
+
+def _cell(value, fmt: str) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value * 1e3:.2f}" if fmt == "ms" else fmt.format(value)
+
+
+def _print(report) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{report.policy} on {report.fleet} ({report.engine}): measured vs simulated")
+    for column in ("metric", "measured", "simulated", "measured/simulated"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for key, label, fmt in METRIC_ROWS:
+        ratio = report.gap.get(key)
+        table.add_row(label, _cell(report.measured.get(key), fmt), _cell(report.simulated.get(key), fmt),
+                      "-" if ratio is None or ratio != ratio else f"{ratio:.2f}")
+    console.print(table)
+    c = report.counts
+    console.print(f"tasks {c.tasks}: sent {c.sent}, completed {c.completed}, failed {c.failed}, "
+                  f"re-dispatched {c.redispatched}, lost {c.lost}, duplicated {c.duplicated}; "
+                  f"devices died {c.devices_died}, joined {c.devices_joined}")
+    console.print(f"dispatcher overhead per task (decision to send): median {report.overhead_us['median']:.0f} us, "
+                  f"p95 {report.overhead_us['p95']:.0f} us; predicted times from {report.predicted_source}")
+    for name, info in report.per_device.items():
+        console.print(f"  {name} ({info['type']}): {info['tasks']} tasks, busy {info['busy_s']:.2f} s")
+    if report.db:
+        console.print(f"{report.measurements_written} measurements stored in {report.db}")
+    for failure in report.failures[:10]:
+        typer.echo(f"  {failure}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("dispatch", help=HELP)
+    def dispatch_command(
+        fleet: Annotated[Path, typer.Option("--fleet", help="Fleet YAML: devices, models, engine (see examples/fleet.yaml).")],
+        workload: Annotated[Optional[Path], typer.Option("--workload", help="CSV: arrival,model[,deadline,input] (seconds into the run).")] = None,
+        policy: Annotated[str, typer.Option("--policy", help="Scheduling policy (see `sniper-onnx simulate --list-policies`).")] = "sniper",
+        rate: Annotated[Optional[float], typer.Option("--rate", help="Instead of --workload: Poisson arrivals, tasks/s.")] = None,
+        duration: Annotated[float, typer.Option("--duration", help="Arrival window for --rate, seconds.")] = 10.0,
+        seed: Annotated[int, typer.Option("--seed", help="Seed for --rate.")] = 0,
+        deadline_factor: Annotated[float, typer.Option("--deadline-factor", help="Deadline when the workload gives none: arrival + factor x mean calibrated time.")] = 3.0,
+        db: Annotated[Optional[Path], typer.Option("--db", help="Store every measured time in this database as it arrives.")] = None,
+        kill: Annotated[Optional[List[str]], typer.Option("--kill", help="Fault run: SIGKILL DEVICE's worker at SECONDS while it runs a task (repeatable).")] = None,
+        calibration_repeats: Annotated[int, typer.Option("--calibration-repeats", help="Timed warm-up runs per model and device.")] = 5,
+        tasks_out: Annotated[Optional[Path], typer.Option("--tasks-out", help="Write every task's outcome here (JSON lines).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ) -> None:
+        from sniper_onnx.dispatch import check_policy, dispatch, load_fleet, poisson_workload, read_workload
+        from sniper_onnx.errors import SniperError
+
+        check_policy(policy)
+        loaded = load_fleet(fleet)
+        if (workload is None) == (rate is None):
+            raise SniperError("give exactly one of --workload trace.csv or --rate N")
+        if calibration_repeats < 1:
+            raise SniperError(f"--calibration-repeats {calibration_repeats}: must be at least 1")
+        tasks = (read_workload(workload, list(loaded.models)) if workload is not None
+                 else poisson_workload(list(loaded.models), rate, duration, seed))
+        kills = [_parse_kill(text) for text in kill or []]
+        report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, quiet=as_json)
+        if tasks_out:
+            with tasks_out.open("w") as handle:
+                for outcome in report.outcomes:
+                    handle.write(json.dumps(outcome.__dict__) + "\n")
+        if as_json:
+            typer.echo(json.dumps(report.to_json_dict()))
+        else:
+            _print(report)
+
+
+def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, quiet: bool):
+    from rich.progress import Progress
+
+    from sniper_onnx.dispatch import dispatch
+
+    with Progress(disable=quiet, transient=True) as bar:
+        job = bar.add_task("dispatching", total=len(tasks))
+        return dispatch(fleet, tasks, policy, db=db, deadline_factor=deadline_factor, calibration_repeats=repeats,
+                        kills=kills, progress=lambda done, total: bar.update(job, completed=done))

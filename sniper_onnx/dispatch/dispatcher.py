@@ -1,0 +1,564 @@
+"""Real dispatch: the scheduling package's very policy objects, driven by a wall clock and real
+device agents instead of the simulator's event heap.
+
+The dispatcher owns the per-device queues (a :class:`~sniper_onnx.scheduling.state.DispatchState`
+over the devices that are up) and sends one task at a time per device. Devices come and go: when
+one dies its running task and its queue go back through the policy onto the survivors; when one
+joins (after its sessions are warm) the state is rebuilt over the new set with the same policy
+object and the feedback it has learned. Each task completes once or is reported failed with its
+reason; a result that comes back for an attempt the dispatcher already gave up on is counted and
+ignored.
+
+Before the clock starts every device warms a session for every model and times it (the
+"calibration"): that gives the simulator its true times for the side-by-side report, and MVSP its
+measured times (paid before the run, not inside it as in the simulator).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from sniper_onnx.dispatch.fleet import Fleet, FleetDevice, model_bytes
+from sniper_onnx.dispatch.workload import DispatchTask
+from sniper_onnx.errors import SniperError
+
+SIMULATOR_ONLY = {"true": "it needs each task's exact run time, which only the simulator knows"}
+STATUS_OK, STATUS_FAILED = "ok", "failed"
+ProgressHook = Callable[[int, int], None]  # (finished tasks, total)
+
+
+@dataclass
+class Kill:
+    """SIGKILL ``device``'s worker the first time it is running a task ``at`` seconds or later."""
+
+    device: str
+    at: float
+    done: bool = False
+
+
+@dataclass
+class TaskOutcome:
+    index: int
+    model: str
+    arrival: float
+    deadline: float
+    status: str = "pending"
+    device: Optional[str] = None
+    start: Optional[float] = None  # when the successful attempt was sent (s into the run)
+    end: Optional[float] = None  # when its result came back
+    seconds: Optional[float] = None  # session.run on the device
+    attempts: int = 0
+    error: str = ""
+
+
+@dataclass
+class Counts:
+    tasks: int = 0
+    sent: int = 0
+    completed: int = 0
+    failed: int = 0
+    redispatched: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    stale_results_ignored: int = 0
+    devices_died: int = 0
+    devices_joined: int = 0
+
+
+@dataclass
+class DispatchReport:
+    fleet: str
+    engine: str
+    policy: str
+    counts: Counts
+    measured: dict[str, Any]  # Metrics of the real run (completed tasks)
+    simulated: dict[str, Any]  # Metrics of the simulator on the same tasks and calibrated times
+    gap: dict[str, float]  # measured / simulated for tps, awt, p95_wait, p99_wait, deadline_miss_rate
+    overhead_us: dict[str, float]  # dispatcher's own cost per task, decision to send
+    calibration: dict[str, dict[str, float]]  # model -> device type -> median seconds
+    predicted: dict[str, dict[str, float]]  # what the policy was given
+    predicted_source: str
+    per_device: dict[str, dict[str, Any]]
+    failures: list[str] = field(default_factory=list)
+    outcomes: list[TaskOutcome] = field(default_factory=list)
+    db: Optional[str] = None
+    measurements_written: int = 0
+
+    def to_json_dict(self, with_tasks: bool = False) -> dict[str, Any]:
+        data = asdict(self)
+        if not with_tasks:
+            data.pop("outcomes")
+        return data
+
+
+@dataclass
+class _Device:
+    spec: FleetDevice
+    calibration: dict[str, float] = field(default_factory=dict)
+    calibration_pending: set[str] = field(default_factory=set)
+    live: bool = False
+    running: Optional[tuple[int, int]] = None  # (task index, attempt)
+    busy_s: float = 0.0
+    tasks: int = 0
+
+
+def check_policy(name: str) -> Any:
+    from sniper_onnx.scheduling.policies import make_policy
+
+    policy = make_policy(name)
+    if policy.time_source in SIMULATOR_ONLY:
+        raise SniperError(f"policy {name!r}: {SIMULATOR_ONLY[policy.time_source]}; for real dispatch use sniper, "
+                          "sniper-static, mct-pred, mvsp, edf, edf-jsq, jsq or polling")
+    return policy
+
+
+def dispatch(
+    fleet: Fleet,
+    tasks: Sequence[DispatchTask],
+    policy: str = "sniper",
+    db: "str | Path | None" = None,
+    deadline_factor: float = 3.0,
+    calibration_repeats: int = 5,
+    kills: Sequence[Kill] = (),
+    engine: Any = None,
+    ready_timeout_s: float = 120.0,
+    orphan_timeout_s: float = 30.0,
+    progress: Optional[ProgressHook] = None,
+) -> DispatchReport:
+    """Run ``tasks`` on ``fleet``'s devices with ``policy``; returns measured and simulated metrics.
+
+    ``engine`` overrides the fleet's (tests pass a Dask client's engine)."""
+    policy_object = check_policy(policy)
+    if not tasks:
+        raise SniperError("no tasks to dispatch; give a workload with at least one row")
+    models = sorted({task.model for task in tasks})
+    unknown = [m for m in models if m not in fleet.models]
+    if unknown:
+        raise SniperError(f"model(s) {', '.join(unknown)} not in fleet {fleet.source}; add them under 'models:'")
+    for kill in kills:
+        fleet.device(kill.device)
+    with tempfile.TemporaryDirectory(prefix="sniper-dispatch-") as scratch:
+        blobs = {name: model_bytes(fleet.models[name]) for name in models}
+        engine = engine or _make_engine(fleet, blobs, Path(scratch))
+        run = _Run(fleet, models, list(tasks), policy_object, engine, db, blobs, kills, progress)
+        try:
+            return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
+        finally:
+            run.close()
+
+
+def _make_engine(fleet: Fleet, blobs: dict[str, bytes], scratch: Path) -> Any:
+    from sniper_onnx.dispatch.engines import DaskEngine, EmbeddedEngine
+
+    if fleet.engine == "dask":
+        return DaskEngine(fleet.scheduler, blobs, {d.name: d.agent_settings() for d in fleet.devices})
+    paths = {}
+    for name, blob in blobs.items():
+        path = scratch / f"{name.replace('/', '_')}.onnx"
+        path.write_bytes(blob)
+        paths[name] = str(path)
+    return EmbeddedEngine(paths)
+
+
+class _Run:
+    def __init__(self, fleet: Fleet, models: list[str], tasks: list[DispatchTask], policy: Any, engine: Any,
+                 db: "str | Path | None", blobs: dict[str, bytes], kills: Sequence[Kill],
+                 progress: Optional[ProgressHook]) -> None:
+        self.fleet, self.models, self.policy, self.engine = fleet, models, policy, engine
+        self.tasks = sorted(tasks, key=lambda task: task.arrival)
+        self.devices = {d.name: _Device(d) for d in fleet.devices}
+        self.types = fleet.device_types
+        self.kills = list(kills)
+        self.progress = progress
+        self.counts = Counts(tasks=len(self.tasks))
+        self.failures: list[str] = []
+        self.outcomes: list[TaskOutcome] = []
+        self.executions = np.zeros(len(self.tasks), dtype=np.int64)
+        self.overhead = np.zeros(len(self.tasks))
+        self.queued: set[int] = set()
+        self.held: list[int] = []  # arrived while no device was up
+        self.order: list[str] = []  # state index -> device name
+        self.state: Any = None
+        self.platform: Any = None
+        self.started = False
+        self.t0 = 0.0
+        self.late: list[FleetDevice] = []
+        self.repeats = 5
+        self.predicted: dict[str, dict[str, float]] = {}
+        self.predicted_source = "calibration"
+        self.writer = _writer(db, fleet, blobs) if db else None
+        self.db = str(db) if db else None
+
+    # --- phases -------------------------------------------------------------------------------
+    def execute(self, deadline_factor: float, repeats: int, ready_timeout: float, orphan_timeout: float) -> DispatchReport:
+        self.repeats = repeats
+        first = [d for d in self.fleet.devices if d.join_at <= 0]
+        if not first:
+            raise SniperError(f"{self.fleet.source}: every device has join_at > 0; let at least one start with the run")
+        # a Dask device joins whenever its worker shows up; an embedded one when the dispatcher starts it
+        self.late = [] if self.engine.name == "dask" else [d for d in self.fleet.devices if d.join_at > 0]
+        for device in self.fleet.devices if self.engine.name == "dask" else first:
+            self.engine.start(device)
+        self._wait_until_up([d.name for d in first], ready_timeout)
+        self.predicted, self.predicted_source = self._predicted_times()
+        self._make_outcomes(deadline_factor)
+        self.started = True
+        self.t0 = time.monotonic()
+        self._rebuild()
+        self._loop(orphan_timeout)
+        return self._report()
+
+    def _wait_until_up(self, names: list[str], timeout: float) -> None:
+        limit = time.monotonic() + timeout
+        while any(not self.devices[n].live for n in names):
+            if time.monotonic() > limit:
+                down = [n for n in names if not self.devices[n].live]
+                if all(not d.live for d in self.devices.values()):
+                    raise SniperError(f"no device came up within {timeout:.0f} s (waiting for {', '.join(down)}); "
+                                      "check the agents (for Dask: python -m sniper_profiler.agent --scheduler ... --name NAME)")
+                self.failures.append(f"devices not up after {timeout:.0f} s, running without them: {', '.join(down)}")
+                return
+            for event in self.engine.poll(0.2):
+                self._handle(event)
+
+    def _make_outcomes(self, factor: float) -> None:
+        reference = {m: float(np.mean([self._calibrated(m, t) for t in self.types])) for m in self.models}
+        for index, task in enumerate(self.tasks):
+            deadline = task.deadline if task.deadline is not None else task.arrival + factor * reference[task.model]
+            self.outcomes.append(TaskOutcome(index, task.model, task.arrival, deadline))
+
+    # --- the loop -----------------------------------------------------------------------------
+    def _loop(self, orphan_timeout: float) -> None:
+        cursor, total = 0, len(self.tasks)
+        finished_before = -1
+        orphan_since: Optional[float] = None
+        while True:
+            now = self._now()
+            self._join_late(now)
+            self._apply_kills(now)
+            while cursor < total and self.tasks[cursor].arrival <= now:
+                self._arrive(cursor)
+                cursor += 1
+            self._start_free_devices()
+            finished = self.counts.completed + self.counts.failed
+            if self.progress and finished != finished_before:
+                self.progress(finished, total)
+                finished_before = finished
+            if finished == total:
+                return
+            if not any(d.live for d in self.devices.values()) and not self._joins_pending():
+                orphan_since = orphan_since if orphan_since is not None else now
+                if now - orphan_since > orphan_timeout:
+                    self._fail_orphans(f"no live device for {orphan_timeout:.0f} s")
+                    continue
+            else:
+                orphan_since = None
+            wait = 0.05 if cursor >= total else min(max(self.tasks[cursor].arrival - now, 0.0), 0.05)
+            for event in self.engine.poll(wait):
+                self._handle(event)
+
+    def _now(self) -> float:
+        return time.monotonic() - self.t0
+
+    def _joins_pending(self) -> bool:
+        return bool(self.late) or any(d.calibration_pending for d in self.devices.values())
+
+    def _join_late(self, now: float) -> None:
+        for device in [d for d in self.late if d.join_at <= now]:
+            self.late.remove(device)
+            self.engine.start(device)
+
+    def _apply_kills(self, now: float) -> None:
+        for kill in self.kills:
+            if not kill.done and now >= kill.at and self.devices[kill.device].running is not None:
+                kill.done = True
+                self.engine.kill(kill.device)
+
+    def _arrive(self, index: int) -> None:
+        if self.state is None:
+            self.held.append(index)
+            return
+        began = time.perf_counter()
+        self.state.now = self._now()
+        self.state.submit(self._stask(index))
+        self.queued.add(index)
+        self.overhead[index] += time.perf_counter() - began
+
+    def _start_free_devices(self) -> None:
+        if self.state is None:
+            return
+        for position, name in enumerate(self.order):
+            device = self.devices[name]
+            if device.running is None and self.state.has_queued(position):
+                self._send(position, device)
+
+    def _send(self, position: int, device: _Device) -> None:
+        began = time.perf_counter()
+        self.state.now = self._now()
+        index = self.state.start_next(position).task_id
+        outcome = self.outcomes[index]
+        outcome.attempts += 1
+        device.running = (index, outcome.attempts)
+        self.engine.send(device.spec.name, index, outcome.attempts, outcome.model, self.tasks[index].input)
+        self.overhead[index] += time.perf_counter() - began
+        self.queued.discard(index)
+        outcome.start = self._now()
+        outcome.device = device.spec.name
+        self.counts.sent += 1
+
+    # --- events -------------------------------------------------------------------------------
+    def _handle(self, event: Any) -> None:
+        handler = {"ready": self._on_ready, "calibrated": self._on_calibrated, "result": self._on_result,
+                   "died": self._on_died}[event.kind]
+        handler(event)
+
+    def _on_ready(self, event: Any) -> None:
+        device = self.devices[event.device]
+        device.calibration_pending = set(self.models)
+        for model in self.models:
+            self.engine.calibrate(device.spec.name, model, self.repeats)
+
+    def _on_calibrated(self, event: Any) -> None:
+        device = self.devices[event.device]
+        device.calibration_pending.discard(event.model)
+        result = event.payload
+        if result.get("status") == STATUS_OK:
+            device.calibration[event.model] = float(result["median_s"])
+            if self.writer:
+                self.writer.put(("calibration", event.model, device.spec, float(result["median_s"]), None))
+        else:
+            self.failures.append(f"{event.model} on {event.device}: {result.get('error')}")
+        if not device.calibration_pending:
+            device.live = True
+            if self.started:
+                self.counts.devices_joined += 1
+                self._rebuild()
+
+    def _on_result(self, event: Any) -> None:
+        device = self.devices[event.device]
+        result = event.payload
+        index, attempt = int(result["task_id"]), int(result["attempt"])
+        if device.running != (index, attempt) or self.outcomes[index].status != "pending":
+            self.counts.stale_results_ignored += 1
+            if result["status"] == STATUS_OK and self.outcomes[index].status == STATUS_OK:
+                self.counts.duplicated += 1
+            return
+        device.running = None
+        outcome = self.outcomes[index]
+        outcome.end = self._now()
+        self.state.now = outcome.end
+        position = self.order.index(device.spec.name)
+        if result["status"] == STATUS_OK:
+            seconds = float(result["seconds"])
+            self.state.finish(position, self._stask(index), seconds)
+            outcome.status, outcome.seconds = STATUS_OK, seconds
+            device.busy_s += seconds
+            device.tasks += 1
+            self.executions[index] += 1
+            self.counts.completed += 1
+            if self.writer:
+                self.writer.put(("task", outcome.model, device.spec, seconds, f"{index}:{attempt}"))
+        else:
+            self.state.finish(position, None, 0.0)
+            outcome.status, outcome.error = STATUS_FAILED, f"{outcome.model} on {device.spec.name}: {result['error']}"
+            self.counts.failed += 1
+            self.failures.append(f"task {index}: {outcome.error}")
+
+    def _on_died(self, event: Any) -> None:
+        device = self.devices[event.device]
+        device.calibration_pending.clear()
+        was_live = device.live
+        device.live = False
+        self.counts.devices_died += 1
+        self.failures.append(f"device {event.device} died: {event.payload}")
+        if device.running is not None:
+            index, _ = device.running
+            device.running = None
+            self.queued.add(index)
+            self.counts.redispatched += 1
+        if was_live and self.started:
+            self._rebuild()
+
+    def _fail_orphans(self, reason: str) -> None:
+        for index in sorted(self.queued) + self.held:
+            outcome = self.outcomes[index]
+            outcome.status, outcome.error = STATUS_FAILED, reason
+            self.counts.failed += 1
+        self.failures.append(f"{len(self.queued) + len(self.held)} task(s) failed: {reason}")
+        self.queued.clear()
+        self.held.clear()
+
+    # --- state over the live devices ----------------------------------------------------------
+    def _stask(self, index: int) -> Any:
+        from sniper_onnx.scheduling.workload import Task
+
+        outcome = self.outcomes[index]
+        return Task(index, self.models.index(outcome.model), outcome.arrival, outcome.deadline, 1.0)
+
+    def _rebuild(self) -> None:
+        """A DispatchState over the live devices: running tasks stay, queued tasks are placed again."""
+        from sniper_onnx.scheduling.state import FIRST, DispatchState
+
+        live = [d for d in self.fleet.devices if self.devices[d.name].live]
+        live.sort(key=lambda d: self.types.index(d.type))
+        old = self.state
+        if not live:
+            self.state, self.order = None, []
+            self.held.extend(sorted(self.queued))
+            self.queued.clear()
+            return
+        counts = {t: sum(1 for d in live if d.type == t) for t in self.types}
+        if self.predicted_source == "calibration":  # a device type that just joined brings its own times
+            self.predicted = {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}
+        self.platform = self._platform(counts)
+        self.state = DispatchState(self.platform, self.policy)
+        self.state.now = self._now() if self.started else 0.0
+        _carry_learning(old, self.state)
+        self._record_measurements()
+        self.order = [d.name for d in live]
+        for position, name in enumerate(self.order):
+            running = self.devices[name].running
+            if running is not None:
+                estimate = float(self.state.estimates(self._stask(running[0]))[position])
+                self.state.enqueue(position, FIRST, estimate, self._stask(running[0]))
+                self.state.start_next(position)
+        waiting = sorted(self.queued | set(self.held), key=lambda i: (self.outcomes[i].arrival, i))
+        self.queued.clear()
+        self.held.clear()
+        for index in waiting:
+            self.state.submit(self._stask(index))
+            self.queued.add(index)
+
+    def _record_measurements(self) -> None:
+        """MVSP's measured times are the calibration runs."""
+        for m, model in enumerate(self.models):
+            for t, dtype in enumerate(self.types):
+                if self.state.missing_types(m) and t in self.state.missing_types(m):
+                    self.state.record_measurement(m, t, self._calibrated(model, dtype))
+
+    def _calibrated(self, model: str, dtype: str) -> float:
+        values = [d.calibration[model] for d in self.devices.values() if d.spec.type == dtype and model in d.calibration]
+        if values:
+            return float(np.median(values))
+        known = [d.calibration[model] for d in self.devices.values() if model in d.calibration]
+        return float(np.median(known)) if known else 1.0
+
+    def _platform(self, counts: dict[str, int]) -> Any:
+        from sniper_onnx.scheduling.platform import platform_from_dict
+
+        true = {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}
+        return platform_from_dict({"name": self.fleet.name, "devices": counts, "true_times": true,
+                                   "predicted_times": self.predicted}, source=self.fleet.source)
+
+    def _predicted_times(self) -> tuple[dict[str, dict[str, float]], str]:
+        table = self.fleet.predicted_times
+        if table:
+            missing = [(m, t) for m in self.models for t in self.types if t not in table.get(m, {})]
+            if missing:
+                raise SniperError(f"{self.fleet.source}: predicted_times lacks {missing[0][0]} on {missing[0][1]}; "
+                                  "give every model x device type, or drop the table to use the predictor")
+            return {m: {t: table[m][t] for t in self.types} for m in self.models}, "fleet file"
+        if self.fleet.predictor_devices:
+            return _predictor_times(self.fleet, self.models, self.types, self._calibrated), "predictor"
+        return {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}, "calibration"
+
+    # --- the end ------------------------------------------------------------------------------
+    def _report(self) -> DispatchReport:
+        from sniper_onnx.scheduling.simulator import simulate
+
+        done = [o for o in self.outcomes if o.status == STATUS_OK]
+        self.counts.lost = sum(1 for o in self.outcomes if o.status == "pending")
+        self.counts.duplicated += int((self.executions > 1).sum())
+        measured = self._measured_metrics(done)
+        first_up = {t: sum(1 for d in self.fleet.devices if d.type == t and d.join_at <= 0) for t in self.types}
+        sim_platform = self._platform(first_up if sum(first_up.values()) else {t: 1 for t in self.types})
+        sim_tasks = [self._stask(o.index) for o in self.outcomes]
+        simulated = simulate(sim_platform, self.policy.name, sim_tasks).metrics.to_json_dict() if sim_tasks else {}
+        gap = {key: _ratio(measured.get(key), simulated.get(key))
+               for key in ("tps", "awt", "p95_wait", "p99_wait", "mean_response", "deadline_miss_rate")}
+        sent = self.overhead[[o.index for o in self.outcomes if o.attempts > 0]] * 1e6
+        overhead = {"median": float(np.median(sent)) if len(sent) else 0.0,
+                    "p95": float(np.percentile(sent, 95)) if len(sent) else 0.0}
+        written = self.writer.close() if self.writer else 0
+        self.writer = None
+        per_device = {name: {"type": d.spec.type, "tasks": d.tasks, "busy_s": d.busy_s,
+                             "calibration_s": d.calibration, "pid": getattr(self.engine, "pids", {}).get(name)}
+                      for name, d in self.devices.items()}
+        calibration = {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}
+        return DispatchReport(
+            fleet=self.fleet.name, engine=getattr(self.engine, "name", "?"), policy=self.policy.name,
+            counts=self.counts, measured=measured, simulated=simulated, gap=gap, overhead_us=overhead,
+            calibration=calibration, predicted=self.predicted, predicted_source=self.predicted_source,
+            per_device=per_device, failures=self.failures, outcomes=self.outcomes, db=self.db,
+            measurements_written=written,
+        )
+
+    def _measured_metrics(self, done: list[TaskOutcome]) -> dict[str, Any]:
+        if not done:
+            return {}
+        arrival = np.array([o.arrival for o in done])
+        start = np.array([o.start for o in done])
+        end = np.array([o.end for o in done])
+        wait = start - arrival
+        makespan = max(float(end.max() - arrival.min()), 1e-12)
+        busy = np.array([d.busy_s for d in self.devices.values()])
+        return {
+            "tasks": len(done), "tps": len(done) / makespan, "awt": float(wait.mean()),
+            "p95_wait": float(np.percentile(wait, 95)), "p99_wait": float(np.percentile(wait, 99)),
+            "mean_response": float((end - arrival).mean()),
+            "deadline_miss_rate": float(np.mean(end > np.array([o.deadline for o in done]))),
+            "utilization": [float(b / makespan) for b in busy], "makespan": makespan,
+        }
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+        self.engine.close()
+
+
+def _ratio(measured: Any, simulated: Any) -> float:
+    if not isinstance(measured, (int, float)) or not isinstance(simulated, (int, float)) or simulated == 0:
+        return float("nan")
+    return float(measured) / float(simulated)
+
+
+def _carry_learning(old: Any, new: Any) -> None:
+    """Keep what the time source learned from finished tasks when the device set changes (its
+    corrections are per model x device type, so they do not depend on which nodes are up)."""
+    if old is None:
+        return
+    source, target = old.time_source, new.time_source
+    if hasattr(source, "_ratio") and hasattr(target, "_ratio"):
+        target._ratio[:] = source._ratio
+        target._count[:] = source._count
+        for model in range(target._table.shape[0]):
+            target._per_device[model] = (target._table[model] * target._ratio[model])[target._device_type]
+
+
+def _predictor_times(fleet: Fleet, models: list[str], types: list[str], fallback: Callable[[str, str], float]) -> dict:
+    """Predictions for device types mapped to predictor devices; others get the calibration."""
+    import onnx
+
+    from sniper_onnx import analyze
+    from sniper_onnx.predictors import load_predictor
+
+    predictor = load_predictor(fleet.predictor)
+    features = [analyze(onnx.load_from_string(model_bytes(fleet.models[m]))).features for m in models]
+    table = {m: {t: fallback(m, t) for t in types} for m in models}
+    for dtype, name in fleet.predictor_devices.items():
+        rows = predictor.predict(features, [name], models).rows
+        for row in rows:
+            table[row.network][dtype] = float(row.seconds)
+    return table
+
+
+def _writer(db: "str | Path", fleet: Fleet, blobs: dict[str, bytes]) -> Any:
+    from sniper_onnx.dispatch.feedback import MeasurementWriter
+
+    return MeasurementWriter(db, fleet, blobs)

@@ -1,0 +1,252 @@
+"""Engines move tasks to device agents and bring results back; the dispatcher decides.
+
+Both engines speak the same small protocol to the dispatcher:
+
+- ``start(device)``: bring a device up (embedded: spawn its worker process; Dask: wait for the
+  named worker to join); ``ready`` follows when it answers;
+- ``calibrate(device, model, repeats)``: warm a session up and time it (``calibrated`` follows);
+- ``send(device, task_id, attempt, model, input)``: run one task (``result`` follows);
+- ``poll(timeout)``: the events since the last poll, including ``died`` when a device is gone;
+- ``kill(device)``: SIGKILL the device's process (fault runs and tests);
+- ``close()``.
+
+The dispatcher sends one task at a time per device, so neither engine ever holds a queue of its
+own: in Dask, work stealing and placement have nothing to move (every task is pinned to its
+device's worker name and is the only task that worker has).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sniper_onnx.dispatch.fleet import FleetDevice
+from sniper_onnx.errors import SniperError
+
+
+@dataclass
+class Event:
+    kind: str  # ready | calibrated | result | died
+    device: str
+    model: str = ""
+    payload: Any = None
+
+
+class EmbeddedEngine:
+    """One local process per device (``multiprocessing`` spawn), talking over a pipe."""
+
+    name = "embedded"
+
+    def __init__(self, model_paths: dict[str, str]) -> None:
+        import multiprocessing
+
+        self._context = multiprocessing.get_context("spawn")
+        self._model_paths = model_paths
+        self._processes: dict[str, Any] = {}
+        self._connections: dict[str, Any] = {}
+        self.pids: dict[str, int] = {}
+        self._gone: dict[str, Any] = {}
+
+    def start(self, device: FleetDevice) -> None:
+        from sniper_profiler.agent import AgentSettings, serve_pipe
+
+        parent, child = self._context.Pipe()
+        settings = AgentSettings(**device.agent_settings())
+        process = self._context.Process(target=serve_pipe, args=(settings, child), name=f"sniper-agent-{device.name}",
+                                        daemon=True)
+        process.start()
+        child.close()
+        self._processes[device.name] = process
+        self._connections[device.name] = parent
+        self.pids[device.name] = process.pid
+
+    def calibrate(self, device: str, model: str, repeats: int) -> None:
+        self._send(device, ("calibrate", model, self._model_paths[model], repeats))
+
+    def send(self, device: str, task_id: int, attempt: int, model: str, input_path: Optional[str]) -> None:
+        self._send(device, ("run", task_id, attempt, model, self._model_paths[model], input_path))
+
+    def _send(self, device: str, message: tuple) -> None:
+        try:
+            self._connections[device].send(message)
+        except (OSError, ValueError, KeyError):
+            pass  # the device is dying; poll() reports it
+
+    def poll(self, timeout: float) -> list[Event]:
+        from multiprocessing.connection import wait
+
+        if not self._connections:
+            time.sleep(max(timeout, 0.0))
+            return []
+        by_handle: dict[Any, str] = {}
+        for name, connection in self._connections.items():
+            by_handle[connection] = name
+            by_handle[self._processes[name].sentinel] = name
+        events: list[Event] = []
+        dead: set[str] = set()
+        for handle in wait(list(by_handle), timeout=max(timeout, 0.0)):
+            name = by_handle[handle]
+            if name in dead:
+                continue
+            if self._drain(name, events):
+                dead.add(name)
+        for name in dead:
+            self._forget(name)
+            events.append(Event("died", name, payload=f"worker process exited (code {self._exitcode(name)})"))
+        return events
+
+    def _drain(self, name: str, events: list[Event]) -> bool:
+        """Read every message waiting from ``name``; True when its process is gone."""
+        connection = self._connections[name]
+        try:
+            while connection.poll():
+                events.append(_event(name, connection.recv()))
+        except (EOFError, OSError):
+            return True
+        return not self._processes[name].is_alive()
+
+    def _exitcode(self, name: str) -> Any:
+        process = self._gone.get(name)
+        return process.exitcode if process is not None else None
+
+    def _forget(self, name: str) -> None:
+        process = self._processes.pop(name)
+        process.join(timeout=1.0)
+        self._gone[name] = process
+        self._connections.pop(name).close()
+
+    def kill(self, device: str) -> None:
+        pid = self.pids.get(device)
+        if pid is not None and device in self._processes:
+            os.kill(pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        for name in list(self._processes):
+            self._send(name, ("stop",))
+        deadline = time.monotonic() + 5.0
+        for name, process in list(self._processes.items()):
+            process.join(timeout=max(deadline - time.monotonic(), 0.1))
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=1.0)
+            self._connections[name].close()
+        self._processes.clear()
+        self._connections.clear()
+
+
+def _event(device: str, message: tuple) -> Event:
+    if message[0] == "ready":
+        return Event("ready", device, payload=message[1])
+    if message[0] == "calibrated":
+        return Event("calibrated", device, model=message[1], payload=message[2])
+    return Event("result", device, payload=message[1])
+
+
+class DaskEngine:
+    """Devices are named Dask workers (``python -m sniper_profiler.agent --name NAME``)."""
+
+    name = "dask"
+    MEMBERSHIP_EVERY_S = 0.2
+
+    def __init__(self, scheduler: Any, model_bytes: dict[str, bytes], settings: dict[str, dict]) -> None:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SniperError('engine dask: Dask is not installed; pip install "dask[distributed]"') from None
+        try:
+            self.client = scheduler if isinstance(scheduler, Client) else Client(scheduler, timeout=30)
+        except OSError as error:
+            raise SniperError(f"engine dask: cannot reach the scheduler at {scheduler} ({error}); start it with "
+                              "`dask scheduler` and check the fleet's 'scheduler' address") from None
+        self._owns_client = not isinstance(scheduler, Client)
+        self._settings = settings
+        self._model_bytes = model_bytes
+        self._model_futures: dict[str, Any] = {}
+        self._wanted: set[str] = set()
+        self._present: set[str] = set()
+        self._pending: dict[Any, tuple[str, str, str]] = {}  # future -> (kind, device, model)
+        self._checked = 0.0
+        self.pids: dict[str, int] = {}
+
+    def _model(self, model: str) -> Any:
+        if model not in self._model_futures:
+            self._model_futures[model] = self.client.scatter(self._model_bytes[model], hash=False)
+        return self._model_futures[model]
+
+    def start(self, device: FleetDevice) -> None:
+        self._wanted.add(device.name)
+        self._checked = 0.0  # look now
+
+    def calibrate(self, device: str, model: str, repeats: int) -> None:
+        from sniper_profiler.agent import dask_calibrate
+
+        future = self.client.submit(dask_calibrate, self._settings[device], model, self._model(model), repeats,
+                                    workers=[device], allow_other_workers=False, pure=False)
+        self._pending[future] = ("calibrated", device, model)
+
+    def send(self, device: str, task_id: int, attempt: int, model: str, input_path: Optional[str]) -> None:
+        from sniper_profiler.agent import dask_run_task
+
+        future = self.client.submit(dask_run_task, self._settings[device], task_id, attempt, model, self._model(model),
+                                    input_path, workers=[device], allow_other_workers=False, pure=False,
+                                    key=f"sniper-task-{task_id}-{attempt}-{device}-{time.monotonic_ns()}")
+        self._pending[future] = ("result", device, model)
+
+    def poll(self, timeout: float) -> list[Event]:
+        from distributed import wait
+
+        events: list[Event] = []
+        if time.monotonic() - self._checked >= self.MEMBERSHIP_EVERY_S:
+            events.extend(self._membership())
+        if self._pending:
+            try:
+                wait(list(self._pending), timeout=max(min(timeout, self.MEMBERSHIP_EVERY_S), 0.001),
+                     return_when="FIRST_COMPLETED")
+            except Exception:  # noqa: BLE001 - a timeout; done futures are read below
+                pass
+        else:
+            time.sleep(max(min(timeout, self.MEMBERSHIP_EVERY_S), 0.0))
+        for future in [f for f in self._pending if f.done()]:
+            kind, device, model = self._pending.pop(future)
+            if future.status != "finished":
+                continue  # cancelled or erred with its worker: the membership check reports the device
+            events.append(Event(kind, device, model=model, payload=future.result()))
+        return events
+
+    def _membership(self) -> list[Event]:
+        self._checked = time.monotonic()
+        workers = self.client.run_on_scheduler(_worker_names)
+        names = {str(name) for name in workers}
+        events = []
+        for name in sorted((names & self._wanted) - self._present):
+            self._present.add(name)
+            self.pids[name] = workers[name]
+            events.append(Event("ready", name, payload=workers[name]))
+        for name in sorted(self._present - names):
+            self._present.discard(name)
+            for future, (_, device, _) in list(self._pending.items()):
+                if device == name:
+                    future.cancel()
+                    del self._pending[future]
+            events.append(Event("died", name, payload="Dask worker left the scheduler"))
+        return events
+
+    def kill(self, device: str) -> None:
+        self.client.run(_kill_self, workers=[device], wait=False)
+
+    def close(self) -> None:
+        for future in self._pending:
+            future.cancel()
+        if self._owns_client:
+            self.client.close()
+
+
+def _worker_names(dask_scheduler: Any) -> dict[str, int]:
+    return {str(ws.name): int(ws.pid or 0) for ws in dask_scheduler.workers.values()}
+
+
+def _kill_self() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)

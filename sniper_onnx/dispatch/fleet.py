@@ -1,0 +1,192 @@
+"""Fleet files: which devices exist, how each runs models, and which models a workload may name.
+
+```yaml
+name: local-2cpu
+engine: embedded                 # or dask (then scheduler: tcp://HOST:8786)
+models:                          # workload model name -> where it comes from
+  resnet50-64: {zoo: resnet50, resolution: 64}
+  mine: {file: models/mine.onnx}  # relative to this file
+devices:
+  - {name: fast-0, type: ort-all, threads: 1, opt_level: all}
+  - {name: slow-0, type: ort-off, threads: 1, opt_level: disabled, join_at: 5}
+predicted_times: {resnet50-64: {ort-all: 0.020, ort-off: 0.035}}   # optional, seconds
+predictor: pcn.onnx              # optional (default: the shipped one), with per type:
+predictor_devices: {ort-all: silver_4210r}
+```
+
+A device's ``type`` groups devices that run a model equally fast (the scheduler's device type);
+``join_at`` (embedded only) starts that device's worker that many seconds into the run.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from sniper_onnx.errors import SniperError
+
+ENGINES = ("embedded", "dask")
+OPT_LEVELS = ("disabled", "basic", "extended", "all")
+
+
+@dataclass(frozen=True)
+class FleetDevice:
+    name: str
+    type: str
+    threads: int = 1
+    opt_level: str = "all"
+    provider: str = "CPUExecutionProvider"
+    join_at: float = 0.0
+
+    def agent_settings(self) -> dict[str, Any]:
+        return {"name": self.name, "provider": self.provider, "threads": self.threads,
+                "graph_optimization": self.opt_level}
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    zoo: Optional[str] = None
+    resolution: int = 224
+    file: Optional[str] = None
+
+
+@dataclass
+class Fleet:
+    name: str
+    devices: list[FleetDevice]
+    models: dict[str, ModelSource]
+    engine: str = "embedded"
+    scheduler: Optional[str] = None
+    predicted_times: dict[str, dict[str, float]] = field(default_factory=dict)
+    predictor: Optional[str] = None
+    predictor_devices: dict[str, str] = field(default_factory=dict)
+    source: str = "<fleet>"
+
+    @property
+    def device_types(self) -> list[str]:
+        return list(dict.fromkeys(device.type for device in self.devices))
+
+    def device(self, name: str) -> FleetDevice:
+        for device in self.devices:
+            if device.name == name:
+                return device
+        raise SniperError(f"{self.source}: no device named {name!r}; devices: {', '.join(d.name for d in self.devices)}")
+
+
+def load_fleet(path: "str | Path") -> Fleet:
+    path = Path(path)
+    if not path.is_file():
+        raise SniperError(f"{path}: no such fleet file; see examples/fleet.yaml for the format")
+    try:
+        import yaml
+
+        data = yaml.safe_load(path.read_text())
+    except Exception as error:  # noqa: BLE001 - yaml raises many types
+        raise SniperError(f"{path}: cannot parse the fleet file ({str(error).splitlines()[0]}); fix its YAML") from None
+    if not isinstance(data, dict):
+        raise SniperError(f"{path}: a fleet file holds a mapping with 'devices' and 'models'")
+    return fleet_from_dict(data, source=str(path), base=path.parent)
+
+
+def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = None) -> Fleet:
+    base = base or Path.cwd()
+    engine = str(data.get("engine", "embedded"))
+    if engine not in ENGINES:
+        raise SniperError(f"{source}: engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
+    raw_devices = data.get("devices")
+    if not isinstance(raw_devices, list) or not raw_devices:
+        raise SniperError(f"{source}: 'devices' must be a non-empty list of {{name, type, threads, opt_level}}")
+    devices = [_device(source, index, item) for index, item in enumerate(raw_devices)]
+    names = [d.name for d in devices]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise SniperError(f"{source}: device name(s) {', '.join(duplicates)} appear twice; names must be unique")
+    raw_models = data.get("models")
+    if not isinstance(raw_models, dict) or not raw_models:
+        raise SniperError(f"{source}: 'models' must map model names to {{zoo: NAME, resolution: N}} or {{file: PATH}}")
+    models = {str(name): _model(source, str(name), spec, base) for name, spec in raw_models.items()}
+    fleet = Fleet(
+        name=str(data.get("name", Path(source).stem)), devices=devices, models=models, engine=engine,
+        scheduler=data.get("scheduler"), predicted_times=_times(source, data.get("predicted_times") or {}),
+        predictor=_relative(base, data.get("predictor")), predictor_devices=dict(data.get("predictor_devices") or {}),
+        source=source,
+    )
+    if engine == "dask" and not fleet.scheduler:
+        raise SniperError(f"{source}: engine dask needs 'scheduler: tcp://HOST:8786' (the address agents join)")
+    unknown_types = sorted(set(fleet.predictor_devices) - set(fleet.device_types))
+    if unknown_types:
+        raise SniperError(f"{source}: predictor_devices names unknown device type(s) {', '.join(unknown_types)}")
+    return fleet
+
+
+def _relative(base: Path, value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    path = Path(str(value))
+    return str(path if path.is_absolute() else base / path)
+
+
+def _device(source: str, index: int, item: Any) -> FleetDevice:
+    where = f"{source}: devices[{index}]"
+    if not isinstance(item, dict) or "name" not in item:
+        raise SniperError(f"{where}: give a mapping with at least 'name' (and type, threads, opt_level)")
+    known = {"name", "type", "threads", "opt_level", "provider", "join_at"}
+    extra = sorted(set(item) - known)
+    if extra:
+        raise SniperError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(known))}")
+    threads = item.get("threads", 1)
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise SniperError(f"{where}: threads {threads!r} must be a whole number >= 0 (0 = onnxruntime's default)")
+    opt_level = str(item.get("opt_level", "all"))
+    if opt_level not in OPT_LEVELS:
+        raise SniperError(f"{where}: opt_level {opt_level!r} must be one of {', '.join(OPT_LEVELS)}")
+    join_at = item.get("join_at", 0.0)
+    if isinstance(join_at, bool) or not isinstance(join_at, (int, float)) or join_at < 0:
+        raise SniperError(f"{where}: join_at {join_at!r} must be seconds >= 0")
+    name = str(item["name"])
+    provider = str(item.get("provider", "CPUExecutionProvider"))
+    return FleetDevice(name=name, type=str(item.get("type", name)), threads=threads, opt_level=opt_level,
+                       provider=provider, join_at=float(join_at))
+
+
+def _model(source: str, name: str, spec: Any, base: Path) -> ModelSource:
+    where = f"{source}: models.{name}"
+    if not isinstance(spec, dict) or not ({"zoo", "file"} & set(spec)):
+        raise SniperError(f"{where}: give {{zoo: NAME, resolution: N}} or {{file: PATH}}")
+    if "file" in spec:
+        path = Path(_relative(base, spec["file"]))
+        if not path.is_file():
+            raise SniperError(f"{where}: {path} does not exist; give an existing .onnx file")
+        return ModelSource(name=name, file=str(path))
+    resolution = spec.get("resolution", 224)
+    if isinstance(resolution, bool) or not isinstance(resolution, int) or resolution < 16:
+        raise SniperError(f"{where}: resolution {resolution!r} must be a whole number >= 16")
+    return ModelSource(name=name, zoo=str(spec["zoo"]), resolution=resolution)
+
+
+def _times(source: str, table: Any) -> dict[str, dict[str, float]]:
+    if not isinstance(table, dict):
+        raise SniperError(f"{source}: predicted_times must map model -> device type -> seconds")
+    out: dict[str, dict[str, float]] = {}
+    for model, row in table.items():
+        if not isinstance(row, dict):
+            raise SniperError(f"{source}: predicted_times[{model!r}] must map device type -> seconds")
+        for dtype, seconds in row.items():
+            if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (math.isfinite(seconds) and seconds > 0):
+                raise SniperError(f"{source}: predicted_times[{model!r}][{dtype!r}] = {seconds!r}; give positive seconds")
+        out[str(model)] = {str(k): float(v) for k, v in row.items()}
+    return out
+
+
+def model_bytes(model: ModelSource) -> bytes:
+    """The model's ONNX bytes (zoo models exported with trained-looking random weights)."""
+    if model.file:
+        return Path(model.file).read_bytes()
+    from sniper_generator.zoo import ZOO, export_zoo_model
+
+    if model.zoo not in ZOO:
+        raise SniperError(f"model {model.name!r}: zoo name {model.zoo!r} is unknown; choose from {', '.join(sorted(ZOO))}")
+    return export_zoo_model(model.zoo, resolution=model.resolution, batch=1, weights=True).SerializeToString()

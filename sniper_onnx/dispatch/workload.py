@@ -1,0 +1,90 @@
+"""Tasks for real dispatch: model, input, deadline, and when each arrives (seconds into the run)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from sniper_onnx.errors import SniperError
+
+
+@dataclass(frozen=True)
+class DispatchTask:
+    """One inference request. ``deadline`` is absolute seconds into the run (None: the run's
+    deadline factor x the model's mean calibrated time); ``input`` an .npy/.npz file (None: the
+    agent's generated input for that model)."""
+
+    model: str
+    arrival: float = 0.0
+    deadline: Optional[float] = None
+    input: Optional[str] = None
+
+
+def read_workload(path: "str | Path", models: Sequence[str]) -> list[DispatchTask]:
+    """CSV with columns ``arrival,model`` and optional ``deadline`` and ``input``."""
+    path = Path(path)
+    if not path.is_file():
+        raise SniperError(f"{path}: no such workload file; give a CSV with columns arrival,model[,deadline,input]")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or ())
+        if not {"arrival", "model"} <= columns:
+            raise SniperError(f"{path}: workload needs columns 'arrival' and 'model' (found {sorted(columns)})")
+        rows = list(reader)
+    if not rows:
+        raise SniperError(f"{path}: workload has no tasks")
+    tasks = [_task(f"{path}:{i + 2}", row, models, path.parent) for i, row in enumerate(rows)]
+    return sorted(tasks, key=lambda task: task.arrival)
+
+
+def _task(where: str, row: dict, models: Sequence[str], base: Path) -> DispatchTask:
+    model = (row.get("model") or "").strip()
+    if model not in models:
+        raise SniperError(f"{where}: model {model!r} is not in the fleet file (models: {', '.join(models)})")
+    arrival = _seconds(where, "arrival", row.get("arrival"))
+    deadline_text = (row.get("deadline") or "").strip()
+    deadline = _seconds(where, "deadline", deadline_text) if deadline_text else None
+    if deadline is not None and deadline < arrival:
+        raise SniperError(f"{where}: deadline {deadline} is before arrival {arrival}; deadlines are absolute seconds")
+    input_text = (row.get("input") or "").strip()
+    input_path = None
+    if input_text:
+        candidate = Path(input_text) if Path(input_text).is_absolute() else base / input_text
+        if not candidate.is_file():
+            raise SniperError(f"{where}: input {candidate} does not exist; give an .npy or .npz file")
+        input_path = str(candidate)
+    return DispatchTask(model=model, arrival=arrival, deadline=deadline, input=input_path)
+
+
+def _seconds(where: str, column: str, text: Optional[str]) -> float:
+    try:
+        value = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SniperError(f"{where}: {column} {text!r} is not a number of seconds") from None
+    if not math.isfinite(value) or value < 0:
+        raise SniperError(f"{where}: {column} {value!r} must be finite and >= 0")
+    return value
+
+
+def poisson_workload(models: Sequence[str], rate: float, duration: float, seed: int = 0) -> list[DispatchTask]:
+    """Poisson arrivals at ``rate`` tasks/s for ``duration`` s, models drawn uniformly."""
+    if not (rate > 0 and duration > 0):
+        raise SniperError(f"rate {rate} and duration {duration} must be positive")
+    rng = np.random.default_rng(seed)
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=int(rate * duration * 2 + 20)))
+    arrivals = arrivals[arrivals < duration]
+    picks = rng.integers(0, len(models), size=len(arrivals))
+    return [DispatchTask(model=models[int(m)], arrival=float(a)) for a, m in zip(arrivals, picks)]
+
+
+def write_workload(tasks: Sequence[DispatchTask], path: "str | Path") -> None:
+    with Path(path).open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["arrival", "model", "deadline"])
+        for task in tasks:
+            writer.writerow([f"{task.arrival:.4f}", task.model, "" if task.deadline is None else f"{task.deadline:.4f}"])

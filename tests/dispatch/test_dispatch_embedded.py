@@ -1,0 +1,97 @@
+"""Real dispatch on local worker processes: end to end, faults, joins, failing models, the DB."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dispatch_testkit import broken_reshape, fleet_dict, matmul_chain
+from typer.testing import CliRunner
+
+from sniper_onnx.cli import app
+from sniper_onnx.dispatch import DispatchTask, Kill, dispatch, fleet_from_dict, write_workload
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("dispatch-models")
+    return {"chain": matmul_chain(folder / "chain.onnx"), "small": matmul_chain(folder / "small.onnx", rows=32, layers=2)}
+
+
+def burst(count: int, spacing: float, names=("chain", "small")) -> list[DispatchTask]:
+    return [DispatchTask(names[i % len(names)], arrival=i * spacing) for i in range(count)]
+
+
+def assert_exactly_once(report, count: int) -> None:
+    assert report.counts.lost == 0
+    assert report.counts.duplicated == 0
+    assert report.counts.completed + report.counts.failed == count
+    assert all(outcome.status in ("ok", "failed") for outcome in report.outcomes)
+    assert sorted(outcome.index for outcome in report.outcomes) == list(range(count))
+
+
+def test_cli_runs_a_workload_and_stores_every_time(models, tmp_path):
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(json.dumps(fleet_dict(models)))  # JSON is YAML
+    trace = tmp_path / "trace.csv"
+    write_workload(burst(24, 0.01), trace)
+    db = tmp_path / "ncd.sqlite"
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet), "--workload", str(trace),
+                                      "--policy", "sniper", "--db", str(db), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["counts"]["completed"] == 24 and report["counts"]["lost"] == 0
+    for key in ("tps", "awt", "p95_wait", "p99_wait", "deadline_miss_rate"):
+        assert key in report["measured"] and key in report["simulated"] and key in report["gap"]
+    assert report["simulated"]["tasks"] == 24
+    assert set(report["calibration"]) == {"chain", "small"}
+    assert sum(info["tasks"] for info in report["per_device"].values()) == 24
+    # the two devices are really different: graph optimizations off is never faster by much
+    assert report["overhead_us"]["median"] > 0
+
+    from sniper_onnx.database import Database
+
+    with Database(db) as store:
+        rows = store.measurements()
+    tasks = [row for row in rows if row.source == "dispatch"]
+    assert len(tasks) == 24  # one per completed task, nothing lost
+    assert report["measurements_written"] == len(rows)
+    assert {row.device_id for row in tasks} <= {"fleet:test:all", "fleet:test:off"}
+
+
+def test_sigkilled_device_loses_nothing_and_runs_nothing_twice(models):
+    fleet = fleet_from_dict(fleet_dict(models))
+    tasks = burst(40, 0.005, names=("chain",))
+    report = dispatch(fleet, tasks, "polling", kills=[Kill("slow-0", 0.05)])
+    assert_exactly_once(report, 40)
+    assert report.counts.completed == 40
+    assert report.counts.devices_died == 1
+    assert report.counts.redispatched >= 1  # the task it was running went elsewhere
+    assert report.counts.sent == 40 + report.counts.redispatched
+    # everything after the death ran on the survivor
+    assert report.per_device["fast-0"]["tasks"] + report.per_device["slow-0"]["tasks"] == 40
+    assert any("slow-0 died" in line for line in report.failures)
+
+
+def test_a_joining_device_is_used_and_a_failing_model_stops_nothing(models, tmp_path):
+    broken = broken_reshape(tmp_path / "broken.onnx")
+    fleet = fleet_from_dict(fleet_dict({**models, "broken": broken}, devices=[
+        {"name": "fast-0", "type": "all", "threads": 1, "opt_level": "all"},
+        {"name": "late-0", "type": "off", "threads": 1, "opt_level": "disabled", "join_at": 0.2},
+    ]))
+    tasks = burst(60, 0.03, names=("chain", "small", "broken"))
+    report = dispatch(fleet, tasks, "sniper")
+    assert_exactly_once(report, 60)
+    assert report.counts.failed == 20 and report.counts.completed == 40
+    failed = [o for o in report.outcomes if o.status == "failed"]
+    assert {o.model for o in failed} == {"broken"} and all("Reshape" in o.error or "shape" in o.error.lower() for o in failed)
+    assert report.counts.devices_joined == 1
+    assert report.per_device["late-0"]["tasks"] > 0
+
+
+def test_policies_the_real_world_cannot_run_are_refused(models):
+    fleet = fleet_from_dict(fleet_dict(models))
+    from sniper_onnx.errors import SniperError
+
+    with pytest.raises(SniperError, match="only the simulator"):
+        dispatch(fleet, burst(2, 0.0), "mct-oracle")
