@@ -15,6 +15,7 @@ loop (``time_runs``) with the same number of runs. Two ratios, medians over roun
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -23,12 +24,12 @@ import time
 from pathlib import Path
 
 
-def _nets(count: int, seed: int, folder: Path, zoo: list[str]) -> list[Path]:
+def _nets(count: int, seed: int, folder: Path, zoo: list[str], max_macs: float) -> list[Path]:
     import onnx
     from sniper_generator import materialize, sample_specs
 
     paths = []
-    for spec in sample_specs(count, seed, family="cnn"):
+    for spec in sample_specs(count, seed, family="cnn", max_macs=max_macs):
         path = folder / f"{spec.net_id}.onnx"
         onnx.save(materialize(spec, weights=True), str(path))
         paths.append(path)
@@ -53,7 +54,7 @@ def quality(paths: list[Path], runs: int, config, folder: Path) -> dict:
         for record in summary.records:
             if record["status"] == "ok":
                 medians[record["model"]["name"]].append(record["stats"]["median_s"])
-                cpu_medians[record["model"]["name"]].append(record["stats"]["cpu_time_median_s"])
+                cpu_medians[record["model"]["name"]].append(record["stats"]["cpu_time_per_run_s"])
     spreads = _spreads(medians, runs)
     cpu_spreads = _spreads(cpu_medians, runs)
     return {
@@ -89,19 +90,28 @@ def overhead(paths: list[Path], config, rounds: int, budget_s: float) -> dict:
         # pays for its interval checks.
         loop_config = ProfileConfig(**{**config.to_dict(), "min_repeats": 10, "max_repeats": count,
                                        "max_time_s": 1e9, "target_relative_ci": 1e-12})
-        for _ in range(rounds):
+        def bare_loop() -> tuple:
             bare_samples = []
             start = time.perf_counter()
             for _ in range(count):
                 t0 = time.perf_counter()
                 session.run(None, feeds)
                 bare_samples.append(time.perf_counter() - t0)
-            bare_wall = (time.perf_counter() - start) / count
+            return (time.perf_counter() - start) / count, statistics.median(bare_samples)
+
+        def profiler_loop() -> tuple:
             start = time.perf_counter()
             samples, _ = time_runs(lambda: session.run(None, feeds), loop_config)
-            profiler_wall = (time.perf_counter() - start) / len(samples)
-            wall_ratios.append(profiler_wall / bare_wall)
-            median_ratios.append(statistics.median(samples) / statistics.median(bare_samples))
+            return (time.perf_counter() - start) / len(samples), statistics.median(samples)
+
+        for index in range(rounds):
+            # ABBA order, so drift and "second loop runs warmer" effects cancel out.
+            if index % 2:
+                profiled, bare = profiler_loop(), bare_loop()
+            else:
+                bare, profiled = bare_loop(), profiler_loop()
+            wall_ratios.append(profiled[0] / bare[0])
+            median_ratios.append(profiled[1] / bare[1])
     return {
         "rounds_per_net": rounds,
         "wall_ratio_median": round(statistics.median(wall_ratios), 4),
@@ -110,33 +120,81 @@ def overhead(paths: list[Path], config, rounds: int, budget_s: float) -> dict:
     }
 
 
+def loop_cost(count: int = 1000, rounds: int = 200) -> dict:
+    """Per-run cost of the timing loop itself, with a run that does nothing: the absolute
+    overhead the profiler adds to every timed run, free of model noise. Divided by a net's
+    latency it bounds the relative overhead for that net. ``count`` = the default max_repeats."""
+    from sniper_profiler.config import ProfileConfig
+    from sniper_profiler.measure import time_runs
+
+    sizes = itertools.cycle(range(0, 64, 8))
+
+    def noop() -> None:
+        # Barely any work, but varying, so the median's interval never collapses to zero width
+        # and the loop runs all ``count`` times with its interval checks.
+        sum(range(next(sizes)))
+
+    config = ProfileConfig(min_repeats=10, max_repeats=count, max_time_s=1e9, target_relative_ci=1e-12)
+    bare, profiled = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        for _ in range(count):
+            t0 = time.perf_counter()
+            noop()
+            bare.append(time.perf_counter() - t0)
+        bare_per_run = (time.perf_counter() - start) / count
+        bare.clear()
+        start = time.perf_counter()
+        samples, _ = time_runs(noop, config)
+        profiled.append(((time.perf_counter() - start) / len(samples), bare_per_run))
+    extra = statistics.median(p - b for p, b in profiled)
+    return {
+        "runs_per_round": count,
+        "rounds": rounds,
+        "bare_loop_us_per_run": round(statistics.median(b for _, b in profiled) * 1e6, 3),
+        "profiler_loop_us_per_run": round(statistics.median(p for p, _ in profiled) * 1e6, 3),
+        "extra_us_per_run": round(extra * 1e6, 3),
+        "overhead_at_1ms": round(extra / 1e-3, 5),
+        "overhead_at_100us": round(extra / 1e-4, 5),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", type=int, default=4, help="random CNNs from sniper_generator")
     parser.add_argument("--zoo", action="append", default=[], help="also a zoo network at 224 (repeatable)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-macs", type=float, default=5e8, help="cap on the random nets' MACs (keeps the run short)")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-time", type=float, default=2.0, help="profiler --max-time per model")
-    parser.add_argument("--rounds", type=int, default=5, help="overhead rounds per net")
+    parser.add_argument("--rounds", type=int, default=6, help="overhead rounds per net (even: ABBA order)")
     parser.add_argument("--round-seconds", type=float, default=0.5)
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument("--loop-cost-only", action="store_true", help="only the no-op loop cost (seconds, no models)")
+    parser.add_argument("--skip-quality", action="store_true", help="skip the 5-run spread part")
     args = parser.parse_args()
 
     from sniper_profiler.config import ProfileConfig
 
     config = ProfileConfig(threads=args.threads, max_time_s=args.max_time)
     load_before = os.getloadavg()
+    if args.loop_cost_only:
+        result = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_average_before": [round(x, 2) for x in load_before], "loop_cost": loop_cost()}
+        print(json.dumps(result, indent=2))
+        return
     with tempfile.TemporaryDirectory(prefix="bench-profiler-") as scratch:
         folder = Path(scratch)
-        paths = _nets(args.nets, args.seed, folder, args.zoo)
+        paths = _nets(args.nets, args.seed, folder, args.zoo, args.max_macs)
         result = {
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "cpu_count": os.cpu_count(),
             "threads": args.threads,
+            "nets": [p.stem for p in paths],
             "load_average_before": [round(x, 2) for x in load_before],
-            "quality": quality(paths, args.runs, config, folder),
+            "quality": None if args.skip_quality else quality(paths, args.runs, config, folder),
             "overhead": overhead(paths, config, args.rounds, args.round_seconds),
+            "loop_cost": loop_cost(),
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
         }
     text = json.dumps(result, indent=2)

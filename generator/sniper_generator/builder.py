@@ -32,10 +32,6 @@ class Tensor:
     def channels(self) -> int:
         return self.shape[1]
 
-    @property
-    def spatial(self) -> tuple[int, ...]:
-        return self.shape[2:]
-
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))

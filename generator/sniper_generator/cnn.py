@@ -169,43 +169,64 @@ def _round_channels(value: float, multiple: int = 4) -> int:
     return max(multiple, int(round(value / multiple)) * multiple)
 
 
-def _sample_block(rng: np.random.Generator, kind: str, channels: int) -> dict:
-    kernel = choice(rng, KERNELS, (0.15, 0.6, 0.15, 0.1))
-    if kind == "plain":
-        return {"kind": kind, "channels": channels, "kernel": kernel}
-    if kind == "residual":
-        return {"kind": kind, "channels": channels, "kernel": kernel, "bottleneck": bool(rng.random() < 0.5)}
-    if kind == "dense":
-        growth = _round_channels(channels / 4)
-        layers = int(rng.integers(2, 13)) if rng.random() < 0.8 else int(rng.integers(13, 49))
-        transition = _round_channels(channels) if rng.random() < 0.7 else None
-        return {"kind": kind, "growth": growth, "layers": layers, "kernel": kernel,
-                "bottleneck": bool(rng.random() < 0.6), "transition": transition}
-    if kind == "inception":
-        count = int(rng.integers(2, 6))
-        branches = []
-        for index in range(count):
-            if index == count - 1 and rng.random() < 0.6:
-                branches.append({"type": "pool", "pool": choice(rng, ("max", "avg"))})
-                continue
-            depth = int(rng.integers(0, 3))
-            kernels = [1] + [int(choice(rng, (3, 5, 7), (0.5, 0.35, 0.15))) for _ in range(depth)]
-            branches.append({"type": "conv", "kernels": kernels})
-        return {"kind": kind, "branch_channels": _round_channels(channels / count), "branches": branches}
-    if kind == "separable":
-        return {"kind": kind, "channels": channels, "kernel": choice(rng, (3, 5, 7), (0.6, 0.3, 0.1)),
-                "expand": int(choice(rng, (1, 2, 4, 6))), "residual": bool(rng.random() < 0.7)}
-    if kind == "grouped":
-        groups = int(choice(rng, (2, 4, 8, 16, 32)))
-        return {"kind": kind, "channels": _round_channels(channels, max(4, groups)), "kernel": kernel,
-                "groups": groups}
+def _sample_plain(rng: np.random.Generator, channels: int, kernel: int) -> dict:
+    return {"kind": "plain", "channels": channels, "kernel": kernel}
+
+
+def _sample_residual(rng: np.random.Generator, channels: int, kernel: int) -> dict:
+    return {"kind": "residual", "channels": channels, "kernel": kernel, "bottleneck": bool(rng.random() < 0.5)}
+
+
+def _sample_dense(rng: np.random.Generator, channels: int, kernel: int) -> dict:
+    growth = _round_channels(channels / 4)
+    layers = int(rng.integers(2, 13)) if rng.random() < 0.8 else int(rng.integers(13, 49))
+    transition = _round_channels(channels) if rng.random() < 0.7 else None
+    return {"kind": "dense", "growth": growth, "layers": layers, "kernel": kernel,
+            "bottleneck": bool(rng.random() < 0.6), "transition": transition}
+
+
+def _sample_inception(rng: np.random.Generator, channels: int, kernel: int) -> dict:
+    count = int(rng.integers(2, 6))
+    branches = []
+    for index in range(count):
+        if index == count - 1 and rng.random() < 0.6:
+            branches.append({"type": "pool", "pool": choice(rng, ("max", "avg"))})
+            continue
+        depth = int(rng.integers(0, 3))
+        kernels = [1] + [int(choice(rng, (3, 5, 7), (0.5, 0.35, 0.15))) for _ in range(depth)]
+        branches.append({"type": "conv", "kernels": kernels})
+    return {"kind": "inception", "branch_channels": _round_channels(channels / count), "branches": branches}
+
+
+def _sample_separable(rng: np.random.Generator, channels: int, kernel: int) -> dict:
+    # depthwise kernels: 1x1 would make the block a plain 1x1 pair, so draw among 3/5/7
+    return {"kind": "separable", "channels": channels, "kernel": choice(rng, (3, 5, 7), (0.6, 0.3, 0.1)),
+            "expand": int(choice(rng, (1, 2, 4, 6))), "residual": bool(rng.random() < 0.7)}
+
+
+def _sample_grouped(rng: np.random.Generator, channels: int, kernel: int) -> dict:
+    groups = int(choice(rng, (2, 4, 8, 16, 32)))
+    return {"kind": "grouped", "channels": _round_channels(channels, max(4, groups)), "kernel": kernel,
+            "groups": groups}
+
+
+def _sample_atrous(rng: np.random.Generator, channels: int, kernel: int) -> dict:
     return {"kind": "atrous", "channels": channels, "dilation": int(choice(rng, (2, 3, 4, 6))),
             "residual": bool(rng.random() < 0.6)}
 
 
+BLOCK_SAMPLERS: dict[str, Callable[[np.random.Generator, int, int], dict]] = {
+    "plain": _sample_plain, "residual": _sample_residual, "dense": _sample_dense, "inception": _sample_inception,
+    "separable": _sample_separable, "grouped": _sample_grouped, "atrous": _sample_atrous,
+}
+
+
+def _sample_block(rng: np.random.Generator, kind: str, channels: int) -> dict:
+    kernel = choice(rng, KERNELS, (0.15, 0.6, 0.15, 0.1))  # drawn for every kind: keeps the stream simple
+    return BLOCK_SAMPLERS[kind](rng, channels, kernel)
+
+
 HEAD_POOLS = ("avg", "max", "flatten", "conv")
-
-
 HIDDEN_SIZES = (128, 256, 512, 1024, 2048, 4096)
 VGG_HEAD_MIN_MACS = 1e9
 
@@ -238,9 +259,8 @@ def _sample_structure(rng: np.random.Generator, target_macs: float) -> dict:
     reduced = resolution // stem_stride // (1 if stem_pool == "none" else 2)
     max_stages = max(1, min(5, int(math.log2(max(reduced, 2)))))
     stage_count = int(rng.integers(1, max_stages + 1))
-    # some nets use one block kind (ResNet-, DenseNet-, Inception-like), the rest mix kinds
     style = rng.random()
-    if style < 0.3:  # one block kind throughout, like the reference families
+    if style < 0.3:  # one block kind throughout, like the ResNet, DenseNet and Inception families
         mix = np.eye(len(BLOCK_KINDS))[int(rng.integers(len(BLOCK_KINDS)))]
     else:
         mix = rng.dirichlet(np.full(len(BLOCK_KINDS), 0.6 if style < 0.6 else 3.0))

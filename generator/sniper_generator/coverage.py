@@ -33,6 +33,7 @@ class CoverageReport:
     quantiles: dict[str, list[float]]  # feature -> values at QUANTILES
     zoo: list[ZooCoverage] = field(default_factory=list)
     families: dict[str, int] = field(default_factory=dict)
+    unknown_ops: dict[str, int] = field(default_factory=dict)  # op -> nets where the analyzer missed it
 
     @property
     def all_zoo_inside(self) -> bool:
@@ -43,7 +44,7 @@ class CoverageReport:
                 "quantile_levels": list(QUANTILES), "quantiles": self.quantiles,
                 "zoo": [{"name": z.name, "outside": z.outside, "features": {k: z.features[k] for k in KEY_FEATURES}}
                         for z in self.zoo],
-                "all_zoo_inside": self.all_zoo_inside}
+                "all_zoo_inside": self.all_zoo_inside, "unknown_ops": self.unknown_ops}
 
 
 def zoo_features(names: list[str] | None = None) -> dict[str, dict[str, float]]:
@@ -64,9 +65,12 @@ def coverage_report(count: int = 1000, seed: int = 0, family: str = "mixed", job
         raise SniperError(f"--count {count}: a coverage report needs at least 2 nets (1000 is the reference)")
     rows: list[dict[str, float]] = []
     families: dict[str, int] = {}
+    unknown: dict[str, int] = {}
     for index, record in enumerate(iter_records(count, seed, family, jobs=jobs)):
         rows.append(record["features"])
         families[record["family"]] = families.get(record["family"], 0) + 1
+        for op in record.get("unknown_ops", {}):
+            unknown[op] = unknown.get(op, 0) + 1
         if progress is not None:
             progress(index + 1)
     table = {name: np.array([row.get(name, 0.0) for row in rows], dtype=float) for name in KEY_FEATURES}
@@ -76,7 +80,7 @@ def coverage_report(count: int = 1000, seed: int = 0, family: str = "mixed", job
         outside = [key for key in KEY_FEATURES
                    if not quantiles[key][0] <= features.get(key, 0.0) <= quantiles[key][-1]]
         zoo.append(ZooCoverage(name, features, outside))
-    return CoverageReport(count, seed, family, quantiles, zoo, dict(sorted(families.items())))
+    return CoverageReport(count, seed, family, quantiles, zoo, dict(sorted(families.items())), dict(sorted(unknown.items())))
 
 
 def plot_coverage(report: CoverageReport, path: str) -> None:

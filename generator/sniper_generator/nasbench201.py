@@ -24,8 +24,8 @@ is zero the cell collapses to that single ``Mul``, so its output is zeros of the
 the rest of the network (reduction blocks, head) still runs on them. Ops whose results never reach
 the cell output are kept, dangling: the reference PyTorch network runs them, and the measured
 latencies of HW-NAS-Bench rise with them (see docs/devices.md), so they belong in the cost model.
-With these rules the trainable parameter counts equal NAS-Bench-201's published ones (0.073306 M
-for the all-``none`` cell up to 1.531546 M for the all-``nor_conv_3x3`` cell, CIFAR-10 head).
+With these rules the all-``none`` net has 73,306 trainable parameters and the all-``nor_conv_3x3``
+net 1,531,546 (CIFAR-10 head), the extremes NAS-Bench-201 itself reports.
 """
 
 from __future__ import annotations
@@ -191,7 +191,9 @@ class _Graph:
         return name
 
     def node(self, op_type: str, inputs: List[str], name: str, **attributes) -> str:
-        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attributes))
+        node = onnx.NodeProto(op_type=op_type, name=name, input=inputs, output=[name])
+        node.attribute.extend(_attribute(key, tuple(v) if isinstance(v, list) else v) for key, v in sorted(attributes.items()))
+        self.nodes.append(node)
         return name
 
     def relu(self, x: str, name: str) -> str:
@@ -231,6 +233,12 @@ class _Graph:
             self.zero_scalar = "zero"
             self.initializers.append(onnx.numpy_helper.from_array(np.zeros((), dtype=np.float32), "zero"))
         return self.node("Mul", [x, self.zero_scalar], name)
+
+
+@functools.lru_cache(maxsize=None)
+def _attribute(key: str, value) -> onnx.AttributeProto:
+    # a handful of distinct attributes recur thousands of times across the 15,625 builds
+    return helper.make_attribute(key, list(value) if isinstance(value, tuple) else value)
 
 
 def _cell(graph: _Graph, x: str, ops: Sequence[str], channels: int, name: str) -> str:

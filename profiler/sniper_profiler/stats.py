@@ -28,7 +28,9 @@ def median_interval(sorted_samples: Sequence[float], confidence: float = 0.95) -
 def relative_half_width(sorted_samples: Sequence[float], confidence: float = 0.95) -> float:
     """Half the interval's width over the median: 0.01 means "median known to +-1%"."""
     low, high = median_interval(sorted_samples, confidence)
-    median = float(np.median(sorted_samples))
+    n = len(sorted_samples)
+    middle = n // 2
+    median = float(sorted_samples[middle]) if n % 2 else (sorted_samples[middle - 1] + sorted_samples[middle]) / 2.0
     return (high - low) / (2.0 * median) if median > 0 else math.inf
 
 

@@ -69,6 +69,8 @@ def _print(report) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    register_feedback(app)
+
     @app.command("dispatch", help=HELP)
     def dispatch_command(
         fleet: Annotated[Path, typer.Option("--fleet", help="Fleet YAML: devices, models, engine (see examples/fleet.yaml).")],
@@ -116,3 +118,31 @@ def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, quiet: bool)
         job = bar.add_task("dispatching", total=len(tasks))
         return dispatch(fleet, tasks, policy, db=db, deadline_factor=deadline_factor, calibration_repeats=repeats,
                         kills=kills, progress=lambda done, total: bar.update(job, completed=done))
+
+
+def register_feedback(app: typer.Typer) -> None:
+    @app.command("fleet-feedback")
+    def fleet_feedback(
+        fleet: Annotated[Path, typer.Option("--fleet", help="Fleet YAML with predictor_devices (type -> device the predictor knows).")],
+        db: Annotated[Path, typer.Option("--db", help="Database the fleet's dispatch/profile runs stored times in.")],
+        output: Annotated[Path, typer.Option("--output", "-o", help="Corrected predictor .onnx to write.")],
+        predictor: Annotated[Optional[Path], typer.Option("--predictor", help="Predictor to correct (default: the fleet's, else the shipped one).")] = None,
+        as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
+    ) -> None:
+        """Time Trimmer on what the fleet measured: prediction error per device type before and after."""
+        from dataclasses import asdict
+
+        from sniper_onnx.dispatch import load_fleet
+        from sniper_onnx.dispatch.feedback import feedback_from_db
+
+        report = feedback_from_db(load_fleet(fleet), db, output, predictor)
+        if as_json:
+            typer.echo(json.dumps(asdict(report)))
+            return
+        for item in report.types:
+            typer.echo(f"{item.device_type} (as {item.predictor_device}, {item.networks} networks): MAPE "
+                       f"{item.mape_before:.1%} -> {item.mape_after:.1%} (in-sample); leave-one-out RMSE(log) "
+                       f"{item.loo_rmse_log:.3f}")
+        for line in report.skipped:
+            typer.echo(f"  skipped {line}", err=True)
+        typer.echo(f"corrected predictor -> {report.output}")

@@ -19,6 +19,7 @@ def import_latencies(
     device_column: Annotated[Optional[str], typer.Option("--device-column", help="Long format: column naming the device.")] = None,
     latency_column: Annotated[Optional[str], typer.Option("--latency-column", help="Long format: column holding the latency.")] = None,
     devices: Annotated[Optional[List[str]], typer.Option("--device", help="Import only this device (repeatable).")] = None,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes that build and hash NAS-Bench-201 networks.")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Import an external latency table (HW-NAS-Bench, HELP, or any similar CSV). Idempotent: a second import adds nothing."""
@@ -32,8 +33,8 @@ def import_latencies(
         task = bar.add_task(f"importing {table.name}", total=None)
         result = import_latency_table(
             db, table, device_specs=device_specs, layout=layout, unit=unit, network_column=network_column,
-            device_column=device_column, latency_column=latency_column, devices=devices,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            device_column=device_column, latency_column=latency_column, devices=devices, jobs=jobs,
+            progress=lambda phase, done, total: bar.update(task, description=phase, completed=done, total=total),
         )
     if as_json:
         typer.echo(json.dumps(result.to_json_dict()))

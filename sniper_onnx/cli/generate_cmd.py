@@ -39,6 +39,8 @@ def _print_coverage(report) -> None:
         table.add_row(name, *(f"{v:.3g}" for v in values))
     console = Console()
     console.print(table)
+    if report.unknown_ops:
+        console.print(f"ops the analyzer does not know (nets affected): {report.unknown_ops}")
     for entry in report.zoo:
         verdict = "inside" if not entry.outside else "OUTSIDE: " + ", ".join(
             f"{k}={entry.features.get(k, 0.0):.3g}" for k in entry.outside)

@@ -47,9 +47,12 @@ def zoo_export(
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:
     """Write one zoo network as ONNX (input `input`: batch x 3 x resolution x resolution)."""
+    from rich.console import Console
+
     from sniper_generator.zoo import export_zoo_to_file
 
-    result = export_zoo_to_file(name, output, resolution, batch, not no_weights, seed, aux_head)
+    with Console(stderr=True).status(f"building {name}"):  # VGG's 138M random weights take seconds
+        result = export_zoo_to_file(name, output, resolution, batch, not no_weights, seed, aux_head)
     if json_output:
         typer.echo(json.dumps(result.to_json_dict()))
     else:

@@ -27,7 +27,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from sniper_onnx.errors import SniperError
 
@@ -40,10 +40,11 @@ LATENCY_COLUMNS = (
 UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 FORMATS = ("auto", "wide", "long")
 ROWS_PER_TRANSACTION = 500
+HASH_CHUNK = 64
 DEFAULT_SPEC_FILE = Path(__file__).resolve().parent.parent / "data" / "hw_nasbench201_devices.json"
 NASBENCH201_RESOLUTION = 32
 
-Progress = Callable[[int, int], None]
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
 
 
 @dataclass
@@ -200,10 +201,11 @@ def _load_specs(path: Optional[Path]) -> Dict[str, "DeviceSpec"]:  # noqa: F821
 class _Networks:
     """Resolves a table's network cell (arch string or ONNX path) to a database network, once each."""
 
-    def __init__(self, db, table: Path, result: ImportResult) -> None:
+    def __init__(self, db, table: Path, result: ImportResult, arch_hashes: Mapping[str, str]) -> None:
         self.db = db
         self.table = table
         self.result = result
+        self.arch_hashes = arch_hashes
         self.ids: Dict[str, Tuple[int, str]] = {}
         self._feature_table: Optional[Tuple[Dict[str, int], object, Tuple[str, ...]]] = None
 
@@ -231,17 +233,10 @@ class _Networks:
         return None if row is None else dict(zip(names, map(float, matrix[row])))
 
     def _add_arch(self, arch: str):
-        from sniper_generator.nasbench201 import build_nasbench201, parse_arch
-        from sniper_onnx.database.hashing import structure_hash
-
-        try:
-            parse_arch(arch)
-        except SniperError as error:
-            raise SniperError(f"{self.table}: {error}") from None
-        skeleton = build_nasbench201(arch, weights=False, resolution=NASBENCH201_RESOLUTION, batch=1)
+        structure = self.arch_hashes.get(arch) or nasbench201_structure_hash(arch, self.table)
         source = {"family": "nasbench201", "arch": arch, "resolution": NASBENCH201_RESOLUTION, "batch": 1,
                   "imported_from": self.table.name}
-        return self.db.add_network(structure_hash(skeleton), arch, source, self._nasbench201_features(arch))
+        return self.db.add_network(structure, arch, source, self._nasbench201_features(arch))
 
     def _add_onnx(self, network: str, row_number: int):
         import onnx
@@ -267,6 +262,35 @@ class _Networks:
                                      _onnx_features(model))
         self.db.link_file(digest, record.id, str(path))
         return record
+
+
+def nasbench201_structure_hash(arch: str, table: "Path | None" = None) -> str:
+    """The structure hash of the batch-1, 32x32 skeleton of ``arch`` (what a profiled file would get)."""
+    from sniper_generator.nasbench201 import build_nasbench201, parse_arch
+    from sniper_onnx.database.hashing import structure_hash
+
+    try:
+        parse_arch(arch)
+    except SniperError as error:
+        raise SniperError(f"{table}: {error}" if table else str(error)) from None
+    return structure_hash(build_nasbench201(arch, weights=False, resolution=NASBENCH201_RESOLUTION, batch=1))
+
+
+def _arch_hashes(archs: Sequence[str], table: Path, jobs: int, progress: Optional[Progress]) -> Dict[str, str]:
+    """Structure hashes of the table's arch strings, built in ``jobs`` processes: the slow part of an import."""
+    if jobs <= 1 or len(archs) < 2 * HASH_CHUNK:
+        return {}
+    from concurrent.futures import ProcessPoolExecutor
+    from functools import partial
+
+    hashes: Dict[str, str] = {}
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        results = pool.map(partial(nasbench201_structure_hash, table=table), archs, chunksize=HASH_CHUNK)
+        for done, (arch, structure) in enumerate(zip(archs, results), start=1):
+            hashes[arch] = structure
+            if progress and (done % HASH_CHUNK == 0 or done == len(archs)):
+                progress("hashing networks", done, len(archs))
+    return hashes
 
 
 def _onnx_features(model) -> Optional[Dict[str, float]]:
@@ -295,9 +319,12 @@ def import_latency_table(
     device_column: Optional[str] = None,
     latency_column: Optional[str] = None,
     devices: Optional[Sequence[str]] = None,
+    jobs: int = 1,
     progress: Optional[Progress] = None,
 ) -> ImportResult:
-    """Add every latency of ``table`` to the database at ``database`` (created if absent)."""
+    """Add every latency of ``table`` to the database at ``database`` (created if absent).
+
+    ``jobs`` > 1 builds and hashes the NAS-Bench-201 skeletons in that many processes first."""
     from sniper_onnx.database.store import Database
 
     table = Path(table)
@@ -311,13 +338,14 @@ def import_latency_table(
     result = ImportResult(table=str(table), database=str(database), layout=layout, unit=unit, rows=len(rows), devices=names)
     with Database(database) as db:
         device_ids = _add_devices(db, names, specs, result)
-        networks = _Networks(db, table, result)
+        archs = sorted({cell.network for cell in cells if cell.network.startswith("|")})
+        networks = _Networks(db, table, result, _arch_hashes(archs, table, jobs, progress))
         for start in range(0, len(cells), ROWS_PER_TRANSACTION):
             with db.transaction():
                 for cell in cells[start:start + ROWS_PER_TRANSACTION]:
                     _add_cell(db, cell, networks, device_ids, unit, table, result)
             if progress:
-                progress(min(start + ROWS_PER_TRANSACTION, len(cells)), len(cells))
+                progress("importing latencies", min(start + ROWS_PER_TRANSACTION, len(cells)), len(cells))
     return result
 
 

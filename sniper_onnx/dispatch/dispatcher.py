@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -78,7 +78,8 @@ class DispatchReport:
     policy: str
     counts: Counts
     measured: dict[str, Any]  # Metrics of the real run (completed tasks)
-    simulated: dict[str, Any]  # Metrics of the simulator on the same tasks and calibrated times
+    simulated: dict[str, Any]  # the simulator replaying the completed tasks with their measured times
+    simulated_calibration: dict[str, Any]  # the simulator on the same tasks with the warm-up times
     gap: dict[str, float]  # measured / simulated for tps, awt, p95_wait, p99_wait, deadline_miss_rate
     overhead_us: dict[str, float]  # dispatcher's own cost per task, decision to send
     calibration: dict[str, dict[str, float]]  # model -> device type -> median seconds
@@ -470,16 +471,14 @@ class _Run:
 
     # --- the end ------------------------------------------------------------------------------
     def _report(self) -> DispatchReport:
-        from sniper_onnx.scheduling.simulator import simulate
-
         done = [o for o in self.outcomes if o.status == STATUS_OK]
         self.counts.lost = sum(1 for o in self.outcomes if o.status == "pending")
         self.counts.duplicated += int((self.executions > 1).sum())
         measured = self._measured_metrics(done)
         first_up = {t: sum(1 for d in self.fleet.devices if d.type == t and d.join_at <= 0) for t in self.types}
-        sim_platform = self._platform(first_up if sum(first_up.values()) else {t: 1 for t in self.types})
-        sim_tasks = [self._stask(o.index) for o in self.outcomes]
-        simulated = simulate(sim_platform, self.policy.name, sim_tasks).metrics.to_json_dict() if sim_tasks else {}
+        counts = first_up if sum(first_up.values()) else {t: 1 for t in self.types}
+        simulated = self._simulate(done, counts, replay=True)
+        simulated_calibration = self._simulate(done, counts, replay=False)
         gap = {key: _ratio(measured.get(key), simulated.get(key))
                for key in ("tps", "awt", "p95_wait", "p99_wait", "mean_response", "deadline_miss_rate")}
         sent = self.overhead[[o.index for o in self.outcomes if o.attempts > 0]] * 1e6
@@ -493,11 +492,36 @@ class _Run:
         calibration = {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}
         return DispatchReport(
             fleet=self.fleet.name, engine=getattr(self.engine, "name", "?"), policy=self.policy.name,
-            counts=self.counts, measured=measured, simulated=simulated, gap=gap, overhead_us=overhead,
+            counts=self.counts, measured=measured, simulated=simulated, simulated_calibration=simulated_calibration,
+            gap=gap, overhead_us=overhead,
             calibration=calibration, predicted=self.predicted, predicted_source=self.predicted_source,
             per_device=per_device, failures=self.failures, outcomes=self.outcomes, db=self.db,
             measurements_written=written,
         )
+
+    def _simulate(self, done: list[TaskOutcome], counts: dict[str, int], replay: bool) -> dict[str, Any]:
+        """The simulator on the completed tasks. ``replay``: true times are this run's own medians
+        per model x device type and each task carries its measured deviation from that median as
+        its noise (what the simulator's oracle knows), so the gap left is scheduling, transport and
+        interference; otherwise the warm-up calibration, as known before the run."""
+        from sniper_onnx.scheduling.platform import platform_from_dict
+        from sniper_onnx.scheduling.simulator import simulate
+
+        if not done:
+            return {}
+        true = {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}
+        noise = [1.0] * len(done)
+        if replay:
+            runs: dict[tuple[str, str], list[float]] = {}
+            for outcome in done:
+                runs.setdefault((outcome.model, self.devices[outcome.device].spec.type), []).append(outcome.seconds)
+            for (model, dtype), values in runs.items():
+                true[model][dtype] = max(float(np.median(values)), 1e-9)
+            noise = [max(o.seconds, 1e-9) / true[o.model][self.devices[o.device].spec.type] for o in done]
+        platform = platform_from_dict({"name": self.fleet.name, "devices": counts, "true_times": true,
+                                       "predicted_times": self.predicted}, source=self.fleet.source)
+        tasks = [replace(self._stask(o.index), task_id=i, noise=n) for i, (o, n) in enumerate(zip(done, noise))]
+        return simulate(platform, self.policy.name, tasks).metrics.to_json_dict()
 
     def _measured_metrics(self, done: list[TaskOutcome]) -> dict[str, Any]:
         if not done:

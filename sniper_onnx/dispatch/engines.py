@@ -170,6 +170,7 @@ class DaskEngine:
         self._pending: dict[Any, tuple[str, str, str]] = {}  # future -> (kind, device, model)
         self._checked = 0.0
         self.pids: dict[str, int] = {}
+        self._addresses: dict[str, str] = {}
 
     def _model(self, model: str) -> Any:
         if model not in self._model_futures:
@@ -223,8 +224,8 @@ class DaskEngine:
         events = []
         for name in sorted((names & self._wanted) - self._present):
             self._present.add(name)
-            self.pids[name] = workers[name]
-            events.append(Event("ready", name, payload=workers[name]))
+            self.pids[name], self._addresses[name] = workers[name]
+            events.append(Event("ready", name, payload=workers[name][0]))
         for name in sorted(self._present - names):
             self._present.discard(name)
             for future, (_, device, _) in list(self._pending.items()):
@@ -235,7 +236,11 @@ class DaskEngine:
         return events
 
     def kill(self, device: str) -> None:
-        self.client.run(_kill_self, workers=[device], wait=False)
+        if device in self._addresses:
+            try:  # the worker dies before it can answer
+                self.client.run(_kill_self, workers=[self._addresses[device]], on_error="return")
+            except Exception:  # noqa: BLE001
+                pass
 
     def close(self) -> None:
         for future in self._pending:
@@ -244,8 +249,8 @@ class DaskEngine:
             self.client.close()
 
 
-def _worker_names(dask_scheduler: Any) -> dict[str, int]:
-    return {str(ws.name): int(ws.pid or 0) for ws in dask_scheduler.workers.values()}
+def _worker_names(dask_scheduler: Any) -> dict[str, tuple[int, str]]:
+    return {str(ws.name): (int(ws.pid or 0), str(ws.address)) for ws in dask_scheduler.workers.values()}
 
 
 def _kill_self() -> None:

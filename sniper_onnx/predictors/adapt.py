@@ -14,7 +14,7 @@ nothing is tuned to any particular device.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -27,6 +27,8 @@ from sniper_onnx.predictors.runtime import Predictor, build_predictor, normalize
 RIDGE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 BIAS_RIDGE = 1e-4  # the absolute scale of a new device is free: barely shrink its log-time bias
 TRIMMER_GRID = (0, 1, 2)
+Z90 = 1.6449
+MIN_LOG_SPREAD = 0.05  # intervals from 10 samples are optimistic: never narrower than ±8% (90%)
 
 
 @dataclass
@@ -74,7 +76,6 @@ class AdaptReport:
     sample_mape_before: float
     sample_mape_after: float
     slot: int
-    extra: Dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -115,6 +116,7 @@ def adapt_predictor(
     spec_features: Optional[Sequence[float]] = None,
     solve_embedding: bool = True,
     trimmer_top_k: Optional[int] = None,
+    sample_names: Optional[Sequence[str]] = None,
 ) -> tuple[Predictor, AdaptReport]:
     """A copy of ``predictor`` that knows ``device`` from a few (network, measured seconds) samples.
 
@@ -187,7 +189,7 @@ def adapt_predictor(
     meta["device_table"] = table
     if len(errors) >= 5:
         intervals = dict(meta.get("intervals", {}))
-        spread = max(float(np.std(errors)), 0.05)
+        spread = max(float(np.std(errors)), MIN_LOG_SPREAD)
         intervals[device] = [-Z90 * spread, Z90 * spread]
         meta["intervals"] = intervals
     names = predictor.network_feature_names
@@ -199,7 +201,9 @@ def adapt_predictor(
     corrections = [c for c in meta.get("corrections", []) if not (c["slot"] == slot and solve_embedding)]
     corrections.append({"slot": slot, "device": device, "kind": "adapt" if solve_embedding else "feedback",
                         "samples": len(seconds), "prior": prior_name, "ridge": report.ridge,
-                        "trimmer_features": report.trimmer_features})
+                        "trimmer_features": report.trimmer_features,
+                        # the measurements travel with the predictor, so a later retrain can use them
+                        "measurements": [[str(n), float(t)] for n, t in zip(sample_names or range(len(seconds)), seconds)]})
     meta["corrections"] = corrections
     adapted = build_predictor(params, {k: v for k, v in meta.items() if k not in ("network_feature_units",)},
                               predictor.source)
@@ -207,8 +211,6 @@ def adapt_predictor(
     report.sample_mape_after = float(np.mean(np.abs(after / seconds - 1)))
     return adapted, report
 
-
-Z90 = 1.6449
 
 
 def _train_mean_embedding(predictor: Predictor, one_net: np.ndarray) -> np.ndarray:

@@ -157,7 +157,8 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
         raise SniperError("give --device NAME or a --device-spec that names the device")
     loaded = load_predictor(predictor)
     measured = load_samples(samples, name)
-    adapted, report = adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features)
+    adapted, report = adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
+                                       sample_names=measured.names)
     save_predictor(adapted, output)
     return report
 
@@ -175,6 +176,6 @@ def feedback_command(predictor: Optional[str], device: str, samples: str, output
         raise SniperError("refusing to overwrite the shipped predictor; give -o OUT.onnx")
     measured = load_samples(samples, device)
     adapted, report = adapt_predictor(loaded, device, measured.features, measured.seconds,
-                                      solve_embedding=False, trimmer_top_k=top_k)
+                                      solve_embedding=False, trimmer_top_k=top_k, sample_names=measured.names)
     save_predictor(adapted, output or predictor)
     return report

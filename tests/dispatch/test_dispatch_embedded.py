@@ -15,7 +15,9 @@ from sniper_onnx.dispatch import DispatchTask, Kill, dispatch, fleet_from_dict, 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dispatch-models")
-    return {"chain": matmul_chain(folder / "chain.onnx"), "small": matmul_chain(folder / "small.onnx", rows=32, layers=2)}
+    return {"chain": matmul_chain(folder / "chain.onnx"), "small": matmul_chain(folder / "small.onnx", rows=32, layers=2),
+            "mid": matmul_chain(folder / "mid.onnx", rows=64, width=128, layers=4),
+            "big": matmul_chain(folder / "big.onnx", rows=512, width=512, layers=3)}
 
 
 def burst(count: int, spacing: float, names=("chain", "small")) -> list[DispatchTask]:
@@ -30,23 +32,32 @@ def assert_exactly_once(report, count: int) -> None:
     assert sorted(outcome.index for outcome in report.outcomes) == list(range(count))
 
 
-def test_cli_runs_a_workload_and_stores_every_time(models, tmp_path):
-    fleet = tmp_path / "fleet.yaml"
-    fleet.write_text(json.dumps(fleet_dict(models)))  # JSON is YAML
-    trace = tmp_path / "trace.csv"
-    write_workload(burst(24, 0.01), trace)
-    db = tmp_path / "ncd.sqlite"
+@pytest.fixture(scope="module")
+def cli_run(models, tmp_path_factory):
+    """One CLI run with a database and predictor-mapped device types, shared by two tests."""
+    folder = tmp_path_factory.mktemp("dispatch-cli")
+    fleet = folder / "fleet.yaml"
+    small_models = {name: models[name] for name in ("chain", "small", "mid")}
+    fleet.write_text(json.dumps(fleet_dict(small_models, predictor_devices={"all": "silver_4210r", "off": "silver_4114"})))
+    trace = folder / "trace.csv"
+    write_workload(burst(24, 0.01, names=("chain", "small", "mid")), trace)
+    db = folder / "ncd.sqlite"
     result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet), "--workload", str(trace),
                                       "--policy", "sniper", "--db", str(db), "--json"])
     assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
+    return json.loads(result.stdout), db, fleet
+
+
+def test_cli_runs_a_workload_and_stores_every_time(cli_run):
+    report, db, _ = cli_run
     assert report["counts"]["completed"] == 24 and report["counts"]["lost"] == 0
     for key in ("tps", "awt", "p95_wait", "p99_wait", "deadline_miss_rate"):
         assert key in report["measured"] and key in report["simulated"] and key in report["gap"]
     assert report["simulated"]["tasks"] == 24
-    assert set(report["calibration"]) == {"chain", "small"}
+    assert set(report["calibration"]) == {"chain", "small", "mid"}
+    assert report["predicted_source"] == "predictor"
+    assert report["predicted"] != report["calibration"]
     assert sum(info["tasks"] for info in report["per_device"].values()) == 24
-    # the two devices are really different: graph optimizations off is never faster by much
     assert report["overhead_us"]["median"] > 0
 
     from sniper_onnx.database import Database
@@ -59,17 +70,30 @@ def test_cli_runs_a_workload_and_stores_every_time(models, tmp_path):
     assert {row.device_id for row in tasks} <= {"fleet:test:all", "fleet:test:off"}
 
 
+def test_time_trimmer_on_fleet_measurements_reports_error_before_and_after(cli_run, tmp_path):
+    _, db, fleet = cli_run
+    out = tmp_path / "pcn.onnx"
+    result = CliRunner().invoke(app, ["fleet-feedback", "--fleet", str(fleet), "--db", str(db), "-o", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert {t["device_type"] for t in report["types"]} == {"all", "off"}
+    for item in report["types"]:
+        assert item["networks"] == 3
+        assert item["mape_after"] < item["mape_before"]
+    assert out.is_file()
+
+
 def test_sigkilled_device_loses_nothing_and_runs_nothing_twice(models):
     fleet = fleet_from_dict(fleet_dict(models))
-    tasks = burst(40, 0.005, names=("chain",))
+    tasks = burst(16, 0.005, names=("big",))  # tens of ms each: the kill lands mid-task
     report = dispatch(fleet, tasks, "polling", kills=[Kill("slow-0", 0.05)])
-    assert_exactly_once(report, 40)
-    assert report.counts.completed == 40
+    assert_exactly_once(report, 16)
+    assert report.counts.completed == 16
     assert report.counts.devices_died == 1
     assert report.counts.redispatched >= 1  # the task it was running went elsewhere
-    assert report.counts.sent == 40 + report.counts.redispatched
+    assert report.counts.sent == 16 + report.counts.redispatched
     # everything after the death ran on the survivor
-    assert report.per_device["fast-0"]["tasks"] + report.per_device["slow-0"]["tasks"] == 40
+    assert report.per_device["fast-0"]["tasks"] + report.per_device["slow-0"]["tasks"] == 16
     assert any("slow-0 died" in line for line in report.failures)
 
 
@@ -79,7 +103,7 @@ def test_a_joining_device_is_used_and_a_failing_model_stops_nothing(models, tmp_
         {"name": "fast-0", "type": "all", "threads": 1, "opt_level": "all"},
         {"name": "late-0", "type": "off", "threads": 1, "opt_level": "disabled", "join_at": 0.2},
     ]))
-    tasks = burst(60, 0.03, names=("chain", "small", "broken"))
+    tasks = burst(60, 0.05, names=("chain", "small", "broken"))
     report = dispatch(fleet, tasks, "sniper")
     assert_exactly_once(report, 60)
     assert report.counts.failed == 20 and report.counts.completed == 40
@@ -95,3 +119,24 @@ def test_policies_the_real_world_cannot_run_are_refused(models):
 
     with pytest.raises(SniperError, match="only the simulator"):
         dispatch(fleet, burst(2, 0.0), "mct-oracle")
+
+
+def test_profiling_farm_spreads_nets_over_the_fleet(models, tmp_path):
+    from sniper_onnx.database import Database
+    from sniper_onnx.database.collect import file_jobs
+    from sniper_onnx.dispatch.profiling import profile_fleet
+
+    broken = broken_reshape(tmp_path / "broken.onnx")
+    fleet = fleet_from_dict(fleet_dict(models, devices=[
+        {"name": "a-0", "type": "all", "threads": 1, "opt_level": "all"},
+        {"name": "a-1", "type": "all", "threads": 1, "opt_level": "all"},
+        {"name": "off-0", "type": "off", "threads": 1, "opt_level": "disabled"},
+    ]))
+    jobs = file_jobs([str(models["chain"]), str(models["small"]), str(broken)])
+    summary = profile_fleet(fleet, jobs, tmp_path / "farm.sqlite", repeats=3)
+    assert summary.measured == 4 and summary.failed == 2  # 2 good nets x 2 types; the broken one fails on both
+    assert summary.per_device.get("a-0", 0) + summary.per_device.get("a-1", 0) == 2
+    with Database(tmp_path / "farm.sqlite") as db:
+        rows = [row for row in db.measurements() if row.source == "fleet-profile"]
+        assert len(rows) == 4 == summary.stored
+        assert {row.device_id for row in rows} == {"fleet:test:all", "fleet:test:off"}

@@ -75,6 +75,7 @@ def test_coverage_json_and_plot(tmp_path):
     report = json.loads(result.stdout)
     assert report["count"] == 6 and len(report["quantiles"]["total_macs"]) == len(report["quantile_levels"])
     assert {z["name"] for z in report["zoo"]} >= {"resnet50", "vgg16", "vit_b_16"}
+    assert report["unknown_ops"] == {}
     assert plot.stat().st_size > 1000
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -11,6 +13,7 @@ import pytest
 from sniper_generator import GENERATOR_VERSION, NetSpec, materialize, sample_specs
 from sniper_generator.builder import count_parameters
 from sniper_generator.cnn import ACTIVATIONS, BLOCK_KINDS, sample_cnn_config
+from sniper_generator.sampling import sample_target_macs
 from sniper_onnx.errors import SniperError
 
 SMALL = 5e6  # MACs cap for nets that are run: keeps each materialization and onnxruntime call quick
@@ -91,3 +94,35 @@ def test_bad_sampling_arguments(kwargs, words):
     arguments = {"count": 1, "seed": 0, **kwargs}
     with pytest.raises(SniperError, match=words):
         sample_specs(**arguments)
+
+
+GOLDEN = Path(__file__).with_name("golden_specs.json")
+BUMP = ("the generator's output changed: if on purpose, bump GENERATOR_VERSION in sniper_generator/spec.py "
+        "(old manifests must not silently re-materialize other nets) and regenerate golden_specs.json")
+
+
+def test_golden_specs_and_bytes_are_stable():
+    golden = json.loads(GOLDEN.read_text())
+    assert golden["generator_version"] == GENERATOR_VERSION, BUMP
+    specs = sample_specs(**golden["sample_specs"])
+    assert [s.to_json_dict() for s in specs] == golden["specs"], BUMP
+    for spec, digest, skeleton_digest in zip(specs, golden["sha256"], golden["skeleton_sha256"]):
+        assert hashlib.sha256(materialize(spec).SerializeToString()).hexdigest() == digest, BUMP
+        assert hashlib.sha256(materialize(spec, weights=False).SerializeToString()).hexdigest() == skeleton_digest, BUMP
+
+
+def test_macs_targets_span_1e6_to_5e10_with_a_small_bulk():
+    rng = np.random.default_rng(0)
+    targets = np.array([sample_target_macs(rng) for _ in range(4000)])
+    assert targets.min() < 2e6 and 2e10 < targets.max() <= 10 ** 10.7
+    assert 1e7 < np.median(targets) < 1e9
+    assert 0.1 < (targets > 2e9).mean() < 0.2
+    capped = np.array([sample_target_macs(rng, max_macs=1e7) for _ in range(500)])
+    assert capped.max() <= 1e7 and capped.min() < 2e6
+
+
+def test_max_macs_caps_the_built_nets():
+    from sniper_generator.cnn import estimate_macs
+
+    configs = [sample_cnn_config(np.random.default_rng([4, i]), max_macs=1e7) for i in range(20)]
+    assert max(estimate_macs(c) for c in configs) <= 2e7

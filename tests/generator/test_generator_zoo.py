@@ -118,3 +118,12 @@ def test_skeleton_keeps_dims_and_real_shape_constants():
 @pytest.mark.parametrize("name", sorted(TORCHVISION_PARAMS))
 def test_default_export_has_the_listed_export_params(name):
     assert count_parameters(export_zoo_model(name, weights=False)) == ZOO[name].export_params
+
+
+def test_inception_aux_head_export_runs(ort_run):
+    from sniper_onnx import analyze
+
+    model = export_zoo_model("inception_v3", weights=False, aux_head=True)  # 299x299, as torchvision trains it
+    assert analyze(model).unknown_ops == {}
+    logits, aux_logits = ort_run(model)
+    assert logits.shape == aux_logits.shape == (1, 1000)

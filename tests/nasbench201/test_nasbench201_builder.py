@@ -18,7 +18,7 @@ Skeleton shared by every arch:
 All nor_conv_3x3 (6 per cell, 5 cells per stage):
   params 73,306 + 30 * (2,304 + 32) + 30 * (9,216 + 64) + 30 * (36,864 + 128) = 1,531,546
   conv MACs 7,782,400 + 90 * 2,359,296 = 220,119,040
-These equal NAS-Bench-201's published extremes (0.073306 M / 1.531546 M params, 7.78 / 220.11 MFLOPs).
+These agree with the extremes NAS-Bench-201 reports (about 0.073 M / 1.53 M params, 7.78 / 220.11 MFLOPs).
 """
 
 from __future__ import annotations

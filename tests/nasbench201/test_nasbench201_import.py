@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 
@@ -97,3 +98,20 @@ def test_cli_json_and_text(tmp_path: Path) -> None:
     assert "measurements 5 added, 3 already there" in again.stdout
     assert "no device spec for new_board" in again.stderr
     assert runner.invoke(app, ["import-latencies", "-h"]).exit_code == 0
+
+
+def test_parallel_hashing_gives_the_same_networks(tmp_path: Path) -> None:
+    from sniper_generator.nasbench201 import ordinal_to_arch
+    from sniper_onnx.database.external import HASH_CHUNK, nasbench201_structure_hash
+
+    archs = [ordinal_to_arch(7 + 61 * i) for i in range(2 * HASH_CHUNK)]  # just enough to use the pool
+    table = tmp_path / "wide.csv.gz"
+    with gzip.open(table, "wt") as handle:
+        handle.write("arch,1080ti_1\n" + "".join(f"{arch},{1 + i / 100}\n" for i, arch in enumerate(archs)))
+    phases = set()
+    result = import_latency_table(tmp_path / "ncd.sqlite", table, jobs=2, progress=lambda phase, *_: phases.add(phase))
+    assert phases == {"hashing networks", "importing latencies"}
+    assert result.measurements_added == len(archs)
+    with Database(tmp_path / "ncd.sqlite") as db:
+        stored = {n.structure_hash for n in db.networks()}
+    assert stored == {nasbench201_structure_hash(arch) for arch in archs}

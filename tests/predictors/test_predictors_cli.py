@@ -76,6 +76,10 @@ def test_adapt_and_feedback_commands(tmp_path, trained):
     report = json.loads(_ok(["adapt", "-p", str(path), "--device-spec", str(spec), "--samples", str(samples),
                              "-o", str(adapted), "--json"]).stdout)
     assert report["device"] == "newboard" and report["sample_mape_after"] < report["sample_mape_before"]
+    from sniper_onnx.predictors import load_predictor
+
+    stored = load_predictor(adapted).meta["corrections"][0]["measurements"]
+    assert [round(t * 1e3, 9) for _, t in stored] == [round(s * 1e3, 9) for s in seconds]
     rows = json.loads(_ok(["predict", str(tmp_path / "s0.json"), "-p", str(adapted), "-d", "newboard", "--json"]).stdout)
     assert rows["predictions"][0]["path"] == "pcn"
     trimmed = tmp_path / "trimmed.onnx"

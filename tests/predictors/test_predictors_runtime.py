@@ -81,3 +81,25 @@ def test_extrapolation_is_flagged(trained):
     assert table.rows[0].outside_training_range == []
     assert table.rows[1].outside_training_range == ["total_macs"]
     assert len(table.warnings()) == 1 and table.warnings()[0].startswith("out:")
+
+
+def test_shipped_predictor_predicts_an_onnx_file_without_torch(tmp_path):
+    import onnx
+
+    from sniper_generator.nasbench201 import build_nasbench201
+
+    model = tmp_path / "nb201.onnx"
+    onnx.save(build_nasbench201("|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|",
+                                weights=False), str(model))
+    script = (
+        "import json, sys\n"
+        "from sniper_onnx.predictors.commands import predict_files\n"
+        f"table = predict_files([{str(model)!r}], ['titanx_1', 'pixel3'])\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'sklearn'))\n"
+        "print(json.dumps({'ms': [r.seconds * 1e3 for r in table.rows], 'heavy': heavy, 'warnings': table.warnings()}))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    result = json.loads(out.stdout)
+    assert result["heavy"] == [] and result["warnings"] == []
+    # NAS-Bench-201 nets take milliseconds on these devices (titanx_1 ~10 ms, pixel3 ~17 ms measured)
+    assert all(1.0 < ms < 100.0 for ms in result["ms"])

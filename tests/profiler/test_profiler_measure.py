@@ -119,4 +119,4 @@ def test_provider_aliases():
 
 def test_cpu_time_is_recorded_beside_wall_time(tmp_path):
     stats = measure(str(tiny_mlp(tmp_path / "m.onnx", width=64)), ProfileConfig(threads=1, warmup=1, min_repeats=5, max_time_s=0.05))["stats"]
-    assert 0 < stats["cpu_time_median_s"] and stats["cpu_time_mean_s"] > 0
+    assert stats["cpu_time_per_run_s"] > 0

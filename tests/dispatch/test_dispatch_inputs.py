@@ -1,0 +1,94 @@
+"""Fleet and workload files: what they accept, and one-line errors for what they do not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from dispatch_testkit import fleet_dict, matmul_chain
+from typer.testing import CliRunner
+
+from sniper_onnx.cli import app
+from sniper_onnx.dispatch import fleet_from_dict, load_fleet, read_workload
+from sniper_onnx.errors import SniperError
+
+
+@pytest.fixture()
+def fleet_file(tmp_path):
+    model = matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(json.dumps(fleet_dict({"m": model})))
+    return path
+
+
+def test_example_fleet_and_trace_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    fleet = load_fleet(root / "examples" / "fleet.yaml")
+    assert fleet.engine == "embedded" and len({d.opt_level for d in fleet.devices}) == 2
+    tasks = read_workload(root / "examples" / "trace.csv", list(fleet.models))
+    assert tasks and all(a.arrival <= b.arrival for a, b in zip(tasks, tasks[1:]))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"engine": "ray"}, "engine 'ray' is unknown"),
+    ({"engine": "dask"}, "needs 'scheduler"),
+    ({"devices": []}, "'devices' must be a non-empty list"),
+    ({"devices": [{"name": "a", "opt_level": "max"}]}, "opt_level 'max'"),
+    ({"devices": [{"name": "a"}, {"name": "a"}]}, "appear twice"),
+    ({"devices": [{"name": "a", "cores": 2}]}, "unknown key(s) cores"),
+    ({"models": {"x": {"zoo_name": "resnet50"}}}, "give {zoo: NAME"),
+    ({"predicted_times": {"m": {"all": -1}}}, "give positive seconds"),
+    ({"predictor_devices": {"gpu": "x"}}, "unknown device type(s) gpu"),
+])
+def test_bad_fleets_say_what_to_fix(tmp_path, change, message):
+    model = matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
+    data = {**fleet_dict({"m": model}), **change}
+    with pytest.raises(SniperError, match=message.replace("(", r"\(").replace(")", r"\)").replace("{", r"\{")):
+        fleet_from_dict(data)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ("arrival,model\n0,nope\n", "model 'nope' is not in the fleet"),
+    ("arrival,model\nsoon,m\n", "arrival 'soon' is not a number"),
+    ("arrival,model,deadline\n2,m,1\n", "deadline 1.0 is before arrival"),
+    ("time,model\n0,m\n", "needs columns 'arrival' and 'model'"),
+    ("arrival,model,input\n0,m,missing.npy\n", "does not exist"),
+])
+def test_bad_workloads_say_what_to_fix(tmp_path, rows, message):
+    path = tmp_path / "trace.csv"
+    path.write_text(rows)
+    with pytest.raises(SniperError, match=message):
+        read_workload(path, ["m"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rate", "5", "--kill", "slow"], "write DEVICE@SECONDS"),
+    (["--policy", "mct-oracle", "--rate", "5"], "only the simulator"),
+    (["--policy", "fastest", "--rate", "5"], "unknown; choose from"),
+    ([], "exactly one of --workload"),
+    (["--rate", "5", "--kill", "ghost@1"], "no device named 'ghost'"),
+])
+def test_cli_errors_are_one_line(fleet_file, args, message):
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet_file), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_missing_fleet_file_is_one_line(tmp_path):
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(tmp_path / "none.yaml"), "--rate", "1"])
+    assert result.exit_code == 2 and "no such fleet file" in result.output
+
+
+def test_agent_imports_no_dask_and_dispatch_imports_no_torch():
+    code = ("import sys, sniper_profiler.agent, sniper_onnx.dispatch, sniper_onnx.cli.dispatch_cmd; "
+            "bad = [m for m in ('distributed', 'dask', 'torch', 'sklearn', 'onnxruntime') if m in sys.modules]; "
+            "print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    # onnxruntime: the agent imports it lazily too (sessions are made in the device process)
+    assert out == "[]"
