@@ -2,14 +2,18 @@
 
 Quality: every net is measured in ``--runs`` separate profiler runs (each a fresh child process and
 session; runs interleaved so drift hits all nets alike). A net's spread is (max - min) / median of
-its run medians; the target is a median spread over nets of at most 5 %.
+its run medians; the target is a median spread over nets of at most 5 %. The same spread of the
+records' ``cpu_time_per_run_s`` is reported beside it (less sensitive to waiting for a core).
 
-Overhead: on one session, rounds alternate a bare ``session.run`` loop and the profiler's timing
-loop (``time_runs``) with the same number of runs. Two ratios, medians over rounds and nets:
+Overhead: on one session, rounds alternate (ABBA) a bare ``session.run`` loop and the profiler's
+timing loop (``time_runs``) with the same number of runs. Two ratios, medians over rounds and nets:
 * wall: profiler wall time per run / bare loop wall time per run (target <= 1.03);
-* median: profiler's reported median / bare loop's per-run median (bias of what it records).
+* median: profiler's recorded median / bare loop's per-run median (bias of what it records).
+Loop cost: the same two loops around a function that does almost nothing, giving the profiler's
+absolute extra cost per run (microseconds), free of model noise.
 
     .venv/bin/python benchmarks/bench_profiler.py --nets 4 --runs 5 --threads 1
+    .venv/bin/python benchmarks/bench_profiler.py --loop-cost-only
 """
 
 from __future__ import annotations

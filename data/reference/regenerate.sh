@@ -19,6 +19,7 @@ ZOO=${ZOO:---zoo}
 OUT_DIR=${OUT_DIR:-data/reference}
 MAX_BUSY=${MAX_BUSY-0.1}
 MAX_TIME=${MAX_TIME:-10}
+MEMORY_LIMIT=${MEMORY_LIMIT:-12}   # GB per model: a giant random net fails as out_of_memory, not the machine
 SNIPER=${SNIPER:-.venv/bin/sniper-onnx}
 WORK="$OUT_DIR/work"          # uncompressed working files (not committed)
 mkdir -p "$WORK"
@@ -26,11 +27,12 @@ DB="$WORK/ncd.sqlite"
 
 common=(--generate "$N" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 448
         --db "$DB" --max-time "$MAX_TIME")
+cpu=(--memory-limit "$MEMORY_LIMIT")
 if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800); fi
 
-"$SNIPER" profile "${common[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
-"$SNIPER" profile "${common[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
-"$SNIPER" profile "${common[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
+"$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
+"$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
+"$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
 # On a GPU machine add (and say which provider in data/reference/README.md):
 #   "$SNIPER" profile "${common[@]}" --provider cuda --out "$WORK/gpu-cuda.jsonl"
 

@@ -32,6 +32,7 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--confidence", type=float, default=defaults.confidence, help="(default: %(default)s)")
     stop.add_argument("--max-busy", type=float, default=None, help="before each model, wait until other work uses at most this share of the CPUs (e.g. 0.1); off by default")
     stop.add_argument("--quiet-timeout", type=float, default=defaults.quiet_timeout_s, help="longest wait for --max-busy, then measure flagged machine_busy (default: %(default)s)")
+    stop.add_argument("--memory-limit", type=float, default=None, metavar="GB", help="cap each child's address space (CPU providers): a model needing more is recorded as out_of_memory")
     stop.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds before a model's child process is killed (default: %(default)s)")
 
 
@@ -43,7 +44,7 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
         precision=args.precision, input_shapes=shapes, default_dim=args.default_dim, warmup=args.warmup,
         min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_time_s=args.max_time,
         target_relative_ci=args.target_ci, confidence=args.confidence, timeout_s=args.timeout,
-        max_busy=args.max_busy, quiet_timeout_s=args.quiet_timeout,
+        max_busy=args.max_busy, quiet_timeout_s=args.quiet_timeout, memory_limit_gb=args.memory_limit,
     )
 
 

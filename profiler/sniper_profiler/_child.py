@@ -22,6 +22,18 @@ def _die_with_parent() -> None:
         pass
 
 
+def _limit_memory(gigabytes: float) -> None:
+    """Cap the address space so a model that wants too much fails with an allocation error we
+    can record, instead of the kernel's OOM killer picking a victim (maybe not us)."""
+    try:
+        import resource
+
+        limit = int(gigabytes * (1 << 30))
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
 def main(job_path: str, result_path: str) -> int:
     _die_with_parent()
     from sniper_profiler.config import ProfileConfig, ProfilerError
@@ -29,8 +41,11 @@ def main(job_path: str, result_path: str) -> int:
 
     with open(job_path) as handle:
         job = json.load(handle)
+    config = ProfileConfig.from_dict(job["config"])
+    if config.memory_limit_gb:
+        _limit_memory(config.memory_limit_gb)
     try:
-        result = {"status": "ok", **measure(job["path"], ProfileConfig.from_dict(job["config"]))}
+        result = {"status": "ok", **measure(job["path"], config)}
         code = 0
     except ProviderUnavailable as error:
         result, code = {"status": "failed", "failure": {"kind": "provider_unavailable", "reason": str(error)}}, 4

@@ -13,6 +13,7 @@ class ProfilerError(Exception):
     """Bad input or environment; the command line prints it as one line and exits 2."""
 
 
+GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider")
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -43,6 +44,7 @@ class ProfileConfig:
     seed: int = 0
     max_busy: Optional[float] = None  # wait before each model until others use at most this CPU share
     quiet_timeout_s: float = 900.0  # then measure anyway, flagged "machine_busy"
+    memory_limit_gb: Optional[float] = None  # address-space cap for the child (CPU providers only)
 
     def __post_init__(self) -> None:
         self.provider = PROVIDER_ALIASES.get(self.provider.lower(), self.provider)
@@ -62,6 +64,9 @@ class ProfileConfig:
             (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
             (self.timeout_s > 0, "--timeout must be positive"),
             (self.max_busy is None or 0 <= self.max_busy < 1, "--max-busy must be in [0, 1), e.g. 0.1 for 10% of the CPUs"),
+            (self.memory_limit_gb is None or self.memory_limit_gb > 0, "--memory-limit must be a positive number of GB"),
+            (self.memory_limit_gb is None or self.provider not in GPU_PROVIDERS,
+             "--memory-limit works with CPU providers only (GPU runtimes reserve far more address space than they use)"),
         )
         for ok, message in checks:
             if not ok:

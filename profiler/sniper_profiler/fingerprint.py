@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from sniper_profiler.config import GPU_PROVIDERS
 from sniper_profiler.device import DeviceSpec
 
 # Fields hashed into the device id; everything else in the fingerprint is informative only.
@@ -37,7 +38,7 @@ DEVICE_ID_FIELDS = (
     "threads",
     "graph_optimization",
 )
-_GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider")
+
 
 
 @dataclass
@@ -72,7 +73,7 @@ class Fingerprint:
 
     @property
     def uses_gpu(self) -> bool:
-        return self.provider in _GPU_PROVIDERS
+        return self.provider in GPU_PROVIDERS
 
     def to_dict(self) -> Dict[str, Any]:
         data = asdict(self)
@@ -119,7 +120,7 @@ def collect_fingerprint(
     graph_optimization: str = "all",
 ) -> Fingerprint:
     cpu = _cpu_info()
-    gpu = _gpu_info() if provider in _GPU_PROVIDERS else {}
+    gpu = _gpu_info() if provider in GPU_PROVIDERS else {}
     physical = cpu.get("physical_cores")
     logical = os.cpu_count() or 1
     resolved_threads = threads if threads > 0 else int(physical or logical)

@@ -111,7 +111,7 @@ def _adapt_summary(report, output: str, as_json: bool) -> None:
         return
     typer.echo(f"wrote {output}: device {report.device} (slot {report.slot}) from {report.samples} samples; "
                f"sample MAPE {100 * report.sample_mape_before:.1f}% -> {100 * report.sample_mape_after:.1f}%, "
-               f"leave-one-out log-RMSE {report.loo_rmse_log:.3f}; prior {report.prior}, ridge {report.ridge:g}, "
+               f"leave-one-out log-RMSE {report.loo_rmse_log:.3f}; prior {report.prior}, ridge {report.ridge}, "
                f"Time Trimmer features: {', '.join(report.trimmer_features) or 'none'}")
 
 

@@ -40,6 +40,7 @@ def register(app: typer.Typer) -> None:
         timeout: Annotated[float, typer.Option("--timeout", help="seconds before a model's child process is killed")] = 300.0,
         max_busy: Annotated[Optional[float], typer.Option("--max-busy", help="before each model, wait until other work uses at most this CPU share (e.g. 0.1)")] = None,
         quiet_timeout: Annotated[float, typer.Option("--quiet-timeout", help="longest wait for --max-busy; then measure, flagged machine_busy")] = 900.0,
+        memory_limit: Annotated[Optional[float], typer.Option("--memory-limit", help="GB of address space per model's child (CPU providers); more is recorded as out_of_memory")] = None,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
         json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
     ) -> None:
@@ -54,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 threads=threads, graph_optimization=opt_level, precision=precision,
                 input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
                 warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time,
-                target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout,
+                target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout, memory_limit_gb=memory_limit,
             )
         except ProfilerError as error:
             raise SniperError(str(error)) from None

@@ -190,6 +190,7 @@ class _Run:
         self.started = False
         self.t0 = 0.0
         self.late: list[FleetDevice] = []
+        self.dead: set[str] = set()
         self.repeats = 5
         self.predicted: dict[str, dict[str, float]] = {}
         self.predicted_source = "calibration"
@@ -217,7 +218,7 @@ class _Run:
 
     def _wait_until_up(self, names: list[str], timeout: float) -> None:
         limit = time.monotonic() + timeout
-        while any(not self.devices[n].live for n in names):
+        while any(not self.devices[n].live and n not in self.dead for n in names):
             if time.monotonic() > limit:
                 down = [n for n in names if not self.devices[n].live]
                 if all(not d.live for d in self.devices.values()):
@@ -321,6 +322,7 @@ class _Run:
 
     def _on_ready(self, event: Any) -> None:
         device = self.devices[event.device]
+        self.dead.discard(event.device)
         device.calibration_pending = set(self.models)
         for model in self.models:
             self.engine.calibrate(device.spec.name, model, self.repeats)
@@ -376,6 +378,7 @@ class _Run:
         device.calibration_pending.clear()
         was_live = device.live
         device.live = False
+        self.dead.add(event.device)
         self.counts.devices_died += 1
         self.failures.append(f"device {event.device} died: {event.payload}")
         if device.running is not None:

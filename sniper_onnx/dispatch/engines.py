@@ -164,18 +164,13 @@ class DaskEngine:
         self._owns_client = not isinstance(scheduler, Client)
         self._settings = settings
         self._model_bytes = model_bytes
-        self._model_futures: dict[str, Any] = {}
+        self._device_data: dict[tuple[str, str], Any] = {}
         self._wanted: set[str] = set()
         self._present: set[str] = set()
         self._pending: dict[Any, tuple[str, str, str]] = {}  # future -> (kind, device, model)
         self._checked = 0.0
         self.pids: dict[str, int] = {}
         self._addresses: dict[str, str] = {}
-
-    def _model(self, model: str) -> Any:
-        if model not in self._model_futures:
-            self._model_futures[model] = self.client.scatter(self._model_bytes[model], hash=False)
-        return self._model_futures[model]
 
     def start(self, device: FleetDevice) -> None:
         self._wanted.add(device.name)
@@ -184,15 +179,18 @@ class DaskEngine:
     def calibrate(self, device: str, model: str, repeats: int) -> None:
         from sniper_profiler.agent import dask_calibrate
 
-        future = self.client.submit(dask_calibrate, self._settings[device], model, self._model(model), repeats,
+        # the bytes go straight to this device's worker (not through the scheduler, not to a worker
+        # that may die with the only copy); the warm session then serves every task of the model
+        data = self.client.scatter(self._model_bytes[model], workers=[self._addresses[device]], hash=False)
+        self._device_data[(device, model)] = data
+        future = self.client.submit(dask_calibrate, self._settings[device], model, data, repeats,
                                     workers=[device], allow_other_workers=False, pure=False)
         self._pending[future] = ("calibrated", device, model)
 
     def send(self, device: str, task_id: int, attempt: int, model: str, input_path: Optional[str]) -> None:
         from sniper_profiler.agent import dask_run_task
 
-        future = self.client.submit(dask_run_task, self._settings[device], task_id, attempt, model, self._model(model),
-                                    input_path, workers=[device], allow_other_workers=False, pure=False,
+        future = self.client.submit(dask_run_task, self._settings[device], task_id, attempt, model, None, input_path, workers=[device], allow_other_workers=False, pure=False,
                                     key=f"sniper-task-{task_id}-{attempt}-{device}-{time.monotonic_ns()}")
         self._pending[future] = ("result", device, model)
 
@@ -228,6 +226,7 @@ class DaskEngine:
             events.append(Event("ready", name, payload=workers[name][0]))
         for name in sorted(self._present - names):
             self._present.discard(name)
+            self._device_data = {key: data for key, data in self._device_data.items() if key[0] != name}
             for future, (_, device, _) in list(self._pending.items()):
                 if device == name:
                     future.cancel()

@@ -70,7 +70,7 @@ class AdaptReport:
     device: str
     samples: int
     prior: str
-    ridge: float
+    ridge: Optional[float]  # None for the Time Trimmer alone (the device vector is kept)
     trimmer_features: List[str]
     loo_rmse_log: float  # leave-one-out RMS error in natural-log time on the samples
     sample_mape_before: float
@@ -175,10 +175,13 @@ def adapt_predictor(
     slot = existing_slot or params["slot_delta"].shape[0] + 1
     if existing_slot:
         i = existing_slot - 1
-        if solve_embedding:
+        if solve_embedding:  # a fresh fit from the uncorrected device: replaces the old correction
             params["slot_delta"][i] = embedding - branch_now
-        params["slot_trim_w"][:, i] += trim_w
-        params["slot_trim_b"][i] += trimmer.bias
+            params["slot_trim_w"][:, i] = trim_w
+            params["slot_trim_b"][i] = trimmer.bias
+        else:  # the Time Trimmer fits what the current correction still misses: it adds
+            params["slot_trim_w"][:, i] += trim_w
+            params["slot_trim_b"][i] += trimmer.bias
     else:
         params["slot_delta"] = np.vstack([params["slot_delta"], embedding - branch_now])
         params["slot_trim_w"] = np.column_stack([params["slot_trim_w"], trim_w])
@@ -194,11 +197,11 @@ def adapt_predictor(
         meta["intervals"] = intervals
     names = predictor.network_feature_names
     report = AdaptReport(
-        device=device, samples=len(seconds), prior=prior_name, ridge=float(strength),
+        device=device, samples=len(seconds), prior=prior_name, ridge=None if np.isinf(strength) else float(strength),
         trimmer_features=[names[i] for i in trimmer.features], loo_rmse_log=score,
         sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot,
     )
-    corrections = [c for c in meta.get("corrections", []) if not (c["slot"] == slot and solve_embedding)]
+    corrections = list(meta.get("corrections", []))  # earlier entries keep their measurements
     corrections.append({"slot": slot, "device": device, "kind": "adapt" if solve_embedding else "feedback",
                         "samples": len(seconds), "prior": prior_name, "ridge": report.ridge,
                         "trimmer_features": report.trimmer_features,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -45,7 +45,8 @@ def _training_data(db: Optional[str], table: Optional[str]):
         raise SniperError("give exactly one of --db DB or --table CSV as the training source")
     if table:
         return load_training_csv(table)
-    return training_data_from_db(db, tempfile.mkdtemp(prefix="sniper-train-"))
+    with tempfile.TemporaryDirectory(prefix="sniper-train-") as scratch:
+        return training_data_from_db(db, scratch)
 
 
 def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,

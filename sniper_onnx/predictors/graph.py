@@ -71,6 +71,11 @@ class _Builder:
         shape = self.const(f"{prefix}_flat", np.array([-1, width * dim], np.int64))
         return self.op("Reshape", attended, shape)
 
+    def output(self, x: str, name: str) -> str:
+        """Expose ``x`` as the graph output ``name``."""
+        self.nodes.append(helper.make_node("Identity", [x], [name]))
+        return name
+
     def dense(self, x: str, name: str) -> str:
         return self.op("Add", self.op("MatMul", x, self.param(f"{name}_w")), self.param(f"{name}_b"))
 
@@ -118,9 +123,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
         device_embedding = b.op("Add", device_embedding, b.op("MatMul", onehot, b.param("slot_delta")))
         trim = b.op("Add", b.op("MatMul", z_net, b.param("slot_trim_w")), b.param("slot_trim_b"))
         correction = b.op("ReduceSum", b.op("Mul", trim, onehot), axis1, keepdims=0)
-    device_embedding = b.op("Identity", device_embedding)
-    b.nodes[-1].output[0] = DEVICE_EMBEDDING_OUTPUT
-    device_embedding = DEVICE_EMBEDDING_OUTPUT
+    device_embedding = b.output(device_embedding, DEVICE_EMBEDDING_OUTPUT)
 
     scale_cols = b.op("Slice", device_embedding, "zero1", b.const("h", np.array([embed_width - 1], np.int64)), axis1)
     bias_col = b.op("Slice", device_embedding, b.const("h0", np.array([embed_width - 1], np.int64)),
@@ -131,7 +134,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
     if correction is not None:
         log_seconds = b.op("Add", log_seconds, correction)
     b.nodes.append(helper.make_node("Exp", [log_seconds], [SECONDS_OUTPUT]))
-    b.nodes.append(helper.make_node("Identity", [net_embedding], [NETWORK_EMBEDDING_OUTPUT]))
+    b.output(net_embedding, NETWORK_EMBEDDING_OUTPUT)
 
     graph = helper.make_graph(
         b.nodes,

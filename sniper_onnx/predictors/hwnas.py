@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path

@@ -114,9 +114,6 @@ def test_real_generator_end_to_end(tmp_path):
     assert summary["measured"] + summary["failed"] == 2 and summary["imported"] == 2
 
 
-# The root error handler (sniper_onnx/cli/__init__.py, the lead's) still lets typer's vendored
-# click usage errors fall into "internal error" (exit 70); fix requested.
-@pytest.mark.xfail(reason="root CLI handler misses typer._click.exceptions.ClickException (fix requested from the lead)")
 @pytest.mark.parametrize("argv", [["profile", "--threads", "abc"], ["db", "import", "--bogus"]])
 def test_usage_errors_are_exit_2_not_internal_errors(argv):
     result = runner.invoke(app, argv)

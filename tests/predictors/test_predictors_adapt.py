@@ -63,3 +63,13 @@ def test_feedback_trims_a_biased_device(trained):
     err_after = accuracy_metrics(corrected.predict(test, ["phone"]).seconds(), biased[30:])["mape_pct"]
     assert err_after < err_before
     assert report.trimmer_features
+
+
+def test_readapting_a_device_reuses_its_slot_and_keeps_old_measurements(trained):
+    _, predictor, _, data = trained
+    names = data.network_feature_names
+    first, second = synthetic_networks(8, 51), synthetic_networks(8, 52)
+    once, _ = adapt_predictor(predictor, "again", _features(names, first), latency(first, HELD_OUT, 1))
+    twice, report = adapt_predictor(once, "again", _features(names, second), latency(second, HELD_OUT, 2))
+    assert report.slot == 1 and twice.device_table["again"][-1] == 1.0
+    assert [len(c["measurements"]) for c in twice.meta["corrections"]] == [8, 8]

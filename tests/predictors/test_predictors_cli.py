@@ -5,7 +5,6 @@ import gzip
 import json
 
 import numpy as np
-import pytest
 from typer.testing import CliRunner
 
 from conftest import HELD_OUT, device_spec, latency, synthetic_networks

@@ -161,3 +161,38 @@ def test_a_second_profiler_on_the_same_file_is_refused(tmp_path):
         with pytest.raises(runner.ProfilerError, match="another sniper-profiler"):
             runner.Profiler(out, FAST_CONFIG)
     runner.Profiler(out, FAST_CONFIG).close()  # released
+
+
+def _greedy_model(path):
+    """Asks for an 8 GiB intermediate tensor."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    shape = numpy_helper.from_array(np.array([1 << 16, 1 << 15], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Expand", ["x", "shape"], ["big"]), helper.make_node("ReduceSum", ["big"], ["y"], keepdims=0)],
+        "greedy", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [shape],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+def test_memory_limit_turns_a_greedy_model_into_an_out_of_memory_record(tmp_path, capsys):
+    folder = tmp_path / "models"
+    folder.mkdir()
+    _greedy_model(folder / "a_greedy.onnx")
+    tiny_mlp(folder / "b_fine.onnx")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(folder), "--out", str(out), "--json", "-q", "--memory-limit", "3", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["measured"] == 1
+    greedy = _lines(out)[0]
+    assert greedy["status"] == "failed" and greedy["failure"]["kind"] == "out_of_memory"
+
+
+def test_memory_limit_is_refused_for_gpu_providers():
+    with pytest.raises(runner.ProfilerError, match="CPU providers only"):
+        ProfileConfig(provider="cuda", memory_limit_gb=4)
