@@ -24,7 +24,7 @@ from sniper_onnx.dispatch import DispatchTask, Kill, dispatch, load_fleet, poiss
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ("sniper", "polling", "edf", "edf-jsq")
-KEYS = ("tps", "awt", "p95_wait", "p99_wait", "deadline_miss_rate")
+KEYS = ("tps", "awt", "p95_wait", "p99_wait", "mean_response", "deadline_miss_rate")
 
 
 def capacity(fleet, models) -> tuple[float, dict]:
@@ -77,12 +77,18 @@ def dask_part(fleet, models, rate, args) -> dict:
                 "devices": [{"name": d.name, "type": d.type, "threads": d.threads, "opt_level": d.opt_level}
                             for d in fleet.devices]}
         tasks = poisson_workload(models, rate, args.duration, seed=0)
-        report = dispatch(fleet_from_dict(data), tasks, "sniper")
-        print(f"dask sniper seed 0: measured AWT {report.measured['awt'] * 1e3:.2f} ms TPS {report.measured['tps']:.2f}; "
-              f"overhead median {report.overhead_us['median']:.0f} us p95 {report.overhead_us['p95']:.0f} us; "
-              f"{report.counts.__dict__}", flush=True)
-        return {"overhead_us": report.overhead_us, "measured": {k: report.measured[k] for k in KEYS},
-                "simulated": {k: report.simulated[k] for k in KEYS}, "counts": report.counts.__dict__}
+        out = {}
+        for label, which in (("embedded", fleet), ("dask", fleet_from_dict(data))):  # side by side, same tasks
+            report = dispatch(which, tasks, "sniper")
+            exec_s = float(np.mean([o.seconds for o in report.outcomes if o.seconds is not None]))
+            transport = report.measured["mean_response"] - report.measured["awt"] - exec_s
+            print(f"{label} sniper seed 0: measured AWT {report.measured['awt'] * 1e3:.2f} ms TPS {report.measured['tps']:.2f}; "
+                  f"overhead median {report.overhead_us['median']:.0f} us p95 {report.overhead_us['p95']:.0f} us; "
+                  f"round trip beyond session.run {transport * 1e3:.2f} ms/task; {report.counts.__dict__}", flush=True)
+            out[label] = {"overhead_us": report.overhead_us, "measured": {k: report.measured[k] for k in KEYS},
+                          "simulated": {k: report.simulated[k] for k in KEYS}, "counts": report.counts.__dict__,
+                          "transport_ms": transport * 1e3}
+        return out
     finally:
         for agent in agents:
             agent.kill()

@@ -77,7 +77,6 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
 
 def cpu_accuracy(table: str, epochs: int) -> dict:
     """Train on 80% of the networks (the trainer holds out 10% of those), evaluate on the other 20%."""
-
     from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.metrics import accuracy_metrics
     from sniper_onnx.predictors.pcn import PCNConfig

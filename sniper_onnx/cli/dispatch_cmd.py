@@ -47,12 +47,13 @@ def _print(report) -> None:
 
     console = Console()
     table = Table(title=f"{report.policy} on {report.fleet} ({report.engine}): measured vs simulated")
-    for column in ("metric", "measured", "simulated", "measured/simulated"):
+    for column in ("metric", "measured", "sim (replay)", "real/sim", "sim (calibration)"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for key, label, fmt in METRIC_ROWS:
         ratio = report.gap.get(key)
         table.add_row(label, _cell(report.measured.get(key), fmt), _cell(report.simulated.get(key), fmt),
-                      "-" if ratio is None or ratio != ratio else f"{ratio:.2f}")
+                      "-" if ratio is None or ratio != ratio else f"{ratio:.2f}",
+                      _cell(report.simulated_calibration.get(key), fmt))
     console.print(table)
     c = report.counts
     console.print(f"tasks {c.tasks}: sent {c.sent}, completed {c.completed}, failed {c.failed}, "

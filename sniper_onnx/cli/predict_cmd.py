@@ -68,12 +68,19 @@ def predict(
     models: Annotated[List[str], typer.Argument(help="ONNX model(s), or `analyze --json` outputs.")],
     device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name (repeatable; default: all known).")] = None,
     predictor: PredictorOpt = None,
+    input_shape: Annotated[Optional[List[str]], typer.Option(
+        "--input-shape", "-s", metavar="NAME=DIMS", help="Concrete input shape, e.g. input=1x3x224x224 (repeatable).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict inference time without running the model: seconds, 90% interval, and which path answered."""
     from sniper_onnx.predictors.commands import predict_files
 
-    result = predict_files(models, device, predictor)
+    shapes = None
+    if input_shape:
+        from sniper_onnx.analysis import parse_input_shape
+
+        shapes = dict(parse_input_shape(text) for text in input_shape)
+    result = predict_files(models, device, predictor, shapes)
     for warning in result.warnings():
         typer.echo(f"sniper-onnx: warning: {warning}", err=True)
     if as_json:

@@ -95,7 +95,7 @@ class DispatchReport:
         data = asdict(self)
         if not with_tasks:
             data.pop("outcomes")
-        return data
+        return _finite(data)
 
 
 @dataclass
@@ -547,6 +547,17 @@ class _Run:
         if self.writer:
             self.writer.close()
         self.engine.close()
+
+
+def _finite(value: Any) -> Any:
+    """NaN/inf become null: ``--json`` output must be valid JSON."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _ratio(measured: Any, simulated: Any) -> float:

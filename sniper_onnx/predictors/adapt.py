@@ -13,7 +13,6 @@ nothing is tuned to any particular device.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -27,6 +26,8 @@ from sniper_onnx.predictors.runtime import Predictor, build_predictor, normalize
 RIDGE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 BIAS_RIDGE = 1e-4  # the absolute scale of a new device is free: barely shrink its log-time bias
 TRIMMER_GRID = (0, 1, 2)
+DIRECT_GRID = (1, 2, 3)
+DIRECT_RIDGE = 1e6  # pins the PCN directions at 0 for the "none" prior
 Z90 = 1.6449
 MIN_LOG_SPREAD = 0.05  # intervals from 10 samples are optimistic: never narrower than ±8% (90%)
 
@@ -141,19 +142,21 @@ def adapt_predictor(
     current_out = predictor.run(nets, np.tile(current, (len(nets), 1)))
     mape_before = float(np.mean(np.abs(current_out[G.SECONDS_OUTPUT] / seconds - 1)))
 
+    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
     if solve_embedding:
         branch = outputs[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64)
-        priors = {"device_spec" if spec_features is not None or device in predictor.device_table else "device_branch": branch,
-                  "train_mean": _train_mean_embedding(predictor, nets[:1])}
-        strengths = RIDGE_GRID
+        spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
+        candidates = [(spec_prior, branch, s, k) for s in RIDGE_GRID for k in ks]
+        candidates += [("train_mean", _train_mean_embedding(predictor, nets[:1]), s, k) for s in RIDGE_GRID for k in ks]
+        # A device unlike every training device may follow none of the PCN's directions: the
+        # "none" candidate drops them (a free scale plus the Time Trimmer's features alone).
+        direct_ks = (trimmer_top_k,) if trimmer_top_k else tuple(k for k in DIRECT_GRID if k < len(seconds) - 2)
+        candidates += [("none", np.zeros(design.shape[1]), DIRECT_RIDGE, k) for k in direct_ks]
     else:
-        priors = {"current": current_out[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64)}
-        strengths = (np.inf,)
-    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
+        candidates = [("current", current_out[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64), np.inf, k) for k in ks]
     best = None
-    for (prior_name, prior), strength, k in itertools.product(priors.items(), strengths, ks):
+    for prior_name, prior, strength, k in candidates:
         if np.isinf(strength):
-            embedding = prior
             residual = np.log(seconds / current_out[G.SECONDS_OUTPUT])
             errors = np.array([residual[i] - fit_trimmer(np.delete(z, i, 0), np.delete(residual, i), k).apply(z[i:i + 1])[0]
                                for i in range(len(residual))]) if len(residual) > 2 else residual

@@ -52,3 +52,30 @@ def test_dask_fleet_survives_a_killed_worker(cluster, tmp_path):
     while agents[1].poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert agents[1].poll() is not None  # the worker process really died (SIGKILL)
+
+
+def test_dask_worker_joining_mid_run_gets_work(cluster, tmp_path):
+    address, _ = cluster
+    model = {"small": matmul_chain(tmp_path / "small.onnx", rows=32, layers=2)}
+    fleet = fleet_from_dict(fleet_dict(model, devices=[
+        {"name": "d-fast", "type": "all", "threads": 1, "opt_level": "all"},
+        {"name": "d-late", "type": "off", "threads": 1, "opt_level": "disabled", "join_at": 1},
+    ], engine="dask", scheduler=address))
+    late: list[subprocess.Popen] = []
+
+    def start_late_worker(done: int, total: int) -> None:  # called once the clock runs
+        if not late:
+            late.append(subprocess.Popen([sys.executable, "-m", "sniper_profiler.agent", "--scheduler", address,
+                                          "--name", "d-late", "--host", "127.0.0.1"],
+                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    tasks = [DispatchTask("small", arrival=i * 0.1) for i in range(80)]  # 8 s: time for a worker to start
+    try:
+        report = dispatch(fleet, tasks, "polling", progress=start_late_worker)  # round robin: it must get some
+    finally:
+        for worker in late:
+            worker.kill()
+            worker.wait(timeout=10)
+    assert report.counts.completed == 80 and report.counts.lost == 0 and report.counts.duplicated == 0
+    assert report.counts.devices_joined == 1
+    assert report.per_device["d-late"]["tasks"] > 0
