@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
         quiet_timeout: Annotated[float, typer.Option("--quiet-timeout", help="longest wait for --max-busy; then measure, flagged machine_busy")] = 900.0,
         memory_limit: Annotated[Optional[float], typer.Option("--memory-limit", help="GB of address space per model's child (CPU providers); more is recorded as out_of_memory")] = None,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
+        fleet: Annotated[Optional[Path], typer.Option("--fleet", help="spread the nets over this fleet's devices (dispatch fleet file); needs --db")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
     ) -> None:
         """Measure models on this machine: files, --generate N random nets and/or --zoo; resumable."""
@@ -68,6 +69,9 @@ def register(app: typer.Typer) -> None:
             jobs += zoo_jobs(resolution or [224], names=zoo_model)
         if not jobs:
             raise SniperError("nothing to measure; pass .onnx files, --generate N or --zoo")
+        if fleet is not None:
+            _profile_on_fleet(fleet, jobs, db, min_repeats, json_output)
+            return
         out = out or (Path(f"{db}.results.jsonl") if db else Path("results.jsonl"))
         summary = _run_with_progress(collect, jobs, out, config, db, retry_failed, disable=json_output)
         if json_output:
@@ -80,6 +84,21 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  failed: {failure}", err=True)
 
     return None
+
+
+def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], repeats: int, json_output: bool) -> None:
+    from sniper_onnx.dispatch import load_fleet
+    from sniper_onnx.dispatch.profiling import profile_fleet
+    from sniper_onnx.errors import SniperError
+
+    if db is None:
+        raise SniperError("--fleet needs --db ncd.sqlite: the farm stores every median there")
+    summary = profile_fleet(load_fleet(fleet), jobs, db, repeats=repeats)
+    if json_output:
+        typer.echo(json.dumps(asdict(summary)))
+        return
+    typer.echo(f"{summary.measured} measured, {summary.failed} failed on fleet {summary.fleet}; "
+               f"{summary.stored} stored in {summary.db}")
 
 
 def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bool):

@@ -1,0 +1,38 @@
+"""Training sources and the Structure Checker's threshold rule."""
+
+import csv
+import gzip
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from sniper_onnx.cli import app
+from sniper_onnx.predictors.training import choose_threshold
+
+
+def test_threshold_sends_small_nets_to_the_regression_only_where_it_wins():
+    macs = np.arange(100, dtype=float)
+    pcn = np.where(macs < 20, 0.5, 0.05)  # the PCN is poor on the 20 smallest networks
+    regression = np.full(100, 0.1)
+    threshold = choose_threshold(macs, pcn, regression)
+    assert 15 <= threshold <= 20
+    assert choose_threshold(macs, np.full(100, 0.05), regression) == 0.0  # PCN better everywhere: no regression
+
+
+def test_train_from_the_database(tmp_path):
+    from sniper_onnx.database.external import import_latency_table
+
+    source = "/work/shared/data/hw-nasbench201/latency_ms.csv.gz"
+    with gzip.open(source, "rt") as handle:
+        rows = [next(csv.reader(handle)) for _ in range(31)]
+    table = tmp_path / "t.csv"
+    with open(table, "w", newline="") as handle:
+        csv.writer(handle).writerows([row[:4] for row in rows])  # arch_index, arch, two devices
+    db = tmp_path / "ncd.sqlite"
+    import_latency_table(db, table, unit="ms")
+    out = tmp_path / "p.onnx"
+    result = CliRunner().invoke(app, ["train", "--db", str(db), "-o", str(out), "--epochs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert sorted(report["devices"]) == sorted(rows[0][2:4]) and report["networks"] == 30 and out.is_file()
