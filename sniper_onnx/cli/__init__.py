@@ -106,12 +106,20 @@ def _root(
     """Predict DNN inference time on edge devices from ONNX structure, and schedule with it."""
 
 
+# Help lists commands in the order of the workflow: analyse, make nets, measure, predict, schedule.
+_HELP_ORDER = ("analyze_cmd", "generate_cmd", "zoo_cmd", "profile_cmd", "db_cmd", "external_cmd",
+               "predict_cmd", "simulate_cmd", "dispatch_cmd")
+
+
 def _register_commands() -> None:
     """Every ``*_cmd`` module of this package adds its commands through ``register(app)``."""
     import importlib
     import pkgutil
 
-    names = sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd"))
+    names = sorted(
+        (m.name for m in pkgutil.iter_modules(__path__) if m.name.endswith("_cmd")),
+        key=lambda name: (_HELP_ORDER.index(name) if name in _HELP_ORDER else len(_HELP_ORDER), name),
+    )
     for name in names:
         importlib.import_module(f"{__name__}.{name}").register(app)
 

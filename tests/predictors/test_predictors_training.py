@@ -1,7 +1,6 @@
 """Training sources and the Structure Checker's threshold rule."""
 
 import csv
-import gzip
 import json
 
 import numpy as np
@@ -21,14 +20,16 @@ def test_threshold_sends_small_nets_to_the_regression_only_where_it_wins():
 
 
 def test_train_from_the_database(tmp_path):
+    from sniper_generator.nasbench201 import ordinal_to_arch
     from sniper_onnx.database.external import import_latency_table
 
-    source = "/work/shared/data/hw-nasbench201/latency_ms.csv.gz"
-    with gzip.open(source, "rt") as handle:
-        rows = [next(csv.reader(handle)) for _ in range(31)]
+    rng = np.random.default_rng(0)
+    rows = [["arch_index", "arch", "dev_a", "dev_b"]]
+    for index in rng.choice(15625, 30, replace=False):
+        rows.append([int(index), ordinal_to_arch(int(index)), *rng.uniform(1.0, 20.0, 2).round(3)])
     table = tmp_path / "t.csv"
     with open(table, "w", newline="") as handle:
-        csv.writer(handle).writerows([row[:4] for row in rows])  # arch_index, arch, two devices
+        csv.writer(handle).writerows(rows)
     db = tmp_path / "ncd.sqlite"
     import_latency_table(db, table, unit="ms")
     out = tmp_path / "p.onnx"
