@@ -141,7 +141,7 @@ def feedback(
     samples: Annotated[str, typer.Option("--samples", help="CSV/JSONL of network,latency_ms measured on it.")],
     predictor: PredictorOpt = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output .onnx (default: update --predictor in place).")] = None,
-    top_k: Annotated[int, typer.Option("--top-k", help="Time Trimmer: residual features to fit.")] = 3,
+    top_k: Annotated[int, typer.Option("--top-k", help="Time Trimmer: most residual features to fit (leave-one-out picks 0..k).")] = 3,
     as_json: JsonOpt = False,
 ) -> None:
     """Time Trimmer: correct a device's residuals from new measurements (Pearson top-k, linear fit)."""

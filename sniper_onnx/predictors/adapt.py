@@ -122,7 +122,8 @@ def adapt_predictor(
     """A copy of ``predictor`` that knows ``device`` from a few (network, measured seconds) samples.
 
     ``solve_embedding=False`` is the Time Trimmer alone (``sniper-onnx feedback``): the device keeps
-    its embedding and only the residual fit is added. ``trimmer_top_k`` fixes k instead of choosing it.
+    its embedding and only the residual fit is added; there ``trimmer_top_k`` is the most features
+    the fit may use (leave-one-out picks 0..k). With ``solve_embedding`` it fixes k.
     """
     seconds = np.asarray(seconds, dtype=np.float64)
     if len(seconds) == 0 or len(seconds) != len(network_features):
@@ -152,7 +153,9 @@ def adapt_predictor(
         # "none" candidate drops them (a free scale plus the Time Trimmer's features alone).
         direct_ks = (trimmer_top_k,) if trimmer_top_k else tuple(k for k in DIRECT_GRID if k < len(seconds) - 2)
         candidates += [("none", np.zeros(design.shape[1]), DIRECT_RIDGE, k) for k in direct_ks]
-    else:
+    else:  # Time Trimmer alone: k = 0..top_k, so a few noisy samples cannot force a spurious fit
+        most = trimmer_top_k if trimmer_top_k is not None else 3
+        ks = tuple(k for k in range(most + 1) if k == 0 or k < len(seconds) - 2)
         candidates = [("current", current_out[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64), np.inf, k) for k in ks]
     best = None
     for prior_name, prior, strength, k in candidates:
