@@ -68,7 +68,8 @@ def write_table(path: Path, archs: Sequence[str], rows: Sequence[Sequence[float]
     for index, (arch, values) in enumerate(zip(archs, rows)):
         writer.writerow([index, arch, *map(_cell, values)])
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, compresslevel=9) as handle:
+    # no name and no time in the gzip header: the same features give the same bytes wherever written
+    with open(path, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0, compresslevel=9) as handle:
         handle.write(text.getvalue().encode())
 
 

@@ -115,10 +115,11 @@ def training_data_from_db(db_path: "str | Path", scratch: "str | Path") -> Train
     """Export the database's training table to ``scratch`` and load it."""
     db_path = Path(db_path)
     if not db_path.is_file():
-        raise SniperError(f"{db_path}: no such database; create one with `sniper-onnx db collect` or pass --table")
+        raise SniperError(f"{db_path}: no such database; fill one with `sniper-onnx profile --db DB` or `sniper-onnx db import results.jsonl --db DB`, or pass --table")
     from sniper_onnx.database import export_csv
     from sniper_onnx.database.store import Database
 
     out = Path(scratch) / "training.csv"
-    export_csv(Database(db_path), out)
+    with Database(db_path) as database:
+        export_csv(database, out)
     return load_training_csv(out)

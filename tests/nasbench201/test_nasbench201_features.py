@@ -57,3 +57,18 @@ def test_feature_table_is_complete_and_matches_the_analyzer() -> None:
 def test_missing_feature_table_says_how_to_make_it(tmp_path: Path) -> None:
     with pytest.raises(SniperError, match="bench_nasbench201_features.py"):
         load_feature_table(tmp_path / "absent.csv.gz")
+
+
+def test_regeneration_script_writes_the_same_rows(tmp_path: Path) -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_nasbench201_features.py"
+    spec = importlib.util.spec_from_file_location("bench_nasbench201_features", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output = tmp_path / "features.csv.gz"
+    assert module.main(["--limit", "3", "--output", str(output)]) == 0
+    archs, matrix, names = load_feature_table(output)
+    committed_archs, committed, committed_names = load_feature_table()
+    assert names == committed_names and archs == committed_archs[:3]
+    assert matrix == pytest.approx(committed[:3], rel=1e-12)

@@ -1,59 +1,12 @@
-"""Small synthetic latency data: latency is a known function of a few features, per device."""
+"""Session fixtures: a small synthetic latency table and a predictor trained on it."""
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-FEATURES = ["total_macs", "total_params", "num_layers", "num_conv3x3", "num_conv1x1", "critical_path_layers"]
-# seconds = (macs / (gflops * 1e9) + layers * launch_s) * jitter: compute- and launch-bound devices
-DEVICES = {
-    "fast_gpu": dict(kind="desktop_gpu", gflops=400.0, launch=4e-5, compute_units=2048, clock_ghz=1.5),
-    "slow_cpu": dict(kind="desktop_cpu", gflops=20.0, launch=5e-6, compute_units=4, clock_ghz=2.5),
-    "phone": dict(kind="mobile", gflops=8.0, launch=2e-5, compute_units=8, clock_ghz=2.0),
-    "board": dict(kind="embedded_gpu", gflops=60.0, launch=1e-4, compute_units=256, clock_ghz=1.1),
-}
-HELD_OUT = dict(kind="embedded_cpu", gflops=4.0, launch=1.5e-4, compute_units=4, clock_ghz=1.5)
-
-
-def synthetic_networks(count: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    conv3 = rng.integers(2, 60, count)
-    conv1 = rng.integers(0, 40, count)
-    layers = conv3 + conv1 + rng.integers(2, 30, count)
-    macs = conv3 * rng.uniform(2e6, 4e7, count) + conv1 * rng.uniform(1e5, 5e6, count)
-    params = macs / rng.uniform(50, 500, count)
-    critical = (layers * rng.uniform(0.5, 1.0, count)).round()
-    return np.column_stack([macs, params, layers, conv3, conv1, critical])
-
-
-def device_spec(name: str, facts: dict):
-    from sniper_profiler.device import DeviceSpec
-
-    return DeviceSpec(name=name, kind=facts["kind"], compute_units=facts["compute_units"], clock_ghz=facts["clock_ghz"],
-                      peak_gflops=facts["gflops"])
-
-
-def latency(nets: np.ndarray, facts: dict, seed: int) -> np.ndarray:
-    jitter = np.random.default_rng(seed).lognormal(0.0, 0.02, len(nets))
-    return (nets[:, 0] / (facts["gflops"] * 1e9) + nets[:, 2] * facts["launch"]) * jitter
-
-
-def write_table(path: Path, nets: np.ndarray, devices: dict, seed: int = 0) -> Path:
-    from sniper_profiler.device import DEVICE_FEATURE_NAMES
-
-    with open(path, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["network_id", "device_name", *FEATURES, *(f"device_{n}" for n in DEVICE_FEATURE_NAMES), "latency_s"])
-        for d, (name, facts) in enumerate(devices.items()):
-            seconds = latency(nets, facts, seed + d)
-            vector = device_spec(name, facts).features()
-            for i, row in enumerate(nets):
-                writer.writerow([f"net{i}", name, *row.tolist(), *vector, repr(float(seconds[i]))])
-    return path
+from predictors_testkit import DEVICES, synthetic_networks, write_table  # noqa: F401
 
 
 @pytest.fixture(scope="session")

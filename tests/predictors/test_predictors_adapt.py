@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from conftest import HELD_OUT, device_spec, latency, synthetic_networks
+from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
 from sniper_onnx.predictors.adapt import adapt_predictor, fit_trimmer
 from sniper_onnx.predictors.metrics import accuracy_metrics
 
@@ -53,7 +53,7 @@ def test_feedback_trims_a_biased_device(trained):
     _, predictor, _, data = trained
     names = data.network_feature_names
     nets = synthetic_networks(40, 31)
-    from conftest import DEVICES
+    from predictors_testkit import DEVICES
 
     biased = latency(nets, DEVICES["phone"], 9) * np.exp(0.3 * np.log(nets[:, 3] / 20))  # a conv3x3-dependent drift
     corrected, report = adapt_predictor(predictor, "phone", _features(names, nets[:30]), biased[:30],

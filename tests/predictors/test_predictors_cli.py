@@ -7,7 +7,7 @@ import json
 import numpy as np
 from typer.testing import CliRunner
 
-from conftest import HELD_OUT, device_spec, latency, synthetic_networks
+from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
 from sniper_onnx.cli import app
 
 runner = CliRunner()
