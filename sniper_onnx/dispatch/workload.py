@@ -27,17 +27,10 @@ class DispatchTask:
 
 def read_workload(path: "str | Path", models: Sequence[str]) -> list[DispatchTask]:
     """CSV with columns ``arrival,model`` and optional ``deadline`` and ``input``."""
+    from sniper_onnx.scheduling.workload import read_task_rows
+
     path = Path(path)
-    if not path.is_file():
-        raise SniperError(f"{path}: no such workload file; give a CSV with columns arrival,model[,deadline,input]")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        if not {"arrival", "model"} <= columns:
-            raise SniperError(f"{path}: workload needs columns 'arrival' and 'model' (found {sorted(columns)})")
-        rows = list(reader)
-    if not rows:
-        raise SniperError(f"{path}: workload has no tasks")
+    rows = read_task_rows(path, "workload", "arrival,model[,deadline,input]")
     tasks = [_task(f"{path}:{i + 2}", row, models, path.parent) for i, row in enumerate(rows)]
     return sorted(tasks, key=lambda task: task.arrival)
 

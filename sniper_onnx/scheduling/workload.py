@@ -74,6 +74,21 @@ def poisson_tasks(
     ]
 
 
+def read_task_rows(path: Path, what: str, columns_hint: str) -> list[dict]:
+    """The rows of a task CSV (a simulator trace or a dispatch workload): ``arrival``, ``model``, ..."""
+    if not path.is_file():
+        raise SniperError(f"{path}: no such {what} file; give a CSV with columns {columns_hint}")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        columns = set(reader.fieldnames or ())
+        if not {"arrival", "model"} <= columns:
+            raise SniperError(f"{path}: {what} needs columns 'arrival' and 'model' (found {sorted(columns)})")
+        rows = list(reader)
+    if not rows:
+        raise SniperError(f"{path}: {what} has no tasks")
+    return rows
+
+
 def read_trace(
     path: str | Path,
     platform: Platform,
@@ -87,16 +102,7 @@ def read_trace(
     missing noise multipliers are drawn from ``seed`` so replays stay reproducible.
     """
     path = Path(path)
-    if not path.is_file():
-        raise SniperError(f"{path}: no such trace file; give a CSV with columns arrival,model")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        if not {"arrival", "model"} <= columns:
-            raise SniperError(f"{path}: trace needs columns 'arrival' and 'model' (found {sorted(columns)})")
-        rows = list(reader)
-    if not rows:
-        raise SniperError(f"{path}: trace has no tasks")
+    rows = read_task_rows(path, "trace", "arrival,model[,deadline,noise]")
     rng = np.random.default_rng(seed)
     drawn_noise = noise_factors(rng, len(rows), noise)
     tasks = [
