@@ -52,6 +52,9 @@ def quality(paths: list[Path], runs: int, config, folder: Path) -> dict:
 
     medians: dict[str, list[float]] = {p.stem: [] for p in paths}
     cpu_medians: dict[str, list[float]] = {p.stem: [] for p in paths}
+    # Low order statistics too: on a VM whose host load drifts, they track the undisturbed time.
+    p10s: dict[str, list[float]] = {p.stem: [] for p in paths}
+    mins: dict[str, list[float]] = {p.stem: [] for p in paths}
     for run in range(runs):
         out = folder / f"run{run}.jsonl"
         summary = run_profile([ModelJob(str(p)) for p in paths], out, config)
@@ -59,6 +62,8 @@ def quality(paths: list[Path], runs: int, config, folder: Path) -> dict:
             if record["status"] == "ok":
                 medians[record["model"]["name"]].append(record["stats"]["median_s"])
                 cpu_medians[record["model"]["name"]].append(record["stats"]["cpu_time_per_run_s"])
+                p10s[record["model"]["name"]].append(record["stats"]["p10_s"])
+                mins[record["model"]["name"]].append(record["stats"]["min_s"])
     spreads = _spreads(medians, runs)
     cpu_spreads = _spreads(cpu_medians, runs)
     return {
@@ -70,7 +75,14 @@ def quality(paths: list[Path], runs: int, config, folder: Path) -> dict:
         # Same runs, CPU time per run instead of wall time: insensitive to waiting for a core.
         "per_net_cpu_time_relative_spread": {k: round(v, 4) for k, v in cpu_spreads.items()},
         "median_cpu_time_relative_spread": round(statistics.median(cpu_spreads.values()), 4) if cpu_spreads else None,
+        "median_p10_relative_spread": _median_spread(p10s, runs),
+        "median_min_relative_spread": _median_spread(mins, runs),
     }
+
+
+def _median_spread(values: dict[str, list[float]], runs: int) -> "float | None":
+    spreads = _spreads(values, runs)
+    return round(statistics.median(spreads.values()), 4) if spreads else None
 
 
 def _spreads(values: dict[str, list[float]], runs: int) -> dict[str, float]:
