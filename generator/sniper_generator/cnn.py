@@ -65,11 +65,15 @@ def _residual(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
 
 def _dense(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
     growth, k = blk["growth"], blk["kernel"]
+    # As torchvision's DenseNet: each layer reads the concat of ALL earlier features, so one
+    # feature map fans out to every later layer (Table 1's branches), not a chain of 2-input concats.
+    features = [x]
     for _layer in range(blk["layers"]):
-        y = x
+        y = b.concat(features) if len(features) > 1 else x
         if blk["bottleneck"]:
             y = _conv_unit(b, y, cfg, 4 * growth, 1)
-        x = b.concat([x, _conv_unit(b, y, cfg, growth, k)])
+        features.append(_conv_unit(b, y, cfg, growth, k))
+    x = b.concat(features)
     if blk.get("transition"):
         x = _conv_unit(b, x, cfg, blk["transition"], 1)
     return x

@@ -18,7 +18,7 @@ from sniper_onnx.errors import SniperError
 
 # Bump when a config can build a different graph or weights than before: manifests record it and
 # ``materialize`` refuses specs from another version instead of silently building another net.
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 MIXED_TRANSFORMER_SHARE = 0.25
 
 

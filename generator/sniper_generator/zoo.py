@@ -81,9 +81,12 @@ def _densenet(init: int, growth: int, blocks: tuple[int, ...]) -> Callable:
         x = _conv_bn(b, x, init, 7, 2, 3)
         x = b.maxpool(x, 3, 2, 1)
         for index, layers in enumerate(blocks):
+            # torchvision's layout: every dense layer reads torch.cat(all earlier features).
+            features = [x]
             for _layer in range(layers):
-                new = _bn_relu_conv(b, _bn_relu_conv(b, x, 4 * growth, 1), growth, 3)
-                x = b.concat([x, new])
+                joined = b.concat(features) if len(features) > 1 else x
+                features.append(_bn_relu_conv(b, _bn_relu_conv(b, joined, 4 * growth, 1), growth, 3))
+            x = b.concat(features)
             if index != len(blocks) - 1:
                 x = b.avgpool(_bn_relu_conv(b, x, x.channels // 2, 1), 2, 2)
         x = b.activation(b.batchnorm(x), "relu")
