@@ -83,6 +83,7 @@ def register(app: typer.Typer) -> None:
         deadline_factor: Annotated[float, typer.Option("--deadline-factor", help="Deadline when the workload gives none: arrival + factor x mean calibrated time.")] = 3.0,
         db: Annotated[Optional[Path], typer.Option("--db", help="Store every measured time in this database as it arrives.")] = None,
         kill: Annotated[Optional[List[str]], typer.Option("--kill", help="Fault run: SIGKILL DEVICE's worker at SECONDS while it runs a task (repeatable).")] = None,
+        hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="A device still running one task after max(this, 20 x its calibrated time) is taken as hung: killed, task re-dispatched.")] = 30.0,
         calibration_repeats: Annotated[int, typer.Option("--calibration-repeats", help="Timed warm-up runs per model and device.")] = 5,
         tasks_out: Annotated[Optional[Path], typer.Option("--tasks-out", help="Write every task's outcome here (JSON lines).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
@@ -99,7 +100,7 @@ def register(app: typer.Typer) -> None:
         tasks = (read_workload(workload, list(loaded.models)) if workload is not None
                  else poisson_workload(list(loaded.models), rate, duration, seed))
         kills = [_parse_kill(text) for text in kill or []]
-        report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, quiet=as_json)
+        report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, hang_timeout, quiet=as_json)
         if tasks_out:
             with tasks_out.open("w") as handle:
                 for outcome in report.outcomes:
@@ -110,7 +111,7 @@ def register(app: typer.Typer) -> None:
             _print(report)
 
 
-def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, quiet: bool):
+def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool):
     from rich.progress import Progress
 
     from sniper_onnx.dispatch import dispatch
@@ -118,7 +119,8 @@ def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, quiet: bool)
     with Progress(disable=quiet, transient=True) as bar:
         job = bar.add_task("dispatching", total=len(tasks))
         return dispatch(fleet, tasks, policy, db=db, deadline_factor=deadline_factor, calibration_repeats=repeats,
-                        kills=kills, progress=lambda done, total: bar.update(job, completed=done))
+                        kills=kills, hang_floor_s=hang_timeout,
+                        progress=lambda done, total: bar.update(job, completed=done))
 
 
 def register_feedback(app: typer.Typer) -> None:

@@ -33,6 +33,10 @@ STATUS_OK, STATUS_FAILED = "ok", "failed"
 ProgressHook = Callable[[int, int], None]  # (finished tasks, total)
 
 
+# A task running this many times its calibrated time marks its device as hung (see dispatch()).
+HANG_FACTOR = 20.0
+
+
 @dataclass
 class Kill:
     """SIGKILL ``device``'s worker the first time it is running a task ``at`` seconds or later."""
@@ -131,10 +135,13 @@ def dispatch(
     ready_timeout_s: float = 120.0,
     orphan_timeout_s: float = 30.0,
     progress: Optional[ProgressHook] = None,
+    hang_floor_s: float = 30.0,
 ) -> DispatchReport:
     """Run ``tasks`` on ``fleet``'s devices with ``policy``; returns measured and simulated metrics.
 
-    ``engine`` overrides the fleet's (tests pass a Dask client's engine)."""
+    ``engine`` overrides the fleet's (tests pass a Dask client's engine). A device still running
+    one task after ``max(hang_floor_s, HANG_FACTOR x`` its calibrated time for that model) is
+    treated as hung: its worker is killed and the task re-dispatched like any dead device's."""
     policy_object = check_policy(policy)
     if not tasks:
         raise SniperError("no tasks to dispatch; give a workload with at least one row")
@@ -148,6 +155,7 @@ def dispatch(
         blobs = {name: model_bytes(fleet.models[name]) for name in models}
         engine = engine or _make_engine(fleet, blobs, Path(scratch))
         run = _Run(fleet, models, list(tasks), policy_object, engine, db, blobs, kills, progress)
+        run.hang_floor_s = hang_floor_s
         try:
             return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
         finally:
@@ -191,6 +199,8 @@ class _Run:
         self.t0 = 0.0
         self.late: list[FleetDevice] = []
         self.dead: set[str] = set()
+        self.hang_floor_s = 30.0
+        self.hung: set[str] = set()  # killed for hanging; their "died" event is on its way
         self.repeats = 5
         self.predicted: dict[str, dict[str, float]] = {}
         self.predicted_source = "calibration"
@@ -244,6 +254,7 @@ class _Run:
             now = self._now()
             self._join_late(now)
             self._apply_kills(now)
+            self._kill_hung_devices(now)
             while cursor < total and self.tasks[cursor].arrival <= now:
                 self._arrive(cursor)
                 cursor += 1
@@ -281,6 +292,22 @@ class _Run:
             if not kill.done and now >= kill.at and self.devices[kill.device].running is not None:
                 kill.done = True
                 self.engine.kill(kill.device)
+
+    def _kill_hung_devices(self, now: float) -> None:
+        """A device that stays alive but never answers would hold its task forever."""
+        for name, device in self.devices.items():
+            if device.running is None or name in self.hung:
+                continue
+            outcome = self.outcomes[device.running[0]]
+            limit = max(self.hang_floor_s, HANG_FACTOR * device.calibration.get(outcome.model, 0.0))
+            if outcome.start is not None and now - outcome.start > limit:
+                from sniper_onnx.dispatch.engines import Event
+
+                self.hung.add(name)
+                self.engine.kill(name)
+                # A stopped process may never report its death: take it as dead now.
+                self._on_died(Event("died", name, payload=f"hung: task {outcome.index} ran {now - outcome.start:.1f} s "
+                                                          f"(limit {limit:.1f} s); killed, task re-dispatched"))
 
     def _arrive(self, index: int) -> None:
         if self.state is None:
@@ -374,6 +401,8 @@ class _Run:
             self.failures.append(f"task {index}: {outcome.error}")
 
     def _on_died(self, event: Any) -> None:
+        if event.device in self.dead:
+            return  # already taken as dead (hung, then its worker's exit arrived)
         device = self.devices[event.device]
         device.calibration_pending.clear()
         was_live = device.live

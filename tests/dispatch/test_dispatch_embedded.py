@@ -140,3 +140,27 @@ def test_profiling_farm_spreads_nets_over_the_fleet(models, tmp_path):
         rows = [row for row in db.measurements() if row.source == "fleet-profile"]
         assert len(rows) == 4 == summary.stored
         assert {row.device_id for row in rows} == {"fleet:test:all", "fleet:test:off"}
+
+
+def test_a_hung_device_is_killed_and_its_task_runs_elsewhere_once(models):
+    """SIGSTOP leaves the worker alive but silent: only the hang watchdog can free its task."""
+    import multiprocessing
+    import os
+    import signal
+
+    fleet = fleet_from_dict(fleet_dict(models))
+    stopped: list[int] = []
+
+    def stop_slow_device(finished: int, total: int) -> None:
+        if finished >= 2 and not stopped:
+            for process in multiprocessing.active_children():
+                if process.name == "sniper-agent-slow-0":
+                    os.kill(process.pid, signal.SIGSTOP)
+                    stopped.append(process.pid)
+
+    report = dispatch(fleet, burst(16, 0.005, names=("big",)), "polling", hang_floor_s=1.0, progress=stop_slow_device)
+    assert stopped, "the slow device's worker was never found"
+    assert_exactly_once(report, 16)
+    assert report.counts.completed == 16
+    assert report.counts.devices_died == 1
+    assert any("slow-0 died: hung" in line for line in report.failures)
