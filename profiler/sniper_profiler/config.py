@@ -92,15 +92,23 @@ class ProfileConfig:
         }
 
 
+_SHAPE_TEXT = re.compile(r"^\s*(?P<name>.+?)\s*[=:]\s*(?P<dims>\d+(?:\s*[x,]\s*\d+)*)\s*$")
+
+
 def parse_input_shape(text: str) -> Tuple[str, List[int]]:
-    """``NAME=1x3x224x224`` (also ``NAME:1,3,224,224``)."""
-    match = re.fullmatch(r"\s*([^=:]+)[=:]\s*(\d+(?:\s*[x,]\s*\d+)*)\s*", text)
+    """``NAME=1x3x224x224`` (also ``NAME:1,3,224,224``) -> ``("NAME", [1, 3, 224, 224])``.
+
+    With ``=`` the last one separates, so TensorFlow names such as ``input_1:0`` keep their colon.
+    """
+    name, sep, dims_text = text.rpartition("=")
+    match = _SHAPE_TEXT.match(f"{name}={dims_text}" if sep else text)
     if not match:
-        raise ProfilerError(f"--input-shape {text!r}: write NAME=1x3x224x224")
-    dims = [int(d) for d in re.split(r"\s*[x,]\s*", match.group(2))]
+        raise ProfilerError(f"--input-shape {text!r}: write NAME=DIMS such as input=1x3x224x224 "
+                            "(positive integers separated by x or ,)")
+    dims = [int(d) for d in re.split(r"\s*[x,]\s*", match["dims"].strip())]
     if any(d < 1 for d in dims):
         raise ProfilerError(f"--input-shape {text!r}: every dimension must be at least 1")
-    return match.group(1).strip(), dims
+    return match["name"], dims
 
 
 def parse_provider_option(text: str) -> Tuple[str, Any]:

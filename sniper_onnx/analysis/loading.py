@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import heapq
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence, Union
@@ -211,22 +210,18 @@ def _describe_cycle(graph: onnx.GraphProto, dependencies: list[set[int]], done: 
 
 # ------------------------------------------------------------------------------ input shapes
 
-_SHAPE_TEXT = re.compile(r"^\s*(?P<name>.+?)\s*[=:]\s*(?P<dims>\d+(?:\s*[x,]\s*\d+)*)\s*$")
-
-
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """``'input=1x3x224x224'`` (``,`` also separates dims) -> ``('input', (1, 3, 224, 224))``."""
-    name, sep, dims_text = text.rpartition("=")
-    match = _SHAPE_TEXT.match(text) if not sep else _SHAPE_TEXT.match(f"{name}={dims_text}")
-    if not match:
-        raise SniperError(
-            f"--input-shape '{text}': expected NAME=DIMS such as input=1x3x224x224 (positive integers "
-            "separated by x or ,)"
-        )
-    dims = tuple(int(d) for d in re.split(r"\s*[x,]\s*", match["dims"].strip()))
-    if any(d <= 0 for d in dims):
-        raise SniperError(f"--input-shape '{text}': every dim must be a positive integer")
-    return match["name"], dims
+    """``'input=1x3x224x224'`` (``,`` also separates dims) -> ``('input', (1, 3, 224, 224))``.
+
+    One grammar for every command: the device-side profiler's parser, with its errors as ours.
+    """
+    from sniper_profiler.config import ProfilerError, parse_input_shape as parse_on_device
+
+    try:
+        name, dims = parse_on_device(text)
+    except ProfilerError as error:
+        raise SniperError(str(error)) from None
+    return name, tuple(dims)
 
 
 def resolve_input_shapes(

@@ -120,3 +120,7 @@ def test_provider_aliases():
 def test_cpu_time_is_recorded_beside_wall_time(tmp_path):
     stats = measure(str(tiny_mlp(tmp_path / "m.onnx", width=64)), ProfileConfig(threads=1, warmup=1, min_repeats=5, max_time_s=0.05))["stats"]
     assert stats["cpu_time_per_run_s"] > 0
+
+
+def test_parse_input_shape_keeps_tensorflow_colons():
+    assert parse_input_shape("input_1:0=1x3") == ("input_1:0", [1, 3])
