@@ -75,37 +75,59 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
                 writer.writerow([spec.net_id, device.name, *(features[n] for n in FEATURE_NAMES), *device.features(), repr(seconds)])
 
 
+GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
+
+
 def cpu_accuracy(table: str, epochs: int) -> dict:
-    """Train on 80% of the networks (the trainer holds out 10% of those), evaluate on the other 20%."""
+    """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
+    Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
+    each beside a FLOPs-only linear fit and the per-device Bayesian ridge."""
     from sniper_onnx.predictors.dataset import load_training_csv
-    from sniper_onnx.predictors.metrics import accuracy_metrics
     from sniper_onnx.predictors.pcn import PCNConfig
-    from sniper_onnx.predictors.runtime import regression_predict
     from sniper_onnx.predictors.training import train_predictor
 
     data = load_training_csv(table)
-    test_nets = np.random.default_rng(1).random(len(data.network_names)) < 0.2
-    keep = ~test_nets[data.pair_network]
+    names = _network_names(table)  # the trainer keys networks by id; the name tells zoo from random
+    generated = np.array([names.get(key, key).startswith(GENERATED_PREFIXES) for key in data.network_names])
+    held_out = ~generated | (np.random.default_rng(1).random(len(data.network_names)) < 0.2)
+    keep = ~held_out[data.pair_network]
     train = type(data)(**{**data.__dict__, "pair_network": data.pair_network[keep], "pair_device": data.pair_device[keep],
                           "seconds": data.seconds[keep]})
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs))
-    macs_col = data.network_feature_names.index("total_macs")
+    groups = {"random_held_out": generated[data.pair_network] & ~keep, "zoo": ~generated[data.pair_network]}
     results = {}
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))
-        rows = np.flatnonzero(~keep & (data.pair_device == d))
-        nets = data.network_matrix[data.pair_network[rows]]
-        measured = data.seconds[rows]
-        table_ = predictor.predict([dict(zip(data.network_feature_names, r)) for r in nets], [device])
-        a, b = np.polyfit(data.network_matrix[data.pair_network[rows_train], macs_col], data.seconds[rows_train], 1)
-        regression = predictor.meta["regression"][device]
-        brr = regression_predict(regression, nets, data.network_feature_names)[0]
-        results[device] = {"sniper": accuracy_metrics(table_.seconds(), measured),
-                           "flops_linear": accuracy_metrics(np.maximum(a * nets[:, macs_col] + b, 1e-6), measured),
-                           "bayesian_ridge": accuracy_metrics(np.maximum(brr, 1e-6), measured),
-                           "key_features": [f["name"] for f in report.key_features[device]["features"]],
+        results[device] = {"key_features": [f["name"] for f in report.key_features[device]["features"]],
                            "structure_threshold_macs": report.structure_threshold}
+        for group, mask in groups.items():
+            rows = np.flatnonzero(mask & (data.pair_device == d))
+            if len(rows):
+                results[device][group] = _compare(predictor, data, device, rows, rows_train)
     return results
+
+
+def _network_names(table: str) -> dict:
+    import csv
+
+    with open(table, newline="") as handle:
+        return {row.get("network_id", ""): row.get("network_name", "") for row in csv.DictReader(handle)}
+
+
+def _compare(predictor, data, device: str, rows: np.ndarray, rows_train: np.ndarray) -> dict:
+    from sniper_onnx.predictors.metrics import accuracy_metrics
+    from sniper_onnx.predictors.runtime import regression_predict
+
+    macs_col = data.network_feature_names.index("total_macs")
+    nets = data.network_matrix[data.pair_network[rows]]
+    measured = data.seconds[rows]
+    table_ = predictor.predict([dict(zip(data.network_feature_names, r)) for r in nets], [device])
+    a, b = np.polyfit(data.network_matrix[data.pair_network[rows_train], macs_col], data.seconds[rows_train], 1)
+    brr = regression_predict(predictor.meta["regression"][device], nets, data.network_feature_names)[0]
+    return {"count": int(len(rows)),
+            "sniper": accuracy_metrics(table_.seconds(), measured),
+            "flops_linear": accuracy_metrics(np.maximum(a * nets[:, macs_col] + b, 1e-6), measured),
+            "bayesian_ridge": accuracy_metrics(np.maximum(brr, 1e-6), measured)}
 
 
 def main() -> None:
@@ -115,7 +137,12 @@ def main() -> None:
     parser.add_argument("--cpu-dataset", type=int, default=0, help="profile this many generated nets first")
     parser.add_argument("--out", default="/tmp/sniper_cpu_dataset.csv")
     parser.add_argument("--epochs", type=int, default=60)
+    parser.add_argument("--table", default=None, help="a `db export` CSV (e.g. the reference dataset's train.csv): "
+                        "train on random nets, report held-out random nets and the zoo")
     args = parser.parse_args()
+    if args.table:
+        print(json.dumps(cpu_accuracy(args.table, args.epochs), indent=1))
+        return
     if args.cpu_dataset:
         import os
 
