@@ -25,6 +25,14 @@ WORK="$OUT_DIR/work"          # uncompressed working files (not committed)
 mkdir -p "$WORK"
 DB="$WORK/ncd.sqlite"
 
+# A fresh checkout has only the committed .gz files: restore them so the run resumes, not restarts.
+for name in cpu-t1 cpu-t2 cpu-t1-noopt; do
+    if [[ ! -f "$WORK/$name.jsonl" && -f "$OUT_DIR/$name.jsonl.gz" ]]; then
+        gzip -dc "$OUT_DIR/$name.jsonl.gz" > "$WORK/$name.jsonl"
+        "$SNIPER" db import "$WORK/$name.jsonl" --db "$DB"
+    fi
+done
+
 common=(--generate "$N" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 448
         --db "$DB" --max-time "$MAX_TIME")
 cpu=(--memory-limit "$MEMORY_LIMIT")
