@@ -105,9 +105,6 @@ def test_profile_bad_input_is_one_line(tmp_path, argv, message):
 
 
 def test_real_generator_end_to_end(tmp_path):
-    generator = pytest.importorskip("sniper_generator")
-    if not hasattr(generator, "sample_specs"):
-        pytest.skip("sniper_generator.sample_specs has not landed yet (issue 3)")
     result = runner.invoke(app, ["profile", "--generate", "2", "--seed", "1", "--max-macs", "5e6", "--db", str(tmp_path / "ncd.sqlite"), "--json", *FAST])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
