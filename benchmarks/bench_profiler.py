@@ -3,7 +3,8 @@
 Quality: every net is measured in ``--runs`` separate profiler runs (each a fresh child process and
 session; runs interleaved so drift hits all nets alike). A net's spread is (max - min) / median of
 its run medians; the target is a median spread over nets of at most 5 %. The same spread of the
-records' ``cpu_time_per_run_s`` is reported beside it (less sensitive to waiting for a core).
+records' ``cpu_time_per_run_s``, ``p10_s`` and ``min_s`` is reported beside it. With several
+``--sessions`` values each run measures every setting in turn: a paired comparison.
 
 Overhead: on one session, rounds alternate (ABBA) a bare ``session.run`` loop and the profiler's
 timing loop (``time_runs``) with the same number of runs. Two ratios, medians over rounds and nets:
@@ -13,6 +14,7 @@ Loop cost: the same two loops around a function that does almost nothing, giving
 absolute extra cost per run (microseconds), free of model noise.
 
     .venv/bin/python benchmarks/bench_profiler.py --nets 4 --runs 5 --threads 1
+    .venv/bin/python benchmarks/bench_profiler.py --nets 8 --runs 5 --threads 1 --sessions 1 --sessions 3
     .venv/bin/python benchmarks/bench_profiler.py --loop-cost-only
 """
 
@@ -47,36 +49,39 @@ def _nets(count: int, seed: int, folder: Path, zoo: list[str], max_macs: float) 
     return paths
 
 
-def quality(paths: list[Path], runs: int, config, folder: Path) -> dict:
+def quality(paths: list[Path], runs: int, configs: dict, folder: Path) -> dict:
+    """Spreads for each named config; run r measures every config in turn, so all configs see the
+    same stretch of the host's drift (a paired comparison)."""
     from sniper_profiler.runner import ModelJob, run_profile
 
-    medians: dict[str, list[float]] = {p.stem: [] for p in paths}
-    cpu_medians: dict[str, list[float]] = {p.stem: [] for p in paths}
-    # Low order statistics too: on a VM whose host load drifts, they track the undisturbed time.
-    p10s: dict[str, list[float]] = {p.stem: [] for p in paths}
-    mins: dict[str, list[float]] = {p.stem: [] for p in paths}
+    keys = ("median_s", "cpu_time_per_run_s", "p10_s", "min_s")
+    values = {label: {key: {p.stem: [] for p in paths} for key in keys} for label in configs}
     for run in range(runs):
-        out = folder / f"run{run}.jsonl"
-        summary = run_profile([ModelJob(str(p)) for p in paths], out, config)
-        for record in summary.records:
-            if record["status"] == "ok":
-                medians[record["model"]["name"]].append(record["stats"]["median_s"])
-                cpu_medians[record["model"]["name"]].append(record["stats"]["cpu_time_per_run_s"])
-                p10s[record["model"]["name"]].append(record["stats"]["p10_s"])
-                mins[record["model"]["name"]].append(record["stats"]["min_s"])
+        for label, config in configs.items():
+            summary = run_profile([ModelJob(str(p)) for p in paths], folder / f"{label}-run{run}.jsonl", config)
+            for record in summary.records:
+                if record["status"] == "ok":
+                    for key in keys:
+                        values[label][key][record["model"]["name"]].append(record["stats"][key])
+    return {label: _quality_summary(v, runs) for label, v in values.items()}
+
+
+def _quality_summary(values: dict, runs: int) -> dict:
+    medians = values["median_s"]
     spreads = _spreads(medians, runs)
-    cpu_spreads = _spreads(cpu_medians, runs)
     return {
         "runs": runs,
         "per_net_medians_ms": {k: [round(x * 1e3, 4) for x in v] for k, v in medians.items()},
+        "per_net_mins_ms": {k: [round(x * 1e3, 4) for x in v] for k, v in values["min_s"].items()},
         "per_net_relative_spread": {k: round(v, 4) for k, v in spreads.items()},
         "median_relative_spread": round(statistics.median(spreads.values()), 4) if spreads else None,
         "max_relative_spread": round(max(spreads.values()), 4) if spreads else None,
         # Same runs, CPU time per run instead of wall time: insensitive to waiting for a core.
-        "per_net_cpu_time_relative_spread": {k: round(v, 4) for k, v in cpu_spreads.items()},
-        "median_cpu_time_relative_spread": round(statistics.median(cpu_spreads.values()), 4) if cpu_spreads else None,
-        "median_p10_relative_spread": _median_spread(p10s, runs),
-        "median_min_relative_spread": _median_spread(mins, runs),
+        "median_cpu_time_relative_spread": _median_spread(values["cpu_time_per_run_s"], runs),
+        # Low order statistics: on a VM whose host slows it down in episodes, they track the
+        # undisturbed time.
+        "median_p10_relative_spread": _median_spread(values["p10_s"], runs),
+        "median_min_relative_spread": _median_spread(values["min_s"], runs),
     }
 
 
@@ -184,6 +189,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--max-time", type=float, default=2.0, help="profiler --max-time per model")
+    parser.add_argument("--min-time", type=float, default=1.0, help="profiler --min-time per model")
+    parser.add_argument("--sessions", type=int, action="append", default=None,
+                        help="profiler --sessions; repeat (--sessions 1 --sessions 3) to compare them paired, run by run")
     parser.add_argument("--rounds", type=int, default=6, help="overhead rounds per net (even: ABBA order)")
     parser.add_argument("--round-seconds", type=float, default=0.5)
     parser.add_argument("--json-out", type=Path)
@@ -193,7 +201,10 @@ def main() -> None:
 
     from sniper_profiler.config import ProfileConfig
 
-    config = ProfileConfig(threads=args.threads, max_time_s=args.max_time)
+    session_counts = args.sessions or [0]
+    configs = {f"sessions={n}": ProfileConfig(threads=args.threads, max_time_s=args.max_time, min_time_s=args.min_time, sessions=n)
+               for n in session_counts}
+    config = next(iter(configs.values()))
     load_before = os.getloadavg()
     if args.loop_cost_only:
         result = {"date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()), "load_average_before": [round(x, 2) for x in load_before], "loop_cost": loop_cost()}
@@ -206,9 +217,12 @@ def main() -> None:
             "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
             "cpu_count": os.cpu_count(),
             "threads": args.threads,
+            "sessions": session_counts,
+            "min_time_s": config.min_time_s,
+            "max_time_s": config.max_time_s,
             "nets": [p.stem for p in paths],
             "load_average_before": [round(x, 2) for x in load_before],
-            "quality": None if args.skip_quality else quality(paths, args.runs, config, folder),
+            "quality": None if args.skip_quality else quality(paths, args.runs, configs, folder),
             "overhead": overhead(paths, config, args.rounds, args.round_seconds),
             "loop_cost": loop_cost(),
             "load_average_after": [round(x, 2) for x in os.getloadavg()],

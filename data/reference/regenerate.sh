@@ -15,6 +15,7 @@ cd "$(dirname "$0")/../.."
 
 N=${N:-2000}
 SEED=${SEED:-2026}
+STEP=${STEP:-50}
 ZOO=${ZOO:---zoo}
 OUT_DIR=${OUT_DIR:-data/reference}
 MAX_BUSY=${MAX_BUSY-0.1}
@@ -33,19 +34,23 @@ for name in cpu-t1 cpu-t2 cpu-t1-noopt; do
     fi
 done
 
-common=(--generate "$N" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 448
-        --db "$DB" --max-time "$MAX_TIME")
-cpu=(--memory-limit "$MEMORY_LIMIT")
-if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800); fi
-
-"$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
-"$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
-"$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
-# On a GPU machine add (and say which provider in data/reference/README.md):
-#   "$SNIPER" profile "${common[@]}" --provider cuda --out "$WORK/gpu-cuda.jsonl"
+# The three configurations advance together, STEP nets at a time, so an interrupted run leaves a
+# balanced dataset. Generated nets are a prefix of the seed's sequence: finished ones are skipped.
+for ((upto = STEP < N ? STEP : N; ; upto = upto + STEP < N ? upto + STEP : N)); do
+    common=(--generate "$upto" --seed "$SEED" --family mixed $ZOO --resolution 224 --resolution 448
+            --db "$DB" --max-time "$MAX_TIME")
+    cpu=(--memory-limit "$MEMORY_LIMIT")
+    if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800); fi
+    "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
+    "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
+    "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
+    # On a GPU machine add (and say which provider in data/reference/README.md):
+    #   "$SNIPER" profile "${common[@]}" --provider cuda --out "$WORK/gpu-cuda.jsonl"
+    (( upto < N )) || break
+done
 
 "$SNIPER" db stats --db "$DB"
-"$SNIPER" db export --db "$DB" -o "$WORK/train.csv" \
+"$SNIPER" db export --db "$DB" -o "$WORK/train.csv" --statistic min \
     --exclude-flag machine_busy --exclude-flag nan_outputs --exclude-flag inf_outputs --exclude-flag denormal_outputs
 for file in "$WORK"/*.jsonl "$WORK/train.csv"; do
     gzip -9 -n -c "$file" > "$OUT_DIR/$(basename "$file").gz"

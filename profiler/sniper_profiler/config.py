@@ -38,6 +38,15 @@ class ProfileConfig:
     min_repeats: int = 10
     max_repeats: int = 1000
     max_time_s: float = 10.0
+    # The stopping rule may not end a measurement before this many seconds: on a shared host the
+    # speed drifts over seconds, and a tight burst of samples would certify one moment of it.
+    min_time_s: float = 1.0
+    # Sessions of the same model timed in turns (bursts of burst_s), so that one session's memory
+    # layout cannot bias the record; each session's min and median are recorded. 0 = auto: 3 on
+    # CPU providers (the minimum over 3 repeats about twice as closely, docs/profiler.md), 1 on GPU
+    # providers, whose device memory is scarce on a Jetson.
+    sessions: int = 0
+    burst_s: float = 0.02
     target_relative_ci: float = 0.01
     confidence: float = 0.95
     timeout_s: float = 300.0
@@ -60,6 +69,9 @@ class ProfileConfig:
             (self.warmup >= 0, "--warmup must be 0 or more"),
             (1 <= self.min_repeats <= self.max_repeats, "--min-repeats must be between 1 and --max-repeats"),
             (self.max_time_s > 0, "--max-time must be positive"),
+            (self.min_time_s >= 0, "--min-time must be 0 or more seconds"),
+            (0 <= self.sessions <= 16, "--sessions must be between 1 and 16, or 0 for auto (3 on CPU, 1 on GPU)"),
+            (self.burst_s > 0, "--burst must be a positive number of seconds"),
             (0 < self.target_relative_ci < 1, "--target-ci must be between 0 and 1 (0.01 is +-1%)"),
             (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
             (self.timeout_s > 0, "--timeout must be positive"),
@@ -71,6 +83,12 @@ class ProfileConfig:
         for ok, message in checks:
             if not ok:
                 raise ProfilerError(message)
+
+    @property
+    def session_count(self) -> int:
+        if self.sessions:
+            return self.sessions
+        return 1 if self.provider in GPU_PROVIDERS else 3
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

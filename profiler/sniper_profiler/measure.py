@@ -7,7 +7,7 @@ crash, hang or out-of-memory here never takes the run down.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -118,61 +118,96 @@ def create_session(path: str, config: ProfileConfig) -> Any:
     return session
 
 
-def time_runs(run: Callable[[], Any], config: ProfileConfig) -> Tuple[List[float], str]:
-    """Repeat ``run`` until the median's relative CI half-width reaches the target, or
-    max_repeats, or max_time (once at least min(3, min_repeats) samples exist)."""
+def time_runs(
+    runs: "Callable[[], Any] | Sequence[Callable[[], Any]]",
+    config: ProfileConfig,
+    replica_of: Optional[List[int]] = None,
+) -> Tuple[List[float], str]:
+    """Time ``runs`` (one callable, or several timed in turns of ``config.burst_s`` seconds) until
+    the median's relative CI half-width reaches the target once ``min_time_s`` has passed, or
+    max_repeats, or max_time (once at least min(3, min_repeats) samples exist). ``replica_of``,
+    if given, receives the index of the callable behind each sample."""
+    callables = [runs] if callable(runs) else list(runs)
     samples: List[float] = []
     clock = time.perf_counter
     start = clock()
+    earliest_ci_stop = start + min(config.min_time_s, config.max_time_s)
     next_check = config.min_repeats
     floor = min(3, config.min_repeats)
+    current, burst_start = 0, start
     while True:
         began = clock()
-        run()
+        callables[current]()
         ended = clock()
         samples.append(ended - began)
+        if replica_of is not None:
+            replica_of.append(current)
+        if ended - burst_start >= config.burst_s:
+            current, burst_start = (current + 1) % len(callables), ended
         count = len(samples)
         if count >= config.max_repeats:
             return samples, "max_repeats"
         if count >= floor and ended - start >= config.max_time_s:
             return samples, "max_time"
-        if count >= next_check:
+        if count >= next_check and ended >= earliest_ci_stop:
             if relative_half_width(sorted(samples), config.confidence) <= config.target_relative_ci:
                 return samples, "ci_target"
             # Checking at geometric intervals keeps the sorting cost out of the way (O(n log n) total).
             next_check = max(count + 1, int(count * 1.1))
 
 
+def _per_session(samples: Sequence[float], replica_of: Sequence[int], sessions: int) -> Dict[str, List[float]]:
+    grouped: List[List[float]] = [[] for _ in range(sessions)]
+    for sample, replica in zip(samples, replica_of):
+        grouped[replica].append(sample)
+    return {
+        "session_min_s": [min(g) if g else None for g in grouped],
+        "session_median_s": [float(np.median(g)) if g else None for g in grouped],
+    }
+
+
 def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
     import onnxruntime as ort
 
     began = time.perf_counter()
-    session = create_session(path, config)
+    sessions = [create_session(path, config)]
     session_create_s = time.perf_counter() - began
-    feeds, inputs = make_inputs(session, config)
-    outputs = session.run(None, feeds)
-    warm_until = time.perf_counter() + config.max_time_s / 4
-    for _ in range(max(0, config.warmup - 1)):
-        if time.perf_counter() > warm_until:
-            break
-        outputs = session.run(None, feeds)
+    sessions += [create_session(path, config) for _ in range(config.session_count - 1)]
+    feeds, inputs = make_inputs(sessions[0], config)
+    outputs = sessions[0].run(None, feeds)
     output_check = check_outputs(outputs)
     del outputs
+    _warm_up(sessions, feeds, config)
+    runs = [lambda session=session: session.run(None, feeds) for session in sessions]
+    replica_of: List[int] = []
     cpu_began = time.process_time()
-    samples, stop_reason = time_runs(lambda: session.run(None, feeds), config)
+    samples, stop_reason = time_runs(runs, config, replica_of)
     cpu_per_run = (time.process_time() - cpu_began) / len(samples)
     stats = summarize(samples, config.confidence)
     # CPU time of all our threads per timed run (the loop's own bookkeeping, about a microsecond a
     # run, included). With 1 thread, a median well above it means the run waited for a core.
-    stats.update(session_create_s=session_create_s, stop_reason=stop_reason, warmup=config.warmup, cpu_time_per_run_s=cpu_per_run)
+    stats.update(session_create_s=session_create_s, stop_reason=stop_reason, warmup=config.warmup,
+                 cpu_time_per_run_s=cpu_per_run, sessions=len(sessions),
+                 **_per_session(samples, replica_of, len(sessions)))
     flags = list(output_check["flags"])
-    if stop_reason != "ci_target":
+    # A cap may end the loop after the interval has already narrowed enough: only a wide one counts.
+    if stats["ci_relative_half_width"] > config.target_relative_ci:
         flags.append("ci_target_not_reached")
     return {
         "stats": stats,
         "inputs": inputs,
         "output_check": output_check,
         "flags": flags,
-        "providers_used": session.get_providers(),
+        "providers_used": sessions[0].get_providers(),
         "onnxruntime_version": ort.__version__,
     }
+
+
+def _warm_up(sessions: Sequence[Any], feeds: Dict[str, np.ndarray], config: ProfileConfig) -> None:
+    """``warmup`` runs per session (the first already ran for session 0), within max_time / 4."""
+    warm_until = time.perf_counter() + config.max_time_s / 4
+    for index, session in enumerate(sessions):
+        for _ in range(max(0, config.warmup - (1 if index == 0 else 0))):
+            if time.perf_counter() > warm_until:
+                return
+            session.run(None, feeds)

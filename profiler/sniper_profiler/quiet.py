@@ -39,7 +39,7 @@ class QuietCheck:
     quiet: bool
 
 
-def wait_until_quiet(max_busy: float, timeout_s: float, window_s: float = 1.0) -> QuietCheck:
+def wait_until_quiet(max_busy: float, timeout_s: float, window_s: float = 0.5) -> QuietCheck:
     began = time.monotonic()
     while True:
         busy = cpu_busy_fraction(window_s)

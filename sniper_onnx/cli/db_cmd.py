@@ -67,6 +67,7 @@ def register(app: typer.Typer) -> None:
         db: DbOption = Path("ncd.sqlite"),
         device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device id (repeatable)")] = None,
         exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy")] = None,
+        statistic: Annotated[str, typer.Option("--statistic", help="latency of each measurement: median (typical run), min (undisturbed run, most repeatable on shared hosts), p10 or mean")] = "median",
         json_output: JsonOption = False,
     ) -> None:
         """Write the training table: network features, device features, latency (one row per pair)."""
@@ -80,7 +81,7 @@ def register(app: typer.Typer) -> None:
         if not db.exists():
             raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
         with Database(db) as database:
-            result = export_csv(database, out, device, exclude_flag or ())
+            result = export_csv(database, out, device, exclude_flag or (), statistic)
         if json_output:
             typer.echo(json.dumps(asdict(result)))
             return

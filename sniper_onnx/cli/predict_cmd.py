@@ -44,6 +44,7 @@ def train(
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the predictor .onnx.")],
     db: Annotated[Optional[str], typer.Option("--db", help="Network Characteristic Database (SQLite).")] = None,
     table: Annotated[Optional[str], typer.Option("--table", help="Training CSV (as `db export` writes it) instead of --db.")] = None,
+    statistic: Annotated[str, typer.Option("--statistic", help="With --db: each measurement's median (default), min, p10 or mean.")] = "median",
     epochs: Annotated[int, typer.Option(help="PCN training epochs.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOpt = False,
@@ -53,7 +54,7 @@ def train(
 
     progress, advance = _epoch_progress(epochs)
     with progress:
-        report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance)
+        report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance, statistic=statistic)
     if as_json:
         _print_json({"output": output, **report.to_json_dict()})
         return
@@ -96,12 +97,13 @@ def evaluate(
     db: Annotated[Optional[str], typer.Option("--db", help="Database with measured latencies.")] = None,
     table: Annotated[Optional[str], typer.Option("--table", help="Measured CSV (as `db export` writes it).")] = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a predicted-vs-measured PNG here.")] = None,
+    statistic: Annotated[str, typer.Option("--statistic", help="With --db: each measurement's median (default), min, p10 or mean.")] = "median",
     as_json: JsonOpt = False,
 ) -> None:
     """MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman per device against measured latencies."""
     from sniper_onnx.predictors.commands import evaluate_command
 
-    report = evaluate_command(predictor, db=db, table=table, plot=plot)
+    report = evaluate_command(predictor, db=db, table=table, plot=plot, statistic=statistic)
     if as_json:
         _print_json(report.to_json_dict())
         return

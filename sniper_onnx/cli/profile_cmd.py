@@ -36,6 +36,8 @@ def register(app: typer.Typer) -> None:
         min_repeats: Annotated[int, typer.Option("--min-repeats", help="timed runs before the CI is checked")] = 10,
         max_repeats: Annotated[int, typer.Option("--max-repeats", help="most timed runs")] = 1000,
         max_time: Annotated[float, typer.Option("--max-time", help="seconds of timed runs per model")] = 10.0,
+        min_time: Annotated[float, typer.Option("--min-time", help="seconds of timed runs before the CI may stop a model (capped by --max-time)")] = 1.0,
+        sessions: Annotated[int, typer.Option("--sessions", help="sessions of each model timed in turns (min and median kept per session); 0 = 3 on CPU, 1 on GPU providers")] = 0,
         target_ci: Annotated[float, typer.Option("--target-ci", help="stop when the median's CI half-width / median is below this")] = 0.01,
         timeout: Annotated[float, typer.Option("--timeout", help="seconds before a model's child process is killed")] = 300.0,
         max_busy: Annotated[Optional[float], typer.Option("--max-busy", help="before each model, wait until other work uses at most this CPU share (e.g. 0.1)")] = None,
@@ -55,7 +57,7 @@ def register(app: typer.Typer) -> None:
                 provider=provider, provider_options=dict(parse_provider_option(t) for t in provider_option or []),
                 threads=threads, graph_optimization=opt_level, precision=precision,
                 input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
-                warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time,
+                warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time, min_time_s=min_time, sessions=sessions,
                 target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout, memory_limit_gb=memory_limit,
             )
         except ProfilerError as error:

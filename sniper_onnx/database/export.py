@@ -45,12 +45,13 @@ def network_feature_names(feature_dicts: list[dict]) -> list[str]:
 
 
 def export_csv(
-    db: Database, out: "str | Path", device_ids: Optional[list[str]] = None, exclude_flags: Sequence[str] = ()
+    db: Database, out: "str | Path", device_ids: Optional[list[str]] = None, exclude_flags: Sequence[str] = (),
+    statistic: str = "median",
 ) -> ExportSummary:
     out = Path(out)
     if not out.parent.exists():
         raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
-    rows = list(db.latency_rows(exclude_flags))
+    rows = list(db.latency_rows(exclude_flags, statistic))
     if device_ids:
         unknown = sorted(set(device_ids) - {d.id for d in db.devices()})
         if unknown:

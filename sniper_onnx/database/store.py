@@ -22,6 +22,14 @@ from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DeviceSpec
 
 BUSY_TIMEOUT_S = 120.0
+# The per-measurement latency a training table uses. The median is the typical run; the minimum is
+# the run undisturbed by other work, far more repeatable on a shared host (docs/profiler.md).
+LATENCY_STATISTICS = {
+    "median": "m.median_s",
+    "min": "json_extract(m.stats, '$.min_s')",
+    "p10": "json_extract(m.stats, '$.p10_s')",
+    "mean": "json_extract(m.stats, '$.mean_s')",
+}
 STAT_COLUMNS = ("median_s", "mean_s", "std_s", "p10_s", "p90_s", "min_s", "count", "session_create_s")
 
 
@@ -412,17 +420,21 @@ class Database:
             per_device=per_device,
         )
 
-    def latency_rows(self, exclude_flags: Sequence[str] = ()) -> Iterator[sqlite3.Row]:
-        """One row per (network, device) with the medians of its successful measurements,
-        leaving out measurements carrying any of ``exclude_flags``."""
+    def latency_rows(self, exclude_flags: Sequence[str] = (), statistic: str = "median") -> Iterator[sqlite3.Row]:
+        """One row per (network, device) with ``statistic`` (see :data:`LATENCY_STATISTICS`) of each
+        of its successful measurements, in column ``medians``, leaving out measurements carrying any
+        of ``exclude_flags``."""
+        if statistic not in LATENCY_STATISTICS:
+            raise SniperError(f"--statistic {statistic!r}: use one of {', '.join(LATENCY_STATISTICS)}")
+        value = LATENCY_STATISTICS[statistic]
         marks = ",".join("?" * len(exclude_flags))
         flag_filter = f"AND NOT EXISTS (SELECT 1 FROM json_each(m.flags) WHERE value IN ({marks}))" if exclude_flags else ""
         pairs = self._conn.execute(
             f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features,
                       d.name AS device_name, d.features AS device_features,
-                      GROUP_CONCAT(m.median_s) AS medians, COUNT(*) AS measurements, SUM(m.count) AS runs
+                      GROUP_CONCAT({value}) AS medians, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
-               WHERE m.status = 'ok' {flag_filter}
+               WHERE m.status = 'ok' AND {value} IS NOT NULL {flag_filter}
                GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id""",
             tuple(exclude_flags),
         )

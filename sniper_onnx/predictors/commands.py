@@ -17,10 +17,15 @@ def predict_files(
     predictor: Optional[str] = None,
     input_shapes: Optional[Dict[str, tuple]] = None,
 ) -> PredictionTable:
-    """Analyze each ONNX model (or read an ``analyze --json`` file) and predict it on the devices."""
+    """Analyze each ONNX model (or read an ``analyze --json`` file) and predict it on the devices.
+
+    Without ``predictor`` and ``devices``: every device of every shipped predictor."""
     import json
 
-    loaded = load_predictor(predictor)
+    from sniper_onnx.predictors.runtime import load_shipped_predictors
+
+    everything = predictor is None and not devices
+    chosen = load_shipped_predictors() if everything else [load_predictor(predictor, devices)]
     features = []
     for model in models:
         path = Path(model)
@@ -35,10 +40,15 @@ def predict_files(
             from sniper_onnx.analysis import analyze
 
             features.append(analyze(str(path), input_shapes=input_shapes).features)
-    return loaded.predict(features, devices, network_names=[str(m) for m in models])
+    names = [str(m) for m in models]
+    tables = [loaded.predict(features, devices, network_names=names) for loaded in chosen]
+    merged = PredictionTable(predictor=", ".join(table.predictor for table in tables))
+    for table in tables:
+        merged.rows.extend(table.rows)
+    return merged
 
 
-def _training_data(db: Optional[str], table: Optional[str]):
+def _training_data(db: Optional[str], table: Optional[str], statistic: str = "median"):
     from sniper_onnx.predictors.dataset import load_training_csv, training_data_from_db
 
     if bool(db) == bool(table):
@@ -46,17 +56,19 @@ def _training_data(db: Optional[str], table: Optional[str]):
     if table:
         return load_training_csv(table)
     with tempfile.TemporaryDirectory(prefix="sniper-train-") as scratch:
-        return training_data_from_db(db, scratch)
+        return training_data_from_db(db, scratch, statistic)
 
 
 def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,
-                  seed: int = 0, progress: Optional[Callable[[int, float], None]] = None):
+                  seed: int = 0, progress: Optional[Callable[[int, float], None]] = None, statistic: str = "median"):
     """Offline (re)training from the database or its CSV export, in one call; writes ``output``."""
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
 
-    data = _training_data(db, table)
-    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed)
+    data = _training_data(db, table, statistic)
+    # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
+    extra = {"latency_statistic": statistic} if db else {}
+    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed, extra_meta=extra)
     save_predictor(predictor, output)
     return report
 
@@ -73,14 +85,14 @@ class EvaluationReport:
 
 
 def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: Optional[str] = None,
-                     plot: Optional[str] = None) -> EvaluationReport:
+                     plot: Optional[str] = None, statistic: str = "median") -> EvaluationReport:
     """Per-device MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman of a predictor on measured pairs."""
     import numpy as np
 
     from sniper_onnx.predictors.metrics import accuracy_metrics
 
-    data = _training_data(db, table)
-    loaded = load_predictor(predictor)
+    data = _training_data(db, table, statistic)
+    loaded = load_predictor(predictor, data.device_names)
     index = [data.network_feature_names.index(n) if n in data.network_feature_names else -1
              for n in loaded.network_feature_names]
     if -1 in index:
@@ -168,12 +180,12 @@ def feedback_command(predictor: Optional[str], device: str, samples: str, output
                      top_k: int = 3):
     """Time Trimmer: fit the residuals of new measurements on a known device; writes ``output`` (or in place)."""
     from sniper_onnx.predictors.adapt import adapt_predictor
-    from sniper_onnx.predictors.runtime import shipped_predictor_path
+    from sniper_onnx.predictors.runtime import shipped_predictor_paths
     from sniper_onnx.predictors.samples import load_samples
 
-    loaded = load_predictor(predictor)
+    loaded = load_predictor(predictor, [device])
     loaded.device_vector(device)
-    if output is None and (predictor is None or Path(predictor) == shipped_predictor_path()):
+    if output is None and (predictor is None or Path(predictor) in shipped_predictor_paths()):
         raise SniperError("refusing to overwrite the shipped predictor; give -o OUT.onnx")
     measured = load_samples(samples, device)
     adapted, report = adapt_predictor(loaded, device, measured.features, measured.seconds,

@@ -111,7 +111,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
     )
 
 
-def training_data_from_db(db_path: "str | Path", scratch: "str | Path") -> TrainingData:
+def training_data_from_db(db_path: "str | Path", scratch: "str | Path", statistic: str = "median") -> TrainingData:
     """Export the database's training table to ``scratch`` and load it."""
     db_path = Path(db_path)
     if not db_path.is_file():
@@ -121,5 +121,5 @@ def training_data_from_db(db_path: "str | Path", scratch: "str | Path") -> Train
 
     out = Path(scratch) / "training.csv"
     with Database(db_path) as database:
-        export_csv(database, out)
+        export_csv(database, out, statistic=statistic)
     return load_training_csv(out)

@@ -7,7 +7,8 @@ Inputs (float32):
   ``sniper.device_feature_names``) followed by ``correction_slot`` (0 = none; k = the k-th Time
   Trimmer / few-shot correction, recorded in ``sniper.corrections``).
 
-Outputs: ``seconds`` [N]; ``network_embedding`` [N, H] (the PCN's F(Attention(x_n)) in [-1, 1]) and
+Outputs: ``seconds`` [N]; ``network_embedding`` [N, H] (the PCN's F(Attention(x_n)) in [-1, 1],
+then, if the predictor has them, the linear skip columns z_n · W_lin) and
 ``device_embedding`` [N, H + 1] (Attention(x_d) through its FC layer, last column the device's log-time
 bias), so few-shot adaptation can run with onnxruntime and numpy alone.
 
@@ -111,6 +112,8 @@ def build_graph(params: Params) -> onnx.ModelProto:
             hidden = b.op("Relu", hidden)
     two = b.const("two", np.array(2.0, np.float32))
     net_embedding = b.op("Sub", b.op("Mul", b.op("Sigmoid", hidden), two), "one")  # sigmoid scaled to [-1, 1]
+    if "net_linear_w" in params:  # the unbounded linear skip columns (PCNConfig.linear)
+        net_embedding = b.op("Concat", net_embedding, b.op("MatMul", z_net, b.param("net_linear_w")), axis=1)
 
     device_embedding = b.dense(b.attention("dev", z_dev, n_dev, dim), "dev_fc")
     embed_width = params["dev_fc_w"].shape[1]

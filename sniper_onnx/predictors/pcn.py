@@ -24,7 +24,14 @@ class PCNConfig:
     attention_dim: int = 8
     hidden: tuple = (128, 64)
     embedding: int = 8  # H: width of F(Attn(x_n)) and of the device vector it is multiplied with
+    # L extra network-embedding columns that are a plain linear projection of the normalized
+    # (log) features, unbounded: a skip path beside the sigmoid-bounded MLP, so log time can grow
+    # with log MACs beyond the training range instead of saturating (docs/predictor.md). 0 = paper.
+    linear: int = 4
     epochs: int = 40
+    # Small databases give one or two batches an epoch; training runs at least this many optimizer
+    # steps (more epochs) so a 200-network table is not left after 60 steps, barely past its init.
+    min_steps: int = 3000
     batch_size: int = 512
     learning_rate: float = 3e-3
     weight_decay: float = 1e-5
@@ -78,8 +85,9 @@ class PCN(nn.Module):
         self.net_attention = FeatureAttention("net", n_net, config.attention_dim, gen)
         widths = [n_net * config.attention_dim, *config.hidden, config.embedding]
         self.mlp = nn.ModuleList(Dense(f"net_fc{i}", a, b, gen) for i, (a, b) in enumerate(zip(widths, widths[1:])))
+        self.linear = nn.Parameter(torch.randn(n_net, config.linear, generator=gen) * 0.1 / math.sqrt(n_net)) if config.linear else None
         self.dev_attention = FeatureAttention("dev", n_dev, config.attention_dim, gen)
-        self.dev_fc = Dense("dev_fc", n_dev * config.attention_dim, config.embedding + 1, gen)
+        self.dev_fc = Dense("dev_fc", n_dev * config.attention_dim, config.embedding + config.linear + 1, gen)
         self.out_bias = nn.Parameter(torch.zeros(()))
 
     def network_embedding(self, z_net: torch.Tensor) -> torch.Tensor:
@@ -88,7 +96,8 @@ class PCN(nn.Module):
             hidden = layer(hidden)
             if i < len(self.mlp) - 1:
                 hidden = torch.relu(hidden)
-        return 2 * torch.sigmoid(hidden) - 1
+        bounded = 2 * torch.sigmoid(hidden) - 1
+        return bounded if self.linear is None else torch.cat([bounded, z_net @ self.linear], dim=1)
 
     def device_embedding(self, z_dev: torch.Tensor) -> torch.Tensor:
         return self.dev_fc(self.dev_attention(z_dev))
@@ -102,6 +111,8 @@ class PCN(nn.Module):
         for module in (self.net_attention, self.dev_attention, self.dev_fc, *self.mlp):
             params.update(module.export())
         params["out_bias"] = np.array(self.out_bias.item())
+        if self.linear is not None:
+            params["net_linear_w"] = self.linear.detach().double().numpy()
         return params
 
 
@@ -155,14 +166,15 @@ def _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config: PCNConfi
     starts = np.searchsorted(pairs_net[by_network], np.arange(net_raw.shape[0] + 1))
     measured = np.flatnonzero(np.diff(starts) > 0)
     pairs_per_net = max(1.0, len(pairs_net) / max(1, len(measured)))
-    nets_per_batch = max(1, int(config.batch_size / pairs_per_net))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.learning_rate,
-        total_steps=config.epochs * math.ceil(len(measured) / nets_per_batch))
+    # At least 8 batches an epoch: a whole small table in one batch is one step per epoch.
+    nets_per_batch = max(1, min(int(config.batch_size / pairs_per_net), math.ceil(len(measured) / 8)))
+    steps_per_epoch = math.ceil(len(measured) / nets_per_batch)
+    epochs = max(config.epochs, math.ceil(config.min_steps / steps_per_epoch))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learning_rate, total_steps=epochs * steps_per_epoch)
     i_dev = torch.tensor(pairs_dev, dtype=torch.long)
     target = torch.tensor(log_seconds, dtype=torch.float32)
     rng = np.random.default_rng(config.seed)
-    for epoch in range(config.epochs):
+    for epoch in range(epochs):
         order = rng.permutation(measured)
         total = 0.0
         for start in range(0, len(order), nets_per_batch):
@@ -181,7 +193,8 @@ def _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config: PCNConfi
             schedule.step()
             total += loss.item() * len(rows)
         if progress:
-            progress(epoch, total / len(target))
+            # Reported on the requested scale, so a progress bar of config.epochs ends at its end.
+            progress(min(config.epochs - 1, epoch * config.epochs // epochs), total / len(target))
     params = model.export()
     params.update(norm)
     embed_width = config.embedding + 1
@@ -195,10 +208,12 @@ def torch_forward(params: Dict[str, np.ndarray], net_raw: np.ndarray, dev_raw: n
     """Seconds from the torch modules rebuilt from ``params`` (slot 0 only); the export round-trip test."""
     n_net, n_dev = params["net_mean"].shape[0], params["dev_mean"].shape[0]
     layers = sorted(k[:-2] for k in params if k.startswith("net_fc") and k.endswith("_w"))
+    linear = params["net_linear_w"].shape[1] if "net_linear_w" in params else 0
     config = PCNConfig(
         attention_dim=params["net_wq"].shape[0],
         hidden=tuple(params[f"{name}_w"].shape[1] for name in layers[:-1]),
-        embedding=params["dev_fc_w"].shape[1] - 1,
+        embedding=params["dev_fc_w"].shape[1] - 1 - linear,
+        linear=linear,
     )
     model = PCN(n_net, n_dev, config)
     with torch.no_grad():
@@ -209,6 +224,8 @@ def torch_forward(params: Dict[str, np.ndarray], net_raw: np.ndarray, dev_raw: n
             module.w.copy_(torch.tensor(params[f"{module.name}_w"]))
             module.b.copy_(torch.tensor(params[f"{module.name}_b"]))
         model.out_bias.fill_(float(params["out_bias"]))
+        if linear:
+            model.linear.copy_(torch.tensor(params["net_linear_w"]))
         z_net = torch.tensor((np.log1p(np.maximum(net_raw, 0)) - params["net_mean"]) / params["net_std"], dtype=torch.float32)
         z_dev = torch.tensor((dev_raw - params["dev_mean"]) / params["dev_std"], dtype=torch.float32)
         log_t = model.combine(model.network_embedding(z_net), model.device_embedding(z_dev)) + model.out_bias

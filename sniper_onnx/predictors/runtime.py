@@ -17,7 +17,9 @@ from sniper_onnx.predictors import graph as G
 
 FORMAT_VERSION = "1"
 META = "sniper."
-SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"
+SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"  # the default: 19 devices of HW-NAS-Bench
+# Every predictor that ships, in order of preference: a device is answered by the first that knows it.
+SHIPPED_PREDICTORS = (SHIPPED_PREDICTOR, "pcn_reference_cpu.onnx")
 PATH_PCN = "pcn"
 PATH_REGRESSION = "regression"
 # A 90% interval: 5th and 95th percentiles of log(measured / predicted) on held-out data.
@@ -85,8 +87,12 @@ def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:
         prop.key, prop.value = META + key, json.dumps(meta[key], sort_keys=True)
 
 
-def shipped_predictor_path() -> Path:
-    return Path(str(resources.files("sniper_onnx") / "data" / SHIPPED_PREDICTOR))
+def shipped_predictor_path(name: str = SHIPPED_PREDICTOR) -> Path:
+    return Path(str(resources.files("sniper_onnx") / "data" / name))
+
+
+def shipped_predictor_paths() -> List[Path]:
+    return [path for path in map(shipped_predictor_path, SHIPPED_PREDICTORS) if path.is_file()]
 
 
 class Predictor:
@@ -216,9 +222,23 @@ def regression_predict(regression: Mapping[str, Any], nets: np.ndarray, names: S
     return mean, std
 
 
-def load_predictor(path: Union[str, Path, None] = None) -> Predictor:
-    """The predictor at ``path``, or the one shipped with the package."""
-    path = Path(path) if path else shipped_predictor_path()
+def load_predictor(path: Union[str, Path, None] = None, devices: Optional[Sequence[str]] = None) -> Predictor:
+    """The predictor at ``path``; without one, the shipped predictor that knows the most of
+    ``devices`` (the first shipped one on a tie, or when no devices are named)."""
+    if not path:
+        shipped = [_load_file(p) for p in shipped_predictor_paths()]
+        if not shipped:
+            raise SniperError("no predictor ships with this installation; train one with `sniper-onnx train` and pass --predictor")
+        wanted = list(devices or [])
+        return max(shipped, key=lambda p: sum(d in p.device_table for d in wanted)) if wanted else shipped[0]
+    return _load_file(Path(path))
+
+
+def load_shipped_predictors() -> List[Predictor]:
+    return [_load_file(p) for p in shipped_predictor_paths()]
+
+
+def _load_file(path: Path) -> Predictor:
     if not path.is_file():
         raise SniperError(f"{path}: no such predictor file; train one with `sniper-onnx train` or omit --predictor "
                           "to use the shipped one")

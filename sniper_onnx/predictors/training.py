@@ -72,6 +72,7 @@ def train_predictor(
     config: Optional[PCNConfig] = None,
     progress: Optional[Callable[[int, float], None]] = None,
     seed: int = 0,
+    extra_meta: Optional[Dict[str, Any]] = None,
 ) -> tuple[Predictor, TrainReport]:
     if len(data.seconds) < 10:
         raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
@@ -92,6 +93,7 @@ def train_predictor(
         "training_data_sha256": data.sha256(),
         "network_feature_range": feature_range(data),
         "target": "natural-log seconds, mean squared error",
+        **(extra_meta or {}),
     }
     predictor = build_predictor(params, meta)
     regressions, key_features = {}, {}

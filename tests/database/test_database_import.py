@@ -192,3 +192,20 @@ def test_generate_manifest_gives_device_records_their_generator_source(tmp_path)
     shutil.rmtree(generated)  # the cloud side re-makes it from the spec
     with Database(tmp_path / "ncd.sqlite") as db:
         assert import_results(db, out).networks_without_features == []
+
+
+def test_export_statistic_picks_each_measurements_min_or_median(tmp_path):
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        timed = db.add_network("h0", "timed", features={"total_macs": 1.0})
+        db.add_measurement(timed.id, dev.id, 0.010, stats={"min_s": 0.004}, record_key="run-1")
+        db.add_measurement(timed.id, dev.id, 0.012, stats={"min_s": 0.006}, record_key="run-2")
+        bare = db.add_network("h1", "external", features={"total_macs": 2.0})
+        db.add_measurement(bare.id, dev.id, 0.020)  # an external latency has no min: left out of a min table
+        by_median = {r["network_name"]: float(r["latency_s"]) for r in csv.DictReader(open(export_csv(db, tmp_path / "m.csv").path))}
+        by_min = {r["network_name"]: float(r["latency_s"]) for r in csv.DictReader(open(export_csv(db, tmp_path / "n.csv", statistic="min").path))}
+        assert by_median == {"timed": 0.011, "external": 0.020} and by_min == {"timed": 0.005}
+        with pytest.raises(SniperError, match="--statistic 'fastest'"):
+            export_csv(db, tmp_path / "x.csv", statistic="fastest")
+    result = runner.invoke(app, ["db", "export", "--db", str(tmp_path / "ncd.sqlite"), "--statistic", "bogus", "-o", str(tmp_path / "y.csv")])
+    assert result.exit_code == 2 and "use one of median, min, p10, mean" in result.stderr and "Traceback" not in result.output

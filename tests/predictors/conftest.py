@@ -23,7 +23,7 @@ def trained(tmp_path_factory, synthetic_csv):
     from sniper_onnx.predictors.training import train_predictor
 
     data = load_training_csv(synthetic_csv)
-    config = PCNConfig(attention_dim=4, hidden=(32,), embedding=4, epochs=20, batch_size=64, learning_rate=1e-2)
+    config = PCNConfig(attention_dim=4, hidden=(32,), embedding=4, epochs=20, batch_size=64, learning_rate=1e-2, min_steps=800)
     predictor, report = train_predictor(data, config)
     path = save_predictor(predictor, tmp_path_factory.mktemp("pred") / "predictor.onnx")
     return path, predictor, report, data

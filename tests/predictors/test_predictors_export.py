@@ -22,7 +22,7 @@ def test_untrained_export_round_trip_and_metadata():
     rng = np.random.default_rng(3)
     nets, devs = rng.uniform(0, 1e6, size=(12, 5)), rng.normal(size=(3, 4))
     params = train_pcn(nets, devs, np.arange(12), np.arange(12) % 3, rng.normal(size=12) - 5,
-                       PCNConfig(attention_dim=3, hidden=(7, 5), embedding=2, epochs=1))
+                       PCNConfig(attention_dim=3, hidden=(7, 5), embedding=2, epochs=1, min_steps=0))
     meta = {"network_feature_names": [f"n{i}" for i in range(5)], "device_feature_names": ["a", "b", "c", "d", "correction_slot"],
             "device_table": {"x": [0.0, 0, 0, 0, 0]}, "training_data_sha256": "abc"}
     predictor = build_predictor(params, meta)

@@ -124,3 +124,44 @@ def test_cpu_time_is_recorded_beside_wall_time(tmp_path):
 
 def test_parse_input_shape_keeps_tensorflow_colons():
     assert parse_input_shape("input_1:0=1x3") == ("input_1:0", [1, 3])
+
+
+def test_ci_cannot_stop_a_measurement_before_min_time(monkeypatch):
+    _fake_clock(monkeypatch, [1.0])
+    config = ProfileConfig(min_repeats=10, target_relative_ci=0.01, max_time_s=1e9, min_time_s=20.0)
+    samples, reason = time_runs(lambda: None, config)
+    assert reason == "ci_target" and 20 <= len(samples) <= 24
+
+
+def test_sessions_take_turns_in_bursts(monkeypatch):
+    _fake_clock(monkeypatch, [1.0])
+    calls = {"a": 0, "b": 0}
+
+    def run(name):
+        return lambda: calls.__setitem__(name, calls[name] + 1)
+
+    replica_of = []
+    config = ProfileConfig(min_repeats=12, max_repeats=12, target_relative_ci=1e-9, max_time_s=1e9, burst_s=2.5)
+    samples, _ = time_runs([run("a"), run("b")], config, replica_of)
+    assert replica_of == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1] and calls == {"a": 6, "b": 6} and len(samples) == 12
+
+
+def test_measure_with_several_sessions_keeps_each_sessions_statistics(tmp_path):
+    config = ProfileConfig(threads=1, warmup=1, min_repeats=5, max_time_s=0.1, min_time_s=0.05, sessions=2, burst_s=0.005)
+    stats = measure(str(tiny_mlp(tmp_path / "m.onnx")), config)["stats"]
+    assert stats["sessions"] == 2 and len(stats["session_min_s"]) == 2 and len(stats["session_median_s"]) == 2
+    assert stats["min_s"] == min(stats["session_min_s"])
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("sessions", 17, "--sessions"), ("min_time_s", -1.0, "--min-time"), ("burst_s", 0.0, "--burst"),
+])
+def test_bad_session_and_time_settings_are_refused(field, value, message):
+    with pytest.raises(ProfilerError, match=message):
+        ProfileConfig(**{field: value})
+
+
+def test_auto_sessions_are_three_on_cpu_and_one_on_gpu_providers():
+    assert ProfileConfig().session_count == 3
+    assert ProfileConfig(provider="cuda").session_count == 1
+    assert ProfileConfig(sessions=2, provider="cuda").session_count == 2
