@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from sniper_profiler.config import ProfileConfig, ProfilerError
+from sniper_profiler.quiet import OthersBusyMeter
 from sniper_profiler.stats import relative_half_width, summarize
 
 class ProviderUnavailable(ProfilerError):
@@ -180,14 +181,16 @@ def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
     _warm_up(sessions, feeds, config)
     runs = [lambda session=session: session.run(None, feeds) for session in sessions]
     replica_of: List[int] = []
+    others = OthersBusyMeter()
     cpu_began = time.process_time()
     samples, stop_reason = time_runs(runs, config, replica_of)
     cpu_per_run = (time.process_time() - cpu_began) / len(samples)
+    others_busy = others.share()
     stats = summarize(samples, config.confidence)
     # CPU time of all our threads per timed run (the loop's own bookkeeping, about a microsecond a
     # run, included). With 1 thread, a median well above it means the run waited for a core.
     stats.update(session_create_s=session_create_s, stop_reason=stop_reason, warmup=config.warmup,
-                 cpu_time_per_run_s=cpu_per_run, sessions=len(sessions),
+                 cpu_time_per_run_s=cpu_per_run, sessions=len(sessions), others_busy_during=others_busy,
                  **_per_session(samples, replica_of, len(sessions)))
     flags = list(output_check["flags"])
     # A cap may end the loop after the interval has already narrowed enough: only a wide one counts.

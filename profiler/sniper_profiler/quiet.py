@@ -32,6 +32,28 @@ def cpu_busy_fraction(window_s: float = 1.0) -> Optional[float]:
     return max(0.0, min(1.0, 1.0 - idle / total))
 
 
+class OthersBusyMeter:
+    """Share of all CPUs that *other* work used while this process timed runs: all CPUs' busy time
+    from /proc/stat minus this process's own CPU time, over wall time x CPUs. The check before a
+    model cannot see work that starts during it; this one can. None where /proc/stat is missing."""
+
+    def __init__(self) -> None:
+        import os
+
+        self._cpus = os.cpu_count() or 1
+        self._ticks_per_s = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._start = (_cpu_times(), time.process_time(), time.perf_counter())
+
+    def share(self) -> Optional[float]:
+        (first, own0, wall0), second = self._start, _cpu_times()
+        wall = time.perf_counter() - wall0
+        if first is None or second is None or wall <= 0:
+            return None
+        busy_s = ((second[0] - second[1]) - (first[0] - first[1])) / self._ticks_per_s
+        others = busy_s - (time.process_time() - own0)
+        return max(0.0, min(1.0, others / (wall * self._cpus)))
+
+
 @dataclass
 class QuietCheck:
     busy: Optional[float]

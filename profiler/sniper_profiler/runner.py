@@ -139,7 +139,7 @@ class Profiler:
             "stats": result.get("stats"),
             "inputs": result.get("inputs"),
             "output_check": result.get("output_check"),
-            "flags": result.get("flags", []) + (["machine_busy"] if quiet and not quiet.quiet else []),
+            "flags": result.get("flags", []) + (["machine_busy"] if self._busy(quiet, result.get("stats")) else []),
             "failure": result.get("failure"),
             "providers_used": result.get("providers_used"),
             "profiler_version": __version__,
@@ -152,6 +152,15 @@ class Profiler:
         append_record(self.out, record)
         self.done.add(record["key"])
         return record
+
+
+    def _busy(self, quiet: Any, stats: Optional[Dict[str, Any]]) -> bool:
+        """Busy before the model (the wait timed out), or other work used more than --max-busy of
+        the CPUs while it was timed."""
+        if self.config.max_busy is None:
+            return False
+        during = (stats or {}).get("others_busy_during")
+        return bool(quiet and not quiet.quiet) or (during is not None and during > self.config.max_busy)
 
 
 def _load_average() -> Optional[float]:

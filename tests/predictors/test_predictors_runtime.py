@@ -103,3 +103,30 @@ def test_shipped_predictor_predicts_an_onnx_file_without_torch(tmp_path):
     assert result["heavy"] == [] and result["warnings"] == []
     # NAS-Bench-201 nets take milliseconds on these devices (titanx_1 ~10 ms, pixel3 ~17 ms measured)
     assert all(1.0 < ms < 100.0 for ms in result["ms"])
+
+
+def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that_knows_it(trained, monkeypatch, tmp_path):
+    import shutil
+
+    from sniper_onnx.predictors import commands, runtime
+
+    path, predictor, _, data = trained
+    second = tmp_path / "second.onnx"
+    shutil.copy(path, second)
+    hw = runtime.shipped_predictor_path()
+    monkeypatch.setattr(runtime, "shipped_predictor_paths", lambda: [hw, second])
+    assert runtime.load_predictor(None, ["titanx_1"]).source == str(hw)
+    assert runtime.load_predictor(None, ["slow_cpu"]).source == str(second)
+    assert runtime.load_predictor(None).source == str(hw)  # no device named: the first shipped one
+
+    from sniper_generator.nasbench201 import build_nasbench201
+    from sniper_onnx.analysis import analyze
+
+    analyzed = tmp_path / "net.json"
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    analyzed.write_text(json.dumps({"features": analyze(build_nasbench201(cell, weights=False)).features}))
+    everything = commands.predict_files([str(analyzed)])
+    assert {r.device for r in everything.rows} == set(runtime.load_predictor(hw).devices) | set(predictor.devices)
+    assert everything.predictor == f"{hw}, {second}"
+    only = commands.predict_files([str(analyzed)], ["slow_cpu"])
+    assert [r.device for r in only.rows] == ["slow_cpu"] and only.predictor == str(second)

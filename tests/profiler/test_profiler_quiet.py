@@ -35,3 +35,32 @@ def test_busy_machine_is_flagged_in_the_record(tmp_path, monkeypatch):
 def test_busy_fraction_is_a_share_or_none():
     busy = quiet.cpu_busy_fraction(0.05)
     assert busy is None or 0.0 <= busy <= 1.0
+
+
+def test_work_that_starts_during_a_measurement_flags_it(tmp_path, monkeypatch):
+    monkeypatch.setattr("sniper_profiler.runner.wait_until_quiet", lambda max_busy, timeout: quiet.QuietCheck(0.0, 0.0, True))
+    monkeypatch.setattr("sniper_profiler.runner.run_child", lambda path, config: {
+        "status": "ok", "stats": {"median_s": 1e-3, "others_busy_during": 0.45}, "flags": []})
+    out = tmp_path / "r.jsonl"
+    main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(out), "-q", "--max-busy", "0.1"])
+    assert "machine_busy" in json.loads(out.read_text())["flags"]
+
+
+def test_others_busy_meter_sees_another_process_spinning():
+    import subprocess
+    import sys
+    import time
+
+    spinner = subprocess.Popen([sys.executable, "-c", "import time\nend = time.time() + 5\nwhile time.time() < end: pass"])
+    try:
+        time.sleep(0.2)
+        meter = quiet.OthersBusyMeter()
+        time.sleep(0.6)
+        share = meter.share()
+    finally:
+        spinner.kill()
+        spinner.wait()
+    # One spinning process is at least a core's worth of the machine's CPUs (from /proc/stat).
+    import os
+
+    assert share is None or share >= 0.8 / (os.cpu_count() or 1)
