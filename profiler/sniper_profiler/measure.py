@@ -207,10 +207,12 @@ def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
 
 
 def _warm_up(sessions: Sequence[Any], feeds: Dict[str, np.ndarray], config: ProfileConfig) -> None:
-    """``warmup`` runs per session (the first already ran for session 0), within max_time / 4."""
+    """``warmup`` runs per session (the first already ran for session 0), within max_time / 4;
+    but every session gets one, so none of them enters the timed runs cold."""
     warm_until = time.perf_counter() + config.max_time_s / 4
     for index, session in enumerate(sessions):
-        for _ in range(max(0, config.warmup - (1 if index == 0 else 0))):
-            if time.perf_counter() > warm_until:
-                return
+        wanted = config.warmup - 1 if index == 0 else max(1, config.warmup)
+        for run in range(max(0, wanted)):
+            if run and time.perf_counter() > warm_until:
+                break
             session.run(None, feeds)
