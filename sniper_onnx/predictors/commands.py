@@ -22,10 +22,7 @@ def predict_files(
     Without ``predictor`` and ``devices``: every device of every shipped predictor."""
     import json
 
-    from sniper_onnx.predictors.runtime import load_shipped_predictors
-
-    everything = predictor is None and not devices
-    chosen = load_shipped_predictors() if everything else [load_predictor(predictor, devices)]
+    plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
     features = []
     for model in models:
         path = Path(model)
@@ -41,11 +38,32 @@ def predict_files(
 
             features.append(analyze(str(path), input_shapes=input_shapes).features)
     names = [str(m) for m in models]
-    tables = [loaded.predict(features, devices, network_names=names) for loaded in chosen]
+    tables = [loaded.predict(features, wanted, network_names=names) for loaded, wanted in plan]
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables))
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
+    """(shipped predictor, its devices to answer): each device goes to the first shipped predictor
+    that knows it; without devices, every shipped predictor answers for all of its own."""
+    from sniper_onnx.predictors.runtime import load_shipped_predictors
+
+    shipped = load_shipped_predictors()
+    if not shipped:
+        raise SniperError("no predictor ships with this installation; train one with `sniper-onnx train` and pass --predictor")
+    if not devices:
+        return [(loaded, None) for loaded in shipped]
+    plan: Dict[int, List[str]] = {}
+    for device in devices:
+        owner = next((i for i, loaded in enumerate(shipped) if device in loaded.device_table), None)
+        if owner is None:
+            known = ", ".join(d for loaded in shipped for d in loaded.devices)
+            raise SniperError(f"device {device!r}: unknown to every shipped predictor (they know: {known}); "
+                              "pass --predictor, or adapt one with `sniper-onnx adapt`")
+        plan.setdefault(owner, []).append(device)
+    return [(shipped[i], wanted) for i, wanted in plan.items()]
 
 
 def _training_data(db: Optional[str], table: Optional[str], statistic: str = "median"):

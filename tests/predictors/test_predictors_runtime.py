@@ -130,3 +130,7 @@ def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that
     assert everything.predictor == f"{hw}, {second}"
     only = commands.predict_files([str(analyzed)], ["slow_cpu"])
     assert [r.device for r in only.rows] == ["slow_cpu"] and only.predictor == str(second)
+    both = commands.predict_files([str(analyzed)], ["slow_cpu", "titanx_1"])
+    assert [r.device for r in both.rows] == ["slow_cpu", "titanx_1"]  # in the order asked
+    with pytest.raises(SniperError, match="unknown to every shipped predictor"):
+        commands.predict_files([str(analyzed)], ["toaster"])
