@@ -2,6 +2,8 @@
 
     python benchmarks/bench_predictor.py [--predictor P.onnx]
     python benchmarks/bench_predictor.py --cpu-dataset 120 --out /tmp/cpu.csv   # issue-5 pipeline, end to end
+    python benchmarks/bench_predictor.py --table data/reference/work/train.csv   # issue-5 accuracy
+    python benchmarks/bench_predictor.py --ship data/reference/work/train.csv    # the shipped CPU predictor
 
 The second form profiles N generated CNNs (seed 0) on this CPU with onnxruntime at 1 and 2 threads
 (median of 3 runs after a warm-up), writes the training CSV in `db export`'s layout, trains a
@@ -107,6 +109,25 @@ def cpu_accuracy(table: str, epochs: int) -> dict:
     return results
 
 
+def ship_cpu_predictor(table: str, epochs: int) -> dict:
+    """The predictor that ships for the reference dataset's devices: every network, zoo included
+    (so the issue-5 benchmark above never uses it)."""
+    from pathlib import Path
+
+    from sniper_onnx.predictors.dataset import load_training_csv
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.runtime import save_predictor
+    from sniper_onnx.predictors.training import train_predictor
+
+    out = Path(__file__).resolve().parents[1] / "sniper_onnx" / "data" / "pcn_reference_cpu.onnx"
+    data = load_training_csv(table)
+    predictor, report = train_predictor(data, PCNConfig(epochs=epochs), extra_meta={
+        "latency_statistic": "min", "training_table": "data/reference/train.csv.gz"})
+    save_predictor(predictor, out)
+    return {"output": str(out), "bytes": out.stat().st_size, "networks": report.networks, "pairs": report.pairs,
+            "devices": report.devices, "structure_threshold_macs": report.structure_threshold}
+
+
 def _network_names(table: str) -> dict:
     import csv
 
@@ -139,7 +160,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--table", default=None, help="a `db export` CSV (e.g. the reference dataset's train.csv): "
                         "train on random nets, report held-out random nets and the zoo")
+    parser.add_argument("--ship", default=None, metavar="TABLE",
+                        help="train on every network of TABLE (the reference dataset's train.csv) and write "
+                        "sniper_onnx/data/pcn_reference_cpu.onnx")
     args = parser.parse_args()
+    if args.ship:
+        print(json.dumps(ship_cpu_predictor(args.ship, args.epochs), indent=1))
+        return
     if args.table:
         print(json.dumps(cpu_accuracy(args.table, args.epochs), indent=1))
         return
