@@ -80,7 +80,7 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
 GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
 
 
-def cpu_accuracy(table: str, epochs: int) -> dict:
+def cpu_accuracy(table: str, epochs: int, max_train: int = 0) -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge."""
@@ -92,11 +92,15 @@ def cpu_accuracy(table: str, epochs: int) -> dict:
     names = _network_names(table)  # the trainer keys networks by id; the name tells zoo from random
     generated = np.array([names.get(key, key).startswith(GENERATED_PREFIXES) for key in data.network_names])
     held_out = ~generated | (np.random.default_rng(1).random(len(data.network_names)) < 0.2)
-    keep = ~held_out[data.pair_network]
+    unused = np.zeros_like(held_out)
+    if max_train:  # a learning curve: the same test nets, fewer training nets
+        pool = np.flatnonzero(~held_out)
+        unused[np.random.default_rng(2).permutation(pool)[max_train:]] = True
+    keep = ~held_out[data.pair_network] & ~unused[data.pair_network]
     train = type(data)(**{**data.__dict__, "pair_network": data.pair_network[keep], "pair_device": data.pair_device[keep],
                           "seconds": data.seconds[keep]})
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs))
-    groups = {"random_held_out": generated[data.pair_network] & ~keep, "zoo": ~generated[data.pair_network]}
+    groups = {"random_held_out": (generated & held_out)[data.pair_network], "zoo": ~generated[data.pair_network]}
     results = {}
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))
@@ -160,6 +164,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--table", default=None, help="a `db export` CSV (e.g. the reference dataset's train.csv): "
                         "train on random nets, report held-out random nets and the zoo")
+    parser.add_argument("--max-train", type=int, default=0, help="with --table: train on at most this many random nets")
     parser.add_argument("--ship", default=None, metavar="TABLE",
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
                         "sniper_onnx/data/pcn_reference_cpu.onnx")
@@ -168,7 +173,7 @@ def main() -> None:
         print(json.dumps(ship_cpu_predictor(args.ship, args.epochs), indent=1))
         return
     if args.table:
-        print(json.dumps(cpu_accuracy(args.table, args.epochs), indent=1))
+        print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train), indent=1))
         return
     if args.cpu_dataset:
         import os
