@@ -71,7 +71,7 @@ class ProfileConfig:
             (self.max_time_s > 0, "--max-time must be positive"),
             (self.min_time_s >= 0, "--min-time must be 0 or more seconds"),
             (0 <= self.sessions <= 16, "--sessions must be between 1 and 16, or 0 for auto (3 on CPU, 1 on GPU)"),
-            (self.burst_s > 0, "--burst must be a positive number of seconds"),
+            (self.burst_s > 0, "burst_s must be a positive number of seconds"),
             (0 < self.target_relative_ci < 1, "--target-ci must be between 0 and 1 (0.01 is +-1%)"),
             (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
             (self.timeout_s > 0, "--timeout must be positive"),

@@ -6,6 +6,7 @@ window instead: the fraction of all CPU time spent busy while nothing of ours ru
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -38,8 +39,6 @@ class OthersBusyMeter:
     model cannot see work that starts during it; this one can. None where /proc/stat is missing."""
 
     def __init__(self) -> None:
-        import os
-
         self._cpus = os.cpu_count() or 1
         self._ticks_per_s = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
         self._start = (_cpu_times(), time.process_time(), time.perf_counter())

@@ -51,8 +51,6 @@ def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
     from sniper_onnx.predictors.runtime import load_shipped_predictors
 
     shipped = load_shipped_predictors()
-    if not shipped:
-        raise SniperError("no predictor ships with this installation; train one with `sniper-onnx train` and pass --predictor")
     if not devices:
         return [(loaded, None) for loaded in shipped]
     plan: Dict[int, List[str]] = {}

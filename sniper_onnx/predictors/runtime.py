@@ -226,16 +226,17 @@ def load_predictor(path: Union[str, Path, None] = None, devices: Optional[Sequen
     """The predictor at ``path``; without one, the shipped predictor that knows the most of
     ``devices`` (the first shipped one on a tie, or when no devices are named)."""
     if not path:
-        shipped = [_load_file(p) for p in shipped_predictor_paths()]
-        if not shipped:
-            raise SniperError("no predictor ships with this installation; train one with `sniper-onnx train` and pass --predictor")
+        shipped = load_shipped_predictors()
         wanted = list(devices or [])
         return max(shipped, key=lambda p: sum(d in p.device_table for d in wanted)) if wanted else shipped[0]
     return _load_file(Path(path))
 
 
 def load_shipped_predictors() -> List[Predictor]:
-    return [_load_file(p) for p in shipped_predictor_paths()]
+    shipped = [_load_file(p) for p in shipped_predictor_paths()]
+    if not shipped:
+        raise SniperError("no predictor ships with this installation; train one with `sniper-onnx train` and pass --predictor")
+    return shipped
 
 
 def _load_file(path: Path) -> Predictor:

@@ -154,7 +154,7 @@ def test_measure_with_several_sessions_keeps_each_sessions_statistics(tmp_path):
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("sessions", 17, "--sessions"), ("min_time_s", -1.0, "--min-time"), ("burst_s", 0.0, "--burst"),
+    ("sessions", 17, "--sessions"), ("min_time_s", -1.0, "--min-time"), ("burst_s", 0.0, "burst_s"),
 ])
 def test_bad_session_and_time_settings_are_refused(field, value, message):
     with pytest.raises(ProfilerError, match=message):
