@@ -27,12 +27,17 @@ mkdir -p "$WORK"
 DB="$WORK/ncd.sqlite"
 
 # A fresh checkout has only the committed .gz files: restore them so the run resumes, not restarts.
-for name in cpu-t1 cpu-t2 cpu-t1-noopt; do
-    if [[ ! -f "$WORK/$name.jsonl" && -f "$OUT_DIR/$name.jsonl.gz" ]]; then
-        gzip -dc "$OUT_DIR/$name.jsonl.gz" > "$WORK/$name.jsonl"
-        "$SNIPER" db import "$WORK/$name.jsonl" --db "$DB"
-    fi
-done
+# Every run re-imports the records (idempotent): one appended just before a kill is in the JSONL
+# but may not be in the database yet.
+import_records() {
+    for name in cpu-t1 cpu-t2 cpu-t1-noopt; do
+        if [[ ! -f "$WORK/$name.jsonl" && -f "$OUT_DIR/$name.jsonl.gz" ]]; then
+            gzip -dc "$OUT_DIR/$name.jsonl.gz" > "$WORK/$name.jsonl"
+        fi
+        if [[ -f "$WORK/$name.jsonl" ]]; then "$SNIPER" db import "$WORK/$name.jsonl" --db "$DB"; fi
+    done
+}
+import_records
 
 # The three configurations advance together, STEP nets at a time, so an interrupted run leaves a
 # balanced dataset. Generated nets are a prefix of the seed's sequence: finished ones are skipped.
@@ -49,6 +54,7 @@ for ((upto = STEP < N ? STEP : N; ; upto = upto + STEP < N ? upto + STEP : N)); 
     (( upto < N )) || break
 done
 
+import_records
 "$SNIPER" db stats --db "$DB"
 "$SNIPER" db export --db "$DB" -o "$WORK/train.csv" --statistic min \
     --exclude-flag machine_busy --exclude-flag nan_outputs --exclude-flag inf_outputs --exclude-flag denormal_outputs
