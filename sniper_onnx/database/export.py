@@ -2,7 +2,7 @@
 
 One row per (network, device): the network's features, the device's hardware features (recomputed
 from its stored spec, so they follow the current :data:`DEVICE_FEATURE_NAMES`) and the latency,
-the median of that pair's successful measurements' medians.
+the median over that pair's successful measurements of each one's `--statistic` (default: its median).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def export_csv(
             writer.writerow([
                 row["network_id"], row["network_name"], row["structure_hash"], row["device_id"], row["device_name"],
                 *(network.get(name, "") for name in names), *device_vector,
-                repr(_median_of(row["medians"])), row["measurements"], row["runs"] or "",
+                repr(_median_of(row["latencies"])), row["measurements"], row["runs"] or "",
             ])
     temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES))

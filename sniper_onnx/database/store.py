@@ -382,7 +382,7 @@ class Database:
     def prediction_residuals(self, predictor: Optional[str] = None) -> list[PredictionResidual]:
         """Every prediction whose (network, device) pair has been measured, with its error."""
         query = "SELECT * FROM predictions" + (" WHERE predictor = ?" if predictor else "") + " ORDER BY id"
-        measured = {(row["network_id"], row["device_id"]): _median_of(row["medians"]) for row in self.latency_rows()}
+        measured = {(row["network_id"], row["device_id"]): _median_of(row["latencies"]) for row in self.latency_rows()}
         residuals = []
         for row in self._conn.execute(query, (predictor,) if predictor else ()):
             truth = measured.get((row["network_id"], row["device_id"]))
@@ -422,7 +422,7 @@ class Database:
 
     def latency_rows(self, exclude_flags: Sequence[str] = (), statistic: str = "median") -> Iterator[sqlite3.Row]:
         """One row per (network, device) with ``statistic`` (see :data:`LATENCY_STATISTICS`) of each
-        of its successful measurements, in column ``medians``, leaving out measurements carrying any
+        of its successful measurements, in column ``latencies``, leaving out measurements carrying any
         of ``exclude_flags``."""
         if statistic not in LATENCY_STATISTICS:
             raise SniperError(f"--statistic {statistic!r}: use one of {', '.join(LATENCY_STATISTICS)}")
@@ -432,7 +432,7 @@ class Database:
         pairs = self._conn.execute(
             f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features,
                       d.name AS device_name, d.features AS device_features,
-                      GROUP_CONCAT({value}) AS medians, COUNT(*) AS measurements, SUM(m.count) AS runs
+                      GROUP_CONCAT({value}) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
                WHERE m.status = 'ok' AND {value} IS NOT NULL {flag_filter}
                GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id""",
