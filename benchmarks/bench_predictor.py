@@ -99,17 +99,23 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0) -> dict:
     keep = ~held_out[data.pair_network] & ~unused[data.pair_network]
     train = type(data)(**{**data.__dict__, "pair_network": data.pair_network[keep], "pair_device": data.pair_device[keep],
                           "seconds": data.seconds[keep]})
-    predictor, report = train_predictor(train, PCNConfig(epochs=epochs))
+    from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+
+    tables, missing = kernel_tables_for(data.network_sources)
+    if missing:
+        print(f"networks without a kernel table: {dict(missing)}")
+    predictor, report = train_predictor(train, PCNConfig(epochs=epochs), kernel_tables=tables)
     groups = {"random_held_out": (generated & held_out)[data.pair_network], "zoo": ~generated[data.pair_network]}
     results = {}
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))
         results[device] = {"key_features": [f["name"] for f in report.key_features[device]["features"]],
-                           "structure_threshold_macs": report.structure_threshold}
+                           "structure_threshold_macs": report.structure_threshold,
+                           "kernel_path": report.kernel_path.get("devices", {}).get(device)}
         for group, mask in groups.items():
             rows = np.flatnonzero(mask & (data.pair_device == d))
             if len(rows):
-                results[device][group] = _compare(predictor, data, device, rows, rows_train)
+                results[device][group] = _compare(predictor, data, device, rows, rows_train, tables)
     return results
 
 
@@ -139,18 +145,25 @@ def _network_names(table: str) -> dict:
         return {row.get("network_id", ""): row.get("network_name", "") for row in csv.DictReader(handle)}
 
 
-def _compare(predictor, data, device: str, rows: np.ndarray, rows_train: np.ndarray) -> dict:
+def _compare(predictor, data, device: str, rows: np.ndarray, rows_train: np.ndarray, tables=None) -> dict:
+    """The predictor as `predict` answers (Structure Checker, kernel sum where it won), the PCN
+    alone, a FLOPs-only linear fit and the per-device Bayesian ridge, on the same pairs."""
     from sniper_onnx.predictors.metrics import accuracy_metrics
     from sniper_onnx.predictors.runtime import regression_predict
 
     macs_col = data.network_feature_names.index("total_macs")
     nets = data.network_matrix[data.pair_network[rows]]
     measured = data.seconds[rows]
-    table_ = predictor.predict([dict(zip(data.network_feature_names, r)) for r in nets], [device])
+    features = [dict(zip(data.network_feature_names, r)) for r in nets]
+    table_ = predictor.predict(features, [device],
+                               kernel_tables=None if tables is None else [tables[i] for i in data.pair_network[rows]])
+    pcn = predictor.run(nets, np.tile(predictor.device_vector(device), (len(nets), 1)))["seconds"]
     a, b = np.polyfit(data.network_matrix[data.pair_network[rows_train], macs_col], data.seconds[rows_train], 1)
     brr = regression_predict(predictor.meta["regression"][device], nets, data.network_feature_names)[0]
     return {"count": int(len(rows)),
             "sniper": accuracy_metrics(table_.seconds(), measured),
+            "paths": {path: sum(row.path == path for row in table_.rows) for path in {row.path for row in table_.rows}},
+            "pcn_only": accuracy_metrics(pcn.astype(np.float64), measured),
             "flops_linear": accuracy_metrics(np.maximum(a * nets[:, macs_col] + b, 1e-6), measured),
             "bayesian_ridge": accuracy_metrics(np.maximum(brr, 1e-6), measured)}
 

@@ -18,6 +18,9 @@ from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 
 ID_COLUMNS = ("network_id", "network_name", "structure_hash", "device_id", "device_name")
+# How to re-make the network (generator spec, zoo name or file): the kernel-sum path's trainer needs
+# every layer node, which the feature columns have summed away.
+SOURCE_COLUMN = "network_source"
 TARGET_COLUMNS = ("latency_s", "measurements", "runs")
 DEVICE_PREFIX = "device_"
 # Flags the profiler sets; measurements with any of them can be left out with exclude_flags.
@@ -44,6 +47,13 @@ def network_feature_names(feature_dicts: list[dict]) -> list[str]:
     return names + extra
 
 
+def _source_json(stored: str, path: Optional[str]) -> str:
+    source = json.loads(stored or "{}")
+    if path and source.get("kind") not in ("generator", "zoo"):
+        source = {**source, "kind": source.get("kind") or "file", "path": path}
+    return json.dumps(source, sort_keys=True, separators=(",", ":"))
+
+
 def export_csv(
     db: Database, out: "str | Path", device_ids: Optional[list[str]] = None, exclude_flags: Sequence[str] = (),
     statistic: str = "median",
@@ -61,7 +71,8 @@ def export_csv(
     features = {row["network_id"]: json.loads(row["features"]) for row in with_features}
     names = network_feature_names(list(features.values()))
     specs = {d.id: d.spec for d in db.devices()}
-    header = [*ID_COLUMNS, *names, *(DEVICE_PREFIX + n for n in DEVICE_FEATURE_NAMES), *TARGET_COLUMNS]
+    header = [*ID_COLUMNS, *names, *(DEVICE_PREFIX + n for n in DEVICE_FEATURE_NAMES), *TARGET_COLUMNS, SOURCE_COLUMN]
+    paths = db.network_paths()
     temporary = out.with_name(out.name + ".tmp")
     with open(temporary, "w", newline="") as handle:
         writer = csv.writer(handle)
@@ -73,6 +84,7 @@ def export_csv(
                 row["network_id"], row["network_name"], row["structure_hash"], row["device_id"], row["device_name"],
                 *(network.get(name, "") for name in names), *device_vector,
                 repr(_median_of(row["latencies"])), row["measurements"], row["runs"] or "",
+                _source_json(row["network_source"], paths.get(row["network_id"])),
             ])
     temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES))

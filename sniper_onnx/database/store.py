@@ -266,6 +266,12 @@ class Database:
         ).fetchone()
         return _network(row) if row else None
 
+    def network_paths(self) -> dict[int, str]:
+        """network id -> one path of a file that held it (the first linked, if several)."""
+        rows = self._conn.execute(
+            "SELECT network_id, MIN(path) FROM network_files WHERE path IS NOT NULL GROUP BY network_id")
+        return {network_id: path for network_id, path in rows}
+
     def network_by_hash(self, structure_hash: str) -> Optional[NetworkRecord]:
         row = self._conn.execute("SELECT * FROM networks WHERE structure_hash = ?", (structure_hash,)).fetchone()
         return _network(row) if row else None
@@ -430,7 +436,7 @@ class Database:
         marks = ",".join("?" * len(exclude_flags))
         flag_filter = f"AND NOT EXISTS (SELECT 1 FROM json_each(m.flags) WHERE value IN ({marks}))" if exclude_flags else ""
         pairs = self._conn.execute(
-            f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features,
+            f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features, n.source AS network_source,
                       d.name AS device_name, d.features AS device_features,
                       GROUP_CONCAT({value}) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id

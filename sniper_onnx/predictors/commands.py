@@ -22,23 +22,30 @@ def predict_files(
     Without ``predictor`` and ``devices``: every device of every shipped predictor."""
     import json
 
+    from sniper_onnx.analysis.kernels import kernel_table
+
     plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
-    features = []
+    features, kernels = [], []
     for model in models:
         path = Path(model)
         if not path.is_file():
             raise SniperError(f"{path}: no such model file; give an .onnx path (or an `analyze --json` output)")
         if path.suffix == ".json":
             try:
-                features.append(json.loads(path.read_text())["features"])
-            except (json.JSONDecodeError, KeyError, TypeError):
+                data = json.loads(path.read_text())
+                features.append(data["features"])
+                # only `analyze --json --nodes` carries the nodes; without them the PCN answers
+                kernels.append(kernel_table(data["nodes"]) if data.get("nodes") else None)
+            except (json.JSONDecodeError, KeyError, TypeError, IndexError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
         else:
             from sniper_onnx.analysis import analyze
 
-            features.append(analyze(str(path), input_shapes=input_shapes).features)
+            result = analyze(str(path), input_shapes=input_shapes)
+            features.append(result.features)
+            kernels.append(kernel_table(result.nodes))
     names = [str(m) for m in models]
-    tables = [loaded.predict(features, wanted, network_names=names) for loaded, wanted in plan]
+    tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables))
     for table in tables:
         merged.rows.extend(table.rows)
@@ -115,12 +122,19 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
         missing = loaded.network_feature_names[index.index(-1)]
         raise SniperError(f"training table lacks feature {missing!r} that the predictor needs; re-export the database")
     feature_dicts = [dict(zip(loaded.network_feature_names, row[index])) for row in data.network_matrix]
+    kernels = [None] * len(feature_dicts)
+    if loaded.kernel_path and any(data.network_sources):
+        from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+
+        kernels, _ = kernel_tables_for(data.network_sources)
     per_device, predicted_all, measured_all, labels = {}, [], [], []
     for d, device in enumerate(data.device_names):
         if device not in loaded.device_table:
             continue
         rows = data.device_rows(d)
-        table_ = loaded.predict([feature_dicts[i] for i in data.pair_network[rows]], [device])
+        networks = data.pair_network[rows]
+        table_ = loaded.predict([feature_dicts[i] for i in networks], [device],
+                                kernel_tables=[kernels[i] for i in networks])
         predicted = table_.seconds()
         per_device[device] = accuracy_metrics(predicted, data.seconds[rows])
         predicted_all.append(predicted)

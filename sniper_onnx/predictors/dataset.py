@@ -10,7 +10,7 @@ import csv
 import gzip
 import hashlib
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Sequence
 
@@ -21,7 +21,8 @@ from sniper_onnx.errors import SniperError
 DEVICE_PREFIX = "device_"
 NETWORK_KEYS = ("network_id", "network_name", "network", "structure_hash")
 DEVICE_KEYS = ("device_name", "device", "device_id")
-SKIP_COLUMNS = set(NETWORK_KEYS) | set(DEVICE_KEYS) | {"measurements", "runs", "arch", "arch_index"}
+SOURCE_COLUMN = "network_source"  # JSON: how to re-make the network (for its kernel table)
+SKIP_COLUMNS = set(NETWORK_KEYS) | set(DEVICE_KEYS) | {"measurements", "runs", "arch", "arch_index", SOURCE_COLUMN}
 LATENCY_COLUMNS = {"latency_s": 1.0, "seconds": 1.0, "latency_ms": 1e-3}
 
 
@@ -38,6 +39,7 @@ class TrainingData:
     pair_network: np.ndarray
     pair_device: np.ndarray
     seconds: np.ndarray
+    network_sources: List[str] = field(default_factory=list)  # JSON per network, "" when unknown
 
     def sha256(self) -> str:
         digest = hashlib.sha256()
@@ -85,6 +87,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
     nets: Dict[str, int] = {}
     devs: Dict[str, int] = {}
     net_rows: List[List[float]] = []
+    sources: List[str] = []
     dev_rows: List[List[float]] = []
     pair_net, pair_dev, seconds = [], [], []
     for line, row in enumerate(rows, start=2):
@@ -93,6 +96,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
             if row[col[net_key]] not in nets:
                 nets[row[col[net_key]]] = len(nets)
                 net_rows.append([float(row[col[h]] or 0.0) for h in network_columns])
+                sources.append(row[col[SOURCE_COLUMN]] if SOURCE_COLUMN in col else "")
             if row[col[dev_key]] not in devs:
                 devs[row[col[dev_key]]] = len(devs)
                 dev_rows.append([float(row[col[h]] or 0.0) for h in device_columns])
@@ -108,6 +112,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
         device_names=list(devs), device_matrix=np.array(dev_rows).reshape(len(devs), len(device_columns)),
         device_feature_names=[h[len(DEVICE_PREFIX):] for h in device_columns],
         pair_network=np.array(pair_net), pair_device=np.array(pair_dev), seconds=np.array(seconds),
+        network_sources=sources,
     )
 
 

@@ -7,7 +7,11 @@ Inputs (float32):
   ``sniper.device_feature_names``) followed by ``correction_slot`` (0 = none; k = the k-th Time
   Trimmer / few-shot correction, recorded in ``sniper.corrections``).
 
-Outputs: ``seconds`` [N]; ``network_embedding`` [N, H] (the PCN's F(Attention(x_n)) in [-1, 1],
+- ``kernel_features`` [N, K, 1 + D], only in predictors with a kernel-sum path: each network's
+  kernel table (``sniper_onnx.analysis.kernels``), padded to K rows; column 0 is 1 for a real row
+  and 0 for padding (:func:`pad_tables`).
+
+Outputs: ``seconds`` [N] (the PCN); ``kernel_seconds`` [N] (the kernel-sum path, when present); ``network_embedding`` [N, H] (the PCN's F(Attention(x_n)) in [-1, 1],
 then, if the predictor has them, the linear skip columns z_n · W_lin) and
 ``device_embedding`` [N, H + 1] (Attention(x_d) through its FC layer, last column the device's log-time
 bias), so few-shot adaptation can run with onnxruntime and numpy alone.
@@ -30,6 +34,8 @@ DEVICE_INPUT = "device_features"
 SECONDS_OUTPUT = "seconds"
 NETWORK_EMBEDDING_OUTPUT = "network_embedding"
 DEVICE_EMBEDDING_OUTPUT = "device_embedding"
+KERNEL_INPUT = "kernel_features"
+KERNEL_SECONDS_OUTPUT = "kernel_seconds"
 
 Params = Dict[str, np.ndarray]
 
@@ -86,6 +92,40 @@ def mlp_layer_names(params: Params) -> List[str]:
     return [f"net_fc{i}" for i in range(count)]
 
 
+def has_kernel_path(params: Params) -> bool:
+    return "kern_fc0_w" in params
+
+
+def pad_tables(tables: List[np.ndarray], width: int) -> np.ndarray:
+    """[N, K_max, 1 + width] float32: column 0 marks real rows (1) against padding (0)."""
+    longest = max((len(t) for t in tables), default=0)
+    padded = np.zeros((len(tables), max(longest, 1), 1 + width), dtype=np.float32)
+    for i, table in enumerate(tables):
+        padded[i, : len(table), 0] = 1.0
+        padded[i, : len(table), 1:] = table
+    return padded
+
+
+def _kernel_sum(b: _Builder, raw_dev: str, axis1: str) -> str:
+    """log of the sum over real rows of each node's time (kernelnet), as [N]."""
+    width = b.params["kern_mean"].shape[0]
+    rows = b.op("Slice", KERNEL_INPUT, b.const("kern_c1", np.array([1], np.int64)),
+                b.const("kern_c_end", np.array([width + 1], np.int64)), b.const("axis2", np.array([2], np.int64)))
+    mask = b.op("Squeeze", b.op("Slice", KERNEL_INPUT, "zero1", "kern_c1", "axis2"), "axis2")  # [N, K]
+    z = b.op("Div", b.op("Sub", rows, b.param("kern_mean")), b.param("kern_std"))
+    z_dev = b.op("Div", b.op("Sub", raw_dev, b.param("kern_dev_mean")), b.param("kern_dev_std"))
+    device_term = b.op("Unsqueeze", b.op("MatMul", z_dev, b.param("kern_fc0_dev_w")), axis1)  # [N, 1, H]
+    hidden = b.op("Relu", b.op("Add", b.dense(z, "kern_fc0"), device_term))
+    hidden = b.op("Relu", b.dense(hidden, "kern_fc1"))
+    node = b.op("Squeeze", b.dense(hidden, "kern_out"), "axis2")  # [N, K] node log-seconds
+    # padding gets -1e4: exp() of it is 0, and the max below never picks it
+    node = b.op("Add", b.op("Mul", node, mask),
+                b.op("Mul", b.op("Sub", mask, "one"), b.const("kern_far", np.array(1e4, np.float32))))
+    peak = b.op("ReduceMax", node, axes=[1], keepdims=1)  # opset 17: axes is an attribute here
+    summed = b.op("ReduceSum", b.op("Exp", b.op("Sub", node, peak)), axis1, keepdims=0)
+    return b.op("Add", b.op("Log", summed), b.op("Squeeze", peak, axis1))
+
+
 def build_graph(params: Params) -> onnx.ModelProto:
     """The ONNX model for ``params`` (layout documented in :mod:`sniper_onnx.predictors.pcn`)."""
     b = _Builder(params)
@@ -138,21 +178,22 @@ def build_graph(params: Params) -> onnx.ModelProto:
         log_seconds = b.op("Add", log_seconds, correction)
     b.nodes.append(helper.make_node("Exp", [log_seconds], [SECONDS_OUTPUT]))
     b.output(net_embedding, NETWORK_EMBEDDING_OUTPUT)
+    inputs = [
+        helper.make_tensor_value_info(NETWORK_INPUT, TensorProto.FLOAT, ["N", n_net]),
+        helper.make_tensor_value_info(DEVICE_INPUT, TensorProto.FLOAT, ["N", n_dev + 1]),
+    ]
+    outputs = [
+        helper.make_tensor_value_info(SECONDS_OUTPUT, TensorProto.FLOAT, ["N"]),
+        helper.make_tensor_value_info(NETWORK_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width - 1]),
+        helper.make_tensor_value_info(DEVICE_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width]),
+    ]
+    if has_kernel_path(params):
+        b.nodes.append(helper.make_node("Exp", [_kernel_sum(b, raw_dev, axis1)], [KERNEL_SECONDS_OUTPUT]))
+        width = params["kern_mean"].shape[0]
+        inputs.append(helper.make_tensor_value_info(KERNEL_INPUT, TensorProto.FLOAT, ["N", "K", width + 1]))
+        outputs.append(helper.make_tensor_value_info(KERNEL_SECONDS_OUTPUT, TensorProto.FLOAT, ["N"]))
 
-    graph = helper.make_graph(
-        b.nodes,
-        "sniper_pcn",
-        [
-            helper.make_tensor_value_info(NETWORK_INPUT, TensorProto.FLOAT, ["N", n_net]),
-            helper.make_tensor_value_info(DEVICE_INPUT, TensorProto.FLOAT, ["N", n_dev + 1]),
-        ],
-        [
-            helper.make_tensor_value_info(SECONDS_OUTPUT, TensorProto.FLOAT, ["N"]),
-            helper.make_tensor_value_info(NETWORK_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width - 1]),
-            helper.make_tensor_value_info(DEVICE_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width]),
-        ],
-        initializer=b.initializers,
-    )
+    graph = helper.make_graph(b.nodes, "sniper_pcn", inputs, outputs, initializer=b.initializers)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="sniper-onnx")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -161,9 +202,10 @@ def build_graph(params: Params) -> onnx.ModelProto:
 
 def params_from_model(model: onnx.ModelProto) -> Params:
     """Every named parameter back out of a predictor graph (constants of the layout are skipped)."""
-    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "out_bias")
+    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "out_bias", "kern_")
     return {
         init.name: numpy_helper.to_array(init).astype(np.float64)
         for init in model.graph.initializer
         if init.name.startswith(keys) and not init.name.endswith(("_axis2", "_scale", "_flat"))
+        and init.name not in ("kern_c1", "kern_c_end", "kern_far")
     }

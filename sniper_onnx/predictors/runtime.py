@@ -22,6 +22,7 @@ SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"  # the default: 19 devices of HW-N
 SHIPPED_PREDICTORS = (SHIPPED_PREDICTOR, "pcn_reference_cpu.onnx")
 PATH_PCN = "pcn"
 PATH_REGRESSION = "regression"
+PATH_KERNELS = "kernels"  # the kernel-sum path: a time per layer node, summed
 # A 90% interval: 5th and 95th percentiles of log(measured / predicted) on held-out data.
 DEFAULT_LOG_INTERVAL = (-0.25, 0.25)
 Z_90 = 1.6449
@@ -44,7 +45,7 @@ class PredictionRow:
     seconds: float
     low: float  # 90% interval
     high: float
-    path: str  # "pcn" or "regression": which model the Structure Checker sent it to
+    path: str  # "pcn", "kernels" or "regression": which model the Structure Checker sent it to
     outside_training_range: List[str] = field(default_factory=list)  # features beyond what training saw
 
 
@@ -123,13 +124,36 @@ class Predictor:
                 self.model.SerializeToString(), options, providers=["CPUExecutionProvider"])
         return self._session
 
-    def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray) -> Dict[str, np.ndarray]:
-        """Raw graph outputs for aligned rows of raw network and device features."""
-        outputs = self.session.run(None, {
+    @property
+    def kernel_path(self) -> Dict[str, Any]:
+        """Metadata of the kernel-sum path ({} when the predictor has none)."""
+        return self.meta.get("kernel_path") or {}
+
+    @property
+    def kernel_width(self) -> int:
+        """Columns of a kernel table the graph takes (0: the graph has no kernel-sum path)."""
+        for value in self.model.graph.input:
+            if value.name == G.KERNEL_INPUT:
+                return value.type.tensor_type.shape.dim[2].dim_value - 1
+        return 0
+
+    def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray,
+            kernel_tables: Optional[Sequence[Optional[np.ndarray]]] = None) -> Dict[str, np.ndarray]:
+        """Raw graph outputs for aligned rows of raw network and device features (and, for a
+        predictor with a kernel-sum path, each row's kernel table; without them its
+        ``kernel_seconds`` are meaningless)."""
+        feeds = {
             G.NETWORK_INPUT: np.ascontiguousarray(network_matrix, dtype=np.float32),
             G.DEVICE_INPUT: np.ascontiguousarray(device_matrix, dtype=np.float32),
-        })
-        return dict(zip((G.SECONDS_OUTPUT, G.NETWORK_EMBEDDING_OUTPUT, G.DEVICE_EMBEDDING_OUTPUT), outputs))
+        }
+        names = [G.SECONDS_OUTPUT, G.NETWORK_EMBEDDING_OUTPUT, G.DEVICE_EMBEDDING_OUTPUT]
+        width = self.kernel_width
+        if width:
+            empty = np.zeros((0, width))
+            tables = list(kernel_tables) if kernel_tables is not None else [None] * len(network_matrix)
+            feeds[G.KERNEL_INPUT] = G.pad_tables([empty if t is None else t for t in tables], width)
+            names.append(G.KERNEL_SECONDS_OUTPUT)
+        return dict(zip(names, self.session.run(names, feeds)))
 
     # -- inputs --------------------------------------------------------------------------------
     def network_matrix(self, network_features: Sequence[Mapping[str, float]]) -> np.ndarray:
@@ -160,18 +184,32 @@ class Predictor:
         network_features: Sequence[Mapping[str, float]],
         devices: Optional[Sequence[str]] = None,
         network_names: Optional[Sequence[str]] = None,
+        kernel_tables: Optional[Sequence[Optional[np.ndarray]]] = None,
     ) -> PredictionTable:
-        """Seconds, a 90% interval and the answering path for every (network, device) pair."""
+        """Seconds, a 90% interval and the answering path for every (network, device) pair.
+
+        ``kernel_tables`` (``analysis.kernels.kernel_table`` of each network's nodes, None where
+        unknown) let the kernel-sum path answer on the devices where it beat the PCN in training."""
         devices = list(devices) if devices else self.devices
         names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
         nets = self.network_matrix(network_features)
         outside = self.outside_training_range(nets)
+        tables = self._usable_tables(kernel_tables, len(nets))
         table = PredictionTable(predictor=self.source)
         for device in devices:
             vector = self.device_vector(device)
-            seconds = self.run(nets, np.tile(vector, (len(nets), 1)))[G.SECONDS_OUTPUT].astype(np.float64)
+            outputs = self.run(nets, np.tile(vector, (len(nets), 1)), tables)
+            seconds = outputs[G.SECONDS_OUTPUT].astype(np.float64)
             low, high = self._pcn_interval(device, seconds)
             path = np.full(len(nets), PATH_PCN, dtype=object)
+            kernel = self._kernel_answers(device, tables)
+            if kernel.any():
+                kernel_seconds = outputs[G.KERNEL_SECONDS_OUTPUT].astype(np.float64)
+                lo, hi = self.kernel_path["devices"][device]["interval"]
+                seconds = np.where(kernel, kernel_seconds, seconds)
+                low = np.where(kernel, kernel_seconds * math.exp(lo), low)
+                high = np.where(kernel, kernel_seconds * math.exp(hi), high)
+                path[kernel] = PATH_KERNELS
             regression = self._regression(device, nets)
             if regression is not None:
                 small, mean, std = regression
@@ -183,6 +221,28 @@ class Predictor:
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
                                                 float(high[i]), str(path[i]), outside[i]))
         return table
+
+    def _usable_tables(self, kernel_tables, count: int) -> List[Optional[np.ndarray]]:
+        if not self.kernel_path or kernel_tables is None:
+            return [None] * count
+        if len(kernel_tables) != count:
+            raise SniperError(f"{len(kernel_tables)} kernel tables for {count} networks; give one per network (None where unknown)")
+        width = len(self.kernel_path["feature_names"])
+        tables = []
+        for i, table in enumerate(kernel_tables):
+            if table is not None and (np.ndim(table) != 2 or np.shape(table)[1] != width):
+                raise SniperError(f"network {i}: kernel table has shape {np.shape(table)}, this predictor wants [layers, {width}]; "
+                                  "build it with sniper_onnx.analysis.kernels.kernel_table")
+            tables.append(None if table is None or len(table) == 0 else np.asarray(table, dtype=np.float32))
+        return tables
+
+    def _kernel_answers(self, device: str, tables: Sequence[Optional[np.ndarray]]) -> np.ndarray:
+        """Networks the kernel sum answers on ``device``: those with a table, if it won there in
+        training and the device carries no correction (corrections are fit against the PCN)."""
+        chosen = self.kernel_path.get("devices", {}).get(device, {}).get("path") == PATH_KERNELS
+        if not chosen or self.device_table[device][-1] != 0:
+            return np.zeros(len(tables), dtype=bool)
+        return np.array([t is not None for t in tables], dtype=bool)
 
     def outside_training_range(self, nets: np.ndarray) -> List[List[str]]:
         bounds = self.meta.get("network_feature_range")
@@ -272,7 +332,9 @@ def build_predictor(params: G.Params, meta: Mapping[str, Any], source: str = "<m
     meta.update({"format_version": FORMAT_VERSION, "version": __version__, "output": "seconds",
                  "network_feature_units": {n: feature_unit(n) for n in meta["network_feature_names"]},
                  "inputs": {G.NETWORK_INPUT: "raw network features, order network_feature_names",
-                            G.DEVICE_INPUT: "raw device features, order device_feature_names (last: correction_slot)"}})
+                            G.DEVICE_INPUT: "raw device features, order device_feature_names (last: correction_slot)",
+                            **({G.KERNEL_INPUT: "kernel table per network, padded: column 0 = 1 for a real row, "
+                                                "then kernel_path.feature_names"} if G.has_kernel_path(params) else {})}})
     set_metadata(model, meta)
     return Predictor(model, source)
 

@@ -13,13 +13,15 @@ import numpy as np
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.dataset import TrainingData
 from sniper_onnx.predictors.keyfeatures import extract_key_features
+from sniper_onnx.predictors.kernelnet import KernelNetConfig, train_kernel_net
 from sniper_onnx.predictors.pcn import PCNConfig, train_pcn
-from sniper_onnx.predictors.runtime import Predictor, build_predictor, regression_predict
+from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, Predictor, build_predictor, regression_predict
 
 STRUCTURE_FEATURE = "total_macs"
 THRESHOLD_QUANTILES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 KEY_FEATURES = 6
 VALIDATION_FRACTION = 0.1
+MIN_KERNEL_NETWORKS = 20  # fewer networks with kernel tables than this: no kernel-sum path
 
 
 @dataclass
@@ -31,6 +33,7 @@ class TrainReport:
     structure_threshold: float
     key_features: Dict[str, Any] = field(default_factory=dict)
     validation: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    kernel_path: Dict[str, Any] = field(default_factory=dict)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -73,7 +76,12 @@ def train_predictor(
     progress: Optional[Callable[[int, float], None]] = None,
     seed: int = 0,
     extra_meta: Optional[Dict[str, Any]] = None,
+    kernel_config: Optional[KernelNetConfig] = None,
+    kernel_tables: Optional[List[Optional[np.ndarray]]] = None,
 ) -> tuple[Predictor, TrainReport]:
+    """PCN, key features, regressions and Structure Checker; plus the kernel-sum path when at least
+    MIN_KERNEL_NETWORKS networks have kernel tables (``kernel_tables``, one per network, or re-made
+    from ``data.network_sources``)."""
     if len(data.seconds) < 10:
         raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
     rng = np.random.default_rng(seed)
@@ -95,6 +103,14 @@ def train_predictor(
         "target": "natural-log seconds, mean squared error",
         **(extra_meta or {}),
     }
+    if kernel_tables is None and any(data.network_sources):
+        from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+
+        kernel_tables, _ = kernel_tables_for(data.network_sources)
+    with_tables = kernel_tables is not None and sum(t is not None and len(t) > 0 for t in kernel_tables) >= MIN_KERNEL_NETWORKS
+    if with_tables:
+        params.update(train_kernel_net(kernel_tables, data.device_matrix, data.pair_network[train_rows],
+                                       data.pair_device[train_rows], np.log(data.seconds[train_rows]), kernel_config))
     predictor = build_predictor(params, meta)
     regressions, key_features = {}, {}
     for d, device in enumerate(data.device_names):
@@ -114,9 +130,14 @@ def train_predictor(
     devs = np.column_stack([data.device_matrix[data.pair_device[rows]], np.zeros(len(rows))])
     pcn = predictor.run(nets, devs)["seconds"].astype(np.float64)
     measured = data.seconds[rows]
+    kernel_meta: Dict[str, Any] = {}
+    main = pcn  # each pair's answer from its device's main path (PCN or kernel sum)
+    if with_tables:
+        kernel_meta, main = _choose_kernel_path(predictor, data, kernel_tables, rows, nets, devs, pcn, measured)
+        meta["kernel_path"] = kernel_meta
     log_residual = np.log(measured / pcn)
     intervals = {"default": [float(np.quantile(log_residual, 0.05)), float(np.quantile(log_residual, 0.95))]}
-    regression_pred = pcn.copy()
+    regression_pred = main.copy()
     validation: Dict[str, Dict[str, float]] = {}
     from sniper_onnx.predictors.metrics import accuracy_metrics
 
@@ -124,20 +145,55 @@ def train_predictor(
         mine = data.pair_device[rows] == d
         if mine.sum() >= 5:
             intervals[device] = [float(np.quantile(log_residual[mine], 0.05)), float(np.quantile(log_residual[mine], 0.95))]
-            validation[device] = accuracy_metrics(pcn[mine], measured[mine])
+            validation[device] = accuracy_metrics(main[mine], measured[mine])
         if device in regressions and mine.any():
             regression_pred[mine] = regression_predict(regressions[device], nets[mine], data.network_feature_names)[0]
     threshold = 0.0
     if STRUCTURE_FEATURE in data.network_feature_names:
         macs = nets[:, data.network_feature_names.index(STRUCTURE_FEATURE)]
         regression_error = np.abs(np.maximum(regression_pred, 1e-9) / measured - 1)
-        threshold = choose_threshold(macs, np.abs(pcn / measured - 1), regression_error)
+        threshold = choose_threshold(macs, np.abs(main / measured - 1), regression_error)
         meta["structure_checker"] = {
             "feature": STRUCTURE_FEATURE, "threshold": threshold,
-            "rule": "networks with fewer MACs go to the per-device Bayesian ridge; chosen to minimize held-out MAPE"}
+            "rule": "networks with fewer MACs go to the per-device Bayesian ridge; chosen to minimize held-out MAPE "
+                    "against the device's main path (PCN or kernel sum)"}
     meta["intervals"] = intervals
     predictor = build_predictor(params, meta)
     report = TrainReport(devices=list(data.device_names), networks=len(data.network_names), pairs=len(data.seconds),
                          training_data_sha256=meta["training_data_sha256"], structure_threshold=threshold,
-                         key_features=key_features, validation=validation)
+                         key_features=key_features, validation=validation, kernel_path=kernel_meta)
     return predictor, report
+
+
+def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[Optional[np.ndarray]], rows: np.ndarray,
+                        nets: np.ndarray, devs: np.ndarray, pcn: np.ndarray, measured: np.ndarray):
+    """Per device, the held-out MAPE of the PCN and of the kernel sum on the networks that have a
+    kernel table; the kernel sum answers a device where it is lower. Returns the metadata and the
+    held-out predictions of each pair's main path (for intervals and the Structure Checker)."""
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+
+    pair_tables = [tables[n] for n in data.pair_network[rows]]
+    has_table = np.array([t is not None and len(t) > 0 for t in pair_tables])
+    kernel = pcn.copy()
+    if has_table.any():
+        chosen = [t for t, ok in zip(pair_tables, has_table) if ok]
+        kernel[has_table] = predictor.run(nets[has_table], devs[has_table], chosen)["kernel_seconds"]
+    devices: Dict[str, Dict[str, Any]] = {}
+    main = pcn.copy()
+    for d, device in enumerate(data.device_names):
+        mine = (data.pair_device[rows] == d) & has_table
+        if not mine.any():
+            continue
+        pcn_mape = float(np.mean(np.abs(pcn[mine] / measured[mine] - 1)))
+        kernel_mape = float(np.mean(np.abs(kernel[mine] / measured[mine] - 1)))
+        answers = kernel_mape < pcn_mape
+        log_residual = np.log(measured[mine] / kernel[mine])
+        devices[device] = {"held_out_pairs": int(mine.sum()), "pcn_mape": pcn_mape, "kernel_mape": kernel_mape,
+                           "path": PATH_KERNELS if answers else PATH_PCN,
+                           "interval": [float(np.quantile(log_residual, 0.05)), float(np.quantile(log_residual, 0.95))]}
+        if answers:
+            main[mine] = kernel[mine]
+    meta = {"feature_names": list(KERNEL_FEATURE_NAMES), "devices": devices,
+            "networks_with_tables": int(sum(t is not None and len(t) > 0 for t in tables)),
+            "rule": "per device, the path with the lower held-out MAPE answers networks that have a kernel table"}
+    return meta, main

@@ -42,6 +42,26 @@ def test_export_writes_network_and_device_features_and_latency(profiled, tmp_pat
         assert float(row["num_conv"]) == 1 and float(row["total_macs"]) > 0
         assert all(f"device_{name}" in row for name in DEVICE_FEATURE_NAMES)
         assert row["device_threads_known"] == "1.0"
+        source = json.loads(row["network_source"])  # how the trainer re-makes it for its kernel table
+        assert source["kind"] == "file" and source["path"].endswith(".onnx")
+
+
+def test_kernel_tables_are_remade_from_the_exported_sources(profiled, tmp_path):
+    from sniper_onnx.predictors.dataset import load_training_csv
+    from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+
+    results, _ = profiled
+    export_csv_path = tmp_path / "train.csv"
+    with Database(tmp_path / "ncd.sqlite") as db:
+        import_results(db, results)
+        export_csv(db, export_csv_path)
+    data = load_training_csv(export_csv_path)
+    assert len(data.network_sources) == len(data.network_names) == 3
+    tables, missing = kernel_tables_for(data.network_sources + ['{"kind": "zoo", "name": "squeezenet1_1", "resolution": 32}',
+                                                                '{"kind": "file", "path": "/nowhere.onnx"}', ""])
+    assert all(t is not None and len(t) >= 1 for t in tables[:4])  # 3 measured files, then a zoo net
+    assert len(tables[3]) > 20 and tables[4] is None and tables[5] is None
+    assert sum(missing.values()) == 2
 
 
 def test_missing_model_keeps_the_measurement_without_features(tmp_path):

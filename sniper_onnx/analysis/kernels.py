@@ -1,0 +1,114 @@
+"""Kernel table: one numeric row per layer node, the input of the predictors' kernel-sum path.
+
+Whole-graph sums (Table 1) cannot say that a 7x7 convolution with 4 channels runs at a fraction of
+the speed per MAC of one with 64, or that a 3x3 convolution on a 2x2 map with 628 channels is bound
+by reading its weights. A row describes one node's kernel: its kind, its work and bytes, and the
+GEMM it lowers to. The predictor learns a time per row and sums them (docs/predictor.md).
+
+Rows are built from :class:`NodeCost` objects or from the node rows of ``analyze --json --nodes``,
+so a scheduler that only has the JSON gets the same table. Names never change meaning; new columns
+are appended (and then a predictor trained on the old layout refuses the new one by name).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, List, Mapping
+
+import numpy as np
+
+KERNEL_GROUPS = (
+    "conv", "depthwise_conv", "grouped_conv", "gemm", "matmul", "batch_norm", "layer_norm", "cheap_activation",
+    "transcendental_activation", "binary_elementwise", "pool", "global_pool", "concat", "memory", "other",
+)
+_GROUP_OF_OP = {
+    "Gemm": "gemm", "MatMul": "matmul", "BatchNormalization": "batch_norm", "LayerNormalization": "layer_norm",
+    "Concat": "concat", "Transpose": "memory", "Gather": "memory",
+    **dict.fromkeys(("Relu", "Clip", "LeakyRelu", "PRelu"), "cheap_activation"),
+    **dict.fromkeys(("Gelu", "Sigmoid", "Softmax", "Tanh", "HardSwish", "HardSigmoid", "Erf", "Exp"),
+                    "transcendental_activation"),
+    **dict.fromkeys(("Add", "Mul", "Sub", "Div", "Sum"), "binary_elementwise"),
+    **dict.fromkeys(("MaxPool", "AveragePool"), "pool"),
+    **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool"), "global_pool"),
+}
+# log2(1 + x) of each size, so a row stays O(10) whatever the network's scale.
+KERNEL_SIZE_COLUMNS = (
+    "log2_macs", "log2_output_elements", "log2_input_elements", "log2_param_bytes", "log2_kernel_h",
+    "log2_kernel_w", "log2_in_channels", "log2_out_channels", "log2_output_pixels", "log2_stride",
+    "in_channels_multiple_of_8", "out_channels_multiple_of_8", "log2_gemm_m", "log2_gemm_n", "log2_gemm_k",
+    "log2_macs_per_byte",
+)
+KERNEL_FEATURE_NAMES = tuple(f"is_{group}" for group in KERNEL_GROUPS) + KERNEL_SIZE_COLUMNS
+
+
+def _get(node: Any, name: str) -> Any:
+    return node[name] if isinstance(node, Mapping) else getattr(node, name)
+
+
+def _elements(shapes: Iterable) -> int:
+    total = 0
+    for shape in shapes or ():
+        if shape is None or any(not isinstance(d, int) or d < 0 for d in shape):
+            continue  # unknown dims count nothing rather than guess
+        total += math.prod(shape)
+    return total
+
+
+def _log2(value: float) -> float:
+    return math.log2(1.0 + max(float(value), 0.0))
+
+
+def _known(shape: Any, rank: int) -> bool:
+    return isinstance(shape, (list, tuple)) and len(shape) >= rank and all(isinstance(d, int) for d in shape)
+
+
+def kernel_group(node: Any) -> str:
+    op_type = _get(node, "op_type")
+    if op_type == "Conv":
+        shapes = _get(node, "input_shapes")
+        if len(shapes) > 1 and _known(shapes[0], 2) and _known(shapes[1], 2) and shapes[1][1] > 0:
+            groups = shapes[0][1] // shapes[1][1]
+            if groups > 1:
+                return "depthwise_conv" if shapes[1][1] == 1 else "grouped_conv"
+        return "conv"
+    return _GROUP_OF_OP.get(op_type, "other")
+
+
+def _gemm_geometry(node: Any, group: str) -> tuple[float, ...]:
+    """kernel h, w, in/out channels, output pixels, stride and the lowered GEMM's M, N, K."""
+    inputs, outputs = _get(node, "input_shapes"), _get(node, "output_shapes")
+    if group.endswith("conv") and len(inputs) > 1 and _known(inputs[0], 4) and _known(inputs[1], 4) \
+            and outputs and _known(outputs[0], 4):
+        x, w, y = inputs[0], inputs[1], outputs[0]
+        pixels = y[2] * y[3]
+        stride = x[2] / max(y[2], 1)
+        return w[2], w[3], x[1], w[0], pixels, stride, w[0], pixels, w[1] * w[2] * w[3]
+    if group in ("gemm", "matmul") and len(inputs) > 1 and _known(inputs[0], 1) and outputs and _known(outputs[0], 1):
+        y = outputs[0]
+        return 0, 0, 0, 0, 0, 0, math.prod(y[:-1]), y[-1], inputs[0][-1]
+    return (0,) * 9
+
+
+def kernel_row(node: Any) -> List[float]:
+    group = kernel_group(node)
+    kh, kw, cin, cout, pixels, stride, m, n, k = _gemm_geometry(node, group)
+    macs = float(_get(node, "macs") or 0)
+    out_elements = _elements(_get(node, "output_shapes"))
+    in_elements = _elements(_get(node, "input_shapes"))
+    param_bytes = float(_get(node, "param_bytes") or 0)
+    bytes_moved = param_bytes + 4.0 * (out_elements + in_elements)
+    onehot = [1.0 if group == g else 0.0 for g in KERNEL_GROUPS]
+    sizes = [
+        _log2(macs), _log2(out_elements), _log2(in_elements), _log2(param_bytes), _log2(kh), _log2(kw),
+        _log2(cin), _log2(cout), _log2(pixels), _log2(stride),
+        float(cin > 0 and cin % 8 == 0), float(cout > 0 and cout % 8 == 0),
+        _log2(m), _log2(n), _log2(k), _log2(macs) - _log2(bytes_moved),
+    ]
+    return onehot + sizes
+
+
+def kernel_table(nodes: Iterable[Any]) -> np.ndarray:
+    """[layers, len(KERNEL_FEATURE_NAMES)] float32: one row per layer node (plumbing and constants
+    cost nothing at run time and get no row)."""
+    rows = [kernel_row(node) for node in nodes if _get(node, "is_layer") and not _get(node, "subgraph")]
+    return np.array(rows, dtype=np.float32).reshape(len(rows), len(KERNEL_FEATURE_NAMES))

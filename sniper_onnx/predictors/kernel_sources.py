@@ -1,0 +1,54 @@
+"""Kernel tables of training networks, re-made from the source each database row records.
+
+The training table holds whole-graph features; the kernel-sum path needs every layer node. The
+generator spec or zoo name (or the file a network was measured from) re-makes the graph without
+weights, and the analyzer gives its nodes. Networks that cannot be re-made get no table: the
+kernel-sum path is trained without them and never answers for them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Callable, List, Optional, Sequence
+
+import numpy as np
+
+
+def _model_of(source: dict):
+    from sniper_onnx.database.importer import SOURCE_LOADERS
+
+    loader = SOURCE_LOADERS.get(source.get("kind", ""))
+    if loader is not None:
+        return loader(source)
+    path = source.get("path")
+    if path and Path(path).is_file():
+        return str(path)
+    return None
+
+
+def kernel_tables_for(
+    sources: Sequence[str], progress: Optional[Callable[[int], None]] = None
+) -> tuple[List[Optional[np.ndarray]], Counter]:
+    """One kernel table per source JSON (None where the network cannot be re-made) and a count of
+    the reasons for the Nones."""
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+
+    tables: List[Optional[np.ndarray]] = []
+    missing: Counter = Counter()
+    for i, text in enumerate(sources):
+        table = None
+        try:
+            model = _model_of(json.loads(text)) if text else None
+            if model is None:
+                missing["no generator, zoo or file source"] += 1
+            else:
+                table = kernel_table(analyze(model).nodes)
+        except Exception as error:  # noqa: BLE001 - one network that cannot be re-made must not stop training
+            missing[f"re-making failed ({type(error).__name__})"] += 1
+        tables.append(table)
+        if progress is not None:
+            progress(i + 1)
+    return tables, missing

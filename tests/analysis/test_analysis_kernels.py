@@ -1,0 +1,60 @@
+"""Kernel tables: one row per layer node, the same from NodeCost objects and from `analyze --json --nodes`."""
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from sniper_generator.builder import GraphBuilder
+from sniper_onnx.analysis import analyze
+from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, KERNEL_GROUPS, kernel_group, kernel_table
+from sniper_onnx.cli import app
+
+
+def _small_net():
+    b = GraphBuilder("k", np.random.default_rng(0), weights=False)
+    x = b.input("x", (1, 4, 16, 16))
+    y = b.conv(x, 8, 7, stride=2, padding=3)            # 4 -> 8 channels, 7x7, output 8x8
+    y = b.activation(y, "relu")
+    y = b.conv(y, 8, 3, padding=1, groups=8)            # depthwise
+    y = b.flatten(b.global_pool(y))
+    y = b.gemm(y, 10)
+    b.output(y, "y")
+    return b.build()
+
+
+def test_rows_describe_each_layer_kernel():
+    result = analyze(_small_net())
+    table = kernel_table(result.nodes)
+    layers = [n for n in result.nodes if n.is_layer]
+    assert table.shape == (len(layers), len(KERNEL_FEATURE_NAMES))
+    column = {name: i for i, name in enumerate(KERNEL_FEATURE_NAMES)}
+    groups = [KERNEL_GROUPS[int(np.argmax(row[: len(KERNEL_GROUPS)]))] for row in table]
+    assert groups == [kernel_group(n) for n in layers]
+    assert groups[0] == "conv" and "depthwise_conv" in groups and groups[-1] == "gemm"
+    conv = table[0]
+    assert conv[column["log2_kernel_h"]] == np.float32(np.log2(8))          # log2(1 + 7)
+    assert conv[column["log2_in_channels"]] == np.float32(np.log2(5))       # 4 channels
+    assert conv[column["in_channels_multiple_of_8"]] == 0 and conv[column["out_channels_multiple_of_8"]] == 1
+    assert conv[column["log2_gemm_k"]] == np.float32(np.log2(1 + 4 * 49))  # im2col K = C_in * kh * kw
+    assert conv[column["log2_output_pixels"]] == np.float32(np.log2(1 + 64))
+    gemm = table[-1]
+    assert gemm[column["log2_gemm_m"]] == np.float32(1.0) and gemm[column["log2_gemm_n"]] == np.float32(np.log2(11))
+
+
+def test_json_nodes_give_the_same_table(tmp_path):
+    import onnx
+
+    path = tmp_path / "k.onnx"
+    onnx.save(_small_net(), str(path))
+    result = CliRunner().invoke(app, ["analyze", str(path), "--json", "--nodes"])
+    assert result.exit_code == 0, result.output
+    from_json = kernel_table(json.loads(result.stdout)["nodes"])
+    np.testing.assert_array_equal(from_json, kernel_table(analyze(str(path)).nodes))
+
+
+def test_unknown_shapes_count_nothing_instead_of_failing():
+    row = {"op_type": "Conv", "is_layer": True, "subgraph": False, "macs": 0, "param_bytes": 0,
+           "input_shapes": [[1, None, 8, 8], None], "output_shapes": [None]}
+    table = kernel_table([row])
+    assert table.shape == (1, len(KERNEL_FEATURE_NAMES)) and np.isfinite(table).all()

@@ -1,0 +1,89 @@
+"""The kernel-sum path: graph against numpy, padding, which path answers, training end to end."""
+
+import numpy as np
+import pytest
+
+from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+from sniper_onnx.errors import SniperError
+from sniper_onnx.predictors.dataset import TrainingData
+from sniper_onnx.predictors.kernelnet import KernelNetConfig, kernel_log_seconds_numpy
+from sniper_onnx.predictors.pcn import PCNConfig
+from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, params_of
+from sniper_onnx.predictors.training import train_predictor
+
+WIDTH = len(KERNEL_FEATURE_NAMES)
+DEVICE_SCALE = {"cpu_a": 1.0, "cpu_b": 3.0}
+
+
+def _tables(count: int, seed: int) -> list:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(0.0, 1.0, (int(rng.integers(3, 40)), WIDTH)).astype(np.float32) for _ in range(count)]
+
+
+def _node_seconds(table: np.ndarray) -> np.ndarray:
+    """A made-up per-kernel cost that whole-graph sums cannot express: it depends on each row."""
+    return 1e-5 * np.exp(1.2 * table[:, 0])
+
+
+@pytest.fixture(scope="module")
+def kernel_trained():
+    tables = _tables(120, 0)
+    base = np.array([_node_seconds(t).sum() for t in tables])
+    # The network features see only sizes, not the per-row structure the time depends on.
+    network_matrix = np.array([[len(t), float(np.abs(t[:, 1]).sum())] for t in tables])
+    names = list(DEVICE_SCALE)
+    pair_network = np.repeat(np.arange(len(tables)), len(names))
+    pair_device = np.tile(np.arange(len(names)), len(tables))
+    seconds = base[pair_network] * np.array([DEVICE_SCALE[n] for n in names])[pair_device]
+    data = TrainingData([f"net{i}" for i in range(len(tables))], network_matrix, ["num_layers", "total_macs"],
+                        names, np.array([[1.0, 0.0], [2.0, 1.0]]), ["threads", "other"], pair_network, pair_device, seconds)
+    predictor, report = train_predictor(
+        data, PCNConfig(attention_dim=4, hidden=(16,), embedding=4, epochs=5, min_steps=200),
+        kernel_config=KernelNetConfig(hidden=32, steps=1000, learning_rate=1e-2), kernel_tables=tables)
+    return predictor, report, tables, base
+
+
+def test_the_graph_computes_the_sum_the_numpy_reference_does(kernel_trained):
+    predictor, _, tables, _ = kernel_trained
+    params = params_of(predictor)
+    device = predictor.device_vector("cpu_b")
+    chosen = tables[:5]
+    nets = np.zeros((len(chosen), 2))
+    graph = predictor.run(nets, np.tile(device, (len(chosen), 1)), chosen)["kernel_seconds"]
+    reference = [np.exp(kernel_log_seconds_numpy(params, t, device[:-1])) for t in chosen]
+    np.testing.assert_allclose(graph, reference, rtol=2e-4)
+
+
+def test_padding_does_not_change_a_network_s_time(kernel_trained):
+    predictor, _, tables, _ = kernel_trained
+    device = predictor.device_vector("cpu_a")
+    short = min(tables, key=len)
+    alone = predictor.run(np.zeros((1, 2)), device[None, :], [short])["kernel_seconds"][0]
+    batched = predictor.run(np.zeros((2, 2)), np.tile(device, (2, 1)), [max(tables, key=len), short])["kernel_seconds"][1]
+    assert alone == pytest.approx(batched, rel=1e-5)
+
+
+def test_training_reports_both_paths_and_the_kernel_sum_wins_on_per_kernel_costs(kernel_trained):
+    _, report, _, _ = kernel_trained
+    devices = report.kernel_path["devices"]
+    assert set(devices) == set(DEVICE_SCALE)
+    for facts in devices.values():
+        assert facts["held_out_pairs"] > 0 and facts["interval"][0] < facts["interval"][1]
+        assert facts["kernel_mape"] < facts["pcn_mape"] and facts["path"] == PATH_KERNELS
+
+
+def test_predict_uses_the_kernel_sum_only_where_a_table_is_given(kernel_trained):
+    predictor, _, tables, base = kernel_trained
+    features = [{"num_layers": float(len(t)), "total_macs": float(np.abs(t[:, 1]).sum())} for t in tables[:3]]
+    table = predictor.predict(features, ["cpu_a"], kernel_tables=[tables[0], None, tables[2]])
+    assert [row.path for row in table.rows] in ([PATH_KERNELS, PATH_PCN, PATH_KERNELS],
+                                                [PATH_KERNELS, "regression", PATH_KERNELS])
+    for row, truth in zip(table.rows[::2], base[[0, 2]]):
+        assert row.low < row.seconds < row.high
+        assert row.seconds == pytest.approx(truth, rel=0.3)  # the right scale, learned from the sum
+    plain = predictor.predict(features, ["cpu_a"])  # no tables: never the kernel sum
+    assert PATH_KERNELS not in {row.path for row in plain.rows}
+    with pytest.raises(SniperError, match="kernel table has shape"):
+        predictor.predict(features[:1], ["cpu_a"], kernel_tables=[np.zeros((3, WIDTH - 1))])
+    with pytest.raises(SniperError, match="one per network"):
+        predictor.predict(features[:2], ["cpu_a"], kernel_tables=[tables[0]])
