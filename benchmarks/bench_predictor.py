@@ -4,6 +4,7 @@
     python benchmarks/bench_predictor.py --cpu-dataset 120 --out /tmp/cpu.csv   # issue-5 pipeline, end to end
     python benchmarks/bench_predictor.py --table data/reference/work/train.csv   # issue-5 accuracy
     python benchmarks/bench_predictor.py --ship data/reference/work/train.csv    # the shipped CPU predictor
+    python benchmarks/bench_predictor.py --kernel-cost                           # cost of the kernel-sum path
 
 The second form profiles N generated CNNs (seed 0) on this CPU with onnxruntime at 1 and 2 threads
 (median of 3 runs after a warm-up), writes the training CSV in `db export`'s layout, trains a
@@ -80,7 +81,7 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
 GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
 
 
-def cpu_accuracy(table: str, epochs: int, max_train: int = 0) -> dict:
+def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0) -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge."""
@@ -104,7 +105,10 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0) -> dict:
     tables, missing = kernel_tables_for(data.network_sources)
     if missing:
         print(f"networks without a kernel table: {dict(missing)}")
-    predictor, report = train_predictor(train, PCNConfig(epochs=epochs), kernel_tables=tables)
+    from sniper_onnx.predictors.kernelnet import KernelNetConfig
+
+    predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
+                                        kernel_config=KernelNetConfig(seed=seed), kernel_tables=tables)
     groups = {"random_held_out": (generated & held_out)[data.pair_network], "zoo": ~generated[data.pair_network]}
     results = {}
     for d, device in enumerate(data.device_names):
@@ -136,6 +140,40 @@ def ship_cpu_predictor(table: str, epochs: int) -> dict:
     save_predictor(predictor, out)
     return {"output": str(out), "bytes": out.stat().st_size, "networks": report.networks, "pairs": report.pairs,
             "devices": report.devices, "structure_threshold_macs": report.structure_threshold}
+
+
+def kernel_cost(count: int, batch: int) -> dict:
+    """Cost of the kernel-sum path of the shipped CPU predictor (issue 5, point 10): one pair for
+    ResNet-50 (graph call and the full API), and a batch of pairs over ``count`` random nets of the
+    reference dataset's sequence (seed 2026) on its three devices. Analysis is not counted: a
+    scheduler analyzes each model once."""
+    from sniper_generator.spec import materialize, sample_spec
+    from sniper_generator.zoo import export_zoo_model
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.predictors.runtime import load_predictor, shipped_predictor_path
+
+    predictor = load_predictor(shipped_predictor_path("pcn_reference_cpu.onnx"))
+    resnet = analyze(export_zoo_model("resnet50", 224, 1, weights=False))
+    table, features = kernel_table(resnet.nodes), [resnet.features]
+    device = predictor.devices[0]
+    one_net, one_dev = predictor.network_matrix(features), predictor.device_vector(device)[None, :]
+    predictor.run(one_net, one_dev, [table])
+    single_graph = median_seconds(lambda: predictor.run(one_net, one_dev, [table]), 300)
+    single_api = median_seconds(lambda: predictor.predict(features, [device], kernel_tables=[table]), 100)
+    analyses = [analyze(materialize(sample_spec(2026, i, "mixed"), weights=False)) for i in range(count)]
+    tables = [kernel_table(a.nodes) for a in analyses]
+    nets = predictor.network_matrix([a.features for a in analyses])
+    devices = np.array([predictor.device_vector(d) for d in predictor.devices])
+    pick = np.arange(batch) % len(tables)
+    batch_tables = [tables[i] for i in pick]
+    batch_nets, batch_devs = nets[pick], devices[np.arange(batch) % len(devices)]
+    batched = median_seconds(lambda: predictor.run(batch_nets, batch_devs, batch_tables), 5) / batch
+    pcn_batched = median_seconds(lambda: predictor.run(batch_nets, batch_devs), 5) / batch
+    return {"predictor": predictor.source, "resnet50_kernel_rows": len(table),
+            "single_pair_graph_ms": single_graph * 1e3, "single_pair_api_ms": single_api * 1e3,
+            "batched_pairs": batch, "kernel_rows_median": float(np.median([len(t) for t in tables])),
+            "batched_per_pair_ms": batched * 1e3, "batched_per_pair_without_tables_ms": pcn_batched * 1e3}
 
 
 def _network_names(table: str) -> dict:
@@ -178,15 +216,20 @@ def main() -> None:
     parser.add_argument("--table", default=None, help="a `db export` CSV (e.g. the reference dataset's train.csv): "
                         "train on random nets, report held-out random nets and the zoo")
     parser.add_argument("--max-train", type=int, default=0, help="with --table: train on at most this many random nets")
+    parser.add_argument("--seed", type=int, default=0, help="with --table: training seed (PCN, kernel sum, validation split)")
     parser.add_argument("--ship", default=None, metavar="TABLE",
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
                         "sniper_onnx/data/pcn_reference_cpu.onnx")
+    parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped CPU predictor's kernel-sum path")
     args = parser.parse_args()
+    if args.kernel_cost:
+        print(json.dumps(kernel_cost(200, args.batch), indent=1))
+        return
     if args.ship:
         print(json.dumps(ship_cpu_predictor(args.ship, args.epochs), indent=1))
         return
     if args.table:
-        print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train), indent=1))
+        print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed), indent=1))
         return
     if args.cpu_dataset:
         import os

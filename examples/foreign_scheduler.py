@@ -1,13 +1,15 @@
 """A scheduler outside sniper-onnx that uses only onnxruntime, numpy and `sniper-onnx analyze --json`.
 
-    sniper-onnx analyze model_a.onnx --json > a.json
-    sniper-onnx analyze model_b.onnx --json > b.json
+    sniper-onnx analyze model_a.onnx --json --kernels > a.json
+    sniper-onnx analyze model_b.onnx --json --kernels > b.json
     python examples/foreign_scheduler.py PREDICTOR.onnx a.json b.json
 
 Everything the predictor needs is inside its ONNX file: the input order is in its metadata
 (``sniper.network_feature_names``, ``sniper.device_feature_names``) and so is the device table
-(name -> raw device features, last value the correction slot). This script assigns each task to
-the device that would finish it earliest, given what is already queued there.
+(name -> raw device features, last value the correction slot). A predictor with a kernel-sum path
+also takes each network's kernel table (``--kernels``), and its metadata ``sniper.kernel_path``
+says on which devices that path answers. This script assigns each task to the device that would
+finish it earliest, given what is already queued there.
 """
 
 from __future__ import annotations
@@ -27,13 +29,27 @@ def load(path: str):
     return session, meta
 
 
-def predict_seconds(session, meta, features: dict) -> dict:
-    """Seconds on every device the predictor knows, for one network's analyzer features."""
+def predict_seconds(session, meta, features: dict, kernel_rows: list | None = None) -> dict:
+    """Seconds on every device the predictor knows, for one network's analyzer features (and its
+    kernel table rows, when the JSON has them)."""
     devices = sorted(meta["device_table"])
     network = np.array([[features[name] for name in meta["network_feature_names"]]] * len(devices), np.float32)
     device = np.array([meta["device_table"][d] for d in devices], np.float32)
-    seconds = session.run(["seconds"], {"network_features": network, "device_features": device})[0]
-    return dict(zip(devices, seconds.tolist()))
+    feeds = {"network_features": network, "device_features": device}
+    kernel_path = meta.get("kernel_path") or {}
+    if not kernel_path:
+        return dict(zip(devices, session.run(["seconds"], feeds)[0].tolist()))
+    width = len(kernel_path["feature_names"])
+    rows = np.array(kernel_rows or [], np.float32).reshape(-1, width)
+    table = np.zeros((len(devices), max(len(rows), 1), 1 + width), np.float32)
+    table[:, : len(rows), 0] = 1.0  # column 0 marks real rows; padding stays 0
+    table[:, : len(rows), 1:] = rows
+    feeds["kernel_features"] = table
+    pcn, kernel_sum = session.run(["seconds", "kernel_seconds"], feeds)
+    # the kernel sum answers where it won in training, for uncorrected devices, given a table
+    use = [len(rows) > 0 and kernel_path["devices"].get(d, {}).get("path") == "kernels" and meta["device_table"][d][-1] == 0
+           for d in devices]
+    return {d: float(k if u else p) for d, p, k, u in zip(devices, pcn, kernel_sum, use)}
 
 
 def schedule(predictor: str, analyses: list) -> list:
@@ -42,8 +58,8 @@ def schedule(predictor: str, analyses: list) -> list:
     plan = []
     for path in analyses:
         with open(path) as handle:
-            features = json.load(handle)["features"]
-        seconds = predict_seconds(session, meta, features)
+            analysis = json.load(handle)
+        seconds = predict_seconds(session, meta, analysis["features"], (analysis.get("kernel_table") or {}).get("rows"))
         device = min(busy_until, key=lambda d: busy_until[d] + seconds[d])
         busy_until[device] += seconds[device]
         plan.append({"task": path, "device": device, "predicted_ms": 1e3 * seconds[device],

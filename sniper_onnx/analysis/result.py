@@ -40,7 +40,7 @@ class AnalysisResult:
             self._graph = operator_graph(self.nodes)
         return self._graph
 
-    def to_json_dict(self, include_nodes: bool = False) -> dict:
+    def to_json_dict(self, include_nodes: bool = False, include_kernels: bool = False) -> dict:
         data = {
             "source": self.source,
             "model": self.model_info,
@@ -52,6 +52,11 @@ class AnalysisResult:
         }
         if include_nodes:
             data["nodes"] = [node.to_row() for node in self.nodes]
+        if include_kernels:
+            from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table
+
+            rows = kernel_table(self.nodes).tolist()
+            data["kernel_table"] = {"columns": list(KERNEL_FEATURE_NAMES), "rows": rows}
         return data
 
     def write_csv(self, path: str | Path) -> Path:

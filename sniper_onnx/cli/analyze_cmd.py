@@ -23,6 +23,9 @@ def analyze_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     nodes: Annotated[bool, typer.Option("--nodes", help="Add the per-node cost table (to JSON too).")] = False,
+    kernels: Annotated[bool, typer.Option(
+        "--kernels", help="With --json: add the kernel table (one row per layer node), the input of a "
+                          "predictor's kernel-sum path.")] = False,
     csv_path: Annotated[
         Optional[Path], typer.Option("--csv", metavar="FILE", help="Write the per-node cost table as CSV.")
     ] = None,
@@ -35,7 +38,7 @@ def analyze_command(
     if csv_path is not None:
         result.write_csv(csv_path)
     if as_json:
-        typer.echo(json.dumps(result.to_json_dict(include_nodes=nodes)))
+        typer.echo(json.dumps(result.to_json_dict(include_nodes=nodes, include_kernels=kernels)))
         return
     from sniper_onnx.analysis.render import print_summary
 

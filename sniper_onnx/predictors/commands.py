@@ -34,9 +34,8 @@ def predict_files(
             try:
                 data = json.loads(path.read_text())
                 features.append(data["features"])
-                # only `analyze --json --nodes` carries the nodes; without them the PCN answers
-                kernels.append(kernel_table(data["nodes"]) if data.get("nodes") else None)
-            except (json.JSONDecodeError, KeyError, TypeError, IndexError):
+                kernels.append(_kernel_table_of_json(data))
+            except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
         else:
             from sniper_onnx.analysis import analyze
@@ -50,6 +49,21 @@ def predict_files(
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+def _kernel_table_of_json(data: Dict[str, Any]):
+    """The kernel table `analyze --json --kernels` wrote, or one made from `--nodes`; None without
+    either (then the PCN answers)."""
+    import numpy as np
+
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table
+
+    if data.get("kernel_table"):
+        written = data["kernel_table"]
+        if list(written.get("columns", [])) != list(KERNEL_FEATURE_NAMES):
+            raise SniperError("kernel_table columns differ from this sniper-onnx's; re-run `sniper-onnx analyze --json --kernels`")
+        return np.array(written["rows"], dtype=np.float32).reshape(len(written["rows"]), len(KERNEL_FEATURE_NAMES))
+    return kernel_table(data["nodes"]) if data.get("nodes") else None
 
 
 def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:

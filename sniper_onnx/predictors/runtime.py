@@ -26,6 +26,7 @@ PATH_KERNELS = "kernels"  # the kernel-sum path: a time per layer node, summed
 # A 90% interval: 5th and 95th percentiles of log(measured / predicted) on held-out data.
 DEFAULT_LOG_INTERVAL = (-0.25, 0.25)
 Z_90 = 1.6449
+KERNEL_CHUNK = 64  # networks per graph call on the kernel-sum path (each call pads to its longest)
 
 
 def feature_unit(name: str) -> str:
@@ -142,16 +143,32 @@ class Predictor:
         """Raw graph outputs for aligned rows of raw network and device features (and, for a
         predictor with a kernel-sum path, each row's kernel table; without them its
         ``kernel_seconds`` are meaningless)."""
+        width = self.kernel_width
+        if not width:
+            return self._run_once(network_matrix, device_matrix, None, 0)
+        empty = np.zeros((0, width))
+        tables = [empty if t is None else t for t in (kernel_tables if kernel_tables is not None else [None] * len(network_matrix))]
+        if len(tables) <= KERNEL_CHUNK:
+            return self._run_once(network_matrix, device_matrix, tables, width)
+        # Tables are padded to the longest in a call: run networks of similar length together.
+        order = np.argsort([len(t) for t in tables], kind="stable")
+        parts = [(chunk, self._run_once(network_matrix[chunk], device_matrix[chunk], [tables[i] for i in chunk], width))
+                 for chunk in np.array_split(order, -(-len(order) // KERNEL_CHUNK))]
+        merged = {}
+        for name, first in parts[0][1].items():
+            merged[name] = np.empty((len(order), *first.shape[1:]), dtype=first.dtype)
+            for chunk, outputs in parts:
+                merged[name][chunk] = outputs[name]
+        return merged
+
+    def _run_once(self, network_matrix: np.ndarray, device_matrix: np.ndarray, tables, width: int) -> Dict[str, np.ndarray]:
         feeds = {
             G.NETWORK_INPUT: np.ascontiguousarray(network_matrix, dtype=np.float32),
             G.DEVICE_INPUT: np.ascontiguousarray(device_matrix, dtype=np.float32),
         }
         names = [G.SECONDS_OUTPUT, G.NETWORK_EMBEDDING_OUTPUT, G.DEVICE_EMBEDDING_OUTPUT]
-        width = self.kernel_width
         if width:
-            empty = np.zeros((0, width))
-            tables = list(kernel_tables) if kernel_tables is not None else [None] * len(network_matrix)
-            feeds[G.KERNEL_INPUT] = G.pad_tables([empty if t is None else t for t in tables], width)
+            feeds[G.KERNEL_INPUT] = G.pad_tables(tables, width)
             names.append(G.KERNEL_SECONDS_OUTPUT)
         return dict(zip(names, self.session.run(names, feeds)))
 

@@ -85,7 +85,11 @@ def train_predictor(
     if len(data.seconds) < 10:
         raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
     rng = np.random.default_rng(seed)
-    held_out = rng.random(len(data.network_names)) < VALIDATION_FRACTION
+    # Held out among the networks that have pairs: a table may list networks it has no pairs for
+    # (a benchmark's training subset), and drawing from those could leave nothing to validate on.
+    present = np.unique(data.pair_network)
+    held_out = np.zeros(len(data.network_names), dtype=bool)
+    held_out[present[rng.random(len(present)) < VALIDATION_FRACTION]] = True
     train_rows = ~held_out[data.pair_network]
     if train_rows.all() or not train_rows.any():
         held_out[:] = False

@@ -87,3 +87,40 @@ def test_predict_uses_the_kernel_sum_only_where_a_table_is_given(kernel_trained)
         predictor.predict(features[:1], ["cpu_a"], kernel_tables=[np.zeros((3, WIDTH - 1))])
     with pytest.raises(SniperError, match="one per network"):
         predictor.predict(features[:2], ["cpu_a"], kernel_tables=[tables[0]])
+
+
+def test_foreign_scheduler_feeds_kernel_tables_and_agrees_with_the_library(kernel_trained, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from sniper_onnx.predictors.runtime import save_predictor
+
+    predictor, _, tables, _ = kernel_trained
+    path = save_predictor(predictor, tmp_path / "k.onnx")
+    example = Path(__file__).resolve().parents[2] / "examples" / "foreign_scheduler.py"
+    spec = importlib.util.spec_from_file_location("foreign_scheduler", example)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    session, meta = module.load(str(path))
+    features = {"num_layers": float(len(tables[0])), "total_macs": float(np.abs(tables[0][:, 1]).sum())}
+    for rows, table in ((tables[0].tolist(), [tables[0]]), (None, None)):
+        seconds = module.predict_seconds(session, meta, features, rows)
+        library = predictor.predict([features], kernel_tables=table)
+        for row in library.rows:
+            if row.path != "regression":  # the example leaves the small-network regression out
+                assert seconds[row.device] == pytest.approx(row.seconds, rel=1e-5)
+
+
+def test_large_batches_run_in_length_sorted_chunks_with_the_same_answers(kernel_trained):
+    from sniper_onnx.predictors import runtime
+
+    predictor, _, tables, _ = kernel_trained
+    many = tables * 2  # more than one chunk
+    assert len(many) > runtime.KERNEL_CHUNK
+    nets = np.array([[len(t), float(np.abs(t[:, 1]).sum())] for t in many])
+    devices = np.tile(predictor.device_vector("cpu_b"), (len(many), 1))
+    batched = predictor.run(nets, devices, many)
+    one_by_one = [predictor.run(nets[i:i + 1], devices[i:i + 1], [many[i]]) for i in range(0, len(many), 37)]
+    for k, single in zip(range(0, len(many), 37), one_by_one):
+        for name in ("seconds", "kernel_seconds", "network_embedding"):
+            np.testing.assert_allclose(batched[name][k], single[name][0], rtol=1e-4, atol=1e-6)
