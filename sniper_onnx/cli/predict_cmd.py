@@ -54,7 +54,8 @@ def train(
 
     progress, advance = _epoch_progress(epochs)
     with progress:
-        report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance, statistic=statistic)
+        report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance, statistic=statistic,
+                               status=lambda message: typer.echo(message, err=True))
     if as_json:
         _print_json({"output": output, **report.to_json_dict()})
         return
@@ -63,6 +64,9 @@ def train(
     for device, keys in report.key_features.items():
         typer.echo(f"  {device}: key features " + ", ".join(
             f"{f['name']} ({f['coefficient']:.3g})" for f in keys["features"]))
+    for device, facts in report.kernel_path.get("devices", {}).items():
+        typer.echo(f"  {device}: held-out MAPE kernel sum {100 * facts['kernel_mape']:.1f} %, "
+                   f"PCN {100 * facts['pcn_mape']:.1f} % -> {facts['path']} answers")
 
 
 def predict(

@@ -97,7 +97,8 @@ def _training_data(db: Optional[str], table: Optional[str], statistic: str = "me
 
 
 def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,
-                  seed: int = 0, progress: Optional[Callable[[int, float], None]] = None, statistic: str = "median"):
+                  seed: int = 0, progress: Optional[Callable[[int, float], None]] = None, statistic: str = "median",
+                  status: Optional[Callable[[str], None]] = None):
     """Offline (re)training from the database or its CSV export, in one call; writes ``output``."""
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
@@ -105,7 +106,8 @@ def train_command(output: str, db: Optional[str] = None, table: Optional[str] = 
     data = _training_data(db, table, statistic)
     # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
     extra = {"latency_statistic": statistic} if db else {}
-    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed, extra_meta=extra)
+    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed, extra_meta=extra,
+                                        status=status)
     save_predictor(predictor, output)
     return report
 

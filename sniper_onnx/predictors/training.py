@@ -78,10 +78,12 @@ def train_predictor(
     extra_meta: Optional[Dict[str, Any]] = None,
     kernel_config: Optional[KernelNetConfig] = None,
     kernel_tables: Optional[List[Optional[np.ndarray]]] = None,
+    status: Optional[Callable[[str], None]] = None,
 ) -> tuple[Predictor, TrainReport]:
     """PCN, key features, regressions and Structure Checker; plus the kernel-sum path when at least
     MIN_KERNEL_NETWORKS networks have kernel tables (``kernel_tables``, one per network, or re-made
-    from ``data.network_sources``)."""
+    from ``data.network_sources``). ``status(message)`` announces the slow stages after the PCN."""
+    status = status or (lambda message: None)
     if len(data.seconds) < 10:
         raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
     rng = np.random.default_rng(seed)
@@ -110,9 +112,13 @@ def train_predictor(
     if kernel_tables is None and any(data.network_sources):
         from sniper_onnx.predictors.kernel_sources import kernel_tables_for
 
-        kernel_tables, _ = kernel_tables_for(data.network_sources)
+        status(f"re-making {len(data.network_sources)} networks for the kernel-sum path")
+        kernel_tables, missing = kernel_tables_for(data.network_sources)
+        for reason, count in missing.items():
+            status(f"{count} network(s) without a kernel table: {reason}")
     with_tables = kernel_tables is not None and sum(t is not None and len(t) > 0 for t in kernel_tables) >= MIN_KERNEL_NETWORKS
     if with_tables:
+        status(f"training the kernel-sum path ({(kernel_config or KernelNetConfig()).steps} steps)")
         params.update(train_kernel_net(kernel_tables, data.device_matrix, data.pair_network[train_rows],
                                        data.pair_device[train_rows], np.log(data.seconds[train_rows]), kernel_config))
     predictor = build_predictor(params, meta)
