@@ -147,7 +147,9 @@ class Predictor:
         if not width:
             return self._run_once(network_matrix, device_matrix, None, 0)
         empty = np.zeros((0, width))
-        tables = [empty if t is None else t for t in (kernel_tables if kernel_tables is not None else [None] * len(network_matrix))]
+        if kernel_tables is None:  # one padding row each: the kernel sum costs next to nothing
+            return self._run_once(network_matrix, device_matrix, [empty] * len(network_matrix), width)
+        tables = [empty if t is None else t for t in kernel_tables]
         if len(tables) <= KERNEL_CHUNK:
             return self._run_once(network_matrix, device_matrix, tables, width)
         # Tables are padded to the longest in a call: run networks of similar length together.
@@ -215,11 +217,11 @@ class Predictor:
         table = PredictionTable(predictor=self.source)
         for device in devices:
             vector = self.device_vector(device)
-            outputs = self.run(nets, np.tile(vector, (len(nets), 1)), tables)
+            kernel = self._kernel_answers(device, tables)
+            outputs = self.run(nets, np.tile(vector, (len(nets), 1)), tables if kernel.any() else None)
             seconds = outputs[G.SECONDS_OUTPUT].astype(np.float64)
             low, high = self._pcn_interval(device, seconds)
             path = np.full(len(nets), PATH_PCN, dtype=object)
-            kernel = self._kernel_answers(device, tables)
             if kernel.any():
                 kernel_seconds = outputs[G.KERNEL_SECONDS_OUTPUT].astype(np.float64)
                 lo, hi = self.kernel_path["devices"][device]["interval"]
