@@ -246,7 +246,7 @@ class Predictor:
             return [None] * count
         if len(kernel_tables) != count:
             raise SniperError(f"{len(kernel_tables)} kernel tables for {count} networks; give one per network (None where unknown)")
-        width = len(self.kernel_path["feature_names"])
+        width = self.kernel_width  # the graph's input decides, not a copy of it in metadata
         tables = []
         for i, table in enumerate(kernel_tables):
             if table is not None and (np.ndim(table) != 2 or np.shape(table)[1] != width):
