@@ -41,8 +41,10 @@ def predict_seconds(session, meta, features: dict, kernel_rows: list | None = No
         return dict(zip(devices, session.run(["seconds"], feeds)[0].tolist()))
     width = len(kernel_path["feature_names"])
     rows = np.array(kernel_rows or [], np.float32).reshape(-1, width)
+    if len(rows):  # identical layers cost the same: one row each, with its count in column 0
+        rows, counts = np.unique(rows, axis=0, return_counts=True)
     table = np.zeros((len(devices), max(len(rows), 1), 1 + width), np.float32)
-    table[:, : len(rows), 0] = 1.0  # column 0 marks real rows; padding stays 0
+    table[:, : len(rows), 0] = counts if len(rows) else 0.0  # padding rows count 0
     table[:, : len(rows), 1:] = rows
     feeds["kernel_features"] = table
     pcn, kernel_sum = session.run(["seconds", "kernel_seconds"], feeds)

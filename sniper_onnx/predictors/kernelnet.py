@@ -11,7 +11,7 @@ proportion to its work: this halved the seed-to-seed spread of the zoo error (do
 
 Parameters (all ``kern_`` prefixed, float64 numpy). The standardization of kernel rows and device
 features is folded into the first layer, so the graph multiplies raw rows:
-- ``kern_fc0_w`` [1 + D, H] (row 0, facing the graph input's mask column, is zero),
+- ``kern_fc0_w`` [1 + D, H] (row 0, facing the graph input's count column, is zero),
   ``kern_fc0_dev_w`` [F_d, H], ``kern_fc0_b`` [H];
 - ``kern_fc1_w`` [H, H], ``kern_fc1_b`` [H], ``kern_out_w`` [H, 3], ``kern_out_b`` [3]: a, b, c.
 """
@@ -24,6 +24,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+from sniper_onnx.predictors.graph import distinct_rows
 
 MACS_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs")
 INTENSITY_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs_per_byte")
@@ -76,8 +77,11 @@ def train_kernel_net(
     rows = np.concatenate([tables[n] for n in np.unique(pair_network)])
     mean, std = _standardizer(rows.astype(np.float64))
     dev_mean, dev_std = _standardizer(device_matrix.astype(np.float64))
-    z_tables = {int(n): torch.tensor(((tables[n] - mean) / std).astype(np.float32)) for n in np.unique(pair_network)}
-    work = {int(n): torch.tensor(log_work(tables[n]).astype(np.float32)) for n in np.unique(pair_network)}
+    # identical nodes take the same time: each distinct row once, its count added in log space
+    distinct = {int(n): distinct_rows(tables[n]) for n in np.unique(pair_network)}
+    z_tables = {n: torch.tensor(((d.rows - mean) / std).astype(np.float32)) for n, d in distinct.items()}
+    work = {n: torch.tensor(log_work(d.rows).astype(np.float32)) for n, d in distinct.items()}
+    log_counts = {n: torch.tensor(np.log(d.counts)) for n, d in distinct.items()}
     z_dev = torch.tensor(((device_matrix - dev_mean) / dev_std).astype(np.float32))
     width, hidden = rows.shape[1], config.hidden
     node_offset = float(np.median(log_seconds) - np.log(np.median([len(tables[n]) for n in pair_network])))
@@ -101,6 +105,7 @@ def train_kernel_net(
         rates = out(torch.relu(fc1(torch.relu(fc0(x) + device_term))))
         logs = torch.cat([work[int(pair_network[i])] for i in batch])
         node = torch.logsumexp(rates + torch.nn.functional.pad(logs, (0, 1)), dim=1)
+        node = node + torch.cat([log_counts[int(pair_network[i])] for i in batch])
         # log of a sum of exps per network; node log-times span far less than exp's range
         peak = node.detach().max()
         summed = torch.zeros(len(batch)).index_add(0, owner, torch.exp(node - peak))
@@ -122,7 +127,7 @@ def train_kernel_net(
 
     w0, w0_dev = numpy_of(fc0.weight).T, numpy_of(fc0_dev.weight).T
     return {  # standardization folded in: (x - m) / s @ W = x @ (W / s) - (m / s) @ W
-        # row 0 meets the graph input's mask column (kernel_features[..., 0]) and must stay zero
+        # row 0 meets the graph input's count column (kernel_features[..., 0]) and must stay zero
         "kern_fc0_w": np.vstack([np.zeros((1, hidden)), w0 / std[:, None]]), "kern_fc0_dev_w": w0_dev / dev_std[:, None],
         "kern_fc0_b": numpy_of(fc0.bias) - (mean / std) @ w0 - (dev_mean / dev_std) @ w0_dev,
         "kern_fc1_w": numpy_of(fc1.weight).T, "kern_fc1_b": numpy_of(fc1.bias),

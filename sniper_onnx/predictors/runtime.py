@@ -14,6 +14,9 @@ import onnx
 
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors import graph as G
+from sniper_onnx.predictors.graph import DistinctRows, distinct_rows  # noqa: F401 - public: schedulers merge once
+
+KernelTable = Union[np.ndarray, DistinctRows]  # a network's kernel table, per node or with identical rows merged
 
 FORMAT_VERSION = "1"
 META = "sniper."
@@ -139,7 +142,7 @@ class Predictor:
         return 0
 
     def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray,
-            kernel_tables: Optional[Sequence[Optional[np.ndarray]]] = None) -> Dict[str, np.ndarray]:
+            kernel_tables: Optional[Sequence[Optional[KernelTable]]] = None) -> Dict[str, np.ndarray]:
         """Raw graph outputs for aligned rows of raw network and device features (and, for a
         predictor with a kernel-sum path, each row's kernel table; without them its
         ``kernel_seconds`` are meaningless)."""
@@ -149,10 +152,10 @@ class Predictor:
         empty = np.zeros((0, width))
         if kernel_tables is None:  # one padding row each: the kernel sum costs next to nothing
             return self._run_once(network_matrix, device_matrix, [empty] * len(network_matrix), width)
-        tables = [empty if t is None else t for t in kernel_tables]
+        tables = G.distinct_each([empty if t is None else t for t in kernel_tables])
         if len(tables) <= KERNEL_CHUNK:
             return self._run_once(network_matrix, device_matrix, tables, width)
-        # Tables are padded to the longest in a call: run networks of similar length together.
+        # Tables are padded to the longest in a call: run networks with similar counts of distinct rows together.
         order = np.argsort([len(t) for t in tables], kind="stable")
         parts = [(chunk, self._run_once(network_matrix[chunk], device_matrix[chunk], [tables[i] for i in chunk], width))
                  for chunk in np.array_split(order, -(-len(order) // KERNEL_CHUNK))]
@@ -203,12 +206,14 @@ class Predictor:
         network_features: Sequence[Mapping[str, float]],
         devices: Optional[Sequence[str]] = None,
         network_names: Optional[Sequence[str]] = None,
-        kernel_tables: Optional[Sequence[Optional[np.ndarray]]] = None,
+        kernel_tables: Optional[Sequence[Optional[KernelTable]]] = None,
     ) -> PredictionTable:
         """Seconds, a 90% interval and the answering path for every (network, device) pair.
 
         ``kernel_tables`` (``analysis.kernels.kernel_table`` of each network's nodes, None where
-        unknown) let the kernel-sum path answer on the devices where it beat the PCN in training."""
+        unknown) let the kernel-sum path answer on the devices where it beat the PCN in training.
+        A scheduler that asks about one network many times can pass ``distinct_rows(table)``, made
+        once, to skip merging its identical rows on every call."""
         devices = list(devices) if devices else self.devices
         names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
         nets = self.network_matrix(network_features)
@@ -241,7 +246,7 @@ class Predictor:
                                                 float(high[i]), str(path[i]), outside[i]))
         return table
 
-    def _usable_tables(self, kernel_tables, count: int) -> List[Optional[np.ndarray]]:
+    def _usable_tables(self, kernel_tables, count: int) -> List[Optional[DistinctRows]]:
         if not self.kernel_path or kernel_tables is None:
             return [None] * count
         if len(kernel_tables) != count:
@@ -249,10 +254,12 @@ class Predictor:
         width = self.kernel_width  # the graph's input decides, not a copy of it in metadata
         tables = []
         for i, table in enumerate(kernel_tables):
-            if table is not None and (np.ndim(table) != 2 or np.shape(table)[1] != width):
-                raise SniperError(f"network {i}: kernel table has shape {np.shape(table)}, this predictor wants [layers, {width}]; "
+            shape = np.shape(table.rows if isinstance(table, DistinctRows) else table)
+            if table is not None and (len(shape) != 2 or shape[1] != width):
+                raise SniperError(f"network {i}: kernel table has shape {shape}, this predictor wants [layers, {width}]; "
                                   "build it with sniper_onnx.analysis.kernels.kernel_table")
-            tables.append(None if table is None or len(table) == 0 else np.asarray(table, dtype=np.float32))
+            # merged once here, not once per device in predict's loop
+            tables.append(None if table is None or len(table) == 0 else distinct_rows(table))
         return tables
 
     def _kernel_answers(self, device: str, tables: Sequence[Optional[np.ndarray]]) -> np.ndarray:
@@ -352,7 +359,8 @@ def build_predictor(params: G.Params, meta: Mapping[str, Any], source: str = "<m
                  "network_feature_units": {n: feature_unit(n) for n in meta["network_feature_names"]},
                  "inputs": {G.NETWORK_INPUT: "raw network features, order network_feature_names",
                             G.DEVICE_INPUT: "raw device features, order device_feature_names (last: correction_slot)",
-                            **({G.KERNEL_INPUT: "kernel table per network, padded: column 0 = 1 for a real row, "
+                            **({G.KERNEL_INPUT: "kernel table per network (identical rows may be merged), padded: column 0 = the row's count "
+                                                "(nodes it stands for; 0 = padding), "
                                                 "then kernel_path.feature_names"} if G.has_kernel_path(params) else {})}})
     set_metadata(model, meta)
     return Predictor(model, source)

@@ -6,6 +6,7 @@ import pytest
 from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.dataset import TrainingData
+from sniper_onnx.predictors.graph import distinct_rows, pad_tables
 from sniper_onnx.predictors.kernelnet import KernelNetConfig, kernel_log_seconds_numpy
 from sniper_onnx.predictors.pcn import PCNConfig
 from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, params_of
@@ -16,8 +17,13 @@ DEVICE_SCALE = {"cpu_a": 1.0, "cpu_b": 3.0}
 
 
 def _tables(count: int, seed: int) -> list:
+    """Random tables, a third of whose rows repeat others, as a real network's repeated blocks do."""
     rng = np.random.default_rng(seed)
-    return [rng.normal(0.0, 1.0, (int(rng.integers(3, 40)), WIDTH)).astype(np.float32) for _ in range(count)]
+    tables = []
+    for _ in range(count):
+        rows = rng.normal(0.0, 1.0, (int(rng.integers(3, 30)), WIDTH)).astype(np.float32)
+        tables.append(np.vstack([rows, rows[rng.integers(0, len(rows), len(rows) // 3 + 1)]]))
+    return tables
 
 
 def _node_seconds(table: np.ndarray) -> np.ndarray:
@@ -48,10 +54,34 @@ def test_the_graph_computes_the_sum_the_numpy_reference_does(kernel_trained):
     params = params_of(predictor)
     device = predictor.device_vector("cpu_b")
     chosen = tables[:5]
+    assert any(len(distinct_rows(t)) < len(t) for t in chosen)  # the graph sees merged rows, numpy every row
     nets = np.zeros((len(chosen), 2))
     graph = predictor.run(nets, np.tile(device, (len(chosen), 1)), chosen)["kernel_seconds"]
     reference = [np.exp(kernel_log_seconds_numpy(params, t, device[:-1])) for t in chosen]
     np.testing.assert_allclose(graph, reference, rtol=2e-4)
+
+
+def test_identical_rows_are_merged_with_their_counts():
+    table = _tables(1, 5)[0]
+    merged = distinct_rows(table)
+    assert len(merged) < len(table) and merged.counts.sum() == len(table)
+    assert {row.tobytes() for row in merged.rows} == {row.tobytes() for row in table}
+    for row, count in zip(merged.rows, merged.counts):
+        assert count == np.all(table == row, axis=1).sum()
+    assert distinct_rows(merged) is merged
+    padded = pad_tables([table, table[:0]], WIDTH)
+    assert padded.shape == (2, len(merged), 1 + WIDTH) and padded[1].sum() == 0
+    np.testing.assert_array_equal(padded[0, :, 0], merged.counts)
+
+
+def test_merged_tables_give_the_answers_of_whole_ones(kernel_trained):
+    predictor, _, tables, _ = kernel_trained
+    features = [{"num_layers": float(len(t)), "total_macs": float(np.abs(t[:, 1]).sum())} for t in tables[:4]]
+    whole = predictor.predict(features, kernel_tables=tables[:4])
+    merged = predictor.predict(features, kernel_tables=[distinct_rows(t) for t in tables[:4]])
+    assert [r.seconds for r in merged.rows] == [r.seconds for r in whole.rows]
+    with pytest.raises(SniperError, match="kernel table has shape"):
+        predictor.predict(features[:1], kernel_tables=[distinct_rows(np.zeros((3, WIDTH - 1)))])
 
 
 def test_padding_does_not_change_a_network_s_time(kernel_trained):
