@@ -81,10 +81,11 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
 GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
 
 
-def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0) -> dict:
+def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "") -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
-    each beside a FLOPs-only linear fit and the per-device Bayesian ridge."""
+    each beside a FLOPs-only linear fit and the per-device Bayesian ridge. ``per_network``: a CSV of
+    every evaluated pair (network, device, group, measured, predicted, path)."""
     from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
@@ -110,7 +111,7 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0) -> 
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
                                         kernel_config=KernelNetConfig(seed=seed), kernel_tables=tables)
     groups = {"random_held_out": (generated & held_out)[data.pair_network], "zoo": ~generated[data.pair_network]}
-    results = {}
+    results, pairs = {}, []
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))
         results[device] = {"key_features": [f["name"] for f in report.key_features[device]["features"]],
@@ -119,7 +120,16 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0) -> 
         for group, mask in groups.items():
             rows = np.flatnonzero(mask & (data.pair_device == d))
             if len(rows):
-                results[device][group] = _compare(predictor, data, device, rows, rows_train, tables)
+                results[device][group] = _compare(predictor, data, device, rows, rows_train, tables,
+                                                  [(names.get(data.network_names[n], data.network_names[n]), device, group)
+                                                   for n in data.pair_network[rows]], pairs)
+    if per_network:
+        import csv
+
+        with open(per_network, "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["network", "device", "group", "measured_s", "predicted_s", "path"])
+            writer.writerows(pairs)
     return results
 
 
@@ -194,7 +204,8 @@ def _network_names(table: str) -> dict:
         return {row.get("network_id", ""): row.get("network_name", "") for row in csv.DictReader(handle)}
 
 
-def _compare(predictor, data, device: str, rows: np.ndarray, rows_train: np.ndarray, tables=None) -> dict:
+def _compare(predictor, data, device: str, rows: np.ndarray, rows_train: np.ndarray, tables=None,
+             labels=None, sink=None) -> dict:
     """The predictor as `predict` answers (Structure Checker, kernel sum where it won), the PCN
     alone, a FLOPs-only linear fit and the per-device Bayesian ridge, on the same pairs."""
     from sniper_onnx.predictors.metrics import accuracy_metrics
@@ -209,6 +220,8 @@ def _compare(predictor, data, device: str, rows: np.ndarray, rows_train: np.ndar
     pcn = predictor.run(nets, np.tile(predictor.device_vector(device), (len(nets), 1)))["seconds"]
     a, b = np.polyfit(data.network_matrix[data.pair_network[rows_train], macs_col], data.seconds[rows_train], 1)
     brr = regression_predict(predictor.meta["regression"][device], nets, data.network_feature_names)[0]
+    if sink is not None:
+        sink.extend((*label, m, row.seconds, row.path) for label, m, row in zip(labels, measured, table_.rows))
     return {"count": int(len(rows)),
             "sniper": accuracy_metrics(table_.seconds(), measured),
             "paths": {path: sum(row.path == path for row in table_.rows) for path in {row.path for row in table_.rows}},
@@ -228,6 +241,7 @@ def main() -> None:
                         "train on random nets, report held-out random nets and the zoo")
     parser.add_argument("--max-train", type=int, default=0, help="with --table: train on at most this many random nets")
     parser.add_argument("--seed", type=int, default=0, help="with --table: training seed (PCN, kernel sum, validation split)")
+    parser.add_argument("--per-network", default="", metavar="CSV", help="with --table: write every evaluated pair here")
     parser.add_argument("--ship", default=None, metavar="TABLE",
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
                         "sniper_onnx/data/pcn_reference_cpu.onnx")
@@ -240,7 +254,7 @@ def main() -> None:
         print(json.dumps(ship_cpu_predictor(args.ship, args.epochs), indent=1))
         return
     if args.table:
-        print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed), indent=1))
+        print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed, args.per_network), indent=1))
         return
     if args.cpu_dataset:
         import os

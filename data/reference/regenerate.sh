@@ -57,7 +57,7 @@ done
 import_records
 "$SNIPER" db stats --db "$DB"
 "$SNIPER" db export --db "$DB" -o "$WORK/train.csv" --statistic min \
-    --exclude-flag machine_busy --exclude-flag nan_outputs --exclude-flag inf_outputs --exclude-flag denormal_outputs
+    --exclude-flag machine_busy --exclude-flag contended_sessions --exclude-flag nan_outputs --exclude-flag inf_outputs --exclude-flag denormal_outputs
 for file in "$WORK"/*.jsonl "$WORK/train.csv"; do
     gzip -9 -n -c "$file" > "$OUT_DIR/$(basename "$file").gz"
 done

@@ -29,7 +29,7 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--max-repeats", type=int, default=defaults.max_repeats, help="(default: %(default)s)")
     stop.add_argument("--max-time", type=float, default=defaults.max_time_s, help="seconds of timed runs per model (default: %(default)s)")
     stop.add_argument("--min-time", type=float, default=defaults.min_time_s, help="seconds of timed runs before the CI may stop a model, capped by --max-time (default: %(default)s)")
-    stop.add_argument("--sessions", type=int, default=defaults.sessions, help="sessions of each model timed in turns, min and median kept per session; 0 = 3 on CPU, 1 on GPU providers (default: %(default)s)")
+    stop.add_argument("--sessions", type=int, default=defaults.sessions, help="sessions of each model timed in turns, min and median kept per session; 0 = 3 on CPU with --threads 1, else 1 (default: %(default)s)")
     stop.add_argument("--target-ci", type=float, default=defaults.target_relative_ci, help="stop once the median's CI half-width / median is below this (default: %(default)s)")
     stop.add_argument("--confidence", type=float, default=defaults.confidence, help="(default: %(default)s)")
     stop.add_argument("--max-busy", type=float, default=None, help="before each model, wait until other work uses at most this share of the CPUs (e.g. 0.1); off by default")

@@ -43,8 +43,10 @@ class ProfileConfig:
     min_time_s: float = 1.0
     # Sessions of the same model timed in turns (bursts of burst_s), so that one session's memory
     # layout cannot bias the record; each session's min and median are recorded. 0 = auto: 3 on
-    # CPU providers (the minimum over 3 repeats about twice as closely, docs/profiler.md), 1 on GPU
-    # providers, whose device memory is scarce on a Jetson.
+    # CPU providers with one thread (the minimum over 3 repeats about twice as closely,
+    # docs/profiler.md), else 1. With intra-op threads every session keeps its own worker threads,
+    # and the idle sessions' spinning workers slowed the timed one up to 2x; GPU providers get 1
+    # because device memory is scarce on a Jetson.
     sessions: int = 0
     burst_s: float = 0.02
     target_relative_ci: float = 0.01
@@ -70,7 +72,10 @@ class ProfileConfig:
             (1 <= self.min_repeats <= self.max_repeats, "--min-repeats must be between 1 and --max-repeats"),
             (self.max_time_s > 0, "--max-time must be positive"),
             (self.min_time_s >= 0, "--min-time must be 0 or more seconds"),
-            (0 <= self.sessions <= 16, "--sessions must be between 1 and 16, or 0 for auto (3 on CPU, 1 on GPU)"),
+            (0 <= self.sessions <= 16, "--sessions must be between 1 and 16, or 0 for auto (3 on CPU with --threads 1, else 1)"),
+            (self.sessions <= 1 or not self.has_worker_threads,
+             f"--sessions {self.sessions} with --threads {self.threads}: every session keeps its own intra-op worker threads, "
+             "and idle ones spin and slow the timed session (up to 2x, docs/profiler.md); use --sessions 1, or --threads 1"),
             (self.burst_s > 0, "burst_s must be a positive number of seconds"),
             (0 < self.target_relative_ci < 1, "--target-ci must be between 0 and 1 (0.01 is +-1%)"),
             (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
@@ -85,10 +90,16 @@ class ProfileConfig:
                 raise ProfilerError(message)
 
     @property
+    def has_worker_threads(self) -> bool:
+        """Whether a CPU session runs intra-op worker threads beside the caller's (threads 0 lets
+        onnxruntime use every core)."""
+        return self.provider not in GPU_PROVIDERS and self.threads != 1
+
+    @property
     def session_count(self) -> int:
         if self.sessions:
             return self.sessions
-        return 1 if self.provider in GPU_PROVIDERS else 3
+        return 3 if self.provider not in GPU_PROVIDERS and self.threads == 1 else 1
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)

@@ -14,7 +14,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List
 
+from sniper_profiler.config import GPU_PROVIDERS
+
 RECORD_SCHEMA = "sniper-profiler/1"
+
+# Records of a protocol later found to bias them: a resumed run measures their models again, and
+# `sniper-onnx db import` stores them with this flag (nothing measured is thrown away).
+CONTENDED_SESSIONS_FLAG = "contended_sessions"
+
+
+def contended_sessions(record: Dict[str, Any]) -> bool:
+    """A CPU record with intra-op threads timed in several sessions. Each session kept its own
+    worker threads, and the idle ones spun and slowed the timed session up to 2x
+    (docs/profiler.md); the profiler now times such configurations in one session."""
+    config, stats = record.get("config") or {}, record.get("stats") or {}
+    return (config.get("provider") not in GPU_PROVIDERS and config.get("threads", 0) != 1
+            and (stats.get("sessions") or 1) > 1)
 
 
 @dataclass
@@ -23,7 +38,9 @@ class ResultsFile:
     unreadable_lines: List[int] = field(default_factory=list)  # 1-based line numbers
 
     def keys(self, include_failed: bool = True) -> set:
-        return {r["key"] for r in self.records if include_failed or r.get("status") == "ok"}
+        """Keys of the models done: biased records (contended_sessions) are not."""
+        return {r["key"] for r in self.records
+                if (include_failed or r.get("status") == "ok") and not contended_sessions(r)}
 
 
 def append_record(path: "str | Path", record: Dict[str, Any]) -> None:

@@ -37,7 +37,7 @@ def register(app: typer.Typer) -> None:
         max_repeats: Annotated[int, typer.Option("--max-repeats", help="most timed runs")] = 1000,
         max_time: Annotated[float, typer.Option("--max-time", help="seconds of timed runs per model")] = 10.0,
         min_time: Annotated[float, typer.Option("--min-time", help="seconds of timed runs before the CI may stop a model (capped by --max-time)")] = 1.0,
-        sessions: Annotated[int, typer.Option("--sessions", help="sessions of each model timed in turns (min and median kept per session); 0 = 3 on CPU, 1 on GPU providers")] = 0,
+        sessions: Annotated[int, typer.Option("--sessions", help="sessions of each model timed in turns (min and median kept per session); 0 = 3 on CPU with --threads 1, else 1")] = 0,
         target_ci: Annotated[float, typer.Option("--target-ci", help="stop when the median's CI half-width / median is below this")] = 0.01,
         timeout: Annotated[float, typer.Option("--timeout", help="seconds before a model's child process is killed")] = 300.0,
         max_busy: Annotated[Optional[float], typer.Option("--max-busy", help="before each model, wait until other work uses at most this CPU share (e.g. 0.1)")] = None,

@@ -23,8 +23,9 @@ ID_COLUMNS = ("network_id", "network_name", "structure_hash", "device_id", "devi
 SOURCE_COLUMN = "network_source"
 TARGET_COLUMNS = ("latency_s", "measurements", "runs")
 DEVICE_PREFIX = "device_"
-# Flags the profiler sets; measurements with any of them can be left out with exclude_flags.
-KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy")
+# Flags the profiler sets (and contended_sessions, which the importer sets: importer.protocol_flags);
+# measurements with any of them can be left out with exclude_flags.
+KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy", "contended_sessions")
 
 
 @dataclass

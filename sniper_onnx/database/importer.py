@@ -15,7 +15,13 @@ from typing import Any, Callable, Optional, Sequence
 from sniper_onnx.database.store import Database, NetworkRecord
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DeviceSpec
-from sniper_profiler.records import file_sha256, read_records
+from sniper_profiler.records import CONTENDED_SESSIONS_FLAG, contended_sessions, file_sha256, read_records
+
+
+def protocol_flags(record: dict[str, Any]) -> list[str]:
+    """Flags for records of a protocol later found to bias them (sniper_profiler.records);
+    schema migration 2 flags the ones already stored the same way."""
+    return [CONTENDED_SESSIONS_FLAG] if contended_sessions(record) else []
 
 
 @dataclass
@@ -226,7 +232,7 @@ def _import_one(
             stats=stats,
             config=record.get("config") or {},
             status=record.get("status", "failed"),
-            flags=record.get("flags") or [],
+            flags=list(dict.fromkeys([*(record.get("flags") or []), *protocol_flags(record)])),
             failure=record.get("failure"),
             source="profiler",
             measured_at=record.get("measured_at"),

@@ -67,6 +67,16 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX predictions_by_pair ON predictions(network_id, device_id);
     """,
+    # 2: flag measurements of CPU configurations with intra-op threads that were timed in several
+    # sessions (importer.protocol_flags says why; it flags newly imported ones the same way).
+    """
+    UPDATE measurements SET flags = json_insert(flags, '$[#]', 'contended_sessions')
+    WHERE COALESCE(json_extract(stats, '$.sessions'), 1) > 1
+      AND COALESCE(json_extract(config, '$.threads'), 0) != 1
+      AND COALESCE(json_extract(config, '$.provider'), '') NOT IN
+          ('CUDAExecutionProvider', 'TensorrtExecutionProvider', 'ROCMExecutionProvider', 'MIGraphXExecutionProvider')
+      AND NOT EXISTS (SELECT 1 FROM json_each(measurements.flags) WHERE value = 'contended_sessions')
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -229,3 +229,38 @@ def test_export_statistic_picks_each_measurements_min_or_median(tmp_path):
             export_csv(db, tmp_path / "x.csv", statistic="fastest")
     result = runner.invoke(app, ["db", "export", "--db", str(tmp_path / "ncd.sqlite"), "--statistic", "bogus", "-o", str(tmp_path / "y.csv")])
     assert result.exit_code == 2 and "use one of median, min, p10, mean" in result.stderr and "Traceback" not in result.output
+
+
+def _contended_and_clean(path):
+    """Two records of one network: 2 threads timed in 3 sessions (biased), and in 1."""
+    synthetic_results(path, 2)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for record, sessions in zip(records, (3, 1)):
+        record["model"] = records[0]["model"]
+        record["config"] = {"provider": "CPUExecutionProvider", "threads": 2}
+        record["stats"]["sessions"] = sessions
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_records_timed_in_contended_sessions_are_imported_flagged(tmp_path):
+    _contended_and_clean(tmp_path / "r.jsonl")
+    with Database(tmp_path / "ncd.sqlite") as db:
+        import_results(db, tmp_path / "r.jsonl")
+        flags = sorted(m.flags for m in db.measurements())
+        assert flags == [[], ["contended_sessions"]]
+
+
+def test_an_older_database_gets_its_contended_measurements_flagged(tmp_path):
+    path = tmp_path / "ncd.sqlite"
+    with Database(path) as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        net = db.add_network("h0", "n0")
+        for key, threads, sessions in (("t2s3", 2, 3), ("t1s3", 1, 3), ("t2s1", 2, 1), ("gpu", 0, 3)):
+            provider = "CUDAExecutionProvider" if key == "gpu" else "CPUExecutionProvider"
+            db.add_measurement(net.id, dev.id, 0.01, record_key=key, stats={"sessions": sessions},
+                               config={"provider": provider, "threads": threads}, flags=["machine_busy"] if key == "t2s3" else [])
+        db._conn.execute("PRAGMA user_version = 1")
+    with Database(path) as db:
+        assert db.schema_version == 2
+        flagged = {m.record_key: m.flags for m in db.measurements()}
+        assert flagged == {"t2s3": ["machine_busy", "contended_sessions"], "t1s3": [], "t2s1": [], "gpu": []}

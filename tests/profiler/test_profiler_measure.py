@@ -161,7 +161,15 @@ def test_bad_session_and_time_settings_are_refused(field, value, message):
         ProfileConfig(**{field: value})
 
 
-def test_auto_sessions_are_three_on_cpu_and_one_on_gpu_providers():
-    assert ProfileConfig().session_count == 3
+def test_auto_sessions_are_three_on_one_cpu_thread_and_one_elsewhere():
+    assert ProfileConfig(threads=1).session_count == 3
+    assert ProfileConfig(threads=2).session_count == 1  # sessions with worker threads slow each other
+    assert ProfileConfig().session_count == 1  # threads 0: onnxruntime uses every core
     assert ProfileConfig(provider="cuda").session_count == 1
     assert ProfileConfig(sessions=2, provider="cuda").session_count == 2
+
+
+def test_several_sessions_with_cpu_worker_threads_are_refused():
+    with pytest.raises(ProfilerError, match="--sessions 3 with --threads 2: .* use --sessions 1"):
+        ProfileConfig(threads=2, sessions=3)
+    assert ProfileConfig(threads=2, sessions=1).session_count == 1

@@ -46,6 +46,23 @@ def test_another_configuration_is_measured_again(model_dir, tmp_path, capsys):
     assert records[1]["device"]["spec"]["graph_optimization"] == "disabled"
 
 
+def test_a_record_timed_in_contended_sessions_is_measured_again_and_kept(model_dir, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    model = str(model_dir / "m0.onnx")
+    two_threads = [*FAST, "--threads", "2"]  # the last --threads wins
+    assert main(["run", model, "--out", str(out), "--json", "-q", *two_threads]) == 0
+    capsys.readouterr()
+    old = _lines(out)[0]
+    old["stats"]["sessions"] = 3  # as the earlier protocol timed a 2-thread configuration
+    out.write_text(json.dumps(old) + "\n")
+    assert main(["run", model, "--out", str(out), "--json", "-q", *two_threads]) == 0
+    assert json.loads(capsys.readouterr().out)["measured"] == 1
+    records = _lines(out)
+    assert len(records) == 2 and records[0] == old and records[1]["stats"]["sessions"] == 1
+    assert main(["run", model, "--out", str(out), "--json", "-q", *two_threads]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 1
+
+
 def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
     model_dir = tmp_path / "models"
     model_dir.mkdir()
