@@ -199,11 +199,14 @@ def main() -> None:
     parser.add_argument("--skip-quality", action="store_true", help="skip the 5-run spread part")
     args = parser.parse_args()
 
-    from sniper_profiler.config import ProfileConfig
+    from sniper_profiler.config import ProfileConfig, ProfilerError
 
     session_counts = args.sessions or [0]
-    configs = {f"sessions={n}": ProfileConfig(threads=args.threads, max_time_s=args.max_time, min_time_s=args.min_time, sessions=n)
-               for n in session_counts}
+    try:
+        configs = {f"sessions={n}": ProfileConfig(threads=args.threads, max_time_s=args.max_time, min_time_s=args.min_time, sessions=n)
+                   for n in session_counts}
+    except ProfilerError as error:
+        raise SystemExit(f"bench_profiler: {error}") from None
     config = next(iter(configs.values()))
     load_before = os.getloadavg()
     if args.loop_cost_only:
