@@ -26,6 +26,7 @@ DEVICE_PREFIX = "device_"
 # Flags the profiler sets (and contended_sessions, which the importer sets: importer.protocol_flags);
 # measurements with any of them can be left out with exclude_flags.
 KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy", "contended_sessions")
+ALWAYS_EXCLUDED_FLAGS = ("contended_sessions",)
 
 
 @dataclass
@@ -62,7 +63,8 @@ def export_csv(
     out = Path(out)
     if not out.parent.exists():
         raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
-    rows = list(db.latency_rows(exclude_flags, statistic))
+    # Always left out: a biased protocol's numbers (kept in the database, superseded by re-measurements).
+    rows = list(db.latency_rows(sorted({*exclude_flags, *ALWAYS_EXCLUDED_FLAGS}), statistic))
     if device_ids:
         unknown = sorted(set(device_ids) - {d.id for d in db.devices()})
         if unknown:

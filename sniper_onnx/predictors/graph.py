@@ -98,7 +98,7 @@ def has_kernel_path(params: Params) -> bool:
     return "kern_fc0_w" in params
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare rows and counts, not the objects
 class DistinctRows:
     """A kernel table with identical rows merged. Identical nodes (a network's repeated blocks)
     take the same time, so the graph evaluates each distinct row once and multiplies by its count:

@@ -248,6 +248,11 @@ def test_records_timed_in_contended_sessions_are_imported_flagged(tmp_path):
         import_results(db, tmp_path / "r.jsonl")
         flags = sorted(m.flags for m in db.measurements())
         assert flags == [[], ["contended_sessions"]]
+        network = db.networks()[0]
+        db.set_network_features(network.id, {"total_macs": 1.0})
+        table = export_csv(db, tmp_path / "t.csv")  # no --exclude-flag: contended ones are left out anyway
+        rows = list(csv.DictReader(open(table.path)))
+        assert table.rows == 1 and rows[0]["measurements"] == "1"
 
 
 def test_an_older_database_gets_its_contended_measurements_flagged(tmp_path):
