@@ -1,0 +1,85 @@
+"""How well a stored latency label agrees with a re-measurement of the same net (issue 4 and 5).
+
+    python benchmarks/bench_label_noise.py data/reference/work/cpu-t2.jsonl --count 24 --seed 5
+
+Draws ``--count`` generated nets at random from the results file's successful records (those of
+a protocol since found biased, ``contended_sessions``, left out; ``--since`` keeps only records
+measured at or after that ISO time), re-makes each from its generator spec with the weights the
+collector gave it, measures it again with the record's own settings in a fresh profiler run, and
+compares the new minimum with the stored one. A predictor cannot agree with its labels much more
+often than the labels agree with themselves, so this bounds the accuracy worth asking for.
+
+Run it on a quiet machine (pause any collector first). Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def _candidates(results: str, since: str) -> list[dict]:
+    from sniper_profiler.records import contended_sessions, read_records
+
+    return [r for r in read_records(results).records
+            if r.get("status") == "ok" and not contended_sessions(r) and (r.get("model", {}).get("source") or {}).get("kind") == "generator"
+            and r.get("measured_at", "") >= since]
+
+
+def _config_of(record: dict):
+    from sniper_profiler.config import ProfileConfig
+
+    settings = {k: v for k, v in record["config"].items() if k != "config_id"}
+    return ProfileConfig.from_dict(settings)
+
+
+def remeasure(results: str, count: int, seed: int, since: str = "") -> dict:
+    import onnx
+
+    from sniper_generator import NetSpec, materialize
+    from sniper_profiler import ModelJob, run_profile
+
+    pool = _candidates(results, since)
+    if not pool:
+        raise SystemExit(f"bench_label_noise: {results} has no usable generated-net records")
+    picked = [pool[i] for i in np.random.default_rng(seed).choice(len(pool), min(count, len(pool)), replace=False)]
+    with tempfile.TemporaryDirectory(prefix="label-noise-") as scratch:
+        jobs = []
+        for record in picked:
+            spec = NetSpec.from_json_dict(record["model"]["source"]["spec"])
+            path = Path(scratch) / f"{record['model']['name']}.onnx"
+            onnx.save(materialize(spec, weights=True), str(path))
+            jobs.append(ModelJob(str(path), name=record["model"]["name"]))
+        out = Path(scratch) / "again.jsonl"
+        run_profile(jobs, out, _config_of(picked[0]))
+        from sniper_profiler.records import read_records
+
+        again = {r["model"]["name"]: r["stats"] for r in read_records(out).records if r.get("status") == "ok"}
+    ratios = [again[r["model"]["name"]]["min_s"] / r["stats"]["min_s"] for r in picked if r["model"]["name"] in again]
+    deviation = np.abs(np.array(ratios) - 1.0)
+    spread = [s["median_s"] / s["min_s"] for s in again.values()]
+    return {"results": results, "config": picked[0]["config"].get("config_id"), "nets": len(ratios),
+            "median_abs_ratio_minus_1_pct": 100 * float(np.median(deviation)),
+            "mean_abs_ratio_minus_1_pct": 100 * float(np.mean(deviation)),
+            "within_5_pct": float(np.mean(deviation <= 0.05)), "within_10_pct": float(np.mean(deviation <= 0.10)),
+            "median_new_over_stored": float(np.median(ratios)),
+            "median_over_min_inside_one_run": statistics.median(spread)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", help="a profiler JSONL file (e.g. data/reference/work/cpu-t1.jsonl)")
+    parser.add_argument("--count", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=5)
+    parser.add_argument("--since", default="", help="only records measured at or after this ISO time")
+    args = parser.parse_args()
+    print(json.dumps(remeasure(args.results, args.count, args.seed, args.since), indent=1))
+
+
+if __name__ == "__main__":
+    main()
