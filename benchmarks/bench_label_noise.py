@@ -2,10 +2,10 @@
 
     python benchmarks/bench_label_noise.py data/reference/work/cpu-t2.jsonl --count 24 --seed 5
 
-Draws ``--count`` generated nets at random from the results file's successful records (those of
+Draws ``--count`` generated nets (``--kind zoo``: zoo networks) at random from the results file's successful records (those of
 a protocol since found biased, ``contended_sessions``, left out; ``--since`` keeps only records
-measured at or after that ISO time), re-makes each from its generator spec with the weights the
-collector gave it, measures it again with the record's own settings in a fresh profiler run, and
+measured at or after that ISO time), re-makes each from its generator spec or zoo entry with the
+weights the collector gave it, measures it again with the record's own settings in a fresh profiler run, and
 compares the new minimum with the stored one. A predictor cannot agree with its labels much more
 often than the labels agree with themselves, so this bounds the accuracy worth asking for.
 
@@ -23,12 +23,22 @@ from pathlib import Path
 import numpy as np
 
 
-def _candidates(results: str, since: str) -> list[dict]:
+def _candidates(results: str, since: str, kind: str) -> list[dict]:
     from sniper_profiler.records import contended_sessions, read_records
 
     return [r for r in read_records(results).records
-            if r.get("status") == "ok" and not contended_sessions(r) and (r.get("model", {}).get("source") or {}).get("kind") == "generator"
+            if r.get("status") == "ok" and not contended_sessions(r) and (r.get("model", {}).get("source") or {}).get("kind") == kind
             and r.get("measured_at", "") >= since]
+
+
+def _model_of(source: dict):
+    if source["kind"] == "zoo":
+        from sniper_generator.zoo import export_zoo_model
+
+        return export_zoo_model(source["name"], resolution=int(source["resolution"]), batch=int(source.get("batch", 1)), weights=True)
+    from sniper_generator import NetSpec, materialize
+
+    return materialize(NetSpec.from_json_dict(source["spec"]), weights=True)
 
 
 def _config_of(record: dict):
@@ -38,22 +48,20 @@ def _config_of(record: dict):
     return ProfileConfig.from_dict(settings)
 
 
-def remeasure(results: str, count: int, seed: int, since: str = "") -> dict:
+def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = "generator") -> dict:
     import onnx
 
-    from sniper_generator import NetSpec, materialize
     from sniper_profiler import ModelJob, run_profile
 
-    pool = _candidates(results, since)
+    pool = _candidates(results, since, kind)
     if not pool:
-        raise SystemExit(f"bench_label_noise: {results} has no usable generated-net records")
+        raise SystemExit(f"bench_label_noise: {results} has no usable {kind} records")
     picked = [pool[i] for i in np.random.default_rng(seed).choice(len(pool), min(count, len(pool)), replace=False)]
     with tempfile.TemporaryDirectory(prefix="label-noise-") as scratch:
         jobs = []
         for record in picked:
-            spec = NetSpec.from_json_dict(record["model"]["source"]["spec"])
             path = Path(scratch) / f"{record['model']['name']}.onnx"
-            onnx.save(materialize(spec, weights=True), str(path))
+            onnx.save(_model_of(record["model"]["source"]), str(path))
             jobs.append(ModelJob(str(path), name=record["model"]["name"]))
         out = Path(scratch) / "again.jsonl"
         run_profile(jobs, out, _config_of(picked[0]))
@@ -63,7 +71,9 @@ def remeasure(results: str, count: int, seed: int, since: str = "") -> dict:
     ratios = [again[r["model"]["name"]]["min_s"] / r["stats"]["min_s"] for r in picked if r["model"]["name"] in again]
     deviation = np.abs(np.array(ratios) - 1.0)
     spread = [s["median_s"] / s["min_s"] for s in again.values()]
-    return {"results": results, "config": picked[0]["config"].get("config_id"), "nets": len(ratios),
+    return {"results": results, "config": picked[0]["config"].get("config_id"), "kind": kind, "nets": len(ratios),
+            "per_net_new_over_stored": {r["model"]["name"]: round(again[r["model"]["name"]]["min_s"] / r["stats"]["min_s"], 3)
+                                        for r in picked if r["model"]["name"] in again},
             "median_abs_ratio_minus_1_pct": 100 * float(np.median(deviation)),
             "mean_abs_ratio_minus_1_pct": 100 * float(np.mean(deviation)),
             "within_5_pct": float(np.mean(deviation <= 0.05)), "within_10_pct": float(np.mean(deviation <= 0.10)),
@@ -77,8 +87,9 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=24)
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--since", default="", help="only records measured at or after this ISO time")
+    parser.add_argument("--kind", default="generator", choices=("generator", "zoo"), help="random nets or zoo networks")
     args = parser.parse_args()
-    print(json.dumps(remeasure(args.results, args.count, args.seed, args.since), indent=1))
+    print(json.dumps(remeasure(args.results, args.count, args.seed, args.since, args.kind), indent=1))
 
 
 if __name__ == "__main__":
