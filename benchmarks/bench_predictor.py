@@ -3,8 +3,9 @@
     python benchmarks/bench_predictor.py [--predictor P.onnx]
     python benchmarks/bench_predictor.py --cpu-dataset 120 --out /tmp/cpu.csv   # issue-5 pipeline, end to end
     python benchmarks/bench_predictor.py --table data/reference/work/train.csv   # issue-5 accuracy
-    python benchmarks/bench_predictor.py --ship data/reference/work/train.csv    # the shipped CPU predictor
+    python benchmarks/bench_predictor.py --ship data/reference/work/train.csv    # the shipped reference-dataset predictor
     python benchmarks/bench_predictor.py --kernel-cost                           # cost of the kernel-sum path
+    python benchmarks/bench_predictor.py --table T --new-device "NVIDIA H200"     # issue 5, point 9
 
 The second form profiles N generated CNNs (seed 0) on this CPU with onnxruntime at 1 and 2 threads
 (median of 3 runs after a warm-up), writes the training CSV in `db export`'s layout, trains a
@@ -133,7 +134,7 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
     return results
 
 
-def ship_cpu_predictor(table: str, epochs: int) -> dict:
+def ship_reference_predictor(table: str, epochs: int) -> dict:
     """The predictor that ships for the reference dataset's devices: every network, zoo included
     (so the issue-5 benchmark above never uses it)."""
     from pathlib import Path
@@ -143,7 +144,7 @@ def ship_cpu_predictor(table: str, epochs: int) -> dict:
     from sniper_onnx.predictors.runtime import save_predictor
     from sniper_onnx.predictors.training import train_predictor
 
-    out = Path(__file__).resolve().parents[1] / "sniper_onnx" / "data" / "pcn_reference_cpu.onnx"
+    out = Path(__file__).resolve().parents[1] / "sniper_onnx" / "data" / "pcn_reference.onnx"
     data = load_training_csv(table)
     predictor, report = train_predictor(data, PCNConfig(epochs=epochs), extra_meta={
         "latency_statistic": "min", "training_table": "data/reference/train.csv.gz"})
@@ -153,7 +154,7 @@ def ship_cpu_predictor(table: str, epochs: int) -> dict:
 
 
 def kernel_cost(count: int, batch: int) -> dict:
-    """Cost of the kernel-sum path of the shipped CPU predictor (issue 5, point 10): one pair for
+    """Cost of the kernel-sum path of the shipped reference predictor (issue 5, point 10): one pair for
     ResNet-50 (graph call and the full API), and a batch of pairs over ``count`` random nets of the
     reference dataset's sequence (seed 2026) on its three devices. Analysis is not counted: a
     scheduler analyzes each model once."""
@@ -163,7 +164,7 @@ def kernel_cost(count: int, batch: int) -> dict:
     from sniper_onnx.analysis.kernels import kernel_table
     from sniper_onnx.predictors.runtime import distinct_rows, load_predictor, shipped_predictor_path
 
-    predictor = load_predictor(shipped_predictor_path("pcn_reference_cpu.onnx"))
+    predictor = load_predictor(shipped_predictor_path("pcn_reference.onnx"))
     resnet = analyze(export_zoo_model("resnet50", 224, 1, weights=False))
     table, features = kernel_table(resnet.nodes), [resnet.features]
     device = predictor.devices[0]
@@ -195,6 +196,83 @@ def kernel_cost(count: int, batch: int) -> dict:
             "batched_per_pair_ms": batched["shared"], "batched_per_pair_premerged_ms": batched["premerged"],
             "batched_per_pair_merging_every_pair_ms": batched["copies"],
             "batched_per_pair_without_tables_ms": pcn_batched * 1e3}
+
+
+def _device_index(data, name: str) -> int:
+    hits = [i for i, device in enumerate(data.device_names) if device == name] or \
+           [i for i, device in enumerate(data.device_names) if name.lower() in device.lower()]
+    if len(hits) != 1:
+        raise SystemExit(f"--new-device {name!r}: matches {len(hits)} of the table's devices "
+                         f"({'; '.join(data.device_names)}); give one device's name or a unique part of it")
+    return hits[0]
+
+
+def _without_device(data, target: int, keep_pairs: np.ndarray):
+    """The table as if ``target`` had never been profiled: its row, its pairs and pairs outside ``keep_pairs`` gone."""
+    keep = keep_pairs & (data.pair_device != target)
+    others = [d for d in range(len(data.device_names)) if d != target]
+    remap = np.full(len(data.device_names), -1)
+    remap[others] = np.arange(len(others))
+    return type(data)(**{**data.__dict__, "device_names": [data.device_names[d] for d in others],
+                         "device_matrix": data.device_matrix[others], "pair_network": data.pair_network[keep],
+                         "pair_device": remap[data.pair_device[keep]], "seconds": data.seconds[keep]})
+
+
+def new_device_accuracy(table: str, device: str, samples: int, epochs: int, seed: int, draws: int) -> dict:
+    """Issue 5, point 9 on the reference dataset: the PCN is trained on the random nets of every
+    other device, then adapted to ``device`` with ``samples`` of its random nets (``draws`` seeded
+    draws of them). Reported: the device's other random nets and the zoo (never used), beside a
+    log-log FLOPs fit on the same samples."""
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.dataset import load_training_csv
+    from sniper_onnx.predictors.hwnas import flops_baseline
+    from sniper_onnx.predictors.metrics import accuracy_metrics
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.training import train_predictor
+
+    data = load_training_csv(table)
+    target = _device_index(data, device)
+    names = _network_names(table)
+    generated = np.array([names.get(key, key).startswith(GENERATED_PREFIXES) for key in data.network_names])
+    train = _without_device(data, target, generated[data.pair_network])
+    from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+    from sniper_onnx.predictors.kernelnet import KernelNetConfig
+
+    tables, _ = kernel_tables_for(data.network_sources)
+    predictor, _ = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
+                                   kernel_config=KernelNetConfig(seed=seed), kernel_tables=tables)
+    rows = data.device_rows(target)
+    random_rows, zoo_rows = rows[generated[data.pair_network[rows]]], rows[~generated[data.pair_network[rows]]]
+    features = [dict(zip(data.network_feature_names, r)) for r in data.network_matrix]
+    macs = data.network_matrix[:, data.network_feature_names.index("total_macs")]
+    name = data.device_names[target]
+    results = []
+    for draw in range(draws):
+        picked = np.random.default_rng(1000 + draw).choice(random_rows, samples, replace=False)
+        nets = data.pair_network[picked]
+        adapted, report = adapt_predictor(predictor, name, [features[n] for n in nets], data.seconds[picked],
+                                          spec_features=data.device_matrix[target],
+                                          kernel_tables=[tables[n] for n in nets])
+        baseline = flops_baseline(macs[data.pair_network], data.seconds, picked)
+        entry = {"draw": draw, "prior": report.prior, "trimmer_features": report.trimmer_features}
+        for group, group_rows in (("random_rest", np.setdiff1d(random_rows, picked)), ("zoo", zoo_rows)):
+            group_nets = data.pair_network[group_rows]
+            answer = adapted.predict([features[n] for n in group_nets], [name],
+                                     kernel_tables=[tables[n] for n in group_nets])
+            predicted = answer.seconds()
+            measured = data.seconds[group_rows]
+            entry[group] = {"sniper": accuracy_metrics(predicted, measured),
+                            "flops_loglog": accuracy_metrics(baseline[group_rows], measured)}
+        results.append(entry)
+
+    def median_of(group: str, method: str, metric: str) -> float:
+        return float(np.median([r[group][method][metric] for r in results]))
+
+    summary = {group: {method: {metric: median_of(group, method, metric) for metric in ("mape_pct", "acc10", "spearman")}
+                       for method in ("sniper", "flops_loglog")} for group in ("random_rest", "zoo")}
+    return {"device": name, "trained_on": train.device_names, "samples": samples, "draws": draws, "seed": seed,
+            "random_nets": int(len(random_rows)), "zoo_nets": int(len(zoo_rows)),
+            "median_over_draws": summary, "per_draw": results}
 
 
 def _network_names(table: str) -> dict:
@@ -244,14 +322,22 @@ def main() -> None:
     parser.add_argument("--per-network", default="", metavar="CSV", help="with --table: write every evaluated pair here")
     parser.add_argument("--ship", default=None, metavar="TABLE",
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
-                        "sniper_onnx/data/pcn_reference_cpu.onnx")
-    parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped CPU predictor's kernel-sum path")
+                        "sniper_onnx/data/pcn_reference.onnx")
+    parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped reference predictor's kernel-sum path")
+    parser.add_argument("--new-device", default=None, metavar="NAME",
+                        help="with --table: leave this device out, adapt with --samples of its random nets (point 9)")
+    parser.add_argument("--samples", type=int, default=10, help="with --new-device: measurements to adapt with")
+    parser.add_argument("--draws", type=int, default=5, help="with --new-device: seeded draws of the samples")
     args = parser.parse_args()
     if args.kernel_cost:
         print(json.dumps(kernel_cost(200, args.batch), indent=1))
         return
     if args.ship:
-        print(json.dumps(ship_cpu_predictor(args.ship, args.epochs), indent=1))
+        print(json.dumps(ship_reference_predictor(args.ship, args.epochs), indent=1))
+        return
+    if args.table and args.new_device:
+        print(json.dumps(new_device_accuracy(args.table, args.new_device, args.samples, args.epochs, args.seed,
+                                             args.draws), indent=1))
         return
     if args.table:
         print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed, args.per_network), indent=1))

@@ -21,7 +21,8 @@ import numpy as np
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors import graph as G
 from sniper_onnx.predictors.keyfeatures import pearson_columns
-from sniper_onnx.predictors.runtime import Predictor, build_predictor, normalized_network, params_of
+from sniper_onnx.predictors.runtime import (DEFAULT_LOG_INTERVAL, PATH_KERNELS, Predictor, build_predictor,
+                                             normalized_network, params_of)
 
 RIDGE_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 BIAS_RIDGE = 1e-4  # the absolute scale of a new device is free: barely shrink its log-time bias
@@ -30,6 +31,7 @@ DIRECT_GRID = (1, 2, 3)
 DIRECT_RIDGE = 1e6  # pins the PCN directions at 0 for the "none" prior
 Z90 = 1.6449
 MIN_LOG_SPREAD = 0.05  # intervals from 10 samples are optimistic: never narrower than ±8% (90%)
+POWER_RIDGE = 0.05  # shrinks the power of a kernel-sum transfer towards 0 (a plain rescaling)
 
 
 @dataclass
@@ -77,6 +79,7 @@ class AdaptReport:
     sample_mape_before: float
     sample_mape_after: float
     slot: int
+    power: float = 0.0  # kernel-sum transfers: log t = (1 + power) * log t_reference + trimmer
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -109,6 +112,106 @@ def _base_vector(predictor: Predictor, device: str, spec_features: Optional[Sequ
     return np.append(DeviceSpec(name=device, kind="other").features(), 0.0)
 
 
+def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
+    """The samples' kernel tables when the predictor has a kernel-sum path and every sample has one."""
+    if not predictor.kernel_path or kernel_tables is None or len(kernel_tables) != count:
+        return None
+    return None if any(table is None for table in kernel_tables) else list(kernel_tables)
+
+
+def _answers_by_kernels(predictor: Predictor, device: str) -> bool:
+    return predictor.kernel_path.get("devices", {}).get(device, {}).get("path") == PATH_KERNELS
+
+
+def _trimmer_loo(z: np.ndarray, residual: np.ndarray, k: int) -> np.ndarray:
+    if len(residual) <= 2:
+        return residual
+    return np.array([residual[i] - fit_trimmer(np.delete(z, i, 0), np.delete(residual, i), k).apply(z[i:i + 1])[0]
+                     for i in range(len(residual))])
+
+
+@dataclass
+class _Choice:
+    """One way to answer the new device, scored by leave-one-out RMS log error on the samples."""
+
+    score: float
+    prior: str
+    errors: np.ndarray
+    trimmer: Trimmer
+    delta: Optional[np.ndarray] = None  # device-embedding offset (PCN choices)
+    ridge: Optional[float] = None
+    kernel_reference: Optional[str] = None  # kernel choices: the trained device whose kernel sum is rescaled
+    power: float = 0.0  # log t = (1 + power) * log t_reference + trimmer
+
+
+def _pcn_choice(predictor, nets, z, seconds, base, spec_prior: str, trimmer_top_k) -> _Choice:
+    """The PCN's device vector solved by ridge towards a prior (the paper's path)."""
+    params = params_of(predictor)
+    outputs = predictor.run(nets, np.tile(base, (len(nets), 1)))
+    design = np.column_stack([outputs[G.NETWORK_EMBEDDING_OUTPUT], np.ones(len(nets))])
+    log_t = np.log(seconds) - float(params["out_bias"])  # the graph adds out_bias after F·e + b
+    branch = outputs[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64)
+    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
+    candidates = [(spec_prior, branch, s, k) for s in RIDGE_GRID for k in ks]
+    candidates += [("train_mean", _train_mean_embedding(predictor, nets[:1]), s, k) for s in RIDGE_GRID for k in ks]
+    # A device unlike every training device may follow none of the PCN's directions: the
+    # "none" candidate drops them (a free scale plus the Time Trimmer's features alone).
+    direct_ks = (trimmer_top_k,) if trimmer_top_k else tuple(k for k in DIRECT_GRID if k < len(seconds) - 2)
+    candidates += [("none", np.zeros(design.shape[1]), DIRECT_RIDGE, k) for k in direct_ks]
+    best = None
+    for prior_name, prior, strength, k in candidates:
+        errors = _loo_errors(design, z, log_t, prior, strength, k) if len(log_t) > 2 else np.zeros(1)
+        score = float(np.sqrt(np.mean(errors**2)))
+        if best is None or score < best[0] - 1e-12:
+            best = (score, prior_name, prior, strength, k, errors)
+    score, prior_name, prior, strength, k, errors = best
+    embedding, trimmer = _fit(design, z, log_t, prior, strength, k)
+    return _Choice(score, prior_name, errors, trimmer, delta=embedding - branch, ridge=float(strength))
+
+
+def _trimmer_choice(z, residual, k, prior: str, reference: Optional[str] = None) -> _Choice:
+    errors = _trimmer_loo(z, residual, k)
+    return _Choice(float(np.sqrt(np.mean(errors**2))), prior, errors, fit_trimmer(z, residual, k),
+                   kernel_reference=reference)
+
+
+def _fit_power(log_reference: np.ndarray, residual: np.ndarray, z: np.ndarray, k: int) -> tuple[float, Trimmer]:
+    """residual = power * log t_reference + trimmer(z): the power by ridge towards 0, then the trimmer."""
+    centered = log_reference - log_reference.mean()
+    power = float(centered @ (residual - residual.mean()) / (centered @ centered + POWER_RIDGE * len(residual)))
+    return power, fit_trimmer(z, residual - power * log_reference, k)
+
+
+def _power_choice(z, residual, log_reference, k, reference: str) -> _Choice:
+    errors = np.empty(len(residual))
+    for i in range(len(residual)):
+        keep = np.arange(len(residual)) != i
+        power, trimmer = _fit_power(log_reference[keep], residual[keep], z[keep], k)
+        errors[i] = residual[i] - power * log_reference[i] - trimmer.apply(z[i:i + 1])[0]
+    power, trimmer = _fit_power(log_reference, residual, z, k)
+    return _Choice(float(np.sqrt(np.mean(errors**2))), f"kernels:{reference} (power {power:+.2f})", errors, trimmer,
+                   kernel_reference=reference, power=power)
+
+
+def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[_Choice]:
+    """A trained device's kernel sum, rescaled (and trimmed) to the samples: for a new device
+    close to a known one, per-layer times transfer better than the PCN's whole-network embedding.
+    With a power, the rescaling may grow with the network's time (a wider or threaded machine
+    gains more on big networks)."""
+    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
+    choices = []
+    for reference, vector in predictor.device_table.items():
+        if vector[-1] != 0 or not _answers_by_kernels(predictor, reference):
+            continue  # only trained devices on which the kernel sum won
+        kernel_seconds = predictor.run(nets, np.tile(np.asarray(vector), (len(nets), 1)), tables)[G.KERNEL_SECONDS_OUTPUT]
+        log_reference = np.log(kernel_seconds.astype(np.float64))
+        residual = np.log(seconds) - log_reference
+        choices += [_trimmer_choice(z, residual, k, f"kernels:{reference}", reference) for k in ks]
+        if len(seconds) >= 5:
+            choices += [_power_choice(z, residual, log_reference, k, reference) for k in ks if k < len(seconds) - 3]
+    return choices
+
+
 def adapt_predictor(
     predictor: Predictor,
     device: str,
@@ -118,12 +221,17 @@ def adapt_predictor(
     solve_embedding: bool = True,
     trimmer_top_k: Optional[int] = None,
     sample_names: Optional[Sequence[str]] = None,
+    kernel_tables: Optional[Sequence[Optional[np.ndarray]]] = None,
 ) -> tuple[Predictor, AdaptReport]:
     """A copy of ``predictor`` that knows ``device`` from a few (network, measured seconds) samples.
 
     ``solve_embedding=False`` is the Time Trimmer alone (``sniper-onnx feedback``): the device keeps
     its embedding and only the residual fit is added; there ``trimmer_top_k`` is the most features
     the fit may use (leave-one-out picks 0..k). With ``solve_embedding`` it fixes k.
+
+    ``kernel_tables`` (one per sample) let the fit see what `predict` answers: on a device answered
+    by the kernel sum the Time Trimmer corrects the kernel sum, and a new device may be answered by
+    a trained device's kernel sum, rescaled, when that fits the samples better than the PCN.
     """
     seconds = np.asarray(seconds, dtype=np.float64)
     if len(seconds) == 0 or len(seconds) != len(network_features):
@@ -131,95 +239,115 @@ def adapt_predictor(
                           f"networks, {len(seconds)} latencies); give at least 3 measured pairs")
     if not np.all(np.isfinite(seconds)) or np.any(seconds <= 0):
         raise SniperError(f"device {device!r}: measured latencies must be positive seconds; fix the samples file")
-    params = params_of(predictor)
     nets = predictor.network_matrix(network_features)
+    tables = _kernel_tables(predictor, kernel_tables, len(seconds))
+    known_by_kernels = device in predictor.device_table and _answers_by_kernels(predictor, device)
+    if not solve_embedding and known_by_kernels and tables is None:
+        raise SniperError(f"device {device!r} is answered by the kernel sum: give the samples' networks as .onnx files "
+                          "or `analyze --json --nodes` files, so that the Time Trimmer corrects what `predict` answers")
     base = _base_vector(predictor, device, spec_features)
     existing_slot = int(predictor.device_table.get(device, [0])[-1])
     current = predictor.device_vector(device) if device in predictor.device_table else base
-    outputs = predictor.run(nets, np.tile(base, (len(nets), 1)))
-    design = np.column_stack([outputs[G.NETWORK_EMBEDDING_OUTPUT], np.ones(len(nets))])
-    log_t = np.log(seconds) - float(params["out_bias"])  # the graph adds out_bias after F·e + b
-    z = normalized_network(params, nets)
-    current_out = predictor.run(nets, np.tile(current, (len(nets), 1)))
-    mape_before = float(np.mean(np.abs(current_out[G.SECONDS_OUTPUT] / seconds - 1)))
+    z = normalized_network(params_of(predictor), nets)
+    current_out = predictor.run(nets, np.tile(current, (len(nets), 1)), tables if known_by_kernels else None)
+    current_seconds = current_out[G.KERNEL_SECONDS_OUTPUT if known_by_kernels else G.SECONDS_OUTPUT]
+    mape_before = float(np.mean(np.abs(current_seconds / seconds - 1)))
 
-    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
-    if solve_embedding:
-        branch = outputs[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64)
-        spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
-        candidates = [(spec_prior, branch, s, k) for s in RIDGE_GRID for k in ks]
-        candidates += [("train_mean", _train_mean_embedding(predictor, nets[:1]), s, k) for s in RIDGE_GRID for k in ks]
-        # A device unlike every training device may follow none of the PCN's directions: the
-        # "none" candidate drops them (a free scale plus the Time Trimmer's features alone).
-        direct_ks = (trimmer_top_k,) if trimmer_top_k else tuple(k for k in DIRECT_GRID if k < len(seconds) - 2)
-        candidates += [("none", np.zeros(design.shape[1]), DIRECT_RIDGE, k) for k in direct_ks]
-    else:  # Time Trimmer alone: k = 0..top_k, so a few noisy samples cannot force a spurious fit
+    if not solve_embedding:
+        residual = np.log(seconds / current_seconds.astype(np.float64))
         most = trimmer_top_k if trimmer_top_k is not None else 3
         ks = tuple(k for k in range(most + 1) if k == 0 or k < len(seconds) - 2)
-        candidates = [("current", current_out[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64), np.inf, k) for k in ks]
-    best = None
-    for prior_name, prior, strength, k in candidates:
-        if np.isinf(strength):
-            residual = np.log(seconds / current_out[G.SECONDS_OUTPUT])
-            errors = np.array([residual[i] - fit_trimmer(np.delete(z, i, 0), np.delete(residual, i), k).apply(z[i:i + 1])[0]
-                               for i in range(len(residual))]) if len(residual) > 2 else residual
-        else:
-            errors = _loo_errors(design, z, log_t, prior, strength, k) if len(log_t) > 2 else np.zeros(1)
-        score = float(np.sqrt(np.mean(errors**2)))
-        if best is None or score < best[0] - 1e-12:
-            best = (score, prior_name, prior, strength, k, errors)
-    score, prior_name, prior, strength, k, errors = best
-    if np.isinf(strength):
-        embedding = prior
-        trimmer = fit_trimmer(z, np.log(seconds / current_out[G.SECONDS_OUTPUT]), k)
+        reference = device if known_by_kernels else None
+        choice = min((_trimmer_choice(z, residual, k, "current", reference) for k in ks), key=lambda c: c.score)
     else:
-        embedding, trimmer = _fit(design, z, log_t, prior, strength, k)
+        spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
+        choices = [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k)]
+        if tables is not None:
+            choices += _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k)
+        choice = min(choices, key=lambda c: c.score)  # ties keep the PCN (listed first)
+    adapted, slot = _write_choice(predictor, device, base, existing_slot, choice, z, solve_embedding, sample_names, seconds)
+    names = predictor.network_feature_names
+    report = AdaptReport(
+        device=device, samples=len(seconds), prior=choice.prior, ridge=choice.ridge,
+        trimmer_features=[names[i] for i in choice.trimmer.features], loo_rmse_log=choice.score,
+        sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot, power=choice.power,
+    )
+    answers_by_kernels = _answers_by_kernels(adapted, device) and tables is not None
+    after = adapted.run(nets, np.tile(adapted.device_vector(device), (len(nets), 1)), tables if answers_by_kernels else None)
+    report.sample_mape_after = float(np.mean(np.abs(
+        after[G.KERNEL_SECONDS_OUTPUT if answers_by_kernels else G.SECONDS_OUTPUT] / seconds - 1)))
+    return adapted, report
 
-    branch_now = outputs[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64)
+
+def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, solve_embedding, sample_names, seconds):
+    """The adapted predictor: the choice written into the device's correction slot and metadata."""
+    params = params_of(predictor)
     trim_w = np.zeros(z.shape[1])
-    trim_w[trimmer.features] = trimmer.weights
+    trim_w[choice.trimmer.features] = choice.trimmer.weights
     slot = existing_slot or params["slot_delta"].shape[0] + 1
+    vector = base
+    if choice.kernel_reference is not None and solve_embedding:
+        # The device is answered as the reference device, rescaled: its features, no embedding offset.
+        vector = predictor.device_vector(choice.kernel_reference)
+        vector[-1] = 0.0
+    delta = choice.delta if choice.delta is not None else np.zeros(params["slot_delta"].shape[1])
     if existing_slot:
         i = existing_slot - 1
         if solve_embedding:  # a fresh fit from the uncorrected device: replaces the old correction
-            params["slot_delta"][i] = embedding - branch_now
+            params["slot_delta"][i] = delta
             params["slot_trim_w"][:, i] = trim_w
-            params["slot_trim_b"][i] = trimmer.bias
+            params["slot_trim_b"][i] = choice.trimmer.bias
+            params["slot_power"][i] = choice.power
         else:  # the Time Trimmer fits what the current correction still misses: it adds
             params["slot_trim_w"][:, i] += trim_w
-            params["slot_trim_b"][i] += trimmer.bias
+            params["slot_trim_b"][i] += choice.trimmer.bias
     else:
-        params["slot_delta"] = np.vstack([params["slot_delta"], embedding - branch_now])
+        params["slot_delta"] = np.vstack([params["slot_delta"], delta])
         params["slot_trim_w"] = np.column_stack([params["slot_trim_w"], trim_w])
-        params["slot_trim_b"] = np.append(params["slot_trim_b"], trimmer.bias)
+        params["slot_trim_b"] = np.append(params["slot_trim_b"], choice.trimmer.bias)
+        params["slot_power"] = np.append(params["slot_power"], choice.power)
     meta = dict(predictor.meta)
     table = dict(meta["device_table"])
-    table[device] = [*base[:-1].tolist(), float(slot)]
+    if solve_embedding or device not in table:
+        table[device] = [*vector[:-1].tolist(), float(slot)]
+    else:
+        table[device] = [*table[device][:-1], float(slot)]
     meta["device_table"] = table
-    if len(errors) >= 5:
-        intervals = dict(meta.get("intervals", {}))
-        spread = max(float(np.std(errors)), MIN_LOG_SPREAD)
-        intervals[device] = [-Z90 * spread, Z90 * spread]
-        meta["intervals"] = intervals
-    names = predictor.network_feature_names
-    report = AdaptReport(
-        device=device, samples=len(seconds), prior=prior_name, ridge=None if np.isinf(strength) else float(strength),
-        trimmer_features=[names[i] for i in trimmer.features], loo_rmse_log=score,
-        sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot,
-    )
+    spread = max(float(np.std(choice.errors)), MIN_LOG_SPREAD) if len(choice.errors) >= 5 else None
+    if spread is not None:
+        meta["intervals"] = {**meta.get("intervals", {}), device: [-Z90 * spread, Z90 * spread]}
+    meta["kernel_path"] = _kernel_path_after(predictor, device, choice, solve_embedding, spread, len(seconds))
     corrections = list(meta.get("corrections", []))  # earlier entries keep their measurements
     corrections.append({"slot": slot, "device": device, "kind": "adapt" if solve_embedding else "feedback",
-                        "samples": len(seconds), "prior": prior_name, "ridge": report.ridge,
-                        "trimmer_features": report.trimmer_features,
+                        "samples": len(seconds), "prior": choice.prior, "ridge": choice.ridge, "power": choice.power,
+                        "trimmer_features": [predictor.network_feature_names[i] for i in choice.trimmer.features],
                         # the measurements travel with the predictor, so a later retrain can use them
                         "measurements": [[str(n), float(t)] for n, t in zip(sample_names or range(len(seconds)), seconds)]})
     meta["corrections"] = corrections
     adapted = build_predictor(params, {k: v for k, v in meta.items() if k not in ("network_feature_units",)},
                               predictor.source)
-    after = adapted.run(nets, np.tile(np.array(table[device]), (len(nets), 1)))[G.SECONDS_OUTPUT]
-    report.sample_mape_after = float(np.mean(np.abs(after / seconds - 1)))
-    return adapted, report
+    return adapted, slot
 
+
+def _kernel_path_after(predictor, device, choice: _Choice, solve_embedding, spread, samples) -> Dict[str, Any]:
+    """The device answers by the kernel sum exactly when its correction was fitted to the kernel sum."""
+    kernel_path = dict(predictor.kernel_path)
+    if not kernel_path:
+        return kernel_path
+    devices = dict(kernel_path.get("devices", {}))
+    entry = dict(devices.get(device, {}))
+    if choice.kernel_reference is None:
+        if entry.get("path") == PATH_KERNELS:  # a fresh PCN fit: the PCN answers what it was fitted to
+            devices.pop(device)
+    else:
+        if solve_embedding:
+            entry = {"path": PATH_KERNELS, "reference_device": choice.kernel_reference, "samples": samples,
+                     "interval": list(entry.get("interval", DEFAULT_LOG_INTERVAL))}
+        if spread is not None:
+            entry["interval"] = [-Z90 * spread, Z90 * spread]
+        devices[device] = entry
+    kernel_path["devices"] = devices
+    return kernel_path
 
 
 def _train_mean_embedding(predictor: Predictor, one_net: np.ndarray) -> np.ndarray:

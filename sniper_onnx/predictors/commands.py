@@ -217,7 +217,7 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     loaded = load_predictor(predictor)
     measured = load_samples(samples, name)
     adapted, report = adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
-                                       sample_names=measured.names)
+                                       sample_names=measured.names, kernel_tables=measured.kernel_tables)
     save_predictor(adapted, output)
     return report
 
@@ -235,6 +235,7 @@ def feedback_command(predictor: Optional[str], device: str, samples: str, output
         raise SniperError("refusing to overwrite the shipped predictor; give -o OUT.onnx")
     measured = load_samples(samples, device)
     adapted, report = adapt_predictor(loaded, device, measured.features, measured.seconds,
-                                      solve_embedding=False, trimmer_top_k=top_k, sample_names=measured.names)
+                                      solve_embedding=False, trimmer_top_k=top_k, sample_names=measured.names,
+                                      kernel_tables=measured.kernel_tables)
     save_predictor(adapted, output or predictor)
     return report

@@ -213,6 +213,10 @@ def build_graph(params: Params) -> onnx.ModelProto:
         device_embedding = b.op("Add", device_embedding, b.op("MatMul", onehot, b.param("slot_delta")))
         trim = b.op("Add", b.op("MatMul", z_net, b.param("slot_trim_w")), b.param("slot_trim_b"))
         correction = b.op("ReduceSum", b.op("Mul", trim, onehot), axis1, keepdims=0)
+        # log t = (1 + power) * log t_path + correction: a device whose speed-up over the one it is
+        # fitted from grows with the network's size (more threads, a wider machine)
+        power = np.asarray(params.get("slot_power", np.zeros(slots)), np.float32).reshape(-1, 1)
+        growth = b.op("Add", b.op("Squeeze", b.op("MatMul", onehot, b.const("slot_power", power)), axis1), "one")
     device_embedding = b.output(device_embedding, DEVICE_EMBEDDING_OUTPUT)
 
     scale_cols = b.op("Slice", device_embedding, "zero1", b.const("h", np.array([embed_width - 1], np.int64)), axis1)
@@ -222,7 +226,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
                        b.op("Squeeze", bias_col, axis1))
     log_seconds = b.op("Add", log_seconds, b.param("out_bias"))
     if correction is not None:
-        log_seconds = b.op("Add", log_seconds, correction)
+        log_seconds = b.op("Add", b.op("Mul", log_seconds, growth), correction)
     b.nodes.append(helper.make_node("Exp", [log_seconds], [SECONDS_OUTPUT]))
     b.output(net_embedding, NETWORK_EMBEDDING_OUTPUT)
     inputs = [
@@ -235,7 +239,10 @@ def build_graph(params: Params) -> onnx.ModelProto:
         helper.make_tensor_value_info(DEVICE_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width]),
     ]
     if has_kernel_path(params):
-        b.nodes.append(helper.make_node("Exp", [_kernel_sum(b, raw_dev, axis1)], [KERNEL_SECONDS_OUTPUT]))
+        kernel_log_seconds = _kernel_sum(b, raw_dev, axis1)
+        if correction is not None:  # a device's correction slot applies to whichever path answers it
+            kernel_log_seconds = b.op("Add", b.op("Mul", kernel_log_seconds, growth), correction)
+        b.nodes.append(helper.make_node("Exp", [kernel_log_seconds], [KERNEL_SECONDS_OUTPUT]))
         width = params["kern_fc0_w"].shape[0] - 1
         inputs.append(helper.make_tensor_value_info(KERNEL_INPUT, TensorProto.FLOAT, ["N", "K", width + 1]))
         outputs.append(helper.make_tensor_value_info(KERNEL_SECONDS_OUTPUT, TensorProto.FLOAT, ["N"]))
@@ -249,7 +256,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
 
 def params_from_model(model: onnx.ModelProto) -> Params:
     """Every named parameter back out of a predictor graph (constants of the layout are skipped)."""
-    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "out_bias", "kern_")
+    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "slot_power", "out_bias", "kern_")
     return {
         init.name: numpy_helper.to_array(init).astype(np.float64)
         for init in model.graph.initializer

@@ -201,6 +201,7 @@ def _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config: PCNConfi
     params["slot_delta"] = np.zeros((0, embed_width))
     params["slot_trim_w"] = np.zeros((net_raw.shape[1], 0))
     params["slot_trim_b"] = np.zeros(0)
+    params["slot_power"] = np.zeros(0)
     return params
 
 

@@ -22,7 +22,7 @@ FORMAT_VERSION = "1"
 META = "sniper."
 SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"  # the default: 19 devices of HW-NAS-Bench
 # Every predictor that ships, in order of preference: a device is answered by the first that knows it.
-SHIPPED_PREDICTORS = (SHIPPED_PREDICTOR, "pcn_reference_cpu.onnx")
+SHIPPED_PREDICTORS = (SHIPPED_PREDICTOR, "pcn_reference.onnx")
 PATH_PCN = "pcn"
 PATH_REGRESSION = "regression"
 PATH_KERNELS = "kernels"  # the kernel-sum path: a time per layer node, summed
@@ -264,9 +264,9 @@ class Predictor:
 
     def _kernel_answers(self, device: str, tables: Sequence[Optional[np.ndarray]]) -> np.ndarray:
         """Networks the kernel sum answers on ``device``: those with a table, if it won there in
-        training and the device carries no correction (corrections are fit against the PCN)."""
+        training, or if the device's correction (adapt, feedback) was fitted to the kernel sum."""
         chosen = self.kernel_path.get("devices", {}).get(device, {}).get("path") == PATH_KERNELS
-        if not chosen or self.device_table[device][-1] != 0:
+        if not chosen:
             return np.zeros(len(tables), dtype=bool)
         return np.array([t is not None for t in tables], dtype=bool)
 
@@ -342,6 +342,8 @@ def params_of(predictor: Predictor) -> G.Params:
     params.setdefault("slot_delta", np.zeros((0, width)))
     params.setdefault("slot_trim_w", np.zeros((params["net_mean"].shape[0], 0)))
     params.setdefault("slot_trim_b", np.zeros(0))
+    params.setdefault("slot_power", np.zeros(params["slot_delta"].shape[0]))  # files written before the power
+    params["slot_power"] = params["slot_power"].reshape(-1)
     return params
 
 

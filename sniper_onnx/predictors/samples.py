@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from sniper_onnx.errors import SniperError
 
@@ -23,6 +23,9 @@ class Samples:
     names: List[str]
     features: List[Dict[str, float]]
     seconds: List[float]
+    # Each network's kernel table (None for an arch string or a JSON without nodes): adapt and
+    # feedback compare the measurements with what `predict` answers, the kernel sum included.
+    kernel_tables: List[Optional[Any]] = field(default_factory=list)
 
 
 def _rows(path: Path) -> List[Dict[str, str]]:
@@ -48,7 +51,8 @@ def _latency(row: Dict[str, str], path: Path, line: int) -> float:
     raise SniperError(f"{path}:{line}: needs a positive latency_ms, latency_s or seconds value")
 
 
-def _features(network: str, base: Path, cache: Dict[str, Dict[str, float]]) -> Dict[str, float]:
+def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str, float], Optional[Any]]:
+    """Features and kernel table of one samples row's network."""
     if network.startswith("|") and network.endswith("|"):
         if "nb201" not in cache:
             from sniper_onnx.predictors.hwnas import network_features
@@ -57,19 +61,27 @@ def _features(network: str, base: Path, cache: Dict[str, Dict[str, float]]) -> D
 
             archs = list(all_archs())
             matrix, names, _ = network_features(archs)
-            cache["nb201"] = {a: dict(zip(names, row)) for a, row in zip(archs, matrix)}  # type: ignore[assignment]
+            cache["nb201"] = {a: dict(zip(names, row)) for a, row in zip(archs, matrix)}
         table = cache["nb201"]
         if network not in table:
             raise SniperError(f"{network!r}: not a NAS-Bench-201 arch string")
-        return table[network]  # type: ignore[return-value]
+        return table[network], None
     path = Path(network) if Path(network).is_absolute() else base / network
     if not path.is_file():
         raise SniperError(f"{path}: no such network file; give an .onnx path, an `analyze --json` file or an arch string")
     if path.suffix == ".json":
-        return {k: float(v) for k, v in json.loads(path.read_text())["features"].items()}
-    from sniper_onnx.analysis import analyze
+        from sniper_onnx.predictors.commands import _kernel_table_of_json
 
-    return {k: float(v) for k, v in analyze(str(path)).features.items()}
+        try:
+            data = json.loads(path.read_text())
+            return {k: float(v) for k, v in data["features"].items()}, _kernel_table_of_json(data)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+            raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+
+    result = analyze(str(path))
+    return {k: float(v) for k, v in result.features.items()}, kernel_table(result.nodes)
 
 
 def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
@@ -82,13 +94,15 @@ def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
         rows = [row for row in rows if row.get("device") == device]
     if not rows:
         raise SniperError(f"{path}: no samples{f' for device {device!r}' if device else ''}; add (network, latency) rows")
-    cache: Dict[str, Dict[str, float]] = {}
-    samples = Samples([], [], [])
+    cache: Dict[str, Any] = {}
+    samples = Samples([], [], [], [])
     for line, row in enumerate(rows, start=2):
         network = str(row.get("network") or row.get("arch") or "")
         if not network:
             raise SniperError(f"{path}:{line}: no network column value (an .onnx path or arch string)")
         samples.names.append(network)
         samples.seconds.append(_latency(row, path, line))
-        samples.features.append(_features(network, path.parent, cache))
+        features, kernels = _network(network, path.parent, cache)
+        samples.features.append(features)
+        samples.kernel_tables.append(kernels)
     return samples

@@ -154,3 +154,66 @@ def test_large_batches_run_in_length_sorted_chunks_with_the_same_answers(kernel_
     for k, single in zip(range(0, len(many), 37), one_by_one):
         for name in ("seconds", "kernel_seconds", "network_embedding"):
             np.testing.assert_allclose(batched[name][k], single[name][0], rtol=1e-4, atol=1e-6)
+
+
+def _features_of(tables) -> list:
+    return [{"num_layers": float(len(t)), "total_macs": float(np.abs(t[:, 1]).sum())} for t in tables]
+
+
+def test_feedback_corrects_the_kernel_sum_where_it_answers(kernel_trained):
+    from sniper_onnx.predictors.adapt import adapt_predictor
+
+    predictor, _, tables, _ = kernel_trained
+    samples, held = _tables(12, 7), _tables(6, 8)
+    before = predictor.predict(_features_of(samples), ["cpu_a"], kernel_tables=samples)
+    drifted = 1.5 * before.seconds()  # the device got 1.5x slower than the kernel sum says
+    corrected, report = adapt_predictor(predictor, "cpu_a", _features_of(samples), drifted, solve_embedding=False,
+                                        trimmer_top_k=0, kernel_tables=samples)
+    assert report.sample_mape_before == pytest.approx(1 / 3, rel=1e-3) and report.sample_mape_after < 0.01
+    old = predictor.predict(_features_of(held), ["cpu_a"], kernel_tables=held)
+    new = corrected.predict(_features_of(held), ["cpu_a"], kernel_tables=held)
+    assert {row.path for row in new.rows} == {PATH_KERNELS}
+    assert np.allclose(new.seconds() / old.seconds(), 1.5, rtol=1e-3)
+    with pytest.raises(SniperError, match="answered by the kernel sum"):
+        adapt_predictor(predictor, "cpu_a", _features_of(samples), drifted, solve_embedding=False)
+
+
+def test_a_new_device_like_a_trained_one_is_answered_by_its_kernel_sum_rescaled(kernel_trained):
+    from sniper_onnx.predictors.adapt import adapt_predictor
+
+    predictor, _, _, _ = kernel_trained
+    samples, held = _tables(10, 9), _tables(40, 10)
+    truth = lambda tables: np.array([2.0 * _node_seconds(t).sum() for t in tables])  # a 2x slower cpu_a
+    spec = [1.5, 0.5]  # this predictor's two made-up device features
+    adapted, report = adapt_predictor(predictor, "cpu_c", _features_of(samples), truth(samples), spec_features=spec,
+                                      kernel_tables=samples)
+    assert report.prior.startswith("kernels:")
+    answer = adapted.predict(_features_of(held), ["cpu_c"], kernel_tables=held)
+    assert {row.path for row in answer.rows} == {PATH_KERNELS}
+    pcn_only, _ = adapt_predictor(predictor, "cpu_c", _features_of(samples), truth(samples), spec_features=spec)
+    pcn_answer = pcn_only.predict(_features_of(held), ["cpu_c"], kernel_tables=held)
+    error = lambda table: float(np.median(np.abs(table.seconds() / truth(held) - 1)))
+    assert PATH_KERNELS not in {row.path for row in pcn_answer.rows}
+    assert error(answer) < 0.3 and error(answer) < error(pcn_answer)
+    same = predictor.predict(_features_of(held[:3]), ["cpu_b"], kernel_tables=held[:3]).seconds()
+    assert np.allclose(adapted.predict(_features_of(held[:3]), ["cpu_b"], kernel_tables=held[:3]).seconds(), same)
+
+
+def test_a_transfer_whose_speed_up_grows_with_size_fits_a_power_that_survives_saving(kernel_trained, tmp_path):
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.runtime import load_predictor, save_predictor
+
+    predictor, _, _, _ = kernel_trained
+    samples, held = _tables(12, 11), _tables(40, 12)
+    vector = predictor.device_vector("cpu_a")
+    reference = lambda tables: predictor.run(np.zeros((len(tables), 2)), np.tile(vector, (len(tables), 1)),
+                                             tables)["kernel_seconds"].astype(np.float64)  # cpu_a's kernel sum
+    truth = lambda tables: 0.5 * reference(tables) ** 1.15  # log t = 1.15 log t_cpu_a + log 0.5
+    adapted, report = adapt_predictor(predictor, "wide", _features_of(samples), truth(samples), spec_features=[3.0, 0.0],
+                                      kernel_tables=samples)
+    assert report.prior.startswith("kernels:cpu_a") and report.power == pytest.approx(0.15, abs=0.03)
+    answer = adapted.predict(_features_of(held), ["wide"], kernel_tables=held).seconds()
+    assert np.allclose(answer, truth(held), rtol=0.05)
+    save_predictor(adapted, tmp_path / "wide.onnx")
+    reloaded = load_predictor(str(tmp_path / "wide.onnx")).predict(_features_of(held), ["wide"], kernel_tables=held)
+    assert np.allclose(reloaded.seconds(), answer, rtol=1e-5)
