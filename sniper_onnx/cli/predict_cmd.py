@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, List, Optional
 
 import typer
@@ -122,10 +123,11 @@ def _adapt_summary(report, output: str, as_json: bool) -> None:
     if as_json:
         _print_json({"output": output, **report.to_json_dict()})
         return
-    typer.echo(f"wrote {output}: device {report.device} (slot {report.slot}) from {report.samples} samples; "
-               f"sample MAPE {100 * report.sample_mape_before:.1f}% -> {100 * report.sample_mape_after:.1f}%, "
-               f"leave-one-out log-RMSE {report.loo_rmse_log:.3f}; prior {report.prior}, ridge {report.ridge}, "
-               f"Time Trimmer features: {', '.join(report.trimmer_features) or 'none'}")
+    ridge = f", ridge {report.ridge:g}" if report.ridge is not None else ""
+    typer.echo(f"wrote {output}: device {report.device} (slot {report.slot}) from {report.samples} samples, "
+               f"adapting {Path(report.predictor).name}; sample MAPE {100 * report.sample_mape_before:.1f}% -> "
+               f"{100 * report.sample_mape_after:.1f}%, leave-one-out log-RMSE {report.loo_rmse_log:.3f}; "
+               f"prior {report.prior}{ridge}, Time Trimmer features: {', '.join(report.trimmer_features) or 'none'}")
 
 
 def adapt(

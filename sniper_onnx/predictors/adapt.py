@@ -80,6 +80,7 @@ class AdaptReport:
     sample_mape_after: float
     slot: int
     power: float = 0.0  # kernel-sum transfers: log t = (1 + power) * log t_reference + trimmer
+    predictor: str = ""  # the predictor file adapted
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -270,7 +271,7 @@ def adapt_predictor(
     report = AdaptReport(
         device=device, samples=len(seconds), prior=choice.prior, ridge=choice.ridge,
         trimmer_features=[names[i] for i in choice.trimmer.features], loo_rmse_log=choice.score,
-        sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot, power=choice.power,
+        sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot, power=choice.power, predictor=predictor.source,
     )
     answers_by_kernels = _answers_by_kernels(adapted, device) and tables is not None
     after = adapted.run(nets, np.tile(adapted.device_vector(device), (len(nets), 1)), tables if answers_by_kernels else None)

@@ -211,13 +211,19 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     from sniper_onnx.predictors.adapt import adapt_predictor
     from sniper_onnx.predictors.samples import load_samples
 
+    from sniper_onnx.predictors.runtime import load_shipped_predictors
+
     features, name = _spec_features(device_spec, device)
     if not name:
         raise SniperError("give --device NAME or a --device-spec that names the device")
-    loaded = load_predictor(predictor)
+    # Without --predictor every shipped one is adapted and the one that fits the samples best (by
+    # leave-one-out) is kept: a CPU box is closer to the reference CPUs than to HW-NAS-Bench's devices.
+    candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()
     measured = load_samples(samples, name)
-    adapted, report = adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
-                                       sample_names=measured.names, kernel_tables=measured.kernel_tables)
+    fits = [adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
+                            sample_names=measured.names, kernel_tables=measured.kernel_tables) for loaded in candidates]
+    adapted, report = min(fits, key=lambda fit: fit[1].loo_rmse_log)
+    report.predictor = adapted.source
     save_predictor(adapted, output)
     return report
 

@@ -126,3 +126,22 @@ def test_bench_hw_nasbench201_on_a_never_seen_column(tmp_path):
     assert {"spearman", "kendall", "mape_pct", "acc10"} <= set(device["sniper"]) and "spearman" in device["flops"]
     _fails(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a", "--test", "gpu_a"], "both --train")
     _fails(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a", "--test", "tpu"], "not a column")
+
+
+def test_adapt_without_a_predictor_keeps_the_shipped_one_that_fits_the_samples(tmp_path):
+    from sniper_onnx.predictors.runtime import load_predictor, shipped_predictor_path
+
+    _ok(["generate", "--count", "6", "--seed", "3", "--max-macs", "2e7", "--out", str(tmp_path / "nets")])
+    nets = sorted((tmp_path / "nets").glob("*.onnx"))
+    reference = load_predictor(shipped_predictor_path("pcn_reference.onnx"))
+    from sniper_onnx.predictors.commands import predict_files
+
+    t2 = predict_files([str(n) for n in nets], ["AMD EPYC | cpu fp32 t2 opt-all"], str(shipped_predictor_path("pcn_reference.onnx")))
+    samples = tmp_path / "box.csv"  # a box 1.3x slower than the reference 2-thread CPU
+    samples.write_text("network,latency_s\n" + "".join(f"{n},{1.3 * row.seconds}\n" for n, row in zip(nets, t2.rows)))
+    spec = tmp_path / "box.json"
+    spec.write_text(json.dumps({"name": "box", "kind": "desktop_cpu", "threads": 2}))
+    report = json.loads(_ok(["adapt", "--device-spec", str(spec), "--samples", str(samples), "-o", str(tmp_path / "box.onnx"),
+                             "--json"]).stdout)
+    assert report["predictor"].endswith("pcn_reference.onnx") and report["loo_rmse_log"] < 0.2
+    assert "box" in load_predictor(tmp_path / "box.onnx").devices and "box" not in reference.devices
