@@ -34,7 +34,7 @@ def predict_files(
             try:
                 data = json.loads(path.read_text())
                 features.append(data["features"])
-                kernels.append(_kernel_table_of_json(data))
+                kernels.append(kernel_table_of_json(data))
             except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
         else:
@@ -51,7 +51,7 @@ def predict_files(
     return merged
 
 
-def _kernel_table_of_json(data: Dict[str, Any]):
+def kernel_table_of_json(data: Dict[str, Any]):
     """The kernel table `analyze --json --kernels` wrote, or one made from `--nodes`; None without
     either (then the PCN answers)."""
     import numpy as np

@@ -70,11 +70,11 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
     if not path.is_file():
         raise SniperError(f"{path}: no such network file; give an .onnx path, an `analyze --json` file or an arch string")
     if path.suffix == ".json":
-        from sniper_onnx.predictors.commands import _kernel_table_of_json
+        from sniper_onnx.predictors.commands import kernel_table_of_json
 
         try:
             data = json.loads(path.read_text())
-            return {k: float(v) for k, v in data["features"].items()}, _kernel_table_of_json(data)
+            return {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
     from sniper_onnx.analysis import analyze
