@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Regenerates the reference dataset of issue 4 (point 9): random nets (mixed families) and the zoo
-# at two resolutions, on three CPU configurations of this machine. Resumable: after any
+# at two resolutions, on three CPU configurations of this machine. The GPU configuration is measured
+# on a GPU machine by regenerate-gpu.sh; this script imports its records too. Resumable: after any
 # interruption run the same command again; finished nets are skipped.
 #
 #   data/reference/regenerate.sh                      # the full dataset (days on a quiet machine)
@@ -30,7 +31,7 @@ DB="$WORK/ncd.sqlite"
 # Every run re-imports the records (idempotent): one appended just before a kill is in the JSONL
 # but may not be in the database yet.
 import_records() {
-    for name in cpu-t1 cpu-t2 cpu-t1-noopt; do
+    for name in cpu-t1 cpu-t2 cpu-t1-noopt gpu-h200-cuda; do  # the GPU records come from regenerate-gpu.sh
         if [[ ! -f "$WORK/$name.jsonl" && -f "$OUT_DIR/$name.jsonl.gz" ]]; then
             gzip -dc "$OUT_DIR/$name.jsonl.gz" > "$WORK/$name.jsonl"
         fi
@@ -49,8 +50,6 @@ for ((upto = STEP < N ? STEP : N; ; upto = upto + STEP < N ? upto + STEP : N)); 
     "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
     "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
     "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
-    # On a GPU machine add (and say which provider in data/reference/README.md):
-    #   "$SNIPER" profile "${common[@]}" --provider cuda --out "$WORK/gpu-cuda.jsonl"
     (( upto < N )) || break
 done
 
