@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sniper_onnx.errors import SniperError
-from sniper_onnx.predictors.runtime import PredictionTable, load_predictor, save_predictor
+from sniper_onnx.predictors.runtime import PredictionTable, load_predictor, load_shipped_predictors, save_predictor
 
 
 def predict_files(
@@ -69,8 +69,6 @@ def kernel_table_of_json(data: Dict[str, Any]):
 def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
     """(shipped predictor, its devices to answer): each device goes to the first shipped predictor
     that knows it; without devices, every shipped predictor answers for all of its own."""
-    from sniper_onnx.predictors.runtime import load_shipped_predictors
-
     shipped = load_shipped_predictors()
     if not devices:
         return [(loaded, None) for loaded in shipped]
@@ -210,8 +208,6 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     """Few-shot adaptation to a new device from a few measured networks; writes ``output``."""
     from sniper_onnx.predictors.adapt import adapt_predictor
     from sniper_onnx.predictors.samples import load_samples
-
-    from sniper_onnx.predictors.runtime import load_shipped_predictors
 
     features, name = _spec_features(device_spec, device)
     if not name:
