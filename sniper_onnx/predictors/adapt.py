@@ -124,6 +124,11 @@ def _answers_by_kernels(predictor: Predictor, device: str) -> bool:
     return predictor.kernel_path.get("devices", {}).get(device, {}).get("path") == PATH_KERNELS
 
 
+def _trimmer_ks(trimmer_top_k: Optional[int], samples: int) -> tuple:
+    """The Time Trimmer feature counts to try: the one asked for, or those the samples can support."""
+    return (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < samples - 2)
+
+
 def _trimmer_loo(z: np.ndarray, residual: np.ndarray, k: int) -> np.ndarray:
     if len(residual) <= 2:
         return residual
@@ -152,7 +157,7 @@ def _pcn_choice(predictor, nets, z, seconds, base, spec_prior: str, trimmer_top_
     design = np.column_stack([outputs[G.NETWORK_EMBEDDING_OUTPUT], np.ones(len(nets))])
     log_t = np.log(seconds) - float(params["out_bias"])  # the graph adds out_bias after F·e + b
     branch = outputs[G.DEVICE_EMBEDDING_OUTPUT][0].astype(np.float64)
-    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
+    ks = _trimmer_ks(trimmer_top_k, len(seconds))
     candidates = [(spec_prior, branch, s, k) for s in RIDGE_GRID for k in ks]
     candidates += [("train_mean", _train_mean_embedding(predictor, nets[:1]), s, k) for s in RIDGE_GRID for k in ks]
     # A device unlike every training device may follow none of the PCN's directions: the
@@ -199,7 +204,7 @@ def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[
     close to a known one, per-layer times transfer better than the PCN's whole-network embedding.
     With a power, the rescaling may grow with the network's time (a wider or threaded machine
     gains more on big networks)."""
-    ks = (trimmer_top_k,) if trimmer_top_k is not None else tuple(k for k in TRIMMER_GRID if k < len(seconds) - 2)
+    ks = _trimmer_ks(trimmer_top_k, len(seconds))
     choices = []
     for reference, vector in predictor.device_table.items():
         if vector[-1] != 0 or not _answers_by_kernels(predictor, reference):
