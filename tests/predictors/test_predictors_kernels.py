@@ -217,3 +217,19 @@ def test_a_transfer_whose_speed_up_grows_with_size_fits_a_power_that_survives_sa
     save_predictor(adapted, tmp_path / "wide.onnx")
     reloaded = load_predictor(str(tmp_path / "wide.onnx")).predict(_features_of(held), ["wide"], kernel_tables=held)
     assert np.allclose(reloaded.seconds(), answer, rtol=1e-5)
+
+
+def test_expectile_loss_is_mse_at_half_and_leans_below_noisy_labels():
+    torch = pytest.importorskip("torch")
+    from sniper_onnx.predictors.kernelnet import expectile_loss
+
+    residual = torch.tensor([0.3, -0.2, 0.1])
+    assert float(expectile_loss(residual, 0.5)) == pytest.approx(float(torch.mean(residual ** 2)))
+    over, under = torch.tensor([-0.1]), torch.tensor([0.1])  # residual = label - prediction
+    assert float(expectile_loss(over, 0.3)) > float(expectile_loss(under, 0.3))
+    # labels that are a quiet time plus one-sided slow episodes: the 0.3 expectile sits nearer the
+    # quiet time than the mean does
+    labels = torch.tensor([0.0] * 8 + [0.5, 1.0])
+    grid = torch.linspace(0.0, 0.5, 501)
+    best = grid[int(torch.argmin(torch.stack([expectile_loss(labels - c, 0.3) for c in grid])))]
+    assert 0.0 < float(best) < float(labels.mean())
