@@ -266,10 +266,7 @@ def adapt_predictor(
         reference = device if known_by_kernels else None
         choice = min((_trimmer_choice(z, residual, k, "current", reference) for k in ks), key=lambda c: c.score)
     else:
-        spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
-        choices = [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k)]
-        if tables is not None:
-            choices += _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k)
+        choices = _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k)
         choice = min(choices, key=lambda c: c.score)  # ties keep the PCN (listed first)
     adapted, slot = _write_choice(predictor, device, base, existing_slot, choice, z, solve_embedding, sample_names, seconds)
     names = predictor.network_feature_names
@@ -283,6 +280,38 @@ def adapt_predictor(
     report.sample_mape_after = float(np.mean(np.abs(
         after[G.KERNEL_SECONDS_OUTPUT if answers_by_kernels else G.SECONDS_OUTPUT] / seconds - 1)))
     return adapted, report
+
+
+def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k) -> List[_Choice]:
+    """Every way ``adapt`` weighs to answer a new device: the PCN's best fit, then kernel-sum transfers."""
+    spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
+    choices = [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k)]
+    if tables is not None:
+        choices += _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k)
+    return choices
+
+
+def adaptation_candidates(
+    predictor: Predictor,
+    device: str,
+    network_features: Sequence[Mapping[str, float]],
+    seconds: Sequence[float],
+    spec_features: Optional[Sequence[float]] = None,
+    kernel_tables: Optional[Sequence[Optional[np.ndarray]]] = None,
+) -> List[tuple[str, float, Predictor]]:
+    """(prior, leave-one-out RMS log error, adapted predictor) for every candidate ``adapt`` weighs.
+
+    ``adapt_predictor`` keeps the one with the lowest leave-one-out error; benchmarks use the rest
+    to ask how good the best candidate in hindsight would have been (a ceiling, not a result)."""
+    seconds = np.asarray(seconds, dtype=np.float64)
+    nets = predictor.network_matrix(network_features)
+    tables = _kernel_tables(predictor, kernel_tables, len(seconds))
+    base = _base_vector(predictor, device, spec_features)
+    z = normalized_network(params_of(predictor), nets)
+    existing_slot = int(predictor.device_table.get(device, [0])[-1])
+    choices = _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, None)
+    return [(c.prior, c.score, _write_choice(predictor, device, base, existing_slot, c, z, True, None, seconds)[0])
+            for c in choices]
 
 
 def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, solve_embedding, sample_names, seconds):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
-from sniper_onnx.predictors.adapt import adapt_predictor, fit_trimmer
+from sniper_onnx.predictors.adapt import adaptation_candidates, adapt_predictor, fit_trimmer
 from sniper_onnx.predictors.metrics import accuracy_metrics
 
 
@@ -73,3 +73,17 @@ def test_readapting_a_device_reuses_its_slot_and_keeps_old_measurements(trained)
     twice, report = adapt_predictor(once, "again", _features(names, second), latency(second, HELD_OUT, 2))
     assert report.slot == 1 and twice.device_table["again"][-1] == 1.0
     assert [len(c["measurements"]) for c in twice.meta["corrections"]] == [8, 8]
+
+
+def test_adaptation_candidates_hold_the_one_adapt_keeps(trained):
+    _, predictor, _, data = trained
+    names = data.network_feature_names
+    samples, held = synthetic_networks(10, 31), synthetic_networks(20, 32)
+    spec = device_spec("newboard", HELD_OUT)
+    seconds = latency(samples, HELD_OUT, 8)
+    adapted, report = adapt_predictor(predictor, "newboard", _features(names, samples), seconds, spec_features=spec.features())
+    candidates = adaptation_candidates(predictor, "newboard", _features(names, samples), seconds, spec_features=spec.features())
+    prior, score, kept = min(candidates, key=lambda c: c[1])
+    assert (prior, score) == (report.prior, report.loo_rmse_log)
+    assert np.allclose(kept.predict(_features(names, held), ["newboard"]).seconds(),
+                       adapted.predict(_features(names, held), ["newboard"]).seconds())
