@@ -5,7 +5,7 @@
     python benchmarks/bench_predictor.py --table data/reference/work/train.csv   # issue-5 accuracy
     python benchmarks/bench_predictor.py --ship data/reference/work/train.csv    # the shipped reference-dataset predictor
     python benchmarks/bench_predictor.py --kernel-cost                           # cost of the kernel-sum path
-    python benchmarks/bench_predictor.py --table T --new-device "NVIDIA H200"     # issue 5, point 9
+    python benchmarks/bench_predictor.py --table T --new-device "NVIDIA H200" [--hindsight]  # issue 5, point 9
 
 The second form profiles N generated CNNs (seed 0) on this CPU with onnxruntime at 1 and 2 threads
 (median of 3 runs after a warm-up), writes the training CSV in `db export`'s layout, trains a
