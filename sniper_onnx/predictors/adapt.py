@@ -20,6 +20,8 @@ import numpy as np
 
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors import graph as G
+from sniper_onnx.predictors.graph import distinct_rows
+from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, node_size
 from sniper_onnx.predictors.keyfeatures import pearson_columns
 from sniper_onnx.predictors.runtime import (DEFAULT_LOG_INTERVAL, PATH_KERNELS, Predictor, build_predictor,
                                              normalized_network, params_of)
@@ -32,6 +34,10 @@ DIRECT_RIDGE = 1e6  # pins the PCN directions at 0 for the "none" prior
 Z90 = 1.6449
 MIN_LOG_SPREAD = 0.05  # intervals from 10 samples are optimistic: never narrower than ±8% (90%)
 POWER_RIDGE = 0.05  # shrinks the power of a kernel-sum transfer towards 0 (a plain rescaling)
+# shrinks a node power towards 0 (every node rescaled alike); 0.01 and 0.001 gave the same
+# left-out-device MAPE on the reference dataset (docs/predictor.md), and 0.001 shrinks less where
+# the samples' sizes vary little
+NODE_POWER_RIDGE = 0.001
 
 
 @dataclass
@@ -81,6 +87,7 @@ class AdaptReport:
     slot: int
     power: float = 0.0  # kernel-sum transfers: log t = (1 + power) * log t_reference + trimmer
     predictor: str = ""  # the predictor file adapted
+    node_power: float = 0.0  # kernel-sum transfers: each node scaled by exp(node_power * kernelnet.node_size)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -148,6 +155,7 @@ class _Choice:
     ridge: Optional[float] = None
     kernel_reference: Optional[str] = None  # kernel choices: the trained device whose kernel sum is rescaled
     power: float = 0.0  # log t = (1 + power) * log t_reference + trimmer
+    node_power: float = 0.0  # each reference node's time times exp(node_power * node_size)
 
 
 def _pcn_choice(predictor, nets, z, seconds, base, spec_prior: str, trimmer_top_k) -> _Choice:
@@ -199,12 +207,67 @@ def _power_choice(z, residual, log_reference, k, reference: str) -> _Choice:
                    kernel_reference=reference, power=power)
 
 
+@dataclass
+class _NodeSums:
+    """The samples' kernel sums on a reference device, node by node: each distinct row's
+    log-seconds (its count folded in) and its size term."""
+
+    logs: List[np.ndarray]
+    sizes: List[np.ndarray]
+
+    @classmethod
+    def of(cls, params, tables, device_vector: np.ndarray) -> "_NodeSums":
+        distinct = [distinct_rows(table) for table in tables]
+        return cls([node_log_seconds_numpy(params, d.rows.astype(np.float64), device_vector) + np.log(d.counts)
+                    for d in distinct], [node_size(d.rows.astype(np.float64)) for d in distinct])
+
+    def log_seconds_and_slope(self, node_power: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """log t of the chosen samples with every node scaled by its node power, and d log t / d power."""
+        log_t, slope = np.empty(len(rows)), np.empty(len(rows))
+        for j, i in enumerate(rows):
+            scaled = self.logs[i] + node_power * self.sizes[i]
+            log_t[j] = np.logaddexp.reduce(scaled)
+            slope[j] = np.exp(scaled - log_t[j]) @ self.sizes[i]
+        return log_t, slope
+
+
+def _fit_node_power(sums: _NodeSums, log_t: np.ndarray, rows: np.ndarray, z: np.ndarray, k: int) -> tuple[float, Trimmer]:
+    """log t = log sum_nodes t_node * exp(node_power * size) + trimmer(z): the node power by
+    Gauss-Newton with ridge towards 0 (the bias profiled out), then the trimmer on what is left."""
+    node_power, n = 0.0, len(rows)
+    for _ in range(30):
+        predicted, slope = sums.log_seconds_and_slope(node_power, rows)
+        residual, slope = log_t - predicted, slope - slope.mean()
+        step = (slope @ (residual - residual.mean()) - NODE_POWER_RIDGE * n * node_power) / (
+            slope @ slope + NODE_POWER_RIDGE * n)
+        node_power += float(np.clip(step, -0.5, 0.5))
+        if abs(step) < 1e-6:
+            break
+    predicted, _ = sums.log_seconds_and_slope(node_power, rows)
+    return node_power, fit_trimmer(z, log_t - predicted, k)
+
+
+def _node_choice(sums: _NodeSums, z, seconds, k, reference: str) -> _Choice:
+    log_t, everyone = np.log(seconds), np.arange(len(seconds))
+    errors = np.empty(len(seconds))
+    for i in everyone:
+        keep = everyone[everyone != i]
+        node_power, trimmer = _fit_node_power(sums, log_t[keep], keep, z[keep], k)
+        predicted, _ = sums.log_seconds_and_slope(node_power, np.array([i]))
+        errors[i] = log_t[i] - predicted[0] - trimmer.apply(z[i:i + 1])[0]
+    node_power, trimmer = _fit_node_power(sums, log_t, everyone, z, k)
+    return _Choice(float(np.sqrt(np.mean(errors**2))), f"kernels:{reference} (node power {node_power:+.2f})", errors,
+                   trimmer, kernel_reference=reference, node_power=node_power)
+
+
 def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[_Choice]:
     """A trained device's kernel sum, rescaled (and trimmed) to the samples: for a new device
     close to a known one, per-layer times transfer better than the PCN's whole-network embedding.
     With a power, the rescaling may grow with the network's time (a wider or threaded machine
-    gains more on big networks)."""
+    gains more on big networks); with a node power, it grows with each node's size instead (a
+    second thread splits a large convolution, not an Add)."""
     ks = _trimmer_ks(trimmer_top_k, len(seconds))
+    params = params_of(predictor)
     choices = []
     for reference, vector in predictor.device_table.items():
         if vector[-1] != 0 or not _answers_by_kernels(predictor, reference):
@@ -215,6 +278,8 @@ def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[
         choices += [_trimmer_choice(z, residual, k, f"kernels:{reference}", reference) for k in ks]
         if len(seconds) >= 5:
             choices += [_power_choice(z, residual, log_reference, k, reference) for k in ks if k < len(seconds) - 3]
+            sums = _NodeSums.of(params, tables, np.asarray(vector[:-1], dtype=np.float64))
+            choices += [_node_choice(sums, z, seconds, k, reference) for k in ks if k < len(seconds) - 3]
     return choices
 
 
@@ -274,6 +339,7 @@ def adapt_predictor(
         device=device, samples=len(seconds), prior=choice.prior, ridge=choice.ridge,
         trimmer_features=[names[i] for i in choice.trimmer.features], loo_rmse_log=choice.score,
         sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot, power=choice.power, predictor=predictor.source,
+        node_power=choice.node_power,
     )
     answers_by_kernels = _answers_by_kernels(adapted, device) and tables is not None
     after = adapted.run(nets, np.tile(adapted.device_vector(device), (len(nets), 1)), tables if answers_by_kernels else None)
@@ -283,12 +349,25 @@ def adapt_predictor(
 
 
 def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k) -> List[_Choice]:
-    """Every way ``adapt`` weighs to answer a new device: the PCN's best fit, then kernel-sum transfers."""
+    """Every way ``adapt`` weighs to answer a new device: the PCN's best fit, then kernel-sum transfers.
+
+    When a trained device of the new device's kind answers by the kernel sum, only transfers from
+    such devices are weighed: per-layer times carry over between devices of one kind (a CPU on
+    two threads from the same CPU on one), and with 10 noisy samples, leave-one-out among more
+    candidates picks the lucky rather than the right (a GPU's kernel sum for a CPU, say)."""
     spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
-    choices = [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k)]
-    if tables is not None:
-        choices += _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k)
-    return choices
+    pcn = _pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k)
+    kernel = _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) if tables is not None else []
+    kind = _device_kind(predictor, base)
+    same_kind = [c for c in kernel if kind and _device_kind(predictor, predictor.device_vector(c.kernel_reference)) == kind]
+    return same_kind or [pcn, *kernel]
+
+
+def _device_kind(predictor: Predictor, vector: Sequence[float]) -> Optional[str]:
+    """The ``kind_*`` device feature set in ``vector``, or None when there is not exactly one."""
+    kinds = [name[len("kind_"):] for name, value in zip(predictor.device_feature_names, vector)
+             if name.startswith("kind_") and value > 0.5]
+    return kinds[0] if len(kinds) == 1 else None
 
 
 def adaptation_candidates(
@@ -333,6 +412,7 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
             params["slot_trim_w"][:, i] = trim_w
             params["slot_trim_b"][i] = choice.trimmer.bias
             params["slot_power"][i] = choice.power
+            params["slot_node_power"][i] = choice.node_power
         else:  # the Time Trimmer fits what the current correction still misses: it adds
             params["slot_trim_w"][:, i] += trim_w
             params["slot_trim_b"][i] += choice.trimmer.bias
@@ -341,6 +421,7 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
         params["slot_trim_w"] = np.column_stack([params["slot_trim_w"], trim_w])
         params["slot_trim_b"] = np.append(params["slot_trim_b"], choice.trimmer.bias)
         params["slot_power"] = np.append(params["slot_power"], choice.power)
+        params["slot_node_power"] = np.append(params["slot_node_power"], choice.node_power)
     meta = dict(predictor.meta)
     table = dict(meta["device_table"])
     if solve_embedding or device not in table:
@@ -355,6 +436,7 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
     corrections = list(meta.get("corrections", []))  # earlier entries keep their measurements
     corrections.append({"slot": slot, "device": device, "kind": "adapt" if solve_embedding else "feedback",
                         "samples": len(seconds), "prior": choice.prior, "ridge": choice.ridge, "power": choice.power,
+                        "node_power": choice.node_power,
                         "trimmer_features": [predictor.network_feature_names[i] for i in choice.trimmer.features],
                         # the measurements travel with the predictor, so a later retrain can use them
                         "measurements": [[str(n), float(t)] for n, t in zip(sample_names or range(len(seconds)), seconds)]})

@@ -24,7 +24,7 @@ device side's extra column as a per-device scale), then Time Trimmer corrections
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import onnx
@@ -38,6 +38,11 @@ NETWORK_EMBEDDING_OUTPUT = "network_embedding"
 DEVICE_EMBEDDING_OUTPUT = "device_embedding"
 KERNEL_INPUT = "kernel_features"
 KERNEL_SECONDS_OUTPUT = "kernel_seconds"
+# A correction slot's node power scales each node of the kernel sum by
+# exp(node_power * (log2 MACs - NODE_MACS_PIVOT) / NODE_MACS_SCALE): a device fitted from another
+# may gain more on big nodes than on small ones (a second thread splits a large convolution, not an Add).
+NODE_MACS_PIVOT = 20.0
+NODE_MACS_SCALE = 10.0
 
 Params = Dict[str, np.ndarray]
 
@@ -146,8 +151,9 @@ def pad_tables(tables: Sequence[Union[np.ndarray, DistinctRows]], width: int) ->
     return padded
 
 
-def _kernel_sum(b: _Builder, raw_dev: str, axis1: str) -> str:
-    """log of the sum over real rows of each node's time (kernelnet), as [N].
+def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, node_power: Optional[str] = None) -> str:
+    """log of the sum over real rows of each node's time (kernelnet), as [N]; ``node_power`` [N, 1]
+    is each network's correction slot's node power (see NODE_MACS_PIVOT).
 
     Node log-times lie far inside float32's exp range (seconds between 1e-30 and 1e30), so the sums
     need no max-subtraction; that keeps the batched cost per pair low (docs/predictor.md)."""
@@ -161,7 +167,8 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str) -> str:
 
     counts = b.op("Squeeze", column(0), axis2)  # [N, K]: nodes per row, 0 for padding
     ln2 = b.const("kern_ln2", np.array(np.log(2.0), np.float32))
-    log_macs = b.op("Mul", column(1 + MACS_COLUMN), ln2)
+    log2_macs = column(1 + MACS_COLUMN)
+    log_macs = b.op("Mul", log2_macs, ln2)
     log_bytes = b.op("Sub", log_macs, b.op("Mul", column(1 + INTENSITY_COLUMN), ln2))
     work = b.op("Concat", log_macs, log_bytes, b.op("Mul", log_macs, b.const("kern_zero", np.array(0.0, np.float32))), axis=2)
     device_term = b.op("Unsqueeze", b.op("MatMul", raw_dev, b.param("kern_fc0_dev_w")), axis1)  # [N, 1, H]
@@ -170,6 +177,11 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str) -> str:
     hidden = b.op("Relu", b.dense(hidden, "kern_fc1"))
     terms = b.op("Add", b.dense(hidden, "kern_out"), work)  # [N, K, 3]: per-MAC, per-byte, fixed
     node_seconds = b.op("ReduceSum", b.op("Exp", terms), axis2, keepdims=0)  # [N, K]
+    if node_power is not None:
+        size = b.op("Div", b.op("Sub", b.op("Squeeze", log2_macs, axis2),
+                                b.const("kern_node_pivot", np.array(NODE_MACS_PIVOT, np.float32))),
+                    b.const("kern_node_scale", np.array(NODE_MACS_SCALE, np.float32)))
+        node_seconds = b.op("Mul", node_seconds, b.op("Exp", b.op("Mul", size, node_power)))
     return b.op("Log", b.op("ReduceSum", b.op("Mul", node_seconds, counts), axis1, keepdims=0))
 
 
@@ -204,7 +216,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
 
     device_embedding = b.dense(b.attention("dev", z_dev, n_dev, dim), "dev_fc")
     embed_width = params["dev_fc_w"].shape[1]
-    correction = None
+    correction = node_power = None
     if slots:
         slot = b.op("Slice", dev_all, b.const("slot_start", np.array([n_dev], np.int64)),
                     b.const("slot_end", np.array([n_dev + 1], np.int64)), axis1)
@@ -217,6 +229,8 @@ def build_graph(params: Params) -> onnx.ModelProto:
         # fitted from grows with the network's size (more threads, a wider machine)
         power = np.asarray(params.get("slot_power", np.zeros(slots)), np.float32).reshape(-1, 1)
         growth = b.op("Add", b.op("Squeeze", b.op("MatMul", onehot, b.const("slot_power", power)), axis1), "one")
+        node_power = np.asarray(params.get("slot_node_power", np.zeros(slots)), np.float32).reshape(-1, 1)
+        node_power = b.op("MatMul", onehot, b.const("slot_node_power", node_power))  # [N, 1]
     device_embedding = b.output(device_embedding, DEVICE_EMBEDDING_OUTPUT)
 
     scale_cols = b.op("Slice", device_embedding, "zero1", b.const("h", np.array([embed_width - 1], np.int64)), axis1)
@@ -239,7 +253,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
         helper.make_tensor_value_info(DEVICE_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width]),
     ]
     if has_kernel_path(params):
-        kernel_log_seconds = _kernel_sum(b, raw_dev, axis1)
+        kernel_log_seconds = _kernel_sum(b, raw_dev, axis1, node_power)
         if correction is not None:  # a device's correction slot applies to whichever path answers it
             kernel_log_seconds = b.op("Add", b.op("Mul", kernel_log_seconds, growth), correction)
         b.nodes.append(helper.make_node("Exp", [kernel_log_seconds], [KERNEL_SECONDS_OUTPUT]))
@@ -256,10 +270,10 @@ def build_graph(params: Params) -> onnx.ModelProto:
 
 def params_from_model(model: onnx.ModelProto) -> Params:
     """Every named parameter back out of a predictor graph (constants of the layout are skipped)."""
-    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "slot_power", "out_bias", "kern_")
+    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "slot_power", "slot_node_power", "out_bias", "kern_")
     return {
         init.name: numpy_helper.to_array(init).astype(np.float64)
         for init in model.graph.initializer
         if init.name.startswith(keys) and not init.name.endswith(("_axis2", "_scale", "_flat"))
-        and not init.name.startswith(("kern_c", "kern_ln2", "kern_zero", "kern_far"))
+        and not init.name.startswith(("kern_c", "kern_ln2", "kern_zero", "kern_far", "kern_node_"))
     }

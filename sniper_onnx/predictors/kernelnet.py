@@ -24,7 +24,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
-from sniper_onnx.predictors.graph import distinct_rows
+from sniper_onnx.predictors.graph import NODE_MACS_PIVOT, NODE_MACS_SCALE, distinct_rows
 
 MACS_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs")
 INTENSITY_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs_per_byte")
@@ -149,10 +149,21 @@ def train_kernel_net(
     }
 
 
-def kernel_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray) -> float:
-    """The same sum in numpy, for tests and for checking the ONNX graph."""
+def node_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray) -> np.ndarray:
+    """[rows]: each kernel row's log-seconds on the device, as the graph computes it."""
     h = np.maximum(table @ params["kern_fc0_w"][1:] + device_vector @ params["kern_fc0_dev_w"] + params["kern_fc0_b"], 0)
     h = np.maximum(h @ params["kern_fc1_w"] + params["kern_fc1_b"], 0)
     terms = h @ params["kern_out_w"] + params["kern_out_b"] + np.pad(log_work(table), ((0, 0), (0, 1)))
-    node = np.logaddexp.reduce(terms, axis=1)
+    return np.logaddexp.reduce(terms, axis=1)
+
+
+def node_size(table: np.ndarray) -> np.ndarray:
+    """[rows]: the size term a correction slot's node power multiplies (graph.NODE_MACS_PIVOT)."""
+    return (table[:, MACS_COLUMN] - NODE_MACS_PIVOT) / NODE_MACS_SCALE
+
+
+def kernel_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray,
+                             node_power: float = 0.0) -> float:
+    """The same sum in numpy, for tests and for checking the ONNX graph."""
+    node = node_log_seconds_numpy(params, table, device_vector) + node_power * node_size(table)
     return float(np.logaddexp.reduce(node))

@@ -202,6 +202,7 @@ def _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config: PCNConfi
     params["slot_trim_w"] = np.zeros((net_raw.shape[1], 0))
     params["slot_trim_b"] = np.zeros(0)
     params["slot_power"] = np.zeros(0)
+    params["slot_node_power"] = np.zeros(0)
     return params
 
 

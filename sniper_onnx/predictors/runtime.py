@@ -344,6 +344,8 @@ def params_of(predictor: Predictor) -> G.Params:
     params.setdefault("slot_trim_b", np.zeros(0))
     params.setdefault("slot_power", np.zeros(params["slot_delta"].shape[0]))  # files written before the power
     params["slot_power"] = params["slot_power"].reshape(-1)
+    params.setdefault("slot_node_power", np.zeros(params["slot_delta"].shape[0]))  # files written before it
+    params["slot_node_power"] = params["slot_node_power"].reshape(-1)
     return params
 
 

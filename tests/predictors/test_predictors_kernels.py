@@ -233,3 +233,74 @@ def test_expectile_loss_is_mse_at_half_and_leans_below_noisy_labels():
     grid = torch.linspace(0.0, 0.5, 501)
     best = grid[int(torch.argmin(torch.stack([expectile_loss(labels - c, 0.3) for c in grid])))]
     assert 0.0 < float(best) < float(labels.mean())
+
+
+def _sized_tables(count: int, seed: int) -> list:
+    """Tables whose nodes span 2^10 to 2^30 MACs, so a node power has sizes to act on."""
+    from sniper_onnx.predictors.kernelnet import MACS_COLUMN
+
+    tables = _tables(count, seed)
+    rng = np.random.default_rng(seed + 100)
+    for table in tables:
+        table[:, MACS_COLUMN] = rng.uniform(10.0, 30.0, len(table)).astype(np.float32)
+    return tables
+
+
+def test_a_transfer_whose_speed_up_grows_with_node_size_fits_a_node_power_that_survives_saving(kernel_trained, tmp_path):
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, node_size
+    from sniper_onnx.predictors.runtime import load_predictor, save_predictor
+
+    predictor, _, _, _ = kernel_trained
+    params, vector = params_of(predictor), predictor.device_vector("cpu_a")[:-1]
+    samples, held = _sized_tables(12, 13), _sized_tables(40, 14)
+    # big nodes run 2^(0.6 * 2) faster per 2^10 more MACs than cpu_a's kernel sum says; small ones do not
+    truth = lambda tables: np.array([0.7 * np.exp(node_log_seconds_numpy(params, t.astype(np.float64), vector)
+                                                  + 0.6 * node_size(t)).sum() for t in tables])
+    adapted, report = adapt_predictor(predictor, "wide", _features_of(samples), truth(samples), spec_features=[3.0, 0.0],
+                                      kernel_tables=samples)
+    assert report.prior.startswith("kernels:") and "node power" in report.prior
+    assert report.node_power == pytest.approx(0.6, abs=0.05) and report.sample_mape_after < 0.02
+    assert report.trimmer_features == []  # the exact transfer leaves nothing for the trimmer
+    answer = adapted.predict(_features_of(held), ["wide"], kernel_tables=held)
+    assert {row.path for row in answer.rows} == {PATH_KERNELS}
+    assert np.allclose(answer.seconds(), truth(held), rtol=0.03)
+    save_predictor(adapted, tmp_path / "wide.onnx")
+    reloaded = load_predictor(str(tmp_path / "wide.onnx"))
+    assert params_of(reloaded)["slot_node_power"] == pytest.approx([report.node_power], abs=1e-6)
+    again = reloaded.predict(_features_of(held), ["wide"], kernel_tables=held).seconds()
+    assert np.allclose(again, answer.seconds(), rtol=1e-5)
+    # the graph's node power is the numpy sum's
+    slot_vector = reloaded.device_vector("wide")
+    graph = reloaded.run(np.zeros((3, 2)), np.tile(slot_vector, (3, 1)), held[:3])["kernel_seconds"]
+    device = np.asarray(slot_vector[:-1], dtype=np.float64)
+    trim_b = params_of(reloaded)["slot_trim_b"][-1]
+    numpy_sum = [np.exp(kernel_log_seconds_numpy(params, t, device, report.node_power) + trim_b) for t in held[:3]]
+    np.testing.assert_allclose(graph, numpy_sum, rtol=2e-4)
+
+
+def test_a_new_device_takes_kernel_transfers_only_from_trained_devices_of_its_kind():
+    from sniper_onnx.predictors.adapt import adapt_predictor, adaptation_candidates
+
+    tables = _tables(60, 20)
+    base = np.array([_node_seconds(t).sum() for t in tables])
+    names = ["cpu", "gpu"]
+    pair_network, pair_device = np.repeat(np.arange(len(tables)), 2), np.tile(np.arange(2), len(tables))
+    seconds = base[pair_network] * np.array([1.0, 0.1])[pair_device]
+    data = TrainingData([f"net{i}" for i in range(len(tables))], np.array([[len(t), 1.0] for t in tables]),
+                        ["num_layers", "total_macs"], names, np.array([[1.0, 0.0], [0.0, 1.0]]),
+                        ["kind_desktop_cpu", "kind_desktop_gpu"], pair_network, pair_device, seconds)
+    predictor, _ = train_predictor(
+        data, PCNConfig(attention_dim=4, hidden=(16,), embedding=4, epochs=5, min_steps=100),
+        kernel_config=KernelNetConfig(hidden=16, steps=300, learning_rate=1e-2), kernel_tables=tables)
+    samples = _tables(10, 21)
+    measured = np.array([0.1 * _node_seconds(t).sum() for t in samples])  # as fast as the trained gpu
+    _, as_cpu = adapt_predictor(predictor, "new_cpu", _features_of(samples), measured, spec_features=[1.0, 0.0],
+                                kernel_tables=samples)
+    assert as_cpu.prior.startswith("kernels:cpu")  # a CPU learns from the CPU, however its times compare
+    weighed = lambda spec: [prior for prior, _, _ in adaptation_candidates(
+        predictor, "new", _features_of(samples), measured, spec_features=spec, kernel_tables=samples)]
+    assert all(prior.startswith("kernels:cpu") for prior in weighed([1.0, 0.0]))
+    everything = weighed([0.0, 0.0])  # no kind in common: the PCN and every trained device's transfers
+    assert any(p.startswith("kernels:gpu") for p in everything) and any(p.startswith("kernels:cpu") for p in everything)
+    assert any(not p.startswith("kernels:") for p in everything)
