@@ -246,3 +246,69 @@ def train_shipped_predictor(table_path: "str | Path", devices_csv: Optional["str
     predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed)
     save_predictor(predictor, output)
     return report
+
+
+@dataclass
+class HeldOutReport:
+    """Issue 5 point 8's held-out random nets, on real hardware: every device trained on, a share
+    of the architectures never seen."""
+
+    devices: List[str]
+    train_archs: int
+    test_archs: int
+    seed: int
+    feature_source: str
+    results: Dict[str, Dict[str, Dict[str, float]]]  # device -> "sniper" / "flops_loglog" -> metrics
+
+    def count_at_least(self, metric: str, level: float) -> int:
+        return sum(r["sniper"][metric] >= level for r in self.results.values())
+
+    def to_json_dict(self) -> Dict[str, Any]:
+        summary = {f"median_{k}": float(np.median([r["sniper"][k] for r in self.results.values()]))
+                   for k in ("mape_pct", "acc5", "acc10", "spearman")}
+        summary["devices_acc10_at_least_0.95"] = self.count_at_least("acc10", 0.95)
+        return {"devices": self.devices, "train_archs": self.train_archs, "test_archs": self.test_archs, "seed": self.seed,
+                "feature_source": self.feature_source, "summary": summary, "results": self.results}
+
+
+def held_out_archs_accuracy(
+    table_path: "str | Path",
+    devices_csv: Optional["str | Path"],
+    devices: Optional[Sequence[str]] = None,
+    test_share: float = 0.2,
+    epochs: int = 15,
+    seed: int = 0,
+    split_seed: int = 1234,
+) -> HeldOutReport:
+    """Train on ``1 - test_share`` of the architectures on every device, then predict the rest.
+
+    ``split_seed`` fixes which architectures are held out, ``seed`` the training, so seeds compare on
+    the same test set. Beside it, a FLOPs log-log fit per device on the same training architectures."""
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.training import train_predictor
+
+    if not 0.0 < test_share < 1.0:
+        raise SniperError(f"test share {test_share}: must lie strictly between 0 and 1")
+    table = load_latency_table(table_path)
+    devices = list(devices or table.devices)
+    features, names, source = network_features(table.archs)
+    data = training_data(table, devices, features, names, device_features(devices, devices_csv))
+    test_archs = np.random.default_rng(split_seed).choice(len(table.archs), int(round(test_share * len(table.archs))),
+                                                         replace=False)
+    is_test = np.isin(data.pair_network, test_archs)
+    train = TrainingData(**{**data.__dict__, "pair_network": data.pair_network[~is_test],
+                            "pair_device": data.pair_device[~is_test], "seconds": data.seconds[~is_test]})
+    predictor, _ = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed)
+    macs = features[:, names.index(FLOPS_FEATURE)]
+    results = {}
+    for d, device in enumerate(devices):
+        rows = np.flatnonzero(is_test & (data.pair_device == d))
+        train_rows = np.flatnonzero(~is_test & (data.pair_device == d))
+        nets = data.pair_network[rows]
+        predicted = predictor.predict([dict(zip(names, features[n])) for n in nets], [device]).seconds()
+        measured = data.seconds[rows]
+        x = np.log(np.maximum(macs, 1.0))
+        slope, intercept = np.polyfit(x[data.pair_network[train_rows]], np.log(data.seconds[train_rows]), 1)
+        results[device] = {"sniper": accuracy_metrics(predicted, measured),
+                           "flops_loglog": accuracy_metrics(np.exp(slope * x[nets] + intercept), measured)}
+    return HeldOutReport(devices, len(table.archs) - len(test_archs), len(test_archs), seed, source, results)

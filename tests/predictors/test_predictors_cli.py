@@ -145,3 +145,29 @@ def test_adapt_without_a_predictor_keeps_the_shipped_one_that_fits_the_samples(t
                              "--json"]).stdout)
     assert report["predictor"].endswith("pcn_reference.onnx") and report["loo_rmse_log"] < 0.2
     assert "box" in load_predictor(tmp_path / "box.onnx").devices and "box" not in reference.devices
+
+
+def test_held_out_archs_are_never_trained_on_and_every_device_is_reported(tmp_path, monkeypatch):
+    import pytest
+
+    from sniper_onnx.errors import SniperError
+    from sniper_onnx.predictors import hwnas
+
+    table = _tiny_hw_table(tmp_path)
+    trained_on = []
+
+    class Recording(hwnas.TrainingData):  # the pairs of every table built: the full one, then the training one
+        def __init__(self, **fields):
+            super().__init__(**fields)
+            trained_on.append(set(fields["pair_network"].tolist()))
+
+    monkeypatch.setattr(hwnas, "TrainingData", Recording)
+    report = hwnas.held_out_archs_accuracy(table, None, devices=["gpu_a", "cpu_a"], test_share=0.25, epochs=3)
+    assert (report.train_archs, report.test_archs) == (45, 15) and set(report.results) == {"gpu_a", "cpu_a"}
+    for device in report.results.values():
+        assert device["sniper"]["n"] == 15 and device["flops_loglog"]["n"] == 15
+    assert len(trained_on[-1]) == 45  # the predictor's pairs: the 45 training archs only
+    # latency is linear in MACs and layers here, so the FLOPs fit is close but not exact
+    assert 0 < report.results["gpu_a"]["flops_loglog"]["mape_pct"] < 100
+    with pytest.raises(SniperError, match="test share"):
+        hwnas.held_out_archs_accuracy(table, None, test_share=1.0)
