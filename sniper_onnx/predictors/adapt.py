@@ -355,12 +355,13 @@ def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tab
     such devices are weighed: per-layer times carry over between devices of one kind (a CPU on
     two threads from the same CPU on one), and with 10 noisy samples, leave-one-out among more
     candidates picks the lucky rather than the right (a GPU's kernel sum for a CPU, say)."""
-    spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
-    pcn = _pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k)
     kernel = _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) if tables is not None else []
     kind = _device_kind(predictor, base)
     same_kind = [c for c in kernel if kind and _device_kind(predictor, predictor.device_vector(c.kernel_reference)) == kind]
-    return same_kind or [pcn, *kernel]
+    if same_kind:
+        return same_kind
+    spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
+    return [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k), *kernel]
 
 
 def _device_kind(predictor: Predictor, vector: Sequence[float]) -> Optional[str]:
