@@ -359,9 +359,19 @@ def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tab
     kind = _device_kind(predictor, base)
     same_kind = [c for c in kernel if kind and _device_kind(predictor, predictor.device_vector(c.kernel_reference)) == kind]
     if same_kind:
-        return same_kind
+        return _nearest_references(predictor, base, same_kind)
     spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
     return [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k), *kernel]
+
+
+def _nearest_references(predictor: Predictor, base: np.ndarray, choices: List[_Choice]) -> List[_Choice]:
+    """The transfers from the reference device(s) nearest to the new one in device features (raw,
+    log-scaled by DeviceSpec): a CPU on two threads learns from the same CPU on one thread, not
+    from it on one thread with graph optimizations off."""
+    distance = {c.kernel_reference: float(np.linalg.norm(predictor.device_vector(c.kernel_reference)[:-1] - base[:-1]))
+                for c in choices}
+    nearest = min(distance.values())
+    return [c for c in choices if distance[c.kernel_reference] <= nearest + 1e-9]
 
 
 def _device_kind(predictor: Predictor, vector: Sequence[float]) -> Optional[str]:
