@@ -365,10 +365,15 @@ def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tab
 
 
 def _nearest_references(predictor: Predictor, base: np.ndarray, choices: List[_Choice]) -> List[_Choice]:
-    """The transfers from the reference device(s) nearest to the new one in device features (raw,
-    log-scaled by DeviceSpec): a CPU on two threads learns from the same CPU on one thread, not
-    from it on one thread with graph optimizations off."""
-    distance = {c.kernel_reference: float(np.linalg.norm(predictor.device_vector(c.kernel_reference)[:-1] - base[:-1]))
+    """The transfers from the reference device(s) nearest to the new one in the device features its
+    spec knows (raw, log-scaled by DeviceSpec): a CPU on two threads learns from the same CPU on one
+    thread, not from it on one thread with graph optimizations off. A fact the spec leaves unknown
+    (0, with its ``_known`` flag 0) says nothing about nearness."""
+    names = predictor.device_feature_names[:len(base) - 1]  # the last column is the correction slot
+    flag = {name: i for i, name in enumerate(names) if name.endswith("_known")}
+    known = np.array([not name.endswith("_known") and base[flag[f"{name}_known"]] > 0.5 if f"{name}_known" in flag
+                      else not name.endswith("_known") for name in names])
+    distance = {c.kernel_reference: float(np.linalg.norm((predictor.device_vector(c.kernel_reference)[:-1] - base[:-1])[known]))
                 for c in choices}
     nearest = min(distance.values())
     return [c for c in choices if distance[c.kernel_reference] <= nearest + 1e-9]
