@@ -351,15 +351,19 @@ def adapt_predictor(
 def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k) -> List[_Choice]:
     """Every way ``adapt`` weighs to answer a new device: the PCN's best fit, then kernel-sum transfers.
 
-    When a trained device of the new device's kind answers by the kernel sum, only transfers from
-    such devices are weighed: per-layer times carry over between devices of one kind (a CPU on
-    two threads from the same CPU on one), and with 10 noisy samples, leave-one-out among more
-    candidates picks the lucky rather than the right (a GPU's kernel sum for a CPU, say)."""
+    Kernel-sum transfers come only from trained devices of the new device's kind, and among those
+    only from the nearest: per-layer times carry over between devices of one kind (a CPU on two
+    threads from the same CPU on one), while another kind's per-layer times (a CPU's for a GPU)
+    are only a MACs-shaped guess. With 10 noisy samples, leave-one-out among more candidates picks
+    the lucky rather than the right. A device of a kind no trained device shares gets the PCN's
+    candidates; one of no stated kind (no spec) is weighed against every candidate."""
     kernel = _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) if tables is not None else []
     kind = _device_kind(predictor, base)
     same_kind = [c for c in kernel if kind and _device_kind(predictor, predictor.device_vector(c.kernel_reference)) == kind]
     if same_kind:
         return _nearest_references(predictor, base, same_kind)
+    if kind not in (None, "other"):
+        kernel = []  # another kind's per-layer times would only be a MACs-shaped guess
     spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
     return [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k), *kernel]
 

@@ -280,29 +280,33 @@ def test_a_transfer_whose_speed_up_grows_with_node_size_fits_a_node_power_that_s
 
 
 def test_a_new_device_takes_kernel_transfers_only_from_the_nearest_trained_devices_of_its_kind():
+    """And a device of a kind never trained gets the PCN; one of no stated kind, every candidate."""
     from sniper_onnx.predictors.adapt import adapt_predictor, adaptation_candidates
 
-    tables = _tables(60, 20)
+    tables = _tables(120, 20)
     base = np.array([_node_seconds(t).sum() for t in tables])
     names = ["cpu", "cpu_wide", "gpu"]
     pair_network, pair_device = np.repeat(np.arange(len(tables)), 3), np.tile(np.arange(3), len(tables))
     seconds = base[pair_network] * np.array([1.0, 0.5, 0.1])[pair_device]
     data = TrainingData([f"net{i}" for i in range(len(tables))], np.array([[len(t), 1.0] for t in tables]),
-                        ["num_layers", "total_macs"], names, np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 2.0], [0.0, 1.0, 0.0]]),
-                        ["kind_desktop_cpu", "kind_desktop_gpu", "threads"], pair_network, pair_device, seconds)
+                        ["num_layers", "total_macs"], names, np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 0.0, 0.0]]),
+                        ["kind_desktop_cpu", "kind_desktop_gpu", "kind_mobile", "threads"], pair_network, pair_device,
+                        seconds)
     predictor, _ = train_predictor(
         data, PCNConfig(attention_dim=4, hidden=(16,), embedding=4, epochs=5, min_steps=100),
-        kernel_config=KernelNetConfig(hidden=16, steps=300, learning_rate=1e-2), kernel_tables=tables)
+        kernel_config=KernelNetConfig(hidden=32, steps=1000, learning_rate=1e-2), kernel_tables=tables)
+    assert {d["path"] for d in predictor.kernel_path["devices"].values()} == {PATH_KERNELS}
     samples = _tables(10, 21)
     measured = np.array([0.1 * _node_seconds(t).sum() for t in samples])  # as fast as the trained gpu
-    _, as_cpu = adapt_predictor(predictor, "new_cpu", _features_of(samples), measured, spec_features=[1.0, 0.0, 0.5],
+    _, as_cpu = adapt_predictor(predictor, "new_cpu", _features_of(samples), measured, spec_features=[1.0, 0.0, 0.0, 0.5],
                                 kernel_tables=samples)
     assert as_cpu.prior.startswith("kernels:cpu ") or as_cpu.prior == "kernels:cpu"  # however its times compare
     weighed = lambda spec: [prior for prior, _, _ in adaptation_candidates(
         predictor, "new", _features_of(samples), measured, spec_features=spec, kernel_tables=samples)]
-    assert all(p.split(" (")[0] == "kernels:cpu" for p in weighed([1.0, 0.0, 0.5]))  # nearer than cpu_wide
-    assert all(p.split(" (")[0] == "kernels:cpu_wide" for p in weighed([1.0, 0.0, 1.8]))
-    everything = weighed([0.0, 0.0, 0.0])  # no kind in common: the PCN and every trained device's transfers
+    assert all(p.split(" (")[0] == "kernels:cpu" for p in weighed([1.0, 0.0, 0.0, 0.5]))  # nearer than cpu_wide
+    assert all(p.split(" (")[0] == "kernels:cpu_wide" for p in weighed([1.0, 0.0, 0.0, 1.8]))
+    assert not any(p.startswith("kernels:") for p in weighed([0.0, 0.0, 1.0, 0.0]))  # a phone: the PCN only
+    everything = weighed([0.0, 0.0, 0.0, 0.0])  # no kind stated: the PCN and every trained device's transfers
     assert {p.split(" (")[0] for p in everything if p.startswith("kernels:")} == {"kernels:cpu", "kernels:cpu_wide",
                                                                                  "kernels:gpu"}
     assert any(not p.startswith("kernels:") for p in everything)
