@@ -292,7 +292,8 @@ def new_device_accuracy(table: str, device: str, samples: int, epochs: int, seed
 
 
 def _best_in_hindsight(candidates, device: str, features, tables, data, groups: dict) -> dict:
-    """The candidate with the lowest MAPE on the device's other random nets, and its MAPE on each group."""
+    """The candidate with the lowest MAPE on the device's other random nets, and its MAPE on each group;
+    ``candidates`` lists every candidate with its leave-one-out score and MAPEs."""
     from sniper_onnx.predictors.metrics import accuracy_metrics
 
     def mape(adapted, rows) -> float:
@@ -300,8 +301,10 @@ def _best_in_hindsight(candidates, device: str, features, tables, data, groups: 
         predicted = adapted.predict([features[n] for n in nets], [device], kernel_tables=[tables[n] for n in nets]).seconds()
         return accuracy_metrics(predicted, data.seconds[rows])["mape_pct"]
 
-    prior, _, best = min(candidates, key=lambda c: mape(c[2], groups["random_rest"]))
-    return {"prior": prior, **{group: mape(best, rows) for group, rows in groups.items()}}
+    scored = [{"prior": prior, "loo_rmse_log": score, **{group: mape(adapted, rows) for group, rows in groups.items()}}
+              for prior, score, adapted in candidates]
+    best = min(scored, key=lambda c: c["random_rest"])
+    return {"prior": best["prior"], **{group: best[group] for group in groups}, "candidates": scored}
 
 
 def _network_names(table: str) -> dict:

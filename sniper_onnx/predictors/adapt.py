@@ -13,6 +13,7 @@ nothing is tuned to any particular device.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
@@ -21,7 +22,7 @@ import numpy as np
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors import graph as G
 from sniper_onnx.predictors.graph import distinct_rows
-from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, node_size
+from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, node_size, roofline_work
 from sniper_onnx.predictors.keyfeatures import pearson_columns
 from sniper_onnx.predictors.runtime import (DEFAULT_LOG_INTERVAL, PATH_KERNELS, Predictor, build_predictor,
                                              normalized_network, params_of)
@@ -156,6 +157,12 @@ class _Choice:
     kernel_reference: Optional[str] = None  # kernel choices: the trained device whose kernel sum is rescaled
     power: float = 0.0  # log t = (1 + power) * log t_reference + trimmer
     node_power: float = 0.0  # each reference node's time times exp(node_power * node_size)
+    roofline: Optional[np.ndarray] = None  # seconds per (1 + MAC), per (1 + byte), per node: no reference
+
+    @property
+    def by_kernels(self) -> bool:
+        """Whether the kernel sum answers the device after this choice."""
+        return self.kernel_reference is not None or self.roofline is not None
 
 
 def _pcn_choice(predictor, nets, z, seconds, base, spec_prior: str, trimmer_top_k) -> _Choice:
@@ -258,6 +265,42 @@ def _node_choice(sums: _NodeSums, z, seconds, k, reference: str) -> _Choice:
     node_power, trimmer = _fit_node_power(sums, log_t, everyone, z, k)
     return _Choice(float(np.sqrt(np.mean(errors**2))), f"kernels:{reference} (node power {node_power:+.2f})", errors,
                    trimmer, kernel_reference=reference, node_power=node_power)
+
+
+_RATE_SUBSETS = [list(s) for r in (1, 2, 3) for s in itertools.combinations(range(3), r)]
+
+
+def _nonnegative_rates(work: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Rates >= 0 minimizing the squared relative error of work @ rates: exact for three rates, by
+    solving every set of free rates and keeping the best one that stays non-negative."""
+    design = work / seconds[:, None]
+    scale = np.maximum(design.max(0), 1e-300)
+    best, best_loss = np.zeros(work.shape[1]), np.inf
+    for free in _RATE_SUBSETS:
+        solution = np.linalg.lstsq(design[:, free] / scale[free], np.ones(len(seconds)), rcond=None)[0]
+        if np.any(solution < 0):
+            continue
+        rates = np.zeros(work.shape[1])
+        rates[free] = solution / scale[free]
+        loss = float(np.sum((design @ rates - 1.0) ** 2))
+        if loss < best_loss:
+            best, best_loss = rates, loss
+    return best
+
+
+def _roofline_choice(tables, seconds) -> _Choice:
+    """Every node costs c + a (1 + MACs) + b (1 + bytes moved), with c, a, b >= 0 fitted to the samples
+    alone: a device of a kind no trained device has (a GPU among CPUs) borrows no per-layer times,
+    only the shape of a roofline with a fixed cost per kernel launch."""
+    merged = [distinct_rows(table) for table in tables]
+    work = np.array([m.counts.astype(np.float64) @ roofline_work(m.rows) for m in merged])
+    errors = np.empty(len(seconds))
+    for i in range(len(seconds)):
+        keep = np.arange(len(seconds)) != i
+        errors[i] = np.log(seconds[i] / max(float(work[i] @ _nonnegative_rates(work[keep], seconds[keep])), 1e-30))
+    rates = _nonnegative_rates(work, seconds)
+    prior = f"roofline ({rates[2] * 1e6:.3g} us a node, {rates[0] * 1e12:.3g} ps a MAC, {rates[1] * 1e12:.3g} ps a byte)"
+    return _Choice(float(np.sqrt(np.mean(errors**2))), prior, errors, Trimmer([], np.zeros(0), 0.0), roofline=rates)
 
 
 def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[_Choice]:
@@ -364,6 +407,8 @@ def _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tab
         return _nearest_references(predictor, base, same_kind)
     if kind not in (None, "other"):
         kernel = []  # another kind's per-layer times would only be a MACs-shaped guess
+    if tables is not None and len(seconds) >= 5:
+        kernel.append(_roofline_choice(tables, seconds))
     spec_prior = "device_spec" if spec_features is not None or device in predictor.device_table else "device_branch"
     return [_pcn_choice(predictor, nets, z, seconds, base, spec_prior, trimmer_top_k), *kernel]
 
@@ -433,6 +478,8 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
             params["slot_trim_b"][i] = choice.trimmer.bias
             params["slot_power"][i] = choice.power
             params["slot_node_power"][i] = choice.node_power
+            params["slot_roofline_only"][i] = float(choice.roofline is not None)
+            params["slot_roofline"][i] = choice.roofline if choice.roofline is not None else 0.0
         else:  # the Time Trimmer fits what the current correction still misses: it adds
             params["slot_trim_w"][:, i] += trim_w
             params["slot_trim_b"][i] += choice.trimmer.bias
@@ -442,6 +489,9 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
         params["slot_trim_b"] = np.append(params["slot_trim_b"], choice.trimmer.bias)
         params["slot_power"] = np.append(params["slot_power"], choice.power)
         params["slot_node_power"] = np.append(params["slot_node_power"], choice.node_power)
+        params["slot_roofline_only"] = np.append(params["slot_roofline_only"], float(choice.roofline is not None))
+        params["slot_roofline"] = np.vstack([params["slot_roofline"],
+                                             choice.roofline if choice.roofline is not None else np.zeros(3)])
     meta = dict(predictor.meta)
     table = dict(meta["device_table"])
     if solve_embedding or device not in table:
@@ -457,6 +507,7 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
     corrections.append({"slot": slot, "device": device, "kind": "adapt" if solve_embedding else "feedback",
                         "samples": len(seconds), "prior": choice.prior, "ridge": choice.ridge, "power": choice.power,
                         "node_power": choice.node_power,
+                        "roofline": None if choice.roofline is None else choice.roofline.tolist(),
                         "trimmer_features": [predictor.network_feature_names[i] for i in choice.trimmer.features],
                         # the measurements travel with the predictor, so a later retrain can use them
                         "measurements": [[str(n), float(t)] for n, t in zip(sample_names or range(len(seconds)), seconds)]})
@@ -473,12 +524,12 @@ def _kernel_path_after(predictor, device, choice: _Choice, solve_embedding, spre
         return kernel_path
     devices = dict(kernel_path.get("devices", {}))
     entry = dict(devices.get(device, {}))
-    if choice.kernel_reference is None:
+    if not choice.by_kernels:
         if entry.get("path") == PATH_KERNELS:  # a fresh PCN fit: the PCN answers what it was fitted to
             devices.pop(device)
     else:
         if solve_embedding:
-            entry = {"path": PATH_KERNELS, "reference_device": choice.kernel_reference, "samples": samples,
+            entry = {"path": PATH_KERNELS, "reference_device": choice.kernel_reference or "roofline", "samples": samples,
                      "interval": list(entry.get("interval", DEFAULT_LOG_INTERVAL))}
         if spread is not None:
             entry["interval"] = [-Z90 * spread, Z90 * spread]

@@ -41,6 +41,9 @@ KERNEL_SECONDS_OUTPUT = "kernel_seconds"
 # A correction slot's node power scales each node of the kernel sum by
 # exp(node_power * (log2 MACs - NODE_MACS_PIVOT) / NODE_MACS_SCALE): a device fitted from another
 # may gain more on big nodes than on small ones (a second thread splits a large convolution, not an Add).
+# A slot may also carry a roofline (seconds per node, per MAC and per byte moved) that replaces the
+# learned node times (slot_roofline_only 1): a device of a kind no trained device has, fitted to its
+# samples alone.
 NODE_MACS_PIVOT = 20.0
 NODE_MACS_SCALE = 10.0
 
@@ -151,9 +154,18 @@ def pad_tables(tables: Sequence[Union[np.ndarray, DistinctRows]], width: int) ->
     return padded
 
 
-def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, node_power: Optional[str] = None) -> str:
-    """log of the sum over real rows of each node's time (kernelnet), as [N]; ``node_power`` [N, 1]
-    is each network's correction slot's node power (see NODE_MACS_PIVOT).
+@dataclass(frozen=True)
+class _SlotNodeTerms:
+    """A correction slot's node-level terms, as graph tensors picked by each row's slot."""
+
+    node_power: str  # [N, 1]: each node's time times exp(node_power * size)
+    roofline_only: str  # [N, 1]: 1 where the slot's roofline replaces the learned node times, else 0
+    roofline: str  # [N, 1, 3]: seconds per (1 + MAC), per (1 + byte moved) and per node
+
+
+def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_SlotNodeTerms] = None) -> str:
+    """log of the sum over real rows of each node's time (kernelnet), as [N], with each network's
+    correction slot's node terms (see NODE_MACS_PIVOT and ``slot_roofline``).
 
     Node log-times lie far inside float32's exp range (seconds between 1e-30 and 1e30), so the sums
     need no max-subtraction; that keeps the batched cost per pair low (docs/predictor.md)."""
@@ -177,12 +189,28 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, node_power: Optional[str]
     hidden = b.op("Relu", b.dense(hidden, "kern_fc1"))
     terms = b.op("Add", b.dense(hidden, "kern_out"), work)  # [N, K, 3]: per-MAC, per-byte, fixed
     node_seconds = b.op("ReduceSum", b.op("Exp", terms), axis2, keepdims=0)  # [N, K]
-    if node_power is not None:
+    if slot_terms is not None:
         size = b.op("Div", b.op("Sub", b.op("Squeeze", log2_macs, axis2),
                                 b.const("kern_node_pivot", np.array(NODE_MACS_PIVOT, np.float32))),
                     b.const("kern_node_scale", np.array(NODE_MACS_SCALE, np.float32)))
-        node_seconds = b.op("Mul", node_seconds, b.op("Exp", b.op("Mul", size, node_power)))
+        node_seconds = b.op("Mul", node_seconds, b.op("Exp", b.op("Mul", size, slot_terms.node_power)))
+        roofline = b.op("ReduceSum", b.op("Mul", b.op("Exp", work), slot_terms.roofline), axis2, keepdims=0)
+        learned = b.op("Sub", b.const("kern_roofline_one", np.array(1.0, np.float32)), slot_terms.roofline_only)
+        node_seconds = b.op("Add", b.op("Mul", node_seconds, learned), roofline)
     return b.op("Log", b.op("ReduceSum", b.op("Mul", node_seconds, counts), axis1, keepdims=0))
+
+
+def _slot_node_terms(b: _Builder, params: Params, onehot: str, slots: int) -> _SlotNodeTerms:
+    def per_slot(name: str, default: np.ndarray) -> np.ndarray:
+        return np.asarray(params.get(name, default), np.float32).reshape(slots, -1)
+
+    node_power = per_slot("slot_node_power", np.zeros(slots))
+    roofline_only = per_slot("slot_roofline_only", np.zeros(slots))  # files written before it: 0
+    roofline = per_slot("slot_roofline", np.zeros((slots, 3)))
+    rates = b.op("Unsqueeze", b.op("MatMul", onehot, b.const("slot_roofline", roofline)),
+                 b.const("kern_roofline_axis", np.array([1], np.int64)))
+    return _SlotNodeTerms(b.op("MatMul", onehot, b.const("slot_node_power", node_power)),
+                          b.op("MatMul", onehot, b.const("slot_roofline_only", roofline_only)), rates)
 
 
 def build_graph(params: Params) -> onnx.ModelProto:
@@ -216,7 +244,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
 
     device_embedding = b.dense(b.attention("dev", z_dev, n_dev, dim), "dev_fc")
     embed_width = params["dev_fc_w"].shape[1]
-    correction = node_power = None
+    correction = slot_terms = None
     if slots:
         slot = b.op("Slice", dev_all, b.const("slot_start", np.array([n_dev], np.int64)),
                     b.const("slot_end", np.array([n_dev + 1], np.int64)), axis1)
@@ -229,8 +257,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
         # fitted from grows with the network's size (more threads, a wider machine)
         power = np.asarray(params.get("slot_power", np.zeros(slots)), np.float32).reshape(-1, 1)
         growth = b.op("Add", b.op("Squeeze", b.op("MatMul", onehot, b.const("slot_power", power)), axis1), "one")
-        node_power = np.asarray(params.get("slot_node_power", np.zeros(slots)), np.float32).reshape(-1, 1)
-        node_power = b.op("MatMul", onehot, b.const("slot_node_power", node_power))  # [N, 1]
+        slot_terms = _slot_node_terms(b, params, onehot, slots)
     device_embedding = b.output(device_embedding, DEVICE_EMBEDDING_OUTPUT)
 
     scale_cols = b.op("Slice", device_embedding, "zero1", b.const("h", np.array([embed_width - 1], np.int64)), axis1)
@@ -253,7 +280,7 @@ def build_graph(params: Params) -> onnx.ModelProto:
         helper.make_tensor_value_info(DEVICE_EMBEDDING_OUTPUT, TensorProto.FLOAT, ["N", embed_width]),
     ]
     if has_kernel_path(params):
-        kernel_log_seconds = _kernel_sum(b, raw_dev, axis1, node_power)
+        kernel_log_seconds = _kernel_sum(b, raw_dev, axis1, slot_terms)
         if correction is not None:  # a device's correction slot applies to whichever path answers it
             kernel_log_seconds = b.op("Add", b.op("Mul", kernel_log_seconds, growth), correction)
         b.nodes.append(helper.make_node("Exp", [kernel_log_seconds], [KERNEL_SECONDS_OUTPUT]))
@@ -270,10 +297,11 @@ def build_graph(params: Params) -> onnx.ModelProto:
 
 def params_from_model(model: onnx.ModelProto) -> Params:
     """Every named parameter back out of a predictor graph (constants of the layout are skipped)."""
-    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "slot_power", "slot_node_power", "out_bias", "kern_")
+    keys = ("net_", "dev_", "slot_delta", "slot_trim_", "slot_power", "slot_node_power", "slot_roofline",
+            "out_bias", "kern_")
     return {
         init.name: numpy_helper.to_array(init).astype(np.float64)
         for init in model.graph.initializer
         if init.name.startswith(keys) and not init.name.endswith(("_axis2", "_scale", "_flat"))
-        and not init.name.startswith(("kern_c", "kern_ln2", "kern_zero", "kern_far", "kern_node_"))
+        and not init.name.startswith(("kern_c", "kern_ln2", "kern_zero", "kern_far", "kern_node_", "kern_roofline_"))
     }

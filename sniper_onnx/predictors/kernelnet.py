@@ -162,8 +162,15 @@ def node_size(table: np.ndarray) -> np.ndarray:
     return (table[:, MACS_COLUMN] - NODE_MACS_PIVOT) / NODE_MACS_SCALE
 
 
+def roofline_work(table: np.ndarray) -> np.ndarray:
+    """[rows, 3]: (1 + MACs, 1 + bytes moved, 1) of each kernel row, what a slot's roofline multiplies."""
+    return np.column_stack([np.exp(log_work(table.astype(np.float64))), np.ones(len(table))])
+
+
 def kernel_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray,
-                             node_power: float = 0.0) -> float:
-    """The same sum in numpy, for tests and for checking the ONNX graph."""
-    node = node_log_seconds_numpy(params, table, device_vector) + node_power * node_size(table)
-    return float(np.logaddexp.reduce(node))
+                             node_power: float = 0.0, roofline_only: bool = False,
+                             roofline: Sequence[float] = (0.0, 0.0, 0.0)) -> float:
+    """The same sum in numpy, with a correction slot's node terms, for tests and for checking the graph."""
+    node = np.exp(node_log_seconds_numpy(params, table, device_vector) + node_power * node_size(table))
+    learned = 0.0 if roofline_only else 1.0
+    return float(np.log(np.sum(learned * node + roofline_work(table) @ np.asarray(roofline, dtype=np.float64))))

@@ -344,8 +344,13 @@ def params_of(predictor: Predictor) -> G.Params:
     params.setdefault("slot_trim_b", np.zeros(0))
     params.setdefault("slot_power", np.zeros(params["slot_delta"].shape[0]))  # files written before the power
     params["slot_power"] = params["slot_power"].reshape(-1)
-    params.setdefault("slot_node_power", np.zeros(params["slot_delta"].shape[0]))  # files written before it
+    slots = params["slot_delta"].shape[0]
+    params.setdefault("slot_node_power", np.zeros(slots))  # files written before them: no node terms
     params["slot_node_power"] = params["slot_node_power"].reshape(-1)
+    params.setdefault("slot_roofline_only", np.zeros(slots))
+    params["slot_roofline_only"] = params["slot_roofline_only"].reshape(-1)
+    params.setdefault("slot_roofline", np.zeros((slots, 3)))
+    params["slot_roofline"] = params["slot_roofline"].reshape(slots, 3)
     return params
 
 

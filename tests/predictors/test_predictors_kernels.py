@@ -279,34 +279,71 @@ def test_a_transfer_whose_speed_up_grows_with_node_size_fits_a_node_power_that_s
     np.testing.assert_allclose(graph, numpy_sum, rtol=2e-4)
 
 
-def test_a_new_device_takes_kernel_transfers_only_from_the_nearest_trained_devices_of_its_kind():
-    """And a device of a kind never trained gets the PCN; one of no stated kind, every candidate."""
-    from sniper_onnx.predictors.adapt import adapt_predictor, adaptation_candidates
-
+@pytest.fixture(scope="module")
+def kinds_trained():
+    """Two CPUs (one wider) and a GPU, with kind features; no phone."""
     tables = _tables(120, 20)
     base = np.array([_node_seconds(t).sum() for t in tables])
     names = ["cpu", "cpu_wide", "gpu"]
     pair_network, pair_device = np.repeat(np.arange(len(tables)), 3), np.tile(np.arange(3), len(tables))
     seconds = base[pair_network] * np.array([1.0, 0.5, 0.1])[pair_device]
     data = TrainingData([f"net{i}" for i in range(len(tables))], np.array([[len(t), 1.0] for t in tables]),
-                        ["num_layers", "total_macs"], names, np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 0.0, 0.0]]),
+                        ["num_layers", "total_macs"], names,
+                        np.array([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 0.0, 2.0], [0.0, 1.0, 0.0, 0.0]]),
                         ["kind_desktop_cpu", "kind_desktop_gpu", "kind_mobile", "threads"], pair_network, pair_device,
                         seconds)
     predictor, _ = train_predictor(
         data, PCNConfig(attention_dim=4, hidden=(16,), embedding=4, epochs=5, min_steps=100),
         kernel_config=KernelNetConfig(hidden=32, steps=1000, learning_rate=1e-2), kernel_tables=tables)
     assert {d["path"] for d in predictor.kernel_path["devices"].values()} == {PATH_KERNELS}
+    return predictor
+
+
+def test_a_new_device_takes_kernel_transfers_only_from_the_nearest_trained_devices_of_its_kind(kinds_trained):
+    """And a device of a kind never trained gets the PCN or a roofline; one of no stated kind, every candidate."""
+    from sniper_onnx.predictors.adapt import adapt_predictor, adaptation_candidates
+
+    predictor = kinds_trained
     samples = _tables(10, 21)
     measured = np.array([0.1 * _node_seconds(t).sum() for t in samples])  # as fast as the trained gpu
     _, as_cpu = adapt_predictor(predictor, "new_cpu", _features_of(samples), measured, spec_features=[1.0, 0.0, 0.0, 0.5],
                                 kernel_tables=samples)
-    assert as_cpu.prior.startswith("kernels:cpu ") or as_cpu.prior == "kernels:cpu"  # however its times compare
+    assert as_cpu.prior.split(" (")[0] == "kernels:cpu"  # however its times compare
     weighed = lambda spec: [prior for prior, _, _ in adaptation_candidates(
         predictor, "new", _features_of(samples), measured, spec_features=spec, kernel_tables=samples)]
     assert all(p.split(" (")[0] == "kernels:cpu" for p in weighed([1.0, 0.0, 0.0, 0.5]))  # nearer than cpu_wide
     assert all(p.split(" (")[0] == "kernels:cpu_wide" for p in weighed([1.0, 0.0, 0.0, 1.8]))
-    assert not any(p.startswith("kernels:") for p in weighed([0.0, 0.0, 1.0, 0.0]))  # a phone: the PCN only
+    phone = weighed([0.0, 0.0, 1.0, 0.0])  # no trained phone: no other kind's per-layer times
+    assert not any(p.startswith("kernels:") for p in phone) and any(p.startswith("roofline") for p in phone)
     everything = weighed([0.0, 0.0, 0.0, 0.0])  # no kind stated: the PCN and every trained device's transfers
     assert {p.split(" (")[0] for p in everything if p.startswith("kernels:")} == {"kernels:cpu", "kernels:cpu_wide",
                                                                                  "kernels:gpu"}
-    assert any(not p.startswith("kernels:") for p in everything)
+    assert any(not p.startswith(("kernels:", "roofline")) for p in everything)
+
+
+def test_a_device_of_a_new_kind_fits_a_roofline_that_the_graph_computes_and_saving_keeps(kinds_trained, tmp_path):
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.kernelnet import roofline_work
+    from sniper_onnx.predictors.runtime import load_predictor, save_predictor
+
+    predictor = kinds_trained
+    samples, held = _sized_tables(12, 30), _sized_tables(30, 31)
+    rates = np.array([2e-12, 0.0, 8e-6])  # per (1 + MAC), per (1 + byte), per node: a launch-bound phone
+    truth = lambda tables: np.array([(roofline_work(t) @ rates).sum() for t in tables])
+    adapted, report = adapt_predictor(predictor, "phone", _features_of(samples), truth(samples),
+                                      spec_features=[0.0, 0.0, 1.0, 0.0], kernel_tables=samples)
+    assert report.prior.startswith("roofline") and report.sample_mape_after < 1e-3
+    answer = adapted.predict(_features_of(held), ["phone"], kernel_tables=held)
+    assert {row.path for row in answer.rows} == {PATH_KERNELS}
+    np.testing.assert_allclose(answer.seconds(), truth(held), rtol=1e-3)
+    save_predictor(adapted, tmp_path / "phone.onnx")
+    reloaded = load_predictor(str(tmp_path / "phone.onnx"))
+    np.testing.assert_allclose(params_of(reloaded)["slot_roofline"][-1], rates, rtol=1e-3, atol=1e-15)
+    graph = reloaded.run(np.zeros((3, 2)), np.tile(reloaded.device_vector("phone"), (3, 1)), held[:3])["kernel_seconds"]
+    device = reloaded.device_vector("phone")[:-1].astype(np.float64)
+    fitted = params_of(reloaded)["slot_roofline"][-1]
+    numpy_sum = [np.exp(kernel_log_seconds_numpy(params_of(reloaded), t, device, roofline_only=True, roofline=fitted))
+                 for t in held[:3]]
+    np.testing.assert_allclose(graph, numpy_sum, rtol=2e-4)
+    other = predictor.predict(_features_of(held[:3]), ["gpu"], kernel_tables=held[:3]).seconds()
+    np.testing.assert_allclose(reloaded.predict(_features_of(held[:3]), ["gpu"], kernel_tables=held[:3]).seconds(), other)
