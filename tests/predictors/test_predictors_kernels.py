@@ -347,3 +347,9 @@ def test_a_device_of_a_new_kind_fits_a_roofline_that_the_graph_computes_and_savi
     np.testing.assert_allclose(graph, numpy_sum, rtol=2e-4)
     other = predictor.predict(_features_of(held[:3]), ["gpu"], kernel_tables=held[:3]).seconds()
     np.testing.assert_allclose(reloaded.predict(_features_of(held[:3]), ["gpu"], kernel_tables=held[:3]).seconds(), other)
+    # the Time Trimmer on top: the phone got 1.2x slower; the roofline stays, a scale is added
+    trimmed, _ = adapt_predictor(reloaded, "phone", _features_of(samples), 1.2 * truth(samples), solve_embedding=False,
+                                 trimmer_top_k=0, kernel_tables=samples)
+    again = trimmed.predict(_features_of(held), ["phone"], kernel_tables=held).seconds()
+    np.testing.assert_allclose(again, 1.2 * answer.seconds(), rtol=1e-3)
+    np.testing.assert_allclose(params_of(trimmed)["slot_roofline"][-1], fitted, rtol=1e-6)
