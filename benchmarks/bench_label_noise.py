@@ -1,6 +1,8 @@
 """How well a stored latency label agrees with a re-measurement of the same net (issue 4 and 5).
 
     python benchmarks/bench_label_noise.py data/reference/work/cpu-t2.jsonl --count 24 --seed 5
+    python benchmarks/bench_label_noise.py data/reference/work/cpu-t1.jsonl --count 40 \
+        --predictions pairs0.csv --device "t1 opt-all"   # also: a predictor's error against each label
 
 Draws ``--count`` generated nets (``--kind zoo``: zoo networks) at random from the results file's successful records (those of
 a protocol since found biased, ``contended_sessions``, left out; ``--since`` keeps only records
@@ -8,6 +10,10 @@ measured at or after that ISO time), re-makes each from its generator spec or zo
 weights the collector gave it, measures it again with the record's own settings in a fresh profiler run, and
 compares the new minimum with the stored one. A predictor cannot agree with its labels much more
 often than the labels agree with themselves, so this bounds the accuracy worth asking for.
+
+``--predictions`` (a ``bench_predictor.py --per-network`` CSV) and ``--device`` draw the nets from
+that CSV's held-out random nets on the device instead, and also score its predictions against the
+stored label, the new one, and the smaller of the two (timing noise only adds time).
 
 Run it on a quiet machine (pause any collector first). Prints one JSON object.
 """
@@ -48,12 +54,37 @@ def _config_of(record: dict):
     return ProfileConfig.from_dict(settings)
 
 
-def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = "generator") -> dict:
+def _held_out_predictions(path: str, device: str) -> dict:
+    import csv
+
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["group"] == "random_held_out" and device.lower() in r["device"].lower()]
+    if len({r["device"] for r in rows}) != 1:
+        raise SystemExit(f"--device {device!r}: matches {len({r['device'] for r in rows})} devices of {path}; give a unique part")
+    return {r["network"]: float(r["predicted_s"]) for r in rows}
+
+
+def _scores(predicted: dict, stored: dict, again: dict) -> dict:
+    from sniper_onnx.predictors.metrics import accuracy_metrics
+
+    names = [n for n in predicted if n in again]
+    p = np.array([predicted[n] for n in names])
+    labels = {"stored": np.array([stored[n] for n in names]), "new": np.array([again[n] for n in names])}
+    labels["min_of_both"] = np.minimum(labels["stored"], labels["new"])
+    return {label: {k: v for k, v in accuracy_metrics(p, y).items() if k in ("n", "mape_pct", "acc5", "acc10")}
+            for label, y in labels.items()}
+
+
+def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = "generator",
+              predictions: str = "", device: str = "") -> dict:
     import onnx
 
     from sniper_profiler import ModelJob, run_profile
 
     pool = _candidates(results, since, kind)
+    predicted = _held_out_predictions(predictions, device) if predictions else {}
+    if predictions:
+        pool = [r for r in pool if r["model"]["name"] in predicted]
     if not pool:
         raise SystemExit(f"bench_label_noise: {results} has no usable {kind} records")
     picked = [pool[i] for i in np.random.default_rng(seed).choice(len(pool), min(count, len(pool)), replace=False)]
@@ -69,6 +100,8 @@ def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = 
 
         again = {r["model"]["name"]: r["stats"] for r in read_records(out).records if r.get("status") == "ok"}
     ratios = [again[r["model"]["name"]]["min_s"] / r["stats"]["min_s"] for r in picked if r["model"]["name"] in again]
+    scores = _scores(predicted, {r["model"]["name"]: r["stats"]["min_s"] for r in picked},
+                     {name: stats["min_s"] for name, stats in again.items()}) if predicted else None
     deviation = np.abs(np.array(ratios) - 1.0)
     spread = [s["median_s"] / s["min_s"] for s in again.values()]
     return {"results": results, "config": picked[0]["config"].get("config_id"), "kind": kind, "nets": len(ratios),
@@ -78,7 +111,8 @@ def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = 
             "mean_abs_ratio_minus_1_pct": 100 * float(np.mean(deviation)),
             "within_5_pct": float(np.mean(deviation <= 0.05)), "within_10_pct": float(np.mean(deviation <= 0.10)),
             "median_new_over_stored": float(np.median(ratios)),
-            "median_over_min_inside_one_run": statistics.median(spread)}
+            "median_over_min_inside_one_run": statistics.median(spread),
+            **({"predictions": predictions, "prediction_against": scores} if scores else {})}
 
 
 def main() -> None:
@@ -88,8 +122,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--since", default="", help="only records measured at or after this ISO time")
     parser.add_argument("--kind", default="generator", choices=("generator", "zoo"), help="random nets or zoo networks")
+    parser.add_argument("--predictions", default="", help="a bench_predictor.py --per-network CSV: re-measure its held-out random nets")
+    parser.add_argument("--device", default="", help="with --predictions: the device (a unique part of its name)")
     args = parser.parse_args()
-    print(json.dumps(remeasure(args.results, args.count, args.seed, args.since, args.kind), indent=1))
+    if bool(args.predictions) != bool(args.device):
+        raise SystemExit("bench_label_noise: give --predictions and --device together")
+    print(json.dumps(remeasure(args.results, args.count, args.seed, args.since, args.kind, args.predictions, args.device),
+                     indent=1))
 
 
 if __name__ == "__main__":
