@@ -21,7 +21,6 @@ import numpy as np
 
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors import graph as G
-from sniper_onnx.predictors.graph import distinct_rows
 from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, node_size, roofline_work
 from sniper_onnx.predictors.keyfeatures import pearson_columns
 from sniper_onnx.predictors.runtime import (DEFAULT_LOG_INTERVAL, PATH_KERNELS, Predictor, build_predictor,
@@ -122,10 +121,11 @@ def _base_vector(predictor: Predictor, device: str, spec_features: Optional[Sequ
 
 
 def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
-    """The samples' kernel tables when the predictor has a kernel-sum path and every sample has one."""
+    """The samples' kernel tables, merged once (every fit below reuses them), when the predictor has a
+    kernel-sum path and every sample has one."""
     if not predictor.kernel_path or kernel_tables is None or len(kernel_tables) != count:
         return None
-    return None if any(table is None for table in kernel_tables) else list(kernel_tables)
+    return None if any(table is None for table in kernel_tables) else G.distinct_each(kernel_tables)
 
 
 def _answers_by_kernels(predictor: Predictor, device: str) -> bool:
@@ -224,7 +224,7 @@ class _NodeSums:
 
     @classmethod
     def of(cls, params, tables, device_vector: np.ndarray) -> "_NodeSums":
-        distinct = [distinct_rows(table) for table in tables]
+        distinct = G.distinct_each(tables)
         return cls([node_log_seconds_numpy(params, d.rows.astype(np.float64), device_vector) + np.log(d.counts)
                     for d in distinct], [node_size(d.rows.astype(np.float64)) for d in distinct])
 
@@ -292,7 +292,7 @@ def _roofline_choice(tables, seconds) -> _Choice:
     """Every node costs c + a (1 + MACs) + b (1 + bytes moved), with c, a, b >= 0 fitted to the samples
     alone: a device of a kind no trained device has (a GPU among CPUs) borrows no per-layer times,
     only the shape of a roofline with a fixed cost per kernel launch."""
-    merged = [distinct_rows(table) for table in tables]
+    merged = G.distinct_each(tables)
     work = np.array([m.counts.astype(np.float64) @ roofline_work(m.rows) for m in merged])
     errors = np.empty(len(seconds))
     for i in range(len(seconds)):

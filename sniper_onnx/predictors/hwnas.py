@@ -299,7 +299,7 @@ def held_out_archs_accuracy(
     train = TrainingData(**{**data.__dict__, "pair_network": data.pair_network[~is_test],
                             "pair_device": data.pair_device[~is_test], "seconds": data.seconds[~is_test]})
     predictor, _ = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed)
-    macs = features[:, names.index(FLOPS_FEATURE)]
+    log_macs = np.log(np.maximum(features[:, names.index(FLOPS_FEATURE)], 1.0))
     results = {}
     for d, device in enumerate(devices):
         rows = np.flatnonzero(is_test & (data.pair_device == d))
@@ -307,8 +307,7 @@ def held_out_archs_accuracy(
         nets = data.pair_network[rows]
         predicted = predictor.predict([dict(zip(names, features[n])) for n in nets], [device]).seconds()
         measured = data.seconds[rows]
-        x = np.log(np.maximum(macs, 1.0))
-        slope, intercept = np.polyfit(x[data.pair_network[train_rows]], np.log(data.seconds[train_rows]), 1)
+        slope, intercept = np.polyfit(log_macs[data.pair_network[train_rows]], np.log(data.seconds[train_rows]), 1)
         results[device] = {"sniper": accuracy_metrics(predicted, measured),
-                           "flops_loglog": accuracy_metrics(np.exp(slope * x[nets] + intercept), measured)}
+                           "flops_loglog": accuracy_metrics(np.exp(slope * log_macs[nets] + intercept), measured)}
     return HeldOutReport(devices, len(table.archs) - len(test_archs), len(test_archs), seed, source, results)
