@@ -82,8 +82,9 @@ def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = 
     from sniper_profiler import ModelJob, run_profile
 
     pool = _candidates(results, since, kind)
-    predicted = _held_out_predictions(predictions, device) if predictions else {}
+    predicted = {}
     if predictions:
+        predicted = _held_out_predictions(predictions, device)
         pool = [r for r in pool if r["model"]["name"] in predicted]
     if not pool:
         raise SystemExit(f"bench_label_noise: {results} has no usable {kind} records")
