@@ -326,6 +326,16 @@ def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[
     return choices
 
 
+def _checked_seconds(device: str, network_features: Sequence[Mapping[str, float]], seconds: Sequence[float]) -> np.ndarray:
+    seconds = np.asarray(seconds, dtype=np.float64)
+    if len(seconds) == 0 or len(seconds) != len(network_features):
+        raise SniperError(f"device {device!r}: need matching network and latency samples (got {len(network_features)} "
+                          f"networks, {len(seconds)} latencies); give at least 3 measured pairs")
+    if not np.all(np.isfinite(seconds)) or np.any(seconds <= 0):
+        raise SniperError(f"device {device!r}: measured latencies must be positive seconds; fix the samples file")
+    return seconds
+
+
 def adapt_predictor(
     predictor: Predictor,
     device: str,
@@ -347,12 +357,7 @@ def adapt_predictor(
     by the kernel sum the Time Trimmer corrects the kernel sum, and a new device may be answered by
     a trained device's kernel sum, rescaled, when that fits the samples better than the PCN.
     """
-    seconds = np.asarray(seconds, dtype=np.float64)
-    if len(seconds) == 0 or len(seconds) != len(network_features):
-        raise SniperError(f"device {device!r}: need matching network and latency samples (got {len(network_features)} "
-                          f"networks, {len(seconds)} latencies); give at least 3 measured pairs")
-    if not np.all(np.isfinite(seconds)) or np.any(seconds <= 0):
-        raise SniperError(f"device {device!r}: measured latencies must be positive seconds; fix the samples file")
+    seconds = _checked_seconds(device, network_features, seconds)
     nets = predictor.network_matrix(network_features)
     tables = _kernel_tables(predictor, kernel_tables, len(seconds))
     known_by_kernels = device in predictor.device_table and _answers_by_kernels(predictor, device)
@@ -447,7 +452,7 @@ def adaptation_candidates(
 
     ``adapt_predictor`` keeps the one with the lowest leave-one-out error; benchmarks use the rest
     to ask how good the best candidate in hindsight would have been (a ceiling, not a result)."""
-    seconds = np.asarray(seconds, dtype=np.float64)
+    seconds = _checked_seconds(device, network_features, seconds)
     nets = predictor.network_matrix(network_features)
     tables = _kernel_tables(predictor, kernel_tables, len(seconds))
     base = _base_vector(predictor, device, spec_features)
