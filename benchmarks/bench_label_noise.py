@@ -12,7 +12,7 @@ compares the new minimum with the stored one. A predictor cannot agree with its 
 often than the labels agree with themselves, so this bounds the accuracy worth asking for.
 
 ``--predictions`` (a ``bench_predictor.py --per-network`` CSV) and ``--device`` draw the nets from
-that CSV's held-out random nets on the device instead, and also score its predictions against the
+that CSV's held-out random nets (``--kind zoo``: its zoo networks) on the device instead, and also score its predictions against the
 stored label, the new one, and the smaller of the two (timing noise only adds time).
 
 Run it on a quiet machine (pause any collector first). Prints one JSON object.
@@ -54,11 +54,12 @@ def _config_of(record: dict):
     return ProfileConfig.from_dict(settings)
 
 
-def _held_out_predictions(path: str, device: str) -> dict:
+def _held_out_predictions(path: str, device: str, kind: str) -> dict:
     import csv
 
+    group = "zoo" if kind == "zoo" else "random_held_out"
     with open(path, newline="") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["group"] == "random_held_out" and device.lower() in r["device"].lower()]
+        rows = [r for r in csv.DictReader(handle) if r["group"] == group and device.lower() in r["device"].lower()]
     if len({r["device"] for r in rows}) != 1:
         raise SystemExit(f"--device {device!r}: matches {len({r['device'] for r in rows})} devices of {path}; give a unique part")
     return {r["network"]: float(r["predicted_s"]) for r in rows}
@@ -84,7 +85,7 @@ def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = 
     pool = _candidates(results, since, kind)
     predicted = {}
     if predictions:
-        predicted = _held_out_predictions(predictions, device)
+        predicted = _held_out_predictions(predictions, device, kind)
         pool = [r for r in pool if r["model"]["name"] in predicted]
     if not pool:
         raise SystemExit(f"bench_label_noise: {results} has no usable {kind} records")
@@ -123,7 +124,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--since", default="", help="only records measured at or after this ISO time")
     parser.add_argument("--kind", default="generator", choices=("generator", "zoo"), help="random nets or zoo networks")
-    parser.add_argument("--predictions", default="", help="a bench_predictor.py --per-network CSV: re-measure its held-out random nets")
+    parser.add_argument("--predictions", default="", help="a bench_predictor.py --per-network CSV: re-measure its held-out random nets "
+                        "(with --kind zoo: its zoo networks)")
     parser.add_argument("--device", default="", help="with --predictions: the device (a unique part of its name)")
     args = parser.parse_args()
     if bool(args.predictions) != bool(args.device):

@@ -42,25 +42,31 @@ def _conv_unit(b: GraphBuilder, x: Tensor, cfg: dict, out: int, kernel: int, str
     return _norm_act(b, y, cfg, act)
 
 
-def _shortcut(b: GraphBuilder, x: Tensor, y: Tensor, cfg: dict) -> Tensor:
-    if x.shape != y.shape:
-        x = _conv_unit(b, x, cfg, y.channels, 1, act=False)
+def _shortcut(b: GraphBuilder, x: Tensor, y: Tensor, cfg: dict, stride: int = 1) -> Tensor:
+    if x.shape != y.shape:  # a projection, strided where the block strides (ResNet's 1x1 stride 2)
+        x = _conv_unit(b, x, cfg, y.channels, 1, stride, act=False)
     return b.activation(b.add(y, x), cfg["activation"])
 
 
+# Blocks of the cnn-strided family carry "stride": 2 and downsample themselves, as real networks
+# do; configs without the key build exactly the graphs they built before.
+def _stride(blk: dict) -> int:
+    return blk.get("stride", 1)
+
+
 def _plain(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
-    return _conv_unit(b, x, cfg, blk["channels"], blk["kernel"])
+    return _conv_unit(b, x, cfg, blk["channels"], blk["kernel"], _stride(blk))
 
 
 def _residual(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
-    c, k = blk["channels"], blk["kernel"]
-    if blk["bottleneck"]:
+    c, k, s = blk["channels"], blk["kernel"], _stride(blk)
+    if blk["bottleneck"]:  # the stride on the k x k conv, as torchvision's ResNet v1.5
         mid = max(MIN_CHANNELS, c // 4)
-        y = _conv_unit(b, _conv_unit(b, x, cfg, mid, 1), cfg, mid, k)
+        y = _conv_unit(b, _conv_unit(b, x, cfg, mid, 1), cfg, mid, k, s)
         y = _conv_unit(b, y, cfg, c, 1, act=False)
     else:
-        y = _conv_unit(b, _conv_unit(b, x, cfg, c, k), cfg, c, k, act=False)
-    return _shortcut(b, x, y, cfg)
+        y = _conv_unit(b, _conv_unit(b, x, cfg, c, k, s), cfg, c, k, act=False)
+    return _shortcut(b, x, y, cfg, s)
 
 
 def _dense(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
@@ -97,7 +103,7 @@ def _inception(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
 def _separable(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
     hidden = x.channels * blk["expand"]
     y = _conv_unit(b, x, cfg, hidden, 1) if blk["expand"] != 1 else x
-    y = _conv_unit(b, y, cfg, hidden, blk["kernel"], groups=hidden)
+    y = _conv_unit(b, y, cfg, hidden, blk["kernel"], _stride(blk), groups=hidden)
     y = _conv_unit(b, y, cfg, blk["channels"], 1, act=False)
     return b.add(x, y) if blk["residual"] and x.shape == y.shape else y
 
@@ -105,9 +111,9 @@ def _separable(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
 def _grouped(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
     c, g = blk["channels"], blk["groups"]
     y = _conv_unit(b, x, cfg, c, 1)
-    y = _conv_unit(b, y, cfg, c, blk["kernel"], groups=g)
+    y = _conv_unit(b, y, cfg, c, blk["kernel"], _stride(blk), groups=g)
     y = _conv_unit(b, y, cfg, c, 1, act=False)
-    return _shortcut(b, x, y, cfg)
+    return _shortcut(b, x, y, cfg, _stride(blk))
 
 
 def _atrous(b: GraphBuilder, x: Tensor, blk: dict, cfg: dict) -> Tensor:
@@ -347,12 +353,44 @@ def _fit_to_target(cfg: dict, target: float) -> dict:
     return cfg
 
 
-def sample_cnn_config(rng: np.random.Generator, max_macs: float | None = None) -> dict:
-    """A random, fully resolved CNN config whose MACs land near a sampled target."""
+STRIDED_KINDS = ("plain", "residual", "separable", "grouped")
+STRIDED_KIND_WEIGHTS = (0.2, 0.3, 0.35, 0.15)
+STRIDED_STAGE_SHARE = 0.85
+
+
+def _stage_channels(block: dict) -> int:
+    if block.get("channels"):
+        return block["channels"]
+    if block["kind"] == "dense":
+        return _round_channels(4 * block["growth"])
+    return _round_channels(block["branch_channels"] * len(block["branches"]))
+
+
+def _stride_blocks(rng: np.random.Generator, cfg: dict) -> dict:
+    """Most downsampling stages hand their stride to a first block of a kind that strides in real
+    networks: MobileNet's stride-2 depthwise, ResNet's stride-2 conv with a stride-2 1x1
+    projection, a strided plain or grouped conv. A runtime picks other kernels for these."""
+    stages = []
+    for stage in cfg["stages"]:
+        if stage["downsample"] != "none" and rng.random() < STRIDED_STAGE_SHARE:
+            kind = choice(rng, STRIDED_KINDS, STRIDED_KIND_WEIGHTS)
+            first = {**_sample_block(rng, kind, _stage_channels(stage["blocks"][0])), "stride": 2}
+            stage = {"downsample": "none", "blocks": [first] + stage["blocks"][1:]}
+        stages.append(stage)
+    return {**cfg, "stages": stages}
+
+
+def sample_cnn_config(rng: np.random.Generator, max_macs: float | None = None, strided: bool = False) -> dict:
+    """A random, fully resolved CNN config whose MACs land near a sampled target.
+
+    ``strided`` gives the cnn-strided family: the same draws, then strided blocks (more draws, so
+    the cnn family's stream, and every net it made, stays as it was)."""
     target = sample_target_macs(rng, max_macs)
     cap = MAX_MACS if max_macs is None else min(MAX_MACS, 2 * max_macs)
     for _attempt in range(50):
         cfg = _sample_structure(rng, target)
+        if strided:
+            cfg = _stride_blocks(rng, cfg)
         if not _fits(cfg):
             continue
         cfg = _fit_to_target(cfg, target)

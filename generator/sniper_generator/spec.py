@@ -79,6 +79,12 @@ def _cnn() -> Family:
     return Family(sample_cnn_config, _build_with(build_cnn))
 
 
+def _cnn_strided() -> Family:
+    from sniper_generator.cnn import build_cnn, sample_cnn_config
+
+    return Family(lambda rng, max_macs: sample_cnn_config(rng, max_macs, strided=True), _build_with(build_cnn))
+
+
 def _transformer() -> Family:
     from sniper_generator.transformer import build_transformer, sample_transformer_config
 
@@ -101,8 +107,9 @@ def _nasbench201() -> Family:
     return Family(sample, build)
 
 
-FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "transformer": _transformer, "nasbench201": _nasbench201}
-SAMPLED_FAMILIES = ("cnn", "transformer", "mixed", "nasbench201")
+FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "cnn-strided": _cnn_strided, "transformer": _transformer,
+                                             "nasbench201": _nasbench201}
+SAMPLED_FAMILIES = ("cnn", "cnn-strided", "transformer", "mixed", "nasbench201")
 
 
 def _family(name: str) -> Family:

@@ -42,7 +42,7 @@ def test_same_spec_same_bytes_and_seed_changes_weights_only():
     assert [n.op_type for n in other.graph.node] == [n.op_type for n in onnx.load_from_string(first).graph.node]
 
 
-@pytest.mark.parametrize("family, count", [("cnn", 8), ("transformer", 3), ("nasbench201", 1)])
+@pytest.mark.parametrize("family, count", [("cnn", 8), ("cnn-strided", 6), ("transformer", 3), ("nasbench201", 1)])
 def test_generated_nets_pass_full_check_run_and_are_fully_analysed(family, count, ort_run):
     from sniper_onnx import analyze
 
@@ -55,6 +55,41 @@ def test_generated_nets_pass_full_check_run_and_are_fully_analysed(family, count
         result = analyze(skeleton)
         assert result.unknown_ops == {}, spec.net_id
         assert count_parameters(skeleton) == count_parameters(model)
+
+
+def _strided_convs(spec) -> set:
+    """(kind, kernel) of every stride-2 conv after the stem in ``spec``'s graph."""
+    from sniper_onnx import analyze
+    from sniper_onnx.analysis.kernels import kernel_group
+
+    convs = [n for n in analyze(materialize(spec, weights=False)).nodes if n.op_type == "Conv"]
+    return {(kernel_group(n), n.input_shapes[1][2]) for n in convs[1:]
+            if n.input_shapes[0][2] > n.output_shapes[0][2]}
+
+
+def test_cnn_strided_blocks_stride_like_mobilenet_and_resnet():
+    specs = sample_specs(30, seed=3, family="cnn-strided", max_macs=SMALL)
+    assert {s.family for s in specs} == {"cnn-strided"} and specs[0].net_id.startswith("cnn-strided-")
+    strided = set().union(*map(_strided_convs, specs))
+    # MobileNetV2's stride-2 depthwise and ResNet's stride-2 1x1 projection both occur
+    assert ("depthwise_conv", 3) in strided and ("conv", 1) in strided
+    plain = set().union(*map(_strided_convs, sample_specs(30, seed=3, family="cnn", max_macs=SMALL)))
+    assert not {kind for kind, _ in plain} & {"depthwise_conv", "grouped_conv"}
+    assert ("conv", 1) not in plain
+
+
+def test_strided_residual_block_builds_on_odd_maps(ort_run):
+    from sniper_generator.builder import GraphBuilder
+    from sniper_generator.cnn import build_cnn
+
+    block = {"kind": "residual", "channels": 16, "kernel": 3, "bottleneck": False, "stride": 2}
+    config = {"resolution": 37, "batch": 1, "norm": True, "activation": "relu",
+              "stem": {"channels": 8, "kernel": 3, "stride": 1, "pool": "none"},
+              "stages": [{"downsample": "none", "blocks": [block, {**block, "kind": "grouped", "groups": 4}]}],
+              "head": {"pool": "avg", "side": 1, "fc": [10]}}
+    builder = GraphBuilder("odd", np.random.default_rng(0), True)
+    builder.output(build_cnn(builder, config), "logits")
+    assert ort_run(builder.build())[0].shape == (1, 10)
 
 
 def test_skeleton_has_dims_but_no_weight_data():
