@@ -114,7 +114,7 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
     unused = np.array([name.startswith(tuple(train_without)) for name in network_names]) if train_without \
         else np.zeros_like(held_out)
     if max_train:  # a learning curve: the same test nets, fewer training nets
-        pool = np.flatnonzero(~held_out)
+        pool = np.flatnonzero(~held_out & ~unused)
         unused[np.random.default_rng(2).permutation(pool)[max_train:]] = True
     keep = ~held_out[data.pair_network] & ~unused[data.pair_network]
     train = type(data)(**{**data.__dict__, "pair_network": data.pair_network[keep], "pair_device": data.pair_device[keep],
