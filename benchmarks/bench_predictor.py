@@ -108,11 +108,10 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
 
     data = load_training_csv(table)
     names = _network_names(table)  # the trainer keys networks by id; the name tells zoo from random
-    generated = np.array([names.get(key, key).startswith(GENERATED_PREFIXES) for key in data.network_names])
     network_names = [names.get(key, key) for key in data.network_names]
+    generated = np.array([name.startswith(GENERATED_PREFIXES) for name in network_names])
     held_out = ~generated | np.array([_held_out_by_name(name) for name in network_names])
-    unused = np.array([name.startswith(tuple(train_without)) for name in network_names]) if train_without \
-        else np.zeros_like(held_out)
+    unused = np.array([bool(train_without) and name.startswith(tuple(train_without)) for name in network_names])
     if max_train:  # a learning curve: the same test nets, fewer training nets
         pool = np.flatnonzero(~held_out & ~unused)
         unused[np.random.default_rng(2).permutation(pool)[max_train:]] = True

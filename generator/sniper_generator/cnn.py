@@ -367,8 +367,8 @@ def _stage_channels(block: dict) -> int:
 
 
 def _stride_blocks(rng: np.random.Generator, cfg: dict) -> dict:
-    """Most downsampling stages hand their stride to a first block of a kind that strides in real
-    networks: MobileNet's stride-2 depthwise, ResNet's stride-2 conv with a stride-2 1x1
+    """Most downsampling stages drop their pooling or 3x3 stride-2 opening and get instead a
+    stride-2 first block (replacing the sampled one) of a kind that strides in real networks: MobileNet's stride-2 depthwise, ResNet's stride-2 conv with a stride-2 1x1
     projection, a strided plain or grouped conv. A runtime picks other kernels for these."""
     stages = []
     for stage in cfg["stages"]:

@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 
 import numpy as np
 import onnx
@@ -82,7 +83,7 @@ def _cnn() -> Family:
 def _cnn_strided() -> Family:
     from sniper_generator.cnn import build_cnn, sample_cnn_config
 
-    return Family(lambda rng, max_macs: sample_cnn_config(rng, max_macs, strided=True), _build_with(build_cnn))
+    return Family(partial(sample_cnn_config, strided=True), _build_with(build_cnn))
 
 
 def _transformer() -> Family:
