@@ -17,7 +17,7 @@ import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from sniper_profiler.config import GPU_PROVIDERS
 from sniper_profiler.device import DeviceSpec
@@ -63,6 +63,7 @@ class Fingerprint:
     precision: str = "fp32"
     threads: int = 0  # intra-op threads actually used (0 is resolved to onnxruntime's default)
     graph_optimization: str = "all"
+    gpu_max_clock_ghz: Optional[float] = None  # nvidia-smi's clocks.max.sm; not in the device id
 
     @property
     def device_id(self) -> str:
@@ -96,7 +97,7 @@ class Fingerprint:
             precision=self.precision,
             compute_units=compute_units,
             threads=float(self.threads) if self.threads else None,
-            clock_ghz=self.cpu_max_ghz if not self.uses_gpu else None,
+            clock_ghz=self.gpu_max_clock_ghz if self.uses_gpu else self.cpu_max_ghz,
             memory_gb=memory,
             simd_width_bits=float(self.simd_width_bits) if self.simd_width_bits and not self.uses_gpu else None,
             provider=self.provider,
@@ -143,6 +144,7 @@ def collect_fingerprint(
         precision=precision,
         threads=resolved_threads,
         graph_optimization=graph_optimization,
+        gpu_max_clock_ghz=gpu.get("max_clock_ghz"),
     )
 
 
@@ -204,26 +206,33 @@ def _simd_width(flags: str) -> Optional[int]:
     return None
 
 
-def _gpu_info() -> Dict[str, Any]:
+def _nvidia_smi_first_gpu(fields: str) -> List[str]:
+    """The first visible GPU's values of ``fields`` (the one onnxruntime uses by default, device_id
+    0), or [] when nvidia-smi is missing, fails or does not know a field."""
     if not shutil.which("nvidia-smi"):
-        return {}
+        return []
     try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout
+        out = subprocess.run(["nvidia-smi", f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return {}
+        return []
     lines = [line for line in out.splitlines() if line.strip()]
-    if not lines:
+    return [part.strip() for part in lines[0].split(",")] if lines else []
+
+
+def _gpu_info() -> Dict[str, Any]:
+    parts = _nvidia_smi_first_gpu("name,memory.total,compute_cap")
+    if not parts:
         return {}
-    # The first visible GPU is the one onnxruntime uses by default (device_id 0).
-    parts = [part.strip() for part in lines[0].split(",")]
     info: Dict[str, Any] = {"name": parts[0]}
     if len(parts) > 1 and re.fullmatch(r"[\d.]+", parts[1]):
         info["memory_gb"] = round(float(parts[1]) / 1024, 1)
     if len(parts) > 2 and re.fullmatch(r"[\d.]+", parts[2]):
         info["compute_capability"] = parts[2]
+    # Asked apart: a driver that cannot report clocks must not cost the name and memory.
+    clock = _nvidia_smi_first_gpu("clocks.max.sm")
+    if clock and re.fullmatch(r"[\d.]+", clock[0]):
+        info["max_clock_ghz"] = round(float(clock[0]) / 1000, 3)
     return info
 
 

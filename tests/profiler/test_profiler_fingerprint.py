@@ -44,3 +44,38 @@ def test_simd_width_from_cpu_flags():
     assert _simd_width("fpu sse2 avx avx2 avx512f") == 512
     assert _simd_width("fp asimd evtstrm") == 128
     assert _simd_width("") is None
+
+
+def _fake_nvidia_smi(monkeypatch, answers: dict):
+    """nvidia-smi answering each --query-gpu field list from ``answers`` (missing: the call fails)."""
+    import subprocess
+
+    from sniper_profiler import fingerprint
+
+    def run(command, **_):
+        fields = command[1].split("=", 1)[1]
+        if fields not in answers:
+            raise subprocess.CalledProcessError(2, command)
+        return subprocess.CompletedProcess(command, 0, stdout=answers[fields])
+
+    monkeypatch.setattr(fingerprint.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    monkeypatch.setattr(fingerprint.subprocess, "run", run)
+
+
+def test_gpu_clock_goes_into_the_spec_but_not_the_device_id(monkeypatch):
+    first_gpu = "NVIDIA H200, 143771, 9.0\nNVIDIA H200, 143771, 9.0\n"
+    _fake_nvidia_smi(monkeypatch, {"name,memory.total,compute_cap": first_gpu, "clocks.max.sm": "1980\n1980\n"})
+    gpu = _fingerprint(provider="CUDAExecutionProvider")
+    assert (gpu.gpu_name, gpu.gpu_memory_gb, gpu.gpu_compute_capability) == ("NVIDIA H200", 140.4, "9.0")
+    assert gpu.gpu_max_clock_ghz == 1.98
+    features = dict(zip(DEVICE_FEATURE_NAMES, gpu.device_spec().features()))
+    assert features["clock_ghz_known"] == 1.0
+    _fake_nvidia_smi(monkeypatch, {"name,memory.total,compute_cap": first_gpu, "clocks.max.sm": "2100\n"})
+    assert _fingerprint(provider="CUDAExecutionProvider").device_id == gpu.device_id  # clocks jitter
+
+
+def test_a_driver_without_clocks_keeps_the_gpu_name(monkeypatch):
+    _fake_nvidia_smi(monkeypatch, {"name,memory.total,compute_cap": "Orin, 30592, 8.7\n"})
+    gpu = _fingerprint(provider="CUDAExecutionProvider")
+    assert gpu.gpu_name == "Orin" and gpu.gpu_max_clock_ghz is None
+    assert dict(zip(DEVICE_FEATURE_NAMES, gpu.device_spec().features()))["clock_ghz_known"] == 0.0
