@@ -83,7 +83,8 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
 
 GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
 HELD_OUT_SHARE = 0.2
-STRIDED_PREFIX = "cnn-strided-"  # the family added on 2026-11-28, reported apart from the mixed nets
+STRIDED_PREFIX = "cnn-strided-"  # the families added on 2026-11-28, reported apart from the mixed nets
+WIDE_PREFIX = "cnn-wide-"
 
 
 def _held_out_by_name(name: str) -> bool:
@@ -94,14 +95,16 @@ def _held_out_by_name(name: str) -> bool:
 
 
 def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "",
-                 expectile: Optional[float] = None, train_without: Sequence[str] = ()) -> dict:
+                 expectile: Optional[float] = None, train_without: Sequence[str] = (), members: int = 1,
+                 save_predictor: str = "") -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge. ``per_network``: a CSV of
     every evaluated pair (network, device, group, measured, predicted, path). ``expectile``: the
     kernel sum's loss (default: ``KernelNetConfig``'s; 0.5 is the mean squared error).
     ``train_without``: name prefixes of networks left out of training (an ablation on the same
-    test nets)."""
+    test nets). ``members``: kernel nets averaged (``KernelNetConfig.members``). ``save_predictor``: write the
+    predictor trained here (for bench_node_times.py)."""
     from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
@@ -125,12 +128,20 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
         print(f"networks without a kernel table: {dict(missing)}")
     from sniper_onnx.predictors.kernelnet import KernelNetConfig
 
-    kernel_config = KernelNetConfig(seed=seed) if expectile is None else KernelNetConfig(seed=seed, expectile=expectile)
+    kernel_config = KernelNetConfig(seed=seed, members=members)
+    if expectile is not None:
+        kernel_config.expectile = expectile
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
                                         kernel_config=kernel_config, kernel_tables=tables)
+    if save_predictor:
+        from sniper_onnx.predictors.runtime import save_predictor as save
+
+        save(predictor, save_predictor)
     strided = np.array([name.startswith(STRIDED_PREFIX) for name in network_names])
-    groups = {"random_held_out": (generated & held_out & ~strided)[data.pair_network],
-              "strided_held_out": (held_out & strided)[data.pair_network], "zoo": ~generated[data.pair_network]}
+    wide = np.array([name.startswith(WIDE_PREFIX) for name in network_names])
+    groups = {"random_held_out": (generated & held_out & ~strided & ~wide)[data.pair_network],
+              "strided_held_out": (held_out & strided)[data.pair_network],
+              "wide_held_out": (held_out & wide)[data.pair_network], "zoo": ~generated[data.pair_network]}
     results, pairs = {}, []
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))
@@ -369,12 +380,15 @@ def main() -> None:
     parser.add_argument("--per-network", default="", metavar="CSV", help="with --table: write every evaluated pair here")
     parser.add_argument("--train-without", action="append", default=[], metavar="PREFIX",
                         help="with --table: leave networks whose name starts with PREFIX out of training "
-                        "(e.g. cnn-strided-), same test nets")
+                        "(e.g. cnn-wide-), same test nets")
     parser.add_argument("--expectile", type=float, default=None,
                         help="with --table: the kernel sum's expectile loss (default 0.3; 0.5 is the mean squared error)")
     parser.add_argument("--ship", default=None, metavar="TABLE",
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
                         "sniper_onnx/data/pcn_reference.onnx")
+    parser.add_argument("--kernel-members", type=int, default=1,
+                        help="with --table: kernel nets of consecutive seeds, averaged (KernelNetConfig.members)")
+    parser.add_argument("--save-predictor", default="", metavar="PATH", help="with --table: save the predictor trained on the split")
     parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped reference predictor's kernel-sum path")
     parser.add_argument("--new-device", default=None, metavar="NAME",
                         help="with --table: leave this device out, adapt with --samples of its random nets (point 9)")
@@ -395,7 +409,8 @@ def main() -> None:
         return
     if args.table:
         print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed, args.per_network,
-                                      args.expectile, args.train_without), indent=1))
+                                      args.expectile, args.train_without, args.kernel_members,
+                                      args.save_predictor), indent=1))
         return
     if args.cpu_dataset:
         import os

@@ -43,3 +43,18 @@ def typer_main_group():
     import typer.main
 
     return typer.main.get_command(app)
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, tmp_path):
+    """`sniper-onnx ... | head`: the closed pipe is the reader's choice, not an internal error."""
+    import sniper_onnx.analysis as analysis
+
+    def closed_pipe(*args, **kwargs):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(analysis, "analyze", closed_pipe)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    result = CliRunner().invoke(app, ["analyze", str(model)])
+    assert result.exit_code == 141
+    assert "internal error" not in result.output

@@ -401,3 +401,43 @@ def sample_cnn_config(rng: np.random.Generator, max_macs: float | None = None, s
         raise RuntimeError("could not sample a CNN that fits its resolution and the MACs cap")
     cfg["target_macs"] = float(f"{target:.4g}")
     return cfg
+
+
+WIDE_MACS_RANGE = (1e9, 2e10)  # keeps a net's run near 0.02-0.4 s on one core of the reference CPU
+WIDE_KINDS = ("plain", "residual")
+WIDE_HEAD_MACS = 1e6  # small classifier heads: this family is about the convolutions
+
+
+def sample_wide_cnn_config(rng: np.random.Generator, max_macs: float | None = None) -> dict:
+    """The cnn-wide family: VGG's and ResNet's early layers. A stride-1 stem without pooling
+    keeps the whole input resolution (112-448), and 32-128 channels there make single
+    convolutions of 1e8-1e10 MACs on maps of millions of elements, which the cnn family reaches
+    only in its top percent (its MACs come from depth). One to three stages of 1-3 plain or
+    residual blocks. Configs are cnn configs: ``build_cnn`` builds them."""
+    cap = min(WIDE_MACS_RANGE[1], MAX_MACS if max_macs is None else max_macs)
+    smallest: tuple[float, dict] | None = None
+    for _attempt in range(50):
+        width = _round_channels(log_uniform(rng, 32, 128), 8)
+        stages = []
+        for index in range(int(rng.integers(1, 4))):
+            kind = choice(rng, WIDE_KINDS, (0.6, 0.4))
+            blocks = [_sample_block(rng, kind, _round_channels(width * 2 ** index, 8))
+                      for _ in range(int(rng.integers(1, 4)))]
+            downsample = "none" if index == 0 else choice(rng, ("maxpool", "conv"), (0.7, 0.3))
+            stages.append({"downsample": downsample, "blocks": blocks})
+        cfg = {"resolution": int(round(log_uniform(rng, 112, 448) / 8)) * 8,
+               "batch": int(choice(rng, (1, 2), (0.8, 0.2))), "norm": bool(rng.random() < 0.5),
+               "activation": choice(rng, ACTIVATIONS, (0.7, 0.1, 0.1, 0.1)),
+               "stem": {"channels": width, "kernel": 3, "stride": 1, "pool": "none"},
+               "stages": stages, "head": _sample_head(rng, WIDE_HEAD_MACS)}
+        macs, params, nodes = estimate_size(cfg)
+        if min(WIDE_MACS_RANGE[0], cap / 2) <= macs <= cap and params <= MAX_PARAMS:
+            break
+        if params <= MAX_PARAMS and (smallest is None or macs < smallest[0]):
+            smallest = (macs, cfg)
+    else:  # a small --max-macs: the smallest draw, narrowed and shrunk toward the cap as cnn nets are
+        cfg = _fit_to_target(smallest[1], cap / 1.5)
+        macs = estimate_size(cfg)[0]
+    cfg["target_macs"] = float(f"{macs:.4g}")
+    return cfg
+

@@ -86,6 +86,12 @@ def _cnn_strided() -> Family:
     return Family(partial(sample_cnn_config, strided=True), _build_with(build_cnn))
 
 
+def _cnn_wide() -> Family:
+    from sniper_generator.cnn import build_cnn, sample_wide_cnn_config
+
+    return Family(sample_wide_cnn_config, _build_with(build_cnn))
+
+
 def _transformer() -> Family:
     from sniper_generator.transformer import build_transformer, sample_transformer_config
 
@@ -108,9 +114,10 @@ def _nasbench201() -> Family:
     return Family(sample, build)
 
 
-FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "cnn-strided": _cnn_strided, "transformer": _transformer,
+FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "cnn-strided": _cnn_strided, "cnn-wide": _cnn_wide,
+                                             "transformer": _transformer,
                                              "nasbench201": _nasbench201}
-SAMPLED_FAMILIES = ("cnn", "cnn-strided", "transformer", "mixed", "nasbench201")
+SAMPLED_FAMILIES = ("cnn", "cnn-strided", "cnn-wide", "transformer", "mixed", "nasbench201")
 
 
 def _family(name: str) -> Family:

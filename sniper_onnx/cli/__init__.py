@@ -16,6 +16,7 @@ from sniper_onnx.errors import SniperError
 
 EXIT_USER_ERROR = 2
 EXIT_INTERNAL_ERROR = 70
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
 
 
 def _framework_exceptions() -> tuple[type[BaseException], ...]:
@@ -53,6 +54,8 @@ class _OneLineErrors(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("sniper-onnx: interrupted", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except Exception as error:  # noqa: BLE001 - last line of defence against tracebacks
             if os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise
@@ -62,6 +65,17 @@ class _OneLineErrors(TyperGroup):
                 err=True,
             )
             ctx.exit(EXIT_INTERNAL_ERROR)
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of our stdout went away (`... | head`): stop quietly, as shell tools do, with the
+    status a SIGPIPE would give. stdout is pointed at devnull so the interpreter's last flush does
+    not raise again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor behind stdout (a test runner's buffer)
+        pass
+    raise SystemExit(EXIT_BROKEN_PIPE)
 
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -128,7 +142,10 @@ _register_commands()
 
 
 def main() -> None:
-    app(prog_name="sniper-onnx")
+    try:
+        app(prog_name="sniper-onnx")
+    except BrokenPipeError:
+        _quiet_broken_pipe()
 
 
 if __name__ == "__main__":  # pragma: no cover

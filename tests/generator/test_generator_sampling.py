@@ -42,7 +42,8 @@ def test_same_spec_same_bytes_and_seed_changes_weights_only():
     assert [n.op_type for n in other.graph.node] == [n.op_type for n in onnx.load_from_string(first).graph.node]
 
 
-@pytest.mark.parametrize("family, count", [("cnn", 8), ("cnn-strided", 6), ("transformer", 3), ("nasbench201", 1)])
+@pytest.mark.parametrize("family, count", [("cnn", 8), ("cnn-strided", 6), ("cnn-wide", 3), ("transformer", 3),
+                                           ("nasbench201", 1)])
 def test_generated_nets_pass_full_check_run_and_are_fully_analysed(family, count, ort_run):
     from sniper_onnx import analyze
 
@@ -161,3 +162,33 @@ def test_max_macs_caps_the_built_nets():
 
     configs = [sample_cnn_config(np.random.default_rng([4, i]), max_macs=1e7) for i in range(20)]
     assert max(estimate_macs(c) for c in configs) <= 2e7
+
+
+def _largest_conv(spec) -> tuple[float, int]:
+    """(MACs, output elements) of the biggest convolution in ``spec``'s graph."""
+    from sniper_onnx import analyze
+
+    convs = [n for n in analyze(materialize(spec, weights=False)).nodes if n.op_type == "Conv"]
+    biggest = max(convs, key=lambda n: n.macs)
+    return biggest.macs, int(np.prod(biggest.output_shapes[0]))
+
+
+def test_cnn_wide_nets_hold_the_big_full_resolution_convolutions_vgg_has():
+    from sniper_generator.cnn import WIDE_MACS_RANGE, estimate_macs
+
+    wide = sample_specs(12, seed=5, family="cnn-wide")
+    assert {s.family for s in wide} == {"cnn-wide"} and wide[0].net_id.startswith("cnn-wide-")
+    assert all(WIDE_MACS_RANGE[0] / 2 <= estimate_macs(s.config) <= WIDE_MACS_RANGE[1] for s in wide)
+    assert all(s.config["stem"]["stride"] == 1 and s.config["stem"]["pool"] == "none" for s in wide)
+    wide_convs = [_largest_conv(s) for s in wide]
+    cnn_convs = [_largest_conv(s) for s in sample_specs(12, seed=5, family="cnn")]
+    # VGG-16 at 224: 1.85e9 MACs and 3.2e6 output elements in one conv; the cnn family's median
+    # net is far from that, the wide family's is not
+    assert np.median([m for m, _ in wide_convs]) > 2e8 > np.median([m for m, _ in cnn_convs])
+    assert np.median([e for _, e in wide_convs]) > 1e6
+
+
+def test_cnn_wide_honours_a_small_macs_cap():
+    from sniper_generator.cnn import estimate_macs
+
+    assert all(estimate_macs(s.config) <= 2 * SMALL for s in sample_specs(10, seed=2024, family="cnn-wide", max_macs=SMALL))

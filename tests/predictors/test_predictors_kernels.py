@@ -353,3 +353,41 @@ def test_a_device_of_a_new_kind_fits_a_roofline_that_the_graph_computes_and_savi
     again = trimmed.predict(_features_of(held), ["phone"], kernel_tables=held).seconds()
     np.testing.assert_allclose(again, 1.2 * answer.seconds(), rtol=1e-3)
     np.testing.assert_allclose(params_of(trimmed)["slot_roofline"][-1], fitted, rtol=1e-6)
+
+
+def test_merged_members_give_the_mean_of_their_node_rates():
+    from sniper_onnx.predictors.kernelnet import merge_members, node_log_seconds_numpy
+
+    rng = np.random.default_rng(3)
+    hidden, devices = 5, 2
+
+    def member() -> dict:
+        return {"kern_fc0_w": np.vstack([np.zeros((1, hidden)), rng.normal(size=(WIDTH, hidden))]),
+                "kern_fc0_dev_w": rng.normal(size=(devices, hidden)), "kern_fc0_b": rng.normal(size=hidden),
+                "kern_fc1_w": rng.normal(size=(hidden, hidden)), "kern_fc1_b": rng.normal(size=hidden),
+                "kern_out_w": rng.normal(size=(hidden, 3)), "kern_out_b": rng.normal(size=3)}
+
+    def rates(params: dict, table: np.ndarray, device: np.ndarray) -> np.ndarray:
+        h = np.maximum(table @ params["kern_fc0_w"][1:] + device @ params["kern_fc0_dev_w"] + params["kern_fc0_b"], 0)
+        h = np.maximum(h @ params["kern_fc1_w"] + params["kern_fc1_b"], 0)
+        return h @ params["kern_out_w"] + params["kern_out_b"]
+
+    members = [member() for _ in range(3)]
+    merged = merge_members(members)
+    table, device = rng.normal(size=(7, WIDTH)), rng.normal(size=devices)
+    expected = np.mean([rates(m, table, device) for m in members], axis=0)
+    np.testing.assert_allclose(rates(merged, table, device), expected, rtol=1e-12, atol=1e-12)
+    assert merged["kern_fc1_w"].shape == (3 * hidden, 3 * hidden)
+    assert np.isfinite(node_log_seconds_numpy(merged, table, device)).all()
+
+
+def test_kernel_members_train_and_export_one_merged_net(kernel_trained):
+    from sniper_onnx.predictors.kernelnet import train_kernel_net
+
+    _, _, tables, base = kernel_trained
+    device_matrix = np.array([[1.0, 0.0], [2.0, 1.0]])
+    pair_network = np.arange(40)
+    params = train_kernel_net(tables, device_matrix, pair_network, np.zeros(40, dtype=int), np.log(base[:40]),
+                              KernelNetConfig(hidden=8, steps=50, members=2))
+    assert params["kern_fc0_w"].shape == (1 + WIDTH, 16) and params["kern_out_w"].shape == (16, 3)
+    assert np.all(params["kern_fc0_w"][0] == 0)  # the count column still meets zeros
