@@ -95,7 +95,7 @@ def _held_out_by_name(name: str) -> bool:
 
 
 def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "",
-                 expectile: Optional[float] = None, train_without: Sequence[str] = (), members: int = 1,
+                 expectile: Optional[float] = None, train_without: Sequence[str] = (), members: Optional[int] = None,
                  save_predictor: str = "") -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
@@ -128,7 +128,9 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
         print(f"networks without a kernel table: {dict(missing)}")
     from sniper_onnx.predictors.kernelnet import KernelNetConfig
 
-    kernel_config = KernelNetConfig(seed=seed, members=members)
+    kernel_config = KernelNetConfig(seed=seed)
+    if members is not None:
+        kernel_config.members = members
     if expectile is not None:
         kernel_config.expectile = expectile
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
@@ -386,8 +388,8 @@ def main() -> None:
     parser.add_argument("--ship", default=None, metavar="TABLE",
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
                         "sniper_onnx/data/pcn_reference.onnx")
-    parser.add_argument("--kernel-members", type=int, default=1,
-                        help="with --table: kernel nets of consecutive seeds, averaged (KernelNetConfig.members)")
+    parser.add_argument("--kernel-members", type=int, default=None,
+                        help="with --table: kernel nets of consecutive seeds, averaged (default: KernelNetConfig.members, 3)")
     parser.add_argument("--save-predictor", default="", metavar="PATH", help="with --table: save the predictor trained on the split")
     parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped reference predictor's kernel-sum path")
     parser.add_argument("--new-device", default=None, metavar="NAME",
