@@ -15,6 +15,12 @@ weights). ``--predictor`` defaults to the shipped one, which was trained on the 
 held-out view use one saved by ``bench_predictor.py --table ... --save-predictor P``. Profiling
 adds a little time per node, so the profile's sum runs a few percent above a plain run.
 Prints a table, or one JSON object with ``--json``.
+
+With graph optimizations on (``--opt-level all``, the default) onnxruntime fuses layers (Conv +
+Relu into one NCHWc kernel named after the Relu's output, Gemm + Relu into "fused NAME") and their
+events no longer carry the graph's names. Such events are mapped back to the node they name, and
+the layers fused into them are added to that node's row: the group then reads
+"conv+cheap_activation", the fused kernel against the sum of its layers' predictions.
 """
 
 from __future__ import annotations
@@ -66,20 +72,96 @@ def profiled_node_seconds(model, threads: int, opt_level: str, runs: int) -> dic
     return {name: min(values[5:] or values) for name, values in times.items()}
 
 
+def _event_node(event_name: str, names: set[str], producers: dict[str, str]) -> tuple[str | None, str]:
+    """The graph node an optimized session's event stands for, and where the layers fused into it
+    lie. With graph optimizations on, onnxruntime names a fused node "fused NAME" (NAME and the
+    activation after it) and an NCHWc node after its output tensor plus "_nchwc" (the tensor's
+    producer and the layers before it, e.g. Conv + Relu named after the Relu's output)."""
+    base = event_name.removeprefix("fused ").removesuffix("_nchwc")
+    if base in names:
+        return base, "after" if event_name.startswith("fused ") else ""
+    return producers.get(base), "before"
+
+
+def attribute_fused(measured: dict[str, float], nodes: list) -> tuple[dict[str, float], dict[str, str]]:
+    """Measured seconds keyed by graph node, and for each layer node fused into another's kernel
+    (no event of its own, its output read only by the next one), the node whose event timed it."""
+    names = {n.name for n in nodes}
+    by_name = {n.name: n for n in nodes}
+    producers = {out: n.name for n in nodes for out in n.outputs}
+    consumers: dict[str, list[str]] = defaultdict(list)
+    for n in nodes:
+        for name in n.inputs:
+            consumers[name].append(n.name)
+    by_node: dict[str, float] = {}
+    direction: dict[str, str] = {}
+    for event_name, seconds in measured.items():
+        node, side = _event_node(event_name, names, producers)
+        if node is not None:
+            by_node[node] = by_node.get(node, 0.0) + seconds
+            direction[node] = side
+
+    def unclaimed(name: str) -> bool:
+        return by_name[name].is_layer and name not in by_node and name not in folded
+
+    folded: dict[str, str] = {}
+    for head, side in direction.items():
+        current = by_name[head]
+        if side == "before":  # the chain of single-use, single-input layers that feeds it
+            stack = [current]
+            while stack:
+                for tensor in stack.pop().inputs:
+                    upstream = producers.get(tensor)
+                    if (upstream is not None and len(consumers[tensor]) == 1 and unclaimed(upstream)
+                            and sum(t in producers for t in by_name[upstream].inputs) <= 1):
+                        folded[upstream] = head
+                        stack.append(by_name[upstream])
+        elif side == "after" and current.outputs and len(consumers[current.outputs[0]]) == 1:
+            downstream = consumers[current.outputs[0]][0]
+            if unclaimed(downstream):
+                folded[downstream] = head
+    for node in nodes:  # still without a kernel: fused after the one it reads alone (NCHWc Conv + Sum)
+        if not unclaimed(node.name):
+            continue
+        for tensor in node.inputs:
+            producer = producers.get(tensor)
+            head = producer if producer in by_node else folded.get(producer)
+            if head is not None and len(consumers[tensor]) == 1:
+                folded[node.name] = head
+                break
+    return by_node, folded
+
+
 def node_breakdown(model, predictor, device: str, measured: dict[str, float]) -> list[dict]:
-    """One row per layer node: name, kernel group, stride, MACs, measured and predicted seconds."""
+    """One row per layer node: name, kernel group, stride, MACs, measured and predicted seconds.
+    A node folded into another's kernel by the optimizer has no measured time of its own; its
+    prediction is added to that node's row (``folded`` lists them)."""
     from sniper_onnx.analysis import analyze
     from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_group, kernel_row
 
-    nodes = [n for n in analyze(model).nodes if n.is_layer and not n.subgraph]
+    all_nodes = [n for n in analyze(model).nodes if not n.subgraph]
+    measured, folded = attribute_fused(measured, all_nodes)
+    nodes = [n for n in all_nodes if n.is_layer]
     rows = [np.array([kernel_row(n)], dtype=np.float32) for n in nodes]
     nets = np.zeros((len(nodes), len(predictor.network_feature_names)))
     devs = np.tile(predictor.device_vector(device), (len(nodes), 1))
     predicted = predictor.run(nets, devs, rows)["kernel_seconds"]
     stride_column = KERNEL_FEATURE_NAMES.index("log2_stride")
-    return [{"node": n.name, "group": kernel_group(n), "stride": round(2 ** float(r[0, stride_column]) - 1),
-             "macs": int(n.macs or 0), "measured_s": measured.get(n.name), "predicted_s": float(p)}
-            for n, r, p in zip(nodes, rows, predicted)]
+    groups_by_node = {n.name: kernel_group(n) for n in nodes}
+    rows_out = {n.name: {"node": n.name, "group": kernel_group(n), "stride": round(2 ** float(r[0, stride_column]) - 1),
+                         "macs": int(n.macs or 0), "measured_s": measured.get(n.name), "predicted_s": float(p),
+                         "folded": []}
+                for n, r, p in zip(nodes, rows, predicted)}
+    order = {n.name: i for i, n in enumerate(nodes)}
+    for name, head in sorted(folded.items(), key=lambda item: order.get(item[0], -1)):
+        if name in rows_out and head in rows_out:
+            row = rows_out.pop(name)
+            rows_out[head]["predicted_s"] += row["predicted_s"]
+            rows_out[head]["folded"].append(name)
+    for head, row in rows_out.items():  # "conv+cheap_activation": the fused kernel's layers in graph order
+        members = sorted([head, *row["folded"]], key=order.__getitem__)
+        row["group"] = "+".join(dict.fromkeys(groups_by_node[m] for m in members))
+    return list(rows_out.values())
 
 
 def by_group(rows: list[dict]) -> dict[str, dict]:
@@ -122,15 +204,17 @@ def main() -> None:
     rows = node_breakdown(model, predictor, args.device, measured)
     groups = by_group(rows)
     matched = [r for r in rows if r["measured_s"] is not None]
-    summary = {"model": args.model, "device": args.device, "predictor": predictor.source, "layer_nodes": len(rows),
-               "profiled_nodes": len(matched), "measured_s": sum(r["measured_s"] for r in matched),
+    fused = sum(len(r["folded"]) for r in rows)
+    summary = {"model": args.model, "device": args.device, "predictor": predictor.source,
+               "layer_nodes": len(rows) + fused, "kernels": len(rows), "fused_nodes": fused, "profiled_kernels": len(matched), "measured_s": sum(r["measured_s"] for r in matched),
                "predicted_s": sum(r["predicted_s"] for r in matched), "groups": groups}
     if args.group:
         summary["nodes"] = [r for r in rows if r["group"] == args.group]
     if args.json:
         print(json.dumps(summary, indent=1))
         return
-    print(f"{args.model} on {args.device}: {len(matched)}/{len(rows)} layer nodes profiled; "
+    fused_note = f" ({fused} layer nodes fused into them by onnxruntime)" if fused else ""
+    print(f"{args.model} on {args.device}: {len(matched)}/{len(rows)} kernels profiled{fused_note}; "
           f"sum {summary['measured_s'] * 1e3:.2f} ms measured, {summary['predicted_s'] * 1e3:.2f} ms predicted")
     print(f"{'group':28s} {'nodes':>5s} {'measured ms':>12s} {'predicted ms':>13s} {'ratio':>6s}")
     for name, g in groups.items():

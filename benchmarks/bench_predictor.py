@@ -251,7 +251,7 @@ def _without_device(data, target: int, keep_pairs: np.ndarray):
 
 
 def new_device_accuracy(table: str, device: str, samples: int, epochs: int, seed: int, draws: int,
-                        hindsight: bool = False) -> dict:
+                        hindsight: bool = False, members: Optional[int] = None) -> dict:
     """Issue 5, point 9 on the reference dataset: the PCN is trained on the random nets of every
     other device, then adapted to ``device`` with ``samples`` of its random nets (``draws`` seeded
     draws of them). Reported: the device's other random nets and the zoo (never used), beside a
@@ -274,8 +274,11 @@ def new_device_accuracy(table: str, device: str, samples: int, epochs: int, seed
     from sniper_onnx.predictors.kernelnet import KernelNetConfig
 
     tables, _ = kernel_tables_for(data.network_sources)
+    kernel_config = KernelNetConfig(seed=seed)
+    if members is not None:
+        kernel_config.members = members
     predictor, _ = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
-                                   kernel_config=KernelNetConfig(seed=seed), kernel_tables=tables)
+                                   kernel_config=kernel_config, kernel_tables=tables)
     rows = data.device_rows(target)
     random_rows, zoo_rows = rows[generated[data.pair_network[rows]]], rows[~generated[data.pair_network[rows]]]
     features = [dict(zip(data.network_feature_names, r)) for r in data.network_matrix]
@@ -389,7 +392,7 @@ def main() -> None:
                         help="train on every network of TABLE (the reference dataset's train.csv) and write "
                         "sniper_onnx/data/pcn_reference.onnx")
     parser.add_argument("--kernel-members", type=int, default=None,
-                        help="with --table: kernel nets of consecutive seeds, averaged (default: KernelNetConfig.members, 3)")
+                        help="with --table (and --new-device): kernel nets of consecutive seeds, averaged (default: KernelNetConfig.members, 3)")
     parser.add_argument("--save-predictor", default="", metavar="PATH", help="with --table: save the predictor trained on the split")
     parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped reference predictor's kernel-sum path")
     parser.add_argument("--new-device", default=None, metavar="NAME",
@@ -407,7 +410,7 @@ def main() -> None:
         return
     if args.table and args.new_device:
         print(json.dumps(new_device_accuracy(args.table, args.new_device, args.samples, args.epochs, args.seed,
-                                             args.draws, args.hindsight), indent=1))
+                                             args.draws, args.hindsight, args.kernel_members), indent=1))
         return
     if args.table:
         print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed, args.per_network,
