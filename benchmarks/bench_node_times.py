@@ -74,12 +74,12 @@ def profiled_node_seconds(model, threads: int, opt_level: str, runs: int) -> dic
 
 def _event_node(event_name: str, names: set[str], producers: dict[str, str]) -> tuple[str | None, str]:
     """The graph node an optimized session's event stands for, and where the layers fused into it
-    lie. With graph optimizations on, onnxruntime names a fused node "fused NAME" (NAME and the
-    activation after it) and an NCHWc node after its output tensor plus "_nchwc" (the tensor's
+    lie. With graph optimizations on, onnxruntime names a fused node "fused NAME" or "NAME/...Fusion/"
+    (NAME and the activation or scaling after it) and an NCHWc node after its output tensor plus "_nchwc" (the tensor's
     producer and the layers before it, e.g. Conv + Relu named after the Relu's output)."""
-    base = event_name.removeprefix("fused ").removesuffix("_nchwc")
-    if base in names:
-        return base, "after" if event_name.startswith("fused ") else ""
+    base = event_name.removeprefix("fused ").removesuffix("_nchwc").split("/")[0]
+    if base in names:  # "NAME/MatMulScaleFusion/": MatMul and the scaling Mul after it
+        return base, "after" if event_name.startswith("fused ") or "/" in event_name else ""
     return producers.get(base), "before"
 
 
