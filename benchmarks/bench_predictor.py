@@ -96,7 +96,7 @@ def _held_out_by_name(name: str) -> bool:
 
 def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "",
                  expectile: Optional[float] = None, train_without: Sequence[str] = (), members: Optional[int] = None,
-                 save_predictor: str = "") -> dict:
+                 save_predictor: str = "", node_targets: Optional[dict] = None, node_weight: float = 0.0) -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge. ``per_network``: a CSV of
@@ -104,7 +104,8 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
     kernel sum's loss (default: ``KernelNetConfig``'s; 0.5 is the mean squared error).
     ``train_without``: name prefixes of networks left out of training (an ablation on the same
     test nets). ``members``: kernel nets averaged (``KernelNetConfig.members``). ``save_predictor``: write the
-    predictor trained here (for bench_node_times.py)."""
+    predictor trained here (for bench_node_times.py). ``node_targets``, ``node_weight``: per-node
+    supervision of the kernel sum (bench_node_supervision.py)."""
     from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
@@ -133,8 +134,10 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
         kernel_config.members = members
     if expectile is not None:
         kernel_config.expectile = expectile
+    kernel_config.node_weight = node_weight
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
-                                        kernel_config=kernel_config, kernel_tables=tables)
+                                        kernel_config=kernel_config, kernel_tables=tables,
+                                        kernel_node_targets=node_targets)
     if save_predictor:
         from sniper_onnx.predictors.runtime import save_predictor as save
 

@@ -54,6 +54,9 @@ class KernelNetConfig:
     # members met the zoo target in 11 of 12 CPU runs against 5 of 9 for one net, with held-out
     # random MAPE no worse (bench_predictor.py --kernel-members 3, docs/predictor.md, 2026-11-29).
     members: int = 3
+    # Weight of the per-node loss when node times are given (train_kernel_net's node_targets): the
+    # mean squared error of each supervised node's log-time, beside the whole-network loss.
+    node_weight: float = 0.0
 
 
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -83,16 +86,19 @@ def train_kernel_net(
     log_seconds: np.ndarray,
     config: Optional[KernelNetConfig] = None,
     progress: Optional[Callable[[int, float], None]] = None,
+    node_targets: Optional[dict] = None,
 ) -> Params:
     """Fit on the pairs whose network has a kernel table; ``progress(step, loss)`` every 100 steps.
-    With ``config.members`` > 1, that many nets from consecutive seeds, merged by :func:`merge_members`."""
+    With ``config.members`` > 1, that many nets from consecutive seeds, merged by :func:`merge_members`.
+    ``node_targets``: {(network, device): [rows] log-seconds of each node, NaN where unknown} from
+    per-node profiles, fitted with weight ``config.node_weight`` beside the network sums."""
     config = config or KernelNetConfig()
     if config.members > 1:
         members = [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
-                                 replace(config, seed=config.seed + k, members=1), progress)
+                                 replace(config, seed=config.seed + k, members=1), progress, node_targets)
                    for k in range(config.members)]
         return merge_members(members)
-    return _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config, progress)
+    return _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config, progress, node_targets)
 
 
 def merge_members(members: Sequence[Params]) -> Params:
@@ -114,8 +120,20 @@ def merge_members(members: Sequence[Params]) -> Params:
             "kern_out_b": np.mean([m["kern_out_b"] for m in members], axis=0)}
 
 
+def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.ndarray:
+    """Per distinct row (distinct_rows' order): the log of the mean time of its identical nodes."""
+    table = np.ascontiguousarray(table, dtype=np.float32)
+    keys = table.view(np.dtype((np.void, table.itemsize * table.shape[1]))).ravel()
+    _, inverse = np.unique(keys, return_inverse=True)
+    known = np.isfinite(log_seconds)
+    sums = np.bincount(inverse[known], np.exp(log_seconds[known]), minlength=inverse.max() + 1)
+    counts = np.bincount(inverse[known], minlength=inverse.max() + 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(counts > 0, np.log(sums / np.maximum(counts, 1)), np.nan)
+
+
 def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config: KernelNetConfig,
-                  progress) -> Params:
+                  progress, node_targets: Optional[dict] = None) -> Params:
     import torch
 
     usable = np.array([tables[n] is not None and len(tables[n]) > 0 for n in pair_network])
@@ -148,6 +166,23 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps)
     target = torch.tensor(log_seconds, dtype=torch.float32)
 
+    supervised = [(n, d, torch.tensor(_distinct_node_targets(tables[n], t).astype(np.float32)))
+                  for (n, d), t in (node_targets or {}).items() if n in distinct and config.node_weight > 0]
+
+    def node_log_seconds(network: int, device: int) -> "torch.Tensor":
+        x = z_tables[network]
+        rates = out(torch.relu(fc1(torch.relu(fc0(x) + fc0_dev(z_dev[device])))))
+        return torch.logsumexp(rates + torch.nn.functional.pad(work[network], (0, 1)), dim=1)
+
+    def node_loss() -> "torch.Tensor":
+        picks = rng.choice(len(supervised), min(16, len(supervised)), replace=False)
+        errors = []
+        for i in picks:
+            network, device, target = supervised[i]
+            known = torch.isfinite(target)
+            errors.append((node_log_seconds(network, device)[known] - target[known]) ** 2)
+        return torch.cat(errors).mean()
+
     def network_log_seconds(batch: np.ndarray) -> "torch.Tensor":
         x = torch.cat([z_tables[int(pair_network[i])] for i in batch])
         owner = torch.cat([torch.full((len(z_tables[int(pair_network[i])]),), j) for j, i in enumerate(batch)])
@@ -165,6 +200,8 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
     for step in range(config.steps):
         batch = rng.choice(len(pair_network), batch_size, replace=False)
         loss = expectile_loss(target[batch] - network_log_seconds(batch), config.expectile)
+        if supervised:
+            loss = loss + config.node_weight * node_loss()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

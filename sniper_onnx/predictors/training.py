@@ -79,10 +79,13 @@ def train_predictor(
     kernel_config: Optional[KernelNetConfig] = None,
     kernel_tables: Optional[List[Optional[np.ndarray]]] = None,
     status: Optional[Callable[[str], None]] = None,
+    kernel_node_targets: Optional[Dict[tuple, np.ndarray]] = None,
 ) -> tuple[Predictor, TrainReport]:
     """PCN, key features, regressions and Structure Checker; plus the kernel-sum path when at least
     MIN_KERNEL_NETWORKS networks have kernel tables (``kernel_tables``, one per network, or re-made
-    from ``data.network_sources``). ``status(message)`` announces the slow stages after the PCN."""
+    from ``data.network_sources``). ``status(message)`` announces the slow stages after the PCN.
+    ``kernel_node_targets``: per-node profiles for the kernel sum (``train_kernel_net``'s
+    ``node_targets``; used when ``kernel_config.node_weight`` > 0)."""
     status = status or (lambda message: None)
     if len(data.seconds) < 10:
         raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
@@ -120,7 +123,8 @@ def train_predictor(
     if with_tables:
         status(f"training the kernel-sum path ({(kernel_config or KernelNetConfig()).steps} steps)")
         params.update(train_kernel_net(kernel_tables, data.device_matrix, data.pair_network[train_rows],
-                                       data.pair_device[train_rows], np.log(data.seconds[train_rows]), kernel_config))
+                                       data.pair_device[train_rows], np.log(data.seconds[train_rows]), kernel_config,
+                                       node_targets=kernel_node_targets))
     predictor = build_predictor(params, meta)
     regressions, key_features = {}, {}
     for d, device in enumerate(data.device_names):

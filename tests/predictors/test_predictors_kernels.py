@@ -391,3 +391,38 @@ def test_kernel_members_train_and_export_one_merged_net(kernel_trained):
                               KernelNetConfig(hidden=8, steps=50, members=2))
     assert params["kern_fc0_w"].shape == (1 + WIDTH, 16) and params["kern_out_w"].shape == (16, 3)
     assert np.all(params["kern_fc0_w"][0] == 0)  # the count column still meets zeros
+
+
+def test_node_targets_average_identical_rows_and_skip_unknown_ones():
+    from sniper_onnx.predictors.kernelnet import _distinct_node_targets
+
+    table = np.array([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [5.0, 6.0]], dtype=np.float32)
+    targets = _distinct_node_targets(table, np.log([1.0, 2.0, 3.0, np.nan]))
+    merged = distinct_rows(table)  # the order the kernel net sees
+    expected = {(1.0, 2.0): np.log(2.0), (3.0, 4.0): np.log(2.0)}
+    for row, value in zip(merged.rows, targets):
+        if tuple(row) in expected:
+            assert value == pytest.approx(expected[tuple(row)])
+        else:
+            assert np.isnan(value)  # its only node had no profile
+
+
+def test_node_targets_pull_each_node_toward_its_profiled_time():
+    from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, train_kernel_net
+
+    tables = _tables(40, 1)
+    labels = np.log([_node_seconds(t).sum() for t in tables])
+    truth = {(n, 0): np.log(_node_seconds(t)) for n, t in enumerate(tables)}
+    device_matrix = np.array([[1.0, 0.0]])
+    args = (tables, device_matrix, np.arange(40), np.zeros(40, dtype=int), labels)
+
+    def node_error(params) -> float:
+        return float(np.mean([np.abs(node_log_seconds_numpy(params, t, device_matrix[0]) - truth[(n, 0)]).mean()
+                              for n, t in enumerate(tables)]))
+
+    plain = train_kernel_net(*args, KernelNetConfig(hidden=16, steps=300, members=1))
+    ignored = train_kernel_net(*args, KernelNetConfig(hidden=16, steps=300, members=1), node_targets=truth)
+    supervised = train_kernel_net(*args, KernelNetConfig(hidden=16, steps=300, members=1, node_weight=1.0),
+                                  node_targets=truth)
+    assert all(np.array_equal(plain[k], ignored[k]) for k in plain)  # node_weight 0: targets unused
+    assert node_error(supervised) < 0.8 * node_error(plain)
