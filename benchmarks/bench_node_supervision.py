@@ -11,6 +11,7 @@ per-node times fix how it splits a network among its layers, and does that help 
 2. Keeps the nets whose label is at least ``--min-label`` seconds and whose profile sums to within
    [0.9, 1.15] of the label: on the smallest nets the profile's per-node overhead is most of it.
    Each node's target is its profiled time scaled so the nodes sum to the net's label.
+   ``--every-net`` supervises every profiled net instead.
 3. Trains as ``bench_predictor.py --table`` does, with the node loss (``KernelNetConfig.node_weight``)
    on the supervised device, and reports the same groups plus that device's held-out random nets by
    size (below 2 ms, 2-20 ms, above 20 ms). ``--weight 0`` is the baseline with the same code.
@@ -71,7 +72,7 @@ def collect(table: str, profiles: str, count: int, max_label: float = 0.5) -> No
             handle.flush()
 
 
-def node_targets(profiles: str, data, min_label: float) -> dict:
+def node_targets(profiles: str, data, min_label: float, every_net: bool = False) -> dict:
     index = {key: i for i, key in enumerate(data.network_names)}
     device = data.device_names.index(DEVICE)
     targets = {}
@@ -80,7 +81,8 @@ def node_targets(profiles: str, data, min_label: float) -> dict:
         times = np.array([np.nan if t is None else t for t in record["node_s"]], dtype=np.float64)
         times = np.where(times > 0, times, np.nan)
         ratio = np.nansum(times) / record["label_s"]
-        if record["label_s"] >= min_label and 0.9 <= ratio <= 1.15 and record["network_id"] in index:
+        kept = every_net or (record["label_s"] >= min_label and 0.9 <= ratio <= 1.15)
+        if kept and record["network_id"] in index:
             targets[(index[record["network_id"]], device)] = np.log(times / ratio)
     return targets
 
@@ -106,6 +108,7 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=400, help="training nets to profile")
     parser.add_argument("--weight", type=float, default=0.3, help="KernelNetConfig.node_weight (0: baseline)")
     parser.add_argument("--min-label", type=float, default=0.002, help="supervise nets at least this slow (s)")
+    parser.add_argument("--every-net", action="store_true", help="supervise every profiled net (no filter)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kernel-members", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=60)
@@ -117,7 +120,7 @@ def main() -> None:
     from sniper_onnx.predictors.dataset import load_training_csv
 
     collect(args.table, args.profiles, args.count)
-    targets = node_targets(args.profiles, load_training_csv(args.table), args.min_label)
+    targets = node_targets(args.profiles, load_training_csv(args.table), args.min_label, args.every_net)
     result = cpu_accuracy(args.table, args.epochs, seed=args.seed, per_network=args.out + ".csv",
                           members=args.kernel_members, save_predictor=args.out + ".onnx",
                           node_targets=targets, node_weight=args.weight)

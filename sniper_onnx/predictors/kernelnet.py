@@ -55,7 +55,8 @@ class KernelNetConfig:
     # random MAPE no worse (bench_predictor.py --kernel-members 3, docs/predictor.md, 2026-11-29).
     members: int = 3
     # Weight of the per-node loss when node times are given (train_kernel_net's node_targets): the
-    # mean squared error of each supervised node's log-time, beside the whole-network loss.
+    # mean squared error of each supervised node's log-time, beside the whole-network loss. Off: it
+    # fixes the node split but put nets below 2 ms 13-20 % high (docs/predictor.md, "Per-node supervision").
     node_weight: float = 0.0
 
 
