@@ -24,7 +24,7 @@ from typing import Callable, Dict, Optional, Sequence
 import numpy as np
 
 from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
-from sniper_onnx.predictors.graph import NODE_MACS_PIVOT, NODE_MACS_SCALE, distinct_rows
+from sniper_onnx.predictors.graph import NODE_MACS_PIVOT, NODE_MACS_SCALE, distinct_rows, row_keys
 
 MACS_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs")
 INTENSITY_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs_per_byte")
@@ -123,9 +123,7 @@ def merge_members(members: Sequence[Params]) -> Params:
 
 def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.ndarray:
     """Per distinct row (distinct_rows' order): the log of the mean time of its identical nodes."""
-    table = np.ascontiguousarray(table, dtype=np.float32)
-    keys = table.view(np.dtype((np.void, table.itemsize * table.shape[1]))).ravel()
-    _, inverse = np.unique(keys, return_inverse=True)
+    _, inverse = np.unique(row_keys(table), return_inverse=True)
     known = np.isfinite(log_seconds)
     sums = np.bincount(inverse[known], np.exp(log_seconds[known]), minlength=inverse.max() + 1)
     counts = np.bincount(inverse[known], minlength=inverse.max() + 1)
