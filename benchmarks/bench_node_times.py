@@ -72,11 +72,12 @@ def profiled_node_seconds(model, threads: int, opt_level: str, runs: int) -> dic
     return {name: min(values[5:] or values) for name, values in times.items()}
 
 
-def _event_node(event_name: str, names: set[str], producers: dict[str, str]) -> tuple[str | None, str]:
+def _event_node(event_name: str, names: dict, producers: dict[str, str]) -> tuple[str | None, str]:
     """The graph node an optimized session's event stands for, and where the layers fused into it
-    lie. With graph optimizations on, onnxruntime names a fused node "fused NAME" or "NAME/...Fusion/"
-    (NAME and the activation or scaling after it) and an NCHWc node after its output tensor plus "_nchwc" (the tensor's
-    producer and the layers before it, e.g. Conv + Relu named after the Relu's output)."""
+    lie. With graph optimizations on, onnxruntime names a fused node "fused NAME" or
+    "NAME/...Fusion/" (NAME and the activation or scaling after it), and an NCHWc node after its
+    output tensor plus "_nchwc" (the tensor's producer and the layers before it, e.g. Conv + Relu
+    named after the Relu's output)."""
     base = event_name.removeprefix("fused ").removesuffix("_nchwc").split("/")[0]
     if base in names:  # "NAME/MatMulScaleFusion/": MatMul and the scaling Mul after it
         return base, "after" if event_name.startswith("fused ") or "/" in event_name else ""
@@ -86,7 +87,6 @@ def _event_node(event_name: str, names: set[str], producers: dict[str, str]) -> 
 def attribute_fused(measured: dict[str, float], nodes: list) -> tuple[dict[str, float], dict[str, str]]:
     """Measured seconds keyed by graph node, and for each layer node fused into another's kernel
     (no event of its own, its output read only by the next one), the node whose event timed it."""
-    names = {n.name for n in nodes}
     by_name = {n.name: n for n in nodes}
     producers = {out: n.name for n in nodes for out in n.outputs}
     consumers: dict[str, list[str]] = defaultdict(list)
@@ -96,7 +96,7 @@ def attribute_fused(measured: dict[str, float], nodes: list) -> tuple[dict[str, 
     by_node: dict[str, float] = {}
     direction: dict[str, str] = {}
     for event_name, seconds in measured.items():
-        node, side = _event_node(event_name, names, producers)
+        node, side = _event_node(event_name, by_name, producers)
         if node is not None:
             by_node[node] = by_node.get(node, 0.0) + seconds
             direction[node] = side
@@ -148,16 +148,16 @@ def node_breakdown(model, predictor, device: str, measured: dict[str, float]) ->
     predicted = predictor.run(nets, devs, rows)["kernel_seconds"]
     stride_column = KERNEL_FEATURE_NAMES.index("log2_stride")
     groups_by_node = {n.name: kernel_group(n) for n in nodes}
-    rows_out = {n.name: {"node": n.name, "group": kernel_group(n), "stride": round(2 ** float(r[0, stride_column]) - 1),
+    rows_out = {n.name: {"node": n.name, "group": groups_by_node[n.name], "stride": round(2 ** float(r[0, stride_column]) - 1),
                          "macs": int(n.macs or 0), "measured_s": measured.get(n.name), "predicted_s": float(p),
                          "folded": []}
                 for n, r, p in zip(nodes, rows, predicted)}
-    order = {n.name: i for i, n in enumerate(nodes)}
-    for name, head in sorted(folded.items(), key=lambda item: order.get(item[0], -1)):
+    for name, head in folded.items():
         if name in rows_out and head in rows_out:
             row = rows_out.pop(name)
             rows_out[head]["predicted_s"] += row["predicted_s"]
             rows_out[head]["folded"].append(name)
+    order = {n.name: i for i, n in enumerate(nodes)}
     for head, row in rows_out.items():  # "conv+cheap_activation": the fused kernel's layers in graph order
         members = sorted([head, *row["folded"]], key=order.__getitem__)
         row["group"] = "+".join(dict.fromkeys(groups_by_node[m] for m in members))
@@ -206,7 +206,8 @@ def main() -> None:
     matched = [r for r in rows if r["measured_s"] is not None]
     fused = sum(len(r["folded"]) for r in rows)
     summary = {"model": args.model, "device": args.device, "predictor": predictor.source,
-               "layer_nodes": len(rows) + fused, "kernels": len(rows), "fused_nodes": fused, "profiled_kernels": len(matched), "measured_s": sum(r["measured_s"] for r in matched),
+               "layer_nodes": len(rows) + fused, "kernels": len(rows), "fused_nodes": fused,
+               "profiled_kernels": len(matched), "measured_s": sum(r["measured_s"] for r in matched),
                "predicted_s": sum(r["predicted_s"] for r in matched), "groups": groups}
     if args.group:
         summary["nodes"] = [r for r in rows if r["group"] == args.group]
