@@ -267,16 +267,14 @@ def _node_choice(sums: _NodeSums, z, seconds, k, reference: str) -> _Choice:
                    trimmer, kernel_reference=reference, node_power=node_power)
 
 
-_RATE_SUBSETS = [list(s) for r in (1, 2, 3) for s in itertools.combinations(range(3), r)]
-
-
-def _nonnegative_rates(work: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-    """Rates >= 0 minimizing the squared relative error of work @ rates: exact for three rates, by
-    solving every set of free rates and keeping the best one that stays non-negative."""
+def nonnegative_rates(work: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    """Rates >= 0 minimizing the squared relative error of work @ rates: exact, by solving every set
+    of free rates and keeping the best one that stays non-negative (fine for a handful of columns)."""
     design = work / seconds[:, None]
     scale = np.maximum(design.max(0), 1e-300)
     best, best_loss = np.zeros(work.shape[1]), np.inf
-    for free in _RATE_SUBSETS:
+    columns = range(work.shape[1])
+    for free in (list(s) for r in range(1, work.shape[1] + 1) for s in itertools.combinations(columns, r)):
         solution = np.linalg.lstsq(design[:, free] / scale[free], np.ones(len(seconds)), rcond=None)[0]
         if np.any(solution < 0):
             continue
@@ -297,8 +295,8 @@ def _roofline_choice(tables, seconds) -> _Choice:
     errors = np.empty(len(seconds))
     for i in range(len(seconds)):
         keep = np.arange(len(seconds)) != i
-        errors[i] = np.log(seconds[i] / max(float(work[i] @ _nonnegative_rates(work[keep], seconds[keep])), 1e-30))
-    rates = _nonnegative_rates(work, seconds)
+        errors[i] = np.log(seconds[i] / max(float(work[i] @ nonnegative_rates(work[keep], seconds[keep])), 1e-30))
+    rates = nonnegative_rates(work, seconds)
     prior = f"roofline ({rates[2] * 1e6:.3g} us a node, {rates[0] * 1e12:.3g} ps a MAC, {rates[1] * 1e12:.3g} ps a byte)"
     return _Choice(float(np.sqrt(np.mean(errors**2))), prior, errors, Trimmer([], np.zeros(0), 0.0), roofline=rates)
 

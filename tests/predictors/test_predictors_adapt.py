@@ -3,7 +3,7 @@
 import numpy as np
 
 from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
-from sniper_onnx.predictors.adapt import adaptation_candidates, adapt_predictor, fit_trimmer
+from sniper_onnx.predictors.adapt import adaptation_candidates, adapt_predictor, fit_trimmer, nonnegative_rates
 from sniper_onnx.predictors.metrics import accuracy_metrics
 
 
@@ -47,6 +47,18 @@ def test_trimmer_picks_the_residual_feature():
     trimmer = fit_trimmer(z, residual, top_k=1, ridge=0.0)
     assert trimmer.features == [2]
     assert np.allclose(trimmer.apply(z), residual, atol=1e-9)
+
+
+def test_nonnegative_rates_recover_four_rates_and_stay_non_negative():
+    rng = np.random.default_rng(3)
+    work = rng.uniform(1.0, 10.0, size=(12, 4))
+    np.testing.assert_allclose(nonnegative_rates(work, work @ np.array([0.5, 0.0, 2.0, 0.1])), [0.5, 0.0, 2.0, 0.1],
+                               atol=1e-9)
+    seconds = work @ np.array([1.0, -0.3, 0.0, 0.0]) + 5.0  # no non-negative rates fit it exactly
+    rates = nonnegative_rates(work, seconds)
+    loss = lambda r: np.sum((work @ r / seconds - 1) ** 2)
+    alone = [nonnegative_rates(work[:, [i]], seconds)[0] * np.eye(4)[i] for i in range(4)]
+    assert np.all(rates >= 0) and all(loss(rates) <= loss(r) + 1e-12 for r in alone)
 
 
 def test_feedback_trims_a_biased_device(trained):
