@@ -91,7 +91,7 @@ def _kernel_columns(predictor, reference: str, tables: List[np.ndarray], nets: n
 
 
 def kernel_transfer(predictor, data, generated: np.ndarray, tables, target: int) -> List[dict]:
-    """Each rescaling family of each trained CPU reference's kernel sum: fitted to all random nets, and to 10."""
+    """Each rescaling family of each trained reference answered by its kernel sum: fitted to all random nets, and to 10."""
     from sniper_onnx.predictors.adapt import nonnegative_rates
 
     rows = data.device_rows(target)
@@ -118,7 +118,7 @@ def kernel_transfer(predictor, data, generated: np.ndarray, tables, target: int)
     return results
 
 
-def _predictor_without(table: str, data, generated, target: int, seed: int, path: Optional[str]):
+def _predictor_without(data, generated, target: int, seed: int, path: Optional[str]):
     from bench_predictor import _without_device
 
     from sniper_onnx.predictors.kernel_sources import kernel_tables_for
@@ -153,7 +153,7 @@ def main() -> None:
               "measured": [measured_transfer(data, generated, source, target)
                            for source in range(len(data.device_names)) if source != target]}
     if args.kernels:
-        predictor, tables = _predictor_without(args.table, data, generated, target, args.seed, args.predictor)
+        predictor, tables = _predictor_without(data, generated, target, args.seed, args.predictor)
         if args.predictor and not Path(args.predictor).exists():
             from sniper_onnx.predictors.runtime import save_predictor
 
