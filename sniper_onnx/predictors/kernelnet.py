@@ -56,7 +56,8 @@ class KernelNetConfig:
     members: int = 3
     # Weight of the per-node loss when node times are given (train_kernel_net's node_targets): the
     # mean squared error of each supervised node's log-time, beside the whole-network loss. Off: it
-    # fixes the node split but put nets below 2 ms 13-20 % high (docs/predictor.md, "Per-node supervision").
+    # fixes the node split but puts nets below 2 ms 9-20 % high, 9 % with the profiler's per-node
+    # overhead taken off (docs/predictor.md, "Per-node supervision").
     node_weight: float = 0.0
 
 
