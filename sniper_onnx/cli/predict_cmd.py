@@ -93,8 +93,8 @@ def predict(
         _print_json(result.to_json_dict())
         return
     _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
-           [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}", r.path]
-            for r in result.rows])
+           [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}",
+             f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
 
 
 def evaluate(

@@ -51,6 +51,7 @@ class PredictionRow:
     high: float
     path: str  # "pcn", "kernels" or "regression": which model the Structure Checker sent it to
     outside_training_range: List[str] = field(default_factory=list)  # features beyond what training saw
+    predictor: str = ""  # the file that answered: `predict` without --predictor asks every shipped one
 
 
 @dataclass
@@ -63,15 +64,20 @@ class PredictionTable:
                 "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings()}
 
     def warnings(self) -> List[str]:
-        """One line per network whose features lie outside the predictor's training data."""
-        seen: Dict[str, List[str]] = {}
+        """One line per network and predictor where the network's features lie outside that
+        predictor's training data."""
+        seen: Dict[tuple, List[str]] = {}
+        devices: Dict[tuple, int] = {}
         for row in self.rows:
             if row.outside_training_range:
-                seen.setdefault(row.network, row.outside_training_range)
-        return [f"{network}: {len(features)} feature(s) outside the predictor's training range "
-                f"({', '.join(features[:4])}{' ...' if len(features) > 4 else ''}); the prediction is an extrapolation, "
-                "adapt the predictor with measured samples of similar networks (`sniper-onnx adapt`/`feedback`)"
-                for network, features in seen.items()]
+                key = (row.network, Path(row.predictor).name if row.predictor else "the predictor")
+                seen.setdefault(key, row.outside_training_range)
+                devices[key] = devices.get(key, 0) + 1
+        return [f"{network}: {len(features)} feature(s) outside the training range of {source} "
+                f"({', '.join(features[:4])}{' ...' if len(features) > 4 else ''}); its {devices[network, source]} "
+                "row(s) are extrapolations, marked as such; adapt the predictor with measured samples of "
+                "similar networks (`sniper-onnx adapt`/`feedback`)"
+                for (network, source), features in seen.items()]
 
     def seconds(self) -> np.ndarray:
         return np.array([row.seconds for row in self.rows])
@@ -243,7 +249,7 @@ class Predictor:
                 path[small] = PATH_REGRESSION
             for i in range(len(nets)):
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
-                                                float(high[i]), str(path[i]), outside[i]))
+                                                float(high[i]), str(path[i]), outside[i], self.source))
         return table
 
     def _usable_tables(self, kernel_tables, count: int) -> List[Optional[DistinctRows]]:

@@ -50,6 +50,18 @@ def test_predict_json_one_row_per_device(tmp_path, trained):
     assert len(one) == 1 and one[0]["low"] <= one[0]["seconds"] <= one[0]["high"]
 
 
+def test_predict_table_marks_extrapolated_rows(tmp_path, trained):
+    path, predictor, _, data = trained
+    row = data.network_matrix[3].copy()
+    row[data.network_feature_names.index("total_macs")] = data.network_matrix[:, 0].max() * 100
+    far = _analysis_json(tmp_path, data.network_feature_names, row, stem="far")
+    result = _ok(["predict", str(far), "-p", str(path), "-d", "phone"])
+    assert "extrapolated" in result.stdout
+    assert f"training range of {path.name}" in result.stderr and "1 row(s)" in result.stderr
+    near = _analysis_json(tmp_path, data.network_feature_names, data.network_matrix[3], stem="near")
+    assert "extrapolated" not in _ok(["predict", str(near), "-p", str(path), "-d", "phone"]).stdout
+
+
 def test_evaluate_reports_per_device_and_plots(tmp_path, trained, synthetic_csv):
     path = trained[0]
     plot = tmp_path / "pvm.png"

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,6 +82,7 @@ def test_extrapolation_is_flagged(trained):
     assert table.rows[0].outside_training_range == []
     assert table.rows[1].outside_training_range == ["total_macs"]
     assert len(table.warnings()) == 1 and table.warnings()[0].startswith("out:")
+    assert table.rows[1].predictor == predictor.source and Path(predictor.source).name in table.warnings()[0]
 
 
 def test_shipped_predictor_predicts_an_onnx_file_without_torch(tmp_path):
