@@ -4,6 +4,9 @@ per-node times fix how it splits a network among its layers, and does that help 
     python benchmarks/bench_node_supervision.py --table data/reference/work/train.csv \
         --profiles /tmp/node_profiles.jsonl --count 400 --weight 0.3 --seed 0 [--kernel-members 1] [--overhead-us 2]
 
+``--profiles data/reference/node-profiles-cpu-t1-noopt.jsonl.gz`` uses the committed profiles of
+388 nets (measured 2026-11-29) and skips step 1.
+
 1. Profiles ``--count`` training random nets of the reference dataset (never its held-out 20 %) on
    this CPU, 1 thread, graph optimizations disabled, so every layer has an event of its own
    (``bench_node_times.profiled_node_seconds``, minimum of 5 runs). Appends to ``--profiles`` and
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import gzip
 import json
 import statistics
 import sys
@@ -55,6 +59,8 @@ def collect(table: str, profiles: str, count: int, max_label: float = 0.5) -> No
     from sniper_generator import NetSpec, materialize
     from sniper_onnx.analysis import analyze
 
+    if profiles.endswith(".gz"):  # the committed profiles: read as they are, never appended to
+        return
     nets = _training_nets(table)
     order = np.random.default_rng(0).permutation(len(nets))[:count]
     done = set()
@@ -73,20 +79,23 @@ def collect(table: str, profiles: str, count: int, max_label: float = 0.5) -> No
             handle.flush()
 
 
-def node_targets(profiles: str, data, min_label: float, every_net: bool = False, overhead_s: float = 0.0) -> dict:
+def node_targets(profiles: str, data, min_label: float, every_net: bool = False, overhead_s: float = 0.0,
+                 min_node_s: float = 0.0) -> dict:
     """Each profiled net's node log-times, scaled to sum to its label; ``overhead_s`` is first taken
-    off every node (never below a tenth of its time): what the profiler adds per node, not the layer."""
+    off every node (never below a tenth of its time): what the profiler adds per node, not the layer.
+    Nodes that then take under ``min_node_s`` are left unsupervised (NaN) but still count in the sum."""
     index = {key: i for i, key in enumerate(data.network_names)}
     device = data.device_names.index(DEVICE)
     targets = {}
-    for line in open(profiles):
+    for line in (gzip.open(profiles, "rt") if profiles.endswith(".gz") else open(profiles)):
         record = json.loads(line)
         times = np.array([np.nan if t is None else t for t in record["node_s"]], dtype=np.float64)
         times = np.where(times > 0, np.maximum(times - overhead_s, 0.1 * times), np.nan)
         ratio = np.nansum(times) / record["label_s"]
         kept = every_net or (record["label_s"] >= min_label and 0.9 <= ratio <= 1.15)
         if kept and record["network_id"] in index:
-            targets[(index[record["network_id"]], device)] = np.log(times / ratio)
+            scaled = times / ratio
+            targets[(index[record["network_id"]], device)] = np.log(np.where(times >= min_node_s, scaled, np.nan))
     return targets
 
 
@@ -107,13 +116,17 @@ def by_size(pairs_csv: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="the reference dataset's train.csv")
-    parser.add_argument("--profiles", required=True, help="JSONL of per-node profiles (appended, resumable)")
+    parser.add_argument("--profiles", required=True, help="JSONL of per-node profiles (appended, resumable; a .gz is read only)")
     parser.add_argument("--count", type=int, default=400, help="training nets to profile")
     parser.add_argument("--weight", type=float, default=0.3, help="KernelNetConfig.node_weight (0: baseline)")
     parser.add_argument("--min-label", type=float, default=0.002, help="supervise nets at least this slow (s)")
     parser.add_argument("--every-net", action="store_true", help="supervise every profiled net (no filter)")
     parser.add_argument("--overhead-us", type=float, default=0.0,
                         help="the profiler's time per node, taken off each node before scaling (about 2 here)")
+    parser.add_argument("--min-node-us", type=float, default=0.0,
+                        help="leave nodes shorter than this (after --overhead-us) out of the node loss")
+    parser.add_argument("--shares-only", action="store_true",
+                        help="teach only each net's split among its nodes (KernelNetConfig.node_shares_only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kernel-members", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=60)
@@ -126,12 +139,13 @@ def main() -> None:
 
     collect(args.table, args.profiles, args.count)
     targets = node_targets(args.profiles, load_training_csv(args.table), args.min_label, args.every_net,
-                           args.overhead_us * 1e-6)
+                           args.overhead_us * 1e-6, args.min_node_us * 1e-6)
     result = cpu_accuracy(args.table, args.epochs, seed=args.seed, per_network=args.out + ".csv",
                           members=args.kernel_members, save_predictor=args.out + ".onnx",
-                          node_targets=targets, node_weight=args.weight)
+                          node_targets=targets, node_weight=args.weight, node_shares_only=args.shares_only)
     result["supervised"] = {"device": DEVICE, "networks": len(targets), "weight": args.weight,
-                            "overhead_us": args.overhead_us,
+                            "overhead_us": args.overhead_us, "min_node_us": args.min_node_us,
+                            "shares_only": args.shares_only,
                             "random_held_out_by_size": by_size(args.out + ".csv")}
     print(json.dumps(result, indent=1))
 

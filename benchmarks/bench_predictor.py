@@ -96,7 +96,8 @@ def _held_out_by_name(name: str) -> bool:
 
 def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "",
                  expectile: Optional[float] = None, train_without: Sequence[str] = (), members: Optional[int] = None,
-                 save_predictor: str = "", node_targets: Optional[dict] = None, node_weight: float = 0.0) -> dict:
+                 save_predictor: str = "", node_targets: Optional[dict] = None, node_weight: float = 0.0,
+                 node_shares_only: bool = False) -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge. ``per_network``: a CSV of
@@ -135,6 +136,7 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
     if expectile is not None:
         kernel_config.expectile = expectile
     kernel_config.node_weight = node_weight
+    kernel_config.node_shares_only = node_shares_only
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
                                         kernel_config=kernel_config, kernel_tables=tables,
                                         kernel_node_targets=node_targets)

@@ -59,6 +59,9 @@ class KernelNetConfig:
     # fixes the node split but puts nets below 2 ms 9-20 % high, 9 % with the profiler's per-node
     # overhead taken off (docs/predictor.md, "Per-node supervision").
     node_weight: float = 0.0
+    # Teach the node loss only each network's split among its nodes (errors centred per network),
+    # leaving the level to the whole-network loss.
+    node_shares_only: bool = False
 
 
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -180,7 +183,10 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         for i in picks:
             network, device, target = supervised[i]
             known = torch.isfinite(target)
-            errors.append((node_log_seconds(network, device)[known] - target[known]) ** 2)
+            error = node_log_seconds(network, device)[known] - target[known]
+            if config.node_shares_only:
+                error = error - error.mean()
+            errors.append(error ** 2)
         return torch.cat(errors).mean()
 
     def network_log_seconds(batch: np.ndarray) -> "torch.Tensor":
