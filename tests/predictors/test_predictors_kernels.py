@@ -426,3 +426,22 @@ def test_node_targets_pull_each_node_toward_its_profiled_time():
                                   node_targets=truth)
     assert all(np.array_equal(plain[k], ignored[k]) for k in plain)  # node_weight 0: targets unused
     assert node_error(supervised) < 0.8 * node_error(plain)
+
+
+def test_shares_only_node_loss_ignores_each_networks_level():
+    from sniper_onnx.predictors.kernelnet import train_kernel_net
+
+    tables = _tables(20, 1)
+    labels = np.log([_node_seconds(t).sum() for t in tables])
+    truth = {(n, 0): np.log(_node_seconds(t)) for n, t in enumerate(tables)}
+    shifted = {key: value + 3.0 for key, value in truth.items()}  # every node 20x slower: same shares
+    args = (tables, np.array([[1.0, 0.0]]), np.arange(20), np.zeros(20, dtype=int), labels)
+
+    def trained(targets, shares_only):
+        config = KernelNetConfig(hidden=8, steps=60, members=1, node_weight=1.0, node_shares_only=shares_only)
+        return train_kernel_net(*args, config, node_targets=targets)
+
+    same, moved = trained(truth, True), trained(shifted, True)
+    assert all(np.allclose(same[k], moved[k], atol=1e-4) for k in same)
+    plain, plain_moved = trained(truth, False), trained(shifted, False)
+    assert not all(np.allclose(plain[k], plain_moved[k], atol=1e-4) for k in plain)
