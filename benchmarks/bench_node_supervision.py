@@ -52,6 +52,8 @@ def _training_nets(table: str) -> list[tuple[str, str, str, float]]:
 
 
 def collect(table: str, profiles: str, count: int, max_label: float = 0.5) -> None:
+    if profiles.endswith(".gz"):  # the committed profiles: read as they are, never appended to
+        return
     from bench_node_times import profiled_node_seconds
     from rich.console import Console
     from rich.progress import track
@@ -59,8 +61,6 @@ def collect(table: str, profiles: str, count: int, max_label: float = 0.5) -> No
     from sniper_generator import NetSpec, materialize
     from sniper_onnx.analysis import analyze
 
-    if profiles.endswith(".gz"):  # the committed profiles: read as they are, never appended to
-        return
     nets = _training_nets(table)
     order = np.random.default_rng(0).permutation(len(nets))[:count]
     done = set()
@@ -87,8 +87,9 @@ def node_targets(profiles: str, data, min_label: float, every_net: bool = False,
     index = {key: i for i, key in enumerate(data.network_names)}
     device = data.device_names.index(DEVICE)
     targets = {}
-    for line in (gzip.open(profiles, "rt") if profiles.endswith(".gz") else open(profiles)):
-        record = json.loads(line)
+    with gzip.open(profiles, "rt") if profiles.endswith(".gz") else open(profiles) as handle:
+        records = [json.loads(line) for line in handle]
+    for record in records:
         times = np.array([np.nan if t is None else t for t in record["node_s"]], dtype=np.float64)
         times = np.where(times > 0, np.maximum(times - overhead_s, 0.1 * times), np.nan)
         ratio = np.nansum(times) / record["label_s"]
