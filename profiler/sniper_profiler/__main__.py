@@ -35,6 +35,7 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--max-busy", type=float, default=None, help="before each model, wait until other work uses at most this share of the CPUs (e.g. 0.1); off by default")
     stop.add_argument("--quiet-timeout", type=float, default=defaults.quiet_timeout_s, help="longest wait for --max-busy, then measure flagged machine_busy (default: %(default)s)")
     stop.add_argument("--memory-limit", type=float, default=None, metavar="GB", help="cap each child's address space (CPU providers): a model needing more is recorded as out_of_memory")
+    stop.add_argument("--passes", type=int, default=defaults.passes, help="measure every model this many times, one pass over all of them after another; the database keeps the median (default: %(default)s; 3 on a host whose speed drifts)")
     stop.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds before a model's child process is killed (default: %(default)s)")
 
 
@@ -48,6 +49,7 @@ def config_from_args(args: argparse.Namespace) -> ProfileConfig:
         min_time_s=args.min_time, sessions=args.sessions,
         target_relative_ci=args.target_ci, confidence=args.confidence, timeout_s=args.timeout,
         max_busy=args.max_busy, quiet_timeout_s=args.quiet_timeout, memory_limit_gb=args.memory_limit,
+        passes=args.passes,
     )
 
 
@@ -64,6 +66,7 @@ def _print_progress(event: str, job, record) -> None:
         if record["status"] == "ok":
             stats = record["stats"]
             note = f" [{', '.join(record['flags'])}]" if record["flags"] else ""
+            note += f" (pass {record['pass']})" if record.get("pass", 1) > 1 else ""
             print(f"{job.path}: median {stats['median_s'] * 1e3:.3f} ms over {stats['count']} runs{note}", file=sys.stderr)
         else:
             print(f"{job.path}: FAILED ({record['failure']['kind']}): {record['failure']['reason']}", file=sys.stderr)

@@ -56,6 +56,10 @@ class ProfileConfig:
     max_busy: Optional[float] = None  # wait before each model until others use at most this CPU share
     quiet_timeout_s: float = 900.0  # then measure anyway, flagged "machine_busy"
     memory_limit_gb: Optional[float] = None  # address-space cap for the child (CPU providers only)
+    # Passes over the whole model list, each measuring every model once more. A host whose speed
+    # drifts in episodes of seconds to minutes can slow one whole measurement; passes minutes apart
+    # rarely all fall in one, and the database keeps the median of a model's passes.
+    passes: int = 1
 
     def __post_init__(self) -> None:
         self.provider = PROVIDER_ALIASES.get(self.provider.lower(), self.provider)
@@ -80,6 +84,7 @@ class ProfileConfig:
             (0 < self.target_relative_ci < 1, "--target-ci must be between 0 and 1 (0.01 is +-1%)"),
             (0.5 <= self.confidence < 1, "--confidence must be in [0.5, 1)"),
             (self.timeout_s > 0, "--timeout must be positive"),
+            (1 <= self.passes <= 20, "--passes must be between 1 and 20 (3 is enough for a median)"),
             (self.max_busy is None or 0 <= self.max_busy < 1, "--max-busy must be in [0, 1), e.g. 0.1 for 10% of the CPUs"),
             (self.memory_limit_gb is None or self.memory_limit_gb > 0, "--memory-limit must be a positive number of GB"),
             (self.memory_limit_gb is None or self.provider not in GPU_PROVIDERS,

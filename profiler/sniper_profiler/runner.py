@@ -87,7 +87,9 @@ class Profiler:
         self.fingerprint = device_fingerprint(config)
         self._lock = _lock_results(self.out)
         self.config_id = config_id(self.fingerprint, config)
-        self.done = read_records(self.out).keys(include_failed=not retry_failed)
+        records = read_records(self.out)
+        self.done = records.keys(include_failed=not retry_failed)
+        self.failed = records.keys() - records.keys(include_failed=False)
 
     def close(self) -> None:
         if self._lock is not None:
@@ -100,14 +102,19 @@ class Profiler:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def key_for(self, job: ModelJob, sha256: Optional[str] = None) -> str:
+    def key_for(self, job: ModelJob, sha256: Optional[str] = None, pass_index: int = 1) -> str:
+        """Pass 1 keeps the plain key, so a finished run can be given more passes later."""
         model_key = job.key or f"sha256:{sha256 or file_sha256(job.path)}"
-        return f"{model_key}|{self.config_id}"
+        return f"{model_key}|{self.config_id}" + (f"|pass{pass_index}" if pass_index > 1 else "")
 
-    def is_done(self, job: ModelJob) -> bool:
-        return self.key_for(job) in self.done
+    def is_done(self, job: ModelJob, pass_index: int = 1) -> bool:
+        return self.key_for(job, pass_index=pass_index) in self.done
 
-    def profile(self, job: ModelJob) -> Dict[str, Any]:
+    def should_skip(self, job: ModelJob, pass_index: int) -> bool:
+        """Done in this pass, or a later pass of a model whose first pass failed (it would fail again)."""
+        return self.is_done(job, pass_index) or (pass_index > 1 and self.key_for(job) in self.failed)
+
+    def profile(self, job: ModelJob, pass_index: int = 1) -> Dict[str, Any]:
         """Measure one model in a child process and append its record (success or failure)."""
         if not Path(job.path).is_file():
             raise ProfilerError(f"{job.path}: no such model file")
@@ -121,7 +128,8 @@ class Profiler:
         record = {
             "schema": RECORD_SCHEMA,
             "record_id": uuid.uuid4().hex,
-            "key": self.key_for(job, sha256),
+            "key": self.key_for(job, sha256, pass_index),
+            "pass": pass_index,
             "status": result["status"],
             "model": {
                 "path": str(Path(job.path).resolve()),
@@ -151,6 +159,8 @@ class Profiler:
         }
         append_record(self.out, record)
         self.done.add(record["key"])
+        if record["status"] != "ok":
+            self.failed.add(record["key"])
         return record
 
 
@@ -254,20 +264,26 @@ def run_profile(
 
 def _run_jobs(profiler: Profiler, jobs: Sequence[ModelJob], on_progress: Optional[ProgressCallback]) -> RunSummary:
     summary = RunSummary(str(profiler.out), profiler.fingerprint.device_id, profiler.fingerprint.short_name())
-    for job in jobs:
-        if profiler.is_done(job):
-            summary.skipped += 1
-            if on_progress:
-                on_progress("skipped", job, None)
-            continue
-        if on_progress:
-            on_progress("start", job, None)
-        record = profiler.profile(job)
-        summary.records.append(record)
-        if record["status"] == "ok":
-            summary.measured += 1
-        else:
-            summary.failed += 1
-        if on_progress:
-            on_progress("done", job, record)
+    for pass_index in range(1, profiler.config.passes + 1):
+        for job in jobs:
+            _run_job(profiler, job, pass_index, summary, on_progress)
     return summary
+
+
+def _run_job(profiler: Profiler, job: ModelJob, pass_index: int, summary: RunSummary,
+             on_progress: Optional[ProgressCallback]) -> None:
+    if profiler.should_skip(job, pass_index):
+        summary.skipped += 1
+        if on_progress:
+            on_progress("skipped", job, None)
+        return
+    if on_progress:
+        on_progress("start", job, None)
+    record = profiler.profile(job, pass_index)
+    summary.records.append(record)
+    if record["status"] == "ok":
+        summary.measured += 1
+    else:
+        summary.failed += 1
+    if on_progress:
+        on_progress("done", job, record)

@@ -9,6 +9,7 @@ import onnx
 from sniper_onnx.analysis.costs import cost_model_nodes
 from sniper_onnx.analysis.features import compute_features
 from sniper_onnx.analysis.loading import InputShapes, ModelSource, prepare
+from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
 from sniper_onnx.analysis.result import AnalysisResult
 from sniper_onnx.analysis.structure import analyse_structure
 
@@ -34,15 +35,16 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
         warnings.append(
             "unknown ops counted with 0 MACs: " + ", ".join(f"{op} x{n}" for op, n in unknown_ops.items())
         )
-    unknown_shapes = [c.name for c in costs if not c.shapes_known and c.category != "unknown"]
-    if unknown_shapes:
-        shown = ", ".join(f"'{n}'" for n in unknown_shapes[:MAX_NAMED_NODES])
-        more = f" and {len(unknown_shapes) - MAX_NAMED_NODES} more" if len(unknown_shapes) > MAX_NAMED_NODES else ""
-        warnings.append(
-            f"{len(unknown_shapes)} node{'s' if len(unknown_shapes) > 1 else ''} with unknown shapes, so costs are "
-            f"incomplete: {shown}{more}; "
-            "set the input dims with --input-shape NAME=DIMS"
-        )
+    incomplete = [c for c in costs if not c.shapes_known and c.category != "unknown"]
+    unknown_shapes = [c.name for c in incomplete]
+    data_dependent = [c.name for c in incomplete if c.op_type in DATA_DEPENDENT_OPS]
+    by_shape = [c.name for c in incomplete if c.op_type not in DATA_DEPENDENT_OPS]
+    if data_dependent:
+        warnings.append(f"{_count_nodes(data_dependent)} whose cost depends on the input values, not only their shapes "
+                        f"(counted with 0 MACs; their outputs' sizes are known only when run): {_named(data_dependent)}")
+    if by_shape:
+        warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; "
+                        "set the input dims with --input-shape NAME=DIMS")
     return AnalysisResult(
         source=prepared.source,
         features=compute_features(costs, structure),
@@ -70,3 +72,12 @@ def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:
         "inputs": {name: list(dims) for name, dims in resolved.items()},
         "outputs": outputs,
     }
+
+
+def _count_nodes(names: list[str]) -> str:
+    return f"{len(names)} node{'s' if len(names) > 1 else ''}"
+
+
+def _named(names: list[str]) -> str:
+    shown = ", ".join(f"'{n}'" for n in names[:MAX_NAMED_NODES])
+    return shown + (f" and {len(names) - MAX_NAMED_NODES} more" if len(names) > MAX_NAMED_NODES else "")

@@ -18,7 +18,9 @@ import numpy as np
 import onnx
 
 from sniper_onnx.analysis.loading import TensorInfo, collect_shapes, subgraph_outer_names
-from sniper_onnx.analysis.ops import CONTROL_FLOW_OPS, DEFAULT_DOMAINS, NodeView, numel, qualified_op_name, rule_for
+from sniper_onnx.analysis.ops import (
+    CONTROL_FLOW_OPS, DEFAULT_DOMAINS, RANDOM_OPS, NodeView, numel, qualified_op_name, rule_for,
+)
 from sniper_onnx.analysis.shape_rules import complete_output_shape
 
 NOT_LAYER_CATEGORIES = frozenset({"plumbing", "constant"})
@@ -177,8 +179,8 @@ def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.Nod
 
 def _is_static(node: onnx.NodeProto, view: NodeView) -> bool:
     """Computed only from constants and shapes, so constant folding rather than a layer."""
-    if node.op_type in CONTROL_FLOW_OPS:
-        return False
+    if node.op_type in CONTROL_FLOW_OPS or node.op_type in RANDOM_OPS:
+        return False  # a random op's output changes from run to run: it cannot be folded into a weight
     return node.op_type in SHAPE_SOURCE_OPS or all(c for name, c in zip(node.input, view.constant_inputs) if name)
 
 
@@ -241,8 +243,8 @@ def _tags(category: str, view: NodeView) -> tuple:
     dilations = tuple(view.attr("dilations") or ())
     group = int(view.attr("group", 1))
     data = view.input_shape(0)
-    if group > 1 and data is not None and len(data) > 1 and group == data[1]:
-        tags.append("depthwise_conv")
+    if (group > 1 and data is not None and len(data) > 1 and group == data[1]) or view.node.op_type == "CausalConvWithState":
+        tags.append("depthwise_conv")  # CausalConvWithState is depthwise by definition (weight C x 1 x k)
     dilated = any(d > 1 for d in dilations)
     if dilated:
         tags.append("atrous_conv")

@@ -238,6 +238,220 @@ def recurrent_macs(view: NodeView) -> int | None:
     return seq_len * batch * (numel(weight) + numel(recurrence))
 
 
+# ------------------------------------------------------ rarer default-domain ops (onnx 1.23 coverage)
+
+# multiply-adds per spatial axis of one interpolated read, as for Resize: nearest 0 (a copy), linear 2, cubic 4
+_SAMPLING_TAPS = {"nearest": 0, "linear": 2, "bilinear": 2, "cubic": 4, "bicubic": 4}
+
+
+def _has_input(view: NodeView, slot: int) -> bool:
+    return slot < len(view.node.input) and bool(view.node.input[slot])
+
+
+def _ceil_log2(count: int) -> int:
+    return max(count - 1, 0).bit_length()
+
+
+def _fft_macs(points: int) -> int:
+    """One length-n transform: n ceil(log2 n) complex multiply-adds (radix-2: n/2 log2 n butterflies
+    of one complex multiply and two complex adds); lengths that are not powers of two round up."""
+    return points * _ceil_log2(points)
+
+
+def deform_conv_macs(view: NodeView) -> int | None:
+    """The convolution's MACs, plus an interpolated read of every input tap: each input channel is
+    sampled at every kernel position for every output position (2^spatial taps, 1 more for the mask);
+    the samples are shared by the output channels."""
+    data, weight, out = view.input_shape(0), view.input_shape(1), view.output_shape()
+    if data is None or weight is None or out is None or len(out) < 3:
+        return None
+    spatial = len(out) - 2
+    samples = data[0] * data[1] * math.prod(weight[2:]) * math.prod(out[2:])
+    return numel(out) * math.prod(weight[1:]) + samples * (2 ** spatial + (1 if _has_input(view, 4) else 0))
+
+
+def grid_sample_macs(view: NodeView) -> int | None:
+    """Output elements (channels included) x taps of the mode: nearest 0, linear 2^r, cubic 4^r."""
+    out = view.output_shape()
+    if out is None or len(out) < 3:
+        return None
+    taps = _SAMPLING_TAPS.get(view.attr("mode", "linear"), 2)
+    return numel(out) * taps ** (len(out) - 2) if taps else 0
+
+
+def roi_align_macs(view: NodeView) -> int | None:
+    """Output elements x sampling_ratio^2 points x 4 bilinear taps. sampling_ratio 0 (the default)
+    samples ceil(roi size / output size) points per bin, which depends on the RoI values: unknown."""
+    out = view.output_shape()
+    ratio = int(view.attr("sampling_ratio", 0))
+    if out is None or ratio <= 0:
+        return None
+    return numel(out) * ratio * ratio * 4
+
+
+def roi_align_category(view: NodeView) -> str:
+    """Pools each RoI bin like MaxRoiPool (max) or an average pool (avg, the default)."""
+    return "maxpool" if view.attr("mode", "avg") == "max" else "avgpool"
+
+
+def affine_grid_macs(view: NodeView) -> int | None:
+    """Every output coordinate is a theta row dotted with (x, y[, z], 1): spatial + 1 multiply-adds."""
+    out = view.output_shape()
+    return None if out is None or not out else numel(out) * (out[-1] + 1)
+
+
+def _dft_length(view: NodeView, data: Shape, out: Shape, axis: int) -> int | None:
+    onesided, inverse = int(view.attr("onesided", 0)), int(view.attr("inverse", 0))
+    if not onesided or inverse:
+        return out[axis]  # full spectrum, or the real signal of an inverse one-sided transform
+    # forward one-sided: floor(n/2) + 1 bins, so n is the signal's length unless dft_length differs
+    if not _has_input(view, 1) or data[axis] // 2 + 1 == out[axis]:
+        return data[axis]
+    return None
+
+
+def dft_macs(view: NodeView) -> int | None:
+    """FFT of length n along the axis, once per position of the other signal dims. DFT-17 takes the
+    axis as an attribute (default 1), DFT-20 as an input (default -2): without its value the axis is
+    the one whose length changed, or any candidate giving the same cost; otherwise unknown."""
+    data, out = view.input_shape(0), view.output_shape()
+    if data is None or out is None or len(data) != len(out) or len(data) < 2:
+        return None
+    rank = len(data)
+    if "axis" in view.attrs:
+        candidates = {int(view.attr("axis")) % rank}
+    elif _has_input(view, 2):
+        candidates = set(range(rank - 1))
+    else:
+        candidates = {1 % (rank - 1), rank - 2}
+    changed = {axis for axis in range(rank - 1) if data[axis] != out[axis]}
+    if changed:
+        candidates &= changed
+    costs = set()
+    for axis in candidates:
+        length = _dft_length(view, data, out, axis)
+        if length is None:
+            return None
+        costs.add(math.prod(out[:axis] + out[axis + 1:-1]) * _fft_macs(length))
+    return costs.pop() if len(costs) == 1 else None
+
+
+def stft_macs(view: NodeView) -> int | None:
+    """Per frame: the window multiply (n, when a window is given) and a length-n FFT. n is the window's
+    length, else the output's bins when two-sided, else the signal length when frame_length is absent."""
+    signal, out = view.input_shape(0), view.output_shape()
+    if signal is None or out is None or len(signal) != 3 or len(out) != 4:
+        return None
+    windowed = _has_input(view, 2)
+    window = view.input_shape(2) if windowed else None
+    if window is not None and len(window) == 1:
+        length = window[0]
+    elif windowed:
+        return None
+    elif not int(view.attr("onesided", 1)):
+        length = out[2]
+    elif not _has_input(view, 3):
+        length = signal[1]
+    else:
+        return None  # floor(n/2) + 1 one-sided bins leave n odd or even: not guessed
+    return out[0] * out[1] * (_fft_macs(length) + (length if windowed else 0))
+
+
+def det_macs(view: NodeView) -> int | None:
+    """LU elimination of each n x n matrix: (n^3 - n) / 3 multiply-adds (multipliers and updates),
+    then n - 1 multiplies of the diagonal."""
+    data = view.input_shape(0)
+    if data is None or len(data) < 2:
+        return None
+    n = data[-1]
+    return math.prod(data[:-2]) * ((n ** 3 - n) // 3 + max(n - 1, 0))
+
+
+def nll_loss_macs(view: NodeView) -> int | None:
+    """NegativeLogLikelihoodLoss: per target element, pick -input[target] and accumulate (1), times
+    its class weight when weights are given (1 more)."""
+    target = view.input_shape(1)
+    if target is None:
+        return None
+    return numel(target) * (2 if _has_input(view, 2) else 1)
+
+
+def softmax_cross_entropy_macs(view: NodeView) -> int | None:
+    """SoftmaxCrossEntropyLoss: softmax (3, as Softmax) and log (1) per score, then the NLL loss."""
+    scores, nll = view.input_shape(0), nll_loss_macs(view)
+    return None if scores is None or nll is None else 4 * numel(scores) + nll
+
+
+def nms_macs(view: NodeView) -> int | None:
+    """Greedy NMS compares each box with the boxes kept before it, per batch and class: at most
+    boxes (boxes - 1) / 2 IoUs. How many are kept depends on the data, so this is the worst case."""
+    scores = view.input_shape(1)
+    if scores is None or len(scores) != 3:
+        return None
+    batches, classes, boxes = scores
+    return batches * classes * (boxes * (boxes - 1) // 2)
+
+
+def multinomial_macs(view: NodeView) -> int | None:
+    """A cumulative distribution over each row's classes (1 per input element), then a binary
+    search of it per sample (ceil(log2 classes))."""
+    data, out = view.input_shape(0), view.output_shape()
+    if data is None or out is None or len(data) != 2:
+        return None
+    return numel(data) + numel(out) * _ceil_log2(data[1])
+
+
+def tfidf_macs(view: NodeView) -> int | None:
+    """One pool lookup per input item per n-gram it starts: each length from min_gram_length to
+    max_gram_length, n-grams of 2+ items once per skip distance (max_skip_count + 1)."""
+    data = view.input_shape(0)
+    if data is None:
+        return None
+    low, high = int(view.attr("min_gram_length", 1)), int(view.attr("max_gram_length", 1))
+    skips = int(view.attr("max_skip_count", 0)) + 1
+    return numel(data) * sum(1 if n == 1 else skips for n in range(max(low, 1), high + 1))
+
+
+def swiglu_macs(view: NodeView) -> int | None:
+    """Swish of the gate (1, as the Swish op) times the value (1) per output element."""
+    shape = view.output_shape() if view.output_shape() is not None else view.input_shape(0)
+    return None if shape is None else 2 * numel(shape)
+
+
+def causal_conv_macs(view: NodeView) -> int | None:
+    """CausalConvWithState: a depthwise 1-D convolution, weight (C, 1, k): k per output element
+    (Conv's formula), plus 1 per output element for a fused SiLU/Swish."""
+    out = view.output_shape() if view.output_shape() is not None else view.input_shape(0)  # same shapes
+    weight = view.input_shape(1)
+    if out is None or weight is None:
+        return None
+    activation = str(view.attr("activation", "none")).lower()
+    return numel(out) * (math.prod(weight[1:]) + (1 if activation in ("silu", "swish") else 0))
+
+
+# LinearAttention: k x v-sized state operations per KV head and token for each update rule
+_STATE_UPDATES = {
+    "linear": 1,  # S += k (x) v
+    "gated": 2,  # S *= exp(g); S += k (x) v
+    "delta": 2,  # S^T k; S += k (x) beta (v - S^T k)
+    "gated_delta": 3,  # S *= exp(g); S^T k; S += k (x) beta (v - S^T k)
+}
+
+
+def linear_attention_macs(view: NodeView) -> int | None:
+    """Per batch and token: the state recurrence (d_k x d_v per KV head per state operation of the
+    update rule), the read-out q^T S (d_k x d_v per query head) and the scale (1 per output element)."""
+    query, value = view.input_shape(0), view.input_shape(2)
+    q_heads, kv_heads = int(view.attr("q_num_heads", 0)), int(view.attr("kv_num_heads", 0))
+    if query is None or value is None or len(query) != 3 or len(value) != 3 or q_heads <= 0 or kv_heads <= 0:
+        return None
+    batch, steps = query[0], query[1]
+    key_size, value_size = query[2] // q_heads, value[2] // kv_heads
+    updates = _STATE_UPDATES.get(view.attr("update_rule", "gated_delta"), 3)
+    state = key_size * value_size
+    return batch * steps * (state * (updates * kv_heads + q_heads) + q_heads * value_size)
+
+
 # ------------------------------------------------------------------------------ classification
 
 
@@ -273,19 +487,28 @@ _BINARY = (
 )
 _REDUCE = (
     "ReduceMean ReduceSum ReduceMax ReduceMin ReduceProd ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp "
-    "ReduceSumSquare ArgMax ArgMin CumSum TopK"
+    "ReduceSumSquare ArgMax ArgMin CumSum CumProd TopK"
 )
 _MEMORY = (
     "Concat Split Transpose Slice Pad Gather GatherElements GatherND Tile Expand DepthToSpace SpaceToDepth "
-    "ScatterND ScatterElements Compress Trilu ReverseSequence OneHot NonZero"
+    "ScatterND ScatterElements Compress Trilu ReverseSequence OneHot NonZero Scatter TensorScatter MaxUnpool "
+    "CenterCropPad StringSplit"
 )
 # ops that are not layers: views, type changes, shape arithmetic and inference no-ops
 PLUMBING_OPS = frozenset(
     "Identity Reshape Flatten Squeeze Unsqueeze Cast CastLike Shape Size Constant ConstantOfShape Dropout "
     "Range EyeLike Optional OptionalGetElement OptionalHasElement SequenceConstruct SequenceAt "
-    "SequenceEmpty SequenceInsert SequenceLength SplitToSequence ConcatFromSequence".split()
+    "SequenceEmpty SequenceInsert SequenceLength SplitToSequence ConcatFromSequence SequenceErase BitCast".split()
 )
-CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
+# ops whose output differs from run to run: never constant-folded, even from constant inputs
+RANDOM_OPS = frozenset("RandomNormal RandomUniform RandomNormalLike RandomUniformLike Bernoulli Multinomial".split())
+# ops whose output size (or cost) follows from the input values, not only their shapes: no
+# --input-shape makes them known before running
+DATA_DEPENDENT_OPS = frozenset(
+    "NonZero NonMaxSuppression Unique Compress StringSplit StringNormalizer ImageDecoder RoiAlign".split()
+)
+# SequenceMap runs its body once per sequence element; the sequence length is not known before running
+CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan", "SequenceMap"})
 
 _SHAPE_SLOTS = {
     "Reshape": {1}, "Expand": {1}, "Tile": {1}, "Slice": {1, 2, 3, 4}, "Pad": {1, 2, 3}, "Split": {1},
@@ -295,6 +518,10 @@ _SHAPE_SLOTS = {
     "ReduceSumSquare": {1}, "CumSum": {1}, "OneHot": {0, 1, 2}, "Gather": {1}, "GatherElements": {1},
     "GatherND": {1}, "ScatterND": {1}, "ScatterElements": {1}, "Compress": {1}, "Trilu": {1},
     "ReverseSequence": {1}, "Range": {0, 1, 2}, "ConstantOfShape": {0}, "Dropout": {1, 2},
+    "CumProd": {1}, "Scatter": {1}, "MaxUnpool": {1, 2}, "CenterCropPad": {1}, "SequenceErase": {1},
+    "SequenceAt": {1}, "SequenceInsert": {2},  # positions in the sequence
+    # a KV cache buffer and its write positions are state, not weights (like LSTM's initial states)
+    "TensorScatter": {0, 2},
 }
 
 
@@ -342,6 +569,43 @@ def _build_registry() -> dict[str, OpRule]:
         "LSTM": OpRule("rnn", recurrent_macs, frozenset({4, 5, 6})),
         "GRU": OpRule("rnn", recurrent_macs, frozenset({4, 5})),
         "RNN": OpRule("rnn", recurrent_macs, frozenset({4, 5})),
+        # convolutions and samplers; offsets, masks, grids and RoIs are where to read, not weights
+        "DeformConv": OpRule("conv", deform_conv_macs, frozenset({2, 4})),
+        "CausalConvWithState": OpRule("conv", causal_conv_macs, frozenset({3})),  # past_state is state
+        "GridSample": OpRule("resize", grid_sample_macs, frozenset({1})),
+        "AffineGrid": OpRule("elementwise", affine_grid_macs, frozenset({1})),
+        "RoiAlign": OpRule(roi_align_category, roi_align_macs, frozenset({1, 2})),
+        "Col2Im": OpRule("memory", per_input_element(1), frozenset({1, 2})),  # overlapping blocks add up
+        "LinearAttention": OpRule("matmul", linear_attention_macs, frozenset({3, 4, 5})),
+        "SwiGLU": OpRule("activation", swiglu_macs),
+        # signal processing: each output is a weighted sum along the transform axis
+        "DFT": OpRule("reduce", dft_macs, frozenset({1, 2})),
+        "STFT": OpRule("reduce", stft_macs, frozenset({1, 2, 3})),  # the window is a setting
+        "Det": OpRule("reduce", det_macs),
+        "DynamicQuantizeLinear": OpRule("elementwise", per_input_element(3)),  # min and max, then quantize
+        # losses: class weights and labels are settings
+        "NegativeLogLikelihoodLoss": OpRule("reduce", nll_loss_macs, frozenset({1, 2})),
+        "SoftmaxCrossEntropyLoss": OpRule("reduce", softmax_cross_entropy_macs, frozenset({1, 2})),
+        # output sizes depend on the data: costed from the input shapes
+        "NonMaxSuppression": OpRule("reduce", nms_macs, frozenset({2, 3, 4})),
+        "Unique": OpRule("reduce", per_input_element(1)),  # one hash or compare per input element
+        "Multinomial": OpRule("elementwise", multinomial_macs),
+        "ImageDecoder": OpRule("elementwise", per_output_element(1)),  # unknown until the image is read
+        # generators: one operation per generated element; sizes and settings are not weights
+        "RandomNormal": OpRule("elementwise", per_output_element(1)),
+        "RandomUniform": OpRule("elementwise", per_output_element(1)),
+        "RandomNormalLike": OpRule("elementwise", per_output_element(1), frozenset({0})),
+        "RandomUniformLike": OpRule("elementwise", per_output_element(1), frozenset({0})),
+        "Bernoulli": OpRule("elementwise", per_output_element(1)),
+        "HannWindow": OpRule("elementwise", per_output_element(1), frozenset({0})),
+        "HammingWindow": OpRule("elementwise", per_output_element(1), frozenset({0})),
+        "BlackmanWindow": OpRule("elementwise", per_output_element(1), frozenset({0})),
+        "MelWeightMatrix": OpRule("elementwise", per_output_element(1), frozenset({0, 1, 2, 3, 4})),
+        # strings: one operation per string (their lengths are not in the shapes)
+        "RegexFullMatch": OpRule("elementwise", per_output_element(1)),
+        "StringConcat": OpRule("elementwise", per_output_element(1)),
+        "StringNormalizer": OpRule("elementwise", per_input_element(1)),  # stopwords change the output size
+        "TfIdfVectorizer": OpRule("elementwise", tfidf_macs),
     }
     for op in _UNARY.split():
         table[op] = OpRule("activation" if op in _ACTIVATIONS else "elementwise", per_output_element(1))

@@ -43,6 +43,7 @@ def register(app: typer.Typer) -> None:
         max_busy: Annotated[Optional[float], typer.Option("--max-busy", help="before each model, wait until other work uses at most this CPU share (e.g. 0.1)")] = None,
         quiet_timeout: Annotated[float, typer.Option("--quiet-timeout", help="longest wait for --max-busy; then measure, flagged machine_busy")] = 900.0,
         memory_limit: Annotated[Optional[float], typer.Option("--memory-limit", help="GB of address space per model's child (CPU providers); more is recorded as out_of_memory")] = None,
+        passes: Annotated[int, typer.Option("--passes", help="measure every model this many times, one pass after another; the database keeps the median (3 on a host whose speed drifts)")] = 1,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
         fleet: Annotated[Optional[Path], typer.Option("--fleet", help="spread the nets over this fleet's devices (dispatch fleet file); needs --db")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
@@ -59,6 +60,7 @@ def register(app: typer.Typer) -> None:
                 input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
                 warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time, min_time_s=min_time, sessions=sessions,
                 target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout, memory_limit_gb=memory_limit,
+                passes=passes,
             )
         except ProfilerError as error:
             raise SniperError(str(error)) from None
@@ -72,6 +74,8 @@ def register(app: typer.Typer) -> None:
         if not jobs:
             raise SniperError("nothing to measure; pass .onnx files, --generate N or --zoo")
         if fleet is not None:
+            if passes > 1:
+                raise SniperError(f"--passes {passes} with --fleet: fleet profiling measures each net once; run it again into another --db, or profile on each device with --passes")
             _profile_on_fleet(fleet, jobs, db, min_repeats, json_output)
             return
         out = out or (Path(f"{db}.results.jsonl") if db else Path("results.jsonl"))

@@ -131,7 +131,7 @@ def collect(
 ) -> CollectSummary:
     """Measure every job not yet in ``out`` and import each record into ``db_path`` at once."""
     from sniper_profiler.config import ProfilerError
-    from sniper_profiler.runner import ModelJob, Profiler
+    from sniper_profiler.runner import Profiler
 
     try:
         profiler = Profiler(out, config, retry_failed)
@@ -142,24 +142,16 @@ def collect(
     except BaseException:
         profiler.close()
         raise
+    passes = profiler.config.passes
     summary = CollectSummary(str(out), str(db_path) if db_path else None, profiler.fingerprint.device_id,
-                             profiler.fingerprint.short_name(), total=len(jobs))
+                             profiler.fingerprint.short_name(), total=len(jobs) * passes)
     if progress:
-        progress("total", len(jobs), None)
+        progress("total", len(jobs) * passes, None)
     try:
         with tempfile.TemporaryDirectory(prefix="sniper-collect-") as scratch:
-            for job in jobs:
-                model_job = ModelJob(path=job.path or "", name=job.name, source=job.source, key=job.key)
-                if (job.key or job.path) and profiler.is_done(model_job):
-                    summary.skipped += 1
-                    if progress:
-                        progress("advance", 1, f"{job.name}: done before")
-                    continue
-                if progress:
-                    progress("start", 0, job.name)
-                _measure(profiler, model_job, job, Path(scratch), summary, db)
-                if progress:
-                    progress("advance", 1, job.name)
+            for pass_index in range(1, passes + 1):
+                for job in jobs:
+                    _collect_one(profiler, job, pass_index, Path(scratch), summary, db, progress)
     finally:
         profiler.close()
         if db is not None:
@@ -167,14 +159,33 @@ def collect(
     return summary
 
 
-def _measure(profiler: Any, model_job: Any, job: CollectJob, scratch: Path, summary: CollectSummary, db: Any) -> None:
+def _collect_one(profiler: Any, job: CollectJob, pass_index: int, scratch: Path, summary: CollectSummary, db: Any,
+                 progress: Optional[ProgressHook]) -> None:
+    from sniper_profiler.runner import ModelJob
+
+    model_job = ModelJob(path=job.path or "", name=job.name, source=job.source, key=job.key)
+    label = job.name if pass_index == 1 else f"{job.name} (pass {pass_index})"
+    if (job.key or job.path) and profiler.should_skip(model_job, pass_index):
+        summary.skipped += 1
+        if progress:
+            progress("advance", 1, f"{label}: done before")
+        return
+    if progress:
+        progress("start", 0, label)
+    _measure(profiler, model_job, job, pass_index, scratch, summary, db)
+    if progress:
+        progress("advance", 1, label)
+
+
+def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, scratch: Path, summary: CollectSummary,
+             db: Any) -> None:
     from sniper_onnx.database.importer import import_record
     from sniper_profiler.config import ProfilerError
 
     try:
         with _materialized(job, scratch) as path:
             model_job.path = path
-            record = profiler.profile(model_job)
+            record = profiler.profile(model_job, pass_index)
             if db is not None:  # while the file exists, so features come from it
                 summary.imported += int(import_record(db, record, str(profiler.out)))
     except ProfilerError as error:

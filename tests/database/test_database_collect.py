@@ -1,5 +1,6 @@
 """`sniper-onnx profile`: generate -> materialize -> measure -> store, resumable."""
 
+import csv
 import json
 import sys
 import types
@@ -87,6 +88,20 @@ def test_profile_files_into_a_database(tmp_path):
         assert db.stats().measurements == 2
 
 
+def test_passes_are_separate_measurements_and_the_export_keeps_their_median(tmp_path):
+    conv_net(tmp_path / "m.onnx")
+    db_path = tmp_path / "ncd.sqlite"
+    result = runner.invoke(app, ["profile", str(tmp_path / "m.onnx"), "--db", str(db_path), "--passes", "3", "--json", *FAST])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["imported"] == 3
+    with Database(db_path) as db:
+        minima = sorted(float(v) for v in next(iter(db.latency_rows(statistic="min")))["latencies"].split(","))
+    exported = tmp_path / "train.csv"
+    assert runner.invoke(app, ["db", "export", "--db", str(db_path), "-o", str(exported), "--statistic", "min"]).exit_code == 0
+    row = next(csv.DictReader(exported.open()))
+    assert len(minima) == 3 and float(row["latency_s"]) == minima[1] and row["measurements"] == "3"
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
@@ -95,6 +110,8 @@ def test_profile_files_into_a_database(tmp_path):
         (["profile", "{tmp}/m.onnx", "--opt-level", "max"], "--opt-level"),
         (["profile", "{tmp}/m.onnx", "--provider", "NopeExecutionProvider", "--out", "{tmp}/r.jsonl"], "not available"),
         (["profile", "--generate", "-1"], "--generate"),
+        (["profile", "{tmp}/m.onnx", "--passes", "0"], "--passes"),
+        (["profile", "{tmp}/m.onnx", "--passes", "2", "--fleet", "{tmp}/fleet.yaml", "--db", "{tmp}/d.sqlite"], "--passes 2 with --fleet"),
     ],
 )
 def test_profile_bad_input_is_one_line(tmp_path, argv, message):

@@ -63,6 +63,36 @@ def test_a_record_timed_in_contended_sessions_is_measured_again_and_kept(model_d
     assert json.loads(capsys.readouterr().out)["skipped"] == 1
 
 
+def test_passes_measure_every_model_again_and_a_finished_run_takes_more(model_dir, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
+    capsys.readouterr()
+    one_pass_keys = {r["key"] for r in _lines(out)}
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--passes", "3", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["measured"], summary["skipped"]) == (6, 3)  # pass 1 was done before
+    records = _lines(out)
+    assert [r["pass"] for r in records[3:]] == [2, 2, 2, 3, 3, 3]  # one whole pass after another
+    by_model = {}
+    for record in records:
+        by_model.setdefault(record["model"]["sha256"], []).append(record["key"])
+    assert all(len(set(keys)) == 3 for keys in by_model.values()) and len(by_model) == 3
+    assert one_pass_keys <= {r["key"] for r in records}  # pass 1 keeps the plain key
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--passes", "3", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 9
+
+
+def test_a_model_failing_its_first_pass_is_not_measured_in_later_ones(tmp_path, capsys):
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (model_dir / "a_broken.onnx").write_bytes(b"not an onnx model")
+    tiny_mlp(model_dir / "b_good.onnx")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--passes", "2", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["measured"], summary["failed"], summary["skipped"]) == (2, 1, 1)
+
+
 def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
     model_dir = tmp_path / "models"
     model_dir.mkdir()
@@ -155,6 +185,7 @@ def test_the_profiler_never_imports_cloud_side_packages(tmp_path):
         (["run", "{model}", "--out", "{tmp}/nofolder/r.jsonl"], "does not exist"),
         (["run", "{model}", "--out", "{tmp}/r.jsonl", "--provider", "NopeExecutionProvider"], "not available"),
         (["run", "{model}", "--out", "{tmp}/r.jsonl", "--target-ci", "2"], "--target-ci"),
+        (["run", "{model}", "--out", "{tmp}/r.jsonl", "--passes", "0"], "--passes"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
