@@ -47,6 +47,20 @@ def _model_of(source: dict):
     return materialize(NetSpec.from_json_dict(source["spec"]), weights=True)
 
 
+def remade_jobs(records: list[dict], folder: Path) -> list:
+    """Each record's network re-made into ``folder``, as a profiler job named like the record."""
+    import onnx
+
+    from sniper_profiler import ModelJob
+
+    jobs = []
+    for record in records:
+        path = folder / f"{record['model']['name']}.onnx"
+        onnx.save(_model_of(record["model"]["source"]), str(path))
+        jobs.append(ModelJob(str(path), name=record["model"]["name"]))
+    return jobs
+
+
 def _config_of(record: dict):
     from sniper_profiler.config import ProfileConfig
 
@@ -78,9 +92,7 @@ def _scores(predicted: dict, stored: dict, again: dict) -> dict:
 
 def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = "generator",
               predictions: str = "", device: str = "") -> dict:
-    import onnx
-
-    from sniper_profiler import ModelJob, run_profile
+    from sniper_profiler import run_profile
 
     pool = _candidates(results, since, kind)
     predicted = {}
@@ -91,11 +103,7 @@ def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = 
         raise SystemExit(f"bench_label_noise: {results} has no usable {kind} records")
     picked = [pool[i] for i in np.random.default_rng(seed).choice(len(pool), min(count, len(pool)), replace=False)]
     with tempfile.TemporaryDirectory(prefix="label-noise-") as scratch:
-        jobs = []
-        for record in picked:
-            path = Path(scratch) / f"{record['model']['name']}.onnx"
-            onnx.save(_model_of(record["model"]["source"]), str(path))
-            jobs.append(ModelJob(str(path), name=record["model"]["name"]))
+        jobs = remade_jobs(picked, Path(scratch))
         out = Path(scratch) / "again.jsonl"
         run_profile(jobs, out, _config_of(picked[0]))
         from sniper_profiler.records import read_records

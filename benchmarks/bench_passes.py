@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_label_noise import _candidates, _config_of, _model_of  # noqa: E402
+from bench_label_noise import _candidates, _config_of, remade_jobs  # noqa: E402
 
 
 def _minima_by_pass(path: Path) -> dict[str, list[float]]:
@@ -61,10 +61,6 @@ def _run(jobs: list, config, out: Path) -> float:
 def compare_passes(results: str, count: int, seed: int, passes: int) -> dict:
     import dataclasses
 
-    import onnx
-
-    from sniper_profiler import ModelJob
-
     pool = _candidates(results, "", "generator")
     if not pool:
         raise SystemExit(f"bench_passes: {results} has no usable generator records")
@@ -72,11 +68,7 @@ def compare_passes(results: str, count: int, seed: int, passes: int) -> dict:
     config = dataclasses.replace(_config_of(picked[0]), passes=passes)
     stored = {r["model"]["name"]: r["stats"]["min_s"] for r in picked}
     with tempfile.TemporaryDirectory(prefix="passes-") as scratch:
-        jobs = []
-        for record in picked:
-            path = Path(scratch) / f"{record['model']['name']}.onnx"
-            onnx.save(_model_of(record["model"]["source"]), str(path))
-            jobs.append(ModelJob(str(path), name=record["model"]["name"]))
+        jobs = remade_jobs(picked, Path(scratch))
         seconds = {run: _run(jobs, config, Path(scratch) / f"{run}.jsonl") for run in ("A", "B")}
         runs = {run: _minima_by_pass(Path(scratch) / f"{run}.jsonl") for run in ("A", "B")}
     complete = {run: {n: m for n, m in minima.items() if len(m) == passes} for run, minima in runs.items()}

@@ -17,6 +17,14 @@ from sniper_profiler.records import append_record, read_records
 FAST_CONFIG = ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.05)
 
 
+def _broken_and_good_models(tmp_path):
+    model_dir = tmp_path / "models"
+    model_dir.mkdir()
+    (model_dir / "a_broken.onnx").write_bytes(b"not an onnx model")
+    tiny_mlp(model_dir / "b_good.onnx")
+    return model_dir
+
+
 def _lines(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -83,22 +91,14 @@ def test_passes_measure_every_model_again_and_a_finished_run_takes_more(model_di
 
 
 def test_a_model_failing_its_first_pass_is_not_measured_in_later_ones(tmp_path, capsys):
-    model_dir = tmp_path / "models"
-    model_dir.mkdir()
-    (model_dir / "a_broken.onnx").write_bytes(b"not an onnx model")
-    tiny_mlp(model_dir / "b_good.onnx")
-    out = tmp_path / "r.jsonl"
+    model_dir, out = _broken_and_good_models(tmp_path), tmp_path / "r.jsonl"
     assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--passes", "2", *FAST]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["measured"], summary["failed"], summary["skipped"]) == (2, 1, 1)
 
 
 def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
-    model_dir = tmp_path / "models"
-    model_dir.mkdir()
-    (model_dir / "a_broken.onnx").write_bytes(b"not an onnx model")
-    tiny_mlp(model_dir / "b_good.onnx")
-    out = tmp_path / "r.jsonl"
+    model_dir, out = _broken_and_good_models(tmp_path), tmp_path / "r.jsonl"
     assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["measured"], summary["failed"]) == (1, 1)
