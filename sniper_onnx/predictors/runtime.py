@@ -280,9 +280,11 @@ class Predictor:
         bounds = self.meta.get("network_feature_range")
         if not bounds:
             return [[] for _ in range(len(nets))]
-        low, high = np.array(bounds["min"]), np.array(bounds["max"])
+        # Sizes span decades: a margin of 5 % of the linear range (up to 79 GMACs) would pass a net 10x
+        # smaller than any trained one, so the range and its margin are taken on a log scale.
+        low, high, values = (_log_scale(np.asarray(v, dtype=np.float64)) for v in (bounds["min"], bounds["max"], nets))
         slack = 0.05 * np.maximum(high - low, 1e-12)
-        beyond = (nets < low - slack) | (nets > high + slack)
+        beyond = (values < low - slack) | (values > high + slack)
         return [[self.network_feature_names[j] for j in np.flatnonzero(row)] for row in beyond]
 
     def _pcn_interval(self, device: str, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +304,11 @@ class Predictor:
             return None
         mean, std = regression_predict(regression, nets, self.network_feature_names)
         return small, mean, std
+
+
+def _log_scale(values: np.ndarray) -> np.ndarray:
+    """log(1 + |x|) with x's sign: monotonic, so ranges keep their order, and 0 stays 0."""
+    return np.sign(values) * np.log1p(np.abs(values))
 
 
 def regression_predict(regression: Mapping[str, Any], nets: np.ndarray, names: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -85,6 +85,16 @@ def test_extrapolation_is_flagged(trained):
     assert table.rows[1].predictor == predictor.source and Path(predictor.source).name in table.warnings()[0]
 
 
+def test_a_net_ten_times_smaller_than_any_trained_one_is_flagged(trained):
+    """On a linear scale the margin (5 % of a range spanning decades) would swallow the whole low end."""
+    _, predictor, _, data = trained
+    column = data.network_feature_names.index("total_macs")
+    inside = dict(zip(data.network_feature_names, data.network_matrix[0]))
+    tiny = dict(inside, total_macs=float(data.network_matrix[:, column].min() / 10))
+    table = predictor.predict([inside, tiny], ["phone"], network_names=["in", "tiny"])
+    assert table.rows[0].outside_training_range == [] and "total_macs" in table.rows[1].outside_training_range
+
+
 def test_shipped_predictor_predicts_an_onnx_file_without_torch(tmp_path):
     import onnx
 
