@@ -25,7 +25,7 @@ def predict_files(
     from sniper_onnx.analysis.kernels import kernel_table
 
     plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
-    features, kernels = [], []
+    features, kernels, notes = [], [], []
     for model in models:
         path = Path(model)
         if not path.is_file():
@@ -41,14 +41,35 @@ def predict_files(
             from sniper_onnx.analysis import analyze
 
             result = analyze(str(path), input_shapes=input_shapes)
+            data = result.to_json_dict()
             features.append(result.features)
             kernels.append(kernel_table(result.nodes))
+        notes += incomplete_cost_notes(str(path), data, from_json=path.suffix == ".json")
     names = [str(m) for m in models]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
-    merged = PredictionTable(predictor=", ".join(table.predictor for table in tables))
+    merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes)
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+def incomplete_cost_notes(name: str, analysis: Dict[str, Any], from_json: bool = False) -> List[str]:
+    """The analyzer's warnings when a network's costs are incomplete (unknown ops, unknown shapes).
+
+    Inputs with unknown dims are an error: every node after them has no cost, and the number would
+    describe a network that is not the one asked about."""
+    inputs = (analysis.get("model") or {}).get("inputs") or {}
+    open_inputs = {input_name: dims for input_name, dims in inputs.items() if dims is not None and None in dims}
+    if open_inputs and analysis.get("unknown_shape_nodes"):
+        input_name, dims = next(iter(open_inputs.items()))
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise SniperError(
+            f"{name}: input '{input_name}' has unknown dims ({shown}), so {len(analysis['unknown_shape_nodes'])} nodes "
+            f"have no cost and a prediction would be meaningless; {'re-run `sniper-onnx analyze --json` with' if from_json else 'pass'} "
+            f"--input-shape {input_name}=DIMS (e.g. {shown.replace('?', 'N')} with your N)")
+    if not analysis.get("unknown_ops") and not analysis.get("unknown_shape_nodes"):
+        return []
+    return [f"{name}: {warning}" for warning in analysis.get("warnings", [])]
 
 
 def kernel_table_of_json(data: Dict[str, Any]):

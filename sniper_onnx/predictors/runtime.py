@@ -58,14 +58,15 @@ class PredictionRow:
 class PredictionTable:
     predictor: str
     rows: List[PredictionRow] = field(default_factory=list)
+    analysis_warnings: List[str] = field(default_factory=list)  # incomplete costs (unknown ops or shapes)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {"predictor": self.predictor, "unit": "seconds", "interval": "90%",
                 "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings()}
 
     def warnings(self) -> List[str]:
-        """One line per network and predictor where the network's features lie outside that
-        predictor's training data."""
+        """The analyzer's warnings for networks whose costs are incomplete, then one line per network
+        and predictor where the network's features lie outside that predictor's training data."""
         seen: Dict[tuple, List[str]] = {}
         devices: Dict[tuple, int] = {}
         for row in self.rows:
@@ -73,7 +74,7 @@ class PredictionTable:
                 key = (row.network, Path(row.predictor).name if row.predictor else "the predictor")
                 seen.setdefault(key, row.outside_training_range)
                 devices[key] = devices.get(key, 0) + 1
-        return [f"{network}: {len(features)} feature(s) outside the training range of {source} "
+        return self.analysis_warnings + [f"{network}: {len(features)} feature(s) outside the training range of {source} "
                 f"({', '.join(features[:4])}{' ...' if len(features) > 4 else ''}); its {devices[network, source]} "
                 "row(s) are extrapolations, marked as such; adapt the predictor with measured samples of "
                 "similar networks (`sniper-onnx adapt`/`feedback`)"

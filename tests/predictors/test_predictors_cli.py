@@ -183,3 +183,38 @@ def test_held_out_archs_are_never_trained_on_and_every_device_is_reported(tmp_pa
     assert 0 < report.results["gpu_a"]["flops_loglog"]["mape_pct"] < 100
     with pytest.raises(SniperError, match="test share"):
         hwnas.held_out_archs_accuracy(table, None, test_share=1.0)
+
+
+def _symbolic_matmul(path, with_nonzero=False):
+    import onnx
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)]
+    if with_nonzero:
+        nodes.append(helper.make_node("NonZero", ["x"], ["nz"], name="nz"))
+        outputs.append(helper.make_tensor_value_info("nz", TensorProto.INT64, None))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "seq", 8])], outputs,
+                              [helper.make_tensor("W", TensorProto.FLOAT, [8, 4], [0.5] * 32)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+REFERENCE_CPU = "AMD EPYC | cpu fp32 t1 opt-all"
+
+
+def test_predict_refuses_an_input_with_unknown_dims_and_says_how_to_fix_it(tmp_path):
+    model = _symbolic_matmul(tmp_path / "seq.onnx")
+    _fails(["predict", str(model), "-d", REFERENCE_CPU], "input 'x' has unknown dims (1x?x8)")
+    _fails(["predict", str(model), "-d", REFERENCE_CPU], "--input-shape x=DIMS")
+    rows = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=1x16x8", "--json"]).stdout)["predictions"]
+    assert len(rows) == 1 and rows[0]["seconds"] > 0
+    analysis = tmp_path / "seq.json"
+    analysis.write_text(_ok(["analyze", str(model), "--json"]).stdout)
+    _fails(["predict", str(analysis), "-d", REFERENCE_CPU], "re-run `sniper-onnx analyze --json` with --input-shape")
+
+
+def test_predict_passes_on_the_analyzers_warning_when_costs_are_incomplete(tmp_path):
+    model = _symbolic_matmul(tmp_path / "nz.onnx", with_nonzero=True)
+    result = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=1x16x8", "--json"]).stdout)
+    assert any(w.startswith(f"{model}: 1 node whose cost depends on the input values") for w in result["warnings"])
