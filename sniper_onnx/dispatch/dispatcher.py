@@ -612,14 +612,15 @@ def _predictor_times(fleet: Fleet, models: list[str], types: list[str], fallback
     """Predictions for device types mapped to predictor devices; others get the calibration."""
     import onnx
 
-    from sniper_onnx import analyze
     from sniper_onnx.predictors import load_predictor
+    from sniper_onnx.predictors.commands import analyze_for_prediction
 
-    predictor = load_predictor(fleet.predictor)
-    features = [analyze(onnx.load_from_string(model_bytes(fleet.models[m]))).features for m in models]
+    predictor = load_predictor(fleet.predictor, devices=list(fleet.predictor_devices.values()))
+    networks = [analyze_for_prediction(onnx.load_from_string(model_bytes(fleet.models[m])), m) for m in models]
+    features, kernels = [n.features for n in networks], [n.kernel_table for n in networks]
     table = {m: {t: fallback(m, t) for t in types} for m in models}
     for dtype, name in fleet.predictor_devices.items():
-        rows = predictor.predict(features, [name], models).rows
+        rows = predictor.predict(features, [name], models, kernel_tables=kernels).rows
         for row in rows:
             table[row.network][dtype] = float(row.seconds)
     return table

@@ -22,8 +22,6 @@ def predict_files(
     Without ``predictor`` and ``devices``: every device of every shipped predictor."""
     import json
 
-    from sniper_onnx.analysis.kernels import kernel_table
-
     plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
     features, kernels, notes = [], [], []
     for model in models:
@@ -37,20 +35,39 @@ def predict_files(
                 kernels.append(kernel_table_of_json(data))
             except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
+            notes += incomplete_cost_notes(str(path), data, from_json=True)
         else:
-            from sniper_onnx.analysis import analyze
-
-            result = analyze(str(path), input_shapes=input_shapes)
-            data = result.to_json_dict()
-            features.append(result.features)
-            kernels.append(kernel_table(result.nodes))
-        notes += incomplete_cost_notes(str(path), data, from_json=path.suffix == ".json")
+            network = analyze_for_prediction(str(path), str(path), input_shapes)
+            features.append(network.features)
+            kernels.append(network.kernel_table)
+            notes += network.notes
     names = [str(m) for m in models]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes)
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+@dataclass
+class AnalyzedNetwork:
+    """What a predictor needs of one model: whole-graph features, the kernel table, and the
+    analyzer's warnings when its costs are incomplete."""
+
+    features: Dict[str, float]
+    kernel_table: Any
+    notes: List[str]
+
+
+def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[str, tuple]] = None) -> AnalyzedNetwork:
+    """Analyze a model (path or ModelProto) for ``Predictor.predict``; every caller that predicts
+    from an ONNX file goes through here, so all get the kernel-sum path and the same checks."""
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+
+    result = analyze(model, input_shapes=input_shapes)
+    notes = incomplete_cost_notes(name, result.to_json_dict())
+    return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes)
 
 
 def incomplete_cost_notes(name: str, analysis: Dict[str, Any], from_json: bool = False) -> List[str]:

@@ -76,14 +76,15 @@ def _check_devices(predictor: object, platform: Platform, predictor_path: object
 def with_predictor(platform: Platform, predictor_path: str | Path | None, models_dir: str | Path) -> PredictorSwap:
     """``predictor_path=None`` uses the predictor shipped with the package."""
     files = model_files(platform, models_dir)
-    from sniper_onnx import analyze
     from sniper_onnx.predictors import load_predictor
+    from sniper_onnx.predictors.commands import analyze_for_prediction
 
-    predictor = load_predictor(predictor_path)
+    predictor = load_predictor(predictor_path, devices=platform.predictor_device_names())  # None: the shipped one knowing them
     devices = _check_devices(predictor, platform, getattr(predictor, "source", predictor_path))
     names = list(files)
-    features = [analyze(str(files[name])).features for name in names]
-    table = predictor.predict(features, devices, network_names=names)
+    networks = [analyze_for_prediction(str(files[name]), str(files[name])) for name in names]
+    table = predictor.predict([n.features for n in networks], devices, network_names=names,
+                              kernel_tables=[n.kernel_table for n in networks])
     matrix = seconds_matrix(table, names, devices)
     predicted = platform.predicted_times.copy()
     for row, name in zip(matrix, names):

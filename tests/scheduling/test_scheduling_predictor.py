@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 import sniper_onnx
 import sniper_onnx.predictors
+import sniper_onnx.predictors.commands
 from sniper_onnx.cli import app
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.runtime import PredictionRow, PredictionTable
@@ -35,7 +36,7 @@ class StandIn:
     def __init__(self):
         self.asked = []
 
-    def predict(self, features, devices, network_names):
+    def predict(self, features, devices, network_names, kernel_tables=None):
         self.asked.append(list(devices))
         return table({(name, d): f["total_macs"] * 1e-9 * SCALE.get(d, 1.0)
                       for d in devices for name, f in zip(network_names, features)})
@@ -45,11 +46,11 @@ class StandIn:
 def stand_in(monkeypatch, tmp_path):
     macs = {"ResNet50": 4e8, "VGG16": 1.5e9}
     predictor = StandIn()
-    monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path: predictor)
+    monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path, devices=None: predictor)
     monkeypatch.setattr(
-        sniper_onnx, "analyze",
-        lambda path: types.SimpleNamespace(features={"total_macs": macs[path.rsplit("/", 1)[-1][:-5]]}),
-        raising=False,
+        sniper_onnx.predictors.commands, "analyze_for_prediction",
+        lambda path, name: types.SimpleNamespace(features={"total_macs": macs[path.rsplit("/", 1)[-1][:-5]]},
+                                                 kernel_table=None, notes=[]),
     )
     models = tmp_path / "models"
     models.mkdir()
@@ -120,8 +121,31 @@ def test_seconds_matrix():
 def test_models_alone_use_the_shipped_predictor(stand_in, monkeypatch):
     _, models, predictor = stand_in
     asked_paths = []
-    monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path: asked_paths.append(path) or predictor)
+    monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path, devices=None: asked_paths.append(path) or predictor)
     result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "1", "--duration", "5",
                                       "--policies", "sniper", "--models", str(models), "--json"])
     assert result.exit_code == 0, result.output
     assert asked_paths == [None]
+
+
+def test_the_shipped_predictor_answers_a_platform_as_predict_does(tmp_path):
+    """Same numbers as `sniper-onnx predict`, kernel-sum path included (it once got the PCN's)."""
+    import onnx
+    from sniper_generator.zoo import export_zoo_model
+
+    from sniper_onnx.predictors.commands import predict_files
+
+    models = tmp_path / "models"
+    models.mkdir()
+    onnx.save(export_zoo_model("resnet50", weights=False), str(models / "ResNet50.onnx"))
+    data = load_platform("paper").to_json_dict()
+    names = {"AGX": "AMD EPYC | cpu fp32 t1 opt-all", "TX2": "AMD EPYC | cpu fp32 t2 opt-all",
+             "NX": "AMD EPYC | cpu fp32 t1 opt-disabled"}
+    data["predictor_devices"] = names
+    platform = platform_from_dict(data)
+    swap = with_predictor(platform, None, models)
+    expected = predict_files([str(models / "ResNet50.onnx")], list(names.values()))
+    assert {row.path for row in expected.rows} == {"kernels"}
+    by_device = {row.device: row.seconds for row in expected.rows}
+    got = swap.platform.predicted_times[platform.model_index("ResNet50")]
+    assert list(got) == pytest.approx([by_device[names[t]] for t in platform.device_types])
