@@ -8,8 +8,10 @@ Everything the predictor needs is inside its ONNX file: the input order is in it
 (``sniper.network_feature_names``, ``sniper.device_feature_names``) and so is the device table
 (name -> raw device features, last value the correction slot). A predictor with a kernel-sum path
 also takes each network's kernel table (``--kernels``), and its metadata ``sniper.kernel_path``
-says on which devices that path answers. This script assigns each task to the device that would
-finish it earliest, given what is already queued there.
+says on which devices that path answers. Networks below the Structure Checker's threshold
+(``sniper.structure_checker``) take the device's Bayesian ridge, whose numbers are in
+``sniper.regression``. This script assigns each task to the device that would finish it earliest,
+given what is already queued there.
 """
 
 from __future__ import annotations
@@ -54,6 +56,20 @@ def predict_seconds(session, meta, features: dict, kernel_rows: list | None = No
     return {d: float(k if u else p) for d, p, k, u in zip(devices, pcn, kernel_sum, use)}
 
 
+def structure_checked(meta, features: dict, seconds: dict) -> dict:
+    """The Structure Checker: networks below its threshold get the device's Bayesian ridge (stored
+    as numbers in the metadata) on uncorrected devices, as `sniper-onnx predict` does."""
+    checker = meta.get("structure_checker")
+    if not checker or features[checker["feature"]] >= checker["threshold"]:
+        return seconds
+    answered = dict(seconds)
+    for device, ridge in (meta.get("regression") or {}).items():
+        if device in answered and meta["device_table"][device][-1] == 0:
+            z = (np.array([features[n] for n in ridge["features"]]) - np.array(ridge["mean"])) / np.array(ridge["scale"])
+            answered[device] = float(z @ np.array(ridge["coef"]) + ridge["intercept"])
+    return answered
+
+
 def schedule(predictor: str, analyses: list) -> list:
     session, meta = load(predictor)
     busy_until = {device: 0.0 for device in meta["device_table"]}
@@ -62,6 +78,7 @@ def schedule(predictor: str, analyses: list) -> list:
         with open(path) as handle:
             analysis = json.load(handle)
         seconds = predict_seconds(session, meta, analysis["features"], (analysis.get("kernel_table") or {}).get("rows"))
+        seconds = structure_checked(meta, analysis["features"], seconds)
         device = min(busy_until, key=lambda d: busy_until[d] + seconds[d])
         busy_until[device] += seconds[device]
         plan.append({"task": path, "device": device, "predicted_ms": 1e3 * seconds[device],

@@ -36,3 +36,20 @@ def test_foreign_scheduler_matches_library_predictions(tmp_path, trained):
     out = subprocess.run([sys.executable, str(EXAMPLE), str(path), *analyses], capture_output=True, text=True, check=True)
     plan = [json.loads(line) for line in out.stdout.splitlines()]
     assert [p["task"] for p in plan] == analyses and all(p["device"] in predictor.devices for p in plan)
+
+
+def test_foreign_scheduler_applies_the_structure_checker_as_the_library_does(trained):
+    path, predictor, _, data = trained
+    example = _load_example()
+    session, meta = example.load(str(path))
+    threshold = meta["structure_checker"]["threshold"]
+    column = data.network_feature_names.index(meta["structure_checker"]["feature"])
+    small = [i for i in range(len(data.network_matrix)) if data.network_matrix[i, column] < threshold]
+    assert small, "the fixture's predictor sends no network to the regression; the test would prove nothing"
+    features = dict(zip(data.network_feature_names, data.network_matrix[small[0]].tolist()))
+    table = predictor.predict([features])
+    assert "regression" in {r.path for r in table.rows}
+    seconds = example.structure_checked(meta, features, example.predict_seconds(session, meta, features))
+    for row in table.rows:
+        assert seconds[row.device] == pytest.approx(row.seconds, rel=1e-5), (row.device, row.path)
+
