@@ -58,3 +58,30 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, tmp_path)
     result = CliRunner().invoke(app, ["analyze", str(model)])
     assert result.exit_code == 141
     assert "internal error" not in result.output
+
+
+def _sniper(*args, cwd):
+    entry = "import sys; from sniper_onnx.cli import main; sys.exit(main())"
+    return subprocess.run([sys.executable, "-c", entry, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_an_error_inside_a_progress_bar_is_still_exactly_one_line(tmp_path):
+    """A real process with pipes (not CliRunner): rich used to leave a blank line before the error."""
+    for args in (["simulate", "--platform", "nope.json"], ["generate", "--count", "0", "--out", "g"]):
+        result = _sniper(*args, cwd=tmp_path)
+        assert result.returncode == 2 and result.stdout == "", args
+        assert result.stderr.startswith("sniper-onnx: error:") and result.stderr.count("\n") == 1, (args, result.stderr)
+
+
+def test_piped_stdout_holds_the_summary_and_no_bar_frames(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(tmp_path / "m.onnx"))
+    result = _sniper("profile", "m.onnx", "--out", "r.jsonl", "--threads", "1", "--max-time", "0.05", "--min-time", "0",
+                     "--warmup", "1", "--min-repeats", "3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("\n") == 1 and result.stdout.startswith("1 measured, 0 failed"), result.stdout

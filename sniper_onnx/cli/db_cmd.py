@@ -26,12 +26,12 @@ def register(app: typer.Typer) -> None:
         json_output: JsonOption = False,
     ) -> None:
         """Import profiler results (idempotent: importing a file twice adds nothing)."""
-        from rich.progress import Progress
+        from sniper_onnx.cli.progress import progress_bar
 
         from sniper_onnx.database import Database, import_results
 
         summaries = []
-        with Database(db) as database, Progress(transient=True, disable=json_output) as progress:
+        with Database(db) as database, progress_bar(disable=json_output) as progress:
             for path in results:
                 task = progress.add_task(f"importing {path.name}", total=None)
                 summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total), models or ()))

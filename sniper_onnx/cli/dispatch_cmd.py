@@ -112,11 +112,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool):
-    from rich.progress import Progress
+    from sniper_onnx.cli.progress import progress_bar
 
     from sniper_onnx.dispatch import dispatch
 
-    with Progress(disable=quiet, transient=True) as bar:
+    with progress_bar(disable=quiet) as bar:
         job = bar.add_task("dispatching", total=len(tasks))
         return dispatch(fleet, tasks, policy, db=db, deadline_factor=deadline_factor, calibration_repeats=repeats,
                         kills=kills, hang_floor_s=hang_timeout,

@@ -23,13 +23,11 @@ def import_latencies(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Import an external latency table (HW-NAS-Bench, HELP, or any similar CSV). Idempotent: a second import adds nothing."""
-    from rich.console import Console
-    from rich.progress import Progress
-
+    from sniper_onnx.cli.progress import progress_bar
     from sniper_onnx.database.external import import_latency_table
 
     # progress on stderr, so stdout holds only the summary (or the one JSON object)
-    with Progress(console=Console(stderr=True), transient=True, disable=as_json) as bar:
+    with progress_bar(disable=as_json) as bar:
         task = bar.add_task(f"importing {table.name}", total=None)
         result = import_latency_table(
             db, table, device_specs=device_specs, layout=layout, unit=unit, network_column=network_column,

@@ -12,11 +12,11 @@ FAMILY_HELP = "cnn, cnn-strided (blocks that stride), cnn-wide (big convs at ful
 
 
 def _progress(label: str):
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                    console=Console(stderr=True), transient=True)
+    from sniper_onnx.cli.progress import progress_bar
+
+    return progress_bar(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
 
 
 def _run_with_progress(total: int, label: str, work):

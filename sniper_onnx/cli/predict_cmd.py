@@ -30,9 +30,9 @@ def _table(title: str, columns: List[str], rows: List[List[str]]) -> None:
 
 
 def _epoch_progress(epochs: int):
-    from rich.progress import Progress
+    from sniper_onnx.cli.progress import progress_bar
 
-    progress = Progress(transient=True)
+    progress = progress_bar()
     task = progress.add_task("training the PCN", total=epochs)
 
     def advance(epoch: int, loss: float) -> None:

@@ -108,10 +108,12 @@ def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], repeats: int, json_
 
 
 def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from sniper_onnx.cli.progress import progress_bar
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=disable) as progress:
+    with progress_bar(*columns, disable=disable, transient=False) as progress:
         task = progress.add_task("profiling", total=len(jobs))
 
         def hook(event: str, amount: int, detail: Optional[str]) -> None:

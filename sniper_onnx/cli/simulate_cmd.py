@@ -83,10 +83,9 @@ class _Progress:
     def __enter__(self):
         if self.quiet or self.total < 10:
             return None
-        from rich.console import Console
-        from rich.progress import Progress
+        from sniper_onnx.cli.progress import progress_bar
 
-        self.bar = Progress(console=Console(stderr=True), transient=True)
+        self.bar = progress_bar()
         self.bar.start()
         task = self.bar.add_task("simulating", total=self.total)
         return lambda n: self.bar.advance(task, n)
