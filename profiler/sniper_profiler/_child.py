@@ -34,6 +34,18 @@ def _limit_memory(gigabytes: float) -> None:
         pass
 
 
+# onnxruntime's own words -> what to do about them, appended to the failure reason
+_HINTS = (
+    ("Unsupported model IR version", "the model's IR version is newer than this onnxruntime reads: re-save it "
+     "with an older one (onnx: set model.ir_version, then onnx.save) or upgrade onnxruntime"),
+)
+
+
+def _with_hint(reason: str) -> str:
+    hints = [hint for marker, hint in _HINTS if marker in reason]
+    return reason if not hints else f"{reason} ({'; '.join(hints)})"
+
+
 def main(job_path: str, result_path: str) -> int:
     _die_with_parent()
     from sniper_profiler.config import ProfileConfig, ProfilerError
@@ -56,7 +68,8 @@ def main(job_path: str, result_path: str) -> int:
     except Exception as error:  # noqa: BLE001 - any model problem becomes a failure record
         reason = f"{type(error).__name__}: {error}".strip()
         kind = "out_of_memory" if "memory" in reason.lower() and "alloc" in reason.lower() else "error"
-        result = {"status": "failed", "failure": {"kind": kind, "reason": reason[:2000], "traceback": traceback.format_exc()[-4000:]}}
+        result = {"status": "failed", "failure": {"kind": kind, "reason": _with_hint(reason[:2000]),
+                                                  "traceback": traceback.format_exc()[-4000:]}}
         code = 3
     temporary = result_path + ".tmp"
     with open(temporary, "w") as handle:

@@ -110,6 +110,20 @@ def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["failed"] == 1  # ... unless retried
 
 
+def test_a_model_too_new_for_onnxruntime_fails_with_what_to_do(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 99
+    onnx.save(model, str(tmp_path / "new.onnx"))
+    result = runner.run_child(str(tmp_path / "new.onnx"), FAST_CONFIG)
+    assert result["status"] == "failed" and "set model.ir_version" in result["failure"]["reason"]
+
+
 def test_hang_becomes_a_timeout_failure(tmp_path):
     config = ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.05, timeout_s=0.01)
     result = runner.run_child(str(tiny_mlp(tmp_path / "m.onnx")), config)
