@@ -613,10 +613,11 @@ def _predictor_times(fleet: Fleet, models: list[str], types: list[str], fallback
     import onnx
 
     from sniper_onnx.predictors import load_predictor
-    from sniper_onnx.predictors.commands import analyze_for_prediction
+    from sniper_onnx.predictors.commands import FIX_THE_EXPORT, analyze_for_prediction
 
     predictor = load_predictor(fleet.predictor, devices=list(fleet.predictor_devices.values()))
-    networks = [analyze_for_prediction(onnx.load_from_string(model_bytes(fleet.models[m])), m) for m in models]
+    networks = [analyze_for_prediction(onnx.load_from_string(model_bytes(fleet.models[m])), m, remedy=FIX_THE_EXPORT)
+                for m in models]
     features, kernels = [n.features for n in networks], [n.kernel_table for n in networks]
     table = {m: {t: fallback(m, t) for t in types} for m in models}
     for dtype, name in fleet.predictor_devices.items():

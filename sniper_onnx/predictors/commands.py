@@ -35,7 +35,7 @@ def predict_files(
                 kernels.append(kernel_table_of_json(data))
             except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
-            notes += incomplete_cost_notes(str(path), data, from_json=True)
+            notes += incomplete_cost_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
         else:
             network = analyze_for_prediction(str(path), str(path), input_shapes)
             features.append(network.features)
@@ -59,18 +59,24 @@ class AnalyzedNetwork:
     notes: List[str]
 
 
-def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[str, tuple]] = None) -> AnalyzedNetwork:
+# for callers without an --input-shape option (simulate --models, dispatch)
+FIX_THE_EXPORT = "export the model with fixed input dims (e.g. onnxsim --overwrite-input-shape), giving"
+
+
+def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[str, tuple]] = None,
+                           remedy: str = "pass --input-shape") -> AnalyzedNetwork:
     """Analyze a model (path or ModelProto) for ``Predictor.predict``; every caller that predicts
-    from an ONNX file goes through here, so all get the kernel-sum path and the same checks."""
+    from an ONNX file goes through here, so all get the kernel-sum path and the same checks.
+    ``remedy`` starts the advice for an input with unknown dims."""
     from sniper_onnx.analysis import analyze
     from sniper_onnx.analysis.kernels import kernel_table
 
     result = analyze(model, input_shapes=input_shapes)
-    notes = incomplete_cost_notes(name, result.to_json_dict())
+    notes = incomplete_cost_notes(name, result.to_json_dict(), remedy)
     return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes)
 
 
-def incomplete_cost_notes(name: str, analysis: Dict[str, Any], from_json: bool = False) -> List[str]:
+def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:
     """The analyzer's warnings when a network's costs are incomplete (unknown ops, unknown shapes).
 
     Inputs with unknown dims are an error: every node after them has no cost, and the number would
@@ -82,8 +88,8 @@ def incomplete_cost_notes(name: str, analysis: Dict[str, Any], from_json: bool =
         shown = "x".join("?" if d is None else str(d) for d in dims)
         raise SniperError(
             f"{name}: input '{input_name}' has unknown dims ({shown}), so {len(analysis['unknown_shape_nodes'])} nodes "
-            f"have no cost and a prediction would be meaningless; {'re-run `sniper-onnx analyze --json` with' if from_json else 'pass'} "
-            f"--input-shape {input_name}=DIMS (e.g. {shown.replace('?', 'N')} with your N)")
+            f"have no cost and a prediction would be meaningless; {remedy} {input_name}=DIMS "
+            f"(e.g. {shown.replace('?', 'N')} with your N)")
     if not analysis.get("unknown_ops") and not analysis.get("unknown_shape_nodes"):
         return []
     return [f"{name}: {warning}" for warning in analysis.get("warnings", [])]

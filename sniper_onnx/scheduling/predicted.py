@@ -77,12 +77,12 @@ def with_predictor(platform: Platform, predictor_path: str | Path | None, models
     """``predictor_path=None`` uses the predictor shipped with the package."""
     files = model_files(platform, models_dir)
     from sniper_onnx.predictors import load_predictor
-    from sniper_onnx.predictors.commands import analyze_for_prediction
+    from sniper_onnx.predictors.commands import FIX_THE_EXPORT, analyze_for_prediction
 
     predictor = load_predictor(predictor_path, devices=platform.predictor_device_names())  # None: the shipped one knowing them
     devices = _check_devices(predictor, platform, getattr(predictor, "source", predictor_path))
     names = list(files)
-    networks = [analyze_for_prediction(str(files[name]), str(files[name])) for name in names]
+    networks = [analyze_for_prediction(str(files[name]), str(files[name]), remedy=FIX_THE_EXPORT) for name in names]
     table = predictor.predict([n.features for n in networks], devices, network_names=names,
                               kernel_tables=[n.kernel_table for n in networks])
     matrix = seconds_matrix(table, names, devices)

@@ -49,7 +49,7 @@ def stand_in(monkeypatch, tmp_path):
     monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path, devices=None: predictor)
     monkeypatch.setattr(
         sniper_onnx.predictors.commands, "analyze_for_prediction",
-        lambda path, name: types.SimpleNamespace(features={"total_macs": macs[path.rsplit("/", 1)[-1][:-5]]},
+        lambda path, name, remedy=None: types.SimpleNamespace(features={"total_macs": macs[path.rsplit("/", 1)[-1][:-5]]},
                                                  kernel_table=None, notes=[]),
     )
     models = tmp_path / "models"
@@ -149,3 +149,19 @@ def test_the_shipped_predictor_answers_a_platform_as_predict_does(tmp_path):
     by_device = {row.device: row.seconds for row in expected.rows}
     got = swap.platform.predicted_times[platform.model_index("ResNet50")]
     assert list(got) == pytest.approx([by_device[names[t]] for t in platform.device_types])
+
+
+def test_a_model_file_with_open_input_dims_is_refused_with_a_fix_simulate_can_use(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "seq", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    models = tmp_path / "models"
+    models.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(models / "ResNet50.onnx"))
+    data = load_platform("paper").to_json_dict()
+    data["predictor_devices"] = {t: "AMD EPYC | cpu fp32 t1 opt-all" for t in ("AGX", "TX2", "NX")}
+    with pytest.raises(SniperError, match=r"unknown dims \(1x\?x8\).*export the model with fixed input dims"):
+        with_predictor(platform_from_dict(data), None, models)
