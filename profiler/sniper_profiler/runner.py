@@ -105,14 +105,15 @@ class Profiler:
     def key_for(self, job: ModelJob, sha256: Optional[str] = None, pass_index: int = 1) -> str:
         """Pass 1 keeps the plain key, so a finished run can be given more passes later."""
         model_key = job.key or f"sha256:{sha256 or file_sha256(job.path)}"
-        return f"{model_key}|{self.config_id}" + (f"|pass{pass_index}" if pass_index > 1 else "")
+        return _in_pass(f"{model_key}|{self.config_id}", pass_index)
 
     def is_done(self, job: ModelJob, pass_index: int = 1) -> bool:
         return self.key_for(job, pass_index=pass_index) in self.done
 
     def should_skip(self, job: ModelJob, pass_index: int) -> bool:
         """Done in this pass, or a later pass of a model whose first pass failed (it would fail again)."""
-        return self.is_done(job, pass_index) or (pass_index > 1 and self.key_for(job) in self.failed)
+        first = self.key_for(job)  # one hash of the file for both questions
+        return _in_pass(first, pass_index) in self.done or (pass_index > 1 and first in self.failed)
 
     def profile(self, job: ModelJob, pass_index: int = 1) -> Dict[str, Any]:
         """Measure one model in a child process and append its record (success or failure)."""
@@ -171,6 +172,10 @@ class Profiler:
             return False
         during = (stats or {}).get("others_busy_during")
         return bool(quiet and not quiet.quiet) or (during is not None and during > self.config.max_busy)
+
+
+def _in_pass(first_pass_key: str, pass_index: int) -> str:
+    return first_pass_key + (f"|pass{pass_index}" if pass_index > 1 else "")
 
 
 def _load_average() -> Optional[float]:
