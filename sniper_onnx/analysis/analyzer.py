@@ -43,8 +43,10 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
         warnings.append(f"{_count_nodes(data_dependent)} whose cost depends on the input values, not only their shapes "
                         f"(counted with 0 MACs; their outputs' sizes are known only when run): {_named(data_dependent)}")
     if by_shape:
-        warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; "
-                        "set the input dims with --input-shape NAME=DIMS")
+        open_inputs = any(d is None or isinstance(d, str) for dims in prepared.resolved_inputs.values() for d in dims)
+        remedy = ("they follow the unknown ops, whose output shapes nothing gives"
+                  if unknown_ops and not open_inputs else "set the input dims with --input-shape NAME=DIMS")
+        warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; {remedy}")
     return AnalysisResult(
         source=prepared.source,
         features=compute_features(costs, structure),

@@ -31,6 +31,15 @@ _GROUP_OF_OP = {
     **dict.fromkeys(("MaxPool", "AveragePool"), "pool"),
     **dict.fromkeys(("GlobalAveragePool", "GlobalMaxPool"), "global_pool"),
 }
+# onnxruntime's fused and blocked-layout kernels run the same arithmetic as the standard op they
+# replace; their fused activation or residual add is in their MACs.
+_STANDARD_OP_OF = {
+    "com.microsoft::FusedConv": "Conv", "com.microsoft::FusedGemm": "Gemm", "com.microsoft::FusedMatMul": "MatMul",
+    "com.microsoft::Gelu": "Gelu", "com.microsoft::FastGelu": "Gelu", "com.microsoft::BiasGelu": "Gelu",
+    "com.microsoft::QuickGelu": "Gelu", "com.microsoft::SkipLayerNormalization": "LayerNormalization",
+    **{f"com.microsoft.nchwc::{op}": op for op in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")},
+    "com.microsoft.nchwc::ReorderInput": "Transpose", "com.microsoft.nchwc::ReorderOutput": "Transpose",
+}
 # log2(1 + x) of each size, so a row stays O(10) whatever the network's scale.
 KERNEL_SIZE_COLUMNS = (
     "log2_macs", "log2_output_elements", "log2_input_elements", "log2_param_bytes", "log2_kernel_h",
@@ -64,6 +73,7 @@ def _known(shape: Any, rank: int) -> bool:
 
 def kernel_group(node: Any) -> str:
     op_type = _get(node, "op_type")
+    op_type = _STANDARD_OP_OF.get(op_type, op_type)
     if op_type == "Conv":
         shapes = _get(node, "input_shapes")
         if len(shapes) > 1 and _known(shapes[0], 2) and _known(shapes[1], 2) and shapes[1][1] > 0:

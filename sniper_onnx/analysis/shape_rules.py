@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 
 MICROSOFT = "com.microsoft"
+NCHWC = "com.microsoft.nchwc"
 DEFAULT_DOMAINS = ("", "ai.onnx")
 
 SAME_SHAPE_OPS = frozenset(
@@ -97,6 +98,73 @@ def fused_matmul_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
     return None if batch is None else (*batch, rows, cols)
 
 
+def pool_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """MaxPool/AveragePool: Conv's arithmetic over the input's channels, with ceil_mode."""
+    if not inputs or inputs[0] is None or not _attr(node, "kernel_shape"):
+        return None
+    data = inputs[0]
+    spatial = len(data) - 2
+    kernel = _attr(node, "kernel_shape")
+    strides = _attr(node, "strides") or [1] * spatial
+    dilations = _attr(node, "dilations") or [1] * spatial
+    pads = _attr(node, "pads") or [0] * (2 * spatial)
+    auto_pad = _attr(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    round_up = bool(_attr(node, "ceil_mode", 0))
+    out = [data[0], data[1]]
+    for axis in range(spatial):
+        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+            out.append(-(-data[axis + 2] // strides[axis]))
+            continue
+        padding = 0 if auto_pad == "VALID" else pads[axis] + pads[axis + spatial]
+        span = dilations[axis] * (kernel[axis] - 1) + 1
+        reach = data[axis + 2] + padding - span
+        out.append((-(-reach // strides[axis]) if round_up else reach // strides[axis]) + 1)
+    return tuple(out)
+
+
+def global_pool_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    if not inputs or inputs[0] is None or len(inputs[0]) < 2:
+        return None
+    return (*inputs[0][:2], *([1] * (len(inputs[0]) - 2)))
+
+
+def reorder_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """NCHWc ReorderOutput: back to the model's own channel count (attribute ``channels``)."""
+    if not inputs or inputs[0] is None or len(inputs[0]) < 2 or not _attr(node, "channels"):
+        return None
+    data, channels = inputs[0], int(_attr(node, "channels"))
+    if _attr(node, "channels_last", 0):
+        return (data[0], *data[2:], channels)
+    return (data[0], channels, *data[2:])
+
+
+def reorder_input(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """NCHWc ReorderInput: to channels-first. The padding of the channels to the block size (8 or 16,
+    decided by the machine that runs it) is left out, as in the costs."""
+    if not inputs or inputs[0] is None or len(inputs[0]) < 2:
+        return None
+    data = inputs[0]
+    return (data[0], data[-1], *data[1:-1]) if _attr(node, "channels_last", 0) else data
+
+
+def nchwc_upsample_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    scales = _attr(node, "scales")
+    if not inputs or inputs[0] is None or not scales or len(scales) != len(inputs[0]):
+        return None
+    return tuple(d * int(s) for d, s in zip(inputs[0], scales))
+
+
+NCHWC_RULES: dict[str, Rule] = {
+    "Conv": conv_output,
+    "MaxPool": pool_output,
+    "AveragePool": pool_output,
+    "GlobalMaxPool": global_pool_output,
+    "GlobalAveragePool": global_pool_output,
+    "ReorderInput": reorder_input,
+    "ReorderOutput": reorder_output,
+    "Upsample": nchwc_upsample_output,
+}
 MICROSOFT_RULES: dict[str, Rule] = {
     **{op: same_as_first for op in MICROSOFT_SAME_SHAPE_OPS},
     "FusedConv": conv_output,
@@ -114,6 +182,8 @@ def rule_for(node: onnx.NodeProto) -> Rule | None:
         return DEFAULT_RULES.get(node.op_type)
     if node.domain == MICROSOFT:
         return MICROSOFT_RULES.get(node.op_type)
+    if node.domain == NCHWC:
+        return NCHWC_RULES.get(node.op_type)
     return None
 
 

@@ -92,7 +92,9 @@ def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pa
             f"(e.g. {shown.replace('?', 'N')} with your N)")
     if not analysis.get("unknown_ops") and not analysis.get("unknown_shape_nodes"):
         return []
-    return [f"{name}: {warning}" for warning in analysis.get("warnings", [])]
+    notes = [f"{name}: {warning}" for warning in analysis.get("warnings", [])]
+    missing = sum((analysis.get("unknown_ops") or {}).values()) + len(analysis.get("unknown_shape_nodes") or [])
+    return notes + [f"{name}: the predictions leave out the time of those {missing} node(s): read them as lower bounds"]
 
 
 def kernel_table_of_json(data: Dict[str, Any]):

@@ -30,3 +30,44 @@ def test_fused_model_keeps_conv_costs_and_every_shape(tmp_path):
     conv_outputs = {t for n in before.nodes if n.op_type == "Conv" for t in n.outputs}
     fused_relus = sum(n.macs for n in before.nodes if n.op_type == "Relu" and set(n.inputs) <= conv_outputs)
     assert after.features["conv_macs"] == before.features["conv_macs"] + fused_relus
+
+
+def test_blocked_layout_model_costs_like_the_original(tmp_path):
+    """ORT_ENABLE_ALL on x86 saves com.microsoft.nchwc kernels (Conv with fused Relu, MaxPool with
+    ceil_mode, ReorderOutput): each gets a cost, every shape is known, and the kernel table sees convs."""
+    from sniper_onnx.analysis.kernels import kernel_group
+
+    original = tmp_path / "squeezenet.onnx"
+    onnx.save(zoo.export_zoo_model("squeezenet1_1", weights=True), original)
+    optimized = tmp_path / "squeezenet_nchwc.onnx"
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.optimized_model_filepath = str(optimized)
+    ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
+
+    before, after = analyze(original), analyze(optimized)
+    if not any(n.op_type.startswith("com.microsoft.nchwc::") for n in after.nodes):
+        pytest.skip("this CPU has no NCHWc kernels")
+    assert after.unknown_ops == {} and after.unknown_shape_nodes == [] and after.warnings == []
+    assert after.model_info["outputs"] == before.model_info["outputs"]
+    for name in ("num_conv", "num_conv1x1", "num_conv3x3", "num_maxpool", "num_concat"):
+        assert after.features[name] == before.features[name], name
+    # onnxruntime pads a few weights to its channel block: within 1 %, not a factor
+    assert after.features["total_macs"] == pytest.approx(before.features["total_macs"], rel=0.01)
+    conv_rows = [n for n in after.nodes if kernel_group(n) == "conv"]
+    assert len(conv_rows) == before.features["num_conv"]
+
+
+def test_nodes_after_an_unknown_op_are_not_blamed_on_the_input_dims():
+    weight = onnx.helper.make_tensor("W", onnx.TensorProto.FLOAT, [8, 3, 3, 3], [1.0] * 216)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("MyOp", ["x"], ["y"], domain="acme"),
+         onnx.helper.make_node("Conv", ["y", "W"], ["z"], pads=[1, 1, 1, 1])],
+        "g", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 32, 32])],
+        [onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)], [weight])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17),
+                                                         onnx.helper.make_opsetid("acme", 1)])
+    result = analyze(model)
+    assert result.unknown_ops == {"acme::MyOp": 1}
+    shape_warning = next(w for w in result.warnings if "unknown shapes" in w)
+    assert "follow the unknown ops" in shape_warning and "--input-shape" not in shape_warning

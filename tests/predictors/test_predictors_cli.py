@@ -218,3 +218,22 @@ def test_predict_passes_on_the_analyzers_warning_when_costs_are_incomplete(tmp_p
     model = _symbolic_matmul(tmp_path / "nz.onnx", with_nonzero=True)
     result = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=1x16x8", "--json"]).stdout)
     assert any(w.startswith(f"{model}: 1 node whose cost depends on the input values") for w in result["warnings"])
+    assert any(w.endswith("read them as lower bounds") for w in result["warnings"])
+
+
+def test_predict_on_a_model_with_an_unknown_op_says_its_time_is_left_out(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MyOp", ["x"], ["y"], domain="acme", name="mine"),
+         helper.make_node("MatMul", ["y", "W"], ["z"], name="mm")],
+        "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+        [helper.make_tensor("W", TensorProto.FLOAT, [8, 4], [0.5] * 32)])
+    model = tmp_path / "custom.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("acme", 1)]),
+              str(model))
+    warnings = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
+    assert f"{model}: unknown ops counted with 0 MACs: acme::MyOp x1" in warnings
+    assert f"{model}: the predictions leave out the time of those 2 node(s): read them as lower bounds" in warnings
