@@ -192,7 +192,7 @@ def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
     stats.update(session_create_s=session_create_s, stop_reason=stop_reason, warmup=config.warmup,
                  cpu_time_per_run_s=cpu_per_run, sessions=len(sessions), others_busy_during=others_busy,
                  **_per_session(samples, replica_of, len(sessions)))
-    flags = list(output_check["flags"])
+    flags = list(output_check["flags"]) + (["precision_mismatch"] if precision_mismatch(sessions[0], config) else [])
     # A cap may end the loop after the interval has already narrowed enough: only a wide one counts.
     if stats["ci_relative_half_width"] > config.target_relative_ci:
         flags.append("ci_target_not_reached")
@@ -204,6 +204,32 @@ def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
         "providers_used": sessions[0].get_providers(),
         "onnxruntime_version": ort.__version__,
     }
+
+
+# The float type a model computes in, read from its graph inputs and outputs.
+MODEL_PRECISION = {"tensor(float)": "fp32", "tensor(float16)": "fp16", "tensor(bfloat16)": "bf16"}
+
+
+def model_precision(session: Any) -> Optional[str]:
+    """fp32, fp16 or bf16 from the first float input (else output); None for models without one."""
+    for spec in [*session.get_inputs(), *session.get_outputs()]:
+        if spec.type in MODEL_PRECISION:
+            return MODEL_PRECISION[spec.type]
+    return None
+
+
+def precision_mismatch(session: Any, config: ProfileConfig) -> bool:
+    """A half-precision model timed under an fp32 label (or an fp32 model under fp16/bf16 where no
+    provider converts it) would file its time under another device configuration's precision.
+    TensorRT builds fp32 models in fp16 or int8 on request; tf32 and int8 (QDQ models keep fp32
+    inputs) are labels fp32 models carry."""
+    found = model_precision(session)
+    if found is None or found == config.precision:
+        return False
+    if found == "fp32":
+        converts = config.provider == "TensorrtExecutionProvider" and config.precision in ("fp16", "int8")
+        return config.precision in ("fp16", "bf16") and not converts
+    return True
 
 
 def _warm_up(sessions: Sequence[Any], feeds: Dict[str, np.ndarray], config: ProfileConfig) -> None:

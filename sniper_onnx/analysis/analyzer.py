@@ -72,8 +72,20 @@ def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:
         "opsets": opsets,
         "num_nodes": len(model.graph.node),
         "inputs": {name: list(dims) for name, dims in resolved.items()},
+        "input_types": {vi.name: _element_type(vi) for vi in model.graph.input if vi.name in resolved},
         "outputs": outputs,
     }
+
+
+def _element_type(value: onnx.ValueInfoProto) -> str | None:
+    """numpy's name of an input's element type (float32, float16, int64, ...); None if unset."""
+    elem_type = value.type.tensor_type.elem_type
+    if not elem_type:
+        return None
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(elem_type).name
+    except (KeyError, TypeError, ValueError):
+        return onnx.TensorProto.DataType.Name(elem_type).lower()
 
 
 def _count_nodes(names: list[str]) -> str:

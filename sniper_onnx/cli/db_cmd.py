@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write")] = Path("train.csv"),
         db: DbOption = Path("ncd.sqlite"),
         device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device id (repeatable)")] = None,
-        exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy (contended_sessions are always left out)")] = None,
+        exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy (contended_sessions and precision_mismatch are always left out)")] = None,
         statistic: Annotated[str, typer.Option("--statistic", help="latency of each measurement: median (typical run), min (undisturbed run, most repeatable on shared hosts), p10 or mean")] = "median",
         json_output: JsonOption = False,
     ) -> None:
@@ -86,6 +86,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(asdict(result)))
             return
         typer.echo(f"{result.rows} rows -> {result.path}")
+        if result.left_out_by_flag:
+            shown = ", ".join(f"{count} {flag}" for flag, count in result.left_out_by_flag.items())
+            typer.echo(f"measurements left out by their flags: {shown} (docs/profiler.md, Flags)", err=True)
         if result.skipped_without_features:
             typer.echo(f"{result.skipped_without_features} (network, device) pairs skipped: their networks have no features yet", err=True)
 

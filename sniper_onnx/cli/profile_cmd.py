@@ -88,8 +88,22 @@ def register(app: typer.Typer) -> None:
                    + (f", {summary.imported} stored in {summary.db}" if summary.db else ""))
         for failure in summary.failures[:10]:
             typer.echo(f"  failed: {failure}", err=True)
+        for flag, names in summary.flagged.items():
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
 
     return None
+
+
+FLAG_ADVICE = {
+    "precision_mismatch": "the model's float type is not --precision's; `db export` leaves it out: "
+                          "measure it again with --precision set to the model's (fp16, bf16 or fp32)",
+    "denormal_outputs": "subnormal outputs slow x86 down up to 50x: initialize the weights like trained ones",
+    "nan_outputs": "the outputs hold NaN: check the weights and inputs",
+    "inf_outputs": "the outputs hold Inf: check the weights and inputs",
+    "machine_busy": "other work ran meanwhile: measure again on a quiet machine (`db export --exclude-flag machine_busy`)",
+    "ci_target_not_reached": "the timing interval stayed wide: raise --max-time or --max-repeats",
+}
 
 
 def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], repeats: int, json_output: bool) -> None:

@@ -43,6 +43,7 @@ class CollectSummary:
     skipped: int = 0
     imported: int = 0
     failures: list[str] = field(default_factory=list)
+    flagged: dict[str, list[str]] = field(default_factory=dict)  # flag -> names of the models it marks
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
@@ -194,6 +195,8 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, sc
         summary.failed += 1
         summary.failures.append(str(error))  # nothing was measured, so no record; retried on resume
         return
+    for flag in record.get("flags") or []:
+        summary.flagged.setdefault(flag, []).append(job.name)
     if record["status"] == "ok":
         summary.measured += 1
     else:

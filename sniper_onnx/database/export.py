@@ -25,8 +25,11 @@ TARGET_COLUMNS = ("latency_s", "measurements", "runs")
 DEVICE_PREFIX = "device_"
 # Flags the profiler sets (and contended_sessions, which the importer sets: importer.protocol_flags);
 # measurements with any of them can be left out with exclude_flags.
-KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy", "contended_sessions")
-ALWAYS_EXCLUDED_FLAGS = ("contended_sessions",)
+KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy", "contended_sessions",
+               "precision_mismatch")
+# A precision_mismatch time belongs to another precision than its device configuration's: training on
+# it would teach the configuration a second precision's speed.
+ALWAYS_EXCLUDED_FLAGS = ("contended_sessions", "precision_mismatch")
 
 
 @dataclass
@@ -36,6 +39,7 @@ class ExportSummary:
     skipped_without_features: int
     network_feature_names: list[str] = field(default_factory=list)
     device_feature_names: list[str] = field(default_factory=list)
+    left_out_by_flag: dict[str, int] = field(default_factory=dict)  # measurements, per flag that left them out
 
 
 def network_feature_names(feature_dicts: list[dict]) -> list[str]:
@@ -64,7 +68,8 @@ def export_csv(
     if not out.parent.exists():
         raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
     # Always left out: a biased protocol's numbers (kept in the database, superseded by re-measurements).
-    rows = list(db.latency_rows(sorted({*exclude_flags, *ALWAYS_EXCLUDED_FLAGS}), statistic))
+    excluded = sorted({*exclude_flags, *ALWAYS_EXCLUDED_FLAGS})
+    rows = list(db.latency_rows(excluded, statistic))
     if device_ids:
         unknown = sorted(set(device_ids) - {d.id for d in db.devices()})
         if unknown:
@@ -90,4 +95,5 @@ def export_csv(
                 _source_json(row["network_source"], paths.get(row["network_id"])),
             ])
     temporary.replace(out)
-    return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES))
+    return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES),
+                         db.flagged_counts(excluded, device_ids))

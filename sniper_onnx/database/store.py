@@ -426,6 +426,20 @@ class Database:
             per_device=per_device,
         )
 
+    def flagged_counts(self, flags: Sequence[str], device_ids: Optional[Sequence[str]] = None) -> dict[str, int]:
+        """Successful measurements (on ``device_ids``, default all) carrying each of ``flags``: those
+        a flag filter leaves out."""
+        counts = {}
+        devices = list(device_ids or [])
+        on_devices = f"AND m.device_id IN ({','.join('?' * len(devices))})" if devices else ""
+        for flag in flags:
+            (count,) = self._conn.execute(
+                f"SELECT COUNT(*) FROM measurements m WHERE m.status = 'ok' {on_devices} "
+                "AND EXISTS (SELECT 1 FROM json_each(m.flags) WHERE value = ?)", (*devices, flag)).fetchone()
+            if count:
+                counts[flag] = int(count)
+        return counts
+
     def latency_rows(self, exclude_flags: Sequence[str] = (), statistic: str = "median") -> Iterator[sqlite3.Row]:
         """One row per (network, device) with ``statistic`` (see :data:`LATENCY_STATISTICS`) of each
         of its successful measurements, in column ``latencies``, leaving out measurements carrying any

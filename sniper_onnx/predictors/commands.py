@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
@@ -23,7 +23,7 @@ def predict_files(
     import json
 
     plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
-    features, kernels, notes = [], [], []
+    features, kernels, notes, input_types = [], [], [], []
     for model in models:
         path = Path(model)
         if not path.is_file():
@@ -33,6 +33,7 @@ def predict_files(
                 data = json.loads(path.read_text())
                 features.append(data["features"])
                 kernels.append(kernel_table_of_json(data))
+                input_types.append((data.get("model") or {}).get("input_types") or {})
             except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
             notes += incomplete_cost_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
@@ -41,22 +42,53 @@ def predict_files(
             features.append(network.features)
             kernels.append(network.kernel_table)
             notes += network.notes
+            input_types.append(network.input_types)
     names = [str(m) for m in models]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
+    notes += precision_notes(names, input_types, plan, tables)
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes)
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
 
 
+# numpy's names of float element types, as the analyzer writes them in model.input_types
+FLOAT_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float64": 64}
+DEVICE_PRECISION_FEATURE = "precision_bits_over_32"
+
+
+def precision_notes(names: Sequence[str], input_types: Sequence[Dict[str, Any]], plan: Sequence[tuple],
+                    tables: Sequence[PredictionTable]) -> List[str]:
+    """A model whose float inputs are not of the width its device configurations were measured
+    at: the prediction is for the configuration's precision, not the model's."""
+    notes = []
+    for (loaded, _), table in zip(plan, tables):
+        feature_names = list(loaded.meta.get("device_feature_names", []))
+        if DEVICE_PRECISION_FEATURE not in feature_names:
+            continue
+        column = feature_names.index(DEVICE_PRECISION_FEATURE)
+        for name, types in zip(names, input_types):
+            floats = [t for t in types.values() if t in FLOAT_BITS]
+            if not floats:
+                continue
+            devices = sorted({row.device for row in table.rows if row.network == name
+                              and round(loaded.device_table[row.device][column] * 32) != FLOAT_BITS[floats[0]]})
+            if devices:
+                shown = ", ".join(devices[:3]) + (f" and {len(devices) - 3} more" if len(devices) > 3 else "")
+                notes.append(f"{name}: its inputs are {floats[0]}, but {shown} measured networks of another "
+                             f"precision: the prediction is for that precision, not the model's")
+    return notes
+
+
 @dataclass
 class AnalyzedNetwork:
-    """What a predictor needs of one model: whole-graph features, the kernel table, and the
-    analyzer's warnings when its costs are incomplete."""
+    """What a predictor needs of one model: whole-graph features, the kernel table, the analyzer's
+    warnings when its costs are incomplete, and its inputs' element types."""
 
     features: Dict[str, float]
     kernel_table: Any
     notes: List[str]
+    input_types: Dict[str, Any] = field(default_factory=dict)
 
 
 # for callers without an --input-shape option (simulate --models, dispatch)
@@ -73,7 +105,8 @@ def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[st
 
     result = analyze(model, input_shapes=input_shapes)
     notes = incomplete_cost_notes(name, result.to_json_dict(), remedy)
-    return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes)
+    return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes,
+                           dict(result.model_info.get("input_types") or {}))
 
 
 def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:

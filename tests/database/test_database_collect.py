@@ -150,3 +150,25 @@ def test_a_net_that_cannot_be_built_is_reported_and_the_run_goes_on(tmp_path, mo
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert (summary["measured"], summary["failed"]) == (1, 1) and "could not build" in summary["failures"][0]
+
+
+def test_a_flagged_model_is_named_and_left_out_of_exports(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.FLOAT), helper.make_node("Relu", ["wide"], ["y"])],
+        "half", [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "half.onnx"))
+    db_path = tmp_path / "ncd.sqlite"
+    profiled = runner.invoke(app, ["profile", str(tmp_path / "half.onnx"), "--db", str(db_path), *FAST])
+    assert profiled.exit_code == 0, profiled.output
+    assert "flagged precision_mismatch: half; the model's float type is not --precision's" in profiled.stderr
+    exported = runner.invoke(app, ["db", "export", "--db", str(db_path), "-o", str(tmp_path / "t.csv")])
+    assert exported.exit_code == 0, exported.output
+    assert exported.stdout.startswith("0 rows")
+    assert "measurements left out by their flags: 1 precision_mismatch" in exported.stderr
+    with Database(db_path) as db:  # kept: nothing measured is lost
+        assert db.flagged_counts(["precision_mismatch"]) == {"precision_mismatch": 1}

@@ -237,3 +237,27 @@ def test_predict_on_a_model_with_an_unknown_op_says_its_time_is_left_out(tmp_pat
     warnings = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
     assert f"{model}: unknown ops counted with 0 MACs: acme::MyOp x1" in warnings
     assert f"{model}: the predictions leave out the time of those 2 node(s): read them as lower bounds" in warnings
+
+
+def test_predict_says_when_a_model_is_of_another_precision_than_the_devices(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    def model(path, elem_type):
+        graph = helper.make_graph(
+            [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["wide", "W"], ["y"])],
+            "g", [helper.make_tensor_value_info("x", elem_type, [1, 16, 8])],
+            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+            [helper.make_tensor("W", TensorProto.FLOAT, [8, 4], [0.5] * 32)])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+        return path
+
+    half, full = model(tmp_path / "half.onnx", TensorProto.FLOAT16), model(tmp_path / "full.onnx", TensorProto.FLOAT)
+    result = json.loads(_ok(["predict", str(half), str(full), "-d", REFERENCE_CPU, "--json"]).stdout)
+    assert f"{half}: its inputs are float16, but {REFERENCE_CPU} measured networks of another precision: " \
+           "the prediction is for that precision, not the model's" in result["warnings"]
+    assert not any(w.startswith(f"{full}: its inputs are") for w in result["warnings"])
+    analysis = tmp_path / "half.json"  # the analyzer's JSON carries the input types too
+    analysis.write_text(_ok(["analyze", str(half), "--json"]).stdout)
+    warnings = json.loads(_ok(["predict", str(analysis), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
+    assert any(w.startswith(f"{analysis}: its inputs are float16") for w in warnings)

@@ -30,6 +30,20 @@ def tiny_mlp(path: Path, width: int = 32, activation: str = "Relu", batch: "int 
     return path
 
 
+def half_precision_model(path: Path, width: int = 8) -> Path:
+    """A float16 input, widened to float32 at once: a model whose float type is fp16."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.FLOAT), helper.make_node("Relu", ["wide"], ["y"])],
+        "half",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
 def mixed_inputs_model(path: Path) -> Path:
     """float, int64 and bool inputs with a symbolic dim."""
     graph = helper.make_graph(

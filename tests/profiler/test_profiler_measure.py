@@ -4,11 +4,11 @@ import itertools
 
 import numpy as np
 import pytest
-from profiler_testkit import mixed_inputs_model, tiny_mlp
+from profiler_testkit import half_precision_model, mixed_inputs_model, tiny_mlp
 
 from sniper_profiler import measure as measure_module
 from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option
-from sniper_profiler.measure import check_outputs, create_session, make_inputs, measure, time_runs
+from sniper_profiler.measure import check_outputs, create_session, make_inputs, measure, precision_mismatch, time_runs
 
 
 def test_inputs_follow_dtypes_and_symbolic_dims(tmp_path):
@@ -43,6 +43,19 @@ def test_denormal_weights_are_flagged_in_a_real_measurement(tmp_path):
     path = tiny_mlp(tmp_path / "denormal.onnx", width=8, activation="Identity", weight=1e-39)
     result = measure(str(path), ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.02))
     assert "denormal_outputs" in result["flags"]
+
+
+def test_a_model_of_another_precision_than_the_label_is_flagged(tmp_path):
+    half = create_session(str(half_precision_model(tmp_path / "half.onnx")), ProfileConfig(threads=1))
+    full = create_session(str(tiny_mlp(tmp_path / "full.onnx", width=8)), ProfileConfig(threads=1))
+    assert precision_mismatch(half, ProfileConfig()) and not precision_mismatch(half, ProfileConfig(precision="fp16"))
+    assert not precision_mismatch(full, ProfileConfig()) and not precision_mismatch(full, ProfileConfig(precision="tf32"))
+    assert precision_mismatch(full, ProfileConfig(precision="fp16"))  # the CPU provider runs it in fp32
+    # TensorRT builds an fp32 model in fp16 or int8 when asked; QDQ int8 models keep fp32 inputs
+    tensorrt = ProfileConfig(provider="tensorrt", precision="fp16")
+    assert not precision_mismatch(full, tensorrt) and not precision_mismatch(full, ProfileConfig(precision="int8"))
+    result = measure(str(tmp_path / "half.onnx"), ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.02))
+    assert "precision_mismatch" in result["flags"]
 
 
 def _fake_clock(monkeypatch, durations):
