@@ -43,7 +43,24 @@ def _network_inputs(data, tables) -> np.ndarray:
     return np.concatenate([np.log1p(np.maximum(data.network_matrix, 0)), np.array(summaries)], axis=1)
 
 
-def residual_report(table: str, predictor_path: str) -> list[str]:
+def _input_names(data, width: int) -> list[str]:
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+
+    columns = list(KERNEL_FEATURE_NAMES)[:width]
+    return [*data.network_feature_names, *(f"mean {c}" for c in columns), *(f"max {c}" for c in columns),
+            "log nodes", "log prediction"]
+
+
+def _importances(trees, z, residual, picked, names, top: int = 6) -> str:
+    """The trees' largest permutation importances on the held-out nets."""
+    from sklearn.inspection import permutation_importance
+
+    found = permutation_importance(trees, z[picked], residual[picked], n_repeats=5, random_state=0)
+    order = np.argsort(-found.importances_mean)[:top]
+    return ", ".join(f"{names[i]} {found.importances_mean[i]:.3f}" for i in order)
+
+
+def residual_report(table: str, predictor_path: str, importance: bool = False) -> list[str]:
     from sklearn.ensemble import HistGradientBoostingRegressor
     from sklearn.linear_model import RidgeCV
 
@@ -61,6 +78,7 @@ def residual_report(table: str, predictor_path: str) -> list[str]:
     inputs = _network_inputs(data, tables)
     lines = ["| device | set | n | predictor: MAPE / Acc(±10 %) | + ridge on residuals | + boosted trees on residuals |",
              "|---|---|---|---|---|---|"]
+    notes: list[str] = []
     for d, device in enumerate(data.device_names):
         on_device = data.pair_device == d
         train = np.flatnonzero(on_device & generated[data.pair_network] & ~held_out[data.pair_network])
@@ -78,6 +96,10 @@ def residual_report(table: str, predictor_path: str) -> list[str]:
         ridge = RidgeCV(alphas=np.logspace(-2, 3, 12)).fit(z[train], residual[train])
         trees = HistGradientBoostingRegressor(max_iter=300, learning_rate=0.05, max_leaf_nodes=15,
                                               min_samples_leaf=20, random_state=0).fit(z[train], residual[train])
+        if importance:
+            held = np.flatnonzero(on_device & generated[data.pair_network] & held_out[data.pair_network])
+            width = next(t.shape[1] for t in tables if t is not None)
+            notes.append(f"{device}: {_importances(trees, z, residual, held, _input_names(data, width))}")
         sets = {"random, trained on": train,
                 "random, held out": np.flatnonzero(on_device & generated[data.pair_network] & held_out[data.pair_network]),
                 "zoo": np.flatnonzero(on_device & ~generated[data.pair_network])}
@@ -86,15 +108,16 @@ def residual_report(table: str, predictor_path: str) -> list[str]:
             lines.append(f"| {device.replace('|', '/')} | {label} | {len(picked)} | {_score(base, measured)} | "
                          f"{_score(base * np.exp(ridge.predict(z[picked])), measured)} | "
                          f"{_score(base * np.exp(trees.predict(z[picked])), measured)} |")
-    return lines
+    return lines + ([""] + ["Permutation importances of the trees on the held-out nets:"] + notes if notes else [])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="a `db export` CSV (the reference dataset's train.csv)")
     parser.add_argument("--predictor", required=True, help="saved by bench_predictor.py --table T --save-predictor P")
+    parser.add_argument("--importance", action="store_true", help="also the trees' permutation importances")
     args = parser.parse_args()
-    print("\n".join(residual_report(args.table, args.predictor)))
+    print("\n".join(residual_report(args.table, args.predictor, args.importance)))
 
 
 if __name__ == "__main__":

@@ -71,7 +71,7 @@ def train(
 
 
 def predict(
-    models: Annotated[List[str], typer.Argument(help="ONNX model(s), or `analyze --json` outputs.")],
+    models: Annotated[List[str], typer.Argument(help="ONNX model(s), folders of them, or `analyze --json` outputs.")],
     device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name (repeatable; default: all known).")] = None,
     predictor: PredictorOpt = None,
     input_shape: Annotated[Optional[List[str]], typer.Option(

@@ -261,3 +261,21 @@ def test_predict_says_when_a_model_is_of_another_precision_than_the_devices(tmp_
     analysis.write_text(_ok(["analyze", str(half), "--json"]).stdout)
     warnings = json.loads(_ok(["predict", str(analysis), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
     assert any(w.startswith(f"{analysis}: its inputs are float16") for w in warnings)
+
+
+def test_predict_reads_a_folder_of_models_as_profile_does(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name, width in (("b", 8), ("a", 16)):
+        graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                                  [helper.make_tensor("W", TensorProto.FLOAT, [width, 4], [0.5] * width * 4)])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(folder / f"{name}.onnx"))
+    rows = json.loads(_ok(["predict", str(folder), "-d", REFERENCE_CPU, "--json"]).stdout)["predictions"]
+    assert [row["network"] for row in rows] == [str(folder / "a.onnx"), str(folder / "b.onnx")]
+    (tmp_path / "empty").mkdir()
+    _fails(["predict", str(tmp_path / "empty")], "a folder with no .onnx file in it")
