@@ -15,7 +15,9 @@ often than the labels agree with themselves, so this bounds the accuracy worth a
 that CSV's held-out random nets (``--kind zoo``: its zoo networks) on the device instead, and also score its predictions against the
 stored label, the new one, and the smaller of the two (timing noise only adds time).
 
-Run it on a quiet machine (pause any collector first). Prints one JSON object.
+Run it on a quiet machine (pause any collector first). Prints one JSON object. ``--rescore
+EARLIER.json`` measures nothing and scores ``--predictions`` against the labels an earlier run
+measured (data/reference/remeasured-*.json keep two such runs).
 """
 
 from __future__ import annotations
@@ -125,6 +127,22 @@ def remeasure(results: str, count: int, seed: int, since: str = "", kind: str = 
             **({"predictions": predictions, "prediction_against": scores} if scores else {})}
 
 
+def rescore(results: str, earlier: str, predictions: str, device: str) -> dict:
+    """Score ``predictions`` against the new labels an earlier run of this script measured (its
+    ``per_net_new_over_stored`` times each net's stored label): a new predictor on the same quiet
+    labels, without measuring again."""
+    ratios = json.loads(Path(earlier).read_text())["per_net_new_over_stored"]
+    stored = {r["model"]["name"]: r["stats"]["min_s"] for r in _candidates(results, "", "generator")}
+    predicted = _held_out_predictions(predictions, device, "generator")
+    names = [n for n in ratios if n in stored and n in predicted]
+    if not names:
+        raise SystemExit(f"bench_label_noise: no net of {earlier} is among {predictions}'s held-out nets on {device!r}")
+    scores = _scores({n: predicted[n] for n in names}, {n: stored[n] for n in names},
+                     {n: stored[n] * ratios[n] for n in names})
+    return {"results": results, "rescored_from": earlier, "nets": len(names), "predictions": predictions,
+            "prediction_against": scores}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", help="a profiler JSONL file (e.g. data/reference/work/cpu-t1.jsonl)")
@@ -135,9 +153,16 @@ def main() -> None:
     parser.add_argument("--predictions", default="", help="a bench_predictor.py --per-network CSV: re-measure its held-out random nets "
                         "(with --kind zoo: its zoo networks)")
     parser.add_argument("--device", default="", help="with --predictions: the device (a unique part of its name)")
+    parser.add_argument("--rescore", default="", metavar="EARLIER.json",
+                        help="measure nothing: score --predictions against the new labels of an earlier run's output")
     args = parser.parse_args()
     if bool(args.predictions) != bool(args.device):
         raise SystemExit("bench_label_noise: give --predictions and --device together")
+    if args.rescore:
+        if not args.predictions:
+            raise SystemExit("bench_label_noise: --rescore needs --predictions and --device")
+        print(json.dumps(rescore(args.results, args.rescore, args.predictions, args.device), indent=1))
+        return
     print(json.dumps(remeasure(args.results, args.count, args.seed, args.since, args.kind, args.predictions, args.device),
                      indent=1))
 
