@@ -12,7 +12,7 @@ import hashlib
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Any, Dict, List, Sequence
 
 import numpy as np
 
@@ -126,5 +126,17 @@ def training_data_from_db(db_path: "str | Path", scratch: "str | Path", statisti
 
     out = Path(scratch) / "training.csv"
     with Database(db_path) as database:
-        export_csv(database, out, statistic=statistic)
+        summary = export_csv(database, out, statistic=statistic)
+    if summary.rows == 0:
+        raise SniperError(f"{db_path}: no usable measurement{_why_none(summary)}; "
+                          "measure models with `sniper-onnx profile --db DB` first")
     return load_training_csv(out)
+
+
+def _why_none(summary: Any) -> str:
+    """Why a database export has no rows, in a clause: flags that left measurements out, networks
+    without features."""
+    reasons = [f"{count} measurement(s) flagged {flag}" for flag, count in summary.left_out_by_flag.items()]
+    if summary.skipped_without_features:
+        reasons.append(f"{summary.skipped_without_features} pair(s) whose networks have no features")
+    return f" ({'; '.join(reasons)} left out: docs/profiler.md, Flags)" if reasons else " (it holds no successful measurement)"

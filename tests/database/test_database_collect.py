@@ -172,3 +172,7 @@ def test_a_flagged_model_is_named_and_left_out_of_exports(tmp_path):
     assert "measurements left out by their flags: 1 precision_mismatch" in exported.stderr
     with Database(db_path) as db:  # kept: nothing measured is lost
         assert db.flagged_counts(["precision_mismatch"]) == {"precision_mismatch": 1}
+    for command in (["train", "--db", str(db_path), "-o", str(tmp_path / "p.onnx")], ["evaluate", "--db", str(db_path)]):
+        refused = runner.invoke(app, command)
+        assert refused.exit_code != 0 and "Traceback" not in refused.output
+        assert f"{db_path}: no usable measurement (1 measurement(s) flagged precision_mismatch left out" in refused.stderr
