@@ -83,6 +83,9 @@ class Scope:
     static: set[str]
     constant_values: dict[str, np.ndarray]
     warnings: list[str]
+    # bytes per element as stored, for static tensors dequantized from narrower weights: a QDQ
+    # model's int8 weights are 1 byte each, though DequantizeLinear hands the Conv floats
+    stored_itemsize: dict[str, int] = field(default_factory=dict)
 
     def known(self, name: str) -> tuple | None:
         info = self.shapes.get(name)
@@ -148,6 +151,7 @@ def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.Nod
     if static:
         scope.static.update(name for name in node.output if name)
         _remember_constant(node, scope)
+        _remember_stored_itemsize(node, scope)
     category, macs = _classify(node, view, static)
     weights, weights_known = ([], True) if static else _weights(node, view, category, scope)
     activations = [name for name, constant in zip(inputs, view.constant_inputs) if name and not constant]
@@ -209,8 +213,24 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
         if node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES and numel(shape) <= 1:
             continue  # exporters' scalars (0.5 in GELU, sqrt(d) in attention) are settings
         count = numel(shape)
-        weights.append((name, count, count * itemsize(scope.shapes[name].elem_type)))
+        size = scope.stored_itemsize.get(name) or itemsize(scope.shapes[name].elem_type)
+        weights.append((name, count, count * size))
     return weights, known
+
+
+# Static ops that hand their input's elements on unchanged (a QDQ weight reshaped or transposed
+# after DequantizeLinear is still stored narrow).
+_LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
+
+
+def _remember_stored_itemsize(node: onnx.NodeProto, scope: Scope) -> None:
+    if not node.input or not node.output or not node.input[0]:
+        return
+    source = node.input[0]
+    if node.op_type == "DequantizeLinear" and source in scope.shapes:
+        scope.stored_itemsize[node.output[0]] = scope.stored_itemsize.get(source, itemsize(scope.shapes[source].elem_type))
+    elif node.op_type in _LAYOUT_OPS and source in scope.stored_itemsize:
+        scope.stored_itemsize[node.output[0]] = scope.stored_itemsize[source]
 
 
 def _remember_constant(node: onnx.NodeProto, scope: Scope) -> None:
@@ -268,7 +288,8 @@ def cost_graph(graph: onnx.GraphProto, outer: Scope) -> list[NodeCost]:
     """Costs of a subgraph's nodes, seeing the enclosing scope's tensors."""
     shapes = collect_shapes(graph, dict(outer.shapes))
     static, values = static_seed(graph)
-    scope = Scope(shapes, set(outer.static) | static, {**outer.constant_values, **values}, outer.warnings)
+    scope = Scope(shapes, set(outer.static) | static, {**outer.constant_values, **values}, outer.warnings,
+                  dict(outer.stored_itemsize))
     for vi in graph.input:  # loop-carried and scanned values change every iteration
         scope.static.discard(vi.name)
     labels = unique_labels(list(graph.node), list(range(len(graph.node))))

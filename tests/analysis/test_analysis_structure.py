@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import networkx as nx
+import onnx
 import numpy as np
 from analysis_graphs import conv_macs, ints, model, node, tensor, weight
 from onnx import TensorProto, helper
@@ -241,3 +242,22 @@ def _loop_with_input_trips(body):
     graph = helper.make_graph([loop], "g", [tensor("x", [1, 4]), helper.make_tensor_value_info("n", TensorProto.INT64, [])],
                               [tensor("y", None)], [weight("W", 4, 4)])
     return analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+
+
+def test_dequantized_weights_count_their_stored_bytes():
+    """A QDQ model stores int8 weights and hands the Conv floats through DequantizeLinear (also after a
+    Transpose): param_bytes counts what is stored, one byte a weight, not four."""
+    quantized = onnx.numpy_helper.from_array(np.ones((8, 3, 3, 3), np.int8), "Wq")
+    scale = onnx.numpy_helper.from_array(np.array(0.1, np.float32), "s")
+    nodes = [
+        helper.make_node("DequantizeLinear", ["Wq", "s"], ["W"], name="dq"),
+        helper.make_node("Conv", ["x", "W"], ["y"], name="conv", pads=[1] * 4),
+        helper.make_node("DequantizeLinear", ["Mq", "s"], ["Mt"], name="dq2"),
+        helper.make_node("Transpose", ["Mt"], ["M"], name="t", perm=[1, 0]),
+        helper.make_node("MatMul", ["z", "M"], ["w"], name="mm"),
+    ]
+    matrix = onnx.numpy_helper.from_array(np.ones((4, 6), np.int8), "Mq")
+    result = analyze(model(nodes, {"x": [1, 3, 8, 8], "z": [1, 6]}, ["y", "w"], [quantized, scale, matrix]))
+    assert node(result, "conv").params == 216 and node(result, "conv").param_bytes == 216
+    assert node(result, "mm").param_bytes == 24
+    assert result.features["total_params"] == 240 and result.features["param_bytes"] == 240
