@@ -92,6 +92,8 @@ def file_jobs(paths: Sequence[str]) -> list[CollectJob]:
     for item in paths:
         path = Path(item)
         found = sorted(path.glob("*.onnx")) if path.is_dir() else [path]
+        if path.is_dir() and not found:
+            raise SniperError(f"{path}: a folder with no .onnx file in it; give model files or a folder of them")
         for model in found:
             if not model.is_file():
                 raise SniperError(f"{model}: no such model file")

@@ -107,6 +107,7 @@ def test_passes_are_separate_measurements_and_the_export_keeps_their_median(tmp_
     [
         (["profile"], "nothing to measure"),
         (["profile", "{tmp}/missing.onnx"], "no such model file"),
+        (["profile", "{tmp}/empty"], "empty: a folder with no .onnx file in it"),
         (["profile", "{tmp}/m.onnx", "--opt-level", "max"], "--opt-level"),
         (["profile", "{tmp}/m.onnx", "--provider", "NopeExecutionProvider", "--out", "{tmp}/r.jsonl"], "not available"),
         (["profile", "--generate", "-1"], "--generate"),
@@ -116,6 +117,7 @@ def test_passes_are_separate_measurements_and_the_export_keeps_their_median(tmp_
 )
 def test_profile_bad_input_is_one_line(tmp_path, argv, message):
     conv_net(tmp_path / "m.onnx")
+    (tmp_path / "empty").mkdir()
     result = runner.invoke(app, [a.format(tmp=tmp_path) for a in argv])
     assert result.exit_code == 2, result.output
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
