@@ -55,27 +55,33 @@ def broadcast(node: onnx.NodeProto, inputs: list) -> Shape | None:
         return None
 
 
-def conv_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
-    """ONNX Conv's output shape (explicit pads, or SAME_UPPER/SAME_LOWER/VALID auto_pad)."""
-    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
-        return None
-    data, weight = inputs[0], inputs[1]
+def _window_output(node: onnx.NodeProto, data: Shape, channels: int, kernel: list) -> Shape:
+    """A sliding window's output (Conv, pools): explicit pads or SAME_UPPER/SAME_LOWER/VALID auto_pad,
+    dilations, and ceil_mode where the op has it."""
     spatial = len(data) - 2
-    kernel = _attr(node, "kernel_shape") or weight[2:]
     strides = _attr(node, "strides") or [1] * spatial
     dilations = _attr(node, "dilations") or [1] * spatial
     pads = _attr(node, "pads") or [0] * (2 * spatial)
     auto_pad = _attr(node, "auto_pad", b"NOTSET")
     auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    out = [data[0], weight[0]]
+    round_up = bool(_attr(node, "ceil_mode", 0))
+    out = [data[0], channels]
     for axis in range(spatial):
         if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
             out.append(-(-data[axis + 2] // strides[axis]))
             continue
         padding = 0 if auto_pad == "VALID" else pads[axis] + pads[axis + spatial]
-        span = dilations[axis] * (kernel[axis] - 1) + 1
-        out.append((data[axis + 2] + padding - span) // strides[axis] + 1)
+        reach = data[axis + 2] + padding - (dilations[axis] * (kernel[axis] - 1) + 1)
+        out.append((-(-reach // strides[axis]) if round_up else reach // strides[axis]) + 1)
     return tuple(out)
+
+
+def conv_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """ONNX Conv's output shape."""
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
+        return None
+    data, weight = inputs[0], inputs[1]
+    return _window_output(node, data, weight[0], _attr(node, "kernel_shape") or weight[2:])
 
 
 def gemm_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
@@ -99,28 +105,10 @@ def fused_matmul_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
 
 
 def pool_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
-    """MaxPool/AveragePool: Conv's arithmetic over the input's channels, with ceil_mode."""
+    """MaxPool/AveragePool: the window over the input's channels."""
     if not inputs or inputs[0] is None or not _attr(node, "kernel_shape"):
         return None
-    data = inputs[0]
-    spatial = len(data) - 2
-    kernel = _attr(node, "kernel_shape")
-    strides = _attr(node, "strides") or [1] * spatial
-    dilations = _attr(node, "dilations") or [1] * spatial
-    pads = _attr(node, "pads") or [0] * (2 * spatial)
-    auto_pad = _attr(node, "auto_pad", b"NOTSET")
-    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
-    round_up = bool(_attr(node, "ceil_mode", 0))
-    out = [data[0], data[1]]
-    for axis in range(spatial):
-        if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            out.append(-(-data[axis + 2] // strides[axis]))
-            continue
-        padding = 0 if auto_pad == "VALID" else pads[axis] + pads[axis + spatial]
-        span = dilations[axis] * (kernel[axis] - 1) + 1
-        reach = data[axis + 2] + padding - span
-        out.append((-(-reach // strides[axis]) if round_up else reach // strides[axis]) + 1)
-    return tuple(out)
+    return _window_output(node, inputs[0], inputs[0][1], _attr(node, "kernel_shape"))
 
 
 def global_pool_output(node: onnx.NodeProto, inputs: list) -> Shape | None:

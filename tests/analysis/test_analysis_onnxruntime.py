@@ -11,14 +11,20 @@ ort = pytest.importorskip("onnxruntime")
 zoo = pytest.importorskip("sniper_generator.zoo")
 
 
-def test_fused_model_keeps_conv_costs_and_every_shape(tmp_path):
-    original = tmp_path / "squeezenet.onnx"
-    onnx.save(zoo.export_zoo_model("squeezenet1_1", weights=True), original)
-    optimized = tmp_path / "squeezenet_fused.onnx"
+def _saved_by_onnxruntime(tmp_path, network: str, level: str):
+    """(the zoo network's file, the file onnxruntime's optimizer saves from it at ``level``)."""
+    original = tmp_path / f"{network}.onnx"
+    onnx.save(zoo.export_zoo_model(network, weights=True), original)
+    optimized = tmp_path / f"{network}_{level.lower()}.onnx"
     options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     options.optimized_model_filepath = str(optimized)
     ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
+    return original, optimized
+
+
+def test_fused_model_keeps_conv_costs_and_every_shape(tmp_path):
+    original, optimized = _saved_by_onnxruntime(tmp_path, "squeezenet1_1", "ORT_ENABLE_EXTENDED")
 
     before, after = analyze(original), analyze(optimized)
     assert any(n.op_type == "com.microsoft::FusedConv" for n in after.nodes)  # the test exercises fusions
@@ -37,14 +43,7 @@ def test_blocked_layout_model_costs_like_the_original(tmp_path):
     ceil_mode, ReorderOutput): each gets a cost, every shape is known, and the kernel table sees convs."""
     from sniper_onnx.analysis.kernels import kernel_group
 
-    original = tmp_path / "squeezenet.onnx"
-    onnx.save(zoo.export_zoo_model("squeezenet1_1", weights=True), original)
-    optimized = tmp_path / "squeezenet_nchwc.onnx"
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
-
+    original, optimized = _saved_by_onnxruntime(tmp_path, "squeezenet1_1", "ORT_ENABLE_ALL")
     before, after = analyze(original), analyze(optimized)
     if not any(n.op_type.startswith("com.microsoft.nchwc::") for n in after.nodes):
         pytest.skip("this CPU has no NCHWc kernels")
@@ -64,13 +63,7 @@ def test_a_fused_model_is_predicted_like_the_original(tmp_path, level):
     'other' kernel once, and NCHWc convs were unknown: 0.01 ms for MobileNetV2)."""
     from sniper_onnx.predictors.commands import predict_files
 
-    original = tmp_path / "mobilenet_v2.onnx"
-    onnx.save(zoo.export_zoo_model("mobilenet_v2", weights=True), original)
-    optimized = tmp_path / "mobilenet_v2_opt.onnx"
-    options = ort.SessionOptions()
-    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
-    options.optimized_model_filepath = str(optimized)
-    ort.InferenceSession(str(original), options, providers=["CPUExecutionProvider"])
+    original, optimized = _saved_by_onnxruntime(tmp_path, "mobilenet_v2", level)
     device = ["AMD EPYC | cpu fp32 t1 opt-all"]
     before, after = predict_files([str(original)], device).rows[0], predict_files([str(optimized)], device).rows[0]
     assert after.path.startswith("kernels")
