@@ -84,20 +84,31 @@ def zoo_jobs(resolutions: Sequence[int], batch: int = 1, names: Optional[Sequenc
     return jobs
 
 
+def expand_model_folders(paths: Sequence[str]) -> list[str]:
+    """Each folder becomes the .onnx files in it (sorted); other paths stay as given."""
+    expanded: list[str] = []
+    for item in paths:
+        path = Path(item)
+        if not path.is_dir():
+            expanded.append(str(item))
+            continue
+        found = sorted(str(model) for model in path.glob("*.onnx"))
+        if not found:
+            raise SniperError(f"{path}: a folder with no .onnx file in it; give model files or a folder of them")
+        expanded += found
+    return expanded
+
+
 def file_jobs(paths: Sequence[str]) -> list[CollectJob]:
     from sniper_profiler.manifest import source_for
 
     manifests: dict = {}
     jobs = []
-    for item in paths:
-        path = Path(item)
-        found = sorted(path.glob("*.onnx")) if path.is_dir() else [path]
-        if path.is_dir() and not found:
-            raise SniperError(f"{path}: a folder with no .onnx file in it; give model files or a folder of them")
-        for model in found:
-            if not model.is_file():
-                raise SniperError(f"{model}: no such model file")
-            jobs.append(CollectJob(model.stem, None, source_for(model, manifests), path=str(model)))
+    for item in expand_model_folders(paths):
+        model = Path(item)
+        if not model.is_file():
+            raise SniperError(f"{model}: no such model file")
+        jobs.append(CollectJob(model.stem, None, source_for(model, manifests), path=str(model)))
     return jobs
 
 

@@ -23,6 +23,8 @@ def predict_files(
     import json
 
     plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
+    from sniper_onnx.database.collect import expand_model_folders
+
     models = expand_model_folders(models)
     features, kernels, notes, input_types = [], [], [], []
     for model in models:
@@ -51,21 +53,6 @@ def predict_files(
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
-
-
-def expand_model_folders(models: Sequence[str]) -> List[str]:
-    """Each folder becomes the .onnx files in it (sorted), as `profile` reads folders."""
-    expanded: List[str] = []
-    for model in models:
-        path = Path(model)
-        if path.is_dir():
-            found = sorted(str(p) for p in path.glob("*.onnx"))
-            if not found:
-                raise SniperError(f"{path}: a folder with no .onnx file in it; give model files or a folder of them")
-            expanded += found
-        else:
-            expanded.append(str(model))
-    return expanded
 
 
 # numpy's names of float element types, as the analyzer writes them in model.input_types
