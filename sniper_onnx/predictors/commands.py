@@ -130,7 +130,7 @@ def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pa
         return []
     notes = [f"{name}: {warning}" for warning in analysis.get("warnings", [])]
     missing = sum((analysis.get("unknown_ops") or {}).values()) + len(analysis.get("unknown_shape_nodes") or [])
-    return notes + [f"{name}: the predictions leave out the time of those {missing} node(s): read them as lower bounds"]
+    return notes + [f"{name}: the predictions count those {missing} node(s) as doing no work: read them as lower bounds"]
 
 
 def kernel_table_of_json(data: Dict[str, Any]):
