@@ -136,7 +136,8 @@ def training_data_from_db(db_path: "str | Path", scratch: "str | Path", statisti
 def _why_none(summary: Any) -> str:
     """Why a database export has no rows, in a clause: flags that left measurements out, networks
     without features."""
-    reasons = [f"{count} measurement(s) flagged {flag}" for flag, count in summary.left_out_by_flag.items()]
+    reasons = [f"{count} measurement(s) flagged {flag} left out (docs/profiler.md, Flags)"
+               for flag, count in summary.left_out_by_flag.items()]
     if summary.skipped_without_features:
-        reasons.append(f"{summary.skipped_without_features} pair(s) whose networks have no features")
-    return f" ({'; '.join(reasons)} left out: docs/profiler.md, Flags)" if reasons else " (it holds no successful measurement)"
+        reasons.append(f"{summary.skipped_without_features} pair(s) left out whose networks have no features")
+    return f": {'; '.join(reasons)}" if reasons else ": it holds no successful measurement"

@@ -177,4 +177,4 @@ def test_a_flagged_model_is_named_and_left_out_of_exports(tmp_path):
     for command in (["train", "--db", str(db_path), "-o", str(tmp_path / "p.onnx")], ["evaluate", "--db", str(db_path)]):
         refused = runner.invoke(app, command)
         assert refused.exit_code != 0 and "Traceback" not in refused.output
-        assert f"{db_path}: no usable measurement (1 measurement(s) flagged precision_mismatch left out" in refused.stderr
+        assert f"{db_path}: no usable measurement: 1 measurement(s) flagged precision_mismatch left out" in refused.stderr
