@@ -223,10 +223,11 @@ class _NodeSums:
     sizes: List[np.ndarray]
 
     @classmethod
-    def of(cls, params, tables, device_vector: np.ndarray) -> "_NodeSums":
+    def of(cls, params, tables, device_vector: np.ndarray, nets: np.ndarray) -> "_NodeSums":
+        """``nets``: the samples' raw network features (for kernel nets trained with network context)."""
         distinct = G.distinct_each(tables)
-        return cls([node_log_seconds_numpy(params, d.rows.astype(np.float64), device_vector) + np.log(d.counts)
-                    for d in distinct], [node_size(d.rows.astype(np.float64)) for d in distinct])
+        return cls([node_log_seconds_numpy(params, d.rows.astype(np.float64), device_vector, net) + np.log(d.counts)
+                    for d, net in zip(distinct, nets)], [node_size(d.rows.astype(np.float64)) for d in distinct])
 
     def log_seconds_and_slope(self, node_power: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """log t of the chosen samples with every node scaled by its node power, and d log t / d power."""
@@ -319,7 +320,7 @@ def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[
         choices += [_trimmer_choice(z, residual, k, f"kernels:{reference}", reference) for k in ks]
         if len(seconds) >= 5:
             choices += [_power_choice(z, residual, log_reference, k, reference) for k in ks if k < len(seconds) - 3]
-            sums = _NodeSums.of(params, tables, np.asarray(vector[:-1], dtype=np.float64))
+            sums = _NodeSums.of(params, tables, np.asarray(vector[:-1], dtype=np.float64), nets)
             choices += [_node_choice(sums, z, seconds, k, reference) for k in ks if k < len(seconds) - 3]
     return choices
 

@@ -13,7 +13,9 @@ Parameters (all ``kern_`` prefixed, float64 numpy). The standardization of kerne
 features is folded into the first layer, so the graph multiplies raw rows:
 - ``kern_fc0_w`` [1 + D, H] (row 0, facing the graph input's count column, is zero),
   ``kern_fc0_dev_w`` [F_d, H], ``kern_fc0_b`` [H];
-- ``kern_fc1_w`` [H, H], ``kern_fc1_b`` [H], ``kern_out_w`` [H, 3], ``kern_out_b`` [3]: a, b, c.
+- ``kern_fc1_w`` [H, H], ``kern_fc1_b`` [H], ``kern_out_w`` [H, 3], ``kern_out_b`` [3]: a, b, c;
+- with ``KernelNetConfig.network_context``: ``kern_fc0_net_w`` [4, H] on log2(1 + x) of the network's
+  NETWORK_CONTEXT_FEATURES, whose positions in the network feature vector are ``kern_net_columns``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ MACS_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs")
 INTENSITY_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs_per_byte")
 
 Params = Dict[str, np.ndarray]
+# The network's size, the same on every row of it: what a node's time depends on beyond its own row
+# (caches, memory traffic of the whole net). docs/predictor.md, "Training longer".
+NETWORK_CONTEXT_FEATURES = ("param_bytes", "activation_bytes_read", "num_layers", "total_macs")
 
 
 @dataclass
@@ -68,6 +73,10 @@ class KernelNetConfig:
     # Teach the node loss only each network's split among its nodes (errors centred per network),
     # leaving the level to the whole-network loss.
     node_shares_only: bool = False
+    # Give every node the network's size (NETWORK_CONTEXT_FEATURES) beside its own row. Off: on the
+    # reference dataset (three nets, four seeds) it took t1's held-out random nets from 11.5 to 9.7 %
+    # MAPE but the H200's zoo from 33 to 53 % (docs/predictor.md, "Network context").
+    network_context: bool = False
 
 
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,18 +107,37 @@ def train_kernel_net(
     config: Optional[KernelNetConfig] = None,
     progress: Optional[Callable[[int, float], None]] = None,
     node_targets: Optional[dict] = None,
+    network_context: Optional[np.ndarray] = None,
+    context_columns: Sequence[int] = (),
 ) -> Params:
     """Fit on the pairs whose network has a kernel table; ``progress(step, loss)`` every 100 steps.
     With ``config.members`` > 1, that many nets from consecutive seeds, merged by :func:`merge_members`.
     ``node_targets``: {(network, device): [rows] log-seconds of each node, NaN where unknown} from
-    per-node profiles, fitted with weight ``config.node_weight`` beside the network sums."""
+    per-node profiles, fitted with weight ``config.node_weight`` beside the network sums.
+    ``network_context`` [networks, 4]: each network's raw NETWORK_CONTEXT_FEATURES, and
+    ``context_columns`` their positions in the network feature vector (with ``config.network_context``)."""
     config = config or KernelNetConfig()
+    context = None
+    if config.network_context:
+        if network_context is None or len(context_columns) != len(NETWORK_CONTEXT_FEATURES):
+            raise ValueError("network_context needs each network's NETWORK_CONTEXT_FEATURES and their columns")
+        context = context_log(np.asarray(network_context, dtype=np.float64))
     if config.members > 1:
         members = [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
-                                 replace(config, seed=config.seed + k, members=1), progress, node_targets)
+                                 replace(config, seed=config.seed + k, members=1), progress, node_targets, context)
                    for k in range(config.members)]
-        return merge_members(members)
-    return _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config, progress, node_targets)
+        params = merge_members(members)
+    else:
+        params = _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config, progress,
+                               node_targets, context)
+    if context is not None:
+        params["kern_net_columns"] = np.asarray(context_columns, dtype=np.float64)
+    return params
+
+
+def context_log(raw: np.ndarray) -> np.ndarray:
+    """log2(1 + x) of NETWORK_CONTEXT_FEATURES values, as the graph computes it."""
+    return np.log2(1.0 + np.maximum(raw, 0.0))
 
 
 def merge_members(members: Sequence[Params]) -> Params:
@@ -124,11 +152,14 @@ def merge_members(members: Sequence[Params]) -> Params:
     def side_by_side(key: str) -> np.ndarray:
         return np.concatenate([m[key] for m in members], axis=-1)
 
-    return {"kern_fc0_w": side_by_side("kern_fc0_w"), "kern_fc0_dev_w": side_by_side("kern_fc0_dev_w"),
-            "kern_fc0_b": side_by_side("kern_fc0_b"), "kern_fc1_b": side_by_side("kern_fc1_b"),
-            "kern_fc1_w": fc1,
-            "kern_out_w": np.vstack([m["kern_out_w"] for m in members]) / count,
-            "kern_out_b": np.mean([m["kern_out_b"] for m in members], axis=0)}
+    merged = {"kern_fc0_w": side_by_side("kern_fc0_w"), "kern_fc0_dev_w": side_by_side("kern_fc0_dev_w"),
+              "kern_fc0_b": side_by_side("kern_fc0_b"), "kern_fc1_b": side_by_side("kern_fc1_b"),
+              "kern_fc1_w": fc1,
+              "kern_out_w": np.vstack([m["kern_out_w"] for m in members]) / count,
+              "kern_out_b": np.mean([m["kern_out_b"] for m in members], axis=0)}
+    if "kern_fc0_net_w" in members[0]:
+        merged["kern_fc0_net_w"] = side_by_side("kern_fc0_net_w")
+    return merged
 
 
 def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.ndarray:
@@ -142,7 +173,7 @@ def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.nda
 
 
 def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config: KernelNetConfig,
-                  progress, node_targets: Optional[dict] = None) -> Params:
+                  progress, node_targets: Optional[dict] = None, context: Optional[np.ndarray] = None) -> Params:
     import torch
 
     usable = np.array([tables[n] is not None and len(tables[n]) > 0 for n in pair_network])
@@ -161,6 +192,13 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
     log_counts = {n: torch.tensor(np.log(d.counts)) for n, d in distinct.items()}
     z_dev = torch.tensor(((device_matrix - dev_mean) / dev_std).astype(np.float32))
     width, hidden = rows.shape[1], config.hidden
+    if context is not None:
+        ctx_mean, ctx_std = _standardizer(context[np.unique(pair_network)])
+        z_ctx = torch.tensor(((context - ctx_mean) / ctx_std).astype(np.float32))
+    fc0_net = torch.nn.Linear(len(NETWORK_CONTEXT_FEATURES), hidden, bias=False) if context is not None else None
+
+    def context_term(networks: "torch.Tensor") -> "torch.Tensor | float":
+        return fc0_net(z_ctx[networks]) if fc0_net is not None else 0.0
     node_offset = float(np.median(log_seconds) - np.log(np.median([len(tables[n]) for n in pair_network])))
 
     fc0 = torch.nn.Linear(width, hidden)
@@ -170,7 +208,7 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
     with torch.no_grad():  # start at 0.1 ns per MAC and per byte, and the median node's fixed cost
         out.weight.mul_(0.1)
         out.bias.copy_(torch.tensor([np.log(1e-10), np.log(1e-10), node_offset]))
-    modules = torch.nn.ModuleList([fc0, fc0_dev, fc1, out])
+    modules = torch.nn.ModuleList([fc0, fc0_dev, fc1, out] + ([fc0_net] if fc0_net is not None else []))
     optimizer = torch.optim.AdamW(modules.parameters(), config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps)
     target = torch.tensor(log_seconds, dtype=torch.float32)
@@ -180,7 +218,7 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
 
     def node_log_seconds(network: int, device: int) -> "torch.Tensor":
         x = z_tables[network]
-        rates = out(torch.relu(fc1(torch.relu(fc0(x) + fc0_dev(z_dev[device])))))
+        rates = out(torch.relu(fc1(torch.relu(fc0(x) + fc0_dev(z_dev[device]) + context_term(torch.tensor(network))))))
         return torch.logsumexp(rates + torch.nn.functional.pad(work[network], (0, 1)), dim=1)
 
     def node_loss() -> "torch.Tensor":
@@ -199,6 +237,8 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         x = torch.cat([z_tables[int(pair_network[i])] for i in batch])
         owner = torch.cat([torch.full((len(z_tables[int(pair_network[i])]),), j) for j, i in enumerate(batch)])
         device_term = fc0_dev(z_dev[torch.tensor(pair_device[batch])])[owner]
+        if fc0_net is not None:
+            device_term = device_term + context_term(torch.tensor(pair_network[batch]))[owner]
         rates = out(torch.relu(fc1(torch.relu(fc0(x) + device_term))))
         logs = torch.cat([work[int(pair_network[i])] for i in batch])
         node = torch.logsumexp(rates + torch.nn.functional.pad(logs, (0, 1)), dim=1)
@@ -225,18 +265,36 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         return tensor.detach().numpy().astype(np.float64)
 
     w0, w0_dev = numpy_of(fc0.weight).T, numpy_of(fc0_dev.weight).T
-    return {  # standardization folded in: (x - m) / s @ W = x @ (W / s) - (m / s) @ W
+    params = {  # standardization folded in: (x - m) / s @ W = x @ (W / s) - (m / s) @ W
         # row 0 meets the graph input's count column (kernel_features[..., 0]) and must stay zero
         "kern_fc0_w": np.vstack([np.zeros((1, hidden)), w0 / std[:, None]]), "kern_fc0_dev_w": w0_dev / dev_std[:, None],
         "kern_fc0_b": numpy_of(fc0.bias) - (mean / std) @ w0 - (dev_mean / dev_std) @ w0_dev,
         "kern_fc1_w": numpy_of(fc1.weight).T, "kern_fc1_b": numpy_of(fc1.bias),
         "kern_out_w": numpy_of(out.weight).T, "kern_out_b": numpy_of(out.bias),
     }
+    if fc0_net is not None:
+        w0_net = numpy_of(fc0_net.weight).T
+        params["kern_fc0_net_w"] = w0_net / ctx_std[:, None]
+        params["kern_fc0_b"] = params["kern_fc0_b"] - (ctx_mean / ctx_std) @ w0_net
+    return params
 
 
-def node_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray) -> np.ndarray:
-    """[rows]: each kernel row's log-seconds on the device, as the graph computes it."""
-    h = np.maximum(table @ params["kern_fc0_w"][1:] + device_vector @ params["kern_fc0_dev_w"] + params["kern_fc0_b"], 0)
+def context_vector(params: Params, network_vector: Optional[np.ndarray]) -> np.ndarray:
+    """[H]: the network-context term of the first layer (0 for kernel nets trained without it)."""
+    if "kern_fc0_net_w" not in params:
+        return np.zeros(params["kern_fc0_b"].shape)
+    if network_vector is None:
+        raise ValueError("this kernel net was trained with network context: give the network's feature vector")
+    columns = params["kern_net_columns"].astype(int)
+    return context_log(np.asarray(network_vector, dtype=np.float64)[columns]) @ params["kern_fc0_net_w"]
+
+
+def node_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray,
+                           network_vector: Optional[np.ndarray] = None) -> np.ndarray:
+    """[rows]: each kernel row's log-seconds on the device, as the graph computes it (``network_vector``:
+    the network's raw features, for kernel nets trained with network context)."""
+    h = np.maximum(table @ params["kern_fc0_w"][1:] + device_vector @ params["kern_fc0_dev_w"] + params["kern_fc0_b"]
+                   + context_vector(params, network_vector), 0)
     h = np.maximum(h @ params["kern_fc1_w"] + params["kern_fc1_b"], 0)
     terms = h @ params["kern_out_w"] + params["kern_out_b"] + np.pad(log_work(table), ((0, 0), (0, 1)))
     return np.logaddexp.reduce(terms, axis=1)
@@ -254,8 +312,9 @@ def roofline_work(table: np.ndarray) -> np.ndarray:
 
 def kernel_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray,
                              node_power: float = 0.0, roofline_only: bool = False,
-                             roofline: Sequence[float] = (0.0, 0.0, 0.0)) -> float:
+                             roofline: Sequence[float] = (0.0, 0.0, 0.0),
+                             network_vector: Optional[np.ndarray] = None) -> float:
     """The same sum in numpy, with a correction slot's node terms, for tests and for checking the graph."""
-    node = np.exp(node_log_seconds_numpy(params, table, device_vector) + node_power * node_size(table))
+    node = np.exp(node_log_seconds_numpy(params, table, device_vector, network_vector) + node_power * node_size(table))
     learned = 0.0 if roofline_only else 1.0
     return float(np.log(np.sum(learned * node + roofline_work(table) @ np.asarray(roofline, dtype=np.float64))))

@@ -13,7 +13,7 @@ import numpy as np
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.dataset import TrainingData
 from sniper_onnx.predictors.keyfeatures import extract_key_features
-from sniper_onnx.predictors.kernelnet import KernelNetConfig, train_kernel_net
+from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES, KernelNetConfig, train_kernel_net
 from sniper_onnx.predictors.pcn import PCNConfig, train_pcn
 from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, Predictor, build_predictor, regression_predict
 
@@ -122,9 +122,12 @@ def train_predictor(
     with_tables = kernel_tables is not None and sum(t is not None and len(t) > 0 for t in kernel_tables) >= MIN_KERNEL_NETWORKS
     if with_tables:
         status(f"training the kernel-sum path ({(kernel_config or KernelNetConfig()).steps} steps)")
+        columns = [data.network_feature_names.index(name) for name in NETWORK_CONTEXT_FEATURES
+                   if name in data.network_feature_names]
         params.update(train_kernel_net(kernel_tables, data.device_matrix, data.pair_network[train_rows],
                                        data.pair_device[train_rows], np.log(data.seconds[train_rows]), kernel_config,
-                                       node_targets=kernel_node_targets))
+                                       node_targets=kernel_node_targets, network_context=data.network_matrix[:, columns],
+                                       context_columns=columns))
     predictor = build_predictor(params, meta)
     regressions, key_features = {}, {}
     for d, device in enumerate(data.device_names):

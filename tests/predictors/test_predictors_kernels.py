@@ -445,3 +445,47 @@ def test_shares_only_node_loss_ignores_each_networks_level():
     assert all(np.allclose(same[k], moved[k], atol=1e-4) for k in same)
     plain, plain_moved = trained(truth, False), trained(shifted, False)
     assert not all(np.allclose(plain[k], plain_moved[k], atol=1e-4) for k in plain)
+
+
+def test_network_context_reaches_every_node_in_graph_and_numpy_alike(tmp_path):
+    """With KernelNetConfig.network_context, each node also sees its network's size; here a node's
+    time doubles with a network-level feature no row shows: on networks never trained on, only the
+    context can tell."""
+    from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES
+    from sniper_onnx.predictors.runtime import load_predictor, save_predictor
+
+    tables = _tables(120, 3)
+    rng = np.random.default_rng(4)
+    cached = rng.integers(0, 2, len(tables))  # e.g. whether the weights fit in a cache
+    base = np.array([_node_seconds(t).sum() for t in tables]) * (1.0 + cached)
+    sizes = np.column_stack([1e6 * (1 + 9 * cached), 1e5 * np.ones(len(tables)), [len(t) for t in tables],
+                             [float(np.abs(t[:, 1]).sum()) * 1e6 for t in tables]])
+    names, trained = list(DEVICE_SCALE), 100  # the last 20 networks are never trained on
+    pair_network = np.repeat(np.arange(trained), len(names))
+    pair_device = np.tile(np.arange(len(names)), trained)
+    seconds = base[pair_network] * np.array([DEVICE_SCALE[n] for n in names])[pair_device]
+    data = TrainingData([f"net{i}" for i in range(len(tables))], sizes, list(NETWORK_CONTEXT_FEATURES),
+                        names, np.array([[1.0, 0.0], [2.0, 1.0]]), ["threads", "other"], pair_network, pair_device, seconds)
+    pcn = PCNConfig(attention_dim=4, hidden=(16,), embedding=4, epochs=5, min_steps=200)
+
+    def kernel_error(context: bool):
+        predictor, _ = train_predictor(data, pcn, kernel_tables=tables, kernel_config=KernelNetConfig(
+            hidden=32, steps=1500, learning_rate=1e-2, members=2, network_context=context))
+        device = predictor.device_vector("cpu_a")
+        held = slice(trained, None)
+        kernel = predictor.run(sizes[held], np.tile(device, (len(tables) - trained, 1)), tables[held])["kernel_seconds"]
+        return predictor, float(np.median(np.abs(kernel / (base[held] * DEVICE_SCALE["cpu_a"]) - 1)))
+
+    with_context, error_with = kernel_error(True)
+    _, error_without = kernel_error(False)
+    assert error_with < 0.6 * error_without, (error_with, error_without)
+    path = tmp_path / "context.onnx"
+    save_predictor(with_context, str(path))
+    reloaded = load_predictor(str(path))
+    device = reloaded.device_vector("cpu_b")
+    graph = reloaded.run(sizes[:5], np.tile(device, (5, 1)), tables[:5])["kernel_seconds"]
+    reference = [np.exp(kernel_log_seconds_numpy(params_of(reloaded), t, device[:-1], network_vector=net))
+                 for t, net in zip(tables[:5], sizes[:5])]
+    np.testing.assert_allclose(graph, reference, rtol=2e-4)
+    with pytest.raises(ValueError, match="network context"):
+        kernel_log_seconds_numpy(params_of(reloaded), tables[0], device[:-1])
