@@ -48,8 +48,9 @@ def _rows_with_context(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             producer[name] = node
         for name in node.inputs:
             consumers[name] = consumers.get(name, 0) + 1
-    f = result.features
-    network = [_log2(f["param_bytes"]), _log2(f["activation_bytes_read"]), _log2(f["num_layers"]), _log2(f["total_macs"])]
+    from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES
+
+    network = [_log2(result.features[name]) for name in NETWORK_CONTEXT_FEATURES]  # what network_context sees
     rows, networks, neighbours = [], [], []
     for node in layers:
         rows.append(kernel_row(node))

@@ -192,8 +192,7 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_Slo
     if "kern_fc0_net_w" in b.params:  # the network's size, log2(1 + x), the same for all its nodes
         columns = b.const("kern_net_columns", b.params["kern_net_columns"].astype(np.int64))
         sizes = b.op("Gather", NETWORK_INPUT, columns, axis=1)
-        logged = b.op("Div", b.op("Log", b.op("Add", b.op("Relu", sizes), b.const("kern_net_one", np.array(1.0, np.float32)))),
-                      b.const("kern_net_ln2", np.array(np.log(2.0), np.float32)))
+        logged = b.op("Div", b.op("Log", b.op("Add", b.op("Relu", sizes), "one")), ln2)  # "one": build_graph's
         first = b.op("Add", first, b.op("MatMul", logged, b.param("kern_fc0_net_w")))
     device_term = b.op("Unsqueeze", first, axis1)  # [N, 1, H]
     # kern_fc0_w's first row is zero: the whole input, count column included, goes in without a copy
@@ -315,5 +314,5 @@ def params_from_model(model: onnx.ModelProto) -> Params:
         init.name: numpy_helper.to_array(init).astype(np.float64)
         for init in model.graph.initializer
         if init.name.startswith(keys) and not init.name.endswith(("_axis2", "_scale", "_flat"))
-        and not init.name.startswith(("kern_c", "kern_ln2", "kern_zero", "kern_far", "kern_node_", "kern_roofline_", "kern_net_one", "kern_net_ln2"))
+        and not init.name.startswith(("kern_c", "kern_ln2", "kern_zero", "kern_far", "kern_node_", "kern_roofline_"))
     }
