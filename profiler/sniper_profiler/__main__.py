@@ -89,7 +89,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               "measured": summary.measured, "failed": summary.failed, "skipped": summary.skipped}
     print(json.dumps(result) if args.json else
           f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped -> {summary.out} (device {summary.device_id})")
-    return 0
+    return 1 if summary.failed and not summary.measured and not summary.skipped else 0  # as `sniper-onnx profile`
 
 
 def cmd_device(args: argparse.Namespace) -> int:

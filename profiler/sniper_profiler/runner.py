@@ -115,6 +115,10 @@ class Profiler:
         first = self.key_for(job)  # one hash of the file for both questions
         return _in_pass(first, pass_index) in self.done or (pass_index > 1 and first in self.failed)
 
+    def failed_before(self, job: ModelJob, pass_index: int = 1) -> bool:
+        """A model skipped because an earlier run recorded its failure (--retry-failed measures it again)."""
+        return self.key_for(job, pass_index=pass_index) in self.failed or self.key_for(job) in self.failed
+
     def profile(self, job: ModelJob, pass_index: int = 1) -> Dict[str, Any]:
         """Measure one model in a child process and append its record (success or failure)."""
         if not Path(job.path).is_file():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import onnx
+import onnx.inliner
 from onnx import TensorProto
 
 from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
@@ -86,6 +87,24 @@ def read_model(source: ModelSource) -> tuple[onnx.ModelProto, str]:
     return model, str(path)
 
 
+def inline_local_functions(model: onnx.ModelProto, label: str, warnings: list[str]) -> onnx.ModelProto:
+    """The model with its model-local function calls replaced by their bodies.
+
+    Exporters (torch.onnx's dynamo path, onnxscript, export_modules_as_functions) wrap layers in
+    local functions; a call node would otherwise be one unknown op whose convolutions go uncounted.
+    """
+    if not model.functions:
+        return model
+    try:
+        inlined = onnx.inliner.inline_local_functions(model)
+    except Exception as error:  # noqa: BLE001 - the calls stay as unknown ops, and are reported as such
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        warnings.append(f"{label}: could not inline its {len(model.functions)} local function(s) ({reason}); "
+                        "their calls are counted as unknown ops")
+        return model
+    return inlined
+
+
 def _load_with_onnx(path: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path), load_external_data=False)
@@ -100,8 +119,8 @@ def _load_with_onnx(path: Path) -> onnx.ModelProto:
 def _check_has_graph(model: onnx.ModelProto, label: str) -> None:
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise SniperError(
-            f"{label}: not an ONNX model (no graph nodes); the file is truncated or in another format, "
-            "re-export it"
+            f"{label}: the graph has no nodes, so there is nothing to analyze or run; if the model should have "
+            "layers, the file is truncated or in another format: re-export it"
         )
 
 
@@ -475,8 +494,9 @@ def _infer_one_node(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values:
 
 def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> PreparedModel:
     model, label = read_model(source)
-    order = topological_order(model.graph, label)
     warnings: list[str] = []
+    model = inline_local_functions(model, label, warnings)
+    order = topological_order(model.graph, label)
     resolved = resolve_input_shapes(model.graph, input_shapes, label, warnings)
     inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
     for name, dims in resolved.items():

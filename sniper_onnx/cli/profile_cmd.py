@@ -82,17 +82,26 @@ def register(app: typer.Typer) -> None:
         summary = _run_with_progress(collect, jobs, out, config, db, retry_failed, disable=json_output)
         if json_output:
             typer.echo(json.dumps(asdict(summary)))
-            return
-        typer.echo(f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped "
-                   f"(device {summary.device_id}: {summary.device_name}) -> {summary.out}"
-                   + (f", {summary.imported} stored in {summary.db}" if summary.db else ""))
-        for failure in summary.failures[:10]:
-            typer.echo(f"  failed: {failure}", err=True)
-        for flag, names in summary.flagged.items():
-            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-            typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
+        else:
+            _print_summary(summary)
+        if not summary.measured and summary.failed + summary.skipped_failed == summary.total:
+            raise typer.Exit(1)  # every model failed, now or before: a script must not read that as success
 
     return None
+
+
+def _print_summary(summary) -> None:
+    typer.echo(f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped "
+               f"(device {summary.device_id}: {summary.device_name}) -> {summary.out}"
+               + (f", {summary.imported} stored in {summary.db}" if summary.db else ""))
+    for failure in summary.failures[:10]:
+        typer.echo(f"  failed: {failure}", err=True)
+    if summary.skipped_failed:
+        typer.echo(f"  skipped {summary.skipped_failed} that failed in an earlier run; --retry-failed measures "
+                   "them again", err=True)
+    for flag, names in summary.flagged.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
 
 
 FLAG_ADVICE = {
@@ -103,6 +112,8 @@ FLAG_ADVICE = {
     "inf_outputs": "the outputs hold Inf: check the weights and inputs",
     "machine_busy": "other work ran meanwhile: measure again on a quiet machine (`db export --exclude-flag machine_busy`)",
     "ci_target_not_reached": "the timing interval stayed wide: raise --max-time or --max-repeats",
+    "symbolic_dims_defaulted": "symbolic dims past the batch (an image's height and width, a sequence's length) "
+                               "were set to --default-dim: pass --input-shape NAME=DIMS for the size you mean",
 }
 
 

@@ -41,6 +41,7 @@ class CollectSummary:
     measured: int = 0
     failed: int = 0
     skipped: int = 0
+    skipped_failed: int = 0  # of the skipped, those an earlier run recorded as failures
     imported: int = 0
     failures: list[str] = field(default_factory=list)
     flagged: dict[str, list[str]] = field(default_factory=dict)  # flag -> names of the models it marks
@@ -181,6 +182,7 @@ def _collect_one(profiler: Any, job: CollectJob, pass_index: int, scratch: Path,
     label = job.name if pass_index == 1 else f"{job.name} (pass {pass_index})"
     if (job.key or job.path) and profiler.should_skip(model_job, pass_index):
         summary.skipped += 1
+        summary.skipped_failed += int(profiler.failed_before(model_job, pass_index))
         if progress:
             progress("advance", 1, f"{label}: done before")
         return

@@ -83,6 +83,32 @@ def test_directory(tmp_path):
     assert "directory" in _error_of(tmp_path)
 
 
+def test_graph_without_nodes_says_so(tmp_path):
+    passthrough = helper.make_model(helper.make_graph(
+        [], "identity", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])]))
+    onnx.save(passthrough, tmp_path / "passthrough.onnx")
+    assert "has no nodes" in _error_of(tmp_path / "passthrough.onnx")
+
+
+def test_local_functions_are_inlined_so_their_layers_count(tmp_path):
+    conv_relu = helper.make_function(
+        "custom", "ConvRelu", ["a", "w"], ["b"],
+        [helper.make_node("Conv", ["a", "w"], ["t"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["t"], ["b"])],
+        [helper.make_opsetid("", 17)])
+    graph = helper.make_graph(
+        [helper.make_node("ConvRelu", ["x", "W"], ["y"], domain="custom", name="block")], "calls",
+        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 16, 8, 8])], [real_weight("W", 16, 3, 3, 3)])
+    calling = helper.make_model(graph, functions=[conv_relu],
+                                opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("custom", 1)])
+    onnx.save(calling, tmp_path / "calls.onnx")
+    result = analyze(tmp_path / "calls.onnx")
+    assert result.features["conv_macs"] == 16 * 27 * 8 * 8
+    assert result.features["num_conv"] == 1 and result.features["num_layers"] == 2
+    assert not any("unknown op" in warning for warning in result.warnings)
+
+
 def test_dangling_input(tmp_path):
     built = model([helper.make_node("Add", ["x", "ghost"], ["y"], name="add")], {"x": [2]}, ["y"])
     onnx.save(built, tmp_path / "dangling.onnx")

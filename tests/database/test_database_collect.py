@@ -178,3 +178,22 @@ def test_a_flagged_model_is_named_and_left_out_of_exports(tmp_path):
         refused = runner.invoke(app, command)
         assert refused.exit_code != 0 and "Traceback" not in refused.output
         assert f"{db_path}: no usable measurement: 1 measurement(s) flagged precision_mismatch left out" in refused.stderr
+
+
+def test_every_model_failing_exits_1_and_a_rerun_says_why_it_skipped_them(tmp_path):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "newer",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 99  # newer than any onnxruntime reads
+    onnx.save(model, str(tmp_path / "newer.onnx"))
+    conv_net(tmp_path / "good.onnx")
+    out = str(tmp_path / "r.jsonl")
+    first = runner.invoke(app, ["profile", str(tmp_path / "newer.onnx"), "--out", out, *FAST])
+    assert first.exit_code == 1 and "failed: newer" in first.stderr
+    again = runner.invoke(app, ["profile", str(tmp_path / "newer.onnx"), "--out", out, *FAST])
+    assert again.exit_code == 1 and "skipped 1 that failed in an earlier run; --retry-failed" in again.stderr
+    mixed = runner.invoke(app, ["profile", str(tmp_path / "newer.onnx"), str(tmp_path / "good.onnx"), "--out", out, *FAST])
+    assert mixed.exit_code == 0, mixed.output  # something was measured: partial failures are reported, not fatal

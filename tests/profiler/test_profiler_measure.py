@@ -58,6 +58,22 @@ def test_a_model_of_another_precision_than_the_label_is_flagged(tmp_path):
     assert "precision_mismatch" in result["flags"]
 
 
+def test_symbolic_dims_past_the_batch_left_to_default_dim_are_flagged(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "sequence",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "length"])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), tmp_path / "seq.onnx")
+    quick = dict(threads=1, warmup=1, min_repeats=3, max_time_s=0.02)
+    assert "symbolic_dims_defaulted" in measure(str(tmp_path / "seq.onnx"), ProfileConfig(**quick))["flags"]
+    given = measure(str(tmp_path / "seq.onnx"), ProfileConfig(input_shapes={"x": [1, 64]}, **quick))
+    assert "symbolic_dims_defaulted" not in given["flags"] and given["inputs"][0]["shape"] == [1, 64]
+    # a symbolic batch alone is the usual case, and not flagged
+    assert "symbolic_dims_defaulted" not in measure(str(tiny_mlp(tmp_path / "m.onnx", width=8)), ProfileConfig(**quick))["flags"]
+
+
 def _fake_clock(monkeypatch, durations):
     """perf_counter advancing by the next duration at each 'run' (two calls per run)."""
     now = [0.0]
