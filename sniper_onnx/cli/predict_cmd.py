@@ -72,7 +72,7 @@ def train(
 
 def predict(
     models: Annotated[List[str], typer.Argument(help="ONNX model(s), folders of them, or `analyze --json` outputs.")],
-    device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name (repeatable; default: all known).")] = None,
+    device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name, or the part of it only one device holds (repeatable; default: all known).")] = None,
     predictor: PredictorOpt = None,
     input_shape: Annotated[Optional[List[str]], typer.Option(
         "--input-shape", "-s", metavar="NAME=DIMS", help="Concrete input shape, e.g. input=1x3x224x224 (repeatable).")] = None,
@@ -145,7 +145,7 @@ def adapt(
 
 
 def feedback(
-    device: Annotated[str, typer.Option("--device", "-d", help="Known device the measurements come from.")],
+    device: Annotated[str, typer.Option("--device", "-d", help="Known device the measurements come from (or the part of its name only it holds).")],
     samples: Annotated[str, typer.Option("--samples", help="CSV/JSONL of network,latency_ms measured on it.")],
     predictor: PredictorOpt = None,
     output: Annotated[Optional[str], typer.Option("--output", "-o", help="Output .onnx (default: update --predictor in place).")] = None,

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sniper_onnx.errors import SniperError
-from sniper_onnx.predictors.runtime import PredictionTable, load_predictor, load_shipped_predictors, save_predictor
+from sniper_onnx.predictors.runtime import (PredictionTable, load_predictor, load_shipped_predictors, match_device,
+                                            save_predictor)
 
 
 def predict_files(
@@ -22,7 +23,11 @@ def predict_files(
     Without ``predictor`` and ``devices``: every device of every shipped predictor."""
     import json
 
-    plan = [(load_predictor(predictor), devices)] if predictor else _shipped_plan(devices)
+    if predictor:
+        loaded = load_predictor(predictor)
+        plan = [(loaded, [match_device(d, loaded.devices) for d in devices] if devices else devices)]
+    else:
+        plan = _shipped_plan(devices)
     from sniper_onnx.database.collect import expand_model_folders
 
     models = expand_model_folders(models)
@@ -156,6 +161,7 @@ def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
         return [(loaded, None) for loaded in shipped]
     plan: Dict[int, List[str]] = {}
     for device in devices:
+        device = match_device(device, [d for loaded in shipped for d in loaded.devices])
         owner = next((i for i, loaded in enumerate(shipped) if device in loaded.device_table), None)
         if owner is None:
             known = ", ".join(d for loaded in shipped for d in loaded.devices)
@@ -313,6 +319,8 @@ def feedback_command(predictor: Optional[str], device: str, samples: str, output
     from sniper_onnx.predictors.runtime import shipped_predictor_paths
     from sniper_onnx.predictors.samples import load_samples
 
+    known = load_predictor(predictor).devices if predictor else [d for p in load_shipped_predictors() for d in p.devices]
+    device = match_device(device, known)
     loaded = load_predictor(predictor, [device])
     loaded.device_vector(device)
     if output is None and (predictor is None or Path(predictor) in shipped_predictor_paths()):

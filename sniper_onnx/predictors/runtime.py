@@ -322,6 +322,19 @@ def regression_predict(regression: Mapping[str, Any], nets: np.ndarray, names: S
     return mean, std
 
 
+def match_device(wanted: str, known: Sequence[str]) -> str:
+    """The known device ``wanted`` names: itself, or the only known name holding it (case-insensitive),
+    so "t1 opt-all" finds "AMD EPYC | cpu fp32 t1 opt-all". A name no device holds comes back as given,
+    for the caller's own error; one that several hold is an error naming them."""
+    if wanted in known:
+        return wanted
+    holders = [name for name in known if wanted.lower() in name.lower()]
+    if len(holders) > 1:
+        raise SniperError(f"device {wanted!r}: matches {len(holders)} devices ({', '.join(sorted(holders))}); "
+                          "give more of the name")
+    return holders[0] if holders else wanted
+
+
 def load_predictor(path: Union[str, Path, None] = None, devices: Optional[Sequence[str]] = None) -> Predictor:
     """The predictor at ``path``; without one, the shipped predictor that knows the most of
     ``devices`` (the first shipped one on a tie, or when no devices are named)."""

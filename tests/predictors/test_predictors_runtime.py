@@ -181,3 +181,8 @@ def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that
     assert [r.device for r in both.rows] == ["slow_cpu", "titanx_1"]  # in the order asked
     with pytest.raises(SniperError, match="unknown to every shipped predictor"):
         commands.predict_files([str(analyzed)], ["toaster"])
+    # part of a name finds the one device holding it; a part several hold is an error naming them
+    assert [r.device for r in commands.predict_files([str(analyzed)], ["SLOW_"]).rows] == ["slow_cpu"]
+    assert [r.device for r in commands.predict_files([str(analyzed)], ["cpu"], predictor=str(second)).rows] == ["slow_cpu"]
+    with pytest.raises(SniperError, match=r"'titanx': matches 6 devices \(titanx_1, titanx_256"):
+        commands.predict_files([str(analyzed)], ["titanx"])
