@@ -112,7 +112,10 @@ def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "
         raise SniperError(f"{manifest}: already exists; choose another --out directory or pass --overwrite")
     if out.exists() and not out.is_dir():
         raise SniperError(f"{out}: exists and is not a directory; choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SniperError(f"{out}: cannot create the folder ({error.strerror}); choose another --out") from None
     result = GenerateResult(str(out), str(manifest), count, family, seed, manifest_only)
     temporary = manifest.with_suffix(".jsonl.partial")
     if jobs < 1:

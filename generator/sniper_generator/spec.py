@@ -127,6 +127,9 @@ def _family(name: str) -> Family:
         raise SniperError(f"family {name!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}") from None
 
 
+SMALLEST_MACS_CAP = 1e6  # every family samples nets under it (checked: 30 of 30 draws each)
+
+
 def spec_seed(seed: int, index: int) -> int:
     """The seed of the ``index``-th spec of a run: depends on (seed, index) only, so prefixes agree."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
@@ -135,6 +138,9 @@ def spec_seed(seed: int, index: int) -> int:
 def sample_spec(seed: int, index: int, family: str = "cnn", max_macs: float | None = None) -> NetSpec:
     if family not in SAMPLED_FAMILIES:
         raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
+    if max_macs is not None and not max_macs >= SMALLEST_MACS_CAP:
+        raise SniperError(f"--max-macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs; "
+                          "use 1e6 or more")
     net_seed = spec_seed(seed, index)
     rng = np.random.default_rng(net_seed)
     if family == "mixed":
@@ -150,9 +156,6 @@ def sample_specs(count: int, seed: int, family: str = "cnn", max_macs: float | N
     """
     if count < 0:
         raise SniperError(f"count {count}: must be >= 0")
-    if max_macs is not None and max_macs < 1e6:
-        raise SniperError(f"max_macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs; "
-                          "use 1e6 or more")
     return [sample_spec(seed, index, family, max_macs) for index in range(count)]
 
 

@@ -86,6 +86,9 @@ def test_coverage_json_and_plot(tmp_path):
     (["zoo", "export", "resnet5", "-o", "/tmp/sniper_gen_x.onnx"], "unknown network"),
     (["zoo", "export", "vgg16", "-o", "/tmp/sniper_gen_x.onnx", "-r", "64"], "224"),
     (["zoo", "export", "resnet50", "-o", "/nonexistent_dir/x.onnx"], "no such directory"),
+    (["generate", "-n", "2", "--max-macs", "1", "--out", "/tmp/sniper_gen_unused"], "1e6 or more"),
+    (["generate", "-n", "2", "--out", "/proc/sniper_gen_unused"], "cannot create the folder"),
+    (["profile", "--generate", "1", "--max-macs", "5"], "1e6 or more"),
 ])
 def test_bad_input_is_one_line_exit_2(arguments, words):
     _one_line_error(runner.invoke(app, arguments), words)
