@@ -60,6 +60,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(monkeypatch, tmp_path)
     assert "internal error" not in result.output
 
 
+def test_a_path_that_cannot_be_written_is_a_user_error_not_an_internal_one(monkeypatch, tmp_path):
+    import sniper_onnx.analysis as analysis
+
+    def unwritable(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "out.csv"))
+
+    monkeypatch.setattr(analysis, "analyze", unwritable)
+    result = CliRunner().invoke(app, ["analyze", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 2 and "internal error" not in result.output
+    assert result.stderr.strip() == f"sniper-onnx: error: {tmp_path / 'out.csv'}: Permission denied; check the path exists and is writable"
+
+
 def _sniper(*args, cwd):
     entry = "import sys; from sniper_onnx.cli import main; sys.exit(main())"
     return subprocess.run([sys.executable, "-c", entry, *args], capture_output=True, text=True, cwd=cwd)

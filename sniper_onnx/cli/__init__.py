@@ -56,6 +56,13 @@ class _OneLineErrors(TyperGroup):
             ctx.exit(130)
         except BrokenPipeError:
             _quiet_broken_pipe()
+        except OSError as error:
+            if error.filename is None or os.environ.get("SNIPER_ONNX_DEBUG"):
+                raise
+            # a path the command was given (or a file beside it) cannot be read or written
+            typer.echo(f"sniper-onnx: error: {error.filename}: {error.strerror or error}; check the path exists "
+                       "and is writable", err=True)
+            ctx.exit(EXIT_USER_ERROR)
         except Exception as error:  # noqa: BLE001 - last line of defence against tracebacks
             if os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise
