@@ -266,6 +266,13 @@ def resolve_input_shapes(
                     f"{source}: --input-shape {vi.name} has {len(dims)} dims but the input has rank {len(declared)} "
                     f"({_format_declared(declared)})"
                 )
+            fixed = [(position, declared[position]) for position in range(len(dims)) if declared is not None
+                     and isinstance(declared[position], int) and declared[position] != dims[position]]
+            if fixed:
+                warnings.append(
+                    f"input '{vi.name}' is declared {_format_declared(declared)}; analysed at "
+                    f"{'x'.join(map(str, dims))} as --input-shape asks, a shape onnxruntime would refuse to run "
+                    f"(fixed dim(s) {', '.join(str(p) for p, _ in fixed)} changed)")
             resolved[vi.name] = dims
             continue
         if declared is None:

@@ -145,6 +145,10 @@ def test_input_shape_override_and_its_errors():
         analyze(built, input_shapes={"nope": (1, 3, 8, 8)})
     with pytest.raises(SniperError, match="rank 4"):
         analyze(built, input_shapes={"x": (1, 3, 8)})
+    assert not any("declared" in w for w in analyze(built, input_shapes={"x": (4, 3, 8, 8)}).warnings)  # N is symbolic
+    changed = analyze(built, input_shapes={"x": (1, 3, 16, 16)})
+    assert changed.features["conv_macs"] == 16 * 256 * 27
+    assert any("declared Nx3x8x8; analysed at 1x3x16x16" in w and "fixed dim(s) 2, 3" in w for w in changed.warnings)
 
 
 @pytest.mark.parametrize(
