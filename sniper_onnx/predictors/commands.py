@@ -259,14 +259,16 @@ def plot_predicted_vs_measured(labels: List[str], predicted: List[Any], measured
     import numpy as np
 
     figure, axes = plt.subplots(figsize=(6, 6))
+    points = sum(len(m) for m in measured)
+    size = float(np.clip(4000 / max(points, 1), 4, 36))  # a dozen pairs must not vanish, thousands must not blot
     for label, p, m in zip(labels, predicted, measured):
-        axes.scatter(np.asarray(m) * 1e3, np.asarray(p) * 1e3, s=4, alpha=0.5, label=label)
+        axes.scatter(np.asarray(m) * 1e3, np.asarray(p) * 1e3, s=size, alpha=0.6, label=label)
     low = min(float(np.min(m)) for m in measured) * 1e3
     high = max(float(np.max(m)) for m in measured) * 1e3
     axes.plot([low, high], [low, high], "k--", linewidth=1)
     axes.fill_between([low, high], [low * 0.9, high * 0.9], [low * 1.1, high * 1.1], color="grey", alpha=0.2, label="±10%")
     axes.set(xscale="log", yscale="log", xlabel="measured (ms)", ylabel="predicted (ms)", title="sniper-onnx predictor")
-    axes.legend(fontsize=7, markerscale=3)
+    axes.legend(fontsize=7, markerscale=max(1.0, 12 / size))
     figure.tight_layout()
     figure.savefig(out, dpi=120)
     plt.close(figure)
