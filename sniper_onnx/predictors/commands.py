@@ -293,6 +293,16 @@ def _spec_features(device_spec: Optional[str], device: Optional[str]):
     return specs[0].features(), device or specs[0].name
 
 
+def _recorded_spec_features(spec: Dict[str, Any], device: Optional[str]):
+    from sniper_profiler.device import DeviceSpec
+
+    try:
+        recorded = DeviceSpec.from_dict(spec)
+    except (ValueError, TypeError) as error:
+        raise SniperError(f"the samples' device spec is not valid ({error}); give --device-spec") from None
+    return recorded.features(), device or recorded.name
+
+
 def adapt_command(predictor: Optional[str], samples: str, output: str, device_spec: Optional[str] = None,
                   device: Optional[str] = None):
     """Few-shot adaptation to a new device from a few measured networks; writes ``output``."""
@@ -300,12 +310,14 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     from sniper_onnx.predictors.samples import load_samples
 
     features, name = _spec_features(device_spec, device)
+    measured = load_samples(samples, name)
+    if not device_spec and measured.device_spec:  # a profiler results file names its device and spec
+        features, name = _recorded_spec_features(measured.device_spec, device)
     if not name:
         raise SniperError("give --device NAME or a --device-spec that names the device")
     # Without --predictor every shipped one is adapted and the one that fits the samples best (by
     # leave-one-out) is kept: a CPU box is closer to the reference CPUs than to HW-NAS-Bench's devices.
     candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()
-    measured = load_samples(samples, name)
     fits = [adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
                             sample_names=measured.names, kernel_tables=measured.kernel_tables) for loaded in candidates]
     adapted, report = min(fits, key=lambda fit: fit[1].loo_rmse_log)

@@ -3,6 +3,11 @@
 A network is an ONNX path (analyzed here, relative to the samples file), an ``analyze --json``
 output file, or a NAS-Bench-201 arch string (features from the committed table). Latency columns:
 ``latency_s``/``seconds`` or ``latency_ms``.
+
+A results file of the profiler (``sniper-profiler run --out`` or ``sniper-onnx profile``) is read as
+it is: each model measured once is one sample at its median time (the median of its passes'
+medians), re-made from its generator or zoo source when the file has gone, with the device's spec
+the records carry.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ class Samples:
     # Each network's kernel table (None for an arch string or a JSON without nodes): adapt and
     # feedback compare the measurements with what `predict` answers, the kernel sum included.
     kernel_tables: List[Optional[Any]] = field(default_factory=list)
+    # The DeviceSpec (as a dict) of the device a profiler results file was measured on, else None.
+    device_spec: Optional[Dict[str, Any]] = None
 
 
 def _rows(path: Path) -> List[Dict[str, str]]:
@@ -90,6 +97,8 @@ def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
     if not path.is_file():
         raise SniperError(f"{path}: no such samples file; give a CSV with network,latency_ms columns")
     rows = _rows(path)
+    if rows and isinstance(rows[0], dict) and str(rows[0].get("schema", "")).startswith("sniper-profiler/"):
+        return _profiler_samples(path, device)
     if device is not None and rows and "device" in rows[0]:
         rows = [row for row in rows if row.get("device") == device]
     if not rows:
@@ -105,4 +114,54 @@ def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
         features, kernels = _network(network, path.parent, cache)
         samples.features.append(features)
         samples.kernel_tables.append(kernels)
+    return samples
+
+
+def _measured_device(record: Dict[str, Any]) -> str:
+    return str(((record.get("device") or {}).get("spec") or {}).get("name") or "")
+
+
+def _usable_records(path: Path, device: Optional[str]) -> List[Dict[str, Any]]:
+    """Successful records not flagged precision_mismatch (the time of another precision), of
+    ``device`` when the file holds several devices; one device's file is taken whole, since the
+    caller names the device its records are for."""
+    from sniper_profiler.records import read_records
+
+    records = [r for r in read_records(path).records
+               if r.get("status") == "ok" and "precision_mismatch" not in (r.get("flags") or [])]
+    measured_on = sorted({_measured_device(r) for r in records})
+    if device is not None and len(measured_on) > 1:
+        records = [r for r in records if _measured_device(r) == device]
+    if not records:
+        held = f"; it holds {', '.join(measured_on)}: pick one with --device" if len(measured_on) > 1 else ""
+        raise SniperError(f"{path}: no successful measurement{f' of device {device!r}' if device else ''}{held}")
+    return records
+
+
+def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
+    import statistics
+
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.database.importer import load_model_for, network_key
+
+    records = _usable_records(path, device)
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for record in records:
+        model = record.get("model") or {}
+        groups.setdefault(network_key(model.get("sha256") or model.get("name") or "", record.get("inputs") or []), []).append(record)
+    samples = Samples([], [], [], [])
+    for group in groups.values():
+        first = group[0]
+        proto, problem = load_model_for(first.get("model") or {})
+        if proto is None:
+            raise SniperError(f"{path}: {problem}")
+        shapes = {i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None
+        result = analyze(proto, input_shapes=shapes)
+        samples.names.append(str((first.get("model") or {}).get("name")))
+        samples.features.append({k: float(v) for k, v in result.features.items()})
+        samples.kernel_tables.append(kernel_table(result.nodes))
+        samples.seconds.append(float(statistics.median(r["stats"]["median_s"] for r in group)))
+    specs = {_measured_device(r): ((r.get("device") or {}).get("spec")) for r in records}
+    samples.device_spec = next(iter(specs.values())) if len(specs) == 1 else None
     return samples

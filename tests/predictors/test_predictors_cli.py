@@ -279,3 +279,51 @@ def test_predict_reads_a_folder_of_models_as_profile_does(tmp_path):
     assert [row["network"] for row in rows] == [str(folder / "a.onnx"), str(folder / "b.onnx")]
     (tmp_path / "empty").mkdir()
     _fails(["predict", str(tmp_path / "empty")], "a folder with no .onnx file in it")
+
+
+def test_a_profiler_results_file_is_read_as_samples_with_its_device(tmp_path):
+    """What the profiler wrote goes to adapt/feedback as it is: nets re-made from their generator
+    source (the files were temporary), the device's spec from the records."""
+    from sniper_onnx.predictors.runtime import load_predictor
+
+    results = tmp_path / "r.jsonl"
+    _ok(["profile", "--generate", "3", "--seed", "4", "--max-macs", "2e7", "--out", str(results), "--warmup", "1",
+         "--min-repeats", "3", "--max-time", "0.05", "--threads", "1"])
+    report = json.loads(_ok(["adapt", "--samples", str(results), "-d", "this box", "-o", str(tmp_path / "box.onnx"),
+                             "--json"]).stdout)
+    assert report["samples"] == 3 and report["device"] == "this box"
+    assert "this box" in load_predictor(tmp_path / "box.onnx").devices
+    unnamed = json.loads(_ok(["adapt", "--samples", str(results), "-o", str(tmp_path / "own.onnx"), "--json"]).stdout)
+    assert unnamed["device"].endswith("cpu fp32 t1 opt-all")  # the name the records carry
+
+
+def test_profiler_samples_keep_ok_records_of_one_device_at_their_median(tmp_path):
+    import numpy as np
+    import onnx
+    import pytest
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sniper_onnx.errors import SniperError
+    from sniper_onnx.predictors.samples import load_samples
+    from sniper_profiler.records import RECORD_SCHEMA, file_sha256
+
+    weight = numpy_helper.from_array(np.full((8, 3, 3, 3), 0.1, np.float32), "W")
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], "conv",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 16, 16])], [weight])
+    model = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), model)
+
+    def record(device, median, status="ok", flags=(), key="k"):
+        return {"schema": RECORD_SCHEMA, "key": key, "status": status, "flags": list(flags),
+                "model": {"name": "m", "path": str(model), "sha256": file_sha256(model)},
+                "device": {"spec": {"name": device, "kind": "desktop_cpu"}}, "stats": {"median_s": median}}
+
+    lines = [record("a", 1.0), record("a", 3.0, key="k2"), record("a", 2.0, key="k3"), record("a", 9.0, status="failed"),
+             record("a", 9.0, flags=["precision_mismatch"]), record("b", 5.0)]
+    (tmp_path / "r.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    samples = load_samples(tmp_path / "r.jsonl", "a")
+    assert samples.seconds == [2.0] and samples.names == ["m"] and samples.device_spec["name"] == "a"
+    assert load_samples(tmp_path / "r.jsonl", "b").seconds == [5.0]
+    with pytest.raises(SniperError, match="it holds a, b: pick one with --device"):
+        load_samples(tmp_path / "r.jsonl", "c")
