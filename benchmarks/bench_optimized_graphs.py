@@ -7,7 +7,7 @@ really runs (Conv+BN+activation fused, NCHWc layout, reorder nodes) than from th
 
 Every network used (``--train-nets`` of the training random nets, every held-out generated net and
 the zoo, each with at most ``--max-param-mb`` of weights) is re-made with weights (onnxruntime folds BatchNorm into the weights it can read), saved by
-an onnxruntime session at ORT_ENABLE_ALL on one thread (``optimized_model_filepath``), and both
+an onnxruntime session at ``--level`` (default all: ORT_ENABLE_ALL) on one thread (``optimized_model_filepath``), and both
 graphs are analyzed into kernel tables. One kernel net is then trained on the device's pairs alone
 from each kind of table (same nets, same seed) and scored: MAPE % / Acc(+-10 %) on its training
 nets, the held-out generated nets and the zoo. The optimized graph is what onnxruntime runs on this
@@ -44,7 +44,10 @@ def _weighted_model(source: dict):
     return None
 
 
-def _tables_of(text: str):
+LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def _tables_of(task: tuple):
     """(exported graph's kernel table, optimized graph's kernel table) of one network; None if it
     cannot be re-made or optimized."""
     import onnx
@@ -53,6 +56,7 @@ def _tables_of(text: str):
     from sniper_onnx.analysis import analyze
     from sniper_onnx.analysis.kernels import kernel_table
 
+    text, level = task
     model = _weighted_model(json.loads(text)) if text else None
     if model is None:
         return None
@@ -60,7 +64,7 @@ def _tables_of(text: str):
         exported, optimized = Path(scratch) / "exported.onnx", Path(scratch) / "optimized.onnx"
         onnx.save(model, str(exported))
         options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, LEVELS[level])
         options.intra_op_num_threads = 1
         options.log_severity_level = 3  # the NCHWc "hardware specific" notice, once a network
         options.optimized_model_filepath = str(optimized)
@@ -72,12 +76,12 @@ def _tables_of(text: str):
             return None
 
 
-def _build_tables(sources: list, indices: np.ndarray, jobs: int, cache: Path) -> dict:
+def _build_tables(sources: list, indices: np.ndarray, jobs: int, cache: Path, level: str) -> dict:
     done = dict(np.load(cache, allow_pickle=True)["tables"].item()) if cache.is_file() else {}
     todo = [int(i) for i in indices if int(i) not in done]
     began = time.perf_counter()
     with Pool(jobs) as pool:
-        for count, (index, tables) in enumerate(zip(todo, pool.imap(_tables_of, [sources[i] for i in todo], chunksize=4)), 1):
+        for count, (index, tables) in enumerate(zip(todo, pool.imap(_tables_of, [(sources[i], level) for i in todo], chunksize=4)), 1):
             done[index] = tables
             if count % 100 == 0 or count == len(todo):
                 print(f"  {count}/{len(todo)} networks optimized and analyzed ({time.perf_counter() - began:.0f} s)",
@@ -106,7 +110,10 @@ def main() -> None:
     parser.add_argument("--max-param-mb", type=float, default=64.0,
                         help="leave out nets with more weight bytes (re-making and optimizing them with weights "
                              "runs at about 40 MB/s here)")
-    parser.add_argument("--cache", default="optimized-graph-tables.npz")
+    parser.add_argument("--level", choices=sorted(LEVELS), default="all",
+                        help="onnxruntime's optimization level for the optimized graph (extended: fusions only, "
+                             "no NCHWc layout)")
+    parser.add_argument("--cache", default=None, help="default: optimized-graph-tables-LEVEL.npz")
     args = parser.parse_args()
 
     import torch
@@ -131,7 +138,8 @@ def main() -> None:
     training = np.flatnonzero(generated & ~held_out & measured)
     training = np.sort(np.random.default_rng(args.seed).permutation(training)[: args.train_nets])
     tested = np.flatnonzero(held_out & measured)
-    built = _build_tables(data.network_sources, np.concatenate([training, tested]), args.jobs, Path(args.cache))
+    cache = Path(args.cache or f"optimized-graph-tables-{args.level}.npz")
+    built = _build_tables(data.network_sources, np.concatenate([training, tested]), args.jobs, cache, args.level)
     usable = {i for i, tables in built.items() if tables is not None}
 
     config = KernelNetConfig(seed=args.seed, members=1)
@@ -139,9 +147,9 @@ def main() -> None:
         config.steps = args.steps
     on_device = data.pair_device == device
     sets = {"training": generated & ~held_out, "held out": generated & held_out, "zoo": ~generated}
-    print(f"device {device_name}; {len(usable & set(training.tolist()))} training nets, seed {args.seed}, "
+    print(f"device {device_name}; {len(usable & set(training.tolist()))} training nets, seed {args.seed}, level {args.level}, "
           f"{config.steps} steps\n| graph | " + " | ".join(sets) + " | trained in |\n|---|---|---|---|---|")
-    for arm, position in (("exported", 0), ("optimized by onnxruntime", 1)):
+    for arm, position in (("exported", 0), (f"optimized by onnxruntime ({args.level})", 1)):
         tables = [built[i][position] if i in usable else None for i in range(len(network_names))]
         pairs = np.flatnonzero(on_device & np.isin(data.pair_network, training) & np.isin(data.pair_network, list(usable)))
         began = time.perf_counter()

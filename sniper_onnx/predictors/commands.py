@@ -307,14 +307,16 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
                   device: Optional[str] = None):
     """Few-shot adaptation to a new device from a few measured networks; writes ``output``."""
     from sniper_onnx.predictors.adapt import adapt_predictor
-    from sniper_onnx.predictors.samples import load_samples
+    from sniper_onnx.predictors.samples import is_profiler_results, load_samples
 
     features, name = _spec_features(device_spec, device)
+    if not name and not is_profiler_results(samples):
+        raise SniperError("give --device NAME or a --device-spec that names the device")
     measured = load_samples(samples, name)
     if not device_spec and measured.device_spec:  # a profiler results file names its device and spec
         features, name = _recorded_spec_features(measured.device_spec, device)
     if not name:
-        raise SniperError("give --device NAME or a --device-spec that names the device")
+        raise SniperError(f"{samples}: its measurements come from several devices; pick one with --device NAME")
     # Without --predictor every shipped one is adapted and the one that fits the samples best (by
     # leave-one-out) is kept: a CPU box is closer to the reference CPUs than to HW-NAS-Bench's devices.
     candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()

@@ -117,6 +117,16 @@ def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
     return samples
 
 
+def is_profiler_results(path: "str | Path") -> bool:
+    """Whether ``path`` is a profiler results file (its first record says so)."""
+    try:
+        with open(path) as handle:
+            first = next((line for line in handle if line.strip()), "")
+        return str(json.loads(first).get("schema", "")).startswith("sniper-profiler/")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def _measured_device(record: Dict[str, Any]) -> str:
     return str(((record.get("device") or {}).get("spec") or {}).get("name") or "")
 
