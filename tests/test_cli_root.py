@@ -39,6 +39,21 @@ def test_every_command_help_exits_zero():
                 assert result.exit_code == 0, (name, sub, result.output)
 
 
+def test_no_option_help_holds_square_brackets_that_rich_would_eat():
+    """Rich reads "[default: x]" in a help string as markup and prints nothing of it."""
+    import re
+
+    def commands(group):
+        for command in group.commands.values():
+            yield command
+            if hasattr(command, "commands"):
+                yield from commands(command)
+
+    for command in commands(typer_main_group()):
+        for param in command.params:
+            assert not re.search(r"\[[a-z/]", getattr(param, "help", None) or ""), (command.name, param.name, param.help)
+
+
 def typer_main_group():
     import typer.main
 
