@@ -94,12 +94,15 @@ def _build_tables(sources: list, indices: np.ndarray, jobs: int, cache: Path, le
     return done
 
 
-def _score(params, tables, rows, table_of_pair, data, device: int) -> str:
+def _predict(params, tables, rows, table_of_pair, data, device: int) -> np.ndarray:
     from sniper_onnx.predictors.kernelnet import kernel_log_seconds_numpy
 
-    predicted = np.array([np.exp(kernel_log_seconds_numpy(params, tables[table_of_pair[i]], data.device_matrix[device]))
-                          for i in rows])
-    error = np.abs(predicted / data.seconds[rows] - 1)
+    return np.array([np.exp(kernel_log_seconds_numpy(params, tables[table_of_pair[i]], data.device_matrix[device]))
+                     for i in rows])
+
+
+def _score(predicted: np.ndarray, measured: np.ndarray) -> str:
+    error = np.abs(predicted / measured - 1)
     return f"{100 * error.mean():.1f} / {np.mean(error <= 0.1):.2f}"
 
 
@@ -130,6 +133,9 @@ def _arguments() -> argparse.Namespace:
     parser.add_argument("--network-columns", action="store_true",
                         help="append the network's size to every row, as bench_kernel_training.py --columns network")
     parser.add_argument("--cache", default=None, help="default: optimized-graph-tables-LEVEL.npz")
+    parser.add_argument("--per-network", default="", metavar="PREFIX",
+                        help="write PREFIX-exported.csv and PREFIX-optimized.csv, every scored pair in "
+                             "bench_predictor.py --per-network's columns (for bench_label_noise.py --rescore)")
     return parser.parse_args()
 
 
@@ -180,6 +186,7 @@ def main() -> None:
     optimized_device = np.array([runs_optimized_graph(data, d) for d in range(len(data.device_names))])
     sets = {"training": generated & ~held_out & np.isin(np.arange(count), training), "held out": generated & held_out,
             "zoo": ~generated}
+    groups = {"training": "random_train", "held out": "random_held_out", "zoo": "zoo"}  # bench_predictor's names
     print(f"{len(training)} training nets ({int(usable[training].sum())} re-made), seed {args.seed}, level {args.level}, "
           f"{config.steps} steps, network columns {args.network_columns}; devices on the optimized graph in the second "
           f"arm: {', '.join(data.device_names[d] for d in devices if optimized_device[d]) or 'none'}")
@@ -189,12 +196,27 @@ def main() -> None:
         table_of_pair = data.pair_network + count * view[data.pair_device]
         params = train_kernel_net(tables, data.device_matrix, table_of_pair[pairs], data.pair_device[pairs],
                                   np.log(data.seconds[pairs]), config)
+        written = []
         for d in devices:
             cells = []
-            for mask in sets.values():
+            for set_name, mask in sets.items():
                 rows = np.flatnonzero((data.pair_device == d) & (mask & usable)[data.pair_network])
-                cells.append(_score(params, tables, rows, table_of_pair, data, d) + f" (n {len(rows)})")
+                predicted = _predict(params, tables, rows, table_of_pair, data, d)
+                cells.append(_score(predicted, data.seconds[rows]) + f" (n {len(rows)})")
+                written += [(network_names[data.pair_network[i]], data.device_names[d], groups[set_name],
+                             data.seconds[i], p, "kernels") for i, p in zip(rows, predicted)]
             print(f"| {arm} | {data.device_names[d].replace('|', '/')} | " + " | ".join(cells) + " |")
+        if args.per_network:
+            _write_pairs(f"{args.per_network}-{'exported' if not view.any() else 'optimized'}.csv", written)
+
+
+def _write_pairs(path: str, pairs: list) -> None:
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["network", "device", "group", "measured_s", "predicted_s", "path"])
+        writer.writerows(pairs)
 
 
 if __name__ == "__main__":
