@@ -193,7 +193,15 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_Slo
         columns = b.const("kern_net_columns", b.params["kern_net_columns"].astype(np.int64))
         sizes = b.op("Gather", NETWORK_INPUT, columns, axis=1)
         logged = b.op("Div", b.op("Log", b.op("Add", b.op("Relu", sizes), "one")), ln2)  # "one": build_graph's
-        first = b.op("Add", first, b.op("MatMul", logged, b.param("kern_fc0_net_w")))
+        term = b.op("MatMul", logged, b.param("kern_fc0_net_w"))
+        if "kern_fc0_net_b" in b.params:
+            term = b.op("Add", term, b.param("kern_fc0_net_b"))
+        if "kern_gate_columns" in b.params:  # e.g. CPUs only: the sum of their one-hot kind columns
+            gate_columns = b.const("kern_gate_columns", b.params["kern_gate_columns"].astype(np.int64))
+            gate = b.op("ReduceSum", b.op("Gather", raw_dev, gate_columns, axis=1),
+                        b.const("kern_c_gate_axis", np.array([1], np.int64)), keepdims=1)  # [N, 1]
+            term = b.op("Mul", term, gate)
+        first = b.op("Add", first, term)
     device_term = b.op("Unsqueeze", first, axis1)  # [N, 1, H]
     # kern_fc0_w's first row is zero: the whole input, count column included, goes in without a copy
     hidden = b.op("Relu", b.op("Add", b.dense(KERNEL_INPUT, "kern_fc0"), device_term))

@@ -15,7 +15,9 @@ features is folded into the first layer, so the graph multiplies raw rows:
   ``kern_fc0_dev_w`` [F_d, H], ``kern_fc0_b`` [H];
 - ``kern_fc1_w`` [H, H], ``kern_fc1_b`` [H], ``kern_out_w`` [H, 3], ``kern_out_b`` [3]: a, b, c;
 - with ``KernelNetConfig.network_context``: ``kern_fc0_net_w`` [4, H] on log2(1 + x) of the network's
-  NETWORK_CONTEXT_FEATURES, whose positions in the network feature vector are ``kern_net_columns``.
+  NETWORK_CONTEXT_FEATURES, whose positions in the network feature vector are ``kern_net_columns``,
+  plus ``kern_fc0_net_b`` [H]; the term is multiplied by the sum of the raw device features at
+  ``kern_gate_columns`` (absent: by 1).
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ class KernelNetConfig:
     # reference dataset (three nets, four seeds) it took t1's held-out random nets from 11.5 to 9.7 %
     # MAPE but the H200's zoo from 33 to 53 % (docs/predictor.md, "Network context").
     network_context: bool = False
+    # Device features whose sum (0 or 1: one-hot kinds) gates the network-context term; empty: every
+    # device sees it. A CPU's node times depend on what the whole network keeps in its caches; the
+    # H200 (49 training nets) only learnt to misuse the sizes (docs/predictor.md, "Network context").
+    network_context_gate: tuple = ("kind_desktop_cpu", "kind_embedded_cpu")
 
 
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -109,30 +115,47 @@ def train_kernel_net(
     node_targets: Optional[dict] = None,
     network_context: Optional[np.ndarray] = None,
     context_columns: Sequence[int] = (),
+    device_feature_names: Sequence[str] = (),
 ) -> Params:
     """Fit on the pairs whose network has a kernel table; ``progress(step, loss)`` every 100 steps.
     With ``config.members`` > 1, that many nets from consecutive seeds, merged by :func:`merge_members`.
     ``node_targets``: {(network, device): [rows] log-seconds of each node, NaN where unknown} from
     per-node profiles, fitted with weight ``config.node_weight`` beside the network sums.
     ``network_context`` [networks, 4]: each network's raw NETWORK_CONTEXT_FEATURES, and
-    ``context_columns`` their positions in the network feature vector (with ``config.network_context``)."""
+    ``context_columns`` their positions in the network feature vector (with ``config.network_context``);
+    ``device_feature_names`` name the device matrix's columns, for ``config.network_context_gate``."""
     config = config or KernelNetConfig()
-    context = None
+    context, gate_columns = None, []
     if config.network_context:
         if network_context is None or len(context_columns) != len(NETWORK_CONTEXT_FEATURES):
             raise ValueError("network_context needs each network's NETWORK_CONTEXT_FEATURES and their columns")
         context = context_log(np.asarray(network_context, dtype=np.float64))
+        gate_columns = [list(device_feature_names).index(name) for name in config.network_context_gate
+                        if name in device_feature_names]
+        if config.network_context_gate and not gate_columns:
+            raise ValueError(f"network_context_gate {config.network_context_gate}: none is a device feature")
+    gate = context_gate(device_matrix, gate_columns)
     if config.members > 1:
         members = [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
-                                 replace(config, seed=config.seed + k, members=1), progress, node_targets, context)
+                                 replace(config, seed=config.seed + k, members=1), progress, node_targets, context, gate)
                    for k in range(config.members)]
         params = merge_members(members)
     else:
         params = _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config, progress,
-                               node_targets, context)
+                               node_targets, context, gate)
     if context is not None:
         params["kern_net_columns"] = np.asarray(context_columns, dtype=np.float64)
+        if gate_columns:
+            params["kern_gate_columns"] = np.asarray(gate_columns, dtype=np.float64)
     return params
+
+
+def context_gate(device_matrix: np.ndarray, gate_columns: Sequence[int]) -> np.ndarray:
+    """[devices]: how much of the network-context term each device sees (1 without a gate)."""
+    device_matrix = np.atleast_2d(np.asarray(device_matrix, dtype=np.float64))
+    if not len(gate_columns):
+        return np.ones(len(device_matrix))
+    return device_matrix[:, list(gate_columns)].sum(axis=1)
 
 
 def context_log(raw: np.ndarray) -> np.ndarray:
@@ -157,8 +180,9 @@ def merge_members(members: Sequence[Params]) -> Params:
               "kern_fc1_w": fc1,
               "kern_out_w": np.vstack([m["kern_out_w"] for m in members]) / count,
               "kern_out_b": np.mean([m["kern_out_b"] for m in members], axis=0)}
-    if "kern_fc0_net_w" in members[0]:
-        merged["kern_fc0_net_w"] = side_by_side("kern_fc0_net_w")
+    for key in ("kern_fc0_net_w", "kern_fc0_net_b"):
+        if key in members[0]:
+            merged[key] = side_by_side(key)
     return merged
 
 
@@ -173,7 +197,8 @@ def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.nda
 
 
 def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config: KernelNetConfig,
-                  progress, node_targets: Optional[dict] = None, context: Optional[np.ndarray] = None) -> Params:
+                  progress, node_targets: Optional[dict] = None, context: Optional[np.ndarray] = None,
+                  gate: Optional[np.ndarray] = None) -> Params:
     import torch
 
     usable = np.array([tables[n] is not None and len(tables[n]) > 0 for n in pair_network])
@@ -196,9 +221,12 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         ctx_mean, ctx_std = _standardizer(context[np.unique(pair_network)])
         z_ctx = torch.tensor(((context - ctx_mean) / ctx_std).astype(np.float32))
     fc0_net = torch.nn.Linear(len(NETWORK_CONTEXT_FEATURES), hidden, bias=False) if context is not None else None
+    gates = torch.tensor(np.ones(len(device_matrix)) if gate is None else gate, dtype=torch.float32)
 
-    def context_term(networks: "torch.Tensor") -> "torch.Tensor | float":
-        return fc0_net(z_ctx[networks]) if fc0_net is not None else 0.0
+    def context_term(networks: "torch.Tensor", devices: "torch.Tensor") -> "torch.Tensor | float":
+        if fc0_net is None:
+            return 0.0
+        return fc0_net(z_ctx[networks]) * gates[devices].reshape(-1, 1)
     node_offset = float(np.median(log_seconds) - np.log(np.median([len(tables[n]) for n in pair_network])))
 
     fc0 = torch.nn.Linear(width, hidden)
@@ -218,7 +246,8 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
 
     def node_log_seconds(network: int, device: int) -> "torch.Tensor":
         x = z_tables[network]
-        rates = out(torch.relu(fc1(torch.relu(fc0(x) + fc0_dev(z_dev[device]) + context_term(torch.tensor(network))))))
+        rates = out(torch.relu(fc1(torch.relu(fc0(x) + fc0_dev(z_dev[device])
+                                               + context_term(torch.tensor([network]), torch.tensor([device]))))))
         return torch.logsumexp(rates + torch.nn.functional.pad(work[network], (0, 1)), dim=1)
 
     def node_loss() -> "torch.Tensor":
@@ -238,7 +267,7 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         owner = torch.cat([torch.full((len(z_tables[int(pair_network[i])]),), j) for j, i in enumerate(batch)])
         device_term = fc0_dev(z_dev[torch.tensor(pair_device[batch])])[owner]
         if fc0_net is not None:
-            device_term = device_term + context_term(torch.tensor(pair_network[batch]))[owner]
+            device_term = device_term + context_term(torch.tensor(pair_network[batch]), torch.tensor(pair_device[batch]))[owner]
         rates = out(torch.relu(fc1(torch.relu(fc0(x) + device_term))))
         logs = torch.cat([work[int(pair_network[i])] for i in batch])
         node = torch.logsumexp(rates + torch.nn.functional.pad(logs, (0, 1)), dim=1)
@@ -272,21 +301,27 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         "kern_fc1_w": numpy_of(fc1.weight).T, "kern_fc1_b": numpy_of(fc1.bias),
         "kern_out_w": numpy_of(out.weight).T, "kern_out_b": numpy_of(out.bias),
     }
-    if fc0_net is not None:
+    if fc0_net is not None:  # the gate multiplies the whole term, its standardization shift included
         w0_net = numpy_of(fc0_net.weight).T
         params["kern_fc0_net_w"] = w0_net / ctx_std[:, None]
-        params["kern_fc0_b"] = params["kern_fc0_b"] - (ctx_mean / ctx_std) @ w0_net
+        params["kern_fc0_net_b"] = -(ctx_mean / ctx_std) @ w0_net
     return params
 
 
-def context_vector(params: Params, network_vector: Optional[np.ndarray]) -> np.ndarray:
-    """[H]: the network-context term of the first layer (0 for kernel nets trained without it)."""
+def context_vector(params: Params, network_vector: Optional[np.ndarray], device_vector: np.ndarray) -> np.ndarray:
+    """[H]: the network-context term of the first layer on the device (0 for kernel nets trained
+    without it, or for a device its gate shuts out)."""
     if "kern_fc0_net_w" not in params:
+        return np.zeros(params["kern_fc0_b"].shape)
+    gate = float(context_gate(device_vector[: params["kern_fc0_dev_w"].shape[0]],
+                              params.get("kern_gate_columns", np.zeros(0)).astype(int))[0])
+    if gate == 0.0:
         return np.zeros(params["kern_fc0_b"].shape)
     if network_vector is None:
         raise ValueError("this kernel net was trained with network context: give the network's feature vector")
     columns = params["kern_net_columns"].astype(int)
-    return context_log(np.asarray(network_vector, dtype=np.float64)[columns]) @ params["kern_fc0_net_w"]
+    term = context_log(np.asarray(network_vector, dtype=np.float64)[columns]) @ params["kern_fc0_net_w"]
+    return gate * (term + params.get("kern_fc0_net_b", 0.0))
 
 
 def node_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray,
@@ -294,7 +329,7 @@ def node_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.
     """[rows]: each kernel row's log-seconds on the device, as the graph computes it (``network_vector``:
     the network's raw features, for kernel nets trained with network context)."""
     h = np.maximum(table @ params["kern_fc0_w"][1:] + device_vector @ params["kern_fc0_dev_w"] + params["kern_fc0_b"]
-                   + context_vector(params, network_vector), 0)
+                   + context_vector(params, network_vector, device_vector), 0)
     h = np.maximum(h @ params["kern_fc1_w"] + params["kern_fc1_b"], 0)
     terms = h @ params["kern_out_w"] + params["kern_out_b"] + np.pad(log_work(table), ((0, 0), (0, 1)))
     return np.logaddexp.reduce(terms, axis=1)

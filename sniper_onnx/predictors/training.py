@@ -127,7 +127,7 @@ def train_predictor(
         params.update(train_kernel_net(kernel_tables, data.device_matrix, data.pair_network[train_rows],
                                        data.pair_device[train_rows], np.log(data.seconds[train_rows]), kernel_config,
                                        node_targets=kernel_node_targets, network_context=data.network_matrix[:, columns],
-                                       context_columns=columns))
+                                       context_columns=columns, device_feature_names=data.device_feature_names))
     predictor = build_predictor(params, meta)
     regressions, key_features = {}, {}
     for d, device in enumerate(data.device_names):

@@ -470,7 +470,7 @@ def test_network_context_reaches_every_node_in_graph_and_numpy_alike(tmp_path):
 
     def kernel_error(context: bool):
         predictor, _ = train_predictor(data, pcn, kernel_tables=tables, kernel_config=KernelNetConfig(
-            hidden=32, steps=1500, learning_rate=1e-2, members=2, network_context=context))
+            hidden=32, steps=1500, learning_rate=1e-2, members=2, network_context=context, network_context_gate=()))
         device = predictor.device_vector("cpu_a")
         held = slice(trained, None)
         kernel = predictor.run(sizes[held], np.tile(device, (len(tables) - trained, 1)), tables[held])["kernel_seconds"]
@@ -489,3 +489,36 @@ def test_network_context_reaches_every_node_in_graph_and_numpy_alike(tmp_path):
     np.testing.assert_allclose(graph, reference, rtol=2e-4)
     with pytest.raises(ValueError, match="network context"):
         kernel_log_seconds_numpy(params_of(reloaded), tables[0], device[:-1])
+
+
+def test_the_context_gate_keeps_network_sizes_away_from_devices_outside_it(tmp_path):
+    """Gated on a one-hot kind column: the CPU sees the network's size, the other device's node
+    times do not move with it, and the graph computes what the numpy twin does on both."""
+    from sniper_onnx.predictors.dataset import TrainingData
+    from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES
+    from sniper_onnx.predictors.pcn import PCNConfig
+    from sniper_onnx.predictors.runtime import load_predictor, params_of, save_predictor
+    from sniper_onnx.predictors.training import train_predictor
+
+    tables = _tables(60, 5)
+    sizes = np.abs(np.random.default_rng(5).normal(1e6, 3e5, (len(tables), len(NETWORK_CONTEXT_FEATURES))))
+    base = np.array([_node_seconds(t).sum() for t in tables])
+    pair_network = np.repeat(np.arange(len(tables)), 2)
+    pair_device = np.tile(np.arange(2), len(tables))
+    data = TrainingData([f"net{i}" for i in range(len(tables))], sizes, list(NETWORK_CONTEXT_FEATURES),
+                        ["cpu", "gpu"], np.array([[1.0, 1.0], [0.0, 4.0]]), ["kind_desktop_cpu", "threads"],
+                        pair_network, pair_device, base[pair_network] * np.array([1.0, 0.2])[pair_device])
+    predictor, _ = train_predictor(data, PCNConfig(attention_dim=4, hidden=(16,), embedding=4, epochs=3, min_steps=100),
+                                   kernel_tables=tables, kernel_config=KernelNetConfig(
+                                       hidden=16, steps=300, members=2, network_context=True))
+    save_predictor(predictor, str(tmp_path / "gated.onnx"))
+    reloaded = load_predictor(str(tmp_path / "gated.onnx"))
+    params = params_of(reloaded)
+    assert params["kern_gate_columns"].tolist() == [0.0]
+    for device in ("cpu", "gpu"):
+        vector = reloaded.device_vector(device)
+        graph = reloaded.run(sizes[:4], np.tile(vector, (4, 1)), tables[:4])["kernel_seconds"]
+        twin = [np.exp(kernel_log_seconds_numpy(params, t, vector[:-1], network_vector=net)) for t, net in zip(tables[:4], sizes[:4])]
+        np.testing.assert_allclose(graph, twin, rtol=2e-4)
+        bigger = reloaded.run(sizes[:4] * 50, np.tile(vector, (4, 1)), tables[:4])["kernel_seconds"]
+        assert np.allclose(bigger, graph, rtol=1e-6) == (device == "gpu")
