@@ -97,7 +97,7 @@ def _held_out_by_name(name: str) -> bool:
 def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "",
                  expectile: Optional[float] = None, train_without: Sequence[str] = (), members: Optional[int] = None,
                  save_predictor: str = "", node_targets: Optional[dict] = None, node_weight: float = 0.0,
-                 node_shares_only: bool = False, network_context: bool = False) -> dict:
+                 node_shares_only: bool = False, network_context: bool = True) -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge. ``per_network``: a CSV of
@@ -399,8 +399,9 @@ def main() -> None:
                         "sniper_onnx/data/pcn_reference.onnx")
     parser.add_argument("--kernel-members", type=int, default=None,
                         help="with --table (and --new-device): kernel nets of consecutive seeds, averaged (default: KernelNetConfig.members, 3)")
-    parser.add_argument("--kernel-network-context", action="store_true",
-                        help="with --table: kernel nets that also see each network's size (KernelNetConfig.network_context)")
+    parser.add_argument("--no-kernel-network-context", action="store_true",
+                        help="with --table: kernel nets that do not see each network's size (the default before "
+                             "2026-11-29 13:40 UTC; KernelNetConfig.network_context)")
     parser.add_argument("--save-predictor", default="", metavar="PATH", help="with --table: save the predictor trained on the split")
     parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped reference predictor's kernel-sum path")
     parser.add_argument("--new-device", default=None, metavar="NAME",
@@ -423,7 +424,7 @@ def main() -> None:
     if args.table:
         print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed, args.per_network,
                                       args.expectile, args.train_without, args.kernel_members,
-                                      args.save_predictor, network_context=args.kernel_network_context), indent=1))
+                                      args.save_predictor, network_context=not args.no_kernel_network_context), indent=1))
         return
     if args.cpu_dataset:
         import os

@@ -75,10 +75,12 @@ class KernelNetConfig:
     # Teach the node loss only each network's split among its nodes (errors centred per network),
     # leaving the level to the whole-network loss.
     node_shares_only: bool = False
-    # Give every node the network's size (NETWORK_CONTEXT_FEATURES) beside its own row. Off: on the
-    # reference dataset (three nets, four seeds) it took t1's held-out random nets from 11.5 to 9.7 %
-    # MAPE but the H200's zoo from 33 to 53 % (docs/predictor.md, "Network context").
-    network_context: bool = False
+    # Give every node the network's size (NETWORK_CONTEXT_FEATURES) beside its own row, on the
+    # devices of network_context_gate. On the reference dataset (three nets, four seeds) it took the
+    # CPU configurations' held-out random nets from 11.5 / 9.3 / 16.0 to 9.7 / 8.2 / 15.0 % MAPE with
+    # every CPU zoo run still on target; ungated it also took the H200's zoo from 33 to 53 %, gated
+    # 35 % (docs/predictor.md, "Network context").
+    network_context: bool = True
     # Device features whose sum (0 or 1: one-hot kinds) gates the network-context term; empty: every
     # device sees it. A CPU's node times depend on what the whole network keeps in its caches; the
     # H200 (49 training nets) only learnt to misuse the sizes (docs/predictor.md, "Network context").
@@ -122,12 +124,13 @@ def train_kernel_net(
     ``node_targets``: {(network, device): [rows] log-seconds of each node, NaN where unknown} from
     per-node profiles, fitted with weight ``config.node_weight`` beside the network sums.
     ``network_context`` [networks, 4]: each network's raw NETWORK_CONTEXT_FEATURES, and
-    ``context_columns`` their positions in the network feature vector (with ``config.network_context``);
+    ``context_columns`` their positions in the network feature vector (with ``config.network_context``;
+    without them the net is trained without context, as before it existed);
     ``device_feature_names`` name the device matrix's columns, for ``config.network_context_gate``."""
     config = config or KernelNetConfig()
     context, gate_columns = None, []
-    if config.network_context:
-        if network_context is None or len(context_columns) != len(NETWORK_CONTEXT_FEATURES):
+    if config.network_context and network_context is not None:
+        if len(context_columns) != len(NETWORK_CONTEXT_FEATURES):
             raise ValueError("network_context needs each network's NETWORK_CONTEXT_FEATURES and their columns")
         context = context_log(np.asarray(network_context, dtype=np.float64))
         gate_columns = [list(device_feature_names).index(name) for name in config.network_context_gate

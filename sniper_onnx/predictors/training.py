@@ -5,7 +5,7 @@ Imports torch (through :mod:`pcn`) and scikit-learn; never imported on the predi
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
@@ -121,7 +121,8 @@ def train_predictor(
             status(f"{count} network(s) without a kernel table: {reason}")
     with_tables = kernel_tables is not None and sum(t is not None and len(t) > 0 for t in kernel_tables) >= MIN_KERNEL_NETWORKS
     if with_tables:
-        status(f"training the kernel-sum path ({(kernel_config or KernelNetConfig()).steps} steps)")
+        kernel_config = _context_if_possible(kernel_config or KernelNetConfig(), data, status)
+        status(f"training the kernel-sum path ({kernel_config.steps} steps)")
         columns = [data.network_feature_names.index(name) for name in NETWORK_CONTEXT_FEATURES
                    if name in data.network_feature_names]
         params.update(train_kernel_net(kernel_tables, data.device_matrix, data.pair_network[train_rows],
@@ -180,6 +181,21 @@ def train_predictor(
                          training_data_sha256=meta["training_data_sha256"], structure_threshold=threshold,
                          key_features=key_features, validation=validation, kernel_path=kernel_meta)
     return predictor, report
+
+
+def _context_if_possible(config: KernelNetConfig, data: TrainingData, status: Callable[[str], None]) -> KernelNetConfig:
+    """The config, without network context when the table cannot give it: a network feature it
+    needs is missing, or no device feature of its gate is (a table not made by this analyzer and
+    DeviceSpec)."""
+    if not config.network_context:
+        return config
+    missing = [name for name in NETWORK_CONTEXT_FEATURES if name not in data.network_feature_names]
+    gated = not config.network_context_gate or any(name in data.device_feature_names for name in config.network_context_gate)
+    if not missing and gated:
+        return config
+    reason = f"no {', '.join(missing)} column" if missing else f"no device feature {', '.join(config.network_context_gate)}"
+    status(f"kernel-sum path without network context ({reason} in the table)")
+    return replace(config, network_context=False)
 
 
 def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[Optional[np.ndarray]], rows: np.ndarray,

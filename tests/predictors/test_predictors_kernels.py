@@ -522,3 +522,20 @@ def test_the_context_gate_keeps_network_sizes_away_from_devices_outside_it(tmp_p
         np.testing.assert_allclose(graph, twin, rtol=2e-4)
         bigger = reloaded.run(sizes[:4] * 50, np.tile(vector, (4, 1)), tables[:4])["kernel_seconds"]
         assert np.allclose(bigger, graph, rtol=1e-6) == (device == "gpu")
+
+
+def test_network_context_is_left_out_when_the_table_cannot_give_it():
+    from types import SimpleNamespace
+
+    from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES
+    from sniper_onnx.predictors.training import _context_if_possible
+
+    said = []
+    full = SimpleNamespace(network_feature_names=list(NETWORK_CONTEXT_FEATURES), device_feature_names=["kind_desktop_cpu"])
+    assert _context_if_possible(KernelNetConfig(), full, said.append).network_context and not said
+    sizes_missing = SimpleNamespace(network_feature_names=["total_macs"], device_feature_names=["kind_desktop_cpu"])
+    assert not _context_if_possible(KernelNetConfig(), sizes_missing, said.append).network_context
+    no_kinds = SimpleNamespace(network_feature_names=list(NETWORK_CONTEXT_FEATURES), device_feature_names=["threads"])
+    assert not _context_if_possible(KernelNetConfig(), no_kinds, said.append).network_context
+    assert _context_if_possible(KernelNetConfig(network_context_gate=()), no_kinds, said.append).network_context
+    assert len(said) == 2 and "no param_bytes" in said[0] and "kind_desktop_cpu" in said[1]
