@@ -137,6 +137,8 @@ def train_kernel_net(
                         if name in device_feature_names]
         if config.network_context_gate and not gate_columns:
             raise ValueError(f"network_context_gate {config.network_context_gate}: none is a device feature")
+        if not context_gate(device_matrix, gate_columns)[pair_device].any():
+            context, gate_columns = None, []  # no trained device is in the gate: its weights would stay random
     gate = context_gate(device_matrix, gate_columns)
     if config.members > 1:
         members = [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,

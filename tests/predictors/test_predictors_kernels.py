@@ -539,3 +539,15 @@ def test_network_context_is_left_out_when_the_table_cannot_give_it():
     assert not _context_if_possible(KernelNetConfig(), no_kinds, said.append).network_context
     assert _context_if_possible(KernelNetConfig(network_context_gate=()), no_kinds, said.append).network_context
     assert len(said) == 2 and "no param_bytes" in said[0] and "kind_desktop_cpu" in said[1]
+
+
+def test_no_context_is_learnt_when_no_trained_device_is_in_the_gate():
+    from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES, train_kernel_net
+
+    tables = _tables(20, 6)
+    sizes = np.ones((len(tables), len(NETWORK_CONTEXT_FEATURES)))
+    params = train_kernel_net(tables, np.array([[0.0, 1.0]]), np.arange(20), np.zeros(20, int),
+                              np.log([_node_seconds(t).sum() for t in tables]), KernelNetConfig(hidden=8, steps=20, members=1),
+                              network_context=sizes, context_columns=list(range(4)),
+                              device_feature_names=["kind_desktop_cpu", "threads"])
+    assert "kern_fc0_net_w" not in params and "kern_gate_columns" not in params
