@@ -96,9 +96,9 @@ def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
     path = Path(path)
     if not path.is_file():
         raise SniperError(f"{path}: no such samples file; give a CSV with network,latency_ms columns")
-    rows = _rows(path)
-    if rows and isinstance(rows[0], dict) and str(rows[0].get("schema", "")).startswith("sniper-profiler/"):
+    if is_profiler_results(path):
         return _profiler_samples(path, device)
+    rows = _rows(path)
     if device is not None and rows and "device" in rows[0]:
         rows = [row for row in rows if row.get("device") == device]
     if not rows:
