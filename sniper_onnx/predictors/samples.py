@@ -163,9 +163,11 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
     samples = Samples([], [], [], [])
     for group in groups.values():
         first = group[0]
-        proto, problem = load_model_for(first.get("model") or {})
+        model = first.get("model") or {}
+        proto, _ = load_model_for(model)
         if proto is None:
-            raise SniperError(f"{path}: {problem}")
+            raise SniperError(f"{path}: {model.get('path')} is missing or changed since it was measured, and it has no "
+                              "generator or zoo source to re-make it from; put the file back, or drop its records")
         shapes = {i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None
         result = analyze(proto, input_shapes=shapes)
         samples.names.append(str((first.get("model") or {}).get("name")))
