@@ -140,6 +140,9 @@ def _usable_records(path: Path, device: Optional[str]) -> List[Dict[str, Any]]:
     records = [r for r in read_records(path).records
                if r.get("status") == "ok" and "precision_mismatch" not in (r.get("flags") or [])]
     measured_on = sorted({_measured_device(r) for r in records})
+    if device is None and len(measured_on) > 1:
+        raise SniperError(f"{path}: its measurements come from several devices ({', '.join(measured_on)}); "
+                          "pick one with --device NAME")
     if device is not None and len(measured_on) > 1:
         records = [r for r in records if _measured_device(r) == device]
     if not records:
