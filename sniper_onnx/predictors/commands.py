@@ -315,8 +315,8 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     measured = load_samples(samples, name)
     if not device_spec and measured.device_spec:  # a profiler results file names its device and spec
         features, name = _recorded_spec_features(measured.device_spec, device)
-    if not name:  # pragma: no cover - load_samples refuses a results file of several devices first
-        raise SniperError(f"{samples}: its measurements come from several devices; pick one with --device NAME")
+    if not name:  # a results file whose records name no device
+        raise SniperError("give --device NAME or a --device-spec that names the device")
     # Without --predictor every shipped one is adapted and the one that fits the samples best (by
     # leave-one-out) is kept: a CPU box is closer to the reference CPUs than to HW-NAS-Bench's devices.
     candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()

@@ -329,7 +329,7 @@ def test_profiler_samples_keep_ok_records_of_one_device_at_their_median(tmp_path
         load_samples(tmp_path / "r.jsonl", "c")
     from sniper_onnx.predictors.commands import adapt_command
 
-    with pytest.raises(SniperError, match="come from several devices; pick one with --device"):
+    with pytest.raises(SniperError, match=r"come from several devices \(a, b\); pick one with --device NAME"):
         adapt_command(None, str(tmp_path / "r.jsonl"), str(tmp_path / "x.onnx"))
     model.unlink()  # gone, and no generator or zoo source to re-make it from
     with pytest.raises(SniperError, match="put the file back, or drop its records"):
