@@ -92,7 +92,8 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
 
 
 def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
-    """Rows with a ``network`` column and a latency; a ``device`` column, if present, filters to ``device``."""
+    """Rows with a ``network`` column and a latency; a ``device`` column, if present, filters to
+    ``device``. A profiler results file is read as the module docstring says."""
     path = Path(path)
     if not path.is_file():
         raise SniperError(f"{path}: no such samples file; give a CSV with network,latency_ms columns")
@@ -171,9 +172,9 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
         if proto is None:
             raise SniperError(f"{path}: {model.get('path')} is missing or changed since it was measured, and it has no "
                               "generator or zoo source to re-make it from; put the file back, or drop its records")
-        shapes = {i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None
-        result = analyze(proto, input_shapes=shapes)
-        samples.names.append(str((first.get("model") or {}).get("name")))
+        # analysed at the shape it was timed at (a symbolic dim may have taken --input-shape)
+        result = analyze(proto, input_shapes={i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None)
+        samples.names.append(str(model.get("name")))
         samples.features.append({k: float(v) for k, v in result.features.items()})
         samples.kernel_tables.append(kernel_table(result.nodes))
         samples.seconds.append(float(statistics.median(r["stats"]["median_s"] for r in group)))
