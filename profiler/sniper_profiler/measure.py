@@ -78,19 +78,15 @@ def make_inputs(session: Any, config: ProfileConfig) -> Tuple[Dict[str, np.ndarr
     return feeds, described
 
 
-def defaulted_dims(inputs: Sequence[Dict[str, Any]], config: ProfileConfig) -> List[str]:
-    """'NAME[position]' for each symbolic dim past the batch that --default-dim filled in.
+def dims_defaulted(inputs: Sequence[Dict[str, Any]], config: ProfileConfig) -> bool:
+    """Whether --default-dim filled in a symbolic dim past the batch (the record's ``inputs`` say which).
 
     The batch (first dim) defaults to 1 as any user expects; an image's height or a sequence's
     length at 1 measures a different network than the one meant.
     """
-    filled = []
-    for described in inputs:
-        if described["name"] in config.input_shapes:
-            continue
-        filled += [f"{described['name']}[{position}]" for position, dim in enumerate(described["model_shape"])
-                   if position > 0 and not isinstance(dim, int)]
-    return filled
+    return any(position > 0 and not isinstance(dim, int)
+               for described in inputs if described["name"] not in config.input_shapes
+               for position, dim in enumerate(described["model_shape"]))
 
 
 def check_outputs(outputs: Sequence[Any]) -> Dict[str, Any]:
@@ -208,7 +204,7 @@ def measure(path: str, config: ProfileConfig) -> Dict[str, Any]:
                  cpu_time_per_run_s=cpu_per_run, sessions=len(sessions), others_busy_during=others_busy,
                  **_per_session(samples, replica_of, len(sessions)))
     flags = list(output_check["flags"]) + (["precision_mismatch"] if precision_mismatch(sessions[0], config) else [])
-    if defaulted_dims(inputs, config):
+    if dims_defaulted(inputs, config):
         flags.append("symbolic_dims_defaulted")
     # A cap may end the loop after the interval has already narrowed enough: only a wide one counts.
     if stats["ci_relative_half_width"] > config.target_relative_ci:
