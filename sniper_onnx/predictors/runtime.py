@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -329,6 +330,9 @@ def match_device(wanted: str, known: Sequence[str]) -> str:
     if wanted in known:
         return wanted
     holders = [name for name in known if wanted.lower() in name.lower()]
+    # whole words first: "t1" is in "... t16 opt-all" too, but names only the t1 configurations
+    whole = [name for name in holders if re.search(rf"(?<![\w-]){re.escape(wanted.lower())}(?![\w-])", name.lower())]
+    holders = whole or holders
     if len(holders) > 1:
         raise SniperError(f"device {wanted!r}: matches {len(holders)} devices ({', '.join(sorted(holders))}); "
                           "give more of the name")

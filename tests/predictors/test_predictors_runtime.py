@@ -186,3 +186,14 @@ def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that
     assert [r.device for r in commands.predict_files([str(analyzed)], ["cpu"], predictor=str(second)).rows] == ["slow_cpu"]
     with pytest.raises(SniperError, match=r"'titanx': matches 6 devices \(titanx_1, titanx_256"):
         commands.predict_files([str(analyzed)], ["titanx"])
+
+
+def test_match_device_prefers_whole_words_and_names_an_ambiguous_part():
+    from sniper_onnx.predictors.runtime import match_device
+
+    known = ["AMD EPYC | cpu fp32 t1 opt-all", "AMD EPYC | cpu fp32 t1 opt-disabled", "NVIDIA H200 | cuda fp32 t16 opt-all"]
+    assert match_device("h200", known) == known[2] and match_device("t1 opt-all", known) == known[0]
+    assert match_device("t1 opt-dis", known) == known[1]  # part of a word still finds the one holder
+    assert match_device("toaster", known) == "toaster"  # the caller's own error names it
+    with pytest.raises(SniperError, match=r"'t1': matches 2 devices \(AMD EPYC \| cpu fp32 t1 opt-all, AMD EPYC"):
+        match_device("t1", known)  # not the t16 of the H200
