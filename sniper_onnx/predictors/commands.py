@@ -160,12 +160,12 @@ def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
     if not devices:
         return [(loaded, None) for loaded in shipped]
     plan: Dict[int, List[str]] = {}
+    every_device = [d for loaded in shipped for d in loaded.devices]
     for device in devices:
-        device = match_device(device, [d for loaded in shipped for d in loaded.devices])
+        device = match_device(device, every_device)
         owner = next((i for i, loaded in enumerate(shipped) if device in loaded.device_table), None)
         if owner is None:
-            known = ", ".join(d for loaded in shipped for d in loaded.devices)
-            raise SniperError(f"device {device!r}: unknown to every shipped predictor (they know: {known}); "
+            raise SniperError(f"device {device!r}: unknown to every shipped predictor (they know: {', '.join(every_device)}); "
                               "pass --predictor, or adapt one with `sniper-onnx adapt`")
         plan.setdefault(owner, []).append(device)
     return [(shipped[i], wanted) for i, wanted in plan.items()]
@@ -335,9 +335,9 @@ def feedback_command(predictor: Optional[str], device: str, samples: str, output
     from sniper_onnx.predictors.runtime import shipped_predictor_paths
     from sniper_onnx.predictors.samples import load_samples
 
-    known = load_predictor(predictor).devices if predictor else [d for p in load_shipped_predictors() for d in p.devices]
-    device = match_device(device, known)
-    loaded = load_predictor(predictor, [device])
+    candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()  # each file read once
+    device = match_device(device, [d for p in candidates for d in p.devices])
+    loaded = next((p for p in candidates if device in p.device_table), candidates[0])
     loaded.device_vector(device)
     if output is None and (predictor is None or Path(predictor) in shipped_predictor_paths()):
         raise SniperError("refusing to overwrite the shipped predictor; give -o OUT.onnx")
