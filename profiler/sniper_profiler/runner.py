@@ -166,6 +166,8 @@ class Profiler:
         self.done.add(record["key"])
         if record["status"] != "ok":
             self.failed.add(record["key"])
+        else:  # a retried failure that now succeeds: its later passes are measured, not skipped
+            self.failed.discard(record["key"])
         return record
 
 

@@ -7,6 +7,7 @@ typer and the standard library at module level, so ``sniper-onnx analyze`` never
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 
 import typer
@@ -56,6 +57,13 @@ class _OneLineErrors(TyperGroup):
             ctx.exit(130)
         except BrokenPipeError:
             _quiet_broken_pipe()
+        except sqlite3.DatabaseError as error:
+            if os.environ.get("SNIPER_ONNX_DEBUG"):
+                raise
+            # after it opened: a page corrupted since, or a lock held past the busy timeout
+            typer.echo(f"sniper-onnx: error: the database failed: {error}; if it is locked, wait for the other "
+                       "command; if malformed, import the results files again into a new --db", err=True)
+            ctx.exit(EXIT_USER_ERROR)
         except OSError as error:
             if error.filename is None or os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise

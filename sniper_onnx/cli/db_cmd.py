@@ -89,6 +89,9 @@ def register(app: typer.Typer) -> None:
         if result.left_out_by_flag:
             shown = ", ".join(f"{count} {flag}" for flag, count in result.left_out_by_flag.items())
             typer.echo(f"measurements left out by their flags: {shown} (docs/profiler.md, Flags)", err=True)
+        if result.left_out_without_statistic:
+            typer.echo(f"{result.left_out_without_statistic} measurements left out: they have no {statistic} "
+                       "(imported tables give a median only); --statistic median keeps them", err=True)
         if result.skipped_without_features:
             typer.echo(f"{result.skipped_without_features} (network, device) pairs skipped: their networks have no features yet", err=True)
 

@@ -14,7 +14,7 @@ def import_latencies(
     db: Annotated[Path, typer.Option("--db", help="Database file; created if absent.")] = Path("ncd.sqlite"),
     device_specs: Annotated[Optional[Path], typer.Option("--device-specs", help="JSON DeviceSpec list naming the table's devices (default: the shipped NAS-Bench-201 devices).")] = None,
     layout: Annotated[str, typer.Option("--format", help="auto, wide or long.")] = "auto",
-    unit: Annotated[Optional[str], typer.Option("--unit", help="s, ms or us (default: from the latency column's suffix, else ms).")] = None,
+    unit: Annotated[Optional[str], typer.Option("--unit", help="s, ms, us or ns (default: the latency column's suffix, e.g. latency_us or time_sec; a bare 'latency' or 'time' is ms).")] = None,
     network_column: Annotated[Optional[str], typer.Option("--network-column", help="Column holding arch strings or ONNX paths.")] = None,
     device_column: Annotated[Optional[str], typer.Option("--device-column", help="Long format: column naming the device.")] = None,
     latency_column: Annotated[Optional[str], typer.Option("--latency-column", help="Long format: column holding the latency.")] = None,

@@ -40,6 +40,7 @@ class ExportSummary:
     network_feature_names: list[str] = field(default_factory=list)
     device_feature_names: list[str] = field(default_factory=list)
     left_out_by_flag: dict[str, int] = field(default_factory=dict)  # measurements, per flag that left them out
+    left_out_without_statistic: int = 0  # measurements that lack the --statistic asked for
 
 
 def network_feature_names(feature_dicts: list[dict]) -> list[str]:
@@ -65,8 +66,7 @@ def export_csv(
     statistic: str = "median",
 ) -> ExportSummary:
     out = Path(out)
-    if not out.parent.exists():
-        raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
+    _check_writable_export(out, db.path)
     # Always left out: a biased protocol's numbers (kept in the database, superseded by re-measurements).
     excluded = sorted({*exclude_flags, *ALWAYS_EXCLUDED_FLAGS})
     rows = list(db.latency_rows(excluded, statistic))
@@ -96,4 +96,22 @@ def export_csv(
             ])
     temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES),
-                         db.flagged_counts(excluded, device_ids))
+                         db.flagged_counts(excluded, device_ids), db.count_without_statistic(statistic, device_ids))
+
+
+def _check_writable_export(out: Path, db_path: "str | Path") -> None:
+    """Refuse an output that would destroy measurements: the database itself, or any file that is
+    not an earlier export (a results file, another database)."""
+    if not out.parent.exists():
+        raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise SniperError(f"{out}: is a folder; give a CSV file path with -o")
+    if not out.exists():
+        return
+    if out.resolve() == Path(db_path).resolve():
+        raise SniperError(f"{out}: is the database being exported; give another -o path")
+    with open(out, "rb") as handle:
+        first = handle.read(len(ID_COLUMNS[0]) + 1)
+    if first != f"{ID_COLUMNS[0]},".encode():
+        raise SniperError(f"{out}: exists and is not an earlier `db export` CSV; give another -o path "
+                          "(nothing is overwritten that may hold measurements)")

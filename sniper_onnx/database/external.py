@@ -34,10 +34,12 @@ from sniper_onnx.errors import SniperError
 NETWORK_COLUMNS = ("arch", "arch_str", "architecture", "network", "model", "onnx", "model_path", "path")
 ID_COLUMNS = ("arch_index", "index", "idx", "id", "network_id", "name")
 DEVICE_COLUMNS = ("device", "device_name", "hardware")
-LATENCY_COLUMNS = (
-    "latency_ms", "latency_s", "latency_us", "median_ms", "median_s", "median_us", "time_ms", "time_s", "latency", "time",
-)
-UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+# how column names spell the units: "time_sec", "latency_usec" ...
+UNIT_SUFFIXES = {**{u: u for u in UNIT_SECONDS}, "sec": "s", "secs": "s", "seconds": "s", "msec": "ms", "millis": "ms",
+                 "usec": "us", "µs": "us", "micros": "us", "nsec": "ns"}
+LATENCY_COLUMNS = tuple(f"{stem}_{suffix}" for stem in ("latency", "median", "time") for suffix in UNIT_SUFFIXES) + \
+    ("latency", "time")
 FORMATS = ("auto", "wide", "long")
 ROWS_PER_TRANSACTION = 500
 HASH_CHUNK = 64
@@ -108,11 +110,16 @@ def _pick(header: Sequence[str], wanted: Optional[str], candidates: Sequence[str
     return next((lowered[c] for c in candidates if c in lowered), None)
 
 
-def _unit_of(column: str, unit: Optional[str]) -> str:
+def _unit_of(column: str, unit: Optional[str], path: Path) -> str:
     if unit:
         return unit
+    if "_" not in column:  # a bare "latency" or "time": the documented default
+        return "ms"
     suffix = column.lower().rsplit("_", 1)[-1]
-    return suffix if suffix in UNIT_SECONDS else "ms"
+    if suffix not in UNIT_SUFFIXES:
+        raise SniperError(f"{path}: latency column {column!r} names no unit this importer knows; "
+                          f"give it with --unit ({', '.join(UNIT_SECONDS)})")
+    return UNIT_SUFFIXES[suffix]
 
 
 def _cells(
@@ -138,6 +145,10 @@ def _cells(
     for number, row in enumerate(rows, start=2):
         if len(row) != width:
             raise SniperError(f"{path}: row {number} has {len(row)} fields, the header has {width}; fix that row")
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        raise SniperError(f"{path}: column {repeated[0]!r} appears {header.count(repeated[0])} times; "
+                          "rename or remove the copies (which one holds the latency is not knowable)")
     index = {name: position for position, name in enumerate(header)}
     if layout == "long":
         if device_col is None:
@@ -145,7 +156,8 @@ def _cells(
         latency_col = _pick(header, latency_column, LATENCY_COLUMNS, "latency", path)
         if latency_col is None:
             raise SniperError(
-                f"{path}: no latency column (looked for {', '.join(LATENCY_COLUMNS)}); name it with --latency-column"
+                f"{path}: no latency column (looked for latency, time or median with a unit suffix, e.g. latency_ms); "
+                "name it with --latency-column"
             )
         cells = [
             _Cell(n, row[index[network_col]].strip(), row[index[device_col]].strip(), row[index[latency_col]].strip())
@@ -154,7 +166,7 @@ def _cells(
         if devices:
             cells = [cell for cell in cells if cell.device in set(devices)]
         names = sorted({cell.device for cell in cells})
-        return layout, _unit_of(latency_col, unit), names, cells
+        return layout, _unit_of(latency_col, unit, path), names, cells
     skipped = {network_col.lower(), *ID_COLUMNS}
     names = list(devices) if devices else [name for name in header if name.lower() not in skipped]
     missing = [name for name in names if name not in index]
@@ -178,7 +190,7 @@ def _latency(cell: _Cell, path: Path) -> Optional[float]:
     except ValueError:
         raise SniperError(
             f"{path}: row {cell.row_number}, device {cell.device!r}: latency {cell.text!r} is not a number; "
-            "fix it, or leave only device columns with --devices"
+            "fix it, or import only the device columns with --device NAME"
         ) from None
     if math.isnan(value) or math.isinf(value):
         return None

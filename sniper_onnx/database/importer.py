@@ -77,11 +77,15 @@ def load_model_for(model: dict[str, Any], local_models: Optional[dict[str, Path]
     import onnx
 
     path = Path(model.get("path") or "")
-    if path.is_file() and file_sha256(path) == model.get("sha256"):
-        return onnx.load(str(path), load_external_data=False), ""
     local = (local_models or {}).get(model.get("sha256") or "")
-    if local is not None:
-        return onnx.load(str(local), load_external_data=False), ""
+    copies = ([path] if path.is_file() and file_sha256(path) == model.get("sha256") else []) + ([local] if local else [])
+    for copy in copies:
+        try:
+            return onnx.load(str(copy), load_external_data=False), ""
+        except Exception as error:  # noqa: BLE001 - protobuf's DecodeError and onnx's own; keep the record
+            problem = f"{copy}: not a readable ONNX model ({type(error).__name__})"
+    if copies:
+        return None, problem
     source = model.get("source") or {}
     loader = SOURCE_LOADERS.get(source.get("kind", ""))
     if loader is None:

@@ -149,12 +149,26 @@ class Database:
         try:
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
+            self._refuse_foreign()
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as error:
+            if "unable to open" in str(error) or "readonly" in str(error):
+                raise SniperError(f"{self.path}: cannot open it for writing ({error}); is the file or its folder "
+                                  "read-only? copy it somewhere writable") from None
             raise SniperError(f"{self.path}: not a usable sniper-onnx database ({error}); give another --db path") from None
+
+    def _refuse_foreign(self) -> None:
+        """Another program's SQLite file: never add our tables to it (nor switch it to WAL)."""
+        if self.schema_version:
+            return
+        tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        if tables:
+            self._conn.close()
+            raise SniperError(f"{self.path}: an SQLite file of another program (tables {', '.join(sorted(tables)[:3])}"
+                              f"{' ...' if len(tables) > 3 else ''}); give a sniper-onnx database or a new file with --db")
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -440,6 +454,16 @@ class Database:
                 counts[flag] = int(count)
         return counts
 
+    def count_without_statistic(self, statistic: str, device_ids: Optional[Sequence[str]] = None) -> int:
+        """Successful measurements (on ``device_ids``, default all) that do not have ``statistic``:
+        imported tables give a median only."""
+        devices = list(device_ids or [])
+        on_devices = f"AND m.device_id IN ({','.join('?' * len(devices))})" if devices else ""
+        (count,) = self._conn.execute(
+            f"SELECT COUNT(*) FROM measurements m WHERE m.status = 'ok' {on_devices} "
+            f"AND {LATENCY_STATISTICS[statistic]} IS NULL", devices).fetchone()
+        return int(count)
+
     def latency_rows(self, exclude_flags: Sequence[str] = (), statistic: str = "median") -> Iterator[sqlite3.Row]:
         """One row per (network, device) with ``statistic`` (see :data:`LATENCY_STATISTICS`) of each
         of its successful measurements, in column ``latencies``, leaving out measurements carrying any
@@ -452,7 +476,7 @@ class Database:
         pairs = self._conn.execute(
             f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features, n.source AS network_source,
                       d.name AS device_name, d.features AS device_features,
-                      GROUP_CONCAT({value}) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
+                      GROUP_CONCAT(printf('%.17g', {value})) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
                WHERE m.status = 'ok' AND {value} IS NOT NULL {flag_filter}
                GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id""",

@@ -45,6 +45,9 @@ def predict_files(
             except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
             notes += incomplete_cost_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
+            if kernels[-1] is None and any(loaded.kernel_path for loaded, _ in plan):
+                notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
+                             "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
         else:
             network = analyze_for_prediction(str(path), str(path), input_shapes)
             features.append(network.features)

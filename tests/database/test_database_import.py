@@ -74,6 +74,21 @@ def test_missing_model_keeps_the_measurement_without_features(tmp_path):
         assert exported.rows == 0 and exported.skipped_without_features == 3
 
 
+def test_an_unreadable_model_keeps_its_record_and_the_rest_import(tmp_path):
+    from sniper_profiler.records import file_sha256
+
+    results = synthetic_results(tmp_path / "r.jsonl", 3)
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_text("not an onnx model")
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    lines[0]["model"].update(path=str(garbage), sha256=file_sha256(garbage))
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with Database(tmp_path / "ncd.sqlite") as db:
+        summary = import_results(db, results)
+        assert summary.added == 3
+        assert f"{garbage}: not a readable ONNX model (DecodeError)" in summary.networks_without_features
+
+
 def test_moved_model_gets_its_features_on_a_later_import(profiled, tmp_path):
     results, folder = profiled
     moved = tmp_path / "moved"
@@ -225,10 +240,36 @@ def test_export_statistic_picks_each_measurements_min_or_median(tmp_path):
         by_median = {r["network_name"]: float(r["latency_s"]) for r in csv.DictReader(open(export_csv(db, tmp_path / "m.csv").path))}
         by_min = {r["network_name"]: float(r["latency_s"]) for r in csv.DictReader(open(export_csv(db, tmp_path / "n.csv", statistic="min").path))}
         assert by_median == {"timed": 0.011, "external": 0.020} and by_min == {"timed": 0.005}
+        assert export_csv(db, tmp_path / "n.csv", statistic="min").left_out_without_statistic == 1
+        assert export_csv(db, tmp_path / "m.csv").left_out_without_statistic == 0
         with pytest.raises(SniperError, match="--statistic 'fastest'"):
             export_csv(db, tmp_path / "x.csv", statistic="fastest")
     result = runner.invoke(app, ["db", "export", "--db", str(tmp_path / "ncd.sqlite"), "--statistic", "bogus", "-o", str(tmp_path / "y.csv")])
     assert result.exit_code == 2 and "use one of median, min, p10, mean" in result.stderr and "Traceback" not in result.output
+
+
+def test_export_keeps_every_digit_of_a_stored_latency(tmp_path):
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        net = db.add_network("h0", "n", features={"total_macs": 1.0})
+        db.add_measurement(net.id, dev.id, 4.667000212066341e-06)
+        rows = list(csv.DictReader(open(export_csv(db, tmp_path / "t.csv").path)))
+    assert float(rows[0]["latency_s"]) == 4.667000212066341e-06
+
+
+def test_export_never_overwrites_the_database_or_a_results_file(profiled, tmp_path):
+    results, _ = profiled
+    db_path = tmp_path / "ncd.sqlite"
+    assert runner.invoke(app, ["db", "import", str(results), "--db", str(db_path)]).exit_code == 0
+    kept = results.read_bytes()
+    for out, message in ((db_path, "is the database being exported"), (results, "is not an earlier `db export` CSV"),
+                         (tmp_path, "is a folder")):
+        result = runner.invoke(app, ["db", "export", "--db", str(db_path), "-o", str(out)])
+        assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.output
+    assert results.read_bytes() == kept and not (tmp_path.parent / f"{tmp_path.name}.tmp").exists()
+    for _ in range(2):  # an earlier export is replaced
+        assert runner.invoke(app, ["db", "export", "--db", str(db_path), "-o", str(tmp_path / "t.csv")]).exit_code == 0
+    assert runner.invoke(app, ["db", "stats", "--db", str(db_path)]).exit_code == 0
 
 
 def _contended_and_clean(path):

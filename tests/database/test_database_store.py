@@ -97,6 +97,33 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path):
         Database(path)
 
 
+def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path):
+    path = tmp_path / "app.sqlite"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE users (id INTEGER)")
+    before = path.read_bytes()
+    with pytest.raises(SniperError, match=r"an SQLite file of another program \(tables users\)"):
+        Database(path)
+    assert path.read_bytes() == before
+
+
+def test_a_database_corrupted_after_opening_is_a_one_line_error(tmp_path):
+    from typer.testing import CliRunner
+
+    from sniper_onnx.cli import app
+
+    path = tmp_path / "ncd.sqlite"
+    with Database(path) as db:
+        for index in range(400):
+            db.add_network(f"h{index}", f"n{index}", features={"total_macs": float(index)})
+    data = bytearray(path.read_bytes())
+    data[8192:12288] = b"\xff" * 4096  # a page in the middle of the networks table
+    path.write_bytes(bytes(data))
+    result = CliRunner().invoke(app, ["db", "stats", "--db", str(path)])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(result.stderr.strip().splitlines()) == 1 and "malformed" in result.stderr
+
+
 def test_missing_folder_is_refused(tmp_path):
     with pytest.raises(SniperError, match="does not exist"):
         Database(tmp_path / "no" / "ncd.sqlite")

@@ -65,6 +65,24 @@ def test_long_table_with_onnx_path_and_units(tmp_path: Path) -> None:
         assert sorted(m.median_s for m in db.measurements()) == pytest.approx([0.0105, 0.0107, 0.02])
 
 
+
+def test_a_latency_column_without_a_known_unit_needs_one(tmp_path: Path) -> None:
+    table = tmp_path / "long.csv"
+    table.write_text(f"network,device,latency_mean\n{ARCH0},1080ti_1,1.5\n")
+    with pytest.raises(SniperError, match="latency column 'latency_mean' names no unit this importer knows; give it with --unit"):
+        import_latency_table(tmp_path / "ncd.sqlite", table, latency_column="latency_mean")
+    assert import_latency_table(tmp_path / "ncd.sqlite", table, latency_column="latency_mean", unit="us").unit == "us"
+
+
+@pytest.mark.parametrize("column, seconds", [("latency_ns", 1.5e-3), ("time_sec", 1.5e6), ("latency_usec", 1.5)])
+def test_a_latency_columns_unit_suffix_is_read(tmp_path: Path, column: str, seconds: float) -> None:
+    table = tmp_path / "long.csv"
+    table.write_text(f"network,device,{column}\n{ARCH0},1080ti_1,1500000\n")
+    import_latency_table(tmp_path / "ncd.sqlite", table)
+    with Database(tmp_path / "ncd.sqlite") as db:
+        assert [m.median_s for m in db.measurements()] == pytest.approx([seconds])
+
+
 @pytest.mark.parametrize(
     "content, message",
     [
@@ -73,6 +91,7 @@ def test_long_table_with_onnx_path_and_units(tmp_path: Path) -> None:
         (f"arch,1080ti_1\n{ARCH0},fast\n", "latency 'fast' is not a number"),
         ("foo,bar\nx,1\n", "no network column"),
         ("arch\n", "at least one data row"),
+        (f"arch,1080ti_1,1080ti_1\n{ARCH0},1.5,9.0\n", "column '1080ti_1' appears 2 times"),
     ],
 )
 def test_bad_tables_fail_with_one_line(tmp_path: Path, content: str, message: str) -> None:

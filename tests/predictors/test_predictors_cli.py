@@ -214,6 +214,18 @@ def test_predict_refuses_an_input_with_unknown_dims_and_says_how_to_fix_it(tmp_p
     _fails(["predict", str(analysis), "-d", REFERENCE_CPU], "re-run `sniper-onnx analyze --json` with --input-shape")
 
 
+def test_predict_on_json_without_a_kernel_table_says_the_pcn_answered(tmp_path):
+    model = _symbolic_matmul(tmp_path / "seq.onnx")
+    plain, with_kernels = tmp_path / "plain.json", tmp_path / "kernels.json"
+    plain.write_text(_ok(["analyze", str(model), "-s", "x=1x16x8", "--json"]).stdout)
+    with_kernels.write_text(_ok(["analyze", str(model), "-s", "x=1x16x8", "--json", "--kernels"]).stdout)
+    result = json.loads(_ok(["predict", str(plain), str(with_kernels), "-d", REFERENCE_CPU, "--json"]).stdout)
+    assert [row["path"] for row in result["predictions"]] == ["pcn", "kernels"]
+    assert [w for w in result["warnings"] if "no kernel table" in w] == [
+        f"{plain}: no kernel table in this JSON, so the PCN answers where the kernel sum would (more accurate); "
+        "write it with `sniper-onnx analyze --json --kernels`"]
+
+
 def test_predict_passes_on_the_analyzers_warning_when_costs_are_incomplete(tmp_path):
     model = _symbolic_matmul(tmp_path / "nz.onnx", with_nonzero=True)
     result = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=1x16x8", "--json"]).stdout)

@@ -110,6 +110,16 @@ def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["failed"] == 1  # ... unless retried
 
 
+def test_a_retried_failure_that_succeeds_is_measured_in_every_pass(tmp_path, capsys):
+    model, out = tiny_mlp(tmp_path / "m.onnx"), tmp_path / "r.jsonl"
+    assert main(["run", str(model), "--out", str(out), "-q", *FAST, "--timeout", "0.001"]) == 1
+    capsys.readouterr()
+    assert main(["run", str(model), "--out", str(out), "--json", "-q", *FAST, "--retry-failed", "--passes", "3"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["measured"], summary["failed"], summary["skipped"]) == (3, 0, 0)
+    assert [r["pass"] for r in _lines(out) if r["status"] == "ok"] == [1, 2, 3]
+
+
 def test_a_model_too_new_for_onnxruntime_fails_with_what_to_do(tmp_path):
     import onnx
     from onnx import TensorProto, helper
