@@ -72,6 +72,8 @@ def _print_progress(event: str, job, record) -> None:
             print(f"{job.path}: FAILED ({record['failure']['kind']}): {record['failure']['reason']}", file=sys.stderr)
     elif event == "skipped":
         print(f"{job.path}: already measured, skipped", file=sys.stderr)
+    elif event == "skipped_failed":
+        print(f"{job.path}: failed in an earlier run, skipped (--retry-failed measures it again)", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -86,10 +88,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ProfilerError("no models given; pass .onnx files or folders holding them")
     summary = run_profile(jobs, args.out, config, retry_failed=args.retry_failed, on_progress=None if args.quiet else _print_progress)
     result = {"out": summary.out, "device_id": summary.device_id, "device": summary.device_name,
-              "measured": summary.measured, "failed": summary.failed, "skipped": summary.skipped}
+              "measured": summary.measured, "failed": summary.failed, "skipped": summary.skipped,
+              "skipped_failed": summary.skipped_failed}
     print(json.dumps(result) if args.json else
           f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped -> {summary.out} (device {summary.device_id})")
-    return 1 if summary.failed and not summary.measured and not summary.skipped else 0  # as `sniper-onnx profile`
+    every_one_failed = summary.failed + summary.skipped_failed == summary.measured + summary.failed + summary.skipped
+    return 1 if every_one_failed and not summary.measured else 0  # as `sniper-onnx profile`
 
 
 def cmd_device(args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ class ProfileConfig:
             (self.timeout_s > 0, "--timeout must be positive"),
             (1 <= self.passes <= 20, "--passes must be between 1 and 20 (3 is enough for a median)"),
             (self.max_busy is None or 0 <= self.max_busy < 1, "--max-busy must be in [0, 1), e.g. 0.1 for 10% of the CPUs"),
+            (self.quiet_timeout_s >= 0, "--quiet-timeout must be a non-negative number of seconds"),
             (self.memory_limit_gb is None or self.memory_limit_gb > 0, "--memory-limit must be a positive number of GB"),
             (self.memory_limit_gb is None or self.provider not in GPU_PROVIDERS,
              "--memory-limit works with CPU providers only (GPU runtimes reserve far more address space than they use)"),

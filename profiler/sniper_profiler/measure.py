@@ -45,6 +45,9 @@ INPUT_MAKERS: Dict[str, Callable[[np.random.Generator, Tuple[int, ...]], np.ndar
     "tensor(int16)": _ints(np.int16),
     "tensor(int8)": _ints(np.int8),
     "tensor(uint8)": _ints(np.uint8),
+    "tensor(uint16)": _ints(np.uint16),
+    "tensor(uint32)": _ints(np.uint32),
+    "tensor(uint64)": _ints(np.uint64),
     "tensor(bool)": lambda rng, shape: rng.integers(0, 2, size=shape).astype(bool),
 }
 
@@ -55,10 +58,11 @@ def resolve_shape(name: str, shape: Sequence[Any], config: ProfileConfig) -> Tup
         if len(given) != len(shape):
             raise ProfilerError(f"--input-shape {name}: model input has rank {len(shape)}, got {len(given)} dims")
         for fixed, wanted in zip(shape, given):
-            if isinstance(fixed, int) and fixed > 0 and fixed != wanted:
+            if isinstance(fixed, int) and fixed >= 0 and fixed != wanted:
                 raise ProfilerError(f"--input-shape {name}: dims {given} conflict with the model's fixed shape {list(shape)}")
         return given
-    return tuple(dim if isinstance(dim, int) and dim > 0 else config.default_dim for dim in shape)
+    # a fixed 0 is an empty tensor the model expects, not an unknown dim
+    return tuple(dim if isinstance(dim, int) and dim >= 0 else config.default_dim for dim in shape)
 
 
 def make_inputs(session: Any, config: ProfileConfig) -> Tuple[Dict[str, np.ndarray], List[Dict[str, Any]]]:

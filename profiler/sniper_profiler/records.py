@@ -17,6 +17,7 @@ from typing import Any, Dict, List
 from sniper_profiler.config import GPU_PROVIDERS
 
 RECORD_SCHEMA = "sniper-profiler/1"
+SCHEMA_FAMILY = "sniper-profiler/"
 
 # Records of a protocol later found to bias them: a resumed run measures their models again, and
 # `sniper-onnx db import` stores them with this flag (nothing measured is thrown away).
@@ -36,6 +37,7 @@ def contended_sessions(record: Dict[str, Any]) -> bool:
 class ResultsFile:
     records: List[Dict[str, Any]] = field(default_factory=list)
     unreadable_lines: List[int] = field(default_factory=list)  # 1-based line numbers
+    newer_schema_lines: List[int] = field(default_factory=list)  # records of a later sniper-profiler
 
     def keys(self, include_failed: bool = True) -> set:
         """Keys of the models done: biased records (contended_sessions) are not."""
@@ -90,6 +92,8 @@ def read_records(path: "str | Path") -> ResultsFile:
                 continue
             if isinstance(record, dict) and record.get("schema") == RECORD_SCHEMA and "key" in record:
                 result.records.append(record)
+            elif isinstance(record, dict) and str(record.get("schema", "")).startswith(SCHEMA_FAMILY):
+                result.newer_schema_lines.append(number)
             else:
                 result.unreadable_lines.append(number)
     return result

@@ -44,6 +44,7 @@ class RunSummary:
     measured: int = 0
     failed: int = 0
     skipped: int = 0
+    skipped_failed: int = 0  # of the skipped, those an earlier run recorded as failures
     records: List[Dict[str, Any]] = field(default_factory=list)
 
 
@@ -284,9 +285,11 @@ def _run_jobs(profiler: Profiler, jobs: Sequence[ModelJob], on_progress: Optiona
 def _run_job(profiler: Profiler, job: ModelJob, pass_index: int, summary: RunSummary,
              on_progress: Optional[ProgressCallback]) -> None:
     if profiler.should_skip(job, pass_index):
+        failed_before = profiler.failed_before(job, pass_index)
         summary.skipped += 1
+        summary.skipped_failed += int(failed_before)
         if on_progress:
-            on_progress("skipped", job, None)
+            on_progress("skipped_failed" if failed_before else "skipped", job, None)
         return
     if on_progress:
         on_progress("start", job, None)

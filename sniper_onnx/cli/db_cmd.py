@@ -43,6 +43,11 @@ def register(app: typer.Typer) -> None:
                        f" ({s.networks_added} new networks, {s.devices_added} new devices)")
             if s.unreadable_lines:
                 typer.echo(f"  {len(s.unreadable_lines)} unreadable line(s) skipped (kept in the file): {s.unreadable_lines[:10]}", err=True)
+            if s.newer_schema_lines:
+                typer.echo(f"  {len(s.newer_schema_lines)} record(s) of a newer sniper-profiler skipped (kept in the file; "
+                           f"upgrade sniper-onnx to import them): lines {s.newer_schema_lines[:10]}", err=True)
+            for problem in s.invalid_records[:5]:
+                typer.echo(f"  left out: {problem}", err=True)
             for problem in s.networks_without_features[:5]:
                 typer.echo(f"  no features yet: {problem}", err=True)
 

@@ -148,15 +148,13 @@ def collect(
     from sniper_profiler.config import ProfilerError
     from sniper_profiler.runner import Profiler
 
+    db = _open_db(db_path, out)  # first: a --db that is refused leaves no results file behind
     try:
         profiler = Profiler(out, config, retry_failed)
     except ProfilerError as error:
+        if db is not None:
+            db.close()
         raise SniperError(str(error)) from None
-    try:
-        db = _open_db(db_path, out)
-    except BaseException:
-        profiler.close()
-        raise
     passes = profiler.config.passes
     summary = CollectSummary(str(out), str(db_path) if db_path else None, profiler.fingerprint.device_id,
                              profiler.fingerprint.short_name(), total=len(jobs) * passes)
@@ -225,6 +223,6 @@ def _open_db(db_path: "str | Path | None", out: "str | Path") -> Any:
     from sniper_onnx.database import Database, import_results
 
     db = Database(db_path)
-    if Path(out).exists():
+    if Path(out).exists() and Path(out).stat().st_size:
         import_results(db, out)  # catch up on records a killed run measured but did not store
     return db

@@ -8,6 +8,7 @@ its source (generator spec or zoo entry) as a weightless skeleton. Records are k
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -32,6 +33,8 @@ class ImportSummary:
     failures_added: int = 0
     already_present: int = 0
     unreadable_lines: list[int] = field(default_factory=list)
+    newer_schema_lines: list[int] = field(default_factory=list)  # kept in the file for a later sniper-onnx
+    invalid_records: list[str] = field(default_factory=list)  # why each was left out, one line each
     networks_added: int = 0
     devices_added: int = 0
     networks_without_features: list[str] = field(default_factory=list)  # why, one line each
@@ -181,9 +184,10 @@ def import_results(
     if not path.is_file():
         raise SniperError(f"{path}: no such results file; give the JSONL written by `sniper-profiler run --out`")
     results = read_records(path)
-    if not results.records and results.unreadable_lines:
-        raise SniperError(f"{path}: no profiler records in it (lines {results.unreadable_lines[:5]} unreadable); is it a sniper-profiler JSONL file?")
-    summary = ImportSummary(str(path), records=len(results.records), unreadable_lines=results.unreadable_lines)
+    if not results.records:
+        raise SniperError(_no_records_reason(path, results))
+    summary = ImportSummary(str(path), records=len(results.records), unreadable_lines=results.unreadable_lines,
+                            newer_schema_lines=results.newer_schema_lines)
     resolver = _NetworkResolver(db, summary, index_model_folders(model_folders) if model_folders else None)
     devices_seen: set[str] = set()
     for index, record in enumerate(results.records, start=1):
@@ -196,6 +200,26 @@ def import_results(
         if on_progress:
             on_progress(index, len(results.records))
     return summary
+
+
+def _no_records_reason(path: Path, results: Any) -> str:
+    if results.newer_schema_lines:
+        return (f"{path}: its records are of a newer sniper-profiler than this sniper-onnx reads; upgrade sniper-onnx "
+                "(the file is left as it is)")
+    if results.unreadable_lines:
+        return f"{path}: no profiler records in it (lines {results.unreadable_lines[:5]} unreadable); is it a sniper-profiler JSONL file?"
+    return f"{path}: holds no records; measure models into it with `sniper-profiler run --out {path.name}` first"
+
+
+def _invalid_latency(record: dict[str, Any]) -> Optional[str]:
+    """Why a successful record's median cannot be stored, or None: one bad record must not stop
+    the rest of the file from being imported."""
+    if record.get("status") != "ok":
+        return None
+    median = (record.get("stats") or {}).get("median_s")
+    if isinstance(median, bool) or not isinstance(median, (int, float)) or not math.isfinite(median) or median <= 0:
+        return f"record {record.get('record_id') or record.get('key')}: median_s {median!r} is not a positive number of seconds"
+    return None
 
 
 def record_key_of(record: dict[str, Any]) -> str:
@@ -223,6 +247,10 @@ def _import_one(
         spec = DeviceSpec.from_dict(device["spec"])
     except (TypeError, ValueError) as error:
         raise SniperError(f"{summary.path}: record {record.get('record_id')} has a device spec this sniper-onnx cannot read ({error}); upgrade sniper-onnx") from None
+    invalid = _invalid_latency(record)
+    if invalid:
+        summary.invalid_records.append(invalid)
+        return
     network = resolver.resolve(record)
     with db.transaction():
         if device_id not in devices_seen:

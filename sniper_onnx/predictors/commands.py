@@ -192,6 +192,8 @@ def train_command(output: str, db: Optional[str] = None, table: Optional[str] = 
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
 
+    if epochs < 1:
+        raise SniperError(f"--epochs {epochs}: train the PCN for at least 1 epoch")
     data = _training_data(db, table, statistic)
     # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
     extra = {"latency_statistic": statistic} if db else {}

@@ -204,6 +204,11 @@ def run_benchmark(
         raise SniperError(f"device {overlap[0]!r} is in both --train and --test; a test device must be unseen")
     if samples < 3:
         raise SniperError(f"--samples {samples}: need at least 3 samples to adapt")
+    if samples >= len(table.archs):
+        raise SniperError(f"--samples {samples}: the table has {len(table.archs)} archs, and some must be left to "
+                          "score the adaptation on; give fewer")
+    if epochs < 1:
+        raise SniperError(f"--epochs {epochs}: train the PCN for at least 1 epoch")
     for device in [*train, *test]:
         table.column(device)
     features, names, source = network_features(table.archs)

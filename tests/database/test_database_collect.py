@@ -123,6 +123,14 @@ def test_profile_bad_input_is_one_line(tmp_path, argv, message):
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_a_refused_database_leaves_no_results_file_behind(tmp_path):
+    conv_net(tmp_path / "m.onnx")
+    (tmp_path / "notes.txt").write_text("hello")
+    result = runner.invoke(app, ["profile", str(tmp_path / "m.onnx"), "--db", str(tmp_path / "notes.txt")])
+    assert result.exit_code == 2 and "not a usable sniper-onnx database" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "notes.txt"]
+
+
 def test_real_generator_end_to_end(tmp_path):
     result = runner.invoke(app, ["profile", "--generate", "2", "--seed", "1", "--max-macs", "5e6", "--db", str(tmp_path / "ncd.sqlite"), "--json", *FAST])
     assert result.exit_code == 0, result.output

@@ -89,6 +89,30 @@ def test_an_unreadable_model_keeps_its_record_and_the_rest_import(tmp_path):
         assert f"{garbage}: not a readable ONNX model (DecodeError)" in summary.networks_without_features
 
 
+def test_a_bad_record_is_left_out_and_the_rest_import(tmp_path):
+    results = synthetic_results(tmp_path / "r.jsonl", 4)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    lines[0]["stats"]["median_s"] = 0
+    lines[1]["stats"]["median_s"] = "fast"
+    lines[2]["schema"] = "sniper-profiler/2"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with Database(tmp_path / "ncd.sqlite") as db:
+        summary = import_results(db, results)
+    assert summary.added == 1 and summary.newer_schema_lines == [3]
+    assert [p.split(": ", 1)[1] for p in summary.invalid_records] == [
+        "median_s 0 is not a positive number of seconds", "median_s 'fast' is not a positive number of seconds"]
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "holds no records; measure models into it with `sniper-profiler run --out r.jsonl` first"),
+    ('{"schema": "sniper-profiler/2", "key": "k"}\n', "of a newer sniper-profiler than this sniper-onnx reads; upgrade"),
+])
+def test_a_results_file_without_records_it_can_read_is_refused(tmp_path, content, message):
+    (tmp_path / "r.jsonl").write_text(content)
+    with Database(tmp_path / "ncd.sqlite") as db, pytest.raises(SniperError, match=message):
+        import_results(db, tmp_path / "r.jsonl")
+
+
 def test_moved_model_gets_its_features_on_a_later_import(profiled, tmp_path):
     results, folder = profiled
     moved = tmp_path / "moved"

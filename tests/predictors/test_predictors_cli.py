@@ -38,6 +38,7 @@ def test_train_from_table_writes_one_onnx(tmp_path, synthetic_csv):
     result = _ok(["train", "--table", str(synthetic_csv), "-o", str(out), "--epochs", "2", "--json"])
     report = json.loads(result.stdout)
     assert out.is_file() and sorted(report["devices"]) == ["board", "fast_gpu", "phone", "slow_cpu"]
+    _fails(["train", "--table", str(synthetic_csv), "-o", str(tmp_path / "q.onnx"), "--epochs", "0"], "--epochs 0: train")
     assert all(report["key_features"][d]["features"] for d in report["devices"])
 
 
@@ -138,6 +139,10 @@ def test_bench_hw_nasbench201_on_a_never_seen_column(tmp_path):
     assert {"spearman", "kendall", "mape_pct", "acc10"} <= set(device["sniper"]) and "spearman" in device["flops"]
     _fails(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a", "--test", "gpu_a"], "both --train")
     _fails(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a", "--test", "tpu"], "not a column")
+    _fails(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a", "--test", "cpu_a", "--samples", "99999"],
+           "--samples 99999: the table has")
+    _fails(["bench", "hw-nasbench201", "--table", str(table), "--train", "gpu_a", "--test", "cpu_a", "--epochs", "0"],
+           "--epochs 0: train the PCN for at least 1 epoch")
 
 
 def test_adapt_without_a_predictor_keeps_the_shipped_one_that_fits_the_samples(tmp_path):

@@ -21,6 +21,24 @@ def test_inputs_follow_dtypes_and_symbolic_dims(tmp_path):
     assert feeds["x"].shape == (2, 8)
 
 
+def test_unsigned_inputs_and_a_fixed_zero_dim_are_fed_as_the_model_says(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["ids"], ["wide"], to=TensorProto.FLOAT), helper.make_node("Relu", ["empty"], ["y"])],
+        "g", [helper.make_tensor_value_info("ids", TensorProto.UINT32, [1, 4]),
+              helper.make_tensor_value_info("empty", TensorProto.FLOAT, [0, 3])],
+        [helper.make_tensor_value_info("wide", TensorProto.FLOAT, [1, 4]), helper.make_tensor_value_info("y", TensorProto.FLOAT, [0, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(tmp_path / "m.onnx"))
+    session = create_session(str(tmp_path / "m.onnx"), ProfileConfig(threads=1))
+    feeds, _ = make_inputs(session, ProfileConfig())
+    assert feeds["ids"].dtype == np.uint32 and feeds["empty"].shape == (0, 3)
+    session.run(None, feeds)
+
+
 def test_input_shape_errors_name_the_input(tmp_path):
     session = create_session(str(tiny_mlp(tmp_path / "m.onnx", width=8)), ProfileConfig(threads=1))
     with pytest.raises(ProfilerError, match="conflict"):
@@ -135,7 +153,8 @@ def test_parse_provider_option_types():
         parse_provider_option("novalue")
 
 
-@pytest.mark.parametrize("field, value", [("graph_optimization", "max"), ("threads", -1), ("target_relative_ci", 0.0), ("precision", "fp64")])
+@pytest.mark.parametrize("field, value", [("graph_optimization", "max"), ("threads", -1), ("target_relative_ci", 0.0),
+                                          ("precision", "fp64"), ("quiet_timeout_s", -5.0)])
 def test_config_rejects_bad_values(field, value):
     with pytest.raises(ProfilerError):
         ProfileConfig(**{field: value})

@@ -110,6 +110,19 @@ def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["failed"] == 1  # ... unless retried
 
 
+
+def test_a_rerun_where_every_model_failed_before_exits_1_and_says_why(tmp_path, capsys):
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not an onnx model")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(model), "--out", str(out), *FAST]) == 1
+    capsys.readouterr()
+    assert main(["run", str(model), "--out", str(out), "--json", *FAST]) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["skipped_failed"] == 1
+    assert "failed in an earlier run, skipped (--retry-failed measures it again)" in captured.err
+
+
 def test_a_retried_failure_that_succeeds_is_measured_in_every_pass(tmp_path, capsys):
     model, out = tiny_mlp(tmp_path / "m.onnx"), tmp_path / "r.jsonl"
     assert main(["run", str(model), "--out", str(out), "-q", *FAST, "--timeout", "0.001"]) == 1
