@@ -352,10 +352,11 @@ def import_latency_table(
         device_ids = _add_devices(db, names, specs, result)
         archs = sorted({cell.network for cell in cells if cell.network.startswith("|")})
         networks = _Networks(db, table, result, _arch_hashes(archs, table, jobs, progress))
+        earlier = _earlier_values(db, table)
         for start in range(0, len(cells), ROWS_PER_TRANSACTION):
             with db.transaction():
                 for cell in cells[start:start + ROWS_PER_TRANSACTION]:
-                    _add_cell(db, cell, networks, device_ids, unit, table, result)
+                    _add_cell(db, cell, networks, device_ids, unit, table, result, earlier)
             if progress:
                 progress("importing latencies", min(start + ROWS_PER_TRANSACTION, len(cells)), len(cells))
     return result
@@ -376,13 +377,33 @@ def _add_devices(db, names: Sequence[str], specs: Mapping[str, object], result: 
     return device_ids
 
 
-def _add_cell(db, cell: _Cell, networks: _Networks, device_ids, unit: str, table: Path, result: ImportResult) -> None:
+def _earlier_values(db, table: Path) -> Dict[Tuple[str, str], float]:
+    """(table's network name, device id) -> seconds, of what earlier imports of this table stored."""
+    return db.imported_values(f"external:{table.name}")
+
+
+def _refuse_another_unit(cell: _Cell, seconds: float, earlier: Optional[float], table: Path) -> None:
+    """The same table imported again in another unit would sit beside the first import for good
+    (each value is its own measurement): refuse a value a power of 1000 away from the stored one."""
+    if earlier is None or earlier == seconds:
+        return
+    exponent = math.log10(seconds / earlier) / 3
+    if round(exponent) != 0 and abs(exponent - round(exponent)) < 1e-6:
+        raise SniperError(f"{table}: row {cell.row_number}, device {cell.device!r}: {seconds:.6g} s, but an earlier import "
+                          f"of this table stored {earlier:.6g} s, {1000 ** abs(round(exponent)):g} times "
+                          f"{'more' if exponent < 0 else 'less'}; give the --unit that import used")
+
+
+def _add_cell(db, cell: _Cell, networks: _Networks, device_ids, unit: str, table: Path, result: ImportResult,
+              earlier: Mapping[Tuple[str, str], float]) -> None:
     value = _latency(cell, table)
     if value is None:
         result.missing_values += 1
         return
     network_id, structure = networks.id_for(cell.network, cell.row_number)
     device_id, batch = device_ids[cell.device]
+    if value > 0:
+        _refuse_another_unit(cell, value * UNIT_SECONDS[unit], earlier.get((cell.network, device_id)), table)
     key = _record_key(structure, cell.network, device_id, value * UNIT_SECONDS[unit])
     # the table's own name for the network: NAS-Bench-201 archs that differ only in where a zero
     # node sits build the same graph, so one database network can stand for several of them

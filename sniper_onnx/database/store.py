@@ -454,6 +454,14 @@ class Database:
                 counts[flag] = int(count)
         return counts
 
+    def imported_values(self, source: str) -> dict[tuple[str, str], float]:
+        """(the table's network name, device id) -> median seconds of the successful measurements
+        an external table ``source`` (``external:NAME``) was imported as."""
+        rows = self._conn.execute(
+            "SELECT json_extract(config, '$.source_network'), device_id, median_s FROM measurements "
+            "WHERE source = ? AND status = 'ok'", (source,))
+        return {(network, device): seconds for network, device, seconds in rows}
+
     def count_without_statistic(self, statistic: str, device_ids: Optional[Sequence[str]] = None) -> int:
         """Successful measurements (on ``device_ids``, default all) that do not have ``statistic``:
         imported tables give a median only."""

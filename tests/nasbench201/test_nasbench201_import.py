@@ -74,6 +74,18 @@ def test_a_latency_column_without_a_known_unit_needs_one(tmp_path: Path) -> None
     assert import_latency_table(tmp_path / "ncd.sqlite", table, latency_column="latency_mean", unit="us").unit == "us"
 
 
+def test_the_same_table_again_in_another_unit_is_refused(tmp_path: Path) -> None:
+    table = tmp_path / "wide.csv"
+    table.write_text(f"arch,1080ti_1\n{ARCH0},1.5\n")
+    import_latency_table(tmp_path / "ncd.sqlite", table, unit="s")
+    with pytest.raises(SniperError, match="an earlier import of this table stored 1.5 s, 1000 times more; give the --unit"):
+        import_latency_table(tmp_path / "ncd.sqlite", table)
+    table.write_text(f"arch,1080ti_1\n{ARCH0},1.6\n")  # a re-measured value is kept beside the first
+    assert import_latency_table(tmp_path / "ncd.sqlite", table, unit="s").measurements_added == 1
+    with Database(tmp_path / "ncd.sqlite") as db:
+        assert sorted(m.median_s for m in db.measurements()) == [1.5, 1.6]
+
+
 @pytest.mark.parametrize("column, seconds", [("latency_ns", 1.5e-3), ("time_sec", 1.5e6), ("latency_usec", 1.5)])
 def test_a_latency_columns_unit_suffix_is_read(tmp_path: Path, column: str, seconds: float) -> None:
     table = tmp_path / "long.csv"
