@@ -6,6 +6,7 @@ the random weights from ``numpy.random.default_rng(spec.seed)`` at that moment.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -109,9 +110,45 @@ def _nasbench201() -> Family:
                                              batch=config["batch"], num_classes=config["num_classes"], seed=seed)
 
     def sample(rng: np.random.Generator, max_macs: float | None) -> dict:
-        return {"arch": nasbench201.random_arch(rng), "resolution": 32, "batch": 1, "num_classes": 10}
+        return {"arch": _nasbench201_arch(rng, max_macs), "resolution": 32, "batch": 1, "num_classes": 10}
 
     return Family(sample, build)
+
+
+# draws of the uncapped stream tried before picking among the archs that fit (a tight cap leaves few)
+NASBENCH201_REJECTION_DRAWS = 64
+
+
+def _nasbench201_arch(rng: np.random.Generator, max_macs: float | None) -> str:
+    """A uniformly random arch, or one uniformly among those within ``max_macs``. Rejection first,
+    so that a cap every draw meets leaves the specs of an uncapped run unchanged."""
+    from sniper_generator.nasbench201 import random_arch
+
+    arch = random_arch(rng)
+    if max_macs is None:
+        return arch
+    macs = _nasbench201_macs()
+    smallest = min(macs, key=macs.get)
+    if max_macs < macs[smallest]:
+        raise SniperError(f"--max-macs {max_macs:g}: the smallest NAS-Bench-201 net ({smallest}) has "
+                          f"{macs[smallest]:,} MACs; use --max-macs {macs[smallest]} or more")
+    for _ in range(NASBENCH201_REJECTION_DRAWS):
+        if macs[arch] <= max_macs:
+            return arch
+        arch = random_arch(rng)
+    fitting = [name for name, count in macs.items() if count <= max_macs]
+    return fitting[int(rng.integers(len(fitting)))]
+
+
+@functools.lru_cache(maxsize=1)
+def _nasbench201_macs() -> dict[str, int]:
+    """Total MACs of every arch as the family samples it (32x32, batch 1, 10 classes: the settings
+    of the committed feature table, so its total_macs column is exactly the analyzer's count)."""
+    from sniper_generator.nasbench201 import load_feature_table
+
+    archs, features, names = load_feature_table()
+    column = features[:, names.index("total_macs")]
+    return {arch: int(count) for arch, count in zip(archs, column)}
 
 
 FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "cnn-strided": _cnn_strided, "cnn-wide": _cnn_wide,
@@ -127,7 +164,10 @@ def _family(name: str) -> Family:
         raise SniperError(f"family {name!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}") from None
 
 
-SMALLEST_MACS_CAP = 1e6  # every family samples nets under it (checked: 30 of 30 draws each)
+# the smallest --max-macs accepted: the cnn, cnn-strided, cnn-wide and transformer families sample nets
+# under it (checked: 30 of 30 draws each); nasbench201's smallest net is larger (7.9e6 MACs), so its
+# sampler refuses a cap below that with its own message
+SMALLEST_MACS_CAP = 1e6
 
 
 def spec_seed(seed: int, index: int) -> int:
@@ -135,7 +175,14 @@ def spec_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1, np.uint32)[0])
 
 
+def check_seed(seed: int) -> None:
+    """numpy seeds are non-negative integers; a negative one would fail deep inside numpy."""
+    if seed < 0:
+        raise SniperError(f"--seed {seed}: must be a non-negative integer")
+
+
 def sample_spec(seed: int, index: int, family: str = "cnn", max_macs: float | None = None) -> NetSpec:
+    check_seed(seed)
     if family not in SAMPLED_FAMILIES:
         raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
     if max_macs is not None and not max_macs >= SMALLEST_MACS_CAP:

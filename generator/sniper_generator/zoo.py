@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from sniper_generator.builder import GraphBuilder, Tensor, count_parameters
+from sniper_generator.spec import check_seed
 from sniper_onnx.errors import SniperError
 
 NUM_CLASSES = 1000
@@ -339,6 +340,7 @@ def export_zoo_model(name: str, resolution: int | None = None, batch: int = 1, w
                           f"use --resolution {entry.default_resolution}")
     if batch < 1:
         raise SniperError(f"{name}: batch {batch} must be >= 1")
+    check_seed(seed)
     if aux_head and name != "inception_v3":
         raise SniperError(f"{name}: only inception_v3 has an auxiliary head; drop --aux-head")
     builder = GraphBuilder(name, np.random.default_rng(seed), weights)

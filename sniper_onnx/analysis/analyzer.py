@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import onnx
 
 from sniper_onnx.analysis.costs import cost_model_nodes
 from sniper_onnx.analysis.features import compute_features
-from sniper_onnx.analysis.loading import InputShapes, ModelSource, prepare
+from sniper_onnx.analysis.loading import SMALL_CONSTANT_ELEMENTS, InputShapes, ModelSource, PreparedModel, prepare
 from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
 from sniper_onnx.analysis.result import AnalysisResult
 from sniper_onnx.analysis.structure import analyse_structure
@@ -43,9 +44,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
         warnings.append(f"{_count_nodes(data_dependent)} whose cost depends on the input values, not only their shapes "
                         f"(counted with 0 MACs; their outputs' sizes are known only when run): {_named(data_dependent)}")
     if by_shape:
-        open_inputs = any(d is None or isinstance(d, str) for dims in prepared.resolved_inputs.values() for d in dims)
-        remedy = ("they follow the unknown ops, whose output shapes nothing gives"
-                  if unknown_ops and not open_inputs else "set the input dims with --input-shape NAME=DIMS")
+        remedy = _unknown_shape_remedy(prepared, bool(unknown_ops))
         warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; {remedy}")
     return AnalysisResult(
         source=prepared.source,
@@ -57,6 +56,26 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> Ana
         model_info=_model_info(prepared.model, prepared.resolved_inputs, prepared.shapes),
         unknown_shape_nodes=unknown_shapes,
     )
+
+
+def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool) -> str:
+    """What would make the shapes known; --input-shape only where an input dim is open."""
+    open_inputs = any(d is None or isinstance(d, str) for dims in prepared.resolved_inputs.values() for d in dims)
+    if open_inputs:
+        return "set the input dims with --input-shape NAME=DIMS"
+    if unknown_ops:
+        return "they follow the unknown ops, whose output shapes nothing gives"
+    model = prepared.model
+    causes = []
+    if not any(entry.domain == "" for entry in model.opset_import):
+        causes.append("the model imports no opset for the default domain, so ONNX shape inference cannot run on "
+                      "it; re-export it with an opset import")
+    if any(t.data_location == onnx.TensorProto.EXTERNAL and math.prod(t.dims) <= SMALL_CONSTANT_ELEMENTS
+           for t in model.graph.initializer):
+        causes.append("small constants (shapes, axes) are stored as external data, which the analyzer never "
+                      "reads; save the model with them inline (onnx.save(..., size_threshold=1024))")
+    return "every input dim is known, so --input-shape cannot help: " + (
+        "; ".join(causes) or "ONNX shape inference could not follow them")
 
 
 def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:

@@ -62,17 +62,30 @@ class NodeCost:
         return row
 
 
-_ITEMSIZE_CACHE: dict[int, int] = {}
+_BITS_CACHE: dict[int, int] = {}
+# numpy holds these in a byte each; ONNX stores them packed, two (or four) to a byte
+_SUB_BYTE_BITS = {
+    getattr(onnx.TensorProto, name): bits
+    for name, bits in (("INT4", 4), ("UINT4", 4), ("FLOAT4E2M1", 4), ("INT2", 2), ("UINT2", 2))
+    if hasattr(onnx.TensorProto, name)
+}
 
 
-def itemsize(elem_type: int) -> int:
-    if elem_type not in _ITEMSIZE_CACHE:
+def element_bits(elem_type: int) -> int:
+    """Bits one element takes as stored; 0 for undefined or string dtypes, which have no fixed size."""
+    if elem_type not in _BITS_CACHE:
         try:
-            size = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+            numpy_bytes = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type)).itemsize
+            bits = _SUB_BYTE_BITS.get(elem_type) or 8 * numpy_bytes
         except Exception:  # noqa: BLE001 - undefined or string dtypes carry no fixed size
-            size = 0
-        _ITEMSIZE_CACHE[elem_type] = size
-    return _ITEMSIZE_CACHE[elem_type]
+            bits = 0
+        _BITS_CACHE[elem_type] = bits
+    return _BITS_CACHE[elem_type]
+
+
+def stored_bytes(count: int, bits: int) -> int:
+    """Bytes of ``count`` packed elements, a partly filled last byte counted whole."""
+    return -(-count * bits // 8)
 
 
 @dataclass
@@ -83,9 +96,9 @@ class Scope:
     static: set[str]
     constant_values: dict[str, np.ndarray]
     warnings: list[str]
-    # bytes per element as stored, for static tensors dequantized from narrower weights: a QDQ
-    # model's int8 weights are 1 byte each, though DequantizeLinear hands the Conv floats
-    stored_itemsize: dict[str, int] = field(default_factory=dict)
+    # bits per element as stored, for static tensors dequantized from narrower weights: a QDQ
+    # model's int8 weights are 8 bits each, though DequantizeLinear hands the Conv floats
+    stored_bits: dict[str, int] = field(default_factory=dict)
 
     def known(self, name: str) -> tuple | None:
         info = self.shapes.get(name)
@@ -151,7 +164,7 @@ def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.Nod
     if static:
         scope.static.update(name for name in node.output if name)
         _remember_constant(node, scope)
-        _remember_stored_itemsize(node, scope)
+        _remember_stored_bits(node, scope)
     category, macs = _classify(node, view, static)
     weights, weights_known = ([], True) if static else _weights(node, view, category, scope)
     activations = [name for name, constant in zip(inputs, view.constant_inputs) if name and not constant]
@@ -200,6 +213,10 @@ def _classify(node: onnx.NodeProto, view: NodeView, static: bool) -> tuple[str, 
 
 def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) -> tuple[list[tuple], bool]:
     """(tensor name, elements, bytes) of each weight entering the node, and whether all were sized."""
+    if node.op_type in CONTROL_FLOW_OPS and node.domain in DEFAULT_DOMAINS:
+        # its own inputs are trip counts, conditions and initial states; its weights are those its
+        # subgraphs' layers read (added in _cost_control_flow)
+        return [], True
     rule = rule_for(node)
     config = rule.config_slots if rule is not None else frozenset()
     weights, known = [], True
@@ -213,8 +230,8 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
         if node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES and numel(shape) <= 1:
             continue  # exporters' scalars (0.5 in GELU, sqrt(d) in attention) are settings
         count = numel(shape)
-        size = scope.stored_itemsize.get(name) or itemsize(scope.shapes[name].elem_type)
-        weights.append((name, count, count * size))
+        bits = scope.stored_bits.get(name) or element_bits(scope.shapes[name].elem_type)
+        weights.append((name, count, stored_bytes(count, bits)))
     return weights, known
 
 
@@ -223,14 +240,14 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
 _LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
 
 
-def _remember_stored_itemsize(node: onnx.NodeProto, scope: Scope) -> None:
+def _remember_stored_bits(node: onnx.NodeProto, scope: Scope) -> None:
     if not node.input or not node.output or not node.input[0]:
         return
     source = node.input[0]
     if node.op_type == "DequantizeLinear" and source in scope.shapes:
-        scope.stored_itemsize[node.output[0]] = scope.stored_itemsize.get(source, itemsize(scope.shapes[source].elem_type))
-    elif node.op_type in _LAYOUT_OPS and source in scope.stored_itemsize:
-        scope.stored_itemsize[node.output[0]] = scope.stored_itemsize[source]
+        scope.stored_bits[node.output[0]] = scope.stored_bits.get(source, element_bits(scope.shapes[source].elem_type))
+    elif node.op_type in _LAYOUT_OPS and source in scope.stored_bits:
+        scope.stored_bits[node.output[0]] = scope.stored_bits[source]
 
 
 def _remember_constant(node: onnx.NodeProto, scope: Scope) -> None:
@@ -249,7 +266,7 @@ def _bytes(scope: Scope, names: list[str]) -> int | None:
         shape = scope.known(name)
         if shape is None:
             return None
-        total += numel(shape) * itemsize(scope.shapes[name].elem_type)
+        total += stored_bytes(numel(shape), element_bits(scope.shapes[name].elem_type))
     return total
 
 
@@ -289,7 +306,7 @@ def cost_graph(graph: onnx.GraphProto, outer: Scope) -> list[NodeCost]:
     shapes = collect_shapes(graph, dict(outer.shapes))
     static, values = static_seed(graph)
     scope = Scope(shapes, set(outer.static) | static, {**outer.constant_values, **values}, outer.warnings,
-                  dict(outer.stored_itemsize))
+                  dict(outer.stored_bits))
     for vi in graph.input:  # loop-carried and scanned values change every iteration
         scope.static.discard(vi.name)
     labels = unique_labels(list(graph.node), list(range(len(graph.node))))
@@ -332,22 +349,46 @@ def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.Node
         op for c in every for op in c.unknown_inner_ops)
 
 
+# torch scripting and tf2onnx write this trip count for a while loop: the condition alone stops it
+NO_TRIP_LIMIT = 2**63 - 1
+
+
 def _trip_count(node: onnx.NodeProto, scope: Scope, label: str) -> int:
     if node.op_type == "Loop" and node.input and node.input[0]:
         value = scope.constant_values.get(node.input[0])
         if value is not None and value.size == 1:
-            return max(int(value.reshape(())), 0)
+            trips = int(value.reshape(()))
+            if trips != NO_TRIP_LIMIT:
+                return max(trips, 0)
+            scope.warnings.append(
+                f"node '{label}' (Loop): trip count {NO_TRIP_LIMIT} is the 'no limit' marker, so its condition "
+                "decides when it stops, unknown before running; its body is counted once")
+            return 1
     if node.op_type == "Scan":
-        num_scan_inputs = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
-        first_scan = len(node.input) - num_scan_inputs
-        axes = next((list(a.ints) for a in node.attribute if a.name == "scan_input_axes"), [0])
-        shape = scope.known(node.input[first_scan]) if num_scan_inputs else None
-        if shape is not None:
-            return int(shape[axes[0] if axes else 0])
+        trips = _scan_trip_count(node, scope)
+        if trips is not None:
+            return trips
     scope.warnings.append(
         f"node '{label}' ({node.op_type}): trip count unknown before running; its body is counted once"
     )
     return 1
+
+
+def _scan_trip_count(node: onnx.NodeProto, scope: Scope) -> int | None:
+    """Scan steps, from the first scanned input's shape. Scan-8 (told apart by its leading
+    sequence_lens input, which its body does not see) scans axis 1 of [batch, sequence, ...] and
+    runs its body once per batch element and step; later versions have no batch axis."""
+    num_scan_inputs = next((a.i for a in node.attribute if a.name == "num_scan_inputs"), 0)
+    first_scan = len(node.input) - num_scan_inputs
+    shape = scope.known(node.input[first_scan]) if num_scan_inputs and first_scan >= 0 else None
+    if shape is None:
+        return None
+    body = _subgraphs(node).get("body")
+    if body is not None and len(node.input) == len(body.input) + 1:
+        return int(shape[0]) * int(shape[1]) if len(shape) >= 2 else None
+    axes = next((list(a.ints) for a in node.attribute if a.name == "scan_input_axes"), [0])
+    axis = axes[0] if axes else 0
+    return int(shape[axis]) if -len(shape) <= axis < len(shape) else None
 
 
 def cost_model_nodes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],

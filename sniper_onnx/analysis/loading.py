@@ -8,6 +8,7 @@ model (100 MB of weights would cost more than the rest of the analysis).
 from __future__ import annotations
 
 import heapq
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,15 +30,25 @@ InputShapes = Mapping[str, Sequence[int]]
 # shape-like constants (Reshape's shape, Slice's starts) propagate; larger ones keep dims only
 SMALL_CONSTANT_ELEMENTS = 1024
 MAX_FOLD_PASSES = 4
+INT64_MAX = 2**63 - 1
 BATCH_SYMBOLS = frozenset({"n", "batch", "batch_size", "batchsize", "bs", "b", "none", "?"})
 
 
 class TensorInfo:
-    """A tensor's shape (int dims, None where unknown; None when even the rank is unknown) and dtype."""
+    """A tensor's shape (int dims, None where unknown; None when even the rank is unknown) and dtype.
 
-    __slots__ = ("shape", "elem_type", "known_shape")
+    A negative dim (what ONNX inference gives a Conv whose input is smaller than its kernel) is not
+    a size: it is kept in ``invalid_shape`` for the error message and is unknown in ``shape``, so no
+    count ever multiplies it.
+    """
+
+    __slots__ = ("shape", "elem_type", "known_shape", "invalid_shape")
 
     def __init__(self, shape: tuple | None, elem_type: int = 0):
+        negative = shape is not None and any(d is not None and d < 0 for d in shape)
+        self.invalid_shape = shape if negative else None
+        if negative:
+            shape = tuple(None if d is not None and d < 0 else d for d in shape)
         self.shape = shape
         self.elem_type = elem_type
         # looked up for every input of every node: computed once
@@ -103,6 +114,51 @@ def inline_local_functions(model: onnx.ModelProto, label: str, warnings: list[st
                         "their calls are counted as unknown ops")
         return model
     return inlined
+
+
+# another spelling of the default domain, which onnxruntime runs but ONNX's shape inference only knows as ""
+DEFAULT_DOMAIN_ALIAS = "ai.onnx"
+
+
+def canonical_default_domain(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with the default domain spelled "" in its opset imports and nodes (a copy when it
+    spells it "ai.onnx" anywhere)."""
+    functions = list(model.functions)
+    nodes = [node for graph in _graphs(model.graph) for node in graph.node] + [
+        node for function in functions for node in function.node]
+    imports = list(model.opset_import) + [entry for function in functions for entry in function.opset_import]
+    if not any(x.domain == DEFAULT_DOMAIN_ALIAS for x in nodes + imports):
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    _merge_default_imports(fixed.opset_import)
+    for function in fixed.functions:
+        _merge_default_imports(function.opset_import)
+        for node in function.node:
+            node.domain = "" if node.domain == DEFAULT_DOMAIN_ALIAS else node.domain
+    for graph in _graphs(fixed.graph):
+        for node in graph.node:
+            node.domain = "" if node.domain == DEFAULT_DOMAIN_ALIAS else node.domain
+    return fixed
+
+
+def _merge_default_imports(imports: "RepeatedCompositeFieldContainer[onnx.OperatorSetIdProto]") -> None:
+    """One "" entry for the default domain; its own version wins over the alias's."""
+    versions: dict[str, int] = {}
+    for entry in sorted(imports, key=lambda e: e.domain != ""):
+        versions.setdefault("" if entry.domain == DEFAULT_DOMAIN_ALIAS else entry.domain, entry.version)
+    del imports[:]
+    imports.extend(onnx.helper.make_opsetid(domain, version) for domain, version in versions.items())
+
+
+def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
+    """The graph and every subgraph nested in it."""
+    found = [graph]
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in ([attribute.g] if attribute.type == onnx.AttributeProto.GRAPH else list(attribute.graphs)):
+                found += _graphs(sub)
+    return found
 
 
 def _load_with_onnx(path: Path) -> onnx.ModelProto:
@@ -240,6 +296,13 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
         name, dims = parse_on_device(text)
     except ProfilerError as error:
         raise SniperError(str(error)) from None
+    too_large = [d for d in dims if d > INT64_MAX]
+    if too_large:
+        raise SniperError(f"--input-shape {text}: dim {too_large[0]} is above {INT64_MAX}, the largest an ONNX dim "
+                          "(int64) can hold")
+    if math.prod(dims) > INT64_MAX:
+        raise SniperError(f"--input-shape {text}: {math.prod(dims):,} elements, more than a tensor can hold "
+                          f"(int64 sizes, at most {INT64_MAX:,})")
     return name, tuple(dims)
 
 
@@ -303,24 +366,37 @@ def _format_declared(dims: list) -> str:
 
 
 def _default_dims(name: str, declared: list, warnings: list[str]) -> tuple:
-    """An unknown first dim is the batch: 1. So is any dim whose symbol names a batch (N, batch, ...)."""
-    batch_symbol = declared[0] if declared and isinstance(declared[0], str) else None
-    dims: list = []
-    for position, dim in enumerate(declared):
-        if isinstance(dim, int):
-            dims.append(dim)
-        elif position == 0 or (isinstance(dim, str) and (dim == batch_symbol or dim.lower() in BATCH_SYMBOLS)):
-            dims.append(1)
-        else:
-            dims.append(None)
+    """Unset dims that hold the batch become 1, and a warning names them; others stay unknown."""
+    batch = _batch_positions(declared)
+    dims = tuple(d if isinstance(d, int) else 1 if i in batch else None for i, d in enumerate(declared))
+    assumed = sorted(i for i in batch if not isinstance(declared[i], int))
     missing = [i for i, d in enumerate(dims) if d is None]
+    if not assumed and not missing:
+        return dims
+    parts = []
+    if assumed:
+        named = ", ".join(f"{i}" + (f" ('{declared[i]}')" if isinstance(declared[i], str) else "") for i in assumed)
+        parts.append(f"taken as the batch and set to 1: dim{'s' if len(assumed) > 1 else ''} {named}")
     if missing:
-        shown = "x".join("?" if d is None else str(d) for d in dims)
-        warnings.append(
-            f"input '{name}' has unknown dims {missing} ({shown}); nodes that depend on them get unknown shapes, "
-            f"pass --input-shape {name}=DIMS"
-        )
-    return tuple(dims)
+        parts.append(f"unknown dims {missing}, so nodes that depend on them get unknown shapes")
+    warnings.append(f"input '{name}' is declared {_listed(declared)}, analysed as {_listed(list(dims))}; "
+                    f"{'; '.join(parts)}; pass --input-shape {name}=DIMS to set them")
+    return dims
+
+
+def _listed(dims: list) -> str:
+    """[seq_len, batch, 3]: symbols joined with 'x' would read as one name."""
+    return "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
+
+
+def _batch_positions(declared: list) -> set[int]:
+    """Dims whose symbol names a batch (N, batch, ...) and those sharing their symbol. Without such a
+    name the first dim is taken as the batch; with one elsewhere the first is left alone, as in
+    ONNX's recurrent layout [seq_len, batch, features]."""
+    named = {d for d in declared if isinstance(d, str) and d.lower() in BATCH_SYMBOLS}
+    if not named and declared and not isinstance(declared[0], int):
+        return {0} | {i for i, d in enumerate(declared) if d is not None and d == declared[0]}
+    return {i for i, d in enumerate(declared) if d in named}
 
 
 # ------------------------------------------------------------------------------ shape inference
@@ -386,7 +462,9 @@ def infer_shapes(prepared_model: onnx.ModelProto, warnings: list[str]) -> onnx.M
         return onnx.shape_inference.infer_shapes(prepared_model, check_type=False, strict_mode=False, data_prop=True)
     except Exception as error:  # inference is best effort: report it and continue with declared shapes
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        warnings.append(f"ONNX shape inference failed ({reason}); only declared shapes are known")
+        message = f"ONNX shape inference failed ({reason}); only declared shapes are known"
+        if message not in warnings:  # inference reruns after each folding pass and fails the same way
+            warnings.append(message)
         return prepared_model
 
 
@@ -501,6 +579,7 @@ def _infer_one_node(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values:
 
 def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> PreparedModel:
     model, label = read_model(source)
+    model = canonical_default_domain(model)
     warnings: list[str] = []
     model = inline_local_functions(model, label, warnings)
     order = topological_order(model.graph, label)
@@ -508,6 +587,58 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
     for name, dims in resolved.items():
         shapes[name] = TensorInfo(tuple(dims), shapes.get(name, TensorInfo(None)).elem_type)
+    _check_output_sizes(model.graph, order, shapes, set(input_shapes or {}), label, warnings)
     inferred_nodes = {index: inferred.graph.node[position] for position, index in enumerate(order)
                       if position < len(inferred.graph.node)}
     return PreparedModel(model, label, order, shapes, inferred_nodes, resolved, warnings)
+
+
+# ------------------------------------------------------------------------------ impossible sizes
+
+# ops that slide a window over their input: an input smaller than the window leaves no output
+WINDOW_OPS = frozenset({"Conv", "ConvInteger", "QLinearConv", "DeformConv", "FusedConv", "MaxPool", "AveragePool",
+                        "LpPool"})
+
+
+def _check_output_sizes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
+                        requested: set[str], source: str, warnings: list[str]) -> None:
+    """Nodes whose inferred output has a dim below 1 although their inputs are sound: an error when an
+    input the user sized reaches them (the size they chose is impossible), else a warning."""
+    reached_from: dict[str, str] = {name: name for name in requested}
+    for index in order:
+        node = graph.node[index]
+        origin = next((reached_from[n] for n in node.input if n in reached_from), None)
+        reached_from.update((n, origin) for n in node.output if n and origin is not None)
+        bad = _first_impossible_output(node, shapes)
+        if bad is None:
+            continue
+        shown = "x".join(str(d) for d in bad)
+        where = f"node '{node_label(node, index)}' ({node.op_type})"
+        cause = ("gets an input smaller than its kernel" if node.op_type in WINDOW_OPS
+                 else "gets inputs that give it an impossible output")
+        if origin is not None:
+            given = "x".join(str(d) for d in shapes[origin].shape)
+            raise SniperError(f"{source}: --input-shape {origin}={given} is too small: {where} {cause}, so its "
+                              f"output would be {shown}; give a larger input")
+        warnings.append(f"{where} {cause}: its output is {shown}, which onnxruntime would refuse; the model's own "
+                        "shapes are inconsistent, so it and the nodes after it count as "
+                        + ("empty (0 MACs)" if 0 in bad else "having unknown shapes"))
+
+
+def _first_impossible_output(node: onnx.NodeProto, shapes: dict[str, TensorInfo]) -> tuple | None:
+    """The raw shape of an output with a negative dim, or (for window ops) an empty output of
+    non-empty inputs; None when the node did not cause one (its inputs were already impossible)."""
+    inputs = [shapes.get(name) for name in node.input if name]
+    if any(info is not None and info.invalid_shape is not None for info in inputs):
+        return None
+    for name in node.output:
+        info = shapes.get(name)
+        if info is None:
+            continue
+        if info.invalid_shape is not None:
+            return info.invalid_shape
+        empty_inputs = any(info_in is None or info_in.known_shape is None or 0 in info_in.known_shape
+                           for info_in in inputs)
+        if node.op_type in WINDOW_OPS and info.known_shape is not None and 0 in info.known_shape and not empty_inputs:
+            return info.known_shape
+    return None

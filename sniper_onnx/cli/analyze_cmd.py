@@ -33,6 +33,12 @@ def analyze_command(
     """Extract the structural features that decide inference time (Sniper Table 1)."""
     from sniper_onnx.analysis import analyze, parse_input_shape
 
+    if kernels and not as_json:
+        from sniper_onnx.errors import SniperError
+
+        raise SniperError("--kernels: the kernel table is part of the JSON output only; add --json")
+    if csv_path is not None:
+        _refuse_overwriting_the_model(model, csv_path)
     shapes = dict(parse_input_shape(text) for text in input_shape or [])
     result = analyze(model, input_shapes=shapes or None)
     if csv_path is not None:
@@ -43,3 +49,14 @@ def analyze_command(
     from sniper_onnx.analysis.render import print_summary
 
     print_summary(result, with_nodes=nodes, csv_path=csv_path)
+
+
+def _refuse_overwriting_the_model(model: Path, output: Path) -> None:
+    from sniper_onnx.errors import SniperError
+
+    same = model.resolve() == output.resolve()
+    if not same and model.exists() and output.exists():
+        same = model.samefile(output)  # a hard link or another path to the same file
+    if same:
+        raise SniperError(f"--csv {output}: is the model being analysed; writing the table there would destroy it, "
+                          "give another file")

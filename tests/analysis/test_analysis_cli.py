@@ -133,6 +133,24 @@ def test_unwritable_csv_is_a_one_line_error(branchy, tmp_path):
     assert result.exit_code == 2 and "cannot write" in result.output
 
 
+def test_csv_path_that_is_the_model_is_refused(branchy, tmp_path):
+    before = branchy.read_bytes()
+    for target in (str(branchy), str(branchy.parent / "." / branchy.name)):
+        result = runner.invoke(app, ["analyze", str(branchy), "--json", "--csv", target])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and "is the model being analysed" in lines[0], result.output
+    linked = tmp_path / "link.onnx"
+    os.link(branchy, linked)
+    assert runner.invoke(app, ["analyze", str(branchy), "--csv", str(linked)]).exit_code == 2
+    assert branchy.read_bytes() == before
+
+
+def test_kernels_without_json_is_an_error(branchy):
+    result = runner.invoke(app, ["analyze", str(branchy), "--kernels"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and "add --json" in lines[0]
+
+
 def test_help():
     for flag in ("-h", "--help"):
         result = runner.invoke(app, ["analyze", flag])

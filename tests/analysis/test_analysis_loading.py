@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 from analysis_graphs import ints, model, node, real_weight, weight
@@ -151,6 +152,68 @@ def test_input_shape_override_and_its_errors():
     assert any("declared Nx3x8x8; analysed at 1x3x16x16" in w and "fixed dim(s) 2, 3" in w for w in changed.warnings)
 
 
+@pytest.mark.parametrize(("node_domain", "import_domain"), [("ai.onnx", "ai.onnx"), ("ai.onnx", ""), ("", "ai.onnx")])
+def test_default_domain_spelled_ai_onnx_is_the_default_domain(node_domain, import_domain):
+    """onnxruntime runs nodes and opset imports that spell the default domain "ai.onnx"."""
+    conv = helper.make_node("Conv", ["x", "W"], ["y"], name="conv", domain=node_domain)
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 4, 8, 8])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)],
+                              [weight("W", 2, 4, 1, 1)])
+    built = helper.make_model(graph, opset_imports=[helper.make_opsetid(import_domain, 17)])
+    result = analyze(built)
+    assert result.features["total_macs"] == 2 * 64 * 4 and result.warnings == [] and result.unknown_ops == {}
+    assert built.graph.node[0].domain == node_domain  # the caller's model is not changed
+
+
+def test_a_failing_shape_inference_is_reported_once():
+    from sniper_onnx.analysis.loading import infer_shapes
+
+    broken = model([helper.make_node("Relu", ["x"], ["y"], domain="no.such.domain")], {"x": [1, 4]}, ["y"])
+    warnings: list[str] = []
+    infer_shapes(broken, warnings)
+    infer_shapes(broken, warnings)
+    assert len(warnings) == 1 and "ONNX shape inference failed" in warnings[0]
+
+
+def test_unknown_shapes_no_input_shape_can_fix_say_why(tmp_path):
+    no_opset = small_cnn(weight)
+    del no_opset.opset_import[:]
+    warning = analyze(no_opset, input_shapes={"x": (1, 3, 8, 8)}).warnings[-1]
+    assert "--input-shape cannot help: the model imports no opset for the default domain" in warning, warning
+    path = tmp_path / "external.onnx"
+    external = small_cnn()
+    flat = next(t for t in external.graph.initializer if t.name == "flat")
+    # as raw data, which onnx.save moves to the external file (int64_data it keeps inline)
+    flat.CopyFrom(onnx.numpy_helper.from_array(np.array([1, -1], np.int64), "flat"))
+    onnx.save(external, path, save_as_external_data=True, all_tensors_to_one_file=True, location="w.bin",
+              size_threshold=0)
+    warning = analyze(path, input_shapes={"x": (1, 3, 8, 8)}).warnings[-1]
+    assert "'flatten'" in warning
+    assert "cannot help: small constants (shapes, axes) are stored as external data" in warning
+
+
+def _conv_then_relu(x_shape) -> onnx.ModelProto:
+    nodes = [helper.make_node("Conv", ["x", "W"], ["c"], name="conv"),
+             helper.make_node("Relu", ["c"], ["y"], name="relu")]
+    return model(nodes, {"x": x_shape}, ["y"], [weight("W", 8, 3, 3, 3)])
+
+
+@pytest.mark.parametrize("dims", [(1, 3, 1, 5), (1, 3, 1, 1), (1, 3, 2, 5)])
+def test_input_shape_smaller_than_a_kernel_is_an_error(dims):
+    with pytest.raises(SniperError, match=r"--input-shape x=.* is too small: node 'conv' \(Conv\) gets an input "
+                                          "smaller than its kernel"):
+        analyze(_conv_then_relu(["N", 3, "H", "W"]), input_shapes={"x": dims})
+
+
+@pytest.mark.parametrize(("height", "output"), [(2, "1x8x0x3"), (1, "1x8x-1x3")])
+def test_fixed_input_smaller_than_a_kernel_warns_and_never_counts_negative(height, output):
+    result = analyze(_conv_then_relu([1, 3, height, 5]))
+    assert result.features["total_macs"] == 0 and all(n.macs >= 0 for n in result.nodes)
+    assert [w for w in result.warnings if "'conv' (Conv) gets an input smaller than its kernel" in w
+            and output in w], result.warnings
+    assert not any("'relu'" in w and "kernel" in w for w in result.warnings)  # only the node at fault
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
@@ -162,7 +225,8 @@ def test_parse_input_shape(text, expected):
     assert parse_input_shape(text) == expected
 
 
-@pytest.mark.parametrize("text", ["input", "input=", "input=1x0", "input=ax3", "=1x3"])
+@pytest.mark.parametrize("text", ["input", "input=", "input=1x0", "input=ax3", "=1x3", "x=99999999999999999999x3x9x9",
+                                  f"x=1x{2**63}", f"x={2**62}x3"])
 def test_parse_input_shape_rejects(text):
     with pytest.raises(SniperError, match="--input-shape"):
         parse_input_shape(text)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import networkx as nx
 import onnx
 import numpy as np
+import pytest
 from analysis_graphs import conv_macs, ints, model, node, tensor, weight
 from onnx import TensorProto, helper
 
@@ -157,11 +158,24 @@ def test_unknown_dims_are_reported_not_guessed():
     assert given.warnings == [] and node(given, "mm").macs == 16 * 8 * 4
 
 
-def test_batch_dim_defaults_to_one():
+def test_batch_dim_defaults_to_one_and_the_warning_says_so():
     built = model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 3, 5]}, ["y"])
     result = analyze(built)
     assert result.model_info["inputs"] == {"x": [1, 3, 5]} and result.features["total_macs"] == 15
-    assert result.warnings == []
+    assert result.warnings == ["input 'x' is declared [N, 3, 5], analysed as [1, 3, 5]; taken as the batch and set "
+                               "to 1: dim 0 ('N'); pass --input-shape x=DIMS to set them"]
+    assert analyze(built, input_shapes={"x": (2, 3, 5)}).warnings == []
+
+
+def test_first_dim_is_not_taken_as_the_batch_when_another_dim_is_named_so():
+    """ONNX's recurrent layout is [seq_len, batch, features]: the sequence length is not guessed."""
+    lstm = helper.make_node("LSTM", ["x", "W", "R"], ["y"], name="lstm", hidden_size=4)
+    built = model([lstm], {"x": ["seq_len", "batch", 3]}, ["y"], [weight("W", 1, 16, 3), weight("R", 1, 16, 4)])
+    result = analyze(built)
+    assert result.model_info["inputs"] == {"x": [None, 1, 3]} and result.unknown_shape_nodes == ["lstm"]
+    assert any("analysed as [?, 1, 3]; taken as the batch and set to 1: dim 1 ('batch'); unknown dims [0]" in w
+               and "--input-shape x=DIMS" in w for w in result.warnings), result.warnings
+    assert node(analyze(built, input_shapes={"x": (5, 2, 3)}), "lstm").macs == 5 * 2 * (16 * 3 + 16 * 4)
 
 
 def test_features_cover_the_contract_names_in_order():
@@ -237,6 +251,52 @@ def test_loop_multiplies_its_body_by_a_constant_trip_count():
     assert any("trip count unknown" in w for w in dynamic.warnings)
 
 
+def _counting_loop(trips: int) -> onnx.ModelProto:
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+         helper.make_node("MatMul", ["h", "W"], ["h_next"], name="step")],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), tensor("h", [1, 4])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), tensor("h_next", [1, 4])],
+    )
+    loop = helper.make_node("Loop", ["trips", "cond", "x"], ["y"], name="loop", body=body)
+    inits = [helper.make_tensor("trips", TensorProto.INT64, [], [trips]),
+             helper.make_tensor("cond", TensorProto.BOOL, [], [True]), weight("W", 4, 4)]
+    return model([loop], {"x": [1, 4]}, ["y"], inits)
+
+
+def test_loop_with_the_no_limit_trip_count_counts_its_body_once_and_warns():
+    """torch scripting and tf2onnx write INT64_MAX for a while loop: not 9.2e18 iterations."""
+    result = analyze(_counting_loop(2**63 - 1))
+    assert node(result, "loop").macs == 16 and result.features["total_macs"] == 16
+    assert any("'loop' (Loop): trip count 9223372036854775807 is the 'no limit' marker" in w
+               and "counted once" in w for w in result.warnings)
+
+
+def test_loop_trip_count_and_condition_are_not_parameters():
+    result = analyze(_counting_loop(3))
+    assert node(result, "loop").macs == 3 * 16
+    assert node(result, "loop").params == 16 and result.features["total_params"] == 16
+
+
+def _scan_model(opset: int) -> onnx.ModelProto:
+    """State [4] plus each scanned row, times W (4x4): 4 + 16 MACs a step."""
+    body = helper.make_graph(
+        [helper.make_node("Add", ["s_in", "row"], ["s_mid"]), helper.make_node("MatMul", ["s_mid", "W"], ["s_out"])],
+        "body", [tensor("s_in", [4]), tensor("row", [4])], [tensor("s_out", [4])])
+    if opset == 8:  # sequence_lens first; states and scanned inputs carry a batch axis (3), steps on axis 1
+        scan = helper.make_node("Scan", ["", "s0", "xs"], ["final"], name="scan", body=body, num_scan_inputs=1)
+        return model([scan], {"s0": [3, 4], "xs": [3, 6, 4]}, ["final"], [weight("W", 4, 4)], opset=8)
+    scan = helper.make_node("Scan", ["s0", "xs"], ["final"], name="scan", body=body, num_scan_inputs=1)
+    return model([scan], {"s0": [4], "xs": [6, 4]}, ["final"], [weight("W", 4, 4)], opset=opset)
+
+
+@pytest.mark.parametrize(("opset", "trips"), [(8, 3 * 6), (9, 6), (17, 6)])
+def test_scan_runs_its_body_per_step_and_in_opset_8_per_batch_element(opset, trips):
+    assert node(analyze(_scan_model(opset)), "scan").macs == trips * (4 + 16)
+
+
 def _loop_with_input_trips(body):
     loop = helper.make_node("Loop", ["n", "", "x"], ["y"], name="loop", body=body)
     graph = helper.make_graph([loop], "g", [tensor("x", [1, 4]), helper.make_tensor_value_info("n", TensorProto.INT64, [])],
@@ -261,3 +321,21 @@ def test_dequantized_weights_count_their_stored_bytes():
     assert node(result, "conv").params == 216 and node(result, "conv").param_bytes == 216
     assert node(result, "mm").param_bytes == 24
     assert result.features["total_params"] == 240 and result.features["param_bytes"] == 240
+
+
+@pytest.mark.parametrize("dtype", ["INT4", "UINT4", "FLOAT4E2M1"])
+def test_four_bit_tensors_are_stored_two_to_a_byte(dtype):
+    """A weight of 64 x 32 4-bit elements is 1,024 bytes; a 4-bit activation of 15 elements 8 bytes."""
+    elem_type = getattr(TensorProto, dtype)
+    packed = TensorProto(name="Wq", data_type=elem_type)
+    packed.dims.extend([64, 32])
+    scale = onnx.numpy_helper.from_array(np.array(0.5, np.float32), "s")
+    nodes = [helper.make_node("DequantizeLinear", ["Wq", "s"], ["W"], name="dq"),
+             helper.make_node("MatMul", ["a", "W"], ["y"], name="mm"),
+             helper.make_node("DequantizeLinear", ["q", "s"], ["z"], name="dq_act")]
+    graph = helper.make_graph(nodes, "g", [tensor("a", [3, 64]), helper.make_tensor_value_info("q", elem_type, [3, 5])],
+                              [tensor("y", None), tensor("z", None)], [packed, scale])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)]))
+    assert node(result, "mm").params == 2048 and node(result, "mm").param_bytes == 1024
+    assert node(result, "dq_act").bytes_read == 8 and node(result, "dq_act").bytes_written == 15 * 4
+

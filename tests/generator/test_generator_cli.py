@@ -89,6 +89,12 @@ def test_coverage_json_and_plot(tmp_path):
     (["generate", "-n", "2", "--max-macs", "1", "--out", "/tmp/sniper_gen_unused"], "1e6 or more"),
     (["generate", "-n", "2", "--out", "/proc/sniper_gen_unused"], "cannot create the folder"),
     (["profile", "--generate", "1", "--max-macs", "5"], "1e6 or more"),
+    (["generate", "-n", "2", "-s", "-1", "--out", "/tmp/sniper_gen_unused"], "--seed -1: must be a non-negative"),
+    (["generate", "--coverage", "-n", "2", "-s", "-1"], "--seed -1: must be a non-negative"),
+    (["zoo", "export", "mobilenet_v2", "-o", "/tmp/sniper_gen_x.onnx", "-r", "32", "--seed", "-3"],
+     "--seed -3: must be a non-negative"),
+    (["generate", "-n", "2", "-f", "nasbench201", "--max-macs", "3e6", "--out", "/tmp/sniper_gen_unused"],
+     "use --max-macs 7910016 or more"),
 ])
 def test_bad_input_is_one_line_exit_2(arguments, words):
     _one_line_error(runner.invoke(app, arguments), words)

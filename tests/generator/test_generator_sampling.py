@@ -17,6 +17,7 @@ from sniper_generator.sampling import sample_target_macs
 from sniper_onnx.errors import SniperError
 
 SMALL = 5e6  # MACs cap for nets that are run: keeps each materialization and onnxruntime call quick
+NASBENCH201_SMALL = 1e7  # its smallest net has 7.9e6 MACs
 
 
 def test_specs_are_deterministic_json_and_prefix_stable():
@@ -47,7 +48,8 @@ def test_same_spec_same_bytes_and_seed_changes_weights_only():
 def test_generated_nets_pass_full_check_run_and_are_fully_analysed(family, count, ort_run):
     from sniper_onnx import analyze
 
-    for spec in sample_specs(count, seed=2024, family=family, max_macs=SMALL):
+    cap = NASBENCH201_SMALL if family == "nasbench201" else SMALL
+    for spec in sample_specs(count, seed=2024, family=family, max_macs=cap):
         model = materialize(spec)
         onnx.checker.check_model(model, full_check=True)
         outputs = ort_run(model)
@@ -192,3 +194,17 @@ def test_cnn_wide_honours_a_small_macs_cap():
     from sniper_generator.cnn import estimate_macs
 
     assert all(estimate_macs(s.config) <= 2 * SMALL for s in sample_specs(10, seed=2024, family="cnn-wide", max_macs=SMALL))
+
+
+def test_nasbench201_honours_max_macs_and_refuses_a_cap_no_net_meets():
+    from sniper_onnx import analyze
+
+    specs = sample_specs(12, seed=9, family="nasbench201", max_macs=3e7)
+    assert len({s.config["arch"] for s in specs}) > 1
+    for spec in specs[:4]:
+        assert analyze(materialize(spec, weights=False)).features["total_macs"] <= 3e7, spec.config["arch"]
+    # a cap every net meets draws what an uncapped run draws
+    assert sample_specs(5, seed=9, family="nasbench201", max_macs=1e9) == sample_specs(5, seed=9, family="nasbench201")
+    with pytest.raises(SniperError, match="smallest NAS-Bench-201 net .* has 7,910,016 MACs; use --max-macs 7910016"):
+        sample_specs(1, seed=9, family="nasbench201", max_macs=5e6)
+
