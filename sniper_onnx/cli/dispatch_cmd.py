@@ -88,10 +88,15 @@ def register(app: typer.Typer) -> None:
         tasks_out: Annotated[Optional[Path], typer.Option("--tasks-out", help="Write every task's outcome here (JSON lines).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
-        from sniper_onnx.dispatch import check_policy, dispatch, load_fleet, poisson_workload, read_workload
+        from sniper_onnx.dispatch import check_policy, load_fleet, poisson_workload, read_workload
         from sniper_onnx.errors import SniperError
+        from sniper_onnx.scheduling.api import check_deadline_factor
+        from sniper_onnx.scheduling.outputs import check_output_file
 
         check_policy(policy)
+        check_deadline_factor(deadline_factor)
+        if tasks_out:
+            check_output_file(tasks_out, "--tasks-out")
         loaded = load_fleet(fleet)
         if (workload is None) == (rate is None):
             raise SniperError("give exactly one of --workload trace.csv or --rate N")
@@ -109,6 +114,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report.to_json_dict()))
         else:
             _print(report)
+        if report.counts.completed == 0:  # the report above says what happened to each task
+            reason = report.failures[0] if report.failures else "no device ran any"
+            raise SniperError(f"no task completed ({report.counts.failed} failed); first failure: {reason.strip()}")
 
 
 def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool):

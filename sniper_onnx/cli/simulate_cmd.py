@@ -58,7 +58,7 @@ def simulate(
         for name, (_, description) in POLICIES.items():
             typer.echo(f"{name:14s} {description}")
         return
-    policy_names = [p.strip() for p in policies.split(",") if p.strip()]
+    policy_names = list(dict.fromkeys(p.strip() for p in policies.split(",") if p.strip()))
     rate_values = parse_rates(rates)
     total = runs_needed(policy_names, rate_values, seeds, trace is not None)
     with _Progress(total, quiet=as_json) as advance:

@@ -142,7 +142,10 @@ def dispatch(
     ``engine`` overrides the fleet's (tests pass a Dask client's engine). A device still running
     one task after ``max(hang_floor_s, HANG_FACTOR x`` its calibrated time for that model) is
     treated as hung: its worker is killed and the task re-dispatched like any dead device's."""
+    from sniper_onnx.scheduling.api import check_deadline_factor
+
     policy_object = check_policy(policy)
+    check_deadline_factor(deadline_factor)
     if not tasks:
         raise SniperError("no tasks to dispatch; give a workload with at least one row")
     models = sorted({task.model for task in tasks})
@@ -153,8 +156,11 @@ def dispatch(
         fleet.device(kill.device)
     with tempfile.TemporaryDirectory(prefix="sniper-dispatch-") as scratch:
         blobs = {name: model_bytes(fleet.models[name]) for name in models}
+        # a predictor or mapping that cannot answer fails here, before any worker starts or warms up
+        predictions = None if fleet.predicted_times or not fleet.predictor_devices else _predictor_times(fleet, blobs)
         engine = engine or _make_engine(fleet, blobs, Path(scratch))
         run = _Run(fleet, models, list(tasks), policy_object, engine, db, blobs, kills, progress)
+        run.predictions = predictions
         run.hang_floor_s = hang_floor_s
         try:
             return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
@@ -204,6 +210,7 @@ class _Run:
         self.repeats = 5
         self.predicted: dict[str, dict[str, float]] = {}
         self.predicted_source = "calibration"
+        self.predictions: Optional[dict[str, dict[str, float]]] = None  # predictor's, mapped types only
         self.writer = _writer(db, fleet, blobs) if db else None
         self.db = str(db) if db else None
 
@@ -258,6 +265,9 @@ class _Run:
             while cursor < total and self.tasks[cursor].arrival <= now:
                 self._arrive(cursor)
                 cursor += 1
+                # as in the simulator: an idle device takes work at each arrival, not after a batch
+                # of them, so the replay comparison measures transport and not a different order
+                self._start_free_devices()
             self._start_free_devices()
             finished = self.counts.completed + self.counts.failed
             if self.progress and finished != finished_before:
@@ -497,8 +507,9 @@ class _Run:
                 raise SniperError(f"{self.fleet.source}: predicted_times lacks {missing[0][0]} on {missing[0][1]}; "
                                   "give every model x device type, or drop the table to use the predictor")
             return {m: {t: table[m][t] for t in self.types} for m in self.models}, "fleet file"
-        if self.fleet.predictor_devices:
-            return _predictor_times(self.fleet, self.models, self.types, self._calibrated), "predictor"
+        if self.predictions is not None:  # device types not mapped to the predictor get the calibration
+            return {m: {t: self.predictions[m].get(t) or self._calibrated(m, t) for t in self.types}
+                    for m in self.models}, "predictor"
         return {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}, "calibration"
 
     # --- the end ------------------------------------------------------------------------------
@@ -608,21 +619,20 @@ def _carry_learning(old: Any, new: Any) -> None:
             target._per_device[model] = (target._table[model] * target._ratio[model])[target._device_type]
 
 
-def _predictor_times(fleet: Fleet, models: list[str], types: list[str], fallback: Callable[[str, str], float]) -> dict:
-    """Predictions for device types mapped to predictor devices; others get the calibration."""
+def _predictor_times(fleet: Fleet, blobs: dict[str, bytes]) -> dict[str, dict[str, float]]:
+    """model -> device type -> the predictor's seconds, for the types ``predictor_devices`` maps."""
     import onnx
 
-    from sniper_onnx.predictors import load_predictor
     from sniper_onnx.predictors.commands import FIX_THE_EXPORT, analyze_for_prediction
+    from sniper_onnx.scheduling.predicted import choose_predictor
 
-    predictor = load_predictor(fleet.predictor, devices=list(fleet.predictor_devices.values()))
-    networks = [analyze_for_prediction(onnx.load_from_string(model_bytes(fleet.models[m])), m, remedy=FIX_THE_EXPORT)
-                for m in models]
+    predictor, names = choose_predictor(fleet.predictor, fleet.predictor_devices, fleet.source)
+    models = list(blobs)
+    networks = [analyze_for_prediction(onnx.load_from_string(blobs[m]), m, remedy=FIX_THE_EXPORT) for m in models]
     features, kernels = [n.features for n in networks], [n.kernel_table for n in networks]
-    table = {m: {t: fallback(m, t) for t in types} for m in models}
-    for dtype, name in fleet.predictor_devices.items():
-        rows = predictor.predict(features, [name], models, kernel_tables=kernels).rows
-        for row in rows:
+    table: dict[str, dict[str, float]] = {m: {} for m in models}
+    for dtype, name in names.items():
+        for row in predictor.predict(features, [name], models, kernel_tables=kernels).rows:
             table[row.network][dtype] = float(row.seconds)
     return table
 

@@ -137,8 +137,19 @@ class FeedbackReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def fleet_samples(db_path: "str | Path", fleet: Fleet) -> dict[str, tuple[list[str], list[dict], list[float]]]:
-    """Per device type: (network names, features, median measured seconds) from the database."""
+@dataclass
+class TypeSamples:
+    """One fleet device type's measured networks: id, name, features, source, median measured seconds."""
+
+    ids: list[int] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    features: list[dict] = field(default_factory=list)
+    sources: list[dict] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+
+def fleet_samples(db_path: "str | Path", fleet: Fleet) -> dict[str, TypeSamples]:
+    """Per device type, the networks the fleet measured, from the database."""
     import numpy as np
 
     from sniper_onnx.database import Database
@@ -150,15 +161,17 @@ def fleet_samples(db_path: "str | Path", fleet: Fleet) -> dict[str, tuple[list[s
         for row in db.measurements():
             if row.status == "ok" and row.source in FLEET_SOURCES and row.device_id.startswith(prefix):
                 times.setdefault((row.device_id[len(prefix):], row.network_id), []).append(float(row.median_s))
-    samples: dict[str, tuple[list[str], list[dict], list[float]]] = {}
+    samples: dict[str, TypeSamples] = {}
     for (dtype, network_id), values in sorted(times.items()):
         network = networks[network_id]
         if not network.features:
             continue
-        names, features, seconds = samples.setdefault(dtype, ([], [], []))
-        names.append(network.name)
-        features.append(network.features)
-        seconds.append(float(np.median(values)))
+        sample = samples.setdefault(dtype, TypeSamples())
+        sample.ids.append(network_id)
+        sample.names.append(network.name)
+        sample.features.append(network.features)
+        sample.sources.append(network.source or {})
+        sample.seconds.append(float(np.median(values)))
     return samples
 
 
@@ -166,32 +179,72 @@ def feedback_from_db(fleet: Fleet, db_path: "str | Path", output: "str | Path",
                      predictor: "str | Path | None" = None) -> FeedbackReport:
     """Run the Time Trimmer (``sniper-onnx feedback``'s fit) for every fleet device type mapped to a
     predictor device in ``predictor_devices``, on the medians the fleet measured; save the result to
-    ``output`` and report prediction error before and after."""
-    import numpy as np
-
-    from sniper_onnx.predictors import load_predictor, save_predictor
-    from sniper_onnx.predictors.adapt import adapt_predictor
+    ``output`` and report prediction error before and after. The predictor is the one ``dispatch``
+    predicts with for this fleet (same choice, same device names)."""
+    from sniper_onnx.scheduling.outputs import check_output_file
+    from sniper_onnx.scheduling.predicted import choose_predictor
 
     if not fleet.predictor_devices:
         raise SniperError(f"{fleet.source}: no 'predictor_devices'; map each device type to a device the predictor "
                           "knows (sniper-onnx predict --list-devices) to correct its predictions")
-    current = load_predictor(predictor or fleet.predictor)
-    report = FeedbackReport(fleet.name, str(db_path), str(predictor or fleet.predictor or "shipped"), str(output))
+    if not Path(db_path).is_file():  # opening a missing path would create an empty database
+        raise SniperError(f"{db_path}: no such database; give the --db file dispatch or profile --fleet wrote")
+    check_output_file(output, "--output")
+    current, names = choose_predictor(predictor or fleet.predictor, fleet.predictor_devices, fleet.source)
+    report = FeedbackReport(fleet.name, str(db_path), str(getattr(current, "source", predictor)), str(output))
     samples = fleet_samples(db_path, fleet)
-    for dtype, pdevice in fleet.predictor_devices.items():
-        names, features, seconds = samples.get(dtype, ([], [], []))
-        if len(names) < 3:
-            report.skipped.append(f"{dtype}: {len(names)} measured network(s); the Time Trimmer needs at least 3")
-            continue
-        measured = np.array(seconds)
-        before = current.predict(features, [pdevice], names).seconds()
-        current, fitted = adapt_predictor(current, pdevice, features, seconds, solve_embedding=False)
-        after = current.predict(features, [pdevice], names).seconds()
-        report.types.append(TypeFeedback(dtype, pdevice, len(names), float(np.mean(np.abs(before / measured - 1))),
-                                         float(np.mean(np.abs(after / measured - 1))), float(fitted.loo_rmse_log),
-                                         list(fitted.trimmer_features)))
+    tables = _kernel_tables(current, samples)
+    for dtype, pdevice in names.items():
+        current = _trim_type(current, report, dtype, pdevice, samples.get(dtype, TypeSamples()), tables)
     if not report.types:
         raise SniperError(f"{db_path}: not enough measurements of fleet {fleet.name} to correct anything "
                           f"({'; '.join(report.skipped)}); dispatch or profile more networks with --db")
+    from sniper_onnx.predictors import save_predictor
+
     save_predictor(current, output)
     return report
+
+
+def _kernel_tables(predictor: Any, samples: dict[str, TypeSamples]) -> dict[int, Any]:
+    """Network id -> kernel table, re-made from the source each network was stored with: on a
+    device the predictor answers by the kernel sum, the Time Trimmer must correct that sum."""
+    import json
+
+    if not predictor.kernel_path:
+        return {}
+    from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+
+    sources = {i: source for sample in samples.values() for i, source in zip(sample.ids, sample.sources)}
+    made, _ = kernel_tables_for([json.dumps(source) if source else "" for source in sources.values()])
+    return {i: table for i, table in zip(sources, made) if table is not None}
+
+
+def _trim_type(current: Any, report: FeedbackReport, dtype: str, pdevice: str, sample: TypeSamples,
+               tables: dict[int, Any]) -> Any:
+    """The Time Trimmer for one device type; returns the corrected predictor (``current`` if skipped)."""
+    import numpy as np
+
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.runtime import PATH_KERNELS
+
+    keep = list(range(len(sample.names)))
+    by_kernels = current.kernel_path.get("devices", {}).get(pdevice, {}).get("path") == PATH_KERNELS
+    if by_kernels:  # a network that cannot be re-made has no kernel sum to correct
+        keep = [i for i in keep if sample.ids[i] in tables]
+    if len(keep) < 3:
+        lacking = f" ({len(sample.names) - len(keep)} could not be re-made for the kernel sum)" if by_kernels else ""
+        report.skipped.append(f"{dtype}: {len(keep)} usable measured network(s){lacking}; the Time Trimmer needs "
+                              "at least 3")
+        return current
+    names = [sample.names[i] for i in keep]
+    features = [sample.features[i] for i in keep]
+    measured = np.array([sample.seconds[i] for i in keep])
+    kernels = [tables.get(sample.ids[i]) for i in keep] if tables else None
+    before = current.predict(features, [pdevice], names, kernel_tables=kernels).seconds()
+    current, fitted = adapt_predictor(current, pdevice, features, list(measured), solve_embedding=False,
+                                      sample_names=names, kernel_tables=kernels)
+    after = current.predict(features, [pdevice], names, kernel_tables=kernels).seconds()
+    report.types.append(TypeFeedback(dtype, pdevice, len(names), float(np.mean(np.abs(before / measured - 1))),
+                                     float(np.mean(np.abs(after / measured - 1))), float(fitted.loo_rmse_log),
+                                     list(fitted.trimmer_features)))
+    return current

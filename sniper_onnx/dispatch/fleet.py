@@ -80,12 +80,9 @@ def load_fleet(path: "str | Path") -> Fleet:
     path = Path(path)
     if not path.is_file():
         raise SniperError(f"{path}: no such fleet file; see examples/fleet.yaml for the format")
-    try:
-        import yaml
+    from sniper_onnx.scheduling.yamlfile import load_yaml
 
-        data = yaml.safe_load(path.read_text())
-    except Exception as error:  # noqa: BLE001 - yaml raises many types
-        raise SniperError(f"{path}: cannot parse the fleet file ({str(error).splitlines()[0]}); fix its YAML") from None
+    data = load_yaml(path, "fleet file")
     if not isinstance(data, dict):
         raise SniperError(f"{path}: a fleet file holds a mapping with 'devices' and 'models'")
     return fleet_from_dict(data, source=str(path), base=path.parent)
@@ -109,9 +106,10 @@ def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = 
         raise SniperError(f"{source}: 'models' must map model names to {{zoo: NAME, resolution: N}} or {{file: PATH}}")
     models = {str(name): _model(source, str(name), spec, base) for name, spec in raw_models.items()}
     fleet = Fleet(
-        name=str(data.get("name", Path(source).stem)), devices=devices, models=models, engine=engine,
+        name=_text(source, "name", data.get("name", Path(source).stem)), devices=devices, models=models, engine=engine,
         scheduler=data.get("scheduler"), predicted_times=_times(source, data.get("predicted_times") or {}),
-        predictor=_relative(base, data.get("predictor")), predictor_devices=dict(data.get("predictor_devices") or {}),
+        predictor=_relative(base, data.get("predictor")),
+        predictor_devices=_predictor_devices(source, data.get("predictor_devices")),
         source=source,
     )
     if engine == "dask" and not fleet.scheduler:
@@ -120,6 +118,15 @@ def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = 
     if unknown_types:
         raise SniperError(f"{source}: predictor_devices names unknown device type(s) {', '.join(unknown_types)}")
     return fleet
+
+
+def _predictor_devices(source: str, names: Any) -> dict[str, str]:
+    if names is None:
+        return {}
+    if not isinstance(names, dict) or not all(isinstance(v, str) and v for v in names.values()):
+        raise SniperError(f"{source}: predictor_devices must map device type -> a device name the predictor knows "
+                          "(sniper-onnx predict --list-devices), e.g. {ort-all: silver_4210r}")
+    return {str(k): v for k, v in names.items()}
 
 
 def _relative(base: Path, value: Any) -> Optional[str]:
@@ -146,10 +153,17 @@ def _device(source: str, index: int, item: Any) -> FleetDevice:
     join_at = item.get("join_at", 0.0)
     if isinstance(join_at, bool) or not isinstance(join_at, (int, float)) or join_at < 0:
         raise SniperError(f"{where}: join_at {join_at!r} must be seconds >= 0")
-    name = str(item["name"])
+    name = _text(where, "name", item["name"])
     provider = str(item.get("provider", "CPUExecutionProvider"))
-    return FleetDevice(name=name, type=str(item.get("type", name)), threads=threads, opt_level=opt_level,
-                       provider=provider, join_at=float(join_at))
+    return FleetDevice(name=name, type=_text(where, "type", item.get("type", name)), threads=threads,
+                       opt_level=opt_level, provider=provider, join_at=float(join_at))
+
+
+def _text(where: str, key: str, value: Any) -> str:
+    """Names are written into reports and the database: None or "" would become "None" or nothing."""
+    if value is None or isinstance(value, (bool, dict, list)) or not str(value).strip():
+        raise SniperError(f"{where}: {key} {value!r} must be a non-empty name")
+    return str(value)
 
 
 def _model(source: str, name: str, spec: Any, base: Path) -> ModelSource:

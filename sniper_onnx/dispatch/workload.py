@@ -66,10 +66,15 @@ def _seconds(where: str, column: str, text: Optional[str]) -> float:
 
 def poisson_workload(models: Sequence[str], rate: float, duration: float, seed: int = 0) -> list[DispatchTask]:
     """Poisson arrivals at ``rate`` tasks/s for ``duration`` s, models drawn uniformly."""
-    if not (rate > 0 and duration > 0):
-        raise SniperError(f"rate {rate} and duration {duration} must be positive")
+    from sniper_onnx.scheduling.workload import check_expected_tasks
+
+    if not (rate > 0 and duration > 0 and math.isfinite(rate) and math.isfinite(duration)):
+        raise SniperError(f"--rate {rate} and --duration {duration} must be finite and positive")
+    if seed < 0:
+        raise SniperError(f"--seed {seed}: give a whole number >= 0")
+    expected = check_expected_tasks(rate, duration)
     rng = np.random.default_rng(seed)
-    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=int(rate * duration * 2 + 20)))
+    arrivals = np.cumsum(rng.exponential(1.0 / rate, size=int(expected * 2 + 20)))
     arrivals = arrivals[arrivals < duration]
     picks = rng.integers(0, len(models), size=len(arrivals))
     return [DispatchTask(model=models[int(m)], arrival=float(a)) for a, m in zip(arrivals, picks)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -10,7 +11,7 @@ from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.experiment import DEFAULT_DURATION, SweepResult, run_sweep, run_trace
 from sniper_onnx.scheduling.platform import load_platform
 from sniper_onnx.scheduling.policies import PAPER_POLICIES
-from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, read_trace
+from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, check_expected_tasks, read_trace
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,23 @@ class SimulationReport:
     table_models: tuple[str, ...] = ()  # models that kept the platform's predicted times
 
     def to_json_dict(self) -> dict:
-        data = self.sweep.to_json_dict()
+        data = finite(self.sweep.to_json_dict())
         data["plot"] = str(self.plot) if self.plot else None
         data["predictor_models"] = list(self.predictor_models)
         data["table_models"] = list(self.table_models)
         return data
+
+
+def finite(value: object) -> object:
+    """NaN/inf become null: ``--json`` must print valid JSON, and a metric with no value (no task
+    with a deadline, say) has none."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
 
 
 def parse_nodes(text: str) -> dict[str, int]:
@@ -63,8 +76,15 @@ def simulate_platform(
         raise SniperError("--predictor needs --models DIR: a folder of <model>.onnx files for it to time")
     if plot is not None and trace is not None:
         raise SniperError("--plot draws a rate sweep; drop --plot when replaying a --trace")
-    if seeds < 1:
-        raise SniperError(f"--seeds {seeds}: give at least 1")
+    check_run_numbers(seeds, first_seed, noise, deadline_factor)
+    if trace is None:  # the largest rate fails now, not after the smaller ones have run
+        if not (math.isfinite(duration) and duration > 0):
+            raise SniperError(f"--duration {duration}: give a finite number of seconds > 0")
+        check_expected_tasks(max(rates, default=0.0), duration)
+    if plot is not None:
+        from sniper_onnx.scheduling.plot import plot_path as checked_plot_path
+
+        plot = checked_plot_path(plot)
     loaded = load_platform(platform)
     if nodes:
         loaded = loaded.with_nodes(nodes)
@@ -87,6 +107,22 @@ def simulate_platform(
 
         plot_path = plot_sweep(sweep, plot)
     return SimulationReport(sweep, plot_path, predictor_models, table_models)
+
+
+def check_run_numbers(seeds: int, first_seed: int, noise: float, deadline_factor: float) -> None:
+    """Numbers a run cannot use, refused before it starts (a NaN would run and report NaN)."""
+    if seeds < 1:
+        raise SniperError(f"--seeds {seeds}: give at least 1")
+    if first_seed < 0:
+        raise SniperError(f"--seed {first_seed}: give a whole number >= 0")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise SniperError(f"--noise {noise}: give a finite coefficient of variation >= 0, e.g. 0.05")
+    check_deadline_factor(deadline_factor)
+
+
+def check_deadline_factor(factor: float) -> None:
+    if not (math.isfinite(factor) and factor > 0):
+        raise SniperError(f"--deadline-factor {factor}: give a finite number > 0, e.g. 3")
 
 
 def runs_needed(policies: Sequence[str], rates: Sequence[float], seeds: int, trace: bool) -> int:

@@ -21,6 +21,7 @@ from sniper_onnx.scheduling.simulator import simulate
 from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, Task, poisson_tasks
 
 DEFAULT_DURATION = 120.0
+MAX_RATES = 1000  # a typo'd step (1:2:1e-8) would otherwise build and run 1e8 sweeps
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,11 @@ def parse_rates(text: str) -> tuple[float, ...]:
                 raise ValueError
             start, stop = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else 1.0
-            if step <= 0 or stop < start:
+            if not (step > 0 and stop >= start and math.isfinite(stop)):
                 raise ValueError
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
+            if count > MAX_RATES:
+                raise SniperError(f"--rates {text!r}: {count} rates; at most {MAX_RATES}, use a larger STEP")
             rates = tuple(round(start + i * step, 10) for i in range(count))
         else:
             rates = tuple(float(p) for p in text.split(",") if p.strip())
@@ -106,7 +109,9 @@ def parse_rates(text: str) -> tuple[float, ...]:
         raise SniperError(f"--rates {text!r}: write START:STOP[:STEP] (e.g. 18:25) or a list (18,20,24)") from None
     if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates):
         raise SniperError(f"--rates {text!r}: every rate must be a positive number of tasks/s")
-    return rates
+    if len(rates) > MAX_RATES:
+        raise SniperError(f"--rates {text!r}: {len(rates)} rates; at most {MAX_RATES}")
+    return tuple(dict.fromkeys(rates))  # a rate given twice is one row, not two rows of the same seeds
 
 
 def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:
@@ -114,7 +119,7 @@ def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:
         raise SniperError("no policies given; name at least one, e.g. --policies sniper,edf")
     for name in policies:
         make_policy(name)  # raises a SniperError naming the choices
-    return tuple(policies)
+    return tuple(dict.fromkeys(policies))  # a policy named twice is one row
 
 
 def _summarise(policy: str, rate: float | None, runs: list[Metrics]) -> SweepRow:

@@ -117,19 +117,28 @@ def load_platform(name_or_path: str | Path) -> Platform:
 
 
 def _read_mapping(path: Path) -> dict:
-    text = path.read_text()
-    try:
-        if path.suffix.lower() in (".yaml", ".yml"):
-            import yaml
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from sniper_onnx.scheduling.yamlfile import load_yaml
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as error:  # noqa: BLE001 - json and yaml raise different types
-        raise SniperError(f"{path}: cannot parse platform file ({error}); fix its JSON/YAML syntax") from None
+        data = load_yaml(path, "platform file")
+    else:
+        try:
+            data = json.loads(path.read_text(), object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
+        except json.JSONDecodeError as error:
+            raise SniperError(f"{path}: cannot parse platform file ({error}); fix its JSON syntax") from None
     if not isinstance(data, dict):
         raise SniperError(f"{path}: a platform file must hold a mapping with 'devices' and 'true_times'")
     return data
+
+
+def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
+    """JSON, like YAML here: a repeated key would silently replace the first."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise SniperError(f"{path}: key {key!r} appears twice in one object; keep one")
+        seen.add(key)
+    return dict(pairs)
 
 
 def platform_from_dict(data: dict, source: str = "platform") -> Platform:
@@ -202,6 +211,9 @@ def _mix(source: str, mix: dict | None, models: tuple) -> np.ndarray:
     unknown = set(mix) - set(models)
     if unknown:
         raise SniperError(f"{source}: mix names unknown model(s) {', '.join(sorted(unknown))}")
+    for model, weight in mix.items():
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise SniperError(f"{source}: mix[{model!r}] is {weight!r}; give a number >= 0")
     weights = np.array([float(mix.get(m, 0.0)) for m in models])
     if (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
         raise SniperError(f"{source}: mix weights must be >= 0 with a positive sum")

@@ -7,7 +7,28 @@ from pathlib import Path
 from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.experiment import SweepResult
 
+DEFAULT_SUFFIX = ".png"
 PANELS = (("tps", "TPS (tasks/s)"), ("awt", "AWT (s)"), ("load_std", "load std (s of backlog)"))
+
+
+def plot_path(path: str | Path) -> Path:
+    """Where ``--plot`` will write, checked before any simulation: a name without a suffix gets .png
+    (as matplotlib would write it), and the suffix must be a format matplotlib writes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    from sniper_onnx.scheduling.outputs import check_output_file
+
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + DEFAULT_SUFFIX)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise SniperError(f"--plot {path}: {path.suffix} is not an image format matplotlib writes; "
+                          f"use one of {', '.join('.' + f for f in sorted(formats))}")
+    return check_output_file(path, "--plot")
 
 
 def plot_sweep(result: SweepResult, path: str | Path) -> Path:
@@ -35,7 +56,6 @@ def plot_sweep(result: SweepResult, path: str | Path) -> Path:
         f"{result.platform.name}: median of {len(result.seeds)} seed(s), bars = min..max", fontsize=9
     )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=120)
     except OSError as error:
         raise SniperError(f"{path}: cannot write the plot ({error.strerror}); choose a writable path") from None

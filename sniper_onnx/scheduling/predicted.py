@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -60,27 +61,44 @@ def seconds_matrix(table: object, networks: list[str], devices: list[str]) -> np
     return matrix
 
 
-def _check_devices(predictor: object, platform: Platform, predictor_path: object) -> list[str]:
-    devices = platform.predictor_device_names()
-    known = getattr(predictor, "devices", None)
-    unknown = [d for d in devices if known is not None and d not in known]
-    if unknown:
-        raise SniperError(
-            f"{predictor_path}: knows no device {', '.join(map(repr, unknown))} (it knows "
-            f"{', '.join(known)}); map the platform's device types to known names with "
-            "'predictor_devices' in a --platform file, or adapt the predictor to these devices"
-        )
-    return devices
+def choose_predictor(path: str | Path | None, wanted: dict[str, str], where: str,
+                     exact: Sequence[str] = ()) -> tuple[Any, dict[str, str]]:
+    """The predictor that answers for ``wanted`` (device type -> a predictor device name, or the part
+    of one only that device holds, as ``predict -d`` takes) and the full names per type.
+
+    ``path``'s predictor, else the shipped one knowing the most of them. ``exact`` are types whose
+    name is their own type name (not mapped by the user): those must match a device exactly."""
+    from sniper_onnx import predictors
+    from sniper_onnx.predictors.runtime import load_shipped_predictors, match_device
+
+    candidates = [predictors.load_predictor(path)] if path else load_shipped_predictors()
+    every = list(dict.fromkeys(d for candidate in candidates for d in candidate.devices))
+    resolved = {t: name if t in exact else match_device(name, every) for t, name in wanted.items()}
+    # max() keeps the first on a tie: with no name known anywhere the error lists the first one's devices
+    chosen = max(candidates, key=lambda c: sum(name in c.devices for name in resolved.values()))
+    for dtype, name in resolved.items():
+        if name not in chosen.devices:
+            raise SniperError(f"{where}: {_unknown(dtype, name, dtype in exact)} predictor "
+                              f"{getattr(chosen, 'source', path)} (it knows: {', '.join(chosen.devices)}); "
+                              "name one of these, or a part of a name only one holds, or adapt the predictor")
+    return chosen, resolved
+
+
+def _unknown(dtype: str, name: str, unmapped: bool) -> str:
+    if unmapped:  # simulate needs a prediction for every type: the platform table has no fallback per type
+        return f"device type {dtype!r} is not in 'predictor_devices' (add it there) and is not a device of"
+    return f"'predictor_devices' maps {dtype!r} to {name!r}, not a device of"
 
 
 def with_predictor(platform: Platform, predictor_path: str | Path | None, models_dir: str | Path) -> PredictorSwap:
     """``predictor_path=None`` uses the predictor shipped with the package."""
     files = model_files(platform, models_dir)
-    from sniper_onnx.predictors import load_predictor
     from sniper_onnx.predictors.commands import FIX_THE_EXPORT, analyze_for_prediction
 
-    predictor = load_predictor(predictor_path, devices=platform.predictor_device_names())  # None: the shipped one knowing them
-    devices = _check_devices(predictor, platform, getattr(predictor, "source", predictor_path))
+    unmapped = [t for t in platform.device_types if t not in platform.predictor_devices]
+    wanted = dict(zip(platform.device_types, platform.predictor_device_names()))
+    predictor, resolved = choose_predictor(predictor_path, wanted, f"platform {platform.name!r}", exact=unmapped)
+    devices = [resolved[t] for t in platform.device_types]
     names = list(files)
     networks = [analyze_for_prediction(str(files[name]), str(files[name]), remedy=FIX_THE_EXPORT) for name in names]
     table = predictor.predict([n.features for n in networks], devices, network_names=names,

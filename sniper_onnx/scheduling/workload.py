@@ -14,6 +14,7 @@ from sniper_onnx.scheduling.platform import Platform
 
 DEFAULT_DEADLINE_FACTOR = 3.0
 DEFAULT_NOISE = 0.05
+MAX_EXPECTED_TASKS = 2_000_000  # per run: 20x the paper's longest; more would not fit in memory as Tasks
 
 
 @dataclass(slots=True)
@@ -58,10 +59,11 @@ def poisson_tasks(
         raise SniperError(f"rate {rate!r}: give a positive number of tasks per second")
     if not (duration > 0 and math.isfinite(duration)):
         raise SniperError(f"duration {duration!r}: give a positive number of seconds")
-    if noise < 0 or deadline_factor <= 0:
-        raise SniperError("noise must be >= 0 and deadline factor > 0; e.g. --noise 0.05 --deadline-factor 3")
+    if not (noise >= 0 and math.isfinite(noise) and deadline_factor > 0 and math.isfinite(deadline_factor)):
+        raise SniperError("noise must be >= 0 and deadline factor > 0, both finite; "
+                          "e.g. --noise 0.05 --deadline-factor 3")
+    expected = check_expected_tasks(rate, duration)
     rng = np.random.default_rng(seed)
-    expected = rate * duration
     gaps = rng.exponential(1.0 / rate, size=int(expected + 10 * math.sqrt(expected) + 20))
     arrivals = np.cumsum(gaps)
     arrivals = arrivals[arrivals < duration]
@@ -72,6 +74,15 @@ def poisson_tasks(
         Task(i, int(m), float(a), float(d), float(f))
         for i, (m, a, d, f) in enumerate(zip(models, arrivals, deadlines, factors))
     ]
+
+
+def check_expected_tasks(rate: float, duration: float) -> float:
+    """rate x duration, once it is a number of tasks one run can hold."""
+    expected = rate * duration
+    if expected > MAX_EXPECTED_TASKS:
+        raise SniperError(f"rate {rate:g}/s x duration {duration:g} s = {expected:.3g} expected tasks in one run; "
+                          f"at most {MAX_EXPECTED_TASKS:,}: lower the rate or the duration")
+    return expected
 
 
 def read_task_rows(path: Path, what: str, columns_hint: str) -> list[dict]:

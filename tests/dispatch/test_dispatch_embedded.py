@@ -83,6 +83,57 @@ def test_time_trimmer_on_fleet_measurements_reports_error_before_and_after(cli_r
     assert out.is_file()
 
 
+@pytest.fixture(scope="module")
+def kernel_sum_run(models, tmp_path_factory):
+    """A fleet mapped, by parts of names as `predict -d` takes them, to devices the shipped predictor
+    answers by the kernel sum (not the first shipped predictor)."""
+    folder = tmp_path_factory.mktemp("dispatch-kernels")
+    fleet = folder / "fleet.yaml"
+    small_models = {name: models[name] for name in ("chain", "small", "mid")}
+    fleet.write_text(json.dumps(fleet_dict(small_models, predictor_devices={"all": "t1 opt-all",
+                                                                             "off": "t1 opt-disabled"})))
+    trace = folder / "trace.csv"
+    write_workload(burst(3, 0.0, names=("chain", "small", "mid")), trace)
+    db = folder / "ncd.sqlite"
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet), "--workload", str(trace), "--db", str(db),
+                                      "--calibration-repeats", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout), db, fleet
+
+
+def test_dispatch_resolves_parts_of_predictor_device_names(kernel_sum_run):
+    report, _, _ = kernel_sum_run
+    assert report["predicted_source"] == "predictor"
+    assert report["predicted"] != report["calibration"]
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_fleet_feedback_corrects_the_predictor_dispatch_used_on_its_kernel_sum(kernel_sum_run, tmp_path, explicit):
+    from sniper_onnx.predictors.runtime import shipped_predictor_paths
+
+    _, db, fleet = kernel_sum_run
+    out = tmp_path / "pcn.onnx"
+    reference = [str(p) for p in shipped_predictor_paths() if p.name == "pcn_reference.onnx"]
+    result = CliRunner().invoke(app, ["fleet-feedback", "--fleet", str(fleet), "--db", str(db), "-o", str(out),
+                                      "--json", *(["--predictor", *reference] if explicit else [])])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["predictor"].endswith("pcn_reference.onnx")
+    assert {t["predictor_device"] for t in report["types"]} == {"AMD EPYC | cpu fp32 t1 opt-all",
+                                                                 "AMD EPYC | cpu fp32 t1 opt-disabled"}
+    assert all(t["networks"] == 3 and t["mape_after"] < t["mape_before"] for t in report["types"])
+    assert out.is_file()
+
+
+def test_fleet_feedback_refuses_a_missing_database(kernel_sum_run, tmp_path):
+    _, _, fleet = kernel_sum_run
+    missing = tmp_path / "nodb.sqlite"
+    result = CliRunner().invoke(app, ["fleet-feedback", "--fleet", str(fleet), "--db", str(missing),
+                                      "-o", str(tmp_path / "out.onnx")])
+    assert result.exit_code == 2 and "no such database" in result.output
+    assert not missing.exists()
+
+
 def test_sigkilled_device_loses_nothing_and_runs_nothing_twice(models):
     fleet = fleet_from_dict(fleet_dict(models))
     tasks = burst(16, 0.005, names=("big",))  # tens of ms each: the kill lands mid-task
@@ -164,3 +215,36 @@ def test_a_hung_device_is_killed_and_its_task_runs_elsewhere_once(models):
     assert report.counts.completed == 16
     assert report.counts.devices_died == 1
     assert any("slow-0 died: hung" in line for line in report.failures)
+
+
+def test_tasks_arriving_together_start_in_the_simulators_order(models):
+    """One idle device, three tasks at t=0, EDF: the first arrival starts at once (the device is
+    idle when it arrives), then the earliest deadline of the other two, as the simulator does."""
+    from sniper_onnx.scheduling.platform import platform_from_dict
+    from sniper_onnx.scheduling.simulator import simulate
+    from sniper_onnx.scheduling.workload import Task
+
+    fleet = fleet_from_dict(fleet_dict({"small": models["small"]},
+                                       devices=[{"name": "d0", "type": "t", "threads": 1}]))
+    deadlines = [10.0, 0.5, 0.4]
+    report = dispatch(fleet, [DispatchTask("small", 0.0, deadline=d) for d in deadlines], "edf",
+                      calibration_repeats=1)
+    real_order = sorted(range(3), key=lambda i: report.outcomes[i].start)
+    platform = platform_from_dict({"devices": {"t": 1}, "true_times": {"small": {"t": 0.01}}})
+    schedule = simulate(platform, "edf", [Task(i, 0, 0.0, d) for i, d in enumerate(deadlines)]).schedule
+    assert real_order == sorted(range(3), key=lambda i: schedule.start[i]) == [0, 2, 1]
+
+
+def test_a_run_where_no_task_completes_fails_and_keeps_its_report(tmp_path, models):
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(json.dumps(fleet_dict({"small": models["small"]},
+                                           devices=[{"name": "a", "type": "t", "provider": "FooProvider"}])))
+    trace = tmp_path / "trace.csv"
+    write_workload(burst(2, 0.0, names=("small",)), trace)
+    tasks = tmp_path / "tasks.jsonl"
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet), "--workload", str(trace), "--json",
+                                      "--calibration-repeats", "1", "--tasks-out", str(tasks)])
+    assert result.exit_code == 2
+    assert json.loads(result.stdout)["counts"]["failed"] == 2
+    assert len(tasks.read_text().splitlines()) == 2
+    assert "no task completed (2 failed)" in result.stderr and "FooProvider" in result.stderr

@@ -71,12 +71,37 @@ def test_bad_workloads_say_what_to_fix(tmp_path, rows, message):
     (["--policy", "fastest", "--rate", "5"], "unknown; choose from"),
     ([], "exactly one of --workload"),
     (["--rate", "5", "--kill", "ghost@1"], "no device named 'ghost'"),
+    (["--rate", "5", "--deadline-factor", "-3"], "--deadline-factor -3.0"),
+    (["--rate", "5", "--deadline-factor", "nan"], "--deadline-factor nan"),
+    (["--rate", "5", "--seed", "-1"], "--seed -1"),
+    (["--rate", "inf"], "must be finite and positive"),
+    (["--rate", "5", "--duration", "inf"], "must be finite and positive"),
+    (["--rate", "1e12"], "expected tasks in one run"),
+    (["--rate", "5", "--tasks-out", "/nonexistent/dir/t.jsonl"], "folder /nonexistent/dir does not exist"),
 ])
 def test_cli_errors_are_one_line(fleet_file, args, message):
     result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet_file), *args])
     assert result.exit_code == 2
     assert message in result.output
     assert "Traceback" not in result.output
+    assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+@pytest.mark.parametrize("text, message", [
+    ("models: {m: {file: m.onnx}, m: {file: m.onnx}}\ndevices: [{name: a}]\n", "key 'm' appears twice"),
+    ("models: {m: {file: m.onnx}}\ndevices: [{name: a, threads: 1, threads: 2}]\n", "key 'threads' appears twice"),
+    ("models: {m: {file: m.onnx}}\ndevices: [{name: null}]\n", "devices[0]: name None must be a non-empty name"),
+    ("models: {m: {file: m.onnx}}\ndevices: [{name: ''}]\n", "devices[0]: name '' must be a non-empty name"),
+    ("models: {m: {file: m.onnx}}\ndevices: [{name: a, type: null}]\n", "type None must be a non-empty name"),
+    ("name: null\nmodels: {m: {file: m.onnx}}\ndevices: [{name: a}]\n", "name None must be a non-empty name"),
+    ("models: {a: 1\ndevices: [\n", "cannot parse the fleet file"),
+])
+def test_fleet_file_mistakes_are_one_line(tmp_path, text, message):
+    matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(path), "--rate", "1"])
+    assert result.exit_code == 2 and message in result.output, result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
 
 
@@ -92,3 +117,34 @@ def test_agent_imports_no_dask_and_dispatch_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     # onnxruntime: the agent imports it lazily too (sessions are made in the device process)
     assert out == "[]"
+
+
+class NoEngine:
+    """Any start means the run began before its inputs were checked."""
+
+    name = "embedded"
+
+    def start(self, device):
+        raise AssertionError(f"{device.name} started before the predictor mapping was checked")
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("mapping, message", [
+    ({"all": "nosuch"}, r"maps 'all' to 'nosuch', not a device of predictor .*pcn_hw_nasbench201.onnx \(it knows: 1080ti_1"),
+    ({"all": "t1"}, r"matches 2 devices"),
+])
+def test_unknown_predictor_devices_fail_before_any_warm_up(tmp_path, mapping, message):
+    from sniper_onnx.dispatch import DispatchTask, dispatch
+
+    model = matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
+    fleet = fleet_from_dict(fleet_dict({"m": model}, predictor_devices=mapping))
+    with pytest.raises(SniperError, match=message):
+        dispatch(fleet, [DispatchTask("m")], engine=NoEngine())
+
+
+def test_predictor_devices_must_be_a_mapping(tmp_path):
+    model = matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
+    with pytest.raises(SniperError, match="predictor_devices must map"):
+        fleet_from_dict(fleet_dict({"m": model}, predictor_devices=["all"]))

@@ -136,3 +136,69 @@ def test_import_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--noise", "nan"], ["--noise nan"]),
+        (["--noise", "inf"], ["--noise inf"]),
+        (["--deadline-factor", "nan"], ["--deadline-factor nan"]),
+        (["--deadline-factor", "inf"], ["--deadline-factor inf"]),
+        (["--deadline-factor", "-5"], ["--deadline-factor -5"]),
+        (["--seed", "-1"], ["--seed -1"]),
+        (["--rates", "1e12"], ["expected tasks", "lower the rate"]),
+        (["--rates", "18,1e12", "--duration", "100"], ["1e+12/s", "expected tasks"]),
+        (["--duration", "inf"], ["--duration inf"]),
+        (["--rates", "1:2:1e-8"], ["at most 1000"]),
+        (["--plot", "out.unknownext"], ["--plot", ".unknownext", ".png"]),
+        (["--plot", "no-such-folder/fig.png"], ["folder no-such-folder does not exist"]),
+    ],
+)
+def test_numbers_and_outputs_a_run_cannot_use_are_refused_first(args, fragments):
+    assert_one_line_error(run("--rates", "18", *SMALL, *args), *fragments)
+
+
+@pytest.mark.parametrize("option", [["--noise", "nan"], ["--deadline-factor", "inf"], ["--deadline-factor", "-5"]])
+def test_trace_replay_checks_noise_and_deadline_factor(tmp_path, option):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,model\n0,ResNet50\n")
+    assert_one_line_error(run("--trace", str(trace), *option), option[0])
+
+
+def test_json_never_holds_nan():
+    from sniper_onnx.scheduling.api import finite
+
+    assert finite({"a": [float("nan"), 1.0], "b": float("inf")}) == {"a": [None, 1.0], "b": None}
+
+
+def test_plot_without_suffix_is_written_as_png_and_named_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run("--rates", "18", *SMALL, "--policies", "polling", "--plot", "fig6")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "fig6.png").is_file()
+    assert "plot written to fig6.png" in result.output
+
+
+def test_a_rate_or_policy_given_twice_is_one_row():
+    result = run("--rates", "18,18", *SMALL, "--policies", "edf,edf", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["rates"] == [18.0] and data["policies"] == ["edf"]
+    assert [row["seeds"] for row in data["rows"]] == [1]
+
+
+@pytest.mark.parametrize(
+    "name, text, fragments",
+    [
+        ("dup.yaml", "devices: {A: 1, A: 3}\ntrue_times: {m1: {A: 1}}\n", ["key 'A' appears twice"]),
+        ("dup.json", '{"devices": {"A": 1, "A": 3}, "true_times": {"m1": {"A": 1}}}', ["key 'A' appears twice"]),
+        ("syntax.yaml", "devices: {A: 1\ntrue_times: [\n", ["cannot parse", "line 2"]),
+        ("mix.yaml", "devices: {A: 1}\ntrue_times: {m1: {A: 1}}\nmix: {m1: abc}\n", ["mix['m1'] is 'abc'"]),
+        ("mixnull.yaml", "devices: {A: 1}\ntrue_times: {m1: {A: 1}}\nmix: {m1: null}\n", ["mix['m1'] is None"]),
+    ],
+)
+def test_platform_file_mistakes_are_one_line(tmp_path, name, text, fragments):
+    path = tmp_path / name
+    path.write_text(text)
+    assert_one_line_error(run("--platform", str(path), "--rates", "1", *SMALL), name, *fragments)

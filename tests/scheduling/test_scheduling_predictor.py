@@ -122,10 +122,36 @@ def test_models_alone_use_the_shipped_predictor(stand_in, monkeypatch):
     _, models, predictor = stand_in
     asked_paths = []
     monkeypatch.setattr(sniper_onnx.predictors, "load_predictor", lambda path, devices=None: asked_paths.append(path) or predictor)
+    monkeypatch.setattr(sniper_onnx.predictors.runtime, "load_shipped_predictors", lambda: [predictor])
     result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "1", "--duration", "5",
                                       "--policies", "sniper", "--models", str(models), "--json"])
     assert result.exit_code == 0, result.output
-    assert asked_paths == [None]
+    assert asked_paths == []
+
+
+def test_predictor_devices_take_a_part_of_a_name_only_one_device_holds(stand_in):
+    path, models, predictor = stand_in
+    predictor.devices = ["AGX", "TX2", "jetson-xavier-nx", "jetson-nano"]
+    data = load_platform("paper").to_json_dict()
+    data["predictor_devices"] = {"NX": "xavier-nx"}
+    with_predictor(platform_from_dict(data), path, models)
+    assert predictor.asked == [["AGX", "TX2", "jetson-xavier-nx"]]
+    data["predictor_devices"] = {"NX": "jetson"}
+    with pytest.raises(SniperError, match="matches 2 devices"):
+        with_predictor(platform_from_dict(data), path, models)
+
+
+def test_the_shipped_predictor_knowing_the_names_is_used_and_its_devices_listed(tmp_path):
+    """Not the first shipped predictor: the one that knows the (partial) names; an unmapped type
+    is named with what to do, and the devices listed are that predictor's."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "sq.onnx").write_bytes(b"never analysed: the mapping fails first")
+    platform = platform_from_dict({"name": "half", "devices": {"A": 1, "B": 1}, "true_times": {"sq": {"A": 1, "B": 2}},
+                                   "predictor_devices": {"A": "t1 opt-all"}})
+    with pytest.raises(SniperError, match=r"device type 'B' is not in 'predictor_devices' \(add it there\).*"
+                                          r"pcn_reference.onnx \(it knows: AMD EPYC \| cpu fp32 t1 opt-all"):
+        with_predictor(platform, None, models)
 
 
 def test_the_shipped_predictor_answers_a_platform_as_predict_does(tmp_path):

@@ -1,0 +1,21 @@
+"""Output paths are checked before a run, so a typo costs nothing measured or simulated."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sniper_onnx.errors import SniperError
+
+
+def check_output_file(path: "str | Path", option: str) -> Path:
+    """``path`` as given, once it is a file that can be written: its folder exists and is writable."""
+    path = Path(path)
+    if path.is_dir():
+        raise SniperError(f"{option} {path}: is a folder; give a file path")
+    folder = path.parent
+    if not folder.is_dir():
+        raise SniperError(f"{option} {path}: folder {folder} does not exist; create it first")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SniperError(f"{option} {path}: not writable; choose another path")
+    return path
