@@ -96,10 +96,12 @@ class DispatchReport:
     measurements_written: int = 0
 
     def to_json_dict(self, with_tasks: bool = False) -> dict[str, Any]:
+        from sniper_onnx.scheduling.api import finite
+
         data = asdict(self)
         if not with_tasks:
             data.pop("outcomes")
-        return _finite(data)
+        return finite(data)
 
 
 @dataclass
@@ -587,17 +589,6 @@ class _Run:
         if self.writer:
             self.writer.close()
         self.engine.close()
-
-
-def _finite(value: Any) -> Any:
-    """NaN/inf become null: ``--json`` output must be valid JSON."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
-    return value
 
 
 def _ratio(measured: Any, simulated: Any) -> float:

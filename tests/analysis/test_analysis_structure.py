@@ -233,8 +233,9 @@ def test_outer_scope_reads_are_edges_of_the_control_flow_node():
     assert result.graph.has_edge("relu", "branch") and result.critical_path == ["relu", "branch"]
 
 
-def test_loop_multiplies_its_body_by_a_constant_trip_count():
-    body = helper.make_graph(
+def _matmul_step_body() -> onnx.GraphProto:
+    """A Loop body: h_next = h @ W (16 MACs a step), the condition passed through."""
+    return helper.make_graph(
         [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
          helper.make_node("MatMul", ["h", "W"], ["h_next"], name="step")],
         "body",
@@ -242,6 +243,10 @@ def test_loop_multiplies_its_body_by_a_constant_trip_count():
          helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), tensor("h", [1, 4])],
         [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), tensor("h_next", [1, 4])],
     )
+
+
+def test_loop_multiplies_its_body_by_a_constant_trip_count():
+    body = _matmul_step_body()
     loop = helper.make_node("Loop", ["trips", "", "x"], ["y"], name="loop", body=body)
     inits = [helper.make_tensor("trips", TensorProto.INT64, [], [3]), weight("W", 4, 4)]
     result = analyze(model([loop], {"x": [1, 4]}, ["y"], inits))
@@ -252,14 +257,7 @@ def test_loop_multiplies_its_body_by_a_constant_trip_count():
 
 
 def _counting_loop(trips: int) -> onnx.ModelProto:
-    body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-         helper.make_node("MatMul", ["h", "W"], ["h_next"], name="step")],
-        "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), tensor("h", [1, 4])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), tensor("h_next", [1, 4])],
-    )
+    body = _matmul_step_body()
     loop = helper.make_node("Loop", ["trips", "cond", "x"], ["y"], name="loop", body=body)
     inits = [helper.make_tensor("trips", TensorProto.INT64, [], [trips]),
              helper.make_tensor("cond", TensorProto.BOOL, [], [True]), weight("W", 4, 4)]
