@@ -59,6 +59,7 @@ class TaskOutcome:
     seconds: Optional[float] = None  # session.run on the device
     attempts: int = 0
     error: str = ""
+    row: Optional[int] = None  # the workload file's data row; index is the order of arrival
 
 
 @dataclass
@@ -252,7 +253,7 @@ class _Run:
         reference = {m: float(np.mean([self._calibrated(m, t) for t in self.types])) for m in self.models}
         for index, task in enumerate(self.tasks):
             deadline = task.deadline if task.deadline is not None else task.arrival + factor * reference[task.model]
-            self.outcomes.append(TaskOutcome(index, task.model, task.arrival, deadline))
+            self.outcomes.append(TaskOutcome(index, task.model, task.arrival, deadline, row=task.row))
 
     # --- the loop -----------------------------------------------------------------------------
     def _loop(self, orphan_timeout: float) -> None:

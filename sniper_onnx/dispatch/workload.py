@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -23,6 +23,7 @@ class DispatchTask:
     arrival: float = 0.0
     deadline: Optional[float] = None
     input: Optional[str] = None
+    row: Optional[int] = None  # the workload file's data row (0-based, as the simulator's task ids)
 
 
 def read_workload(path: "str | Path", models: Sequence[str]) -> list[DispatchTask]:
@@ -31,7 +32,7 @@ def read_workload(path: "str | Path", models: Sequence[str]) -> list[DispatchTas
 
     path = Path(path)
     rows = read_task_rows(path, "workload", "arrival,model[,deadline,input]")
-    tasks = [_task(f"{path}:{i + 2}", row, models, path.parent) for i, row in enumerate(rows)]
+    tasks = [replace(_task(f"{path}:{i + 2}", row, models, path.parent), row=i) for i, row in enumerate(rows)]
     return sorted(tasks, key=lambda task: task.arrival)
 
 

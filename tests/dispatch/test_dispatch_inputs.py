@@ -65,6 +65,13 @@ def test_bad_workloads_say_what_to_fix(tmp_path, rows, message):
         read_workload(path, ["m"])
 
 
+def test_an_unsorted_workload_keeps_each_tasks_row(tmp_path):
+    workload = tmp_path / "w.csv"
+    workload.write_text("arrival,model\n0.3,m\n0.1,m\n0.2,m\n")
+    tasks = read_workload(workload, ["m"])
+    assert [(t.arrival, t.row) for t in tasks] == [(0.1, 1), (0.2, 2), (0.3, 0)]
+
+
 @pytest.mark.parametrize("args, message", [
     (["--rate", "5", "--kill", "slow"], "write DEVICE@SECONDS"),
     (["--policy", "mct-oracle", "--rate", "5"], "only the simulator"),
