@@ -82,6 +82,8 @@ class Profiler:
         self.out = Path(out)
         if self.out.is_dir():
             raise ProfilerError(f"--out {self.out}: is a directory; give a .jsonl file path")
+        if self.out.exists() and not self.out.is_file():  # a device or a pipe: reading it back never ends
+            raise ProfilerError(f"--out {self.out}: not a regular file; give a .jsonl file path")
         if not self.out.parent.exists():
             raise ProfilerError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
         self.config = config

@@ -223,6 +223,7 @@ def test_the_profiler_never_imports_cloud_side_packages(tmp_path):
         (["run", "{model}", "--out", "{tmp}/r.jsonl", "--provider", "NopeExecutionProvider"], "not available"),
         (["run", "{model}", "--out", "{tmp}/r.jsonl", "--target-ci", "2"], "--target-ci"),
         (["run", "{model}", "--out", "{tmp}/r.jsonl", "--passes", "0"], "--passes"),
+        (["run", "{model}", "--out", "/dev/null"], "not a regular file"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
