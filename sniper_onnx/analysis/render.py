@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from sniper_onnx.analysis.features import FEATURE_GROUPS
@@ -34,7 +35,8 @@ def summary_table(result: AnalysisResult) -> Table:
     """Features under Table 1's dimensions; a layer count and its proportion share a row."""
     info = result.model_info
     inputs = ", ".join(f"{n}={'x'.join('?' if d is None else str(d) for d in dims)}" for n, dims in info["inputs"].items())
-    table = Table(title=f"{result.source}  ({info['num_nodes']} nodes; {inputs})", title_justify="left")
+    # escaped: a path or an input name in brackets ("[batch]") would be read as rich markup and vanish
+    table = Table(title=escape(f"{result.source}  ({info['num_nodes']} nodes; {inputs})"), title_justify="left")
     table.add_column("Feature", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
     table.add_column("Unit", no_wrap=True)
@@ -66,7 +68,7 @@ def node_table(result: AnalysisResult) -> Table:
         shape = node.output_shapes[0] if node.output_shapes else None
         shown = "?" if shape is None else "x".join("?" if d is None else str(d) for d in shape)
         table.add_row(
-            ("* " if node.on_critical_path else "") + node.name, node.op_type,
+            escape(("* " if node.on_critical_path else "") + node.name), escape(node.op_type),
             f"{node.macs:,}", f"{node.params:,}", shown if node.shapes_known else f"{shown} (unknown)",
         )
     return table
@@ -78,6 +80,6 @@ def print_summary(result: AnalysisResult, with_nodes: bool = False, csv_path: Pa
         console.print(node_table(result))
     console.print(summary_table(result))
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     if csv_path is not None:
-        console.print(f"node table written to {csv_path}")
+        console.print(f"node table written to {escape(str(csv_path))}")

@@ -105,14 +105,15 @@ def register(app: typer.Typer) -> None:
 
 def _print_stats(result) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
-    console.print(f"{result.path} (schema {result.schema_version}): {result.networks} networks "
+    console.print(f"{escape(str(result.path))} (schema {result.schema_version}): {result.networks} networks "
                   f"({result.networks_without_features} without features), {result.devices} devices, "
                   f"{result.measurements} measurements, {result.failed_measurements} failures, {result.predictions} predictions")
     table = Table("device id", "name", "networks", "measurements", "failures")
     for row in result.per_device:
-        table.add_row(row.device_id, row.name, str(row.networks), str(row.measurements), str(row.failures))
+        table.add_row(row.device_id, escape(row.name), str(row.networks), str(row.measurements), str(row.failures))
     if result.per_device:
         console.print(table)

@@ -43,6 +43,7 @@ def _cell(value, fmt: str) -> str:
 
 def _print(report) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console()
@@ -62,9 +63,9 @@ def _print(report) -> None:
     console.print(f"dispatcher overhead per task (decision to send): median {report.overhead_us['median']:.0f} us, "
                   f"p95 {report.overhead_us['p95']:.0f} us; predicted times from {report.predicted_source}")
     for name, info in report.per_device.items():
-        console.print(f"  {name} ({info['type']}): {info['tasks']} tasks, busy {info['busy_s']:.2f} s")
+        console.print(f"  {escape(name)} ({escape(info['type'])}): {info['tasks']} tasks, busy {info['busy_s']:.2f} s")
     if report.db:
-        console.print(f"{report.measurements_written} measurements stored in {report.db}")
+        console.print(f"{report.measurements_written} measurements stored in {escape(str(report.db))}")
     for failure in report.failures[:10]:
         typer.echo(f"  {failure}", err=True)
 

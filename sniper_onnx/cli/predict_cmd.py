@@ -19,13 +19,14 @@ def _print_json(data: dict) -> None:
 
 def _table(title: str, columns: List[str], rows: List[List[str]]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=escape(title))  # paths and names are text, never rich markup
     for column in columns:
         table.add_column(column, justify="left" if column in ("network", "device", "path") else "right")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     Console().print(table)
 
 

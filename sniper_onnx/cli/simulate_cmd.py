@@ -105,6 +105,7 @@ def _cell(spread, digits: int, seeds: int) -> str:
 def _print_table(report, per_device: bool = False) -> None:
     from rich import box
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     sweep = report.sweep
@@ -130,11 +131,11 @@ def _print_table(report, per_device: bool = False) -> None:
     if per_device:
         console.print(_utilization_table(report))
     if report.predictor_models:
-        console.print(f"predicted times from the predictor for: {', '.join(report.predictor_models)}")
+        console.print(f"predicted times from the predictor for: {escape(', '.join(report.predictor_models))}")
     if report.table_models:
-        console.print(f"platform's predicted times kept for: {', '.join(report.table_models)}")
+        console.print(f"platform's predicted times kept for: {escape(', '.join(report.table_models))}")
     if report.plot:
-        console.print(f"plot written to {report.plot}")
+        console.print(f"plot written to {escape(str(report.plot))}")
 
 
 def _utilization_table(report):

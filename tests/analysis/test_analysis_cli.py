@@ -175,3 +175,13 @@ def test_analyze_never_imports_heavy_modules(branchy):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
+
+
+def test_bracketed_names_are_printed_as_text_not_rich_markup(tmp_path):
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="act[b]")], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    path = tmp_path / "net[b].onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    output = " ".join(runner.invoke(app, ["analyze", str(path), "--nodes"], env={"COLUMNS": "300"}).output.split())
+    assert "net[b].onnx" in output and "act[b]" in output and "declared [batch, 3, h, w]" in output
