@@ -12,7 +12,8 @@ held-out generated nets (every family) and on the zoo. ``--columns`` appends con
 kernel row: ``network`` (log2 of the network's parameter bytes, activation bytes read, layer count
 and MACs: the same four numbers on each of its rows) and ``neighbours`` (the row's input comes from
 a conv/GEMM/MatMul; that input feeds only this node; it is a graph input; log2 of its output's
-consumer count). The first table build re-makes and analyzes every network (about a minute) and is
+consumer count); ``cache`` (log2 of the bytes written between the producer of the row's farthest
+input and the row, its reuse distance, and of the bytes of tensors alive while it runs). The first table build re-makes and analyzes every network (about a minute) and is
 cached in ``--cache``.
 """
 
@@ -37,8 +38,38 @@ def _log2(value: float) -> float:
     return float(np.log2(1.0 + max(float(value), 0.0)))
 
 
-def _rows_with_context(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(kernel rows, network columns, neighbour columns) of one analyzed network, row-aligned."""
+def _cache_columns(result) -> dict[str, list[float]]:
+    """Per node name: log2 of the bytes other nodes wrote between the producer of its farthest
+    activation input and itself (its reuse distance: above the cache size, that input comes from
+    memory), and log2 of the bytes of the tensors alive while it runs (produced, still to be read)."""
+    position = {node.name: i for i, node in enumerate(result.nodes)}
+    produced_at, size, last_read = {}, {}, {}
+    for i, node in enumerate(result.nodes):
+        for name in node.outputs:
+            produced_at[name] = i
+        for name in node.inputs:
+            last_read[name] = i
+        share = node.bytes_written / max(len(node.outputs), 1)
+        for name in node.outputs:
+            size[name] = share
+    written = np.cumsum([0.0] + [float(node.bytes_written) for node in result.nodes])  # written[i]: before node i
+    alive = np.zeros(len(result.nodes) + 1)
+    for name, start in produced_at.items():
+        end = last_read.get(name)
+        if end is not None and end > start:
+            alive[start + 1] += size[name]
+            alive[end + 1] -= size[name]
+    alive = np.cumsum(alive)
+    columns = {}
+    for node in result.nodes:
+        i = position[node.name]
+        reuse = [written[i] - written[produced_at[n] + 1] for n in node.inputs if n in produced_at]
+        columns[node.name] = [_log2(max(reuse, default=0.0)), _log2(alive[i])]
+    return columns
+
+
+def _rows_with_context(result) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(kernel rows, network columns, neighbour columns, cache columns) of one analyzed network, row-aligned."""
     from sniper_onnx.analysis.kernels import kernel_group, kernel_row
 
     layers = [n for n in result.nodes if n.is_layer and not n.subgraph]
@@ -52,6 +83,7 @@ def _rows_with_context(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     network = [_log2(result.features[name]) for name in NETWORK_CONTEXT_FEATURES]  # what network_context sees
     rows, networks, neighbours = [], [], []
+    cache = _cache_columns(result)
     for node in layers:
         rows.append(kernel_row(node))
         source = producer.get(node.inputs[0]) if node.inputs else None
@@ -61,7 +93,8 @@ def _rows_with_context(result) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         neighbours.append([float(group in HEAVY_GROUPS), only_reader, float(group == "input"), _log2(readers)])
         networks.append(network)
     return (np.array(rows, np.float32), np.array(networks, np.float32).reshape(len(rows), 4),
-            np.array(neighbours, np.float32).reshape(len(rows), 4))
+            np.array(neighbours, np.float32).reshape(len(rows), 4),
+            np.array([cache[node.name] for node in layers], np.float32).reshape(len(rows), 2))
 
 
 def _tables(data, cache: Path) -> list:
@@ -85,8 +118,8 @@ def main() -> None:
     parser.add_argument("--learning-rate", type=float, default=None, help="default: KernelNetConfig's")
     parser.add_argument("--hidden", type=int, default=None, help="default: KernelNetConfig's")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--columns", default="", help="comma-separated: network, neighbours")
-    parser.add_argument("--cache", default="kernel-context-tables.npz")
+    parser.add_argument("--columns", default="", help="comma-separated: network, neighbours, cache")
+    parser.add_argument("--cache", default="kernel-context-tables-v2.npz", help="table cache (v2: with cache columns)")
     args = parser.parse_args()
 
     import torch
@@ -101,16 +134,17 @@ def main() -> None:
     generated = np.array([name.startswith(bench_predictor.GENERATED_PREFIXES) for name in network_names])
     held_out = ~generated | np.array([bench_predictor._held_out_by_name(name) for name in network_names])
     wanted = {c for c in args.columns.split(",") if c}
-    unknown = wanted - {"network", "neighbours"}
+    unknown = wanted - {"network", "neighbours", "cache"}
     if unknown:
-        parser.error(f"--columns {sorted(unknown)[0]}: use network and/or neighbours")
+        parser.error(f"--columns {sorted(unknown)[0]}: use network, neighbours and/or cache")
     tables = []
     for entry in _tables(data, Path(args.cache)):
         if entry is None:
             tables.append(None)
             continue
-        rows, network, neighbours = entry
-        tables.append(np.hstack([rows] + ([network] if "network" in wanted else []) + ([neighbours] if "neighbours" in wanted else [])))
+        rows, network, neighbours, cache = entry
+        tables.append(np.hstack([rows] + ([network] if "network" in wanted else []) + ([neighbours] if "neighbours" in wanted else [])
+                                + ([cache] if "cache" in wanted else [])))
     config = KernelNetConfig(seed=args.seed, members=1)
     for field, value in (("steps", args.steps), ("learning_rate", args.learning_rate), ("hidden", args.hidden)):
         if value is not None:
