@@ -50,9 +50,9 @@ def predict_seconds(session, meta, features: dict, kernel_rows: list | None = No
     table[:, : len(rows), 1:] = rows
     feeds["kernel_features"] = table
     pcn, kernel_sum = session.run(["seconds", "kernel_seconds"], feeds)
-    # the kernel sum answers where it won in training, for uncorrected devices, given a table
-    use = [len(rows) > 0 and kernel_path["devices"].get(d, {}).get("path") == "kernels" and meta["device_table"][d][-1] == 0
-           for d in devices]
+    # the kernel sum answers, given a table, where kernel_path says so: where it won in training, and
+    # on a device whose correction (adapt, feedback) was fitted to it (the graph applies that correction)
+    use = [len(rows) > 0 and kernel_path["devices"].get(d, {}).get("path") == "kernels" for d in devices]
     return {d: float(k if u else p) for d, p, k, u in zip(devices, pcn, kernel_sum, use)}
 
 

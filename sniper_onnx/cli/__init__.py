@@ -6,6 +6,7 @@ typer and the standard library at module level, so ``sniper-onnx analyze`` never
 
 from __future__ import annotations
 
+import errno
 import os
 import sqlite3
 import sys
@@ -65,8 +66,14 @@ class _OneLineErrors(TyperGroup):
                        "command; if malformed, import the results files again into a new --db", err=True)
             ctx.exit(EXIT_USER_ERROR)
         except OSError as error:
-            if error.filename is None or os.environ.get("SNIPER_ONNX_DEBUG"):
+            if os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise
+            if error.filename is None and error.errno in NO_ROOM_ERRNOS:  # the machine's limits, not the input's
+                typer.echo(f"sniper-onnx: error: {error.strerror or error}; check free space and limits "
+                           "(ulimit -f) where the output goes", err=True)
+                ctx.exit(EXIT_USER_ERROR)
+            if error.filename is None:
+                _internal_error(ctx, error)
             # a path the command was given (or a file beside it) cannot be read or written
             typer.echo(f"sniper-onnx: error: {error.filename}: {error.strerror or error}; check the path exists "
                        "and is writable", err=True)
@@ -74,12 +81,19 @@ class _OneLineErrors(TyperGroup):
         except Exception as error:  # noqa: BLE001 - last line of defence against tracebacks
             if os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise
-            typer.echo(
-                f"sniper-onnx: internal error: {type(error).__name__}: {error} "
-                "(set SNIPER_ONNX_DEBUG=1 for the traceback, and please report it)",
-                err=True,
-            )
-            ctx.exit(EXIT_INTERNAL_ERROR)
+            _internal_error(ctx, error)
+
+
+NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
+
+
+def _internal_error(ctx, error: BaseException) -> None:
+    typer.echo(
+        f"sniper-onnx: internal error: {type(error).__name__}: {error} "
+        "(set SNIPER_ONNX_DEBUG=1 for the traceback, and please report it)",
+        err=True,
+    )
+    ctx.exit(EXIT_INTERNAL_ERROR)
 
 
 def _quiet_broken_pipe() -> None:

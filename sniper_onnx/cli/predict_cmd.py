@@ -110,14 +110,17 @@ def evaluate(
     from sniper_onnx.predictors.commands import evaluate_command
 
     report = evaluate_command(predictor, db=db, table=table, plot=plot, statistic=statistic)
+    for device, pairs in report.unknown_devices.items():
+        typer.echo(f"sniper-onnx: warning: {device}: {pairs} measured pairs left out, unknown to {report.predictor} "
+                   "(adapt it to that device first)", err=True)
     if as_json:
         _print_json(report.to_json_dict())
         return
     rows = [[d, str(m["n"]), f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['acc5']:.1f}",
              f"{100 * m['acc10']:.1f}", f"{m['spearman']:.3f}"] for d, m in {**report.devices, "ALL": report.overall}.items()]
     _table(f"accuracy of {report.predictor}", ["device", "n", "MAPE %", "RMSPE %", "Acc±5 %", "Acc±10 %", "Spearman"], rows)
-    if plot:
-        typer.echo(f"plot: {plot}")
+    if report.plot:
+        typer.echo(f"plot: {report.plot}")
 
 
 def _adapt_summary(report, output: str, as_json: bool) -> None:

@@ -325,6 +325,11 @@ def _kernel_choices(predictor, nets, z, seconds, tables, trimmer_top_k) -> List[
     return choices
 
 
+# a network's inference outside this range is a unit mistake (a latency in ns read as ms, say)
+PLAUSIBLE_SECONDS = (1e-7, 1e5)
+MIN_ADAPT_NETWORKS = 3  # leave-one-out needs two networks left to fit after one is taken out
+
+
 def _checked_seconds(device: str, network_features: Sequence[Mapping[str, float]], seconds: Sequence[float]) -> np.ndarray:
     seconds = np.asarray(seconds, dtype=np.float64)
     if len(seconds) == 0 or len(seconds) != len(network_features):
@@ -332,7 +337,38 @@ def _checked_seconds(device: str, network_features: Sequence[Mapping[str, float]
                           f"networks, {len(seconds)} latencies); give at least 3 measured pairs")
     if not np.all(np.isfinite(seconds)) or np.any(seconds <= 0):
         raise SniperError(f"device {device!r}: measured latencies must be positive seconds; fix the samples file")
+    low, high = PLAUSIBLE_SECONDS
+    odd = seconds[(seconds < low) | (seconds > high)]
+    if len(odd):
+        raise SniperError(f"device {device!r}: a latency of {odd[0]:.3g} s is outside {low:g}..{high:g} s; "
+                          "check the samples' unit (latency_ms or latency_s)")
     return seconds
+
+
+@dataclass
+class _Samples:
+    """The samples a fit sees: one per network (repeats averaged), and every measurement as given."""
+
+    features: List[Mapping[str, float]]
+    seconds: np.ndarray
+    kernel_tables: Optional[List[Optional[np.ndarray]]]
+    measurements: List[List[Any]]
+
+
+def _merged_samples(device: str, network_features, seconds, sample_names, kernel_tables) -> _Samples:
+    """A network measured several times is one sample at the geometric mean of its times: left in
+    twice, leave-one-out would score a fit on a network it still holds."""
+    seconds = _checked_seconds(device, network_features, seconds)
+    names = [str(n) for n in sample_names] if sample_names is not None else None
+    measurements = [[n, float(t)] for n, t in zip(names or range(len(seconds)), seconds)]
+    keys = names or [tuple(sorted((k, float(v)) for k, v in f.items())) for f in network_features]
+    groups: Dict[Any, List[int]] = {}
+    for index, key in enumerate(keys):
+        groups.setdefault(key, []).append(index)
+    first = [rows[0] for rows in groups.values()]
+    merged = np.array([float(np.exp(np.mean(np.log(seconds[rows])))) for rows in groups.values()])
+    tables = None if kernel_tables is None else [kernel_tables[i] for i in first]
+    return _Samples([network_features[i] for i in first], merged, tables, measurements)
 
 
 def adapt_predictor(
@@ -356,9 +392,13 @@ def adapt_predictor(
     by the kernel sum the Time Trimmer corrects the kernel sum, and a new device may be answered by
     a trained device's kernel sum, rescaled, when that fits the samples better than the PCN.
     """
-    seconds = _checked_seconds(device, network_features, seconds)
-    nets = predictor.network_matrix(network_features)
-    tables = _kernel_tables(predictor, kernel_tables, len(seconds))
+    samples = _merged_samples(device, network_features, seconds, sample_names, kernel_tables)
+    seconds = samples.seconds
+    if solve_embedding and len(seconds) < MIN_ADAPT_NETWORKS:
+        raise SniperError(f"device {device!r}: {len(seconds)} distinct network(s) measured; adapting needs at least "
+                          f"{MIN_ADAPT_NETWORKS} (about 10 fit best)")
+    nets = predictor.network_matrix(samples.features)
+    tables = _kernel_tables(predictor, samples.kernel_tables, len(seconds))
     known_by_kernels = device in predictor.device_table and _answers_by_kernels(predictor, device)
     if not solve_embedding and known_by_kernels and tables is None:
         raise SniperError(f"device {device!r} is answered by the kernel sum: give the samples' networks as .onnx files "
@@ -380,7 +420,7 @@ def adapt_predictor(
     else:
         choices = _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k)
         choice = min(choices, key=lambda c: c.score)  # ties keep the PCN (listed first)
-    adapted, slot = _write_choice(predictor, device, base, existing_slot, choice, z, solve_embedding, sample_names, seconds)
+    adapted, slot = _write_choice(predictor, device, base, existing_slot, choice, z, solve_embedding, samples.measurements)
     names = predictor.network_feature_names
     report = AdaptReport(
         device=device, samples=len(seconds), prior=choice.prior, ridge=choice.ridge,
@@ -451,18 +491,19 @@ def adaptation_candidates(
 
     ``adapt_predictor`` keeps the one with the lowest leave-one-out error; benchmarks use the rest
     to ask how good the best candidate in hindsight would have been (a ceiling, not a result)."""
-    seconds = _checked_seconds(device, network_features, seconds)
-    nets = predictor.network_matrix(network_features)
-    tables = _kernel_tables(predictor, kernel_tables, len(seconds))
+    samples = _merged_samples(device, network_features, seconds, None, kernel_tables)
+    seconds = samples.seconds
+    nets = predictor.network_matrix(samples.features)
+    tables = _kernel_tables(predictor, samples.kernel_tables, len(seconds))
     base = _base_vector(predictor, device, spec_features)
     z = normalized_network(params_of(predictor), nets)
     existing_slot = int(predictor.device_table.get(device, [0])[-1])
     choices = _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, None)
-    return [(c.prior, c.score, _write_choice(predictor, device, base, existing_slot, c, z, True, None, seconds)[0])
+    return [(c.prior, c.score, _write_choice(predictor, device, base, existing_slot, c, z, True, samples.measurements)[0])
             for c in choices]
 
 
-def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, solve_embedding, sample_names, seconds):
+def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, solve_embedding, measurements):
     """The adapted predictor: the choice written into the device's correction slot and metadata."""
     params = params_of(predictor)
     trim_w = np.zeros(z.shape[1])
@@ -506,15 +547,15 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
     spread = max(float(np.std(choice.errors)), MIN_LOG_SPREAD) if len(choice.errors) >= 5 else None
     if spread is not None:
         meta["intervals"] = {**meta.get("intervals", {}), device: [-Z90 * spread, Z90 * spread]}
-    meta["kernel_path"] = _kernel_path_after(predictor, device, choice, solve_embedding, spread, len(seconds))
+    meta["kernel_path"] = _kernel_path_after(predictor, device, choice, solve_embedding, spread, len(measurements))
     corrections = list(meta.get("corrections", []))  # earlier entries keep their measurements
     corrections.append({"slot": slot, "device": device, "kind": "adapt" if solve_embedding else "feedback",
-                        "samples": len(seconds), "prior": choice.prior, "ridge": choice.ridge, "power": choice.power,
+                        "samples": len(measurements), "prior": choice.prior, "ridge": choice.ridge, "power": choice.power,
                         "node_power": choice.node_power,
                         "roofline": None if choice.roofline is None else choice.roofline.tolist(),
                         "trimmer_features": [predictor.network_feature_names[i] for i in choice.trimmer.features],
                         # the measurements travel with the predictor, so a later retrain can use them
-                        "measurements": [[str(n), float(t)] for n, t in zip(sample_names or range(len(seconds)), seconds)]})
+                        "measurements": measurements})
     meta["corrections"] = corrections
     adapted = build_predictor(params, {k: v for k, v in meta.items() if k not in ("network_feature_units",)},
                               predictor.source)

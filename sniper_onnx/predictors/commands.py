@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sniper_onnx.errors import SniperError
-from sniper_onnx.predictors.runtime import (PredictionTable, load_predictor, load_shipped_predictors, match_device,
-                                            save_predictor)
+from sniper_onnx.predictors.runtime import (PredictionTable, check_predictor_output, is_shipped_predictor, load_predictor,
+                                            load_shipped_predictors, match_device, save_predictor)
 
 
 def predict_files(
@@ -194,6 +194,7 @@ def train_command(output: str, db: Optional[str] = None, table: Optional[str] = 
 
     if epochs < 1:
         raise SniperError(f"--epochs {epochs}: train the PCN for at least 1 epoch")
+    check_predictor_output(output, [db, table])
     data = _training_data(db, table, statistic)
     # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
     extra = {"latency_statistic": statistic} if db else {}
@@ -209,6 +210,7 @@ class EvaluationReport:
     devices: Dict[str, Dict[str, float]]
     overall: Dict[str, float]
     plot: Optional[str] = None
+    unknown_devices: Dict[str, int] = field(default_factory=dict)  # device -> measured pairs left out
 
     def to_json_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -221,6 +223,10 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
 
     from sniper_onnx.predictors.metrics import accuracy_metrics
 
+    if plot:
+        from sniper_onnx.scheduling.plot import plot_path
+
+        plot = str(plot_path(plot))  # before any work: a bad path must not cost the evaluation
     data = _training_data(db, table, statistic)
     loaded = load_predictor(predictor, data.device_names)
     index = [data.network_feature_names.index(n) if n in data.network_feature_names else -1
@@ -234,9 +240,10 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
         from sniper_onnx.predictors.kernel_sources import kernel_tables_for
 
         kernels, _ = kernel_tables_for(data.network_sources)
-    per_device, predicted_all, measured_all, labels = {}, [], [], []
+    per_device, predicted_all, measured_all, labels, unknown = {}, [], [], [], {}
     for d, device in enumerate(data.device_names):
         if device not in loaded.device_table:
+            unknown[device] = len(data.device_rows(d))
             continue
         rows = data.device_rows(d)
         networks = data.pair_network[rows]
@@ -253,7 +260,7 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
     overall = accuracy_metrics(np.concatenate(predicted_all), np.concatenate(measured_all))
     if plot:
         plot_predicted_vs_measured(labels, predicted_all, measured_all, plot)
-    return EvaluationReport(loaded.source, per_device, overall, plot)
+    return EvaluationReport(loaded.source, per_device, overall, plot, unknown)
 
 
 def plot_predicted_vs_measured(labels: List[str], predicted: List[Any], measured: List[Any], out: str) -> None:
@@ -295,7 +302,21 @@ def _spec_features(device_spec: Optional[str], device: Optional[str]):
         specs = [s for s in specs if s.name == device] or specs
     if len(specs) != 1:
         raise SniperError(f"{path}: holds {len(specs)} specs; pick one with --device NAME")
-    return specs[0].features(), device or specs[0].name
+    return _features_of(specs[0], path), device or specs[0].name
+
+
+def _features_of(spec: Any, where: Any) -> List[float]:
+    """The spec's feature vector; a fact of the wrong type (threads "two") or size (1e400) is the
+    spec's mistake, said in one line."""
+    import math
+
+    try:
+        features = spec.features()
+    except (TypeError, ValueError, AttributeError) as error:
+        raise SniperError(f"{where}: a device spec fact has the wrong type ({error}); see docs/devices.md") from None
+    if not all(math.isfinite(value) for value in features) or not isinstance(spec.name, str) or not spec.name:
+        raise SniperError(f"{where}: the device spec needs a name and finite numbers; see docs/devices.md")
+    return features
 
 
 def _recorded_spec_features(spec: Dict[str, Any], device: Optional[str]):
@@ -305,7 +326,7 @@ def _recorded_spec_features(spec: Dict[str, Any], device: Optional[str]):
         recorded = DeviceSpec.from_dict(spec)
     except (ValueError, TypeError) as error:
         raise SniperError(f"the samples' device spec is not valid ({error}); give --device-spec") from None
-    return recorded.features(), device or recorded.name
+    return _features_of(recorded, "the samples' device spec"), device or recorded.name
 
 
 def adapt_command(predictor: Optional[str], samples: str, output: str, device_spec: Optional[str] = None,
@@ -314,6 +335,7 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     from sniper_onnx.predictors.adapt import adapt_predictor
     from sniper_onnx.predictors.samples import is_profiler_results, load_samples
 
+    check_predictor_output(output, [samples, device_spec])
     features, name = _spec_features(device_spec, device)
     if not name and not is_profiler_results(samples):
         raise SniperError("give --device NAME or a --device-spec that names the device")
@@ -325,6 +347,8 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     # Without --predictor every shipped one is adapted and the one that fits the samples best (by
     # leave-one-out) is kept: a CPU box is closer to the reference CPUs than to HW-NAS-Bench's devices.
     candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()
+    if not device_spec:  # a part of a known device's name re-adapts that device, as -d does elsewhere
+        name = match_device(name, [d for p in candidates for d in p.devices])
     fits = [adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
                             sample_names=measured.names, kernel_tables=measured.kernel_tables) for loaded in candidates]
     adapted, report = min(fits, key=lambda fit: fit[1].loo_rmse_log)
@@ -333,19 +357,25 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     return report
 
 
+MAX_TOP_K = 10  # each feature costs a sample of its own; more than a handful would fit the noise
+
+
 def feedback_command(predictor: Optional[str], device: str, samples: str, output: Optional[str] = None,
                      top_k: int = 3):
     """Time Trimmer: fit the residuals of new measurements on a known device; writes ``output`` (or in place)."""
     from sniper_onnx.predictors.adapt import adapt_predictor
-    from sniper_onnx.predictors.runtime import shipped_predictor_paths
     from sniper_onnx.predictors.samples import load_samples
 
     candidates = [load_predictor(predictor)] if predictor else load_shipped_predictors()  # each file read once
     device = match_device(device, [d for p in candidates for d in p.devices])
     loaded = next((p for p in candidates if device in p.device_table), candidates[0])
     loaded.device_vector(device)
-    if output is None and (predictor is None or Path(predictor) in shipped_predictor_paths()):
+    if not 0 <= top_k <= MAX_TOP_K:
+        raise SniperError(f"--top-k {top_k}: give 0 (a scale correction only) to {MAX_TOP_K} features")
+    if output is None and (predictor is None or is_shipped_predictor(predictor)):
         raise SniperError("refusing to overwrite the shipped predictor; give -o OUT.onnx")
+    if output is not None:
+        check_predictor_output(output, [samples])
     measured = load_samples(samples, device)
     adapted, report = adapt_predictor(loaded, device, measured.features, measured.seconds,
                                       solve_embedding=False, trimmer_top_k=top_k, sample_names=measured.names,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -407,7 +408,42 @@ def build_predictor(params: G.Params, meta: Mapping[str, Any], source: str = "<m
 
 
 def save_predictor(predictor: Predictor, path: Union[str, Path]) -> Path:
+    """Written beside ``path`` and moved over it: a full disk or an interrupt leaves the old file
+    (and every measurement in its corrections) whole."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(predictor.model, str(path))
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        onnx.save(predictor.model, str(temporary))
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
     return path
+
+
+def is_shipped_predictor(path: Union[str, Path]) -> bool:
+    """Whatever the spelling: relative, absolute or through a link."""
+    path = Path(path)
+    return path.exists() and any(path.samefile(shipped) for shipped in shipped_predictor_paths())
+
+
+def check_predictor_output(output: Union[str, Path], inputs: Sequence[Union[str, Path, None]] = ()) -> None:
+    """Refuse an output that would destroy something: an input of the command, a shipped predictor,
+    or an existing file that is not a predictor (a database, a model, a results file)."""
+    output = Path(output)
+    if output.is_dir():
+        raise SniperError(f"-o {output}: is a folder; give a .onnx file path")
+    if not output.exists():
+        return
+    for given in inputs:
+        if given and Path(given).exists() and output.samefile(given):
+            raise SniperError(f"-o {output}: is this command's input {given}; give another path")
+    if is_shipped_predictor(output):
+        raise SniperError(f"-o {output}: is a predictor shipped with sniper-onnx; give another path")
+    try:
+        meta = onnx.load(str(output), load_external_data=False).metadata_props
+    except Exception:  # noqa: BLE001 - not ONNX at all
+        meta = []
+    if not any(entry.key.startswith(META) for entry in meta):
+        raise SniperError(f"-o {output}: exists and is not a sniper-onnx predictor; give another path "
+                          "(nothing is overwritten that may hold measurements)")

@@ -36,20 +36,34 @@ class Samples:
 
 
 def _rows(path: Path) -> List[Dict[str, str]]:
-    text = path.read_text()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SniperError(f"{path}: not UTF-8 text; give a CSV or JSON-lines samples file") from None
     if path.suffix in (".jsonl", ".json"):
-        try:
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as error:
-            raise SniperError(f"{path}: line {error.lineno} is not JSON; give one JSON object per line") from None
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                raise SniperError(f"{path}: line {number} is not JSON; give one JSON object per line") from None
+            if not isinstance(row, dict):
+                raise SniperError(f"{path}: line {number} is not a JSON object; give one object per line")
+            rows.append(row)
+        return rows
     return list(csv.DictReader(text.splitlines()))
 
 
 def _latency(row: Dict[str, str], path: Path, line: int) -> float:
     for key, scale in LATENCY_SCALE.items():
         if row.get(key) not in (None, ""):
+            value = row[key]
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                break  # true would read as 1 ms, a list as nothing sensible
             try:
-                value = float(row[key]) * scale
+                value = float(value) * scale
             except ValueError:
                 break
             if value > 0:

@@ -39,6 +39,12 @@ class TrainReport:
         return dict(self.__dict__)
 
 
+
+def interval_of(log_residual: np.ndarray) -> list[float]:
+    """The 90 % interval of log(measured / predicted) on held-out pairs, widened to hold 0: a few
+    held-out pairs all on one side must not give an interval that excludes the prediction itself."""
+    return [min(float(np.quantile(log_residual, 0.05)), 0.0), max(float(np.quantile(log_residual, 0.95)), 0.0)]
+
 def fit_bayesian_ridge(x: np.ndarray, seconds: np.ndarray, names: List[str]) -> Dict[str, Any]:
     """scikit-learn's BayesianRidge on standardized key features, stored as plain numbers."""
     from sklearn.linear_model import BayesianRidge
@@ -154,7 +160,7 @@ def train_predictor(
         kernel_meta, main = _choose_kernel_path(predictor, data, kernel_tables, rows, nets, devs, pcn, measured)
         meta["kernel_path"] = kernel_meta
     log_residual = np.log(measured / pcn)
-    intervals = {"default": [float(np.quantile(log_residual, 0.05)), float(np.quantile(log_residual, 0.95))]}
+    intervals = {"default": interval_of(log_residual)}
     regression_pred = main.copy()
     validation: Dict[str, Dict[str, float]] = {}
     from sniper_onnx.predictors.metrics import accuracy_metrics
@@ -162,7 +168,7 @@ def train_predictor(
     for d, device in enumerate(data.device_names):
         mine = data.pair_device[rows] == d
         if mine.sum() >= 5:
-            intervals[device] = [float(np.quantile(log_residual[mine], 0.05)), float(np.quantile(log_residual[mine], 0.95))]
+            intervals[device] = interval_of(log_residual[mine])
             validation[device] = accuracy_metrics(main[mine], measured[mine])
         if device in regressions and mine.any():
             regression_pred[mine] = regression_predict(regressions[device], nets[mine], data.network_feature_names)[0]
@@ -223,7 +229,7 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
         log_residual = np.log(measured[mine] / kernel[mine])
         devices[device] = {"held_out_pairs": int(mine.sum()), "pcn_mape": pcn_mape, "kernel_mape": kernel_mape,
                            "path": PATH_KERNELS if answers else PATH_PCN,
-                           "interval": [float(np.quantile(log_residual, 0.05)), float(np.quantile(log_residual, 0.95))]}
+                           "interval": interval_of(log_residual)}
         if answers:
             main[mine] = kernel[mine]
     meta = {"feature_names": list(KERNEL_FEATURE_NAMES), "devices": devices,

@@ -5,6 +5,7 @@ import gzip
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
@@ -351,3 +352,128 @@ def test_profiler_samples_keep_ok_records_of_one_device_at_their_median(tmp_path
     model.unlink()  # gone, and no generator or zoo source to re-make it from
     with pytest.raises(SniperError, match="put the file back, or drop its records"):
         load_samples(tmp_path / "r.jsonl", "a")
+
+
+def _samples_csv(tmp_path, data, count, seed=41, repeat=1, name="samples.csv"):
+    nets = synthetic_networks(count, seed)
+    seconds = latency(nets, HELD_OUT, 3)
+    samples = tmp_path / name
+    with open(samples, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["network", "latency_ms"])
+        for i, row in enumerate(nets):
+            for _ in range(repeat):
+                writer.writerow([_analysis_json(tmp_path, data.network_feature_names, row, f"s{i}").name, seconds[i] * 1e3])
+    return samples
+
+
+def test_outputs_that_would_destroy_an_input_or_a_shipped_predictor_are_refused(tmp_path, trained, synthetic_csv,
+                                                                                 monkeypatch):
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+
+    path, _, _, data = trained
+    samples = _samples_csv(tmp_path, data, 5)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    table = tmp_path / "table.csv"
+    table.write_bytes(synthetic_csv.read_bytes())
+    _fails(["train", "--table", str(table), "-o", str(table), "--epochs", "1"], "is this command's input")
+    _fails(["train", "--table", str(table), "-o", str(notes), "--epochs", "1"], "exists and is not a sniper-onnx predictor")
+    _fails(["adapt", "-p", str(path), "-d", "box", "--samples", str(samples), "-o", str(samples)], "is this command's input")
+    shipped = shipped_predictor_path("pcn_reference.onnx")
+    before = shipped.read_bytes()
+    _fails(["adapt", "-p", str(path), "-d", "box", "--samples", str(samples), "-o", str(shipped)], "shipped with sniper-onnx")
+    monkeypatch.chdir(shipped.parent.parent.parent)  # the natural spelling from the repository root
+    _fails(["feedback", "-p", "sniper_onnx/data/pcn_reference.onnx", "-d", "t1 opt-all", "--samples", str(samples)],
+           "refusing to overwrite the shipped predictor")
+    assert shipped.read_bytes() == before and notes.read_text() == "mine" and table.read_bytes() == synthetic_csv.read_bytes()
+
+
+def test_a_failed_write_leaves_the_predictor_whole(tmp_path, trained, monkeypatch):
+    import onnx
+
+    from sniper_onnx.predictors import load_predictor
+
+    path, _, _, data = trained
+    mine = tmp_path / "mine.onnx"
+    mine.write_bytes(path.read_bytes())
+    samples = _samples_csv(tmp_path, data, 5)
+    real_save = onnx.save
+
+    def full_disk(model, target, *args, **kwargs):
+        real_save(model, target, *args, **kwargs)
+        with open(target, "r+b") as handle:
+            handle.truncate(100)  # the write got this far
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(onnx, "save", full_disk)
+    _fails(["feedback", "-p", str(mine), "-d", "slow_cpu", "--samples", str(samples)], "No space left on device")
+    assert mine.read_bytes() == path.read_bytes() and load_predictor(str(mine)).devices
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".tmp") == []
+
+
+def test_repeated_networks_are_one_sample_and_adapting_needs_three(tmp_path, trained):
+    from sniper_onnx.predictors import load_predictor
+
+    path, _, _, data = trained
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(device_spec("newboard", HELD_OUT).to_dict()))
+    one_net = _samples_csv(tmp_path, data, 1, repeat=10, name="one.csv")
+    _fails(["adapt", "-p", str(path), "--device-spec", str(spec), "--samples", str(one_net), "-o", str(tmp_path / "a.onnx")],
+           "1 distinct network(s) measured; adapting needs at least 3")
+    two = _samples_csv(tmp_path, data, 2, name="two.csv")
+    _fails(["adapt", "-p", str(path), "--device-spec", str(spec), "--samples", str(two), "-o", str(tmp_path / "a.onnx")],
+           "2 distinct network(s)")
+    repeated = _samples_csv(tmp_path, data, 4, repeat=3, name="rep.csv")
+    report = json.loads(_ok(["adapt", "-p", str(path), "--device-spec", str(spec), "--samples", str(repeated),
+                             "-o", str(tmp_path / "a.onnx"), "--json"]).stdout)
+    assert report["samples"] == 4
+    assert len(load_predictor(str(tmp_path / "a.onnx")).meta["corrections"][0]["measurements"]) == 12  # all kept
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[1, 2]\n', "line 1 is not a JSON object"),
+    ('{"network": "s0.json", "latency_ms": true}\n', "needs a positive latency_ms"),
+    ('{"network": "s0.json", "latency_ms": [3]}\n', "needs a positive latency_ms"),
+    (b'\xff\xfe junk', "not UTF-8 text"),
+])
+def test_odd_samples_files_are_one_line(tmp_path, trained, content, message):
+    path, _, _, data = trained
+    _analysis_json(tmp_path, data.network_feature_names, data.network_matrix[0], "s0")
+    samples = tmp_path / "s.jsonl"
+    samples.write_bytes(content if isinstance(content, bytes) else content.encode())
+    _fails(["feedback", "-p", str(path), "-d", "slow_cpu", "--samples", str(samples), "-o", str(tmp_path / "f.onnx")],
+           message)
+
+
+def test_feedback_and_adapt_refuse_odd_numbers(tmp_path, trained):
+    path, _, _, data = trained
+    samples = _samples_csv(tmp_path, data, 5)
+    for top_k in ("-1", "1000000"):
+        _fails(["feedback", "-p", str(path), "-d", "slow_cpu", "--samples", str(samples), "-o", str(tmp_path / "f.onnx"),
+                "--top-k", top_k], f"--top-k {top_k}: give 0")
+    tiny = tmp_path / "tiny.csv"  # a unit mistake, say
+    rows = samples.read_text().splitlines()
+    tiny.write_text("\n".join([rows[0]] + [r.rsplit(",", 1)[0] + ",1e-300" for r in rows[1:]]) + "\n")
+    _fails(["feedback", "-p", str(path), "-d", "slow_cpu", "--samples", str(tiny), "-o", str(tmp_path / "f.onnx")],
+           "check the samples' unit")
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({**device_spec("box", HELD_OUT).to_dict(), "threads": "two"}))
+    _fails(["adapt", "-p", str(path), "--device-spec", str(spec), "--samples", str(samples), "-o", str(tmp_path / "a.onnx")],
+           "spec")
+
+
+def test_evaluate_names_the_devices_it_left_out_and_checks_the_plot_first(tmp_path, trained, synthetic_csv):
+    path = trained[0]
+    lines = synthetic_csv.read_text().splitlines()
+    header = lines[0].split(",")
+    device_column = header.index("device_name")
+    renamed = [lines[0]] + [",".join(c if i != device_column or c != "phone" else "mystery box"
+                                     for i, c in enumerate(line.split(","))) for line in lines[1:]]
+    table = tmp_path / "t.csv"
+    table.write_text("\n".join(renamed) + "\n")
+    _fails(["evaluate", "-p", str(path), "--table", str(table), "--plot", str(tmp_path / "p.xyz")], "not an image format")
+    result = runner.invoke(app, ["evaluate", "-p", str(path), "--table", str(table), "--plot", str(tmp_path / "p")])
+    assert result.exit_code == 0, result.output
+    assert "mystery box: " in result.stderr and "measured pairs left out" in result.stderr
+    assert f"plot: {tmp_path / 'p.png'}" in result.stdout and (tmp_path / "p.png").is_file()

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -53,3 +54,29 @@ def test_foreign_scheduler_applies_the_structure_checker_as_the_library_does(tra
     for row in table.rows:
         assert seconds[row.device] == pytest.approx(row.seconds, rel=1e-5), (row.device, row.path)
 
+
+
+def test_foreign_scheduler_matches_the_library_on_a_corrected_kernel_sum_device():
+    from sniper_generator.zoo import export_zoo_model
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.predictors import load_predictor
+    from sniper_onnx.predictors.adapt import adapt_predictor
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+
+    device = "AMD EPYC | cpu fp32 t1 opt-all"
+    reference = load_predictor(str(shipped_predictor_path("pcn_reference.onnx")))
+    results = [analyze(export_zoo_model("squeezenet1_1", resolution=r, weights=False)) for r in (32, 48, 64, 96)]
+    features = [dict(r.features) for r in results]
+    tables = [kernel_table(r.nodes) for r in results]
+    fed_back, _ = adapt_predictor(reference, device, features[:3], [0.002, 0.004, 0.006], solve_embedding=False,
+                                  kernel_tables=tables[:3])
+    assert fed_back.device_table[device][-1] != 0  # corrected: the case the example got wrong
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "fed.onnx"
+        path.write_bytes(fed_back.model.SerializeToString())
+        example = _load_example()
+        session, meta = example.load(str(path))
+        seconds = example.predict_seconds(session, meta, features[3], tables[3].tolist())
+    row = fed_back.predict([features[3]], [device], kernel_tables=[tables[3]]).rows[0]
+    assert row.path == "kernels" and seconds[device] == pytest.approx(row.seconds, rel=1e-5)

@@ -4,6 +4,7 @@ import csv
 import json
 
 import numpy as np
+import pytest
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
@@ -37,3 +38,12 @@ def test_train_from_the_database(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert sorted(report["devices"]) == sorted(rows[0][2:4]) and report["networks"] == 30 and out.is_file()
+
+
+def test_an_interval_always_holds_the_prediction_itself():
+    import numpy as np
+
+    from sniper_onnx.predictors.training import interval_of
+
+    assert interval_of(np.array([0.1, 0.2, 0.3, 0.4])) == [0.0, pytest.approx(0.385)]  # all measured above
+    assert interval_of(np.array([-0.3, -0.1])) == [pytest.approx(-0.29), 0.0]
