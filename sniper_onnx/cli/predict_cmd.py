@@ -24,7 +24,7 @@ def _table(title: str, columns: List[str], rows: List[List[str]]) -> None:
 
     table = Table(title=escape(title))  # paths and names are text, never rich markup
     for column in columns:
-        table.add_column(column, justify="left" if column in ("network", "device", "path") else "right")
+        table.add_column(column, justify="left" if column in ("network", "device", "path", "predictor") else "right")
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
     Console().print(table)
@@ -72,15 +72,24 @@ def train(
 
 
 def predict(
-    models: Annotated[List[str], typer.Argument(help="ONNX model(s), folders of them, or `analyze --json` outputs.")],
+    models: Annotated[Optional[List[str]], typer.Argument(help="ONNX model(s), folders of them, or `analyze --json` outputs.")] = None,
     device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name, or the part of it only one device holds (repeatable; default: all known).")] = None,
     predictor: PredictorOpt = None,
     input_shape: Annotated[Optional[List[str]], typer.Option(
         "--input-shape", "-s", metavar="NAME=DIMS", help="Concrete input shape, e.g. input=1x3x224x224 (repeatable).")] = None,
     as_json: JsonOpt = False,
+    list_known: Annotated[bool, typer.Option("--list-devices", help="List the devices the predictor knows, and exit.")] = False,
 ) -> None:
     """Predict inference time without running the model: seconds, 90% interval, and which path answered."""
     from sniper_onnx.predictors.commands import predict_files
+
+    if list_known:
+        _print_devices(predictor, as_json)
+        return
+    if not models:
+        from sniper_onnx.errors import SniperError
+
+        raise SniperError("give one or more models to predict (or --list-devices to see the devices)")
 
     shapes = None
     if input_shape:
@@ -96,6 +105,19 @@ def predict(
     _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
            [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}",
              f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
+
+
+def _print_devices(predictor: Optional[str], as_json: bool) -> None:
+    from dataclasses import asdict
+
+    from sniper_onnx.predictors.commands import list_devices
+
+    known = list_devices(predictor)
+    if as_json:
+        _print_json({"devices": [asdict(k) for k in known]})
+        return
+    _table("devices the predictors know", ["device", "path", "corrected", "predictor"],
+           [[k.device, k.path, "yes" if k.corrected else "", Path(k.predictor).name] for k in known])
 
 
 def evaluate(

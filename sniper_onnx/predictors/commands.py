@@ -156,6 +156,23 @@ def kernel_table_of_json(data: Dict[str, Any]):
     return kernel_table(data["nodes"]) if data.get("nodes") else None
 
 
+@dataclass
+class KnownDevice:
+    predictor: str
+    device: str
+    path: str  # what answers networks with a kernel table: kernels or pcn
+    corrected: bool  # adapted or fed back
+
+
+def list_devices(predictor: Optional[str] = None) -> List[KnownDevice]:
+    """Every device the predictor (default: each shipped one) knows, with the path that answers it."""
+    loaded_all = [load_predictor(predictor)] if predictor else load_shipped_predictors()
+    return [KnownDevice(loaded.source, device,
+                        loaded.kernel_path.get("devices", {}).get(device, {}).get("path", "pcn"),
+                        loaded.device_table[device][-1] != 0)
+            for loaded in loaded_all for device in loaded.devices]
+
+
 def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
     """(shipped predictor, its devices to answer): each device goes to the first shipped predictor
     that knows it; without devices, every shipped predictor answers for all of its own."""

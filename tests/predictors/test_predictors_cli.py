@@ -477,3 +477,13 @@ def test_evaluate_names_the_devices_it_left_out_and_checks_the_plot_first(tmp_pa
     assert result.exit_code == 0, result.output
     assert "mystery box: " in result.stderr and "measured pairs left out" in result.stderr
     assert f"plot: {tmp_path / 'p.png'}" in result.stdout and (tmp_path / "p.png").is_file()
+
+
+def test_predict_lists_the_devices_it_knows(trained):
+    path = trained[0]
+    listed = json.loads(_ok(["predict", "--list-devices", "-p", str(path), "--json"]).stdout)["devices"]
+    assert sorted(d["device"] for d in listed) == ["board", "fast_gpu", "phone", "slow_cpu"]
+    shipped = json.loads(_ok(["predict", "--list-devices", "--json"]).stdout)["devices"]
+    kernels = {d["device"] for d in shipped if d["path"] == "kernels"}
+    assert "AMD EPYC | cpu fp32 t1 opt-all" in kernels and "pixel3" in {d["device"] for d in shipped}
+    _fails(["predict"], "give one or more models to predict (or --list-devices")
