@@ -29,7 +29,10 @@ InputShapes = Mapping[str, Sequence[int]]
 # initializers up to this many elements keep their data in the copy given to shape inference, so
 # shape-like constants (Reshape's shape, Slice's starts) propagate; larger ones keep dims only
 SMALL_CONSTANT_ELEMENTS = 1024
-MAX_FOLD_PASSES = 4
+# folding stops at a fixed point; the cap only bounds a model whose chains keep yielding one more
+# shape a pass (opset-13 GroupNorm is a Shape->Reshape chain per block, which ONNX's own data
+# propagation does not follow)
+MAX_FOLD_PASSES = 64
 INT64_MAX = 2**63 - 1
 BATCH_SYMBOLS = frozenset({"n", "batch", "batch_size", "batchsize", "bs", "b", "none", "?"})
 
@@ -514,6 +517,8 @@ def _infer_with_folding(light: onnx.ModelProto, warnings: list[str]) -> tuple[on
         values = initial_values(light.graph) if values is None else values
         computed = fold_static_values(list(light.graph.node), shapes, values)
         completed = _complete_shapes(light, shapes, values)
+        if completed:  # a Shape whose input was completed just now folds in this pass, not the next
+            computed.update(fold_static_values(list(light.graph.node), shapes, values))
         if not computed and not completed:
             break
         if computed:

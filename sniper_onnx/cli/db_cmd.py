@@ -9,7 +9,7 @@ from typing import Annotated, List, Optional
 
 import typer
 
-DbOption = Annotated[Path, typer.Option("--db", help="database file (created if missing)", envvar="SNIPER_ONNX_DB")]
+DbOption = Annotated[Path, typer.Option("--db", help="database file (import creates it if missing)", envvar="SNIPER_ONNX_DB")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")]
 
 

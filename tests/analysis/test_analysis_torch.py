@@ -15,14 +15,14 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-def export(net: "nn.Module", example, dynamic_batch: bool = False) -> onnx.ModelProto:
+def export(net: "nn.Module", example, dynamic_batch: bool = False, opset: int = 17) -> onnx.ModelProto:
     """The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here."""
     buffer = io.BytesIO()
     axes = {"input": {0: "batch"}} if dynamic_batch else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"], dynamic_axes=axes,
-                          opset_version=17)
+                          opset_version=opset)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -194,3 +194,14 @@ def test_recurrent_params_equal_torch_exactly():
     assert result.features["total_params"] == torch_params(net)
     lstm = next(n for n in result.nodes if n.op_type == "LSTM")
     assert lstm.macs == 5 * 2 * 4 * 16 * (8 + 16)  # steps x batch x gates x hidden x (input + hidden)
+
+
+def test_opset_13_group_norm_chains_keep_every_shape():
+    """Below opset 18 GroupNorm exports as Shape -> Reshape -> InstanceNorm -> Reshape, which ONNX's
+    own data propagation does not follow; the analyzer's folding must reach the 8th block too."""
+    blocks = nn.Sequential(*[nn.Sequential(nn.Conv2d(16, 16, 3, padding=1), nn.GroupNorm(4, 16), nn.ReLU())
+                             for _ in range(8)])
+    example = torch.randn(1, 16, 16, 16)
+    result = analyze(export(blocks, example, opset=13))
+    assert result.unknown_shape_nodes == []
+    assert result.features["conv_macs"] == torch_layer_macs(blocks, example)[0] == 8 * 16 * 16 * 16 * 16 * 9
