@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         from sniper_onnx.dispatch import check_policy, load_fleet, poisson_workload, read_workload
         from sniper_onnx.errors import SniperError
         from sniper_onnx.scheduling.api import check_deadline_factor
-        from sniper_onnx.scheduling.outputs import check_output_file
+        from sniper_onnx.outputs import check_output_file
 
         check_policy(policy)
         check_deadline_factor(deadline_factor)

@@ -102,10 +102,9 @@ def export_csv(
 def _check_writable_export(out: Path, db_path: "str | Path") -> None:
     """Refuse an output that would destroy measurements: the database itself, or any file that is
     not an earlier export (a results file, another database)."""
-    if not out.parent.exists():
-        raise SniperError(f"{out}: folder {out.parent} does not exist; create it first")
-    if out.is_dir():
-        raise SniperError(f"{out}: is a folder; give a CSV file path with -o")
+    from sniper_onnx.outputs import check_output_file
+
+    check_output_file(out, "-o")
     if not out.exists():
         return
     if out.resolve() == Path(db_path).resolve():

@@ -181,7 +181,7 @@ def feedback_from_db(fleet: Fleet, db_path: "str | Path", output: "str | Path",
     predictor device in ``predictor_devices``, on the medians the fleet measured; save the result to
     ``output`` and report prediction error before and after. The predictor is the one ``dispatch``
     predicts with for this fleet (same choice, same device names)."""
-    from sniper_onnx.scheduling.outputs import check_output_file
+    from sniper_onnx.outputs import check_output_file
     from sniper_onnx.scheduling.predicted import choose_predictor
 
     if not fleet.predictor_devices:

@@ -430,9 +430,11 @@ def is_shipped_predictor(path: Union[str, Path]) -> bool:
 def check_predictor_output(output: Union[str, Path], inputs: Sequence[Union[str, Path, None]] = ()) -> None:
     """Refuse an output that would destroy something: an input of the command, a shipped predictor,
     or an existing file that is not a predictor (a database, a model, a results file)."""
+    from sniper_onnx.outputs import check_output_file
+
     output = Path(output)
-    if output.is_dir():
-        raise SniperError(f"-o {output}: is a folder; give a .onnx file path")
+    if output.parent.exists():  # a missing folder is made when the predictor is saved
+        check_output_file(output, "-o")
     if not output.exists():
         return
     for given in inputs:

@@ -19,7 +19,7 @@ def plot_path(path: str | Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib.backend_bases import FigureCanvasBase
 
-    from sniper_onnx.scheduling.outputs import check_output_file
+    from sniper_onnx.outputs import check_output_file
 
     path = Path(path)
     if not path.suffix:

@@ -1,4 +1,6 @@
-"""Output paths are checked before a run, so a typo costs nothing measured or simulated."""
+"""Output paths are checked before a command works, so a typo costs nothing measured, trained or
+simulated. Commands that could overwrite measurements add their own checks on top (db export,
+the predictor commands)."""
 
 from __future__ import annotations
 
