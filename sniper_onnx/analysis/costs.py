@@ -4,8 +4,10 @@ Rules (docs/analyzer.md):
 - A tensor is *static* when it is an initializer, a Constant output, a Shape/Size output, or computed
   only from static tensors. Nodes that compute static tensors are constant folding, not layers.
 - Parameters are counted where a static tensor enters a layer in a weight slot (not a configuration
-  slot such as a Reshape's shape). Single-element constants of elementwise ops (0.5 in GELU, sqrt(d)
-  in attention) are settings emitted by exporters, not parameters.
+  slot such as a Reshape's shape), as the initializers and Constant outputs it is derived from
+  through weight slots (its roots), each at its own size and once per model. Single-element
+  constants of elementwise ops (0.5 in GELU, sqrt(d) in attention) are settings emitted by
+  exporters, not parameters.
 - Activation bytes read are the non-static inputs; bytes written are all outputs.
 """
 
@@ -99,6 +101,10 @@ class Scope:
     # bits per element as stored, for static tensors dequantized from narrower weights: a QDQ
     # model's int8 weights are 8 bits each, though DequantizeLinear hands the Conv floats
     stored_bits: dict[str, int] = field(default_factory=dict)
+    # the tensors a static tensor is derived from through weight slots: initializers, Constant
+    # outputs, and tensors made only from settings (ConstantOfShape, Range, ...). A layer's weights
+    # are these roots, so a class token expanded to the batch counts its own elements once
+    roots: dict[str, frozenset] = field(default_factory=dict)
 
     def known(self, name: str) -> tuple | None:
         info = self.shapes.get(name)
@@ -165,6 +171,7 @@ def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.Nod
         scope.static.update(name for name in node.output if name)
         _remember_constant(node, scope)
         _remember_stored_bits(node, scope)
+        _remember_roots(node, scope)
     category, macs = _classify(node, view, static)
     weights, weights_known = ([], True) if static else _weights(node, view, category, scope)
     activations = [name for name, constant in zip(inputs, view.constant_inputs) if name and not constant]
@@ -219,7 +226,9 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
         return [], True
     rule = rule_for(node)
     config = rule.config_slots if rule is not None else frozenset()
-    weights, known = [], True
+    scalar_settings = node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES
+    weights: dict[str, tuple] = {}
+    known = True
     for slot, (name, constant) in enumerate(zip(node.input, view.constant_inputs)):
         if not constant or slot in config:
             continue
@@ -227,12 +236,50 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
         if shape is None:
             known = False
             continue
-        if node.op_type in SCALAR_SETTING_OPS and category in SETTING_CATEGORIES and numel(shape) <= 1:
+        if scalar_settings and numel(shape) <= 1:
             continue  # exporters' scalars (0.5 in GELU, sqrt(d) in attention) are settings
-        count = numel(shape)
-        bits = scope.stored_bits.get(name) or element_bits(scope.shapes[name].elem_type)
-        weights.append((name, count, stored_bytes(count, bits)))
-    return weights, known
+        for root in sorted(scope.roots.get(name, (name,))):
+            root_shape = scope.known(root)
+            if root_shape is None:
+                known = False
+                continue
+            count = numel(root_shape)
+            if scalar_settings and count <= 1:
+                continue  # a scalar broadcast to the activation's shape is still a setting
+            weights[root] = (root, count, stored_bytes(count, _stored_bits(root, scope)))
+    return list(weights.values()), known
+
+
+def _stored_bits(name: str, scope: Scope) -> int:
+    return scope.stored_bits.get(name) or element_bits(scope.shapes[name].elem_type)
+
+
+# Static ops whose output is a weight of its own: torch's exporter writes an Identity for each
+# parameter whose values equal another's (the unit scales of LayerNorms, the zero biases of
+# BatchNorms folded into Convs), and those are distinct parameters.
+_OWN_ROOT_OPS = frozenset({"Identity"})
+
+
+def _remember_roots(node: onnx.NodeProto, scope: Scope) -> None:
+    """The roots of a static node's outputs: those of its static inputs in weight slots (settings
+    such as shapes, indices and single-element operands excluded); a node with none (Constant,
+    ConstantOfShape, Shape, Range) is a root itself."""
+    outputs = [name for name in node.output if name]
+    if not outputs:
+        return
+    roots: set[str] = set()
+    if node.op_type not in _OWN_ROOT_OPS or node.domain not in DEFAULT_DOMAINS:
+        rule = rule_for(node)
+        config = rule.config_slots if rule is not None else frozenset()
+        for slot, name in enumerate(node.input):
+            if not name or slot in config or name not in scope.static:
+                continue
+            count = numel(scope.known(name))
+            if node.op_type in SCALAR_SETTING_OPS and count is not None and count <= 1:
+                continue  # the 0.5 of a static weight * 0.5 is a setting, as in a layer
+            roots.update(scope.roots.get(name, (name,)))
+    for output in outputs:
+        scope.roots[output] = frozenset(roots) if roots else frozenset((output,))
 
 
 # Static ops that hand their input's elements on unchanged (a QDQ weight reshaped or transposed
@@ -306,7 +353,9 @@ def cost_graph(graph: onnx.GraphProto, outer: Scope) -> list[NodeCost]:
     shapes = collect_shapes(graph, dict(outer.shapes))
     static, values = static_seed(graph)
     scope = Scope(shapes, set(outer.static) | static, {**outer.constant_values, **values}, outer.warnings,
-                  dict(outer.stored_bits))
+                  dict(outer.stored_bits), dict(outer.roots))
+    for name in static:  # a subgraph's initializer shadows an outer tensor of the same name
+        scope.roots.pop(name, None)
     for vi in graph.input:  # loop-carried and scanned values change every iteration
         scope.static.discard(vi.name)
     labels = unique_labels(list(graph.node), list(range(len(graph.node))))

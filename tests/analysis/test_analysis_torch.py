@@ -15,14 +15,17 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 
-def export(net: "nn.Module", example, dynamic_batch: bool = False, opset: int = 17) -> onnx.ModelProto:
+def export(net: "nn.Module", example, dynamic_batch: bool = False, opset: int = 17, dynamic_axes=None,
+           do_constant_folding: bool = True) -> onnx.ModelProto:
     """The TorchScript exporter (dynamo=False): the dynamo one needs onnxscript, not installed here."""
     buffer = io.BytesIO()
     axes = {"input": {0: "batch"}} if dynamic_batch else None
+    if dynamic_axes is not None:
+        axes = {"input": dict(dynamic_axes)}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(net.eval(), (example,), buffer, dynamo=False, input_names=["input"], dynamic_axes=axes,
-                          opset_version=opset)
+                          opset_version=opset, do_constant_folding=do_constant_folding)
     return onnx.load_from_string(buffer.getvalue())
 
 
@@ -205,3 +208,81 @@ def test_opset_13_group_norm_chains_keep_every_shape():
     result = analyze(export(blocks, example, opset=13))
     assert result.unknown_shape_nodes == []
     assert result.features["conv_macs"] == torch_layer_macs(blocks, example)[0] == 8 * 16 * 16 * 16 * 16 * 9
+
+
+# Weights reaching a layer through ops on constants count as the initializers they come from, once,
+# whatever the analysed batch or sequence length (docs/analyzer.md, Parameters).
+
+
+class ClassToken(nn.Module):
+    """ViT-style: a class token expanded to the batch, concatenated with the patch tokens."""
+
+    def __init__(self, d: int = 64):
+        super().__init__()
+        self.patch = nn.Conv2d(3, d, 8, 8)
+        self.cls = nn.Parameter(torch.zeros(1, 1, d))
+        self.pos = nn.Parameter(torch.zeros(1, 17, d))
+        self.head = nn.Linear(d, 10)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], 1) + self.pos
+        return self.head(tokens[:, 0])
+
+
+def test_class_token_expanded_to_the_batch_counts_its_own_elements():
+    torch.manual_seed(0)
+    net = ClassToken()
+    model = export(net, torch.randn(1, 3, 32, 32), dynamic_batch=True)
+    for batch in (1, 16):
+        result = analyze(model, input_shapes={"input": (batch, 3, 32, 32)})
+        assert result.features["total_params"] == torch_params(net) == 14_154
+        assert result.features["param_bytes"] == 4 * torch_params(net)
+
+
+class LearnedPositions(nn.Module):
+    """GPT-style: a table of 64 learned positions gathered with arange(T)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(500, 64)
+        self.wpe = nn.Embedding(64, 64)
+        self.head = nn.Linear(64, 500)
+
+    def forward(self, idx):
+        return self.head(self.wte(idx) + self.wpe(torch.arange(idx.shape[1]).unsqueeze(0)))
+
+
+def test_positions_gathered_with_arange_count_the_whole_table():
+    torch.manual_seed(0)
+    net = LearnedPositions()
+    model = export(net, torch.randint(0, 500, (1, 16)), dynamic_axes={0: "batch", 1: "sequence"})
+    for batch, sequence in ((1, 16), (4, 64)):
+        result = analyze(model, input_shapes={"input": (batch, sequence)})
+        assert result.features["total_params"] == torch_params(net) == 68_596
+
+
+class TiedHead(nn.Module):
+    """An LM head sharing the embedding's weight (read through a Transpose)."""
+
+    def __init__(self):
+        super().__init__()
+        self.wte = nn.Embedding(500, 64)
+        self.ln = nn.LayerNorm(64)
+        self.head = nn.Linear(64, 500, bias=False)
+        self.head.weight = self.wte.weight
+
+    def forward(self, idx):
+        return self.head(self.ln(self.wte(idx)))
+
+
+def test_weight_tied_through_a_transpose_counts_once():
+    torch.manual_seed(0)
+    net = TiedHead()
+    model = export(net, torch.randint(0, 500, (1, 16)), dynamic_axes={0: "batch", 1: "sequence"},
+                   do_constant_folding=False)
+    assert any(node.op_type == "Transpose" and node.input[0] == "wte.weight" for node in model.graph.node)
+    for batch, sequence in ((1, 16), (2, 48)):
+        result = analyze(model, input_shapes={"input": (batch, sequence)})
+        assert result.features["total_params"] == torch_params(net) == 32_128
+        assert result.features["param_bytes"] == 4 * 32_128
