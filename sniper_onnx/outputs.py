@@ -21,3 +21,24 @@ def check_output_file(path: "str | Path", option: str) -> Path:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SniperError(f"{option} {path}: not writable; choose another path")
     return path
+
+
+DEFAULT_PLOT_SUFFIX = ".png"
+
+
+def plot_path(path: str | Path) -> Path:
+    """Where ``--plot`` will write, checked before any simulation: a name without a suffix gets .png
+    (as matplotlib would write it), and the suffix must be a format matplotlib writes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = Path(path)
+    if not path.suffix:
+        path = path.with_name(path.name + DEFAULT_PLOT_SUFFIX)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        raise SniperError(f"--plot {path}: {path.suffix} is not an image format matplotlib writes; "
+                          f"use one of {', '.join('.' + f for f in sorted(formats))}")
+    return check_output_file(path, "--plot")

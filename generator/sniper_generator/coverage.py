@@ -56,17 +56,20 @@ def zoo_features(names: list[str] | None = None) -> dict[str, dict[str, float]]:
 
 
 def coverage_report(count: int = 1000, seed: int = 0, family: str = "mixed", jobs: int = 1,
-                    progress: Callable[[int], None] | None = None) -> CoverageReport:
+                    progress: Callable[[int], None] | None = None, max_macs: float | None = None) -> CoverageReport:
     """Samples ``count`` nets, takes their analyzer features and checks the zoo against their range."""
     from sniper_generator.dataset import iter_records
     from sniper_onnx.errors import SniperError
 
     if count < 2:
         raise SniperError(f"--count {count}: a coverage report needs at least 2 nets (1000 is the reference)")
+    if jobs < 1:
+        raise SniperError(f"--jobs {jobs}: must be at least 1")
     rows: list[dict[str, float]] = []
     families: dict[str, int] = {}
     unknown: dict[str, int] = {}
-    for index, record in enumerate(iter_records(count, seed, family, jobs=jobs)):
+    # the same cap as `generate`, so the coverage shown is that of the dataset it would write
+    for index, record in enumerate(iter_records(count, seed, family, max_macs, jobs=jobs)):
         rows.append(record["features"])
         families[record["family"]] = families.get(record["family"], 0) + 1
         for op in record.get("unknown_ops", {}):

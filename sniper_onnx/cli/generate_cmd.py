@@ -69,11 +69,17 @@ def generate(
     """
     from sniper_onnx.errors import SniperError
 
+    if plot is not None and not coverage:
+        raise SniperError("--plot draws the coverage report; add --coverage, or drop --plot")
     if coverage:
         from sniper_generator.coverage import coverage_report, plot_coverage
 
+        if plot is not None:
+            from sniper_onnx.outputs import plot_path
+
+            plot = plot_path(plot)  # a format matplotlib cannot write fails now, not after sampling
         report = _run_with_progress(count, "coverage", lambda tick: coverage_report(
-            count, seed, family, jobs=jobs, progress=tick))
+            count, seed, family, jobs=jobs, progress=tick, max_macs=max_macs))
         if plot is not None:
             plot_coverage(report, str(plot))
         if json_output:

@@ -241,7 +241,7 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
     from sniper_onnx.predictors.metrics import accuracy_metrics
 
     if plot:
-        from sniper_onnx.scheduling.plot import plot_path
+        from sniper_onnx.outputs import plot_path
 
         plot = str(plot_path(plot))  # before any work: a bad path must not cost the evaluation
     data = _training_data(db, table, statistic)

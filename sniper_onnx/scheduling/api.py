@@ -82,7 +82,7 @@ def simulate_platform(
             raise SniperError(f"--duration {duration}: give a finite number of seconds > 0")
         check_expected_tasks(max(rates, default=0.0), duration)
     if plot is not None:
-        from sniper_onnx.scheduling.plot import plot_path as checked_plot_path
+        from sniper_onnx.outputs import plot_path as checked_plot_path
 
         plot = checked_plot_path(plot)
     loaded = load_platform(platform)

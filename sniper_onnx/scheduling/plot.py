@@ -5,30 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from sniper_onnx.errors import SniperError
+from sniper_onnx.outputs import plot_path  # noqa: F401 - where the scheduling commands find it
 from sniper_onnx.scheduling.experiment import SweepResult
 
-DEFAULT_SUFFIX = ".png"
 PANELS = (("tps", "TPS (tasks/s)"), ("awt", "AWT (s)"), ("load_std", "load std (s of backlog)"))
-
-
-def plot_path(path: str | Path) -> Path:
-    """Where ``--plot`` will write, checked before any simulation: a name without a suffix gets .png
-    (as matplotlib would write it), and the suffix must be a format matplotlib writes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    from sniper_onnx.outputs import check_output_file
-
-    path = Path(path)
-    if not path.suffix:
-        path = path.with_name(path.name + DEFAULT_SUFFIX)
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if path.suffix[1:].lower() not in formats:
-        raise SniperError(f"--plot {path}: {path.suffix} is not an image format matplotlib writes; "
-                          f"use one of {', '.join('.' + f for f in sorted(formats))}")
-    return check_output_file(path, "--plot")
 
 
 def plot_sweep(result: SweepResult, path: str | Path) -> Path:

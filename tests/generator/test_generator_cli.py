@@ -91,6 +91,10 @@ def test_coverage_json_and_plot(tmp_path):
     (["profile", "--generate", "1", "--max-macs", "5"], "1e6 or more"),
     (["generate", "-n", "2", "-s", "-1", "--out", "/tmp/sniper_gen_unused"], "--seed -1: must be a non-negative"),
     (["generate", "--coverage", "-n", "2", "-s", "-1"], "--seed -1: must be a non-negative"),
+    (["generate", "--coverage", "-n", "2", "--max-macs", "1"], "1e6 or more"),
+    (["generate", "--coverage", "-n", "2", "-j", "0"], "--jobs 0: must be at least 1"),
+    (["generate", "--coverage", "-n", "2", "--plot", "/tmp/sniper_cov.xyz"], "not an image format"),
+    (["generate", "-n", "2", "--out", "/tmp/sniper_gen_unused", "--plot", "/tmp/p.png"], "add --coverage"),
     (["zoo", "export", "mobilenet_v2", "-o", "/tmp/sniper_gen_x.onnx", "-r", "32", "--seed", "-3"],
      "--seed -3: must be a non-negative"),
     (["generate", "-n", "2", "-f", "nasbench201", "--max-macs", "3e6", "--out", "/tmp/sniper_gen_unused"],
@@ -120,3 +124,9 @@ def test_help(command):
         result = runner.invoke(app, [*command, flag])
         assert result.exit_code == 0, result.output
         assert "Usage" in result.output
+
+
+def test_coverage_honours_max_macs_as_generate_does():
+    capped = json.loads(runner.invoke(app, ["generate", "--coverage", "-n", "4", "-f", "cnn", "--max-macs", "1e7",
+                                            "--json"]).stdout)
+    assert capped["quantiles"]["total_macs"][-1] <= 2e7  # "may exceed the cap by up to 2x" (docs/generator.md)
