@@ -10,9 +10,10 @@ Two ways to reach it, both thin over :class:`DeviceAgent`:
 - embedded (``sniper_onnx.dispatch``): a local process per device, :func:`serve_pipe` on one end
   of a ``multiprocessing`` pipe;
 - Dask distributed (``pip install "sniper-profiler[agent]"``): the device runs a named Dask worker,
-  ``python -m sniper_profiler.agent --scheduler tcp://HOST:8786 --name jetson-0 --threads 4``,
-  and the dispatcher submits :func:`dask_run_task` pinned to that worker. Dask is imported only
-  there, so a device without the extra keeps numpy + onnxruntime only.
+  ``python -m sniper_profiler.agent --scheduler tcp://HOST:8786 --name jetson-0`` (threads,
+  provider and graph optimization come from the fleet file with each task), and the dispatcher
+  submits :func:`dask_run_task` pinned to that worker. Dask is imported only there, so a device
+  without the extra keeps numpy + onnxruntime only.
 
 Python 3.8 compatible on purpose: it runs on JetPack images.
 """
@@ -20,12 +21,15 @@ Python 3.8 compatible on purpose: it runs on JetPack images.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import logging
 import os
+import re
 import sys
 import time
-import traceback
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -68,41 +72,64 @@ class TaskResult:
 
 
 class DeviceAgent:
-    """Warm sessions keyed by model name; one task at a time."""
+    """Warm sessions keyed by the model's bytes (sha256); one task at a time.
+
+    A long-lived agent (a Dask worker) serves run after run, and two runs may give one model name
+    to different nets: keying on the name would time the old net under the new name. A task that
+    sends no source runs the bytes last sent under its name."""
 
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._config = settings.profile_config()
-        self._sessions: Dict[str, Any] = {}
+        self._sessions: Dict[str, Any] = {}  # sha256 of the bytes -> session
         self._feeds: Dict[str, Dict[str, np.ndarray]] = {}
+        self._latest: Dict[str, str] = {}  # model name -> sha256 of the bytes last sent under it
 
     def has_model(self, model: str) -> bool:
-        return model in self._sessions
+        return self._latest.get(model) in self._sessions
 
-    def load(self, model: str, source: Any) -> None:
-        """``source``: a path or the model's bytes."""
+    def load(self, model: str, source: Any) -> bool:
+        """``source``: a path or the model's bytes; True when a session was created."""
+        digest = _digest(source)
+        self._latest[model] = digest
+        if digest in self._sessions:
+            return False
         session = create_session(source, self._config)
-        self._sessions[model] = session
-        self._feeds[model] = make_inputs(session, self._config)[0]
+        self._sessions[digest] = session
+        self._feeds[digest] = make_inputs(session, self._config)[0]
+        return True
+
+    def _session(self, model: str) -> str:
+        digest = self._latest.get(model)
+        if digest not in self._sessions:
+            raise RuntimeError(f"model {model!r} is not loaded here and no source was sent")
+        return digest
 
     def run(self, task_id: int, attempt: int, model: str, source: Any = None,
             input_path: Optional[str] = None) -> TaskResult:
         result = TaskResult(task_id, attempt, self.settings.name, RESULT_FAILED, pid=os.getpid())
         try:
-            if model not in self._sessions:
-                if source is None:
-                    raise RuntimeError(f"model {model!r} is not loaded here and no source was sent")
-                self.load(model, source)
-                result.session_created = True
-            feeds = self._feeds[model] if input_path is None else _load_inputs(input_path, self._sessions[model])
+            if source is not None:
+                result.session_created = self.load(model, source)
+            key = self._session(model)
+            feeds = self._feeds[key] if input_path is None else _load_inputs(input_path, self._sessions[key])
             began = time.perf_counter()
-            outputs = self._sessions[model].run(None, feeds)
+            outputs = self._sessions[key].run(None, feeds)
             result.seconds = time.perf_counter() - began
             result.output_shapes = [list(np.shape(output)) for output in outputs]
             result.status = RESULT_OK
         except Exception as error:  # noqa: BLE001 - a failing model is reported, the agent lives on
             result.error = _short(f"{type(error).__name__}: {' '.join(str(error).split())}")
         return result
+
+
+def _digest(source: Any) -> str:
+    """What identifies a model: the sha256 of its bytes; a path (sent with every embedded task) by
+    its stat instead, so a task does not re-read the file, yet a file rewritten in place is new."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return hashlib.sha256(source).hexdigest()
+    stat = Path(source).stat()
+    return f"path:{os.path.abspath(source)}:{stat.st_mtime_ns}:{stat.st_size}"
 
 
 def _short(text: str, limit: int = 400) -> str:
@@ -125,7 +152,16 @@ def _load_inputs(path: str, session: Any) -> Dict[str, np.ndarray]:
 def serve_pipe(settings: AgentSettings, connection: Any) -> None:
     """Answer ``("run", task_id, attempt, model, source, input_path)`` messages until ``("stop",)``.
 
-    The first message sent back is ``("ready", pid)``; each task answers ``("result", dict)``."""
+    The first message sent back is ``("ready", pid)``; each task answers ``("result", dict)``.
+    Ctrl-C reaches every process of the terminal's group: the dispatcher reports the interrupt
+    once, so the agent just ends, without a traceback of its own."""
+    try:
+        _serve(settings, connection)
+    except KeyboardInterrupt:
+        pass
+
+
+def _serve(settings: AgentSettings, connection: Any) -> None:
     agent = DeviceAgent(settings)
     connection.send(("ready", os.getpid()))
     while True:
@@ -147,7 +183,7 @@ def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: int) -> Dic
     """Warm a session up and return the median of ``repeats`` runs (or the error)."""
     samples = []
     for index in range(repeats + 1):
-        result = agent.run(-1, 0, model, source)
+        result = agent.run(-1, 0, model, source if index == 0 else None)  # hash the bytes once
         if result.status != RESULT_OK:
             return {"status": RESULT_FAILED, "error": result.error}
         if index:  # the first run warms caches up
@@ -156,23 +192,27 @@ def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: int) -> Dic
 
 
 # --- Dask: a named worker per device ----------------------------------------------------------
-_DASK_AGENTS: Dict[str, DeviceAgent] = {}
+# keyed on every setting, not the name alone: a fleet file edited between runs (threads,
+# opt_level) must get sessions made with the new settings, not the worker's first ones
+_DASK_AGENTS: Dict[Tuple[Tuple[str, Any], ...], DeviceAgent] = {}
+
+
+def _dask_agent(settings: Dict[str, Any]) -> DeviceAgent:
+    key = tuple(sorted(settings.items()))
+    agent = _DASK_AGENTS.get(key)
+    if agent is None:
+        agent = _DASK_AGENTS[key] = DeviceAgent(AgentSettings(**settings))
+    return agent
 
 
 def dask_run_task(settings: Dict[str, Any], task_id: int, attempt: int, model: str, source: Any,
                   input_path: Optional[str] = None) -> Dict[str, Any]:
     """Runs on the device's Dask worker; sessions stay warm in the worker process between tasks."""
-    agent = _DASK_AGENTS.get(settings["name"])
-    if agent is None:
-        agent = _DASK_AGENTS[settings["name"]] = DeviceAgent(AgentSettings(**settings))
-    return agent.run(task_id, attempt, model, source, input_path).to_dict()
+    return _dask_agent(settings).run(task_id, attempt, model, source, input_path).to_dict()
 
 
 def dask_calibrate(settings: Dict[str, Any], model: str, source: Any, repeats: int) -> Dict[str, Any]:
-    agent = _DASK_AGENTS.get(settings["name"])
-    if agent is None:
-        agent = _DASK_AGENTS[settings["name"]] = DeviceAgent(AgentSettings(**settings))
-    return _calibrate(agent, model, source, repeats)
+    return _calibrate(_dask_agent(settings), model, source, repeats)
 
 
 def run_dask_worker(scheduler: str, name: str, host: Optional[str] = None) -> None:
@@ -186,10 +226,25 @@ def run_dask_worker(scheduler: str, name: str, host: Optional[str] = None) -> No
         sys.exit('sniper-profiler agent: error: Dask is not installed; pip install "sniper-profiler[agent]"')
 
     async def main() -> None:
-        async with Worker(scheduler, name=name, nthreads=1, host=host) as worker:
+        # Dask logs a failed start with tracebacks of its own; main() prints the cause in one line
+        quiet = _QuietStart()
+        logging.getLogger("distributed").addFilter(quiet)
+        try:
+            worker = await Worker(scheduler, name=name, nthreads=1, host=host)
+        finally:
+            logging.getLogger("distributed").removeFilter(quiet)
+        async with worker:
             await worker.finished()
 
     asyncio.run(main())
+
+
+class _QuietStart(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno < logging.WARNING
+
+
+_ADDRESS = re.compile(r"(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})")
 
 
 def main(argv: Optional[List[str]] = None) -> None:
@@ -199,13 +254,25 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--name", required=True, help="this device's name, as in the fleet file")
     parser.add_argument("--host", default=None, help="address to listen on (default: Dask's choice)")
     args = parser.parse_args(argv)
+    if not _ADDRESS.fullmatch(args.scheduler):
+        sys.exit(f"sniper-profiler agent: error: --scheduler {args.scheduler!r} must be tcp://HOST:PORT, "
+                 "the address the dispatcher's scheduler listens on (e.g. tcp://10.0.0.5:8786)")
     try:
         run_dask_worker(args.scheduler, args.name, args.host)
     except KeyboardInterrupt:
         pass
-    except Exception:  # noqa: BLE001
-        traceback.print_exc()
-        sys.exit(1)
+    except Exception as error:  # noqa: BLE001 - one line: Dask wraps the cause in "failed to start"
+        sys.exit(f"sniper-profiler agent: error: {_cause(error, args.name)}")
+
+
+def _cause(error: BaseException, name: str) -> str:
+    """The innermost exception of Dask's chain is the one that says what went wrong."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    text = " ".join(str(error).split())
+    if "name taken" in text:
+        return f"the name {name!r} is taken by another worker of this scheduler; give each device its own --name"
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
 if __name__ == "__main__":

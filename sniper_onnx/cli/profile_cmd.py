@@ -127,9 +127,23 @@ def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], repeats: int, json_
     summary = profile_fleet(load_fleet(fleet), jobs, db, repeats=repeats)
     if json_output:
         typer.echo(json.dumps(asdict(summary)))
-        return
-    typer.echo(f"{summary.measured} measured, {summary.failed} failed on fleet {summary.fleet}; "
+    else:
+        _print_fleet_summary(summary)
+    # a script must not read "nothing measured" or "measured but not stored" as success
+    if (not summary.measured and summary.failed) or summary.store_errors:
+        raise typer.Exit(1)
+
+
+def _print_fleet_summary(summary) -> None:
+    skipped = f", {summary.skipped} skipped (already in the database)" if summary.skipped else ""
+    typer.echo(f"{summary.measured} measured, {summary.failed} failed{skipped} on fleet {summary.fleet}; "
                f"{summary.stored} stored in {summary.db}")
+    for failure in summary.failures[:10]:
+        typer.echo(f"  failed: {failure}", err=True)
+    if len(summary.failures) > 10:
+        typer.echo(f"  ... and {len(summary.failures) - 10} more (--json lists them all)", err=True)
+    for error in summary.store_errors[:10]:
+        typer.echo(f"  not stored: {error}", err=True)
 
 
 def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bool):

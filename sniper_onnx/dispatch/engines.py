@@ -168,6 +168,7 @@ class DaskEngine:
         self._wanted: set[str] = set()
         self._present: set[str] = set()
         self._pending: dict[Any, tuple[str, str, str]] = {}  # future -> (kind, device, model)
+        self._tasks: dict[Any, tuple[int, int]] = {}  # a task's future -> (task_id, attempt)
         self._checked = 0.0
         self.pids: dict[str, int] = {}
         self._addresses: dict[str, str] = {}
@@ -193,6 +194,7 @@ class DaskEngine:
         future = self.client.submit(dask_run_task, self._settings[device], task_id, attempt, model, None, input_path, workers=[device], allow_other_workers=False, pure=False,
                                     key=f"sniper-task-{task_id}-{attempt}-{device}-{time.monotonic_ns()}")
         self._pending[future] = ("result", device, model)
+        self._tasks[future] = (task_id, attempt)
 
     def poll(self, timeout: float) -> list[Event]:
         from distributed import wait
@@ -210,9 +212,14 @@ class DaskEngine:
             time.sleep(max(min(timeout, self.MEMBERSHIP_EVERY_S), 0.0))
         for future in [f for f in self._pending if f.done()]:
             kind, device, model = self._pending.pop(future)
-            if future.status != "finished":
-                continue  # cancelled or erred with its worker: the membership check reports the device
-            events.append(Event(kind, device, model=model, payload=future.result()))
+            task = self._tasks.pop(future, (-1, 0))
+            if future.status == "error":
+                # the task raised outside the agent's own try (or the worker could not run it): the
+                # device is alive, so answer for it, or the dispatcher waits on it forever
+                events.append(Event(kind, device, model=model, payload=_failed(kind, device, task, future)))
+            elif future.status == "finished":
+                events.append(Event(kind, device, model=model, payload=future.result()))
+            # cancelled: its worker left, and the membership check reports the device
         return events
 
     def _membership(self) -> list[Event]:
@@ -231,6 +238,7 @@ class DaskEngine:
                 if device == name:
                     future.cancel()
                     del self._pending[future]
+                    self._tasks.pop(future, None)
             events.append(Event("died", name, payload="Dask worker left the scheduler"))
         return events
 
@@ -246,6 +254,17 @@ class DaskEngine:
             future.cancel()
         if self._owns_client:
             self.client.close()
+
+
+def _failed(kind: str, device: str, task: tuple[int, int], future: Any) -> dict[str, Any]:
+    """A failure answer shaped like the agent's own: a calibration's or a task's."""
+    from sniper_profiler.agent import RESULT_FAILED, TaskResult
+
+    error = future.exception()
+    text = f"{type(error).__name__}: {' '.join(str(error).split())}"[:400]
+    if kind == "calibrated":
+        return {"status": RESULT_FAILED, "error": text}
+    return TaskResult(task[0], task[1], device, RESULT_FAILED, error=text).to_dict()
 
 
 def _worker_names(dask_scheduler: Any) -> dict[str, tuple[int, str]]:

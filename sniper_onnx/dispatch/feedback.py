@@ -3,7 +3,9 @@
 A background thread owns the SQLite connection, so a disk write never delays the next dispatch
 decision; ``close()`` drains the queue, so nothing measured is lost when the run ends. Each task's
 time is one measurement (``source="dispatch"``, key ``dispatch:<run>:<task>:<attempt>:<device>``); the
-warm-up medians are stored too (``source="dispatch-calibration"``). Devices are stored per fleet
+warm-up medians are stored too (``source="dispatch-calibration"``). The profiling farm's medians
+(``source="fleet-profile"``) come with a deterministic key (``profiling.profile_key``) so a rerun
+stores nothing twice. Devices are stored per fleet
 device type (``fleet:<fleet>:<type>``): devices of one type run a model equally fast.
 """
 
@@ -80,7 +82,9 @@ class MeasurementWriter:
                     config = {"threads": device.threads, "graph_optimization": device.opt_level,
                               "provider": device.provider}
                     source = SOURCES[kind]
-                    record_key = f"{source}:{self.run_id}:{key or model}:{device.name}"
+                    # a fleet-profile key is deterministic (profiling.profile_key): a rerun of an
+                    # interrupted farm must find and not duplicate what the first run stored
+                    record_key = key if kind == "profile" else f"{source}:{self.run_id}:{key or model}:{device.name}"
                     db.add_measurement(networks[model], devices[device.type], seconds, stats={"count": 1, "device": device.name},
                                        config=config, source=source, record_key=record_key)
                     self.written += 1

@@ -21,6 +21,7 @@ A device's ``type`` groups devices that run a model equally fast (the scheduler'
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -107,7 +108,7 @@ def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = 
     models = {str(name): _model(source, str(name), spec, base) for name, spec in raw_models.items()}
     fleet = Fleet(
         name=_text(source, "name", data.get("name", Path(source).stem)), devices=devices, models=models, engine=engine,
-        scheduler=data.get("scheduler"), predicted_times=_times(source, data.get("predicted_times") or {}),
+        scheduler=_scheduler(source, data.get("scheduler")), predicted_times=_times(source, data.get("predicted_times") or {}),
         predictor=_relative(base, data.get("predictor")),
         predictor_devices=_predictor_devices(source, data.get("predictor_devices")),
         source=source,
@@ -118,6 +119,17 @@ def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = 
     if unknown_types:
         raise SniperError(f"{source}: predictor_devices names unknown device type(s) {', '.join(unknown_types)}")
     return fleet
+
+
+def _scheduler(source: str, value: Any) -> Optional[str]:
+    """Checked here: Dask reads a bad address as a ValueError or TypeError deep in its client."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(?:tcp://)?(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})", value) if isinstance(value, str) else None
+    if match is None or not 0 < int(match.group(2)) < 65536:
+        raise SniperError(f"{source}: scheduler {value!r} must be an address tcp://HOST:PORT (or HOST:PORT), "
+                          "e.g. tcp://10.0.0.5:8786")
+    return value
 
 
 def _predictor_devices(source: str, names: Any) -> dict[str, str]:

@@ -79,3 +79,59 @@ def test_dask_worker_joining_mid_run_gets_work(cluster, tmp_path):
     assert report.counts.completed == 80 and report.counts.lost == 0 and report.counts.duplicated == 0
     assert report.counts.devices_joined == 1
     assert report.per_device["d-late"]["tasks"] > 0
+
+
+def test_farm_fails_a_device_type_that_never_comes_up_and_goes_on(cluster, tmp_path):
+    from sniper_onnx.database.collect import file_jobs
+    from sniper_onnx.dispatch.profiling import profile_fleet
+
+    address, _ = cluster
+    model = {"m": matmul_chain(tmp_path / "m.onnx", rows=4, width=8)}
+    fleet = fleet_from_dict(fleet_dict(model, devices=[
+        {"name": "d-fast", "type": "all"}, {"name": "nobody-serves-me", "type": "ghost"},
+    ], engine="dask", scheduler=address))
+    summary = profile_fleet(fleet, file_jobs([str(model["m"])]), tmp_path / "ncd.sqlite", repeats=2,
+                            ready_timeout_s=2)
+    assert (summary.measured, summary.failed) == (1, 1)
+    assert "no device of type ghost came up" in summary.failures[0]
+
+
+def test_a_dask_task_that_raises_is_a_failure_not_a_busy_device(cluster, tmp_path):
+    from sniper_onnx.dispatch.engines import DaskEngine
+    from sniper_onnx.dispatch.fleet import FleetDevice
+
+    address, _ = cluster
+    blob = matmul_chain(tmp_path / "m.onnx", rows=4, width=8).read_bytes()
+    # an unknown setting makes AgentSettings raise before the agent's own try: the future errs
+    engine = DaskEngine(address, {"m": blob}, {"d-fast": {"name": "d-fast", "no_such_setting": 1}})
+    try:
+        engine.start(FleetDevice("d-fast", "all"))
+        events, deadline = [], time.monotonic() + 8
+        while not any(e.kind == "calibrated" for e in events) and time.monotonic() < deadline:
+            for event in engine.poll(0.2):
+                events.append(event)
+                if event.kind == "ready":
+                    engine.calibrate("d-fast", "m", 2)
+        calibrated = [e for e in events if e.kind == "calibrated"]
+        assert calibrated and calibrated[0].payload["status"] == "failed"
+        assert "no_such_setting" in calibrated[0].payload["error"]
+    finally:
+        engine.close()
+
+
+def test_an_agent_whose_name_is_taken_says_so_in_one_line(cluster):
+    address, _ = cluster
+    done = subprocess.run([sys.executable, "-m", "sniper_profiler.agent", "--scheduler", address, "--name", "d-fast",
+                           "--host", "127.0.0.1"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == ("sniper-profiler agent: error: the name 'd-fast' is taken by "
+                                                    "another worker of this scheduler; give each device its own --name")
+
+
+def test_an_agent_with_a_bad_scheduler_address_says_so_in_one_line():
+    done = subprocess.run([sys.executable, "-m", "sniper_profiler.agent", "--scheduler", "notaurl", "--name", "x"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().startswith("sniper-profiler agent: error: --scheduler 'notaurl' must be")
+    assert len(done.stderr.strip().splitlines()) == 1
