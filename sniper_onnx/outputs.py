@@ -10,6 +10,17 @@ from pathlib import Path
 from sniper_onnx.errors import SniperError
 
 
+def is_same_file(output: "str | Path", given: "str | Path | None") -> bool:
+    """Whether writing ``output`` would overwrite ``given``, however either is spelled (relative,
+    absolute, through a link or a hard link)."""
+    if not given:
+        return False
+    output, given = Path(output), Path(given)
+    if output.exists() and given.exists():
+        return output.samefile(given)
+    return output.resolve() == given.resolve()
+
+
 def check_output_file(path: "str | Path", option: str) -> Path:
     """``path`` as given, once it is a file that can be written: its folder exists and is writable."""
     path = Path(path)

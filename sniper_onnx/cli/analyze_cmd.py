@@ -53,10 +53,8 @@ def analyze_command(
 
 def _refuse_overwriting_the_model(model: Path, output: Path) -> None:
     from sniper_onnx.errors import SniperError
+    from sniper_onnx.outputs import is_same_file
 
-    same = model.resolve() == output.resolve()
-    if not same and model.exists() and output.exists():
-        same = model.samefile(output)  # a hard link or another path to the same file
-    if same:
+    if is_same_file(output, model):
         raise SniperError(f"--csv {output}: is the model being analysed; writing the table there would destroy it, "
                           "give another file")

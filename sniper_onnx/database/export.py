@@ -102,12 +102,12 @@ def export_csv(
 def _check_writable_export(out: Path, db_path: "str | Path") -> None:
     """Refuse an output that would destroy measurements: the database itself, or any file that is
     not an earlier export (a results file, another database)."""
-    from sniper_onnx.outputs import check_output_file
+    from sniper_onnx.outputs import check_output_file, is_same_file
 
     check_output_file(out, "-o")
     if not out.exists():
         return
-    if out.resolve() == Path(db_path).resolve():
+    if is_same_file(out, db_path):
         raise SniperError(f"{out}: is the database being exported; give another -o path")
     with open(out, "rb") as handle:
         first = handle.read(len(ID_COLUMNS[0]) + 1)

@@ -424,13 +424,15 @@ def save_predictor(predictor: Predictor, path: Union[str, Path]) -> Path:
 def is_shipped_predictor(path: Union[str, Path]) -> bool:
     """Whatever the spelling: relative, absolute or through a link."""
     path = Path(path)
-    return path.exists() and any(path.samefile(shipped) for shipped in shipped_predictor_paths())
+    from sniper_onnx.outputs import is_same_file
+
+    return any(is_same_file(path, shipped) for shipped in shipped_predictor_paths())
 
 
 def check_predictor_output(output: Union[str, Path], inputs: Sequence[Union[str, Path, None]] = ()) -> None:
     """Refuse an output that would destroy something: an input of the command, a shipped predictor,
     or an existing file that is not a predictor (a database, a model, a results file)."""
-    from sniper_onnx.outputs import check_output_file
+    from sniper_onnx.outputs import check_output_file, is_same_file
 
     output = Path(output)
     if output.parent.exists():  # a missing folder is made when the predictor is saved
@@ -438,7 +440,7 @@ def check_predictor_output(output: Union[str, Path], inputs: Sequence[Union[str,
     if not output.exists():
         return
     for given in inputs:
-        if given and Path(given).exists() and output.samefile(given):
+        if is_same_file(output, given):
             raise SniperError(f"-o {output}: is this command's input {given}; give another path")
     if is_shipped_predictor(output):
         raise SniperError(f"-o {output}: is a predictor shipped with sniper-onnx; give another path")
