@@ -4,29 +4,35 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Iterable
 
 import onnx
 
-from sniper_onnx.analysis.costs import cost_model_nodes
+from sniper_onnx.analysis.costs import cost_model
 from sniper_onnx.analysis.features import compute_features
 from sniper_onnx.analysis.loading import SMALL_CONSTANT_ELEMENTS, InputShapes, ModelSource, PreparedModel, prepare
 from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
+from sniper_onnx.analysis.patterns import DEFAULT_PATTERNS, fuse_patterns
 from sniper_onnx.analysis.result import AnalysisResult
 from sniper_onnx.analysis.structure import analyse_structure
 
 MAX_NAMED_NODES = 8
 
 
-def analyze(source: ModelSource, input_shapes: InputShapes | None = None) -> AnalysisResult:
+def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
+            patterns: Iterable[str] = DEFAULT_PATTERNS) -> AnalysisResult:
     """Structural features of an ONNX model (a path or a ModelProto) without running or loading weights.
 
     ``input_shapes`` maps graph input names to concrete shapes; unset symbolic dims default as
-    documented in docs/analyzer.md (batch 1). Raises ``SniperError`` on malformed models.
+    documented in docs/analyzer.md (batch 1). ``patterns`` names the exporters' decompositions
+    (``sniper_onnx.analysis.patterns.PATTERNS``) costed as the native op they compute; ``()`` costs
+    every node as written. Raises ``SniperError`` on malformed models.
     """
     prepared = prepare(source, input_shapes)
     graph = prepared.model.graph
     warnings = prepared.warnings
-    costs = cost_model_nodes(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
+    costs, scope = cost_model(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
+    costs = fuse_patterns(costs, graph, prepared.order, scope, patterns)
     initializers = {t.name for t in graph.initializer}
     inputs = [vi.name for vi in graph.input if vi.name not in initializers]
     structure = analyse_structure(costs, inputs)
@@ -92,8 +98,27 @@ def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:
         "num_nodes": len(model.graph.node),
         "inputs": {name: list(dims) for name, dims in resolved.items()},
         "input_types": {vi.name: _element_type(vi) for vi in model.graph.input if vi.name in resolved},
+        "weight_types": _weight_types(model.graph),
         "outputs": outputs,
     }
+
+
+def _weight_types(graph: onnx.GraphProto) -> dict[str, int]:
+    """Elements of the top graph's stored tensors (initializers, Constant values) by numpy type name:
+    a quantized or fp16 model can keep fp32 inputs, and its weights tell its precision."""
+    tensors = list(graph.initializer) + [
+        attr.t for node in graph.node if node.op_type == "Constant" for attr in node.attribute if attr.name == "value"]
+    counts: Counter = Counter()
+    for tensor in tensors:
+        counts[_tensor_type_name(tensor.data_type)] += math.prod(tensor.dims)
+    return dict(sorted(counts.items()))
+
+
+def _tensor_type_name(data_type: int) -> str:
+    try:
+        return onnx.helper.tensor_dtype_to_np_dtype(data_type).name
+    except (KeyError, TypeError, ValueError):
+        return onnx.TensorProto.DataType.Name(data_type).lower()
 
 
 def _element_type(value: onnx.ValueInfoProto) -> str | None:

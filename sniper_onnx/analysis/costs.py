@@ -23,13 +23,13 @@ from sniper_onnx.analysis.loading import TensorInfo, collect_shapes, subgraph_ou
 from sniper_onnx.analysis.ops import (
     CONTROL_FLOW_OPS, DEFAULT_DOMAINS, RANDOM_OPS, NodeView, numel, qualified_op_name, rule_for,
 )
-from sniper_onnx.analysis.shape_rules import complete_output_shape
+from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
 
 NOT_LAYER_CATEGORIES = frozenset({"plumbing", "constant"})
 SHAPE_SOURCE_OPS = frozenset({"Shape", "Size"})
 SCALAR_SETTING_OPS = frozenset(
     "Add Sum Sub Mul Div Pow Mod Min Max Mean Equal Less LessOrEqual Greater GreaterOrEqual And Or Xor "
-    "Where Clip".split()
+    "Where Clip QLinearAdd QLinearMul".split()  # QLinear*: onnxruntime's quantized Add and Mul
 )
 SETTING_CATEGORIES = frozenset({"elementwise", "add", "activation"})
 @dataclass
@@ -55,12 +55,16 @@ class NodeCost:
     inputs: tuple = field(default=(), repr=False)
     outputs: tuple = field(default=(), repr=False)
     unknown_inner_ops: tuple = field(default=(), repr=False)  # unknown ops inside its subgraphs
+    # the nodes an exporter's chain of primitive ops was written as, when the pattern pass
+    # (patterns.py) costs that chain as the one native op it computes
+    fused_from: tuple = ()
 
     def to_row(self) -> dict:
         row = asdict(self)
         for hidden in ("param_tensors", "inputs", "outputs", "unknown_inner_ops"):
             row.pop(hidden)
         row["tags"] = list(self.tags)
+        row["fused_from"] = list(self.fused_from)
         return row
 
 
@@ -153,8 +157,8 @@ def _fill_obvious_shapes(node: onnx.NodeProto, scope: Scope) -> None:
         return
     shape = complete_output_shape(node, scope.known)
     if shape is not None:
-        first = scope.shapes.get(node.input[0]) if node.input else None
-        scope.shapes[node.output[0]] = TensorInfo(tuple(shape), first.elem_type if first else 0)
+        elem_type = output_elem_type(node, lambda name: scope.shapes[name].elem_type if name in scope.shapes else 0)
+        scope.shapes[node.output[0]] = TensorInfo(tuple(shape), elem_type)
 
 
 def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.NodeProto | None = None) -> NodeCost:
@@ -246,7 +250,10 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
             count = numel(root_shape)
             if scalar_settings and count <= 1:
                 continue  # a scalar broadcast to the activation's shape is still a setting
-            weights[root] = (root, count, stored_bytes(count, _stored_bits(root, scope)))
+            nbytes = stored_bytes(count, _stored_bits(root, scope))
+            if rule is not None and rule.weight_size is not None:  # packed weights (MatMulNBits)
+                count, nbytes = rule.weight_size(view, slot, count, nbytes)
+            weights[root] = (root, count, nbytes)
     return list(weights.values()), known
 
 
@@ -440,10 +447,17 @@ def _scan_trip_count(node: onnx.NodeProto, scope: Scope) -> int | None:
     return int(shape[axis]) if -len(shape) <= axis < len(shape) else None
 
 
-def cost_model_nodes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
-                     inferred_nodes: dict[int, onnx.NodeProto], warnings: list[str]) -> list[NodeCost]:
+def cost_model(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
+               inferred_nodes: dict[int, onnx.NodeProto], warnings: list[str]) -> tuple[list[NodeCost], Scope]:
+    """The nodes' costs in ``order``, and the scope they were costed in (static tensors, weight
+    roots), in which the pattern pass costs the native ops it puts in place of exporters' chains."""
     static, values = static_seed(graph)
     scope = Scope(shapes, static, values, warnings)
     labels = unique_labels(list(graph.node), order)
-    return [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order]
+    return [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order], scope
+
+
+def cost_model_nodes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
+                     inferred_nodes: dict[int, onnx.NodeProto], warnings: list[str]) -> list[NodeCost]:
+    return cost_model(graph, order, shapes, inferred_nodes, warnings)[0]
 

@@ -5,6 +5,8 @@ Definitions and units: docs/features.md. Names never change meaning; new feature
 
 from __future__ import annotations
 
+import math
+
 from sniper_onnx.analysis.costs import NodeCost
 from sniper_onnx.analysis.structure import Structure, max_branches
 
@@ -36,11 +38,54 @@ def _unique_weights(costs: list[NodeCost], column: int) -> int:
     return sum(w[column] for w in weights.values())
 
 
-def _layers_with_bias_adds(layers: list[NodeCost], category: str) -> list[NodeCost]:
-    """Layers of ``category`` plus the Adds that put a bias on their output (MatMul then Add, as
-    exporters write a Linear layer), so that fc_params counts a Linear's bias as Gemm's does."""
-    chosen = [c for c in layers if c.category == category]
+# Layers whose output is an integer accumulator (onnxruntime's dynamic quantization writes
+# ConvInteger/MatMulInteger -> Cast -> Mul by the input scale x the weight scale -> Add bias): their
+# bias Add is found past that Cast and rescale. Float and QDQ/QOperator models have none of them,
+# so their features cannot change by this.
+_INTEGER_LAYERS = frozenset({"ConvInteger", "MatMulInteger"})
+
+
+def _rescales(cost: NodeCost, tensor: str) -> bool:
+    """Whether ``cost`` hands ``tensor`` on as it is (a Cast) or multiplied by a parameter-free scale
+    broadcast onto it (the dynamic-quantization scale: one value, or one per output channel when the
+    weight was quantized per channel), so that a bias Add may still follow."""
+    if cost.category == "plumbing":
+        return cost.op_type == "Cast"
+    if cost.op_type != "Mul" or cost.param_tensors or len(cost.inputs) != 2 or len(cost.input_shapes) != 2:
+        return False
+    shapes = dict(zip(cost.inputs, cost.input_shapes))
+    mine, others = shapes.get(tensor), [shape for name, shape in shapes.items() if name != tensor]
+    if mine is None or len(others) != 1 or others[0] is None or cost.output_shapes[:1] != [mine]:
+        return False
+    return len(others[0]) <= 1 or math.prod(others[0]) == 1  # a scale vector or value, not a gate
+
+
+def _rescaled_outputs(chosen: list[NodeCost], costs: list[NodeCost]) -> set[str]:
+    """The outputs of ``chosen``, and for integer layers also those of the Casts and rescales after
+    them (see _INTEGER_LAYERS)."""
     outputs = {tensor for c in chosen for tensor in c.outputs}
+    frontier = {tensor for c in chosen if c.op_type in _INTEGER_LAYERS for tensor in c.outputs}
+    consumers: dict[str, list[NodeCost]] = {}
+    if frontier:
+        for cost in costs:
+            for tensor in set(cost.inputs):
+                consumers.setdefault(tensor, []).append(cost)
+    while frontier:
+        tensor = frontier.pop()
+        for cost in consumers.get(tensor, ()):
+            if _rescales(cost, tensor):
+                frontier.update(out for out in cost.outputs if out not in outputs)
+                outputs.update(cost.outputs)
+    return outputs
+
+
+def _layers_with_bias_adds(layers: list[NodeCost], category: str, costs: list[NodeCost]) -> list[NodeCost]:
+    """Layers of ``category`` plus the Adds that put a bias on their output (MatMul then Add, as
+    exporters write a Linear layer), so that fc_params counts a Linear's bias as Gemm's does.
+    ``costs``: all nodes, to follow an integer layer's output through its Cast (a plumbing node,
+    not in ``layers``) and rescale to its bias Add."""
+    chosen = [c for c in layers if c.category == category]
+    outputs = _rescaled_outputs(chosen, costs)
     bias_adds = [
         c for c in layers
         if c.op_type in ("Add", "Sum") and c.category == "elementwise" and c.param_tensors
@@ -85,8 +130,8 @@ def compute_features(costs: list[NodeCost], structure: Structure) -> dict[str, f
         "matmul_macs": macs_of("matmul"),
         "total_params": total_params,
         "critical_path_params": path_params,
-        "conv_params": _unique_weights(_layers_with_bias_adds(layers, "conv"), 1),
-        "fc_params": _unique_weights(_layers_with_bias_adds(layers, "fc"), 1),
+        "conv_params": _unique_weights(_layers_with_bias_adds(layers, "conv", costs), 1),
+        "fc_params": _unique_weights(_layers_with_bias_adds(layers, "fc", costs), 1),
         "param_bytes": _unique_weights(costs, 2),
         "activation_bytes_read": sum(c.bytes_read for c in layers),
         "activation_bytes_written": sum(c.bytes_written for c in layers),

@@ -39,7 +39,18 @@ _STANDARD_OP_OF = {
     "com.microsoft::QuickGelu": "Gelu", "com.microsoft::SkipLayerNormalization": "LayerNormalization",
     **{f"com.microsoft.nchwc::{op}": op for op in ("Conv", "MaxPool", "AveragePool", "GlobalMaxPool", "GlobalAveragePool")},
     "com.microsoft.nchwc::ReorderInput": "Transpose", "com.microsoft.nchwc::ReorderOutput": "Transpose",
+    # quantized kernels: the float op's loop nest on narrower elements (its int8 weights are in
+    # log2_param_bytes)
+    "ConvInteger": "Conv", "QLinearConv": "Conv", "MatMulInteger": "MatMul", "QLinearMatMul": "MatMul",
+    "com.microsoft::QGemm": "Gemm", "com.microsoft::DynamicQuantizeMatMul": "MatMul",
+    "com.microsoft::MatMulIntegerToFloat": "MatMul", "com.microsoft::MatMulNBits": "MatMul",
+    "com.microsoft::QLinearAdd": "Add", "com.microsoft::QLinearMul": "Mul",
+    "com.microsoft::QLinearLeakyRelu": "LeakyRelu", "com.microsoft::QLinearSigmoid": "Sigmoid",
+    "com.microsoft::QLinearSoftmax": "Softmax", "com.microsoft::QLinearAveragePool": "AveragePool",
+    "com.microsoft::QLinearGlobalAveragePool": "GlobalAveragePool", "com.microsoft::QLinearConcat": "Concat",
 }
+# where the weight (B) of a quantized op sits: its operands are interleaved with scales and zero points
+_WEIGHT_SLOT = {"QLinearConv": 3, "QLinearMatMul": 3, "com.microsoft::QGemm": 3}
 # log2(1 + x) of each size, so a row stays O(10) whatever the network's scale.
 KERNEL_SIZE_COLUMNS = (
     "log2_macs", "log2_output_elements", "log2_input_elements", "log2_param_bytes", "log2_kernel_h",
@@ -71,15 +82,22 @@ def _known(shape: Any, rank: int) -> bool:
     return isinstance(shape, (list, tuple)) and len(shape) >= rank and all(isinstance(d, int) for d in shape)
 
 
+def _data_and_weight(node: Any) -> tuple[Any, Any]:
+    """The shapes of a node's data input and weight (slot 1, or 3 for the QLinear ops)."""
+    shapes = _get(node, "input_shapes") or []
+    slot = _WEIGHT_SLOT.get(_get(node, "op_type"), 1)
+    return (shapes[0] if shapes else None), (shapes[slot] if len(shapes) > slot else None)
+
+
 def kernel_group(node: Any) -> str:
     op_type = _get(node, "op_type")
     op_type = _STANDARD_OP_OF.get(op_type, op_type)
     if op_type == "Conv":
-        shapes = _get(node, "input_shapes")
-        if len(shapes) > 1 and _known(shapes[0], 2) and _known(shapes[1], 2) and shapes[1][1] > 0:
-            groups = shapes[0][1] // shapes[1][1]
+        data, weight = _data_and_weight(node)
+        if _known(data, 2) and _known(weight, 2) and weight[1] > 0:
+            groups = data[1] // weight[1]
             if groups > 1:
-                return "depthwise_conv" if shapes[1][1] == 1 else "grouped_conv"
+                return "depthwise_conv" if weight[1] == 1 else "grouped_conv"
         return "conv"
     return _GROUP_OF_OP.get(op_type, "other")
 
@@ -87,9 +105,9 @@ def kernel_group(node: Any) -> str:
 def _gemm_geometry(node: Any, group: str) -> tuple[float, ...]:
     """kernel h, w, in/out channels, output pixels, stride and the lowered GEMM's M, N, K."""
     inputs, outputs = _get(node, "input_shapes"), _get(node, "output_shapes")
-    if group.endswith("conv") and len(inputs) > 1 and _known(inputs[0], 4) and _known(inputs[1], 4) \
-            and outputs and _known(outputs[0], 4):
-        x, w, y = inputs[0], inputs[1], outputs[0]
+    x, w = _data_and_weight(node)
+    if group.endswith("conv") and _known(x, 4) and _known(w, 4) and outputs and _known(outputs[0], 4):
+        y = outputs[0]
         pixels = y[2] * y[3]
         stride = x[2] / max(y[2], 1)
         return w[2], w[3], x[1], w[0], pixels, stride, w[0], pixels, w[1] * w[2] * w[3]

@@ -19,7 +19,7 @@ import onnx.inliner
 from onnx import TensorProto
 
 from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
-from sniper_onnx.analysis.shape_rules import complete_output_shape
+from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
 from sniper_onnx.analysis.weightless import load_weightless
 from sniper_onnx.errors import SniperError
 
@@ -562,7 +562,8 @@ def _node_outputs(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: d
     shape = complete_output_shape(node, lambda name: shapes[name].known_shape if name in shapes else None)
     if shape is None:
         return {}
-    elem_type = shapes[node.input[0]].elem_type if node.input and node.input[0] in shapes else 0
+    # the type by rule: QLinearConcat's first input is a float scale, its output uint8 like its data
+    elem_type = output_elem_type(node, lambda name: shapes[name].elem_type if name in shapes else 0)
     return {node.output[0]: TensorInfo(tuple(shape), elem_type)}
 
 

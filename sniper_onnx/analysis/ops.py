@@ -50,6 +50,8 @@ class NodeView:
 
 MacsFn = Callable[[NodeView], "int | None"]
 CategoryFn = Callable[[NodeView], str]
+# (view, input slot, stored elements, stored bytes) -> (parameters, bytes) of one weight input
+WeightSizeFn = Callable[[NodeView, int, int, int], "tuple[int, int]"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class OpRule:
     category: str | CategoryFn
     macs: MacsFn
     config_slots: frozenset[int] = frozenset()  # constant inputs that are settings, not weights
+    # for weights stored packed (MatMulNBits): the parameters they hold differ from their stored
+    # elements; None means one parameter per stored element
+    weight_size: WeightSizeFn | None = None
 
     def category_of(self, view: NodeView) -> str:
         return self.category(view) if callable(self.category) else self.category
@@ -461,6 +466,28 @@ def linear_attention_macs(view: NodeView) -> int | None:
     return batch * steps * (state * (updates * kv_heads + q_heads) + q_heads * value_size)
 
 
+# ------------------------------------------------------------------ onnxruntime's quantized ops
+
+
+def matmul_nbits_weight_size(view: NodeView, slot: int, elements: int, nbytes: int) -> tuple[int, int]:
+    """MatMulNBits packs its K x N weight into [N, blocks, blob] bytes: it holds K x N parameters.
+    Its block scales and zero points are stored too (a quarter of the weight's bytes at 4 bits and
+    block 32), so they count in bytes, but they are settings, not parameters."""
+    if slot == 1:
+        k, n = int(view.attr("K", 0)), int(view.attr("N", 0))
+        return (k * n if k > 0 and n > 0 else elements), nbytes
+    if slot in (2, 3):
+        return 0, nbytes
+    return elements, nbytes
+
+
+# QLinearConcat(Y_scale, Y_zero_point, X0, X0_scale, X0_zero_point, X1, ...): every scale and zero
+# point is a setting; a frozenset of slots, so sized for this many inputs (far beyond any exporter's)
+_MAX_CONCAT_INPUTS = 4096
+QLINEAR_CONCAT_SETTINGS = frozenset({0, 1}) | frozenset(
+    slot for slot in range(2, 2 + 3 * _MAX_CONCAT_INPUTS) if (slot - 2) % 3)
+
+
 # ------------------------------------------------------------------------------ classification
 
 
@@ -503,12 +530,16 @@ _MEMORY = (
     "ScatterND ScatterElements Compress Trilu ReverseSequence OneHot NonZero Scatter TensorScatter MaxUnpool "
     "CenterCropPad StringSplit"
 )
+# QDQ bookkeeping on activations: a change of type like Cast. onnxruntime fuses each
+# DequantizeLinear -> op -> QuantizeLinear into the op's QLinear kernel, so a QDQ model runs the float
+# network's layers; on weights they are constant folding anyway (docs/analyzer.md, Quantized models)
+QUANTIZATION_PLUMBING_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # ops that are not layers: views, type changes, shape arithmetic and inference no-ops
 PLUMBING_OPS = frozenset(
     "Identity Reshape Flatten Squeeze Unsqueeze Cast CastLike Shape Size Constant ConstantOfShape Dropout "
     "Range EyeLike Optional OptionalGetElement OptionalHasElement SequenceConstruct SequenceAt "
     "SequenceEmpty SequenceInsert SequenceLength SplitToSequence ConcatFromSequence SequenceErase BitCast".split()
-)
+) | QUANTIZATION_PLUMBING_OPS
 # ops whose output differs from run to run: never constant-folded, even from constant inputs
 RANDOM_OPS = frozenset("RandomNormal RandomUniform RandomNormalLike RandomUniformLike Bernoulli Multinomial".split())
 # ops whose output size (or cost) follows from the input values, not only their shapes: no
@@ -531,6 +562,7 @@ _SHAPE_SLOTS = {
     "SequenceAt": {1}, "SequenceInsert": {2},  # positions in the sequence
     # a KV cache buffer and its write positions are state, not weights (like LSTM's initial states)
     "TensorScatter": {0, 2},
+    "QuantizeLinear": {1, 2}, "DequantizeLinear": {1, 2},  # scale and zero point
 }
 
 
@@ -573,8 +605,6 @@ def _build_registry() -> dict[str, OpRule]:
         "Hardmax": OpRule("activation", per_output_element(1)),
         "Resize": OpRule("resize", resize_macs, frozenset({1, 2, 3})),
         "Upsample": OpRule("resize", resize_macs, frozenset({1})),  # opsets 7-9, Resize's ancestor
-        "QuantizeLinear": OpRule("elementwise", per_output_element(1), frozenset({1, 2})),
-        "DequantizeLinear": OpRule("elementwise", per_output_element(1), frozenset({1, 2})),
         "LSTM": OpRule("rnn", recurrent_macs, frozenset({4, 5, 6})),
         "GRU": OpRule("rnn", recurrent_macs, frozenset({4, 5})),
         "RNN": OpRule("rnn", recurrent_macs, frozenset({4, 5})),
@@ -652,8 +682,43 @@ def _microsoft_rules() -> dict[str, OpRule]:
         "SkipLayerNormalization": OpRule("norm", per_output_element(6)),  # skip add + layer norm
         "SkipSimplifiedLayerNormalization": OpRule("norm", per_output_element(4)),
         "SimplifiedLayerNormalization": OpRule("norm", per_output_element(3)),
+        **_microsoft_quantized_rules(),
     }
     return {f"{MICROSOFT}::{op}": rule for op, rule in rules.items()}
+
+
+# scale and zero-point slots of the QLinear ops with one (X) or two (A, B) quantized inputs
+_UNARY_QLINEAR_SETTINGS = frozenset({1, 2, 3, 4})  # X_scale, X_zero_point, Y_scale, Y_zero_point
+_BINARY_QLINEAR_SETTINGS = frozenset({1, 2, 4, 5, 6, 7})  # A's, B's and C's scales and zero points
+
+
+def _microsoft_quantized_rules() -> dict[str, OpRule]:
+    """onnxruntime's quantized ops (``quantize_static`` in QOperator format, ``quantize_dynamic``,
+    the 4-bit weight quantizer): each costs and counts as the float op it computes; scales and
+    zero points are settings, not parameters (input positions from onnxruntime's ContribOperators)."""
+    return {
+        "QLinearAdd": OpRule(add_category, per_output_element(1), _BINARY_QLINEAR_SETTINGS),
+        "QLinearMul": OpRule("elementwise", per_output_element(1), _BINARY_QLINEAR_SETTINGS),
+        # QGemm(A, a_scale, a_zp, B, b_scale, b_zp, C, y_scale, y_zp): C is the bias, a weight
+        "QGemm": OpRule("fc", gemm_macs, frozenset({1, 2, 4, 5, 7, 8})),
+        "QLinearGlobalAveragePool": OpRule("avgpool", global_pool_macs, _UNARY_QLINEAR_SETTINGS),
+        "QLinearAveragePool": OpRule("avgpool", pool_macs, _UNARY_QLINEAR_SETTINGS),
+        "QLinearConcat": OpRule("concat", zero_macs, QLINEAR_CONCAT_SETTINGS),
+        "QLinearLeakyRelu": OpRule("activation", per_output_element(1), _UNARY_QLINEAR_SETTINGS),
+        "QLinearSigmoid": OpRule("activation", per_output_element(1), _UNARY_QLINEAR_SETTINGS),
+        "QLinearSoftmax": OpRule("activation", per_output_element(3), _UNARY_QLINEAR_SETTINGS),
+        # dynamic quantization fused by onnxruntime's optimizer: A is quantized inside the kernel
+        # DynamicQuantizeMatMul(A, B, b_scale, b_zero_point, bias)
+        "DynamicQuantizeMatMul": OpRule(matmul_category, matmul_macs, frozenset({2, 3})),
+        # MatMulIntegerToFloat(A, B, a_scale, b_scale, a_zero_point, b_zero_point, bias)
+        "MatMulIntegerToFloat": OpRule(matmul_category, matmul_macs, frozenset({2, 3, 4, 5})),
+        # MatMulNBits(A, B, scales, zero_points, g_idx, bias): B is a packed K x N weight, and
+        # K is A's last dim, so MatMul's count holds
+        "MatMulNBits": OpRule("fc", matmul_macs, frozenset({4}), matmul_nbits_weight_size),
+        # the contrib forms (older exporters, per-axis before opset 13): as the standard ones
+        "QuantizeLinear": OpRule("plumbing", zero_macs, frozenset({1, 2})),
+        "DequantizeLinear": OpRule("plumbing", zero_macs, frozenset({1, 2})),
+    }
 
 
 NCHWC = "com.microsoft.nchwc"

@@ -143,6 +143,80 @@ def nchwc_upsample_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
     return tuple(d * int(s) for d, s in zip(inputs[0], scales))
 
 
+def _to_channels_first(shape: Shape) -> Shape:
+    return (shape[0], shape[-1], *shape[1:-1])
+
+
+def _to_channels_last(shape: Shape) -> Shape:
+    return (shape[0], *shape[2:], shape[1])
+
+
+def _in_layout(rule: Rule) -> Rule:
+    """A channels-first rule for an op whose ``channels_last`` attribute may say NHWC (onnxruntime's
+    QLinear pools): the data is read and the output written in that layout."""
+    def apply(node: onnx.NodeProto, inputs: list) -> Shape | None:
+        if not _attr(node, "channels_last", 0):
+            return rule(node, inputs)
+        if not inputs or inputs[0] is None or len(inputs[0]) < 2:
+            return None
+        out = rule(node, [_to_channels_first(inputs[0]), *inputs[1:]])
+        return None if out is None else _to_channels_last(out)
+
+    return apply
+
+
+def _reading(slots: tuple[int, ...], rule: Rule) -> Rule:
+    """``rule`` over the inputs at ``slots``: a QLinear op interleaves its operands with their
+    scales and zero points (QGemm's B is input 3, QLinearAdd's B too)."""
+    def apply(node: onnx.NodeProto, inputs: list) -> Shape | None:
+        return rule(node, [inputs[slot] if slot < len(inputs) else None for slot in slots])
+
+    return apply
+
+
+def qlinear_concat_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """QLinearConcat(Y_scale, Y_zero_point, X0, X0_scale, X0_zero_point, X1, ...): Concat of the X."""
+    parts = inputs[2::3]
+    if not parts or any(shape is None for shape in parts) or len({len(shape) for shape in parts}) != 1:
+        return None
+    rank = len(parts[0])
+    axis = int(_attr(node, "axis", 0))
+    if not -rank <= axis < rank:
+        return None
+    axis %= rank
+    out = list(parts[0])
+    out[axis] = sum(shape[axis] for shape in parts)
+    return tuple(out)
+
+
+def matmul_nbits_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """MatMulNBits: A [..., K] times the packed K x N weight (attribute N)."""
+    if not inputs or inputs[0] is None or not inputs[0] or not _attr(node, "N"):
+        return None
+    return (*inputs[0][:-1], int(_attr(node, "N")))
+
+
+def quantized_microsoft_rules() -> dict[str, Rule]:
+    """onnxruntime's quantized ops (com.microsoft), which ONNX has no schema for."""
+    operands = _reading((0, 3), broadcast)
+    return {
+        "QLinearAdd": operands,
+        "QLinearMul": operands,
+        "QGemm": _reading((0, 3), gemm_output),
+        "QLinearGlobalAveragePool": _in_layout(global_pool_output),
+        "QLinearAveragePool": _in_layout(pool_output),
+        "QLinearConcat": qlinear_concat_output,
+        "QLinearLeakyRelu": same_as_first,
+        "QLinearSigmoid": same_as_first,
+        "QLinearSoftmax": same_as_first,
+        "DynamicQuantizeMatMul": fused_matmul_output,  # a MatMul: no transposes
+        "MatMulIntegerToFloat": fused_matmul_output,
+        "MatMulNBits": matmul_nbits_output,
+        "QuantizeLinear": same_as_first,
+        "DequantizeLinear": same_as_first,
+    }
+
+
 NCHWC_RULES: dict[str, Rule] = {
     "Conv": conv_output,
     "MaxPool": pool_output,
@@ -158,6 +232,7 @@ MICROSOFT_RULES: dict[str, Rule] = {
     "FusedConv": conv_output,
     "FusedGemm": gemm_output,
     "FusedMatMul": fused_matmul_output,
+    **quantized_microsoft_rules(),
 }
 DEFAULT_RULES: dict[str, Rule] = {
     **{op: same_as_first for op in SAME_SHAPE_OPS},
@@ -173,6 +248,28 @@ def rule_for(node: onnx.NodeProto) -> Rule | None:
     if node.domain == NCHWC:
         return NCHWC_RULES.get(node.op_type)
     return None
+
+
+# com.microsoft ops whose output's element type is not their first input's: the input slot whose
+# type it takes (QLinearConcat's first input is a float scale; MatMulIntegerToFloat turns integers
+# into the type of its scales; DequantizeLinear likewise)
+_OUTPUT_TYPE_SLOT = {"QLinearConcat": 2, "MatMulIntegerToFloat": 2, "DequantizeLinear": 1}
+_QGEMM_Y_SCALE = 7
+
+
+def output_elem_type(node: onnx.NodeProto, elem_type_of: Callable[[str], int]) -> int:
+    """The element type of the first output of a node completed by these rules (0: unknown).
+    ``elem_type_of`` gives a tensor's (0 when unknown)."""
+    def of(slot: int) -> int:
+        return elem_type_of(node.input[slot]) if slot < len(node.input) and node.input[slot] else 0
+
+    if node.domain == MICROSOFT and node.op_type in _OUTPUT_TYPE_SLOT:
+        return of(_OUTPUT_TYPE_SLOT[node.op_type])
+    if node.domain == MICROSOFT and node.op_type == "QGemm" and not of(_QGEMM_Y_SCALE):
+        return onnx.TensorProto.FLOAT  # without y_scale, QGemm writes floats
+    if node.domain == MICROSOFT and node.op_type == "QuantizeLinear":
+        return of(2) or onnx.TensorProto.UINT8  # the zero point's type, uint8 without one
+    return of(0)
 
 
 def complete_output_shape(node: onnx.NodeProto, known: Callable[[str], "Shape | None"]) -> Shape | None:
