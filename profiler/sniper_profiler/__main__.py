@@ -15,6 +15,12 @@ PROG = "sniper-profiler"
 
 
 def add_measurement_options(parser: argparse.ArgumentParser) -> None:
+    add_device_options(parser)
+    add_stopping_options(parser)
+
+
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """The settings that make a device configuration (what ``device`` describes)."""
     defaults = ProfileConfig()
     group = parser.add_argument_group("device configuration")
     group.add_argument("--provider", default="cpu", help="execution provider: cpu, cuda, tensorrt or any name onnxruntime reports (default: cpu)")
@@ -24,6 +30,11 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--precision", default=defaults.precision, help="precision label; fp16 turns on TensorRT's fp16 mode (default: fp32)")
     group.add_argument("--input-shape", action="append", default=[], metavar="NAME=1x3x224x224", help="shape for an input with symbolic dims, repeatable")
     group.add_argument("--default-dim", type=int, default=defaults.default_dim, help="value of symbolic dims not set by --input-shape (default: 1)")
+
+
+def add_stopping_options(parser: argparse.ArgumentParser) -> None:
+    """How long ``run`` measures each model: ``device`` measures nothing, so it does not take them."""
+    defaults = ProfileConfig()
     stop = parser.add_argument_group("stopping rule")
     stop.add_argument("--warmup", type=int, default=defaults.warmup, help="warm-up runs (default: %(default)s)")
     stop.add_argument("--min-repeats", type=int, default=defaults.min_repeats, help="timed runs before the CI is checked (default: %(default)s)")
@@ -38,6 +49,14 @@ def add_measurement_options(parser: argparse.ArgumentParser) -> None:
     stop.add_argument("--memory-limit", type=float, default=None, metavar="GB", help="cap each child's address space (CPU providers): a model needing more is recorded as out_of_memory")
     stop.add_argument("--passes", type=int, default=defaults.passes, help="measure every model this many times, one pass over all of them after another; the database keeps the median (default: %(default)s; 3 on a host whose speed drifts)")
     stop.add_argument("--timeout", type=float, default=defaults.timeout_s, help="seconds before a model's child process is killed (default: %(default)s)")
+
+
+def device_config_from_args(args: argparse.Namespace) -> ProfileConfig:
+    shapes: Dict[str, List[int]] = dict(parse_input_shape(text) for text in args.input_shape)
+    options = dict(parse_provider_option(text) for text in args.provider_option)
+    return ProfileConfig(provider=args.provider, provider_options=options, threads=args.threads,
+                         graph_optimization=args.opt_level, precision=args.precision, input_shapes=shapes,
+                         default_dim=args.default_dim)
 
 
 def config_from_args(args: argparse.Namespace) -> ProfileConfig:
@@ -100,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_device(args: argparse.Namespace) -> int:
     from sniper_profiler.runner import device_fingerprint
 
-    fingerprint = device_fingerprint(config_from_args(args))
+    fingerprint = device_fingerprint(device_config_from_args(args))
     data = {"fingerprint": fingerprint.to_dict(), "spec": fingerprint.device_spec().to_dict(),
             "features": dict(zip(_feature_names(), fingerprint.device_spec().features()))}
     print(json.dumps(data, indent=None if args.json else 2))
@@ -120,6 +139,14 @@ def _feature_names() -> List[str]:
     return list(DEVICE_FEATURE_NAMES)
 
 
+def _stopping_option(extra: Sequence[str]) -> Optional[str]:
+    """The first of ``extra`` that is one of ``run``'s stopping-rule options (``--max-time=3`` too)."""
+    probe = argparse.ArgumentParser(add_help=False)
+    add_stopping_options(probe)
+    known = {option for action in probe._actions for option in action.option_strings}
+    return next((item.split("=")[0] for item in extra if item.split("=")[0] in known), None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description="Measure ONNX inference latency on this device (needs only numpy and onnxruntime).")
     parser.add_argument("--version", action="version", version=f"{PROG} " + __import__("sniper_profiler").__version__)
@@ -134,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
     device = commands.add_parser("device", help="print this device's fingerprint, id and feature vector")
     device.add_argument("--json", action="store_true", help="one-line JSON")
-    add_measurement_options(device)
+    add_device_options(device)  # no stopping rule: it measures nothing
     device.set_defaults(handler=cmd_device)
     providers = commands.add_parser("providers", help="list the execution providers onnxruntime offers here")
     providers.set_defaults(handler=cmd_providers)
@@ -143,7 +170,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        stopping = _stopping_option(extra) if getattr(args, "command", None) == "device" else None
+        if stopping:
+            print(f"{PROG} device: error: {stopping} is a stopping-rule option of `run`; `device` measures "
+                  "nothing, so drop it", file=sys.stderr)
+            return 2
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2

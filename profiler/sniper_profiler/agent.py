@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 
 from sniper_profiler.config import ProfileConfig
-from sniper_profiler.measure import create_session, make_inputs
+from sniper_profiler.measure import create_session, make_inputs, measure
 
 RESULT_OK = "ok"
 RESULT_FAILED = "failed"
@@ -48,9 +48,13 @@ class AgentSettings:
     provider: str = "CPUExecutionProvider"
     threads: int = 1
     graph_optimization: str = "all"
+    # one dispatcher's fleet (a fresh one per fleet load): a long-lived Dask agent serves several
+    # dispatchers at once, and each one's model names must map to its own bytes (DeviceAgent)
+    scope: str = ""
 
-    def profile_config(self) -> ProfileConfig:
-        return ProfileConfig(provider=self.provider, threads=self.threads, graph_optimization=self.graph_optimization)
+    def profile_config(self, **measurement: Any) -> ProfileConfig:
+        return ProfileConfig(provider=self.provider, threads=self.threads, graph_optimization=self.graph_optimization,
+                             **measurement)
 
 
 @dataclass
@@ -76,22 +80,23 @@ class DeviceAgent:
 
     A long-lived agent (a Dask worker) serves run after run, and two runs may give one model name
     to different nets: keying on the name would time the old net under the new name. A task that
-    sends no source runs the bytes last sent under its name."""
+    sends no source runs the bytes last sent under its name by the same ``scope`` (one dispatcher's
+    fleet): two dispatchers sharing this agent at once each get their own nets."""
 
     def __init__(self, settings: AgentSettings) -> None:
         self.settings = settings
         self._config = settings.profile_config()
         self._sessions: Dict[str, Any] = {}  # sha256 of the bytes -> session
         self._feeds: Dict[str, Dict[str, np.ndarray]] = {}
-        self._latest: Dict[str, str] = {}  # model name -> sha256 of the bytes last sent under it
+        self._latest: Dict[Tuple[str, str], str] = {}  # (scope, model name) -> sha256 of the bytes last sent
 
-    def has_model(self, model: str) -> bool:
-        return self._latest.get(model) in self._sessions
+    def has_model(self, model: str, scope: str = "") -> bool:
+        return self._latest.get((scope, model)) in self._sessions
 
-    def load(self, model: str, source: Any) -> bool:
+    def load(self, model: str, source: Any, scope: str = "") -> bool:
         """``source``: a path or the model's bytes; True when a session was created."""
         digest = _digest(source)
-        self._latest[model] = digest
+        self._latest[(scope, model)] = digest
         if digest in self._sessions:
             return False
         session = create_session(source, self._config)
@@ -99,19 +104,20 @@ class DeviceAgent:
         self._feeds[digest] = make_inputs(session, self._config)[0]
         return True
 
-    def _session(self, model: str) -> str:
-        digest = self._latest.get(model)
+    def _session(self, model: str, scope: str) -> str:
+        digest = self._latest.get((scope, model))
         if digest not in self._sessions:
             raise RuntimeError(f"model {model!r} is not loaded here and no source was sent")
         return digest
 
     def run(self, task_id: int, attempt: int, model: str, source: Any = None,
-            input_path: Optional[str] = None) -> TaskResult:
+            input_path: Optional[str] = None, scope: Optional[str] = None) -> TaskResult:
+        scope = self.settings.scope if scope is None else scope
         result = TaskResult(task_id, attempt, self.settings.name, RESULT_FAILED, pid=os.getpid())
         try:
             if source is not None:
-                result.session_created = self.load(model, source)
-            key = self._session(model)
+                result.session_created = self.load(model, source, scope)
+            key = self._session(model, scope)
             feeds = self._feeds[key] if input_path is None else _load_inputs(input_path, self._sessions[key])
             began = time.perf_counter()
             outputs = self._sessions[key].run(None, feeds)
@@ -179,16 +185,37 @@ def _serve(settings: AgentSettings, connection: Any) -> None:
             connection.send(("calibrated", model, _calibrate(agent, model, source, repeats)))
 
 
-def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: int) -> Dict[str, Any]:
-    """Warm a session up and return the median of ``repeats`` runs (or the error)."""
+def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: "int | Dict[str, Any]",
+               scope: Optional[str] = None) -> Dict[str, Any]:
+    """Warm a session up and return the median of ``repeats`` runs (or the error).
+
+    ``repeats`` a dict instead: the profiling farm's measurement settings, see :func:`profile_model`."""
+    if isinstance(repeats, dict):
+        return profile_model(agent.settings, source, repeats)
     samples = []
     for index in range(repeats + 1):
-        result = agent.run(-1, 0, model, source if index == 0 else None)  # hash the bytes once
+        result = agent.run(-1, 0, model, source if index == 0 else None, scope=scope)  # hash the bytes once
         if result.status != RESULT_OK:
             return {"status": RESULT_FAILED, "error": result.error}
         if index:  # the first run warms caches up
             samples.append(result.seconds)
     return {"status": RESULT_OK, "median_s": float(np.median(samples))}
+
+
+def profile_model(settings: AgentSettings, source: Any, measurement: Dict[str, Any]) -> Dict[str, Any]:
+    """The profiling farm's measurement: the profiler's own (warm-up, sessions timed in turns, the
+    CI stopping rule of ``measurement``, a ProfileConfig's fields), on sessions made for this
+    net alone and dropped after, so an agent that measures thousands of nets keeps none of them.
+
+    Returns ``{"status": "ok", "median_s", "stats", "flags"}`` (``stats["count"]``: the timed
+    runs) or ``{"status": "failed", "error"}``."""
+    try:
+        config = settings.profile_config(**measurement)
+        result = measure(source, config)
+    except Exception as error:  # noqa: BLE001 - a failing net is reported, the agent lives on
+        return {"status": RESULT_FAILED, "error": _short(f"{type(error).__name__}: {' '.join(str(error).split())}")}
+    stats = result["stats"]
+    return {"status": RESULT_OK, "median_s": float(stats["median_s"]), "stats": stats, "flags": result["flags"]}
 
 
 # --- Dask: a named worker per device ----------------------------------------------------------
@@ -197,22 +224,28 @@ def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: int) -> Dic
 _DASK_AGENTS: Dict[Tuple[Tuple[str, Any], ...], DeviceAgent] = {}
 
 
-def _dask_agent(settings: Dict[str, Any]) -> DeviceAgent:
+def _dask_agent(settings: Dict[str, Any]) -> Tuple[DeviceAgent, str]:
+    """The agent of these settings and the caller's scope: dispatchers with one fleet file share
+    the agent's warm sessions (keyed by bytes), not its map of model names (keyed by scope)."""
+    settings = dict(settings)
+    scope = str(settings.pop("scope", ""))
     key = tuple(sorted(settings.items()))
     agent = _DASK_AGENTS.get(key)
     if agent is None:
         agent = _DASK_AGENTS[key] = DeviceAgent(AgentSettings(**settings))
-    return agent
+    return agent, scope
 
 
 def dask_run_task(settings: Dict[str, Any], task_id: int, attempt: int, model: str, source: Any,
                   input_path: Optional[str] = None) -> Dict[str, Any]:
     """Runs on the device's Dask worker; sessions stay warm in the worker process between tasks."""
-    return _dask_agent(settings).run(task_id, attempt, model, source, input_path).to_dict()
+    agent, scope = _dask_agent(settings)
+    return agent.run(task_id, attempt, model, source, input_path, scope=scope).to_dict()
 
 
-def dask_calibrate(settings: Dict[str, Any], model: str, source: Any, repeats: int) -> Dict[str, Any]:
-    return _calibrate(_dask_agent(settings), model, source, repeats)
+def dask_calibrate(settings: Dict[str, Any], model: str, source: Any, repeats: "int | Dict[str, Any]") -> Dict[str, Any]:
+    agent, scope = _dask_agent(settings)
+    return _calibrate(agent, model, source, repeats, scope=scope)
 
 
 def run_dask_worker(scheduler: str, name: str, host: Optional[str] = None) -> None:

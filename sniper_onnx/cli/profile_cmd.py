@@ -25,10 +25,10 @@ def register(app: typer.Typer) -> None:
         zoo: Annotated[bool, typer.Option("--zoo", help="measure every zoo network at each --resolution")] = False,
         zoo_model: Annotated[Optional[List[str]], typer.Option("--zoo-model", help="only this zoo network (repeatable)")] = None,
         resolution: Annotated[Optional[List[int]], typer.Option("--resolution", help="zoo input resolution (repeatable; default 224)")] = None,
-        provider: Annotated[str, typer.Option("--provider", help=PROVIDER_HELP)] = "cpu",
+        provider: Annotated[Optional[str], typer.Option("--provider", help=PROVIDER_HELP + " (default: cpu)", show_default=False)] = None,
         provider_option: Annotated[Optional[List[str]], typer.Option("--provider-option", help="KEY=VALUE (repeatable)")] = None,
-        threads: Annotated[int, typer.Option("--threads", help="intra-op threads; 0 = onnxruntime default")] = 0,
-        opt_level: Annotated[str, typer.Option("--opt-level", help="graph optimization: disabled, basic, extended, all")] = "all",
+        threads: Annotated[Optional[int], typer.Option("--threads", help="intra-op threads; 0 = onnxruntime default (default: 0)", show_default=False)] = None,
+        opt_level: Annotated[Optional[str], typer.Option("--opt-level", help="graph optimization: disabled, basic, extended, all (default: all)", show_default=False)] = None,
         precision: Annotated[str, typer.Option("--precision", help="precision label (fp16 enables TensorRT fp16)")] = "fp32",
         input_shape: Annotated[Optional[List[str]], typer.Option("--input-shape", help="NAME=1x3x224x224 for symbolic dims (repeatable)")] = None,
         default_dim: Annotated[int, typer.Option("--default-dim", help="value of other symbolic dims")] = 1,
@@ -45,7 +45,7 @@ def register(app: typer.Typer) -> None:
         memory_limit: Annotated[Optional[float], typer.Option("--memory-limit", help="GB of address space per model's child (CPU providers); more is recorded as out_of_memory")] = None,
         passes: Annotated[int, typer.Option("--passes", help="measure every model this many times, one pass after another; the database keeps the median (3 on a host whose speed drifts)")] = 1,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
-        fleet: Annotated[Optional[Path], typer.Option("--fleet", help="spread the nets over this fleet's devices (dispatch fleet file); needs --db")] = None,
+        fleet: Annotated[Optional[Path], typer.Option("--fleet", help="spread the nets over this fleet's devices (dispatch fleet file; its devices set provider, threads and opt-level); needs --db")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
     ) -> None:
         """Measure models on this machine: files, --generate N random nets and/or --zoo; resumable."""
@@ -55,8 +55,8 @@ def register(app: typer.Typer) -> None:
 
         try:
             config = ProfileConfig(
-                provider=provider, provider_options=dict(parse_provider_option(t) for t in provider_option or []),
-                threads=threads, graph_optimization=opt_level, precision=precision,
+                provider=provider or "cpu", provider_options=dict(parse_provider_option(t) for t in provider_option or []),
+                threads=_threads(threads, fleet), graph_optimization=opt_level or "all", precision=precision,
                 input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
                 warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time, min_time_s=min_time, sessions=sessions,
                 target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout, memory_limit_gb=memory_limit,
@@ -74,9 +74,10 @@ def register(app: typer.Typer) -> None:
         if not jobs:
             raise SniperError("nothing to measure; pass .onnx files, --generate N or --zoo")
         if fleet is not None:
-            if passes > 1:
-                raise SniperError(f"--passes {passes} with --fleet: fleet profiling measures each net once; run it again into another --db, or profile on each device with --passes")
-            _profile_on_fleet(fleet, jobs, db, min_repeats, json_output)
+            if out is not None:
+                raise SniperError(f"-o {out} with --fleet: the farm stores into --db only; drop -o "
+                                  "(`sniper-onnx db export` writes the measurements out)")
+            _profile_on_fleet(fleet, jobs, db, config, (provider, threads, opt_level), json_output)
             return
         out = out or (Path(f"{db}.results.jsonl") if db else Path("results.jsonl"))
         summary = _run_with_progress(collect, jobs, out, config, db, retry_failed, disable=json_output)
@@ -88,6 +89,14 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(1)  # every model failed, now or before: a script must not read that as success
 
     return None
+
+
+def _threads(threads: Optional[int], fleet: Optional[Path]) -> int:
+    """On a fleet each device's threads are the fleet file's, checked per device type by the farm:
+    its default of 1 here keeps --sessions from being judged against this machine's default of 0."""
+    if threads is not None:
+        return threads
+    return 1 if fleet is not None else 0
 
 
 def _print_summary(summary) -> None:
@@ -117,14 +126,18 @@ FLAG_ADVICE = {
 }
 
 
-def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], repeats: int, json_output: bool) -> None:
+def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], config, device_options: tuple, json_output: bool) -> None:
     from sniper_onnx.dispatch import load_fleet
-    from sniper_onnx.dispatch.profiling import profile_fleet
+    from sniper_onnx.dispatch.profiling import check_device_options, check_farm_config, profile_fleet, refuse_unsupported
     from sniper_onnx.errors import SniperError
 
     if db is None:
         raise SniperError("--fleet needs --db ncd.sqlite: the farm stores every median there")
-    summary = profile_fleet(load_fleet(fleet), jobs, db, repeats=repeats)
+    refuse_unsupported(config)
+    loaded = load_fleet(fleet)
+    check_device_options(loaded, *device_options)
+    check_farm_config(loaded, config)  # before any net is generated or read
+    summary = profile_fleet(loaded, jobs, db, config)
     if json_output:
         typer.echo(json.dumps(asdict(summary)))
     else:
@@ -144,6 +157,9 @@ def _print_fleet_summary(summary) -> None:
         typer.echo(f"  ... and {len(summary.failures) - 10} more (--json lists them all)", err=True)
     for error in summary.store_errors[:10]:
         typer.echo(f"  not stored: {error}", err=True)
+    for flag, names in summary.flagged.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
 
 
 def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bool):

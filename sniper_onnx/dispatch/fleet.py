@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -40,10 +41,13 @@ class FleetDevice:
     opt_level: str = "all"
     provider: str = "CPUExecutionProvider"
     join_at: float = 0.0
+    # new with every fleet loaded, so every dispatcher: a Dask agent that serves two at once maps
+    # each one's model names to its own nets (sniper_profiler.agent.DeviceAgent)
+    scope: str = field(default_factory=lambda: uuid.uuid4().hex, compare=False, repr=False)
 
     def agent_settings(self) -> dict[str, Any]:
         return {"name": self.name, "provider": self.provider, "threads": self.threads,
-                "graph_optimization": self.opt_level}
+                "graph_optimization": self.opt_level, "scope": self.scope}
 
 
 @dataclass(frozen=True)

@@ -43,3 +43,20 @@ def test_embedded_agent_ends_quietly_on_ctrl_c():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_two_dispatchers_on_one_dask_agent_keep_their_own_nets(tmp_path, monkeypatch):
+    """Both send model name "net" with other bytes, then tasks without bytes: each must run its own."""
+    from sniper_onnx.dispatch import fleet_from_dict
+    from dispatch_testkit import fleet_dict
+
+    monkeypatch.setattr(agent_module, "_DASK_AGENTS", {})
+    small = matmul_chain(tmp_path / "a.onnx", rows=4, width=8)
+    large = matmul_chain(tmp_path / "b.onnx", rows=16, width=32).read_bytes()
+    devices = [{"name": "d", "type": "all"}]
+    first, second = (fleet_from_dict(fleet_dict({"net": small}, devices)).devices[0].agent_settings() for _ in range(2))
+    dask_run_task(first, 1, 0, "net", small.read_bytes())
+    dask_run_task(second, 1, 0, "net", large)
+    assert dask_run_task(first, 2, 0, "net", None)["output_shapes"] == [[4, 8]]
+    assert dask_run_task(second, 2, 0, "net", None)["output_shapes"] == [[16, 32]]
+    assert len(agent_module._DASK_AGENTS) == 1  # one agent: the warm sessions stay shared

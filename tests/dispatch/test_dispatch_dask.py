@@ -84,13 +84,15 @@ def test_dask_worker_joining_mid_run_gets_work(cluster, tmp_path):
 def test_farm_fails_a_device_type_that_never_comes_up_and_goes_on(cluster, tmp_path):
     from sniper_onnx.database.collect import file_jobs
     from sniper_onnx.dispatch.profiling import profile_fleet
+    from sniper_profiler.config import ProfileConfig
 
     address, _ = cluster
     model = {"m": matmul_chain(tmp_path / "m.onnx", rows=4, width=8)}
     fleet = fleet_from_dict(fleet_dict(model, devices=[
         {"name": "d-fast", "type": "all"}, {"name": "nobody-serves-me", "type": "ghost"},
     ], engine="dask", scheduler=address))
-    summary = profile_fleet(fleet, file_jobs([str(model["m"])]), tmp_path / "ncd.sqlite", repeats=2,
+    summary = profile_fleet(fleet, file_jobs([str(model["m"])]), tmp_path / "ncd.sqlite",
+                            ProfileConfig(min_repeats=2, max_repeats=2, warmup=1),
                             ready_timeout_s=2)
     assert (summary.measured, summary.failed) == (1, 1)
     assert "no device of type ghost came up" in summary.failures[0]

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
 from sniper_onnx.dispatch import DispatchTask, Kill, dispatch, fleet_from_dict, write_workload
+from sniper_profiler.config import ProfileConfig
 
 
 @pytest.fixture(scope="module")
@@ -18,6 +19,9 @@ def models(tmp_path_factory):
     return {"chain": matmul_chain(folder / "chain.onnx"), "small": matmul_chain(folder / "small.onnx", rows=32, layers=2),
             "mid": matmul_chain(folder / "mid.onnx", rows=64, width=128, layers=4),
             "big": matmul_chain(folder / "big.onnx", rows=512, width=512, layers=3)}
+
+
+QUICK = ProfileConfig(min_repeats=3, max_repeats=3, warmup=1)  # the farm's measurements, kept short
 
 
 def burst(count: int, spacing: float, names=("chain", "small")) -> list[DispatchTask]:
@@ -189,7 +193,7 @@ def test_profiling_farm_spreads_nets_over_the_fleet(models, tmp_path):
         {"name": "off-0", "type": "off", "threads": 1, "opt_level": "disabled"},
     ]))
     jobs = file_jobs([str(models["chain"]), str(models["small"]), str(broken)])
-    summary = profile_fleet(fleet, jobs, tmp_path / "farm.sqlite", repeats=3)
+    summary = profile_fleet(fleet, jobs, tmp_path / "farm.sqlite", QUICK)
     assert summary.measured == 4 and summary.failed == 2  # 2 good nets x 2 types; the broken one fails on both
     assert summary.per_device.get("a-0", 0) + summary.per_device.get("a-1", 0) == 2
     with Database(tmp_path / "farm.sqlite") as db:
@@ -253,3 +257,25 @@ def test_a_run_where_no_task_completes_fails_and_keeps_its_report(tmp_path, mode
     assert json.loads(result.stdout)["counts"]["failed"] == 2
     assert len(tasks.read_text().splitlines()) == 2
     assert "no task completed (2 failed)" in result.stderr and "FooProvider" in result.stderr
+
+
+def test_profiling_farm_holds_only_the_nets_in_flight(models, tmp_path):
+    """Nets are built as devices need them and dropped when measured: never all of them at once."""
+    import onnx
+
+    from sniper_onnx.database.collect import CollectJob
+    from sniper_onnx.dispatch.profiling import profile_fleet
+
+    finished: list[int] = [0]
+    built_when: list[int] = []  # pairs measured when each net was built
+
+    def make(index: int):
+        built_when.append(finished[0])
+        return onnx.load(str(matmul_chain(tmp_path / f"n{index}.onnx", rows=index + 1, width=8)))
+
+    jobs = [CollectJob(f"n{i}", None, {"kind": "test"}, make=lambda i=i: make(i)) for i in range(6)]
+    fleet = fleet_from_dict(fleet_dict(models, devices=[{"name": "a-0", "type": "all", "threads": 1}]))
+    summary = profile_fleet(fleet, jobs, tmp_path / "farm.sqlite", QUICK, in_flight=2,
+                            progress=lambda done, total: finished.__setitem__(0, done))
+    assert summary.measured == 6
+    assert all(done >= index - 2 for index, done in enumerate(built_when)), built_when

@@ -1,7 +1,9 @@
 """`sniper-onnx profile --fleet` goes through the dispatch engine into the database."""
 
+import json
 import sqlite3
 
+import pytest
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
@@ -80,3 +82,69 @@ def test_fleet_profile_where_every_net_fails_says_why_and_exits_1(tmp_path):
                                  "--db", str(tmp_path / "ncd.sqlite")])
     assert result.exit_code == 1
     assert "failed: broken on d0" in result.output
+
+
+def _measurements(db):
+    import json
+
+    with sqlite3.connect(db) as con:
+        return [(count, json.loads(config)) for count, config in con.execute("select count, config from measurements")]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--threads", "4"], "--threads 4 with --fleet: the fleet file sets threads per device (d0: 1)"),
+    (["--opt-level", "disabled"], "--opt-level disabled with --fleet"),
+    (["--provider", "cuda"], "--provider cuda with --fleet"),
+    (["-o", "r.jsonl"], "with --fleet: the farm stores into --db only"),
+    (["--max-busy", "0.1"], "--max-busy with --fleet"),
+    (["--memory-limit", "2"], "--memory-limit with --fleet"),
+    (["--precision", "fp16"], "--precision fp16 with --fleet"),
+    (["--provider-option", "device_id=0"], "--provider-option with --fleet"),
+    (["--passes", "2"], "--passes 2 with --fleet"),
+    (["--sessions", "3"], "device type all (threads 2): --sessions 3 with --threads 2"),
+])
+def test_fleet_profile_refuses_what_it_cannot_honour_in_one_line(tmp_path, extra, message):
+    fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}] if "--sessions" not in extra
+                              else [{"name": "d0", "type": "all", "threads": 2}])
+    db = tmp_path / "ncd.sqlite"
+    result = runner.invoke(app, ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), "--db", str(db), *extra])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+
+
+def test_fleet_profile_takes_device_options_that_match_the_fleet(tmp_path):
+    fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}])
+    result = runner.invoke(app, ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), "--db", str(tmp_path / "db"),
+                                 "--threads", "1", "--opt-level", "all", "--provider", "cpu", "--max-repeats", "3",
+                                 "--min-repeats", "3"])
+    assert result.exit_code == 0, result.output
+
+
+def test_fleet_profile_measures_with_the_stopping_rule_given_and_stores_the_runs_timed(tmp_path):
+    fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}])
+    db = tmp_path / "ncd.sqlite"
+    args = ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), "--db", str(db), "--warmup", "0",
+            "--min-repeats", "7", "--max-repeats", "7", "--max-time", "5", "--sessions", "1"]
+    assert runner.invoke(app, args).exit_code == 0
+    [(count, config)] = _measurements(db)
+    assert count == 7  # the agent's timed runs, not 1
+    assert (config["warmup"], config["max_repeats"], config["max_time_s"], config["sessions"]) == (0, 7, 5.0, 1)
+    # other measurement settings are another record: the rerun measures, it does not skip
+    again = runner.invoke(app, args[:-6] + ["--min-repeats", "9", "--max-repeats", "9"])
+    assert again.exit_code == 0 and "1 measured" in again.output, again.output
+    assert sorted(count for count, _ in _measurements(db)) == [7, 9]
+
+
+def test_fleet_profile_timeout_fails_the_net_and_a_fresh_agent_takes_the_next(tmp_path):
+    import shutil
+
+    fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}])
+    shutil.copy(tmp_path / "m.onnx", tmp_path / "m2.onnx")
+    result = runner.invoke(app, ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), str(tmp_path / "m2.onnx"),
+                                 "--db", str(tmp_path / "ncd.sqlite"), "--min-time", "30", "--max-time", "30",
+                                 "--max-repeats", "100000000", "--timeout", "0.5", "--json"])
+    assert result.exit_code == 1, result.output
+    summary = json.loads(result.stdout)
+    assert summary["timed_out"] == 2 and summary["failed"] == 2  # the second net ran on a restarted agent
+    assert all("timed out after 0.5 s (--timeout)" in failure for failure in summary["failures"])

@@ -282,3 +282,11 @@ def test_memory_limit_turns_a_greedy_model_into_an_out_of_memory_record(tmp_path
 def test_memory_limit_is_refused_for_gpu_providers():
     with pytest.raises(runner.ProfilerError, match="CPU providers only"):
         ProfileConfig(provider="cuda", memory_limit_gb=4)
+
+
+@pytest.mark.parametrize("option", [["--max-time", "3"], ["--min-repeats=3"], ["--timeout", "5"]])
+def test_device_command_refuses_stopping_rule_options(capsys, option):
+    """`device` measures nothing: a stopping rule given to it would be silently ignored."""
+    assert main(["device", "--json", *option]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is a stopping-rule option of `run`" in err
