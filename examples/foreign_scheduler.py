@@ -12,6 +12,11 @@ says on which devices that path answers. Networks below the Structure Checker's 
 (``sniper.structure_checker``) take the device's Bayesian ridge, whose numbers are in
 ``sniper.regression``. This script assigns each task to the device that would finish it earliest,
 given what is already queued there.
+
+The graph's input contract (docs/predictor.md, "The ONNX file") is checked before onnxruntime runs:
+its own error for a wrong shape comes from inside a fused Gemm, and a ``correction_slot`` that is
+not 0 or one of the file's corrections silently applies none. A bad input ends the script with one
+line on stderr, ``foreign_scheduler.py: error: ...``, and exit status 1.
 """
 
 from __future__ import annotations
@@ -24,11 +29,50 @@ import numpy as np
 import onnxruntime
 
 
+class InputError(ValueError):
+    """An input the predictor cannot take; its message is one line saying what is expected."""
+
+
 def load(path: str):
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    try:
+        session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    except Exception as error:  # noqa: BLE001 - onnxruntime raises its own types, several lines long
+        raise InputError(f"{path}: not a readable ONNX file ({type(error).__name__})") from None
     meta = {k[len("sniper."):]: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()
             if k.startswith("sniper.")}
+    if "device_table" not in meta:
+        raise InputError(f"{path}: not a sniper-onnx predictor (no sniper.device_table in its metadata)")
     return session, meta
+
+
+def correction_slots(meta: dict) -> int:
+    """The corrections (adapt, feedback) the file holds: ``correction_slot`` k in 1..this selects the
+    k-th, 0 none. Several entries of ``sniper.corrections`` may share a slot (feedback adds to one)."""
+    return max((int(entry["slot"]) for entry in meta.get("corrections") or []), default=0)
+
+
+def check_feeds(session, meta: dict, feeds: dict) -> None:
+    """Every input has the shape the graph declares, with one N (and one K) across them, and every
+    ``correction_slot`` names a correction the file holds (the graph would apply none: see
+    docs/predictor.md)."""
+    sizes: dict = {}  # symbolic dims ("N", "K") -> the size the first input gave them
+    for spec in session.get_inputs():
+        if spec.name not in feeds:
+            raise InputError(f"missing input {spec.name}, shape {spec.shape}")
+        shape = list(np.shape(feeds[spec.name]))
+        wrong = len(shape) != len(spec.shape) or any(
+            (isinstance(want, int) and got != want) or (isinstance(want, str) and sizes.setdefault(want, got) != got)
+            for got, want in zip(shape, spec.shape))
+        if wrong:
+            given = ", ".join(f"{k}={v}" for k, v in sizes.items())
+            raise InputError(f"{spec.name} has shape {shape}; the predictor takes {spec.shape} "
+                             f"({given + ' from the inputs before it; ' if given else ''}one row per network-device pair)")
+    slots, held = np.asarray(feeds["device_features"], np.float64)[:, -1], correction_slots(meta)
+    valid = np.isfinite(slots) & (slots == np.round(slots)) & (slots >= 0) & (slots <= held)
+    if not valid.all():
+        row = int(np.argmin(valid))
+        raise InputError(f"device_features row {row}: correction_slot {slots[row]:g} is not 0 (none) or one of the "
+                         f"file's {held} correction(s) (1..{held}); take device rows from sniper.device_table")
 
 
 def predict_seconds(session, meta, features: dict, kernel_rows: list | None = None) -> dict:
@@ -40,15 +84,21 @@ def predict_seconds(session, meta, features: dict, kernel_rows: list | None = No
     feeds = {"network_features": network, "device_features": device}
     kernel_path = meta.get("kernel_path") or {}
     if not kernel_path:
+        check_feeds(session, meta, feeds)
         return dict(zip(devices, session.run(["seconds"], feeds)[0].tolist()))
     width = len(kernel_path["feature_names"])
-    rows = np.array(kernel_rows or [], np.float32).reshape(-1, width)
+    rows = np.array(kernel_rows or [], np.float32)
+    if rows.size and (rows.ndim != 2 or rows.shape[1] != width):
+        raise InputError(f"kernel_table rows have shape {list(rows.shape)}; the predictor takes [layers, {width}] "
+                         "(sniper.kernel_path.feature_names)")
+    rows = rows.reshape(-1, width)
     if len(rows):  # identical layers cost the same: one row each, with its count in column 0
         rows, counts = np.unique(rows, axis=0, return_counts=True)
     table = np.zeros((len(devices), max(len(rows), 1), 1 + width), np.float32)
     table[:, : len(rows), 0] = counts if len(rows) else 0.0  # padding rows count 0
     table[:, : len(rows), 1:] = rows
     feeds["kernel_features"] = table
+    check_feeds(session, meta, feeds)
     pcn, kernel_sum = session.run(["seconds", "kernel_seconds"], feeds)
     # the kernel sum answers, given a table, where kernel_path says so: where it won in training, and
     # on a device whose correction (adapt, feedback) was fitted to it (the graph applies that correction)
@@ -70,13 +120,31 @@ def structure_checked(meta, features: dict, seconds: dict) -> dict:
     return answered
 
 
+def read_analysis(path: str, meta: dict) -> dict:
+    """The JSON of `sniper-onnx analyze --json`, with every feature the predictor takes."""
+    try:
+        with open(path) as handle:
+            analysis = json.load(handle)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read it ({error.strerror})") from None
+    except ValueError as error:
+        raise InputError(f"{path}: not JSON ({error})") from None
+    if not isinstance(analysis, dict) or not isinstance(analysis.get("features"), dict):
+        raise InputError(f"{path}: not the JSON of `sniper-onnx analyze --json` (no 'features')")
+    missing = [name for name in meta["network_feature_names"] if name not in analysis["features"]]
+    if missing:
+        raise InputError(f"{path}: {len(missing)} feature(s) this predictor takes are missing ({', '.join(missing[:3])}"
+                         f"{' ...' if len(missing) > 3 else ''}); re-run `sniper-onnx analyze --json` with the "
+                         "sniper-onnx that wrote the predictor")
+    return analysis
+
+
 def schedule(predictor: str, analyses: list) -> list:
     session, meta = load(predictor)
     busy_until = {device: 0.0 for device in meta["device_table"]}
     plan = []
     for path in analyses:
-        with open(path) as handle:
-            analysis = json.load(handle)
+        analysis = read_analysis(path, meta)
         seconds = predict_seconds(session, meta, analysis["features"], (analysis.get("kernel_table") or {}).get("rows"))
         seconds = structure_checked(meta, analysis["features"], seconds)
         device = min(busy_until, key=lambda d: busy_until[d] + seconds[d])
@@ -89,5 +157,9 @@ def schedule(predictor: str, analyses: list) -> list:
 if __name__ == "__main__":
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    for step in schedule(sys.argv[1], sys.argv[2:]):
+    try:
+        plan = schedule(sys.argv[1], sys.argv[2:])
+    except InputError as error:
+        sys.exit(f"foreign_scheduler.py: error: {error}")
+    for step in plan:
         print(json.dumps(step))

@@ -20,6 +20,16 @@ from sniper_generator.spec import check_seed
 from sniper_onnx.errors import SniperError
 
 NUM_CLASSES = 1000
+MAX_RESOLUTION = 2048
+
+
+@dataclass(frozen=True)
+class ResolutionRule:
+    """Input sides a network refuses inside its range, and why: checked before building, so the
+    first error states the whole constraint (until 2026-11-29 VGG's said 224..2048, then refused 300)."""
+
+    accepts: Callable[[int], bool]
+    text: str  # what is accepted and why, a clause: "resolution is a multiple of the 16-pixel patch"
 
 
 @dataclass(frozen=True)
@@ -35,11 +45,29 @@ class ZooEntry:
     description: str
     options: tuple[tuple[str, object], ...] = ()
     off_graph_params: int = 0  # counted by torchvision but not in the default inference export
+    rule: ResolutionRule | None = None  # a constraint beyond min_resolution..MAX_RESOLUTION
 
     @property
     def export_params(self) -> int:
         """Parameters of the default export (``count_parameters``)."""
         return self.reference_params - self.off_graph_params
+
+    def accepts(self, resolution: int) -> bool:
+        return self.min_resolution <= resolution <= MAX_RESOLUTION and (self.rule is None or self.rule.accepts(resolution))
+
+    def resolutions(self) -> str:
+        """The accepted input sides, in words: the real range (the rule may trim its ends), then the rule."""
+        low, high = self.nearest(self.min_resolution, +1), self.nearest(MAX_RESOLUTION, -1)
+        return f"{low}..{high}" + (f" where {self.rule.text}" if self.rule else "")
+
+    def nearest(self, resolution: int, step: int) -> int | None:
+        """The first accepted resolution from ``resolution`` in direction ``step`` (None: none that way)."""
+        candidate = min(max(resolution, self.min_resolution), MAX_RESOLUTION)
+        while self.min_resolution <= candidate <= MAX_RESOLUTION:
+            if self.accepts(candidate):
+                return candidate
+            candidate += step
+        return None
 
 
 # ------------------------------------------------------------------------------------ ResNet
@@ -102,6 +130,14 @@ _VGG_CFG = {
 }
 
 
+# Five 2x2 max pools floor the side to resolution // 32, and torchvision's AdaptiveAvgPool2d((7, 7))
+# is written as one AveragePool, which needs that side to be a multiple of 7.
+_VGG_RULE = ResolutionRule(
+    lambda resolution: (resolution // 32) % 7 == 0,
+    "resolution // 32 is a multiple of 7 (224..255, 448..479, 672..703, ..., 2016..2047): the last map "
+    "must be 7k x 7k for AdaptiveAvgPool2d((7, 7)) as one AveragePool")
+
+
 def _vgg(depth: int) -> Callable:
     def build(b: GraphBuilder, x: Tensor, _: dict) -> Tensor:
         for item in _VGG_CFG[depth]:
@@ -110,10 +146,8 @@ def _vgg(depth: int) -> Callable:
             else:
                 x = b.activation(b.conv(x, item, 3, bias=True), "relu")
         side = x.shape[2]
-        if side % 7:
-            raise SniperError(
-                f"vgg{depth}: this resolution leaves a {side}x{side} map that AdaptiveAvgPool2d((7, 7)) "
-                "cannot pool with one AveragePool; use 224..255 or 448..479")
+        if side % 7:  # _VGG_RULE refuses these before building
+            raise SniperError(f"vgg{depth}: this resolution leaves a {side}x{side} map; it takes those where {_VGG_RULE.text}")
         if side != 7:
             x = b.avgpool(x, side // 7, side // 7)
         x = b.flatten(x)
@@ -196,7 +230,7 @@ def _inception_v3(b: GraphBuilder, x: Tensor, options: dict) -> Tensor:
         x = _inception_c(b, x, c7)
     if options.get("aux_head"):
         if (x.shape[2] - 5) // 3 + 1 < 5:
-            raise SniperError("inception_v3: the auxiliary head needs a 17x17 Mixed_6e map (resolution about 299 or more) "
+            raise SniperError("inception_v3: the auxiliary head needs a 17x17 Mixed_6e map (resolution 299 or more) "
                               "for its 5x5 conv; use --resolution 299 or drop --aux-head")
         b.output(_inception_aux(b, x), "aux_logits")
     x = _inception_d(b, x)
@@ -285,11 +319,13 @@ def patch_embedding(b: GraphBuilder, x: Tensor, dim: int, patch: int, class_toke
     return b.reshape(x, (batch * tokens, dim)), tokens
 
 
+_VIT_RULE = ResolutionRule(lambda resolution: resolution % 16 == 0, "resolution is a multiple of the 16-pixel patch")
+
+
 def _vit_b16(b: GraphBuilder, x: Tensor, _: dict) -> Tensor:
     batch = x.shape[0]
-    if x.shape[2] % 16:
-        raise SniperError(f"vit_b_16: resolution {x.shape[2]} is not a multiple of the 16-pixel patch; "
-                          "use e.g. 224 or 384")
+    if x.shape[2] % 16:  # _VIT_RULE refuses these before building
+        raise SniperError(f"vit_b_16: resolution {x.shape[2]} is refused; it takes those where {_VIT_RULE.text}")
     x, tokens = patch_embedding(b, x, 768, 16)
     for _layer in range(12):
         x = vit_encoder_block(b, x, batch, tokens, 12, 3072)
@@ -305,14 +341,15 @@ ZOO: dict[str, ZooEntry] = {entry.name: entry for entry in (
     ZooEntry("densenet121", "densenet", _densenet(64, 32, (6, 12, 24, 16)), 7_978_856, 224, 32, "DenseNet-121"),
     ZooEntry("densenet169", "densenet", _densenet(64, 32, (6, 12, 32, 32)), 14_149_480, 224, 32, "DenseNet-169"),
     ZooEntry("densenet201", "densenet", _densenet(64, 32, (6, 12, 48, 32)), 20_013_928, 224, 32, "DenseNet-201"),
-    ZooEntry("vgg16", "vgg", _vgg(16), 138_357_544, 224, 224, "VGG-16 (no BN)"),
-    ZooEntry("vgg19", "vgg", _vgg(19), 143_667_240, 224, 224, "VGG-19 (no BN)"),
+    ZooEntry("vgg16", "vgg", _vgg(16), 138_357_544, 224, 224, "VGG-16 (no BN)", rule=_VGG_RULE),
+    ZooEntry("vgg19", "vgg", _vgg(19), 143_667_240, 224, 224, "VGG-19 (no BN)", rule=_VGG_RULE),
     ZooEntry("inception_v3", "inception", _inception_v3, 27_161_264, 299, 75,
              "Inception-v3 (eval graph without the aux head; --aux-head adds it)",
              options=(("aux_head", False),), off_graph_params=3_326_696),
     ZooEntry("mobilenet_v2", "mobilenet", _mobilenet_v2, 3_504_872, 224, 32, "MobileNetV2 (ReLU6 as Clip)"),
     ZooEntry("squeezenet1_1", "squeezenet", _squeezenet_1_1, 1_235_496, 224, 32, "SqueezeNet 1.1"),
-    ZooEntry("vit_b_16", "vit", _vit_b16, 86_567_656, 224, 32, "ViT-B/16 (class token, pre-norm, GELU)"),
+    ZooEntry("vit_b_16", "vit", _vit_b16, 86_567_656, 224, 32, "ViT-B/16 (class token, pre-norm, GELU)",
+             rule=_VIT_RULE),
 )}
 
 INCEPTION_AUX_HEAD_PARAMS = ZOO["inception_v3"].off_graph_params  # conv0 98,560 + conv1 2,459,136 + fc 769,000
@@ -335,9 +372,9 @@ def export_zoo_model(name: str, resolution: int | None = None, batch: int = 1, w
     """
     entry = zoo_entry(name)
     resolution = entry.default_resolution if resolution is None else int(resolution)
-    if resolution < entry.min_resolution or resolution > 2048:
-        raise SniperError(f"{name}: resolution {resolution} is outside {entry.min_resolution}..2048; "
-                          f"use --resolution {entry.default_resolution}")
+    if not entry.accepts(resolution):
+        raise SniperError(f"{name}: resolution {resolution} is refused; {name} takes {entry.resolutions()}; "
+                          f"nearest: {_nearest_text(entry, resolution)}")
     if batch < 1:
         raise SniperError(f"{name}: batch {batch} must be >= 1")
     check_seed(seed)
@@ -350,6 +387,12 @@ def export_zoo_model(name: str, resolution: int | None = None, batch: int = 1, w
     if aux_head:  # torchvision returns (logits, aux_logits): keep that output order
         builder.outputs.reverse()
     return builder.build(doc=f"sniper_generator zoo {name} resolution={resolution} batch={batch} seed={seed}")
+
+
+def _nearest_text(entry: ZooEntry, resolution: int) -> str:
+    below, above = entry.nearest(resolution, -1), entry.nearest(resolution, +1)
+    choices = sorted({r for r in (below, above) if r is not None}, key=lambda r: (abs(r - resolution), r))
+    return " or ".join(f"--resolution {r}" for r in choices)
 
 
 __all__ = ["ZOO", "ZooEntry", "export_zoo_model", "export_zoo_to_file", "list_zoo", "count_parameters",
@@ -376,7 +419,7 @@ def list_zoo() -> list[dict]:
     """One row per network: name, family, torchvision parameter count, default resolution, description."""
     return [{"name": e.name, "family": e.family, "params": e.reference_params, "export_params": e.export_params,
              "default_resolution": e.default_resolution, "min_resolution": e.min_resolution,
-             "description": e.description} for e in ZOO.values()]
+             "resolutions": e.resolutions(), "description": e.description} for e in ZOO.values()]
 
 
 def export_zoo_to_file(name: str, path: str | Path, resolution: int | None = None, batch: int = 1,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.runtime import (PredictionTable, check_predictor_output, is_shipped_predictor, load_predictor,
@@ -25,13 +25,13 @@ def predict_files(
 
     if predictor:
         loaded = load_predictor(predictor)
-        plan = [(loaded, [match_device(d, loaded.devices) for d in devices] if devices else devices)]
+        plan = [(loaded, _once([match_device(d, loaded.devices) for d in devices]) if devices else devices)]
     else:
         plan = _shipped_plan(devices)
     from sniper_onnx.database.collect import expand_model_folders
 
     models = expand_model_folders(models)
-    features, kernels, notes, input_types = [], [], [], []
+    features, kernels, notes, precisions = [], [], [], []
     for model in models:
         path = Path(model)
         if not path.is_file():
@@ -41,9 +41,11 @@ def predict_files(
                 data = json.loads(path.read_text())
                 features.append(data["features"])
                 kernels.append(kernel_table_of_json(data))
-                input_types.append((data.get("model") or {}).get("input_types") or {})
-            except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError):
+                precisions.append(model_precision(data.get("model") or {}))
+            except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError):
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
+            except SniperError as error:  # a kernel table of another version: say which file
+                raise SniperError(f"{path}: {error}") from None
             notes += incomplete_cost_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
             if kernels[-1] is None and any(loaded.kernel_path for loaded, _ in plan):
                 notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
@@ -53,10 +55,10 @@ def predict_files(
             features.append(network.features)
             kernels.append(network.kernel_table)
             notes += network.notes
-            input_types.append(network.input_types)
+            precisions.append(network.precision)
     names = [str(m) for m in models]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
-    notes += precision_notes(names, input_types, plan, tables)
+    notes += precision_notes(names, precisions, plan, tables)
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes)
     for table in tables:
         merged.rows.extend(table.rows)
@@ -65,28 +67,44 @@ def predict_files(
 
 # numpy's names of float element types, as the analyzer writes them in model.input_types
 FLOAT_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float64": 64}
+# ... and of the types weights are stored in (model.weight_types); int32/int64 hold quantized biases,
+# shapes and indices, which say nothing of the precision the model computes in
+WEIGHT_BITS = {**FLOAT_BITS, "int8": 8, "uint8": 8, "int4": 4, "uint4": 4, "int16": 16, "uint16": 16,
+               "float8_e4m3fn": 8, "float8_e4m3fnuz": 8, "float8_e5m2": 8, "float8_e5m2fnuz": 8}
 DEVICE_PRECISION_FEATURE = "precision_bits_over_32"
 
 
-def precision_notes(names: Sequence[str], input_types: Sequence[Dict[str, Any]], plan: Sequence[tuple],
+def model_precision(model_info: Dict[str, Any]) -> Optional[Tuple[str, str]]:
+    """(type, what it is of) that the model computes in: its weights' dominant type (a quantized
+    or fp16 model often keeps fp32 inputs), else its first float input's; None when neither says."""
+    weights = {t: n for t, n in (model_info.get("weight_types") or {}).items() if t in WEIGHT_BITS and n}
+    if weights:
+        return max(weights, key=weights.get), "weights"
+    floats = [t for t in (model_info.get("input_types") or {}).values() if t in FLOAT_BITS]
+    return (floats[0], "inputs") if floats else None
+
+
+def precision_notes(names: Sequence[str], precisions: Sequence[Optional[Tuple[str, str]]], plan: Sequence[tuple],
                     tables: Sequence[PredictionTable]) -> List[str]:
-    """A model whose float inputs are not of the width its device configurations were measured
-    at: the prediction is for the configuration's precision, not the model's."""
+    """A model that computes in another precision than its device configurations were measured
+    at (an int8 or fp16 model on an fp32 configuration): the prediction is for the configuration's
+    precision, not the model's."""
     notes = []
     for (loaded, _), table in zip(plan, tables):
         feature_names = list(loaded.meta.get("device_feature_names", []))
         if DEVICE_PRECISION_FEATURE not in feature_names:
             continue
         column = feature_names.index(DEVICE_PRECISION_FEATURE)
-        for name, types in zip(names, input_types):
-            floats = [t for t in types.values() if t in FLOAT_BITS]
-            if not floats:
+        for name, precision in zip(names, precisions):
+            if precision is None:
                 continue
+            kind, what = precision
             devices = sorted({row.device for row in table.rows if row.network == name
-                              and round(loaded.device_table[row.device][column] * 32) != FLOAT_BITS[floats[0]]})
+                              and round(loaded.device_table[row.device][column] * 32) != WEIGHT_BITS[kind]})
             if devices:
                 shown = ", ".join(devices[:3]) + (f" and {len(devices) - 3} more" if len(devices) > 3 else "")
-                notes.append(f"{name}: its inputs are {floats[0]}, but {shown} measured networks of another "
+                quantized = " (quantized)" if kind not in FLOAT_BITS else ""
+                notes.append(f"{name}: its {what} are {kind}{quantized}, but {shown} measured networks of another "
                              f"precision: the prediction is for that precision, not the model's")
     return notes
 
@@ -100,6 +118,7 @@ class AnalyzedNetwork:
     kernel_table: Any
     notes: List[str]
     input_types: Dict[str, Any] = field(default_factory=dict)
+    precision: Optional[Tuple[str, str]] = None  # model_precision: (type, "weights" or "inputs")
 
 
 # for callers without an --input-shape option (simulate --models, dispatch)
@@ -117,7 +136,7 @@ def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[st
     result = analyze(model, input_shapes=input_shapes)
     notes = incomplete_cost_notes(name, result.to_json_dict(), remedy)
     return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes,
-                           dict(result.model_info.get("input_types") or {}))
+                           dict(result.model_info.get("input_types") or {}), model_precision(result.model_info))
 
 
 def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:
@@ -152,6 +171,10 @@ def kernel_table_of_json(data: Dict[str, Any]):
         written = data["kernel_table"]
         if list(written.get("columns", [])) != list(KERNEL_FEATURE_NAMES):
             raise SniperError("kernel_table columns differ from this sniper-onnx's; re-run `sniper-onnx analyze --json --kernels`")
+        widths = {len(row) for row in written["rows"]} - {len(KERNEL_FEATURE_NAMES)}
+        if widths:
+            raise SniperError(f"kernel_table has rows of {min(widths)} values for its {len(KERNEL_FEATURE_NAMES)} columns; "
+                              "re-run `sniper-onnx analyze --json --kernels`")
         return np.array(written["rows"], dtype=np.float32).reshape(len(written["rows"]), len(KERNEL_FEATURE_NAMES))
     return kernel_table(data["nodes"]) if data.get("nodes") else None
 
@@ -173,6 +196,12 @@ def list_devices(predictor: Optional[str] = None) -> List[KnownDevice]:
             for loaded in loaded_all for device in loaded.devices]
 
 
+def _once(devices: List[str]) -> List[str]:
+    """Each device once, in the order given: `-d t1 -d "AMD EPYC | cpu fp32 t1"` name one device, and
+    a repeated row would count twice for whoever sums or counts the output."""
+    return list(dict.fromkeys(devices))
+
+
 def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
     """(shipped predictor, its devices to answer): each device goes to the first shipped predictor
     that knows it; without devices, every shipped predictor answers for all of its own."""
@@ -181,8 +210,7 @@ def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
         return [(loaded, None) for loaded in shipped]
     plan: Dict[int, List[str]] = {}
     every_device = [d for loaded in shipped for d in loaded.devices]
-    for device in devices:
-        device = match_device(device, every_device)
+    for device in _once([match_device(d, every_device) for d in devices]):
         owner = next((i for i, loaded in enumerate(shipped) if device in loaded.device_table), None)
         if owner is None:
             raise SniperError(f"device {device!r}: unknown to every shipped predictor (they know: {', '.join(every_device)}); "

@@ -5,7 +5,9 @@ Inputs (float32):
   ``sniper.network_feature_names``;
 - ``device_features`` [N, F_d + 1]: raw device features (``DeviceSpec.features()``, order of
   ``sniper.device_feature_names``) followed by ``correction_slot`` (0 = none; k = the k-th Time
-  Trimmer / few-shot correction, recorded in ``sniper.corrections``).
+  Trimmer / few-shot correction, recorded in ``sniper.corrections``). Slot k applies only where the
+  value equals k, so any other value (beyond the slots held, negative, fractional) applies none and
+  the graph cannot say so: ``runtime.Predictor.check_inputs`` refuses such rows (docs/predictor.md).
 
 - ``kernel_features`` [N, K, 1 + D], only in predictors with a kernel-sum path: each network's
   kernel table (``sniper_onnx.analysis.kernels``), padded to K rows; column 0 is how many of the

@@ -124,6 +124,7 @@ class Predictor:
         self.device_feature_names: List[str] = self.meta["device_feature_names"]
         self.device_table: Dict[str, List[float]] = self.meta["device_table"]
         self._session = None
+        self._check_device_table()
 
     # -- running the graph -------------------------------------------------------------------
     @property
@@ -142,6 +143,54 @@ class Predictor:
         """Metadata of the kernel-sum path ({} when the predictor has none)."""
         return self.meta.get("kernel_path") or {}
 
+    def _input_width(self, name: str) -> int:
+        """Columns of a graph input (the graph decides, not a copy of it in metadata)."""
+        for value in self.model.graph.input:
+            if value.name == name:
+                return value.type.tensor_type.shape.dim[-1].dim_value
+        return 0
+
+    @property
+    def correction_slots(self) -> int:
+        """How many corrections (adapt, feedback) the graph holds: valid slots are 0 (none) to this."""
+        return next((int(init.dims[0]) for init in self.model.graph.initializer if init.name == "slot_delta"), 0)
+
+    def _check_device_table(self) -> None:
+        """Every device row must fit the graph: a wrong width would fail inside onnxruntime, and a slot
+        the graph does not hold would silently apply no correction (and adapt would write to a wrong one)."""
+        width, slots = self._input_width(G.DEVICE_INPUT), self.correction_slots
+        for device, row in self.device_table.items():
+            if len(row) != width:
+                raise SniperError(f"{self.source}: device {device!r} has {len(row)} values in sniper.device_table, "
+                                  f"the graph takes {width}; the file is damaged: retrain or re-adapt it")
+            problem = slot_problem(row[-1], slots)
+            if problem:
+                raise SniperError(f"{self.source}: device {device!r} in sniper.device_table: {problem}; "
+                                  "the file is damaged: re-adapt that device")
+
+    def check_inputs(self, network_matrix: np.ndarray, device_matrix: np.ndarray, tables: Optional[Sequence] = None) -> None:
+        """Refuse raw matrices the graph cannot take, in one line naming what it expects; onnxruntime
+        would fail in a fused Gemm, or (an unknown correction slot) answer as if uncorrected."""
+        widths = {G.NETWORK_INPUT: self._input_width(G.NETWORK_INPUT), G.DEVICE_INPUT: self._input_width(G.DEVICE_INPUT)}
+        shapes = {G.NETWORK_INPUT: np.shape(network_matrix), G.DEVICE_INPUT: np.shape(device_matrix)}
+        for name, shape in shapes.items():
+            if len(shape) != 2 or shape[1] != widths[name]:
+                raise SniperError(f"{name} has shape {list(shape)}; this predictor takes [N, {widths[name]}] "
+                                  f"(one row per network-device pair, columns in sniper.{name[:-len('_features')]}_feature_names)")
+        rows = {len(network_matrix), len(device_matrix)} | ({len(tables)} if tables is not None else set())
+        if len(rows) > 1:
+            counts = f"{len(network_matrix)} network rows, {len(device_matrix)} device rows"
+            counts += f", {len(tables)} kernel tables" if tables is not None else ""
+            raise SniperError(f"{counts}: give one of each per network-device pair (row i of each belongs together)")
+        for i, table in enumerate(tables if tables is not None and self.kernel_width else []):
+            _check_kernel_table(i, table, self.kernel_width)
+        slots, held = np.asarray(device_matrix, dtype=np.float64)[:, -1], self.correction_slots
+        valid = np.isfinite(slots) & (slots == np.round(slots)) & (slots >= 0) & (slots <= held)
+        if not valid.all():
+            row = int(np.argmin(valid))
+            raise SniperError(f"{G.DEVICE_INPUT} row {row}: {slot_problem(slots[row], held)}; "
+                              "take device rows from sniper.device_table")
+
     @property
     def kernel_width(self) -> int:
         """Columns of a kernel table the graph takes (0: the graph has no kernel-sum path)."""
@@ -155,6 +204,7 @@ class Predictor:
         """Raw graph outputs for aligned rows of raw network and device features (and, for a
         predictor with a kernel-sum path, each row's kernel table; without them its
         ``kernel_seconds`` are meaningless)."""
+        self.check_inputs(network_matrix, device_matrix, kernel_tables)
         width = self.kernel_width
         if not width:
             return self._run_once(network_matrix, device_matrix, None, 0)
@@ -187,16 +237,33 @@ class Predictor:
         return dict(zip(names, self.session.run(names, feeds)))
 
     # -- inputs --------------------------------------------------------------------------------
-    def network_matrix(self, network_features: Sequence[Mapping[str, float]]) -> np.ndarray:
+    def network_matrix(self, network_features: Sequence[Mapping[str, float]],
+                       names: Optional[Sequence[str]] = None) -> np.ndarray:
+        """Rows of raw features in the predictor's order; ``names`` name the networks in errors."""
         rows = []
         for i, features in enumerate(network_features):
+            name = names[i] if names else f"network {i}"
             missing = [n for n in self.network_feature_names if n not in features]
             if missing:
                 raise SniperError(
-                    f"network {i}: features missing for this predictor: {', '.join(missing[:5])}"
-                    f"{' ...' if len(missing) > 5 else ''}; use the features of `sniper-onnx analyze --json`")
-            rows.append([float(features[n]) for n in self.network_feature_names])
-        return np.array(rows, dtype=np.float64).reshape(len(rows), len(self.network_feature_names))
+                    f"{name}: features missing for this predictor: {', '.join(missing[:5])}"
+                    f"{' ...' if len(missing) > 5 else ''}; use the features of `sniper-onnx analyze --json` "
+                    "(an analysis by another sniper-onnx version may lack some: re-run it)")
+            try:
+                rows.append([float(features[n]) for n in self.network_feature_names])
+            except (TypeError, ValueError):
+                rows.append([_as_number(features[n]) for n in self.network_feature_names])
+        matrix = np.array(rows, dtype=np.float64).reshape(len(rows), len(self.network_feature_names))
+        # Analyzer features are finite counts, sizes and ratios >= 0. A negative total_macs went to the
+        # Structure Checker's ridge, below its threshold, and came back as negative seconds.
+        bad = ~np.isfinite(matrix) | (matrix < 0)
+        if bad.any():
+            i, j = (int(k) for k in np.argwhere(bad)[0])
+            feature = self.network_feature_names[j]
+            raise SniperError(f"{names[i] if names else f'network {i}'}: feature {feature} is "
+                              f"{json.dumps(network_features[i][feature], default=str)}; analyzer features are finite "
+                              f"numbers >= 0 ({feature_unit(feature)}): use the features of `sniper-onnx analyze --json`")
+        return matrix
 
     def device_vector(self, device: str) -> np.ndarray:
         if device not in self.device_table:
@@ -225,7 +292,7 @@ class Predictor:
         once, to skip merging its identical rows on every call."""
         devices = list(devices) if devices else self.devices
         names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
-        nets = self.network_matrix(network_features)
+        nets = self.network_matrix(network_features, list(network_names) if network_names else None)
         outside = self.outside_training_range(nets)
         tables = self._usable_tables(kernel_tables, len(nets))
         table = PredictionTable(predictor=self.source)
@@ -263,10 +330,7 @@ class Predictor:
         width = self.kernel_width  # the graph's input decides, not a copy of it in metadata
         tables = []
         for i, table in enumerate(kernel_tables):
-            shape = np.shape(table.rows if isinstance(table, DistinctRows) else table)
-            if table is not None and (len(shape) != 2 or shape[1] != width):
-                raise SniperError(f"network {i}: kernel table has shape {shape}, this predictor wants [layers, {width}]; "
-                                  "build it with sniper_onnx.analysis.kernels.kernel_table")
+            _check_kernel_table(i, table, width)
             # merged once here, not once per device in predict's loop
             tables.append(None if table is None or len(table) == 0 else distinct_rows(table))
         return tables
@@ -307,6 +371,31 @@ class Predictor:
             return None
         mean, std = regression_predict(regression, nets, self.network_feature_names)
         return small, mean, std
+
+
+def _as_number(value: Any) -> float:
+    """A feature value as a float, NaN (refused by the caller) where it is none."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _check_kernel_table(index: int, table: Optional[KernelTable], width: int) -> None:
+    shape = np.shape(table.rows if isinstance(table, DistinctRows) else table)
+    if table is not None and (len(shape) != 2 or shape[1] != width):
+        raise SniperError(f"network {index}: kernel table has shape {list(shape)}, this predictor wants [layers, {width}]; "
+                          "build it with sniper_onnx.analysis.kernels.kernel_table")
+
+
+def slot_problem(slot: float, slots: int) -> str:
+    """What is wrong with a ``correction_slot`` value ('' when nothing): the graph applies slot k
+    (1..slots) only on an exact match, so any other value silently means no correction."""
+    slot = _as_number(slot)
+    if math.isfinite(slot) and slot == int(slot) and 0 <= slot <= slots:
+        return ""
+    held = f"slots 1..{slots}" if slots else "no corrections"
+    return f"correction_slot {slot:g} is not 0 (none) or a correction the file holds ({held})"
 
 
 def _log_scale(values: np.ndarray) -> np.ndarray:
@@ -398,8 +487,11 @@ def build_predictor(params: G.Params, meta: Mapping[str, Any], source: str = "<m
     meta = dict(meta)
     meta.update({"format_version": FORMAT_VERSION, "version": __version__, "output": "seconds",
                  "network_feature_units": {n: feature_unit(n) for n in meta["network_feature_names"]},
-                 "inputs": {G.NETWORK_INPUT: "raw network features, order network_feature_names",
-                            G.DEVICE_INPUT: "raw device features, order device_feature_names (last: correction_slot)",
+                 "inputs": {G.NETWORK_INPUT: "raw network features, order network_feature_names; row i of every input "
+                                             "is one network-device pair, so all share N",
+                            G.DEVICE_INPUT: "raw device features, order device_feature_names (last: correction_slot, "
+                                            "0 or a slot of corrections; the graph applies no correction for any "
+                                            "other value, so check it)",
                             **({G.KERNEL_INPUT: "kernel table per network (identical rows may be merged), padded: column 0 = the row's count "
                                                 "(nodes it stands for; 0 = padding), "
                                                 "then kernel_path.feature_names"} if G.has_kernel_path(params) else {})}})

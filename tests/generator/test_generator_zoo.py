@@ -127,3 +127,31 @@ def test_inception_aux_head_export_runs(ort_run):
     assert analyze(model).unknown_ops == {}
     logits, aux_logits = ort_run(model)
     assert logits.shape == aux_logits.shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", ["vgg16", "vit_b_16"])
+def test_the_first_refusal_states_every_constraint_on_the_resolution(name):
+    """Every resolution is either built or refused up front by a message that states the rule, so no
+    resolution passes the stated range only to be refused by the builder (VGG said 224..2048, then
+    refused 300)."""
+    entry = ZOO[name]
+    assert entry.rule is not None
+    for resolution in range(1, 2049):
+        try:
+            export_zoo_model(name, resolution=resolution, weights=False)
+        except SniperError as error:
+            message = str(error)
+            assert message.startswith(f"{name}: resolution {resolution} is refused; {name} takes "), message
+            assert entry.rule.text in message and "nearest: --resolution" in message
+            assert not entry.accepts(resolution)
+        else:
+            assert entry.accepts(resolution), resolution
+
+
+def test_a_refusal_names_the_nearest_accepted_resolutions():
+    with pytest.raises(SniperError, match=r"takes 224\.\.2047 where resolution // 32 is a multiple of 7 .*"
+                                          r"nearest: --resolution 255 or --resolution 448$"):
+        export_zoo_model("vgg16", resolution=300, weights=False)
+    assert "vit_b_16 32..2048 where resolution is a multiple" in f"vit_b_16 {ZOO['vit_b_16'].resolutions()}"
+    with pytest.raises(SniperError, match="nearest: --resolution 2048$"):
+        export_zoo_model("resnet50", resolution=4096, weights=False)

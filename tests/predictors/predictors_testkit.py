@@ -53,3 +53,16 @@ def write_table(path: Path, nets: np.ndarray, devices: dict, seed: int = 0) -> P
             for i, row in enumerate(nets):
                 writer.writerow([f"net{i}", name, *row.tolist(), *vector, repr(float(seconds[i]))])
     return path
+
+
+def fed_back_twice(predictor, names):
+    """``predictor`` fed back on two devices (phone, board): correction slots 1 and 2."""
+    from sniper_onnx.predictors.adapt import adapt_predictor
+
+    nets = synthetic_networks(6, 71)
+    features = [dict(zip(names, row)) for row in nets]
+    for device in ("phone", "board"):
+        predictor, _ = adapt_predictor(predictor, device, features, latency(nets, DEVICES[device], 3) * 1.5,
+                                       solve_embedding=False, trimmer_top_k=0)
+    assert predictor.correction_slots == 2 and sorted(v[-1] for v in predictor.device_table.values())[-2:] == [1.0, 2.0]
+    return predictor

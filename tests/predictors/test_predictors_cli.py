@@ -258,27 +258,49 @@ def test_predict_on_a_model_with_an_unknown_op_says_its_time_is_left_out(tmp_pat
 
 
 def test_predict_says_when_a_model_is_of_another_precision_than_the_devices(tmp_path):
+    import numpy as np
     import onnx
-    from onnx import TensorProto, helper
+    from onnx import TensorProto, helper, numpy_helper
 
-    def model(path, elem_type):
-        graph = helper.make_graph(
-            [helper.make_node("Cast", ["x"], ["wide"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["wide", "W"], ["y"])],
-            "g", [helper.make_tensor_value_info("x", elem_type, [1, 16, 8])],
-            [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-            [helper.make_tensor("W", TensorProto.FLOAT, [8, 4], [0.5] * 32)])
+    def model(path, input_type, weight):
+        """x (input_type) -> Cast to the weight's float type -> MatMul with the weight (dequantized if int8)."""
+        compute = TensorProto.FLOAT16 if weight.dtype == np.float16 else TensorProto.FLOAT
+        nodes = [helper.make_node("Cast", ["x"], ["xc"], to=compute)]
+        initializers = [numpy_helper.from_array(weight, "W")]
+        if weight.dtype == np.int8:
+            initializers.append(numpy_helper.from_array(np.array(0.01, np.float32), "scale"))
+            nodes.append(helper.make_node("DequantizeLinear", ["W", "scale"], ["Wf"]))
+        nodes.append(helper.make_node("MatMul", ["xc", "Wf" if weight.dtype == np.int8 else "W"], ["y"]))
+        graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", input_type, [1, 16, 8])],
+                                  [helper.make_tensor_value_info("y", compute, None)], initializers)
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
         return path
 
-    half, full = model(tmp_path / "half.onnx", TensorProto.FLOAT16), model(tmp_path / "full.onnx", TensorProto.FLOAT)
-    result = json.loads(_ok(["predict", str(half), str(full), "-d", REFERENCE_CPU, "--json"]).stdout)
-    assert f"{half}: its inputs are float16, but {REFERENCE_CPU} measured networks of another precision: " \
-           "the prediction is for that precision, not the model's" in result["warnings"]
-    assert not any(w.startswith(f"{full}: its inputs are") for w in result["warnings"])
-    analysis = tmp_path / "half.json"  # the analyzer's JSON carries the input types too
-    analysis.write_text(_ok(["analyze", str(half), "--json"]).stdout)
+    weights = np.full((8, 4), 0.5, np.float32)
+    half = model(tmp_path / "half.onnx", TensorProto.FLOAT16, weights.astype(np.float16))
+    half_weights = model(tmp_path / "half_weights.onnx", TensorProto.FLOAT, weights.astype(np.float16))
+    int8 = model(tmp_path / "int8.onnx", TensorProto.FLOAT, np.full((8, 4), 50, np.int8))
+    full = model(tmp_path / "full.onnx", TensorProto.FLOAT, weights)
+    cast_in = model(tmp_path / "cast_in.onnx", TensorProto.FLOAT16, weights)  # fp16 inputs, computes in fp32
+    result = json.loads(_ok(["predict", str(half), str(half_weights), str(int8), str(full), str(cast_in),
+                             "-d", REFERENCE_CPU, "--json"]).stdout)
+    tail = f", but {REFERENCE_CPU} measured networks of another precision: the prediction is for that precision, not the model's"
+    assert f"{half}: its weights are float16{tail}" in result["warnings"]
+    assert f"{half_weights}: its weights are float16{tail}" in result["warnings"]
+    assert f"{int8}: its weights are int8 (quantized){tail}" in result["warnings"]
+    assert not any(w.startswith((f"{full}: its", f"{cast_in}: its")) for w in result["warnings"])
+    analysis = tmp_path / "int8.json"  # the analyzer's JSON carries the weights' types too
+    analysis.write_text(_ok(["analyze", str(int8), "--json"]).stdout)
     warnings = json.loads(_ok(["predict", str(analysis), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
-    assert any(w.startswith(f"{analysis}: its inputs are float16") for w in warnings)
+    assert any(w.startswith(f"{analysis}: its weights are int8 (quantized)") for w in warnings)
+
+
+def test_a_model_without_stored_weights_is_judged_by_its_float_inputs():
+    from sniper_onnx.predictors.commands import model_precision
+
+    assert model_precision({"input_types": {"x": "float16"}, "weight_types": {"int64": 4}}) == ("float16", "inputs")
+    assert model_precision({"input_types": {"ids": "int64"}, "weight_types": {}}) is None
+    assert model_precision({"input_types": {"x": "float32"}, "weight_types": {"float32": 10, "int8": 900}}) == ("int8", "weights")
 
 
 def test_predict_reads_a_folder_of_models_as_profile_does(tmp_path):
@@ -487,3 +509,52 @@ def test_predict_lists_the_devices_it_knows(trained):
     kernels = {d["device"] for d in shipped if d["path"] == "kernels"}
     assert "AMD EPYC | cpu fp32 t1 opt-all" in kernels and "pixel3" in {d["device"] for d in shipped}
     _fails(["predict"], "give one or more models to predict (or --list-devices")
+
+
+def test_predict_answers_a_device_named_twice_once(tmp_path, trained):
+    """Two rows for one (network, device) pair count twice for whoever sums or counts the output."""
+    path, _, _, data = trained
+    net = _analysis_json(tmp_path, data.network_feature_names, data.network_matrix[3])
+    rows = json.loads(_ok(["predict", str(net), "-p", str(path), "-d", "phone", "-d", "phone", "-d", "board",
+                           "--json"]).stdout)["predictions"]
+    assert [r["device"] for r in rows] == ["phone", "board"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda a: a["features"].pop("total_macs"), "features missing for this predictor: total_macs"),
+    (lambda a: a["features"].update(total_macs=None), "feature total_macs is null; analyzer features are finite numbers >= 0"),
+    (lambda a: a["features"].update(total_macs=-1e6), "feature total_macs is -1000000.0; analyzer features are finite"),
+    (lambda a: a.update(kernel_table={"columns": ["macs"], "rows": [[1.0]]}), "kernel_table columns differ"),
+])
+def test_predict_names_the_analysis_file_that_it_cannot_use(tmp_path, trained, change, message):
+    """An analysis of another sniper-onnx version (a feature or kernel column missing) or with a value
+    no analyzer writes: one line naming the file. A negative total_macs went to the Structure
+    Checker's ridge and came back as negative seconds; a null one was an internal error."""
+    path, _, _, data = trained
+    analysis = {"features": dict(zip(data.network_feature_names, data.network_matrix[3].tolist()))}
+    change(analysis)
+    net = tmp_path / "odd.json"
+    net.write_text(json.dumps(analysis))
+    _fails(["predict", str(net), "-p", str(path), "-d", "phone"], f"{net}: ")
+    _fails(["predict", str(net), "-p", str(path), "-d", "phone"], message)
+
+
+def test_a_kernel_table_with_short_rows_is_named_as_such(tmp_path):
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+
+    net = tmp_path / "short.json"
+    net.write_text(json.dumps({"features": {}, "kernel_table": {"columns": list(KERNEL_FEATURE_NAMES),
+                                                                "rows": [[0.0] * (len(KERNEL_FEATURE_NAMES) - 1)]}}))
+    _fails(["predict", str(net), "-d", "t1 opt-all"],
+           f"{net}: kernel_table has rows of {len(KERNEL_FEATURE_NAMES) - 1} values for its {len(KERNEL_FEATURE_NAMES)} columns")
+
+
+def test_a_negative_feature_never_reaches_the_ridge(trained):
+    _, predictor, _, data = trained
+    threshold = predictor.meta["structure_checker"]["threshold"]
+    assert threshold > 0, "the fixture's ridge answers nothing: the test would prove nothing"
+    features = dict(zip(data.network_feature_names, data.network_matrix[3].tolist()), total_macs=-threshold)
+    from sniper_onnx.errors import SniperError
+
+    with pytest.raises(SniperError, match=r"^network 0: feature total_macs is -"):
+        predictor.predict([features], ["phone"])

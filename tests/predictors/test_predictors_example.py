@@ -7,6 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "foreign_scheduler.py"
@@ -80,3 +81,80 @@ def test_foreign_scheduler_matches_the_library_on_a_corrected_kernel_sum_device(
         seconds = example.predict_seconds(session, meta, features[3], tables[3].tolist())
     row = fed_back.predict([features[3]], [device], kernel_tables=[tables[3]]).rows[0]
     assert row.path == "kernels" and seconds[device] == pytest.approx(row.seconds, rel=1e-5)
+
+
+def _run_example(*args):
+    return subprocess.run([sys.executable, str(EXAMPLE), *map(str, args)], capture_output=True, text=True)
+
+
+def _one_line_error(out, fragment):
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 1 and len(lines) == 1, out.stderr
+    assert lines[0].startswith("foreign_scheduler.py: error:") and fragment in lines[0], lines[0]
+    assert "Traceback" not in out.stderr and not out.stdout
+
+
+def test_foreign_scheduler_checks_the_input_contract_before_onnxruntime(trained):
+    """onnxruntime's own error for rows that do not line up comes from inside a fused Gemm."""
+    path, predictor, _, data = trained
+    example = _load_example()
+    session, meta = example.load(str(path))
+    nets = data.network_matrix[:3].astype(np.float32)
+    devices = np.array([meta["device_table"][d] for d in sorted(meta["device_table"])[:2]], np.float32)
+    width = devices.shape[1]
+    with pytest.raises(example.InputError, match=rf"^device_features has shape \[2, {width}\]; the predictor takes "
+                                                 rf"\['N', {width}\] \(N=3 from the inputs before it; one row per"):
+        example.check_feeds(session, meta, {"network_features": nets, "device_features": devices})
+    with pytest.raises(example.InputError, match=rf"^network_features has shape \[3, 2\]; the predictor takes \['N', {nets.shape[1]}\]"):
+        example.check_feeds(session, meta, {"network_features": nets[:, :2], "device_features": devices[:1].repeat(3, 0)})
+    with pytest.raises(example.InputError, match="^missing input device_features"):
+        example.check_feeds(session, meta, {"network_features": nets})
+    example.check_feeds(session, meta, {"network_features": nets, "device_features": devices[:1].repeat(3, 0)})
+
+
+def test_foreign_scheduler_refuses_a_correction_slot_the_file_does_not_hold(trained, tmp_path):
+    """The graph applies no correction for such a slot (docs/predictor.md): the example checks it
+    against the file's corrections."""
+    from predictors_testkit import fed_back_twice
+    from sniper_onnx.predictors.runtime import save_predictor
+
+    _, predictor, _, data = trained
+    fed = fed_back_twice(predictor, data.network_feature_names)
+    path = save_predictor(fed, tmp_path / "fed.onnx")
+    example = _load_example()
+    session, meta = example.load(str(path))
+    assert example.correction_slots(meta) == 2
+    nets = data.network_matrix[:1].astype(np.float32)
+    device = np.array([meta["device_table"]["phone"]], np.float32)
+    for slot in (0, 1, 2):
+        device[0, -1] = slot
+        example.check_feeds(session, meta, {"network_features": nets, "device_features": device})
+    for slot in (3, -1, 0.5):
+        device[0, -1] = slot
+        with pytest.raises(example.InputError, match=r"^device_features row 0: correction_slot \S+ is not 0 \(none\) "
+                                                     r"or one of the file's 2 correction\(s\) \(1\.\.2\)"):
+            example.check_feeds(session, meta, {"network_features": nets, "device_features": device})
+    # a device table naming a slot the file lacks: one line, not a silently uncorrected answer
+    from sniper_onnx.predictors.runtime import set_metadata
+
+    model = type(fed.model)()
+    model.CopyFrom(fed.model)
+    set_metadata(model, {**fed.meta, "device_table": {**fed.device_table, "phone": [*fed.device_table["phone"][:-1], 7]}})
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(model.SerializeToString())
+    task = tmp_path / "task.json"
+    task.write_text(json.dumps({"features": dict(zip(data.network_feature_names, data.network_matrix[0].tolist()))}))
+    _one_line_error(_run_example(damaged, task), "correction_slot 7 is not 0 (none) or one of the file's 2 correction(s)")
+    assert _run_example(path, task).returncode == 0
+
+
+def test_foreign_scheduler_says_in_one_line_what_is_wrong_with_a_task(trained, tmp_path):
+    path, _, _, data = trained
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"predictions": []}))  # the JSON of another command
+    _one_line_error(_run_example(path, other), "not the JSON of `sniper-onnx analyze --json` (no 'features')")
+    partial = tmp_path / "partial.json"
+    partial.write_text(json.dumps({"features": {data.network_feature_names[0]: 1.0}}))
+    _one_line_error(_run_example(path, partial), "feature(s) this predictor takes are missing")
+    _one_line_error(_run_example(path, tmp_path / "absent.json"), "absent.json: cannot read it")
+    _one_line_error(_run_example(other, other), "other.json: not a readable ONNX file")

@@ -197,3 +197,80 @@ def test_match_device_prefers_whole_words_and_names_an_ambiguous_part():
     assert match_device("toaster", known) == "toaster"  # the caller's own error names it
     with pytest.raises(SniperError, match=r"'t1': matches 2 devices \(AMD EPYC \| cpu fp32 t1 opt-all, AMD EPYC"):
         match_device("t1", known)  # not the t16 of the H200
+
+
+def _two_corrections(trained):
+    from predictors_testkit import fed_back_twice
+
+    _, predictor, _, data = trained
+    return fed_back_twice(predictor, data.network_feature_names), data
+
+
+def test_run_refuses_rows_that_do_not_line_up_in_one_line(trained):
+    """onnxruntime's own error for these comes from inside a fused Gemm."""
+    _, predictor, _, data = trained
+    nets = data.network_matrix[:3]
+    device = predictor.device_vector("phone")
+    with pytest.raises(SniperError, match=r"^3 network rows, 2 device rows: give one of each per network-device pair"):
+        predictor.run(nets, np.tile(device, (2, 1)))
+    with pytest.raises(SniperError, match=rf"^network_features has shape \[3, 2\]; this predictor takes \[N, {nets.shape[1]}\]"):
+        predictor.run(nets[:, :2], np.tile(device, (3, 1)))
+    with pytest.raises(SniperError, match=rf"^device_features has shape \[3, {len(device) - 1}\]; this predictor takes"):
+        predictor.run(nets, np.tile(device[:-1], (3, 1)))
+    with pytest.raises(SniperError, match="^device_features has shape"):
+        predictor.run(nets, device)  # one vector, not one row per network
+
+
+def test_a_correction_slot_the_file_does_not_hold_is_refused(trained):
+    predictor, data = _two_corrections(trained)
+    nets = data.network_matrix[:2]
+    rows = np.tile(predictor.device_vector("phone"), (2, 1))
+    for slot in (0, 1, 2):
+        rows[1, -1] = slot
+        predictor.run(nets, rows)
+    for slot in (3, 7, -1, 0.5, np.nan):
+        rows[1, -1] = slot
+        with pytest.raises(SniperError, match=r"^device_features row 1: correction_slot \S+ is not 0 \(none\) or a "
+                                              r"correction the file holds \(slots 1\.\.2\)"):
+            predictor.run(nets, rows)
+    # what the graph itself does (docs/predictor.md): an unknown slot applies no correction, as slot 0
+    feeds = {"network_features": nets.astype(np.float32), "device_features": rows.astype(np.float32)}
+    rows[1, -1] = 7
+    seven = predictor.session.run(["seconds"], {**feeds, "device_features": rows.astype(np.float32)})[0]
+    rows[1, -1] = 0
+    none = predictor.session.run(["seconds"], {**feeds, "device_features": rows.astype(np.float32)})[0]
+    assert seven[1] == none[1]
+
+
+def test_a_device_table_with_a_slot_the_graph_lacks_is_refused_on_load(trained, tmp_path):
+    """Such a file answered the device uncorrected, and adapting it wrote to another device's slot
+    (slot -1) or failed with an IndexError (slot 7)."""
+    from typer.testing import CliRunner
+
+    from sniper_onnx.cli import app
+    from sniper_onnx.predictors.runtime import Predictor, save_predictor, set_metadata
+
+    predictor, data = _two_corrections(trained)
+    for slot, width in ((7, 0), (-1, 0), (1.5, 0), (1, -1)):
+        meta = dict(predictor.meta)
+        row = predictor.device_table["phone"]
+        meta["device_table"] = {**predictor.device_table, "phone": [*row[:-1 + width], slot]}
+        model = type(predictor.model)()
+        model.CopyFrom(predictor.model)
+        set_metadata(model, meta)
+        with pytest.raises(SniperError, match=r"^<memory>: device 'phone' (in sniper.device_table: correction_slot|has \d+ values)"):
+            Predictor(model)
+    path = save_predictor(predictor, tmp_path / "ok.onnx")
+    model = type(predictor.model)()
+    model.CopyFrom(predictor.model)
+    meta = {**predictor.meta, "device_table": {**predictor.device_table, "phone": [*predictor.device_table["phone"][:-1], 7]}}
+    set_metadata(model, meta)
+    damaged = tmp_path / "damaged.onnx"
+    damaged.write_bytes(model.SerializeToString())
+    net = tmp_path / "net.json"
+    net.write_text(json.dumps({"features": dict(zip(data.network_feature_names, data.network_matrix[0].tolist()))}))
+    result = CliRunner().invoke(app, ["predict", str(net), "-p", str(damaged), "-d", "phone"])
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("sniper-onnx: error:"), result.output
+    assert "correction_slot 7 is not 0 (none) or a correction the file holds (slots 1..2)" in lines[0]
+    assert CliRunner().invoke(app, ["predict", str(net), "-p", str(path), "-d", "phone"]).exit_code == 0
