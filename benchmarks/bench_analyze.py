@@ -20,6 +20,7 @@ import os
 import platform
 import resource
 import statistics
+import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,9 @@ def main() -> None:
     parser.add_argument("--cli-repeat", type=int, default=5, help="process runs per tool")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if importlib.util.find_spec("onnx_tool") is None:
+        sys.exit("bench_analyze.py: onnx-tool (the peer it measures against) is not installed; "
+                 "pip install -e \".[bench]\"")
 
     import onnx
     from rich.progress import Progress

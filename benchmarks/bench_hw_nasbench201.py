@@ -1,7 +1,8 @@
 """HW-NAS-Bench few-shot benchmark with HELP's split, and the build of the shipped predictor.
 
     python benchmarks/bench_hw_nasbench201.py            # HELP split: meta_train -> meta_valid, 10 reference archs
-    python benchmarks/bench_hw_nasbench201.py --ship     # retrain sniper_onnx/data/pcn_hw_nasbench201.onnx
+    python benchmarks/bench_hw_nasbench201.py --ship --pcn-linear 0   # retrain sniper_onnx/data/pcn_hw_nasbench201.onnx
+    python benchmarks/bench_hw_nasbench201.py --pcn-linear 0          # the HELP split with the shipped file's PCN
     python benchmarks/bench_hw_nasbench201.py --held-out-archs [--seed 1]
         # issue 5 point 8 on real hardware: all 19 devices trained on 80 % of the archs, the other 20 % predicted
     python benchmarks/bench_hw_nasbench201.py --kind-left-out desktop_gpu [--tables 1000 --draws 3]
@@ -97,6 +98,8 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pcn-linear", type=int, default=None, metavar="L",
+                        help="PCNConfig.linear for the HELP split and --ship (0: the paper's PCN, as shipped; default: the current default)")
     parser.add_argument("--ship", action="store_true", help="train on all 19 columns and write the shipped predictor")
     parser.add_argument("--held-out-archs", action="store_true",
                         help="train on 80 %% of the archs on every device, report the other 20 %% (issue 5, point 8)")
@@ -122,14 +125,15 @@ def main() -> int:
         from sniper_onnx.predictors.hwnas import train_shipped_predictor
 
         out = ROOT / "sniper_onnx" / "data" / "pcn_hw_nasbench201.onnx"
-        report = train_shipped_predictor(table, devices, out, epochs=args.epochs, seed=args.seed,
+        report = train_shipped_predictor(table, devices, out, epochs=args.epochs, seed=args.seed, pcn_linear=args.pcn_linear,
                                          progress=lambda e, loss: print(f"epoch {e + 1}: log-MSE {loss:.4f}", flush=True))
         print(json.dumps({"output": str(out), "seconds": round(time.time() - start), **report.to_json_dict()}, indent=1, default=float))
         return 0
     from sniper_onnx.predictors.hwnas import run_benchmark
 
     report = run_benchmark(table, devices, split(devices, "meta_train"), split(devices, "meta_valid"), 10,
-                           args.data / "reference_archs.txt", args.epochs, args.seed, progress=lambda m: print(m, flush=True))
+                           args.data / "reference_archs.txt", args.epochs, args.seed, progress=lambda m: print(m, flush=True),
+                           pcn_linear=args.pcn_linear)
     print(json.dumps({"seconds": round(time.time() - start), **report.to_json_dict()}, indent=1, default=float))
     return 0
 

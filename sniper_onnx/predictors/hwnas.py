@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -192,9 +192,11 @@ def run_benchmark(
     epochs: int = 15,
     seed: int = 0,
     progress: Optional[Callable[[str], None]] = None,
+    pcn_linear: Optional[int] = None,
 ) -> BenchReport:
+    """``pcn_linear`` overrides PCNConfig.linear (0: the paper's PCN, which the shipped
+    HW-NAS-Bench predictor holds); None keeps the default."""
     from sniper_onnx.predictors.adapt import adapt_predictor
-    from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
 
     say = progress or (lambda message: None)
@@ -215,7 +217,7 @@ def run_benchmark(
     vectors = device_features([*train, *test], devices_csv)
     data = training_data(table, train, features, names, vectors)
     say(f"training the PCN on {len(train)} devices, {len(data.seconds)} pairs")
-    predictor, _ = train_predictor(data, PCNConfig(epochs=epochs, seed=seed),
+    predictor, _ = train_predictor(data, _pcn_config(epochs, seed, pcn_linear),
                                    progress=lambda e, loss: say(f"epoch {e + 1}/{epochs}: log-MSE {loss:.4f}"), seed=seed)
     rows = _sample_rows(table, samples, reference_archs, seed)
     macs = features[:, names.index(FLOPS_FEATURE)]
@@ -236,11 +238,17 @@ def run_benchmark(
     return BenchReport(list(train), list(test), samples, source, results)
 
 
+def _pcn_config(epochs: int, seed: int, linear: Optional[int]):
+    from sniper_onnx.predictors.pcn import PCNConfig
+
+    config = PCNConfig(epochs=epochs, seed=seed)
+    return config if linear is None else replace(config, linear=linear)
+
+
 def train_shipped_predictor(table_path: "str | Path", devices_csv: Optional["str | Path"], output: "str | Path",
                             devices: Optional[Sequence[str]] = None, epochs: int = 15, seed: int = 0,
-                            progress: Optional[Callable[[int, float], None]] = None):
+                            progress: Optional[Callable[[int, float], None]] = None, pcn_linear: Optional[int] = None):
     """The predictor that ships in the package: the PCN trained on every device column of the table."""
-    from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.runtime import save_predictor
     from sniper_onnx.predictors.training import train_predictor
 
@@ -248,7 +256,7 @@ def train_shipped_predictor(table_path: "str | Path", devices_csv: Optional["str
     devices = list(devices or table.devices)
     features, names, _ = network_features(table.archs)
     data = training_data(table, devices, features, names, device_features(devices, devices_csv))
-    predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed)
+    predictor, report = train_predictor(data, _pcn_config(epochs, seed, pcn_linear), progress, seed=seed)
     save_predictor(predictor, output)
     return report
 
