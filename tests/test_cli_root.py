@@ -112,3 +112,46 @@ def test_piped_stdout_holds_the_summary_and_no_bar_frames(tmp_path):
                      "--warmup", "1", "--min-repeats", "3", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("\n") == 1 and result.stdout.startswith("1 measured, 0 failed"), result.stdout
+
+
+def _ctrl_c(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_says_that_running_a_resumable_command_again_resumes(monkeypatch, tmp_path):
+    import sniper_onnx.database.collect as collect
+
+    monkeypatch.setattr(collect, "collect", _ctrl_c)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    result = CliRunner().invoke(app, ["profile", str(model), "--db", str(tmp_path / "ncd.sqlite")])
+    assert result.exit_code == 130
+    assert result.output.strip() == (f"sniper-onnx: interrupted; the models measured so far are kept in "
+                                      f"{tmp_path / 'ncd.sqlite'}.results.jsonl and {tmp_path / 'ncd.sqlite'}; "
+                                      "running the same command again resumes (it skips them)")
+
+
+def test_ctrl_c_in_db_import_says_a_rerun_imports_the_rest(monkeypatch, tmp_path):
+    import sniper_onnx.database as database
+
+    monkeypatch.setattr(database, "import_results", _ctrl_c)
+    results = tmp_path / "r.jsonl"
+    results.write_text("")
+    result = CliRunner().invoke(app, ["db", "import", str(results), "--db", str(tmp_path / "ncd.sqlite")])
+    assert result.exit_code == 130
+    assert "interrupted; the records imported so far are kept; running the same command again imports the rest" \
+        in result.output
+
+
+def test_ctrl_c_in_a_command_that_does_not_resume_promises_nothing(monkeypatch, tmp_path):
+    import sniper_onnx.analysis as analysis
+    import sniper_onnx.database.collect as collect
+
+    monkeypatch.setattr(collect, "collect", _ctrl_c)
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    assert CliRunner().invoke(app, ["profile", str(model)]).exit_code == 130  # leaves its hint behind
+    monkeypatch.setattr(analysis, "analyze", _ctrl_c)
+    result = CliRunner().invoke(app, ["analyze", str(model)])
+    assert result.exit_code == 130
+    assert result.output.strip() == "sniper-onnx: interrupted"

@@ -187,7 +187,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; rerun the same command to resume", file=sys.stderr)
+        # only `run` resumes (its --out file says which models are done); the others measure nothing
+        resumes = "; the models measured so far are kept in --out, rerun the same command to resume" \
+            if getattr(args, "command", None) == "run" else ""
+        print(f"{PROG}: interrupted{resumes}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `sniper-profiler device | head`: the reader left; stop quietly as shell tools do
         try:

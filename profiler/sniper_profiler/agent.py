@@ -1,9 +1,10 @@
 """The device agent: runs the inference tasks a dispatcher sends, on warm onnxruntime sessions.
 
 One agent is one device (one configuration of threads, provider and graph optimization level).
-It keeps a session per model, so only the first task of a model pays for session creation, and
-times ``session.run`` alone: that is the execution time the dispatcher feeds back to the database
-and to the predictor.
+It keeps a session per model, so only the first task of a model pays for session creation (a
+Dask agent, which outlives runs, keeps at most 16 sessions / 2048 MB of models by default, least
+recently used dropped first), and times ``session.run`` alone: that is the execution time the
+dispatcher feeds back to the database and to the predictor.
 
 Two ways to reach it, both thin over :class:`DeviceAgent`:
 
@@ -26,7 +27,9 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -81,52 +84,122 @@ class DeviceAgent:
     A long-lived agent (a Dask worker) serves run after run, and two runs may give one model name
     to different nets: keying on the name would time the old net under the new name. A task that
     sends no source runs the bytes last sent under its name by the same ``scope`` (one dispatcher's
-    fleet): two dispatchers sharing this agent at once each get their own nets."""
+    fleet): two dispatchers sharing this agent at once each get their own nets.
 
-    def __init__(self, settings: AgentSettings) -> None:
+    ``max_sessions`` and ``max_bytes`` (the models' sizes, summed) bound the warm sessions: past
+    either, the least recently used session is dropped, never one that is running. ``None``: no
+    bound (an embedded agent, which lives for one run and holds that fleet's models only). A task
+    whose session was dropped makes it again from ``reload`` (the bytes its dispatcher left on this
+    device), reported as ``session_created``."""
+
+    def __init__(self, settings: AgentSettings, max_sessions: Optional[int] = None,
+                 max_bytes: Optional[int] = None) -> None:
+        if max_sessions is not None and max_sessions < 1:
+            raise ValueError(f"max_sessions {max_sessions}: must be at least 1")
+        if max_bytes is not None and max_bytes <= 0:
+            raise ValueError(f"max_bytes {max_bytes}: must be more than 0")
         self.settings = settings
+        self.max_sessions = max_sessions
+        self.max_bytes = max_bytes
+        self.evicted = 0  # sessions dropped to stay within the bounds
         self._config = settings.profile_config()
-        self._sessions: Dict[str, Any] = {}  # sha256 of the bytes -> session
+        # sha256 of the bytes -> session, least recently used first
+        self._sessions: "OrderedDict[str, Any]" = OrderedDict()
         self._feeds: Dict[str, Dict[str, np.ndarray]] = {}
+        self._sizes: Dict[str, int] = {}  # sha256 -> the model's size in bytes
+        self._running: Dict[str, int] = {}  # sha256 -> tasks running on that session now
         self._latest: Dict[Tuple[str, str], str] = {}  # (scope, model name) -> sha256 of the bytes last sent
+        self._lock = threading.RLock()  # a worker with several threads must not drop a running session
 
     def has_model(self, model: str, scope: str = "") -> bool:
         return self._latest.get((scope, model)) in self._sessions
 
     def load(self, model: str, source: Any, scope: str = "") -> bool:
         """``source``: a path or the model's bytes; True when a session was created."""
+        with self._lock:
+            return self._load(model, source, scope)[1]
+
+    def _load(self, model: str, source: Any, scope: str) -> Tuple[str, bool]:
         digest = _digest(source)
         self._latest[(scope, model)] = digest
         if digest in self._sessions:
-            return False
+            self._sessions.move_to_end(digest)
+            return digest, False
+        size = _size(source)
+        self._evict(room_for=size)  # before the new session exists: the peak stays within the bounds
         session = create_session(source, self._config)
-        self._sessions[digest] = session
         self._feeds[digest] = make_inputs(session, self._config)[0]
-        return True
+        self._sessions[digest] = session
+        self._sizes[digest] = size
+        return digest, True
 
-    def _session(self, model: str, scope: str) -> str:
-        digest = self._latest.get((scope, model))
-        if digest not in self._sessions:
-            raise RuntimeError(f"model {model!r} is not loaded here and no source was sent")
-        return digest
+    def _evict(self, room_for: int) -> None:
+        """Drop least recently used sessions, none running, until one more of ``room_for`` bytes fits."""
+        def over() -> bool:
+            return ((self.max_sessions is not None and len(self._sessions) + 1 > self.max_sessions)
+                    or (self.max_bytes is not None and sum(self._sizes.values()) + room_for > self.max_bytes))
+
+        while over():
+            idle = next((d for d in self._sessions if not self._running.get(d)), None)
+            if idle is None:
+                return  # every session is running: the new one is made anyway
+            del self._sessions[idle]
+            self._feeds.pop(idle, None)
+            self._sizes.pop(idle, None)
+            self._latest = {key: digest for key, digest in self._latest.items() if digest != idle}
+            self.evicted += 1
+
+    def _acquire(self, model: str, source: Any, scope: str, reload: Any) -> Tuple[str, bool]:
+        """The session this task runs on, marked running; loaded from ``source`` if sent, else
+        the scope's last bytes for ``model``, made again from ``reload`` if it was dropped."""
+        with self._lock:
+            created = False
+            if source is not None:
+                digest, created = self._load(model, source, scope)
+            else:
+                digest = self._latest.get((scope, model), "")
+                if digest in self._sessions:
+                    self._sessions.move_to_end(digest)
+                elif reload is not None:
+                    digest, created = self._load(model, reload, scope)
+                else:
+                    raise RuntimeError(f"model {model!r} is not loaded here and no source was sent")
+            self._running[digest] = self._running.get(digest, 0) + 1
+            return digest, created
+
+    def _release(self, digest: str) -> None:
+        with self._lock:
+            left = self._running.get(digest, 0) - 1
+            if left > 0:
+                self._running[digest] = left
+            else:
+                self._running.pop(digest, None)
 
     def run(self, task_id: int, attempt: int, model: str, source: Any = None,
-            input_path: Optional[str] = None, scope: Optional[str] = None) -> TaskResult:
+            input_path: Optional[str] = None, scope: Optional[str] = None, reload: Any = None) -> TaskResult:
         scope = self.settings.scope if scope is None else scope
         result = TaskResult(task_id, attempt, self.settings.name, RESULT_FAILED, pid=os.getpid())
         try:
-            if source is not None:
-                result.session_created = self.load(model, source, scope)
-            key = self._session(model, scope)
-            feeds = self._feeds[key] if input_path is None else _load_inputs(input_path, self._sessions[key])
-            began = time.perf_counter()
-            outputs = self._sessions[key].run(None, feeds)
-            result.seconds = time.perf_counter() - began
+            key, result.session_created = self._acquire(model, source, scope, reload)
+            try:
+                session = self._sessions[key]
+                feeds = self._feeds[key] if input_path is None else _load_inputs(input_path, session)
+                began = time.perf_counter()
+                outputs = session.run(None, feeds)
+                result.seconds = time.perf_counter() - began
+            finally:
+                self._release(key)
             result.output_shapes = [list(np.shape(output)) for output in outputs]
             result.status = RESULT_OK
         except Exception as error:  # noqa: BLE001 - a failing model is reported, the agent lives on
             result.error = _short(f"{type(error).__name__}: {' '.join(str(error).split())}")
         return result
+
+
+def _size(source: Any) -> int:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return len(source)
+    return Path(source).stat().st_size
 
 
 def _digest(source: Any) -> str:
@@ -187,7 +260,7 @@ def _serve(settings: AgentSettings, connection: Any) -> None:
 
 def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: "int | Dict[str, Any]",
                scope: Optional[str] = None) -> Dict[str, Any]:
-    """Warm a session up and return the median of ``repeats`` runs (or the error).
+    """Warm a session up and return the median of ``repeats`` runs and their ``count`` (or the error).
 
     ``repeats`` a dict instead: the profiling farm's measurement settings, see :func:`profile_model`."""
     if isinstance(repeats, dict):
@@ -199,7 +272,7 @@ def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: "int | Dict
             return {"status": RESULT_FAILED, "error": result.error}
         if index:  # the first run warms caches up
             samples.append(result.seconds)
-    return {"status": RESULT_OK, "median_s": float(np.median(samples))}
+    return {"status": RESULT_OK, "median_s": float(np.median(samples)), "count": len(samples)}
 
 
 def profile_model(settings: AgentSettings, source: Any, measurement: Dict[str, Any]) -> Dict[str, Any]:
@@ -222,6 +295,12 @@ def profile_model(settings: AgentSettings, source: Any, measurement: Dict[str, A
 # keyed on every setting, not the name alone: a fleet file edited between runs (threads,
 # opt_level) must get sessions made with the new settings, not the worker's first ones
 _DASK_AGENTS: Dict[Tuple[Tuple[str, Any], ...], DeviceAgent] = {}
+# a Dask agent outlives runs: its warm sessions are bounded (python -m sniper_profiler.agent
+# --max-sessions / --max-session-mb); a fleet's models beyond the bound are made again as needed
+DEFAULT_MAX_SESSIONS = 16
+DEFAULT_MAX_SESSION_MB = 2048.0
+DASK_LIMITS: Dict[str, Optional[int]] = {"max_sessions": DEFAULT_MAX_SESSIONS,
+                                         "max_bytes": int(DEFAULT_MAX_SESSION_MB * 2**20)}
 
 
 def _dask_agent(settings: Dict[str, Any]) -> Tuple[DeviceAgent, str]:
@@ -232,15 +311,17 @@ def _dask_agent(settings: Dict[str, Any]) -> Tuple[DeviceAgent, str]:
     key = tuple(sorted(settings.items()))
     agent = _DASK_AGENTS.get(key)
     if agent is None:
-        agent = _DASK_AGENTS[key] = DeviceAgent(AgentSettings(**settings))
+        agent = _DASK_AGENTS[key] = DeviceAgent(AgentSettings(**settings), **DASK_LIMITS)
     return agent, scope
 
 
 def dask_run_task(settings: Dict[str, Any], task_id: int, attempt: int, model: str, source: Any,
-                  input_path: Optional[str] = None) -> Dict[str, Any]:
-    """Runs on the device's Dask worker; sessions stay warm in the worker process between tasks."""
+                  input_path: Optional[str] = None, reload: Any = None) -> Dict[str, Any]:
+    """Runs on the device's Dask worker; sessions stay warm in the worker process between tasks.
+    ``reload``: the model's bytes already on this worker, made into a session again only if the
+    warm one was dropped (``DASK_LIMITS``)."""
     agent, scope = _dask_agent(settings)
-    return agent.run(task_id, attempt, model, source, input_path, scope=scope).to_dict()
+    return agent.run(task_id, attempt, model, source, input_path, scope=scope, reload=reload).to_dict()
 
 
 def dask_calibrate(settings: Dict[str, Any], model: str, source: Any, repeats: "int | Dict[str, Any]") -> Dict[str, Any]:
@@ -286,10 +367,25 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--scheduler", required=True, help="the dispatcher's Dask scheduler, tcp://HOST:8786")
     parser.add_argument("--name", required=True, help="this device's name, as in the fleet file")
     parser.add_argument("--host", default=None, help="address to listen on (default: Dask's choice)")
+    parser.add_argument("--max-sessions", type=int, default=DEFAULT_MAX_SESSIONS,
+                        help="warm sessions kept between tasks and runs; past it the least recently used one "
+                             "is dropped and made again when needed (default: %(default)s)")
+    parser.add_argument("--max-session-mb", type=float, default=DEFAULT_MAX_SESSION_MB,
+                        help="the same bound on the kept models' sizes, in MB (default: %(default)g)")
     args = parser.parse_args(argv)
+    if args.max_sessions < 1:
+        sys.exit(f"sniper-profiler agent: error: --max-sessions {args.max_sessions}: must be at least 1")
+    if not args.max_session_mb > 0:
+        sys.exit(f"sniper-profiler agent: error: --max-session-mb {args.max_session_mb:g}: must be more than 0")
     if not _ADDRESS.fullmatch(args.scheduler):
         sys.exit(f"sniper-profiler agent: error: --scheduler {args.scheduler!r} must be tcp://HOST:PORT, "
                  "the address the dispatcher's scheduler listens on (e.g. tcp://10.0.0.5:8786)")
+    # the module the worker's tasks run in (under `python -m` this one is __main__, not that)
+    from sniper_profiler import agent as tasks_module
+
+    unbounded = args.max_session_mb == float("inf")
+    tasks_module.DASK_LIMITS.update(max_sessions=args.max_sessions,
+                                    max_bytes=None if unbounded else int(args.max_session_mb * 2**20))
     try:
         run_dask_worker(args.scheduler, args.name, args.host)
     except KeyboardInterrupt:

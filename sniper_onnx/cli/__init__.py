@@ -42,10 +42,36 @@ def _framework_exceptions() -> tuple[type[BaseException], ...]:
 _PASS_THROUGH = _framework_exceptions()
 
 
+# what the running command wants said if Ctrl-C stops it (set by on_interrupt)
+_interrupt_hint: list[str] = []
+
+# commands whose modules do not set a hint themselves: (group, command) -> what is kept on Ctrl-C
+_KEPT_ON_INTERRUPT = {
+    ("db", "import"): "the records imported so far are kept; running the same command again imports the rest "
+                      "(nothing twice)",
+}
+
+
+def on_interrupt(hint: str) -> None:
+    """Say ``hint`` after "interrupted" if Ctrl-C stops the running command: what was kept, and
+    whether running the same command again resumes. Only a command that really resumes says so."""
+    _interrupt_hint[:] = [hint]
+
+
+def _interrupted(ctx: typer.Context) -> str:
+    if _interrupt_hint:
+        return f"; {_interrupt_hint[0]}"
+    path = tuple(ctx.command_path.split()[1:]) + (ctx.invoked_subcommand or "",)
+    hint = _KEPT_ON_INTERRUPT.get(path)
+    return f"; {hint}" if hint else ""
+
+
 class _OneLineErrors(TyperGroup):
     """Turns library errors into one line on stderr and a non-zero exit, never a traceback."""
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
+        if ctx.parent is None:  # a new command line: no hint from an earlier one (tests invoke many)
+            _interrupt_hint.clear()
         try:
             return super().invoke(ctx)
         except SniperError as error:
@@ -54,7 +80,7 @@ class _OneLineErrors(TyperGroup):
         except _PASS_THROUGH:
             raise
         except KeyboardInterrupt:
-            typer.echo("sniper-onnx: interrupted", err=True)
+            typer.echo(f"sniper-onnx: interrupted{_interrupted(ctx)}", err=True)
             ctx.exit(130)
         except BrokenPipeError:
             _quiet_broken_pipe()

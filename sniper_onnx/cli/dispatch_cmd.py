@@ -60,6 +60,10 @@ def _print(report) -> None:
     console.print(f"tasks {c.tasks}: sent {c.sent}, completed {c.completed}, failed {c.failed}, "
                   f"re-dispatched {c.redispatched}, lost {c.lost}, duplicated {c.duplicated}; "
                   f"devices died {c.devices_died}, joined {c.devices_joined}")
+    if c.sessions_remade:
+        console.print(f"{c.sessions_remade} task(s) waited for their device to make the model's session again "
+                      "(the agent keeps fewer sessions than the fleet has models: python -m sniper_profiler.agent "
+                      "--max-sessions / --max-session-mb)")
     console.print(f"dispatcher overhead per task (decision to send): median {report.overhead_us['median']:.0f} us, "
                   f"p95 {report.overhead_us['p95']:.0f} us; predicted times from {report.predicted_source}")
     for name, info in report.per_device.items():
@@ -106,11 +110,20 @@ def register(app: typer.Typer) -> None:
         tasks = (read_workload(workload, list(loaded.models)) if workload is not None
                  else poisson_workload(list(loaded.models), rate, duration, seed))
         kills = [_parse_kill(text) for text in kill or []]
-        report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, hang_timeout, quiet=as_json)
+        from sniper_onnx.dispatch import DispatchInterrupted
+
+        try:
+            report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, hang_timeout,
+                          quiet=as_json)
+        except DispatchInterrupted as stop:
+            if tasks_out and stop.outcomes:
+                _write_outcomes(tasks_out, stop.outcomes)
+            from sniper_onnx.cli import on_interrupt
+
+            on_interrupt(_kept_on_interrupt(stop, tasks_out))
+            raise
         if tasks_out:
-            with tasks_out.open("w") as handle:
-                for outcome in report.outcomes:
-                    handle.write(json.dumps(outcome.__dict__) + "\n")
+            _write_outcomes(tasks_out, report.outcomes)
         if as_json:
             typer.echo(json.dumps(report.to_json_dict()))
         else:
@@ -118,6 +131,24 @@ def register(app: typer.Typer) -> None:
         if report.counts.completed == 0:  # the report above says what happened to each task
             reason = report.failures[0] if report.failures else "no device ran any"
             raise SniperError(f"no task completed ({report.counts.failed} failed); first failure: {reason.strip()}")
+
+
+def _write_outcomes(path: Path, outcomes) -> None:
+    with path.open("w") as handle:
+        for outcome in outcomes:
+            handle.write(json.dumps(outcome.__dict__) + "\n")
+
+
+def _kept_on_interrupt(stop, tasks_out: Optional[Path]) -> str:
+    """What a run stopped by Ctrl-C kept: dispatch does not resume (a run is its arrivals' timing)."""
+    kept = []
+    if stop.db:
+        kept.append(f"{stop.stored} measured time(s) stored in {stop.db}")
+    if tasks_out and stop.outcomes:
+        finished = sum(1 for outcome in stop.outcomes if outcome.status != "pending")
+        kept.append(f"{finished} finished task(s) of {len(stop.outcomes)} written to {tasks_out} (the rest 'pending')")
+    said = "; ".join(kept) if kept else "nothing kept (--db stores times as they arrive)"
+    return f"{said}; no report; dispatch does not resume: running it again starts a new run"
 
 
 def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool):

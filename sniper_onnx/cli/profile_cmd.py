@@ -80,6 +80,10 @@ def register(app: typer.Typer) -> None:
             _profile_on_fleet(fleet, jobs, db, config, (provider, threads, opt_level), json_output)
             return
         out = out or (Path(f"{db}.results.jsonl") if db else Path("results.jsonl"))
+        from sniper_onnx.cli import on_interrupt
+
+        on_interrupt(f"the models measured so far are kept in {out}" + (f" and {db}" if db else "")
+                     + "; running the same command again resumes (it skips them)")
         summary = _run_with_progress(collect, jobs, out, config, db, retry_failed, disable=json_output)
         if json_output:
             typer.echo(json.dumps(asdict(summary)))
@@ -137,6 +141,10 @@ def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], config, device_opti
     loaded = load_fleet(fleet)
     check_device_options(loaded, *device_options)
     check_farm_config(loaded, config)  # before any net is generated or read
+    from sniper_onnx.cli import on_interrupt
+
+    on_interrupt(f"the medians measured so far are stored in {db}; running the same command again resumes "
+                 "(it skips them)")
     summary = profile_fleet(loaded, jobs, db, config)
     if json_output:
         typer.echo(json.dumps(asdict(summary)))
@@ -151,6 +159,14 @@ def _print_fleet_summary(summary) -> None:
     skipped = f", {summary.skipped} skipped (already in the database)" if summary.skipped else ""
     typer.echo(f"{summary.measured} measured, {summary.failed} failed{skipped} on fleet {summary.fleet}; "
                f"{summary.stored} stored in {summary.db}")
+    if summary.same_bytes:
+        more = len(summary.same_bytes) - 5
+        shown = "; ".join(summary.same_bytes[:5]) + (f" and {more} more" if more > 0 else "")
+        typer.echo(f"  {len(summary.same_bytes)} net(s) with the same bytes as an earlier net share its record "
+                   f"(measured and stored once, under the first one's name): {shown}", err=True)
+    if summary.already_stored:
+        typer.echo(f"  {summary.already_stored} median(s) not stored again: the database already held them "
+                   "(another run with the same settings)", err=True)
     for failure in summary.failures[:10]:
         typer.echo(f"  failed: {failure}", err=True)
     if len(summary.failures) > 10:

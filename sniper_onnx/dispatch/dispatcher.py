@@ -74,6 +74,9 @@ class Counts:
     stale_results_ignored: int = 0
     devices_died: int = 0
     devices_joined: int = 0
+    # tasks whose device had dropped the model's warm session (a Dask agent's session bound) and
+    # made it again: their response includes the session creation
+    sessions_remade: int = 0
 
 
 @dataclass
@@ -103,6 +106,15 @@ class DispatchReport:
         if not with_tasks:
             data.pop("outcomes")
         return finite(data)
+
+
+class DispatchInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a run: ``outcomes`` so far (``pending``: not finished) and how many measured
+    times were ``stored`` in the database (drained before this is raised). No report is made."""
+
+    def __init__(self, outcomes: list[TaskOutcome], stored: int, db: Optional[str]) -> None:
+        super().__init__("dispatch interrupted")
+        self.outcomes, self.stored, self.db = outcomes, stored, db
 
 
 @dataclass
@@ -167,6 +179,9 @@ def dispatch(
         run.hang_floor_s = hang_floor_s
         try:
             return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
+        except KeyboardInterrupt:
+            run.close()  # stores every time measured so far before saying how many
+            raise DispatchInterrupted(run.outcomes, run.written, run.db) from None
         finally:
             run.close()
 
@@ -216,6 +231,8 @@ class _Run:
         self.predictions: Optional[dict[str, dict[str, float]]] = None  # predictor's, mapped types only
         self.writer = _writer(db, fleet, blobs) if db else None
         self.db = str(db) if db else None
+        self.written = 0
+        self._closed = False
 
     # --- phases -------------------------------------------------------------------------------
     def execute(self, deadline_factor: float, repeats: int, ready_timeout: float, orphan_timeout: float) -> DispatchReport:
@@ -374,7 +391,9 @@ class _Run:
         if result.get("status") == STATUS_OK:
             device.calibration[event.model] = float(result["median_s"])
             if self.writer:
-                self.writer.put(("calibration", event.model, device.spec, float(result["median_s"]), None))
+                # the median of the timed runs (an agent that does not say how many ran the ones asked)
+                count = int(result.get("count") or self.repeats)
+                self.writer.put(("calibration", event.model, device.spec, float(result["median_s"]), None, count))
         else:
             self.failures.append(f"{event.model} on {event.device}: {result.get('error')}")
         if not device.calibration_pending:
@@ -405,8 +424,9 @@ class _Run:
             device.tasks += 1
             self.executions[index] += 1
             self.counts.completed += 1
+            self.counts.sessions_remade += int(bool(result.get("session_created")))
             if self.writer:
-                self.writer.put(("task", outcome.model, device.spec, seconds, f"{index}:{attempt}"))
+                self.writer.put(("task", outcome.model, device.spec, seconds, f"{index}:{attempt}", 1))
         else:
             self.state.finish(position, None, 0.0)
             outcome.status, outcome.error = STATUS_FAILED, f"{outcome.model} on {device.spec.name}: {result['error']}"
@@ -531,6 +551,8 @@ class _Run:
         overhead = {"median": float(np.median(sent)) if len(sent) else 0.0,
                     "p95": float(np.percentile(sent, 95)) if len(sent) else 0.0}
         written = self.writer.close() if self.writer else 0
+        if self.writer:  # a time that could not be stored is said, not dropped silently
+            self.failures += [f"not stored in {self.db}: {error}" for error in self.writer.errors]
         self.writer = None
         per_device = {name: {"type": d.spec.type, "tasks": d.tasks, "busy_s": d.busy_s,
                              "calibration_s": d.calibration, "pid": getattr(self.engine, "pids", {}).get(name)}
@@ -587,8 +609,11 @@ class _Run:
         }
 
     def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         if self.writer:
-            self.writer.close()
+            self.written = self.writer.close()
         self.engine.close()
 
 

@@ -191,7 +191,11 @@ class DaskEngine:
     def send(self, device: str, task_id: int, attempt: int, model: str, input_path: Optional[str]) -> None:
         from sniper_profiler.agent import dask_run_task
 
-        future = self.client.submit(dask_run_task, self._settings[device], task_id, attempt, model, None, input_path, workers=[device], allow_other_workers=False, pure=False,
+        # no bytes with the task: the warm session serves it; ``reload`` (the bytes already scattered
+        # to this worker) makes the session again only if the agent dropped it (its session bound)
+        future = self.client.submit(dask_run_task, self._settings[device], task_id, attempt, model, None, input_path,
+                                    reload=self._device_data.get((device, model)),
+                                    workers=[device], allow_other_workers=False, pure=False,
                                     key=f"sniper-task-{task_id}-{attempt}-{device}-{time.monotonic_ns()}")
         self._pending[future] = ("result", device, model)
         self._tasks[future] = (task_id, attempt)

@@ -2,10 +2,10 @@
 
 A background thread owns the SQLite connection, so a disk write never delays the next dispatch
 decision; ``close()`` drains the queue, so nothing measured is lost when the run ends. Each task's
-time is one measurement (``source="dispatch"``, key ``dispatch:<run>:<task>:<attempt>:<device>``); the
-warm-up medians are stored too (``source="dispatch-calibration"``). The profiling farm's medians
-(``source="fleet-profile"``) come with a deterministic key (``profiling.profile_key``) so a rerun
-stores nothing twice. Devices are stored per fleet
+time is one measurement (``source="dispatch"``, key ``dispatch:<run>:<task>:<attempt>:<device>``,
+``count`` 1); the warm-up medians are stored too (``source="dispatch-calibration"``, ``count`` the
+runs timed, ``--calibration-repeats``). The profiling farm stores its own medians
+(``profiling.FarmWriter``, ``source="fleet-profile"``). Devices are stored per fleet
 device type (``fleet:<fleet>:<type>``): devices of one type run a model equally fast.
 """
 
@@ -38,8 +38,10 @@ def device_spec(fleet: Fleet, device: FleetDevice) -> Any:
 
 
 class MeasurementWriter:
-    def __init__(self, db_path: "str | Path", fleet: Fleet, blobs: dict[str, bytes],
-                 sources: Optional[dict[str, dict]] = None) -> None:
+    """Stores ``(kind, model, device, seconds, key, count)`` items: kind ``task`` (one run) or
+    ``calibration`` (the median of ``count`` timed runs)."""
+
+    def __init__(self, db_path: "str | Path", fleet: Fleet, blobs: dict[str, bytes]) -> None:
         from sniper_onnx.database import Database
 
         Database(db_path).close()  # a bad path fails here, with its one-line error, before the run
@@ -47,7 +49,7 @@ class MeasurementWriter:
         self.written = 0
         self.errors: list[str] = []
         self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue()
-        self._thread = threading.Thread(target=self._work, args=(Path(db_path), fleet, blobs, sources or {}), daemon=True,
+        self._thread = threading.Thread(target=self._work, args=(Path(db_path), fleet, blobs), daemon=True,
                                         name="sniper-dispatch-db")
         self._thread.start()
         self._closed = False
@@ -62,7 +64,7 @@ class MeasurementWriter:
             self._thread.join()
         return self.written
 
-    def _work(self, path: Path, fleet: Fleet, blobs: dict[str, bytes], sources: dict[str, dict]) -> None:
+    def _work(self, path: Path, fleet: Fleet, blobs: dict[str, bytes]) -> None:
         from sniper_onnx.database import Database
 
         with Database(path) as db:
@@ -72,27 +74,25 @@ class MeasurementWriter:
                 item = self._queue.get()
                 if item is None:
                     return
-                kind, model, device, seconds, key = item
+                kind, model, device, seconds, key, count = item
                 try:
                     if model not in networks:
-                        networks[model] = _network(db, sources.get(model) or _fleet_source(fleet, model), model,
-                                                   blobs[model])
+                        networks[model] = _network(db, _fleet_source(fleet, model), model, blobs[model])
                     if device.type not in devices:
                         devices[device.type] = db.add_device(device_spec(fleet, device), device_id(fleet, device)).id
                     config = {"threads": device.threads, "graph_optimization": device.opt_level,
                               "provider": device.provider}
                     source = SOURCES[kind]
-                    # a fleet-profile key is deterministic (profiling.profile_key): a rerun of an
-                    # interrupted farm must find and not duplicate what the first run stored
-                    record_key = key if kind == "profile" else f"{source}:{self.run_id}:{key or model}:{device.name}"
-                    db.add_measurement(networks[model], devices[device.type], seconds, stats={"count": 1, "device": device.name},
+                    record_key = f"{source}:{self.run_id}:{key or model}:{device.name}"
+                    db.add_measurement(networks[model], devices[device.type], seconds,
+                                       stats={"count": int(count), "device": device.name},
                                        config=config, source=source, record_key=record_key)
                     self.written += 1
                 except Exception as error:  # noqa: BLE001 - keep the run going; report at the end
                     self.errors.append(f"{model} on {device.name}: {type(error).__name__}: {error}")
 
 
-SOURCES = {"task": "dispatch", "calibration": "dispatch-calibration", "profile": "fleet-profile"}
+SOURCES = {"task": "dispatch", "calibration": "dispatch-calibration"}
 
 
 def _fleet_source(fleet: Fleet, model: str) -> dict:

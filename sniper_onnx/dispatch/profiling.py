@@ -50,6 +50,10 @@ class FleetProfileSummary:
     timed_out: int = 0
     per_device: dict[str, int] = field(default_factory=dict)
     skipped: int = 0  # (net, device type) pairs the database already held from an earlier run
+    # "b: same bytes as a": nets whose bytes an earlier net of this run has (one record key per
+    # bytes and device type): measured once, stored once, under the first net's name
+    same_bytes: list[str] = field(default_factory=list)
+    already_stored: int = 0  # medians the database held by the time they were written (another run)
     failures: list[str] = field(default_factory=list)
     store_errors: list[str] = field(default_factory=list)
     flagged: dict[str, list[str]] = field(default_factory=dict)  # flag -> "net on type" it marks
@@ -83,6 +87,7 @@ def profile_fleet(fleet: Fleet, jobs: Sequence[Any], db: "str | Path", config: A
         finally:
             farm.engine.close()
             summary.stored = writer.close()
+            summary.already_stored = writer.already
             summary.store_errors = list(writer.errors)
     return summary
 
@@ -223,6 +228,7 @@ class _Farm:
         self.seen: set[str] = set()  # device types that had a device up
         self.total, self.done = len(jobs) * len(self.types), 0
         self.numbers = itertools.count()  # scratch file names
+        self.claimed: dict[str, str] = {}  # record key -> the net of this run measuring it
         # the engines read these as nets are handed out: a path per net (embedded), bytes (Dask)
         self.paths: dict[str, str] = {}
         self.blobs: dict[str, bytes] = {}
@@ -256,6 +262,12 @@ class _Farm:
             self._fail_pairs(job.name, self.types, str(error))
             return
         keys = {dtype: profile_key(self.fleet, dtype, blob, self.measurement) for dtype in self.types}
+        first = next((self.claimed[key] for key in keys.values() if key in self.claimed), None)
+        if first is not None:  # the same bytes as a net of this run: its record is this one's
+            self.summary.same_bytes.append(f"{job.name}: same bytes as {first}")
+            self._advance(len(self.types))
+            return
+        self.claimed.update((key, job.name) for key in keys.values())
         with Database(self.db) as store:
             left = [dtype for dtype in self.types if not store.has_measurement(keys[dtype])]
         self.summary.skipped += len(self.types) - len(left)
@@ -434,6 +446,7 @@ class FarmWriter:
 
         Database(db_path).close()  # a bad path fails here, with its one-line error, before the run
         self.written = 0
+        self.already = 0  # records the database held already (INSERT OR IGNORE): not stored again
         self.errors: list[str] = []
         self._queue: "queue.Queue[Optional[_Record]]" = queue.Queue()
         self._thread = threading.Thread(target=self._work, args=(Path(db_path), fleet), daemon=True,
@@ -459,13 +472,16 @@ class FarmWriter:
             devices: dict[str, str] = {}
             while (record := self._queue.get()) is not None:
                 try:
-                    self._store(db, fleet, record, networks, devices)
-                    self.written += 1
+                    if self._store(db, fleet, record, networks, devices):
+                        self.written += 1
+                    else:
+                        self.already += 1
                 except Exception as error:  # noqa: BLE001 - keep the run going; report at the end
                     self.errors.append(f"{record.net} on {record.device.name}: {type(error).__name__}: {error}")
 
     @staticmethod
-    def _store(db: Any, fleet: Fleet, record: _Record, networks: dict[str, int], devices: dict[str, str]) -> None:
+    def _store(db: Any, fleet: Fleet, record: _Record, networks: dict[str, int], devices: dict[str, str]) -> bool:
+        """True when stored; False when the database held the record key already."""
         from sniper_onnx.dispatch.feedback import _network, device_id, device_spec
 
         device = record.device
@@ -477,6 +493,6 @@ class FarmWriter:
                   **record.measurement}
         # stats["count"] is the number of timed runs the agent's stopping rule took
         stats = {**record.result["stats"], "device": device.name}
-        db.add_measurement(networks[record.net], devices[device.type], float(record.result["median_s"]), stats=stats,
-                           config=config, flags=record.result.get("flags") or (), source="fleet-profile",
-                           record_key=record.key)
+        return db.add_measurement(networks[record.net], devices[device.type], float(record.result["median_s"]),
+                                  stats=stats, config=config, flags=record.result.get("flags") or (),
+                                  source="fleet-profile", record_key=record.key).added

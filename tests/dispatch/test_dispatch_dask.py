@@ -81,6 +81,27 @@ def test_dask_worker_joining_mid_run_gets_work(cluster, tmp_path):
     assert report.per_device["d-late"]["tasks"] > 0
 
 
+def test_an_agent_keeping_one_session_runs_a_fleet_of_two_models(cluster, tmp_path):
+    """Started with --max-sessions 1, the agent drops one model's session for the other's; its
+    tasks carry no bytes, so the session is made again from those the dispatcher scattered."""
+    address, _ = cluster
+    models = {"a": matmul_chain(tmp_path / "a.onnx", rows=4, width=8),
+              "b": matmul_chain(tmp_path / "b.onnx", rows=4, width=16)}
+    fleet = fleet_from_dict(fleet_dict(models, devices=[{"name": "d-one", "type": "t", "threads": 1}],
+                                       engine="dask", scheduler=address))
+    worker = subprocess.Popen([sys.executable, "-m", "sniper_profiler.agent", "--scheduler", address, "--name", "d-one",
+                               "--host", "127.0.0.1", "--max-sessions", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        report = dispatch(fleet, [DispatchTask("ab"[i % 2], arrival=i * 0.01) for i in range(6)], "polling",
+                          calibration_repeats=1, ready_timeout_s=60)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+    assert report.counts.completed == 6 and report.counts.failed == 0, report.failures
+    assert report.counts.sessions_remade >= 5  # a and b take turns on one session: each task remakes it
+
+
 def test_farm_fails_a_device_type_that_never_comes_up_and_goes_on(cluster, tmp_path):
     from sniper_onnx.database.collect import file_jobs
     from sniper_onnx.dispatch.profiling import profile_fleet

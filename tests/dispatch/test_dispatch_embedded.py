@@ -279,3 +279,57 @@ def test_profiling_farm_holds_only_the_nets_in_flight(models, tmp_path):
                             progress=lambda done, total: finished.__setitem__(0, done))
     assert summary.measured == 6
     assert all(done >= index - 2 for index, done in enumerate(built_when)), built_when
+
+
+def test_calibration_medians_are_stored_with_the_runs_they_took(models, tmp_path):
+    from sniper_onnx.database import Database
+
+    fleet = fleet_from_dict(fleet_dict({"small": models["small"]}, devices=[{"name": "d0", "type": "t", "threads": 1}]))
+    report = dispatch(fleet, burst(2, 0.0, names=("small",)), "polling", db=tmp_path / "ncd.sqlite",
+                      calibration_repeats=4)
+    assert report.counts.completed == 2 and not report.failures
+    with Database(tmp_path / "ncd.sqlite") as store:
+        counts = sorted((row.source, row.stats["count"]) for row in store.measurements())
+    assert counts == [("dispatch", 1), ("dispatch", 1), ("dispatch-calibration", 4)]
+
+
+def test_ctrl_c_mid_run_stores_every_time_measured_and_says_how_many(models, tmp_path):
+    from sniper_onnx.database import Database
+    from sniper_onnx.dispatch import DispatchInterrupted
+
+    def ctrl_c(done: int, total: int) -> None:
+        if done >= 3:
+            raise KeyboardInterrupt
+
+    fleet = fleet_from_dict(fleet_dict({"small": models["small"]}, devices=[{"name": "d0", "type": "t", "threads": 1}]))
+    with pytest.raises(DispatchInterrupted) as stop:
+        dispatch(fleet, burst(40, 0.05, names=("small",)), "polling", db=tmp_path / "ncd.sqlite",
+                 calibration_repeats=1, progress=ctrl_c)
+    finished = [o for o in stop.value.outcomes if o.status == "ok"]
+    assert len(finished) >= 3 and any(o.status == "pending" for o in stop.value.outcomes)
+    with Database(tmp_path / "ncd.sqlite") as store:
+        rows = store.measurements()
+    assert stop.value.stored == len(rows) == len(finished) + 1  # every finished task and the calibration
+
+
+def test_ctrl_c_on_the_cli_writes_the_outcomes_so_far_and_says_a_rerun_starts_over(models, tmp_path, monkeypatch):
+    import sniper_onnx.dispatch as dispatch_module
+    from sniper_onnx.dispatch import DispatchInterrupted, TaskOutcome
+
+    def interrupted(*args, **kwargs):
+        outcomes = [TaskOutcome(0, "small", 0.0, 1.0, status="ok", seconds=0.01), TaskOutcome(1, "small", 0.1, 1.1)]
+        raise DispatchInterrupted(outcomes, 2, str(tmp_path / "ncd.sqlite"))
+
+    monkeypatch.setattr(dispatch_module, "dispatch", interrupted)
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(json.dumps(fleet_dict({"small": models["small"]})))
+    trace = tmp_path / "trace.csv"
+    write_workload(burst(2, 0.1, names=("small",)), trace)
+    tasks = tmp_path / "tasks.jsonl"
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet), "--workload", str(trace), "--json",
+                                      "--db", str(tmp_path / "ncd.sqlite"), "--tasks-out", str(tasks)])
+    assert result.exit_code == 130
+    assert [json.loads(line)["status"] for line in tasks.read_text().splitlines()] == ["ok", "pending"]
+    assert result.stderr.strip() == (
+        f"sniper-onnx: interrupted; 2 measured time(s) stored in {tmp_path / 'ncd.sqlite'}; 1 finished task(s) of 2 "
+        f"written to {tasks} (the rest 'pending'); no report; dispatch does not resume: running it again starts a new run")

@@ -137,10 +137,10 @@ def test_fleet_profile_measures_with_the_stopping_rule_given_and_stores_the_runs
 
 
 def test_fleet_profile_timeout_fails_the_net_and_a_fresh_agent_takes_the_next(tmp_path):
-    import shutil
+    from dispatch_testkit import matmul_chain
 
     fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}])
-    shutil.copy(tmp_path / "m.onnx", tmp_path / "m2.onnx")
+    matmul_chain(tmp_path / "m2.onnx", rows=4, width=16)  # other bytes: a copy of m would share m's record
     result = runner.invoke(app, ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), str(tmp_path / "m2.onnx"),
                                  "--db", str(tmp_path / "ncd.sqlite"), "--min-time", "30", "--max-time", "30",
                                  "--max-repeats", "100000000", "--timeout", "0.5", "--json"])
@@ -148,3 +148,64 @@ def test_fleet_profile_timeout_fails_the_net_and_a_fresh_agent_takes_the_next(tm
     summary = json.loads(result.stdout)
     assert summary["timed_out"] == 2 and summary["failed"] == 2  # the second net ran on a restarted agent
     assert all("timed out after 0.5 s (--timeout)" in failure for failure in summary["failures"])
+
+
+def test_fleet_profile_measures_identical_bytes_once_and_says_what_it_stored(tmp_path):
+    import shutil
+
+    fleet = _two_device_fleet(tmp_path)  # two device types
+    (tmp_path / "nets").mkdir()
+    shutil.copy(tmp_path / "m.onnx", tmp_path / "nets" / "a.onnx")
+    shutil.copy(tmp_path / "m.onnx", tmp_path / "nets" / "b.onnx")
+    db = tmp_path / "ncd.sqlite"
+    args = ["profile", "--fleet", str(fleet), str(tmp_path / "nets"), "--min-repeats", "2", "--db", str(db), "--json"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    with sqlite3.connect(db) as con:
+        stored = con.execute("select count(*) from measurements").fetchone()[0]
+        names = {row[0] for row in con.execute("select name from networks")}
+    assert (summary["measured"], summary["stored"], stored) == (2, 2, 2)  # a on both types; b is a's record
+    assert summary["same_bytes"] == ["b: same bytes as a"] and names == {"a"}
+    text = runner.invoke(app, args[:-1])  # rerun, as text: skipped, and the duplicate said again
+    assert "0 measured, 0 failed, 2 skipped" in text.output and "0 stored" in text.output
+    assert "1 net(s) with the same bytes as an earlier net share its record" in text.output
+
+
+def test_the_farm_writer_counts_only_what_it_stored(tmp_path):
+    from dispatch_testkit import fleet_dict, matmul_chain
+
+    from sniper_onnx.dispatch import fleet_from_dict
+    from sniper_onnx.dispatch.profiling import FarmWriter, _Record
+
+    blob = matmul_chain(tmp_path / "m.onnx", rows=4, width=8).read_bytes()
+    fleet = fleet_from_dict(fleet_dict({"m": tmp_path / "m.onnx"}, [{"name": "d0", "type": "t"}]))
+    result = {"median_s": 0.001, "stats": {"count": 3, "median_s": 0.001}, "flags": []}
+    writer = FarmWriter(tmp_path / "ncd.sqlite", fleet)
+    for name in ("m", "copy-of-m"):  # one record key: the database keeps the first
+        writer.put(_Record(name, {"kind": "test"}, blob, fleet.devices[0], result, "fleet-profile:key", {}))
+    assert (writer.close(), writer.already, writer.errors) == (1, 1, [])
+
+
+def test_fleet_profile_stopped_by_ctrl_c_keeps_what_it_measured_and_a_rerun_resumes(tmp_path):
+    from dispatch_testkit import fleet_dict, matmul_chain
+
+    from sniper_onnx.database.collect import file_jobs
+    from sniper_onnx.dispatch import fleet_from_dict
+    from sniper_onnx.dispatch.profiling import profile_fleet
+    from sniper_profiler.config import ProfileConfig
+
+    nets = [str(matmul_chain(tmp_path / f"n{i}.onnx", rows=4 + i, width=8)) for i in range(4)]
+    fleet = fleet_from_dict(fleet_dict({"m": tmp_path / "n0.onnx"}, [{"name": "d0", "type": "t"}]))
+    config = ProfileConfig(min_repeats=2, max_repeats=2, warmup=0)
+
+    def ctrl_c(done: int, total: int) -> None:
+        if done >= 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_fleet(fleet, file_jobs(nets), tmp_path / "ncd.sqlite", config, progress=ctrl_c, in_flight=1)
+    with sqlite3.connect(tmp_path / "ncd.sqlite") as con:
+        assert con.execute("select count(*) from measurements").fetchone()[0] == 2
+    summary = profile_fleet(fleet, file_jobs(nets), tmp_path / "ncd.sqlite", config)
+    assert (summary.skipped, summary.measured, summary.stored) == (2, 2, 2)

@@ -290,3 +290,19 @@ def test_device_command_refuses_stopping_rule_options(capsys, option):
     assert main(["device", "--json", *option]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is a stopping-rule option of `run`" in err
+
+
+def test_ctrl_c_promises_a_resume_only_where_there_is_one(tmp_path, capsys, monkeypatch):
+    import sniper_profiler.runner as runner_module
+
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner_module, "run_profile", ctrl_c)
+    monkeypatch.setattr(runner_module, "device_fingerprint", ctrl_c)
+    model = tiny_mlp(tmp_path / "m.onnx")
+    assert main(["run", str(model), "--out", str(tmp_path / "r.jsonl")]) == 130
+    assert capsys.readouterr().err.strip() == ("sniper-profiler: interrupted; the models measured so far are kept in "
+                                               "--out, rerun the same command to resume")
+    assert main(["device"]) == 130
+    assert capsys.readouterr().err.strip() == "sniper-profiler: interrupted"
