@@ -116,7 +116,10 @@ def structure_checked(meta, features: dict, seconds: dict) -> dict:
     for device, ridge in (meta.get("regression") or {}).items():
         if device in answered and meta["device_table"][device][-1] == 0:
             z = (np.array([features[n] for n in ridge["features"]]) - np.array(ridge["mean"])) / np.array(ridge["scale"])
-            answered[device] = float(z @ np.array(ridge["coef"]) + ridge["intercept"])
+            # linear in seconds, so below the networks it was fitted to it can answer 0 or less:
+            # the library clips at the ridge's floor (1 µs in files that store none)
+            answered[device] = max(float(z @ np.array(ridge["coef"]) + ridge["intercept"]),
+                                   float(ridge.get("floor_seconds", 1e-6)))
     return answered
 
 

@@ -99,6 +99,11 @@ def kernel_group(node: Any) -> str:
             if groups > 1:
                 return "depthwise_conv" if weight[1] == 1 else "grouped_conv"
         return "conv"
+    if op_type == "MatMul" and _get(node, "category") == "fc":
+        # a MatMul by a weight (torch writes Linear on [B, T, D] so) runs the GEMM a Gemm runs, and
+        # the training nets write every linear layer as Gemm: filed as matmul, its rows were read
+        # as attention's activation-by-activation products
+        return "gemm"
     return _GROUP_OF_OP.get(op_type, "other")
 
 

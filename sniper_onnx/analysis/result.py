@@ -15,6 +15,11 @@ from sniper_onnx.errors import SniperError
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
 
+# The date features were last computed differently (a fix, a new rule): bump it with such a change.
+# `analyze --json` writes it and the sniper-onnx version, so `predict` can tell an analysis made by
+# another analyzer (whose features may share names but not values) and ask for a re-run.
+FEATURE_SCHEMA = "2026-11-29"
+
 NODE_COLUMNS = (
     "name", "op_type", "category", "is_layer", "macs", "params", "param_bytes", "bytes_read",
     "bytes_written", "input_shapes", "output_shapes", "shapes_known", "tags", "subgraph", "on_critical_path",
@@ -41,8 +46,12 @@ class AnalysisResult:
         return self._graph
 
     def to_json_dict(self, include_nodes: bool = False, include_kernels: bool = False) -> dict:
+        from sniper_onnx import __version__
+
         data = {
             "source": self.source,
+            "sniper_onnx_version": __version__,
+            "feature_schema": FEATURE_SCHEMA,
             "model": self.model_info,
             "features": dict(self.features),
             "unknown_ops": dict(self.unknown_ops),

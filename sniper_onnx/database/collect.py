@@ -86,18 +86,38 @@ def zoo_jobs(resolutions: Sequence[int], batch: int = 1, names: Optional[Sequenc
 
 
 def expand_model_folders(paths: Sequence[str]) -> list[str]:
-    """Each folder becomes the .onnx files in it (sorted); other paths stay as given."""
+    """Each folder becomes the .onnx files in it (sorted); other paths stay as given. A file given
+    twice, however spelled (a folder and a file in it, ``./a.onnx`` and ``a.onnx``, a link to it),
+    is kept once, where it first appears: one prediction row, one measurement (until 2026-11-29 it
+    came back once per mention)."""
     expanded: list[str] = []
+    seen: set = set()
     for item in paths:
         path = Path(item)
-        if not path.is_dir():
-            expanded.append(str(item))
-            continue
-        found = sorted(str(model) for model in path.glob("*.onnx"))
-        if not found:
-            raise SniperError(f"{path}: a folder with no .onnx file in it; give model files or a folder of them")
-        expanded += found
+        if path.is_dir():
+            found = sorted(str(model) for model in path.glob("*.onnx"))
+            if not found:
+                raise SniperError(f"{path}: a folder with no .onnx file in it; give model files or a folder of them")
+        else:
+            found = [str(item)]
+        for model in found:
+            identity = _file_identity(Path(model))
+            if identity not in seen:
+                seen.add(identity)
+                expanded.append(model)
     return expanded
+
+
+def _file_identity(path: Path) -> tuple:
+    """The same for every spelling of one file (device and inode, as ``os.path.samefile`` compares);
+    a path that names no file keeps its resolved spelling, for its caller's own error."""
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None
+    if stat is not None and stat.st_ino:  # a file system without inode numbers answers 0 for every file
+        return ("file", stat.st_dev, stat.st_ino)
+    return ("path", str(path.resolve()))
 
 
 def file_jobs(paths: Sequence[str]) -> list[CollectJob]:

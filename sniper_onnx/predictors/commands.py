@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,7 @@ def predict_files(
                 raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
             except SniperError as error:  # a kernel table of another version: say which file
                 raise SniperError(f"{path}: {error}") from None
+            notes += analyzer_version_notes(str(path), data)
             notes += incomplete_cost_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
             if kernels[-1] is None and any(loaded.kernel_path for loaded, _ in plan):
                 notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
@@ -160,6 +162,25 @@ def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pa
     return notes + [f"{name}: the predictions count those {missing} node(s) as doing no work: read them as lower bounds"]
 
 
+def analyzer_version_notes(name: str, analysis: Dict[str, Any]) -> List[str]:
+    """A warning when an ``analyze --json`` output was written by another sniper-onnx or feature
+    schema than the running one (or before they were recorded, until 2026-11-29): its features may
+    share their names but not how they were computed. It still predicts."""
+    from sniper_onnx import __version__
+    from sniper_onnx.analysis.result import FEATURE_SCHEMA
+
+    version, schema = analysis.get("sniper_onnx_version"), analysis.get("feature_schema")
+    if version == __version__ and schema == FEATURE_SCHEMA:
+        return []
+    if version is None and schema is None:
+        written = "an analyzer that recorded no version (sniper-onnx before 2026-11-29)"
+    else:
+        written = f"sniper-onnx {version or '(no version)'}, feature schema {schema or '(none)'}"
+    return [f"{name}: analysis written by {written}, not by this sniper-onnx {__version__} (feature schema "
+            f"{FEATURE_SCHEMA}); its features may have been computed differently: re-run `sniper-onnx analyze "
+            "--json` on the model for a prediction you can trust"]
+
+
 def kernel_table_of_json(data: Dict[str, Any]):
     """The kernel table `analyze --json --kernels` wrote, or one made from `--nodes`; None without
     either (then the PCN answers)."""
@@ -225,9 +246,14 @@ def _training_data(db: Optional[str], table: Optional[str], statistic: str = "me
     if bool(db) == bool(table):
         raise SniperError("give exactly one of --db DB or --table CSV as the training source")
     if table:
-        return load_training_csv(table)
-    with tempfile.TemporaryDirectory(prefix="sniper-train-") as scratch:
-        return training_data_from_db(db, scratch, statistic)
+        data = load_training_csv(table)
+    else:
+        with tempfile.TemporaryDirectory(prefix="sniper-train-") as scratch:
+            data = training_data_from_db(db, scratch, statistic)
+    note = data.skipped_note(table or db)
+    if note:  # stderr at call time: a test runner may have replaced it
+        print(f"sniper-onnx: warning: {note}", file=sys.stderr)
+    return data
 
 
 def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,
@@ -273,6 +299,9 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
 
         plot = str(plot_path(plot))  # before any work: a bad path must not cost the evaluation
     data = _training_data(db, table, statistic)
+    if len(data.seconds) == 0:  # every row left out (_training_data said why): nothing to score
+        raise SniperError(f"{table or db}: no usable measurement to evaluate against; measure models with "
+                          "`sniper-onnx profile --db DB` first")
     loaded = load_predictor(predictor, data.device_names)
     index = [data.network_feature_names.index(n) if n in data.network_feature_names else -1
              for n in loaded.network_feature_names]
@@ -291,6 +320,8 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
             unknown[device] = len(data.device_rows(d))
             continue
         rows = data.device_rows(d)
+        if len(rows) == 0:  # its every row was left out for its latency: no metric, not a row of NaN
+            continue
         networks = data.pair_network[rows]
         table_ = loaded.predict([feature_dicts[i] for i in networks], [device],
                                 kernel_tables=[kernels[i] for i in networks])

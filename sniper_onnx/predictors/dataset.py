@@ -10,6 +10,7 @@ import csv
 import gzip
 import hashlib
 import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Sequence
@@ -40,6 +41,17 @@ class TrainingData:
     pair_device: np.ndarray
     seconds: np.ndarray
     network_sources: List[str] = field(default_factory=list)  # JSON per network, "" when unknown
+    # rows left out for their latency, by why: "zero or negative", "NaN", "infinite"
+    skipped_latencies: Dict[str, int] = field(default_factory=dict)
+
+    def skipped_note(self, source: "str | Path") -> str:
+        """One line on the rows left out for their latency ('' when none)."""
+        if not self.skipped_latencies:
+            return ""
+        total = sum(self.skipped_latencies.values())
+        why = ", ".join(f"{count} {reason}" for reason, count in self.skipped_latencies.items())
+        return (f"{source}: {total} row(s) left out, their latency is not a positive finite number ({why}); "
+                "a failed or broken measurement teaches nothing about time")
 
     def sha256(self) -> str:
         digest = hashlib.sha256()
@@ -90,6 +102,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
     sources: List[str] = []
     dev_rows: List[List[float]] = []
     pair_net, pair_dev, seconds = [], [], []
+    skipped: Dict[str, int] = {}
     for line, row in enumerate(rows, start=2):
         try:
             latency = float(row[col[latency_key]]) * LATENCY_COLUMNS[latency_key]
@@ -102,8 +115,10 @@ def load_training_csv(path: "str | Path") -> TrainingData:
                 dev_rows.append([float(row[col[h]] or 0.0) for h in device_columns])
         except (ValueError, IndexError):
             raise SniperError(f"{path}:{line}: a value is not a number; fix or drop that row") from None
-        if not latency > 0:
-            continue  # failed or zero measurements teach nothing about time
+        if not 0 < latency < math.inf:  # failed, zero or broken measurements teach nothing about time
+            reason = "NaN" if math.isnan(latency) else "infinite" if math.isinf(latency) else "zero or negative"
+            skipped[reason] = skipped.get(reason, 0) + 1
+            continue
         pair_net.append(nets[row[col[net_key]]])
         pair_dev.append(devs[row[col[dev_key]]])
         seconds.append(latency)
@@ -112,7 +127,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
         device_names=list(devs), device_matrix=np.array(dev_rows).reshape(len(devs), len(device_columns)),
         device_feature_names=[h[len(DEVICE_PREFIX):] for h in device_columns],
         pair_network=np.array(pair_net), pair_device=np.array(pair_dev), seconds=np.array(seconds),
-        network_sources=sources,
+        network_sources=sources, skipped_latencies=skipped,
     )
 
 

@@ -31,6 +31,10 @@ PATH_KERNELS = "kernels"  # the kernel-sum path: a time per layer node, summed
 # A 90% interval: 5th and 95th percentiles of log(measured / predicted) on held-out data.
 DEFAULT_LOG_INTERVAL = (-0.25, 0.25)
 Z_90 = 1.6449
+# The per-device Bayesian ridge is linear in seconds: for a network smaller than those it was fitted to
+# it can answer 0 or less. Its answers are clipped at the ridge's ``floor_seconds`` (half the fastest
+# measurement it was fitted to), or at this for files written before that (until 2026-11-29).
+REGRESSION_FLOOR_S = 1e-6
 KERNEL_CHUNK = 64  # networks per graph call on the kernel-sum path (each call pads to its longest)
 
 
@@ -312,10 +316,10 @@ class Predictor:
                 path[kernel] = PATH_KERNELS
             regression = self._regression(device, nets)
             if regression is not None:
-                small, mean, std = regression
-                seconds = np.where(small, mean, seconds)
-                low = np.where(small, np.maximum(mean - Z_90 * std, 0.0), low)
-                high = np.where(small, mean + Z_90 * std, high)
+                small, answer, answer_low, answer_high = regression
+                seconds = np.where(small, answer, seconds)
+                low = np.where(small, answer_low, low)
+                high = np.where(small, answer_high, high)
                 path[small] = PATH_REGRESSION
             for i in range(len(nets)):
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
@@ -369,8 +373,7 @@ class Predictor:
         small = nets[:, column] < checker["threshold"]
         if not small.any():
             return None
-        mean, std = regression_predict(regression, nets, self.network_feature_names)
-        return small, mean, std
+        return (small, *regression_answer(regression, nets, self.network_feature_names))
 
 
 def _as_number(value: Any) -> float:
@@ -411,6 +414,24 @@ def regression_predict(regression: Mapping[str, Any], nets: np.ndarray, names: S
     sigma = np.array(regression["sigma"]).reshape(len(columns), len(columns))
     std = np.sqrt(np.einsum("ij,jk,ik->i", z, sigma, z) + 1.0 / regression["alpha"])
     return mean, std
+
+
+def regression_floor(regression: Mapping[str, Any]) -> float:
+    """The least seconds a device's ridge answers (see REGRESSION_FLOOR_S)."""
+    floor = _as_number(regression.get("floor_seconds", REGRESSION_FLOOR_S))
+    return floor if math.isfinite(floor) and floor > 0 else REGRESSION_FLOOR_S
+
+
+def regression_answer(regression: Mapping[str, Any], nets: np.ndarray,
+                      names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seconds and 90% interval of the Structure Checker's ridge: its mean, clipped at the ridge's
+    floor (a linear model in seconds can answer 0 or less), and the answer -/+ 1.645 std, the low end
+    clipped at the floor too: 0 < low <= seconds < high, as wide above a clipped answer as the ridge is
+    unsure."""
+    mean, std = regression_predict(regression, nets, names)
+    floor = regression_floor(regression)
+    seconds = np.maximum(mean, floor)
+    return seconds, np.maximum(mean - Z_90 * std, floor), seconds + Z_90 * std
 
 
 def match_device(wanted: str, known: Sequence[str]) -> str:

@@ -15,7 +15,7 @@ from sniper_onnx.predictors.dataset import TrainingData
 from sniper_onnx.predictors.keyfeatures import extract_key_features
 from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES, KernelNetConfig, train_kernel_net
 from sniper_onnx.predictors.pcn import PCNConfig, train_pcn
-from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, Predictor, build_predictor, regression_predict
+from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, Predictor, build_predictor, regression_answer
 
 STRUCTURE_FEATURE = "total_macs"
 THRESHOLD_QUANTILES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -53,7 +53,9 @@ def fit_bayesian_ridge(x: np.ndarray, seconds: np.ndarray, names: List[str]) -> 
     scale = np.where(x.std(0) > 1e-12, x.std(0), 1.0)
     model = BayesianRidge().fit((x - mean) / scale, seconds)
     return {"features": names, "mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_.tolist(),
-            "intercept": float(model.intercept_), "sigma": model.sigma_.ravel().tolist(), "alpha": float(model.alpha_)}
+            "intercept": float(model.intercept_), "sigma": model.sigma_.ravel().tolist(), "alpha": float(model.alpha_),
+            # linear in seconds, it can answer 0 or less below the nets it saw: runtime.regression_answer clips here
+            "floor_seconds": float(np.min(seconds)) / 2}
 
 
 def feature_range(data: TrainingData) -> Dict[str, List[float]]:
@@ -171,11 +173,11 @@ def train_predictor(
             intervals[device] = interval_of(log_residual[mine])
             validation[device] = accuracy_metrics(main[mine], measured[mine])
         if device in regressions and mine.any():
-            regression_pred[mine] = regression_predict(regressions[device], nets[mine], data.network_feature_names)[0]
+            regression_pred[mine] = regression_answer(regressions[device], nets[mine], data.network_feature_names)[0]
     threshold = 0.0
     if STRUCTURE_FEATURE in data.network_feature_names:
         macs = nets[:, data.network_feature_names.index(STRUCTURE_FEATURE)]
-        regression_error = np.abs(np.maximum(regression_pred, 1e-9) / measured - 1)
+        regression_error = np.abs(regression_pred / measured - 1)  # the answers predict gives: clipped at a floor > 0
         threshold = choose_threshold(macs, np.abs(main / measured - 1), regression_error)
         meta["structure_checker"] = {
             "feature": STRUCTURE_FEATURE, "threshold": threshold,

@@ -15,6 +15,7 @@ from analysis_graphs import model, weight
 from onnx import helper
 from typer.testing import CliRunner
 
+from sniper_onnx import __version__
 from sniper_onnx.analysis import FEATURE_NAMES
 from sniper_onnx.cli import app
 
@@ -52,6 +53,9 @@ def test_json_matches_golden(branchy):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     data["source"] = "branchy.onnx"
+    # the producing sniper-onnx, so `predict` can tell an older analysis; a release must not break the golden
+    assert data["sniper_onnx_version"] == __version__
+    data["sniper_onnx_version"] = "<sniper_onnx.__version__>"
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(json.dumps(data, indent=1) + "\n")
     assert data == json.loads(GOLDEN.read_text())

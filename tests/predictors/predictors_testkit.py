@@ -66,3 +66,17 @@ def fed_back_twice(predictor, names):
                                        solve_embedding=False, trimmer_top_k=0)
     assert predictor.correction_slots == 2 and sorted(v[-1] for v in predictor.device_table.values())[-2:] == [1.0, 2.0]
     return predictor
+
+
+def ridge_answering(predictor, device, **changes):
+    """``predictor`` with its Structure Checker sending everything to a ``device`` ridge changed by ``changes``."""
+    import copy
+
+    from sniper_onnx.predictors.runtime import build_predictor, params_of
+
+    meta = copy.deepcopy(predictor.meta)
+    meta["structure_checker"]["threshold"] = 1e30
+    meta["regression"][device].update(changes)
+    for key in [k for k, v in changes.items() if v is None]:
+        del meta["regression"][device][key]
+    return build_predictor(params_of(predictor), meta)

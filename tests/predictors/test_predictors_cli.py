@@ -558,3 +558,88 @@ def test_a_negative_feature_never_reaches_the_ridge(trained):
 
     with pytest.raises(SniperError, match=r"^network 0: feature total_macs is -"):
         predictor.predict([features], ["phone"])
+
+
+def test_predict_answers_a_file_named_twice_once(tmp_path, trained):
+    """A folder and a file in it, a file twice or spelled another way: one row per file, where it
+    first appears (each mention got its own rows)."""
+    import os
+
+    path, _, _, data = trained
+    folder = tmp_path / "nets"
+    folder.mkdir()
+    a = _analysis_json(folder, data.network_feature_names, data.network_matrix[3], stem="a")
+    b = _analysis_json(folder, data.network_feature_names, data.network_matrix[4], stem="b")
+    os.symlink(a, tmp_path / "link.json")
+    args = [str(b), str(a), str(b), str(folder / ".." / "nets" / "b.json"), str(tmp_path / "link.json")]
+    rows = json.loads(_ok(["predict", *args, "-p", str(path), "-d", "phone", "--json"]).stdout)["predictions"]
+    assert [r["network"] for r in rows] == [str(b), str(a)]
+
+
+def test_predict_warns_on_an_analysis_of_another_analyzer_and_still_answers(tmp_path, trained):
+    """Features of the same names computed by an older analyzer (before 2026-11-29's fixes) were
+    taken as they were, with nothing to tell them apart."""
+    from sniper_onnx import __version__
+    from sniper_onnx.analysis.result import FEATURE_SCHEMA
+
+    path, _, _, data = trained
+    features = dict(zip(data.network_feature_names, data.network_matrix[3].tolist()))
+    cases = {"current": {"sniper_onnx_version": __version__, "feature_schema": FEATURE_SCHEMA},
+             "unversioned": {},
+             "older": {"sniper_onnx_version": "0.0.1", "feature_schema": "2026-01-01"},
+             "schema": {"sniper_onnx_version": __version__, "feature_schema": "2026-01-01"}}
+    for name, stamp in cases.items():
+        net = tmp_path / f"{name}.json"
+        net.write_text(json.dumps({"features": features, **stamp}))
+        result = _ok(["predict", str(net), "-p", str(path), "-d", "phone", "--json"])
+        assert len(json.loads(result.stdout)["predictions"]) == 1
+        warned = [line for line in result.stderr.splitlines() if "re-run `sniper-onnx analyze --json`" in line]
+        if name == "current":
+            assert warned == [], result.stderr
+            continue
+        assert len(warned) == 1 and warned[0].startswith(f"sniper-onnx: warning: {net}: analysis written by"), result.stderr
+        assert f"not by this sniper-onnx {__version__} (feature schema {FEATURE_SCHEMA})" in warned[0]
+        assert "recorded no version" in warned[0] if name == "unversioned" else stamp["feature_schema"] in warned[0]
+
+
+def test_an_analysis_json_says_which_sniper_onnx_wrote_it_and_predicts_without_warning(tmp_path):
+    from sniper_onnx import __version__
+    from sniper_onnx.analysis.result import FEATURE_SCHEMA
+
+    model = tmp_path / "m.onnx"
+    _symbolic_matmul(model)
+    written = _ok(["analyze", str(model), "--json", "--kernels", "-s", "x=1x16x8"]).stdout
+    analysis = json.loads(written)
+    assert (analysis["sniper_onnx_version"], analysis["feature_schema"]) == (__version__, FEATURE_SCHEMA)
+    (tmp_path / "m.json").write_text(written)
+    result = _ok(["predict", str(tmp_path / "m.json"), "-d", "t1 opt-all", "--json"])
+    assert "analysis written by" not in result.stderr
+
+
+def test_evaluate_leaves_out_and_counts_rows_without_a_usable_latency(tmp_path, trained, synthetic_csv):
+    """An infinite latency was kept (inf in the metrics); a device whose every row was left out got a
+    row of NaN metrics, and a table with no usable row a whole table of them, exit 0."""
+    path = trained[0]
+    lines = synthetic_csv.read_text().splitlines()
+    header = lines[0].split(",")
+
+    def table(name, latency_of):
+        rows = [line.split(",") for line in lines[1:]]
+        for row in rows:
+            row[-1] = latency_of(row[header.index("device_name")], row[-1])
+        target = tmp_path / name
+        target.write_text("\n".join([lines[0], *(",".join(row) for row in rows)]) + "\n")
+        return target
+
+    phone_inf = table("phone_inf.csv", lambda device, value: "inf" if device == "phone" else value)
+    result = runner.invoke(app, ["evaluate", "-p", str(path), "--table", str(phone_inf), "--json"])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads(result.stdout)["devices"]) == {"board", "fast_gpu", "slow_cpu"}
+    warned = [line for line in result.stderr.splitlines() if "left out, their latency" in line]
+    assert warned == [f"sniper-onnx: warning: {phone_inf}: 160 row(s) left out, their latency is not a positive "
+                      "finite number (160 infinite); a failed or broken measurement teaches nothing about time"]
+    none = table("none.csv", lambda device, value: "inf" if device == "phone" else "0")
+    result = runner.invoke(app, ["evaluate", "-p", str(path), "--table", str(none)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert result.stderr.splitlines()[-1] == (f"sniper-onnx: error: {none}: no usable measurement to evaluate against; "
+                                              "measure models with `sniper-onnx profile --db DB` first")

@@ -57,6 +57,24 @@ def test_foreign_scheduler_applies_the_structure_checker_as_the_library_does(tra
 
 
 
+def test_foreign_scheduler_clips_a_ridge_below_zero_as_the_library_does(trained, tmp_path):
+    from sniper_onnx.predictors.runtime import save_predictor
+    from predictors_testkit import ridge_answering
+
+    _, predictor, _, data = trained
+    example = _load_example()
+    for changes in ({"intercept": -1.0}, {"intercept": -1.0, "floor_seconds": None}):
+        changed = ridge_answering(predictor, "phone", **changes)
+        path = tmp_path / "below.onnx"
+        save_predictor(changed, path)
+        session, meta = example.load(str(path))
+        features = dict(zip(data.network_feature_names, data.network_matrix[0].tolist()))
+        seconds = example.structure_checked(meta, features, example.predict_seconds(session, meta, features))
+        row = changed.predict([features], ["phone"]).rows[0]
+        assert row.path == "regression" and seconds["phone"] > 0
+        assert seconds["phone"] == pytest.approx(row.seconds, rel=1e-6)
+
+
 def test_foreign_scheduler_matches_the_library_on_a_corrected_kernel_sum_device():
     from sniper_generator.zoo import export_zoo_model
     from sniper_onnx.analysis import analyze

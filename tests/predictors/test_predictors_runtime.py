@@ -274,3 +274,32 @@ def test_a_device_table_with_a_slot_the_graph_lacks_is_refused_on_load(trained, 
     assert result.exit_code == 2 and len(lines) == 1 and lines[0].startswith("sniper-onnx: error:"), result.output
     assert "correction_slot 7 is not 0 (none) or a correction the file holds (slots 1..2)" in lines[0]
     assert CliRunner().invoke(app, ["predict", str(net), "-p", str(path), "-d", "phone"]).exit_code == 0
+
+
+def test_a_ridge_that_goes_below_zero_answers_its_floor(trained):
+    """A Bayesian ridge is linear in seconds: below the networks it was fitted to, it answered
+    negative seconds (only its interval's low end was clipped, at 0)."""
+    from predictors_testkit import ridge_answering
+
+    from sniper_onnx.predictors.runtime import REGRESSION_FLOOR_S, regression_predict
+
+    _, predictor, _, data = trained
+    ridge = predictor.meta["regression"]["phone"]
+    fastest = data.seconds[data.pair_device == data.device_names.index("phone")].min()
+    assert 0 < ridge["floor_seconds"] <= fastest, "training stores half the fastest measurement the ridge saw"
+    features = [dict(zip(data.network_feature_names, row.tolist())) for row in data.network_matrix[:3]]
+    # an intercept far below zero: every answer of the plain ridge is negative
+    for floor, changed in ((ridge["floor_seconds"], ridge_answering(predictor, "phone", intercept=-1.0)),
+                           (REGRESSION_FLOOR_S, ridge_answering(predictor, "phone", intercept=-1.0, floor_seconds=None))):
+        nets = changed.network_matrix(features)
+        assert (regression_predict(changed.meta["regression"]["phone"], nets, changed.network_feature_names)[0] < 0).all()
+        rows = changed.predict(features, ["phone"]).rows
+        assert [row.path for row in rows] == ["regression"] * 3
+        for row in rows:
+            assert row.seconds == pytest.approx(floor) and 0 < row.low <= row.seconds < row.high
+    # an answer above the floor is the ridge's own mean, as scikit-learn computes it
+    plain = ridge_answering(predictor, "phone")
+    mean, _ = regression_predict(ridge, plain.network_matrix(features), plain.network_feature_names)
+    kept = mean > ridge["floor_seconds"]
+    assert kept.any()
+    assert np.allclose(plain.predict(features, ["phone"]).seconds()[kept], mean[kept])

@@ -47,3 +47,22 @@ def test_an_interval_always_holds_the_prediction_itself():
 
     assert interval_of(np.array([0.1, 0.2, 0.3, 0.4])) == [0.0, pytest.approx(0.385)]  # all measured above
     assert interval_of(np.array([-0.3, -0.1])) == [pytest.approx(-0.29), 0.0]
+
+
+def test_rows_without_a_positive_finite_latency_are_left_out_and_counted(tmp_path, capsys):
+    """An infinite latency was kept (only <= 0 and NaN were skipped, silently): log(inf) in the PCN's
+    targets, inf in evaluate's MAPE."""
+    from sniper_onnx.predictors.commands import _training_data
+    from sniper_onnx.predictors.dataset import load_training_csv
+
+    table = tmp_path / "t.csv"
+    latencies = ["0.001", "inf", "-Infinity", "nan", "0", "-0.5", "2e-3", "1e309"]
+    table.write_text("network_id,device_name,total_macs,device_cores,latency_s\n"
+                     + "".join(f"n{i},d,{10 * i},4,{value}\n" for i, value in enumerate(latencies)))
+    data = load_training_csv(table)
+    assert data.seconds.tolist() == [0.001, 0.002]
+    assert data.skipped_latencies == {"infinite": 3, "NaN": 1, "zero or negative": 2}
+    _training_data(None, str(table))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"sniper-onnx: warning: {table}: 6 row(s) left out"), err
+    assert "(3 infinite, 1 NaN, 2 zero or negative)" in err[0]
