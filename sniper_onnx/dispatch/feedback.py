@@ -37,24 +37,23 @@ def device_spec(fleet: Fleet, device: FleetDevice) -> Any:
                       graph_optimization=device.opt_level, description=f"sniper-onnx dispatch fleet {fleet.name}")
 
 
-class MeasurementWriter:
-    """Stores ``(kind, model, device, seconds, key, count)`` items: kind ``task`` (one run) or
-    ``calibration`` (the median of ``count`` timed runs)."""
+class BackgroundDbWriter:
+    """A background thread owns the SQLite connection (a disk write never delays the run);
+    ``close()`` drains the queue, so nothing measured is lost when the run ends. Subclasses store
+    each queued item in ``_work(path, *args)``, reading items until ``None``."""
 
-    def __init__(self, db_path: "str | Path", fleet: Fleet, blobs: dict[str, bytes]) -> None:
+    def __init__(self, db_path: "str | Path", thread_name: str, *args: Any) -> None:
         from sniper_onnx.database import Database
 
         Database(db_path).close()  # a bad path fails here, with its one-line error, before the run
-        self.run_id = uuid.uuid4().hex[:12]
         self.written = 0
         self.errors: list[str] = []
-        self._queue: "queue.Queue[Optional[tuple]]" = queue.Queue()
-        self._thread = threading.Thread(target=self._work, args=(Path(db_path), fleet, blobs), daemon=True,
-                                        name="sniper-dispatch-db")
+        self._queue: "queue.Queue[Any]" = queue.Queue()
+        self._thread = threading.Thread(target=self._work, args=(Path(db_path), *args), daemon=True, name=thread_name)
         self._thread.start()
         self._closed = False
 
-    def put(self, item: tuple) -> None:
+    def put(self, item: Any) -> None:
         self._queue.put(item)
 
     def close(self) -> int:
@@ -63,6 +62,18 @@ class MeasurementWriter:
             self._queue.put(None)
             self._thread.join()
         return self.written
+
+    def _work(self, path: Path, *args: Any) -> None:  # pragma: no cover - subclasses define it
+        raise NotImplementedError
+
+
+class MeasurementWriter(BackgroundDbWriter):
+    """Stores ``(kind, model, device, seconds, key, count)`` items: kind ``task`` (one run) or
+    ``calibration`` (the median of ``count`` timed runs)."""
+
+    def __init__(self, db_path: "str | Path", fleet: Fleet, blobs: dict[str, bytes]) -> None:
+        self.run_id = uuid.uuid4().hex[:12]  # before the thread starts: its record keys use it
+        super().__init__(db_path, "sniper-dispatch-db", fleet, blobs)
 
     def _work(self, path: Path, fleet: Fleet, blobs: dict[str, bytes]) -> None:
         from sniper_onnx.database import Database

@@ -17,15 +17,14 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import queue
 import tempfile
-import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from sniper_onnx.dispatch.feedback import BackgroundDbWriter
 from sniper_onnx.dispatch.fleet import Fleet, FleetDevice
 from sniper_onnx.errors import SniperError
 
@@ -437,32 +436,13 @@ class _Record:
     measurement: dict[str, Any]
 
 
-class FarmWriter:
-    """A background thread owns the SQLite connection (a disk write never delays handing out the
-    next net); ``close()`` drains the queue, so nothing measured is lost when the run ends."""
+class FarmWriter(BackgroundDbWriter):
+    """The farm's records, stored off the thread that hands out nets; ``written`` counts the
+    records stored, ``already`` those the database held (INSERT OR IGNORE: not stored again)."""
 
     def __init__(self, db_path: "str | Path", fleet: Fleet) -> None:
-        from sniper_onnx.database import Database
-
-        Database(db_path).close()  # a bad path fails here, with its one-line error, before the run
-        self.written = 0
-        self.already = 0  # records the database held already (INSERT OR IGNORE): not stored again
-        self.errors: list[str] = []
-        self._queue: "queue.Queue[Optional[_Record]]" = queue.Queue()
-        self._thread = threading.Thread(target=self._work, args=(Path(db_path), fleet), daemon=True,
-                                        name="sniper-farm-db")
-        self._thread.start()
-        self._closed = False
-
-    def put(self, record: _Record) -> None:
-        self._queue.put(record)
-
-    def close(self) -> int:
-        if not self._closed:
-            self._closed = True
-            self._queue.put(None)
-            self._thread.join()
-        return self.written
+        self.already = 0
+        super().__init__(db_path, "sniper-farm-db", fleet)
 
     def _work(self, path: Path, fleet: Fleet) -> None:
         from sniper_onnx.database import Database
