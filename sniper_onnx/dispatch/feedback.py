@@ -16,7 +16,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from sniper_onnx.dispatch.fleet import Fleet, FleetDevice
 from sniper_onnx.errors import SniperError
