@@ -237,11 +237,11 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
         if not constant or slot in config:
             continue
         shape = scope.known(name)
-        if shape is None:
-            known = False
-            continue
-        if scalar_settings and numel(shape) <= 1:
+        if scalar_settings and shape is not None and numel(shape) <= 1:
             continue  # exporters' scalars (0.5 in GELU, sqrt(d) in attention) are settings
+        # A static tensor of unknown shape (positions gathered with Range(Shape(x)) over a symbolic
+        # sequence) is still counted as its roots, whose sizes are known: a weight's count does not
+        # depend on the analysed sequence length.
         for root in sorted(scope.roots.get(name, (name,))):
             root_shape = scope.known(root)
             if root_shape is None:

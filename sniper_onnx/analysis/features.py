@@ -43,14 +43,24 @@ def _unique_weights(costs: list[NodeCost], column: int) -> int:
 # bias Add is found past that Cast and rescale. Float and QDQ/QOperator models have none of them,
 # so their features cannot change by this.
 _INTEGER_LAYERS = frozenset({"ConvInteger", "MatMulInteger"})
+# A QDQ model quantizes a Linear's MatMul output before its bias Add (MatMul -> QuantizeLinear ->
+# DequantizeLinear -> Add): the bias Add is found past those (activation Q/DQ are plumbing). Float
+# models have none, so their features cannot change by this.
+_QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear",
+                      "com.microsoft::QuantizeLinear", "com.microsoft::DequantizeLinear"})
+# Adds that may put a bias on a layer's output: QLinearAdd is a QOperator model's
+_BIAS_ADD_OPS = frozenset({"Add", "Sum", "com.microsoft::QLinearAdd"})
 
 
-def _rescales(cost: NodeCost, tensor: str) -> bool:
-    """Whether ``cost`` hands ``tensor`` on as it is (a Cast) or multiplied by a parameter-free scale
-    broadcast onto it (the dynamic-quantization scale: one value, or one per output channel when the
-    weight was quantized per channel), so that a bias Add may still follow."""
+def _rescales(cost: NodeCost, tensor: str, integer: bool) -> bool:
+    """Whether ``cost`` hands ``tensor`` on as it is (activation Q/DQ; after an integer layer also a
+    Cast) or, after an integer layer, multiplied by a parameter-free scale broadcast onto it (the
+    dynamic-quantization scale: one value, or one per output channel when the weight was quantized
+    per channel), so that a bias Add may still follow."""
     if cost.category == "plumbing":
-        return cost.op_type == "Cast"
+        return cost.op_type in _QDQ_OPS or (integer and cost.op_type == "Cast")
+    if not integer:
+        return False
     if cost.op_type != "Mul" or cost.param_tensors or len(cost.inputs) != 2 or len(cost.input_shapes) != 2:
         return False
     shapes = dict(zip(cost.inputs, cost.input_shapes))
@@ -61,34 +71,36 @@ def _rescales(cost: NodeCost, tensor: str) -> bool:
 
 
 def _rescaled_outputs(chosen: list[NodeCost], costs: list[NodeCost]) -> set[str]:
-    """The outputs of ``chosen``, and for integer layers also those of the Casts and rescales after
-    them (see _INTEGER_LAYERS)."""
+    """The outputs of ``chosen``, those of the activation Q/DQ after them, and for integer layers
+    also those of the Casts and rescales after them (see _INTEGER_LAYERS)."""
     outputs = {tensor for c in chosen for tensor in c.outputs}
-    frontier = {tensor for c in chosen if c.op_type in _INTEGER_LAYERS for tensor in c.outputs}
+    frontier = {(tensor, c.op_type in _INTEGER_LAYERS) for c in chosen for tensor in c.outputs}
+    if not any(c.op_type in _QDQ_OPS for c in costs) and not any(integer for _, integer in frontier):
+        return outputs  # a float model: nothing to follow
     consumers: dict[str, list[NodeCost]] = {}
-    if frontier:
-        for cost in costs:
-            for tensor in set(cost.inputs):
-                consumers.setdefault(tensor, []).append(cost)
+    for cost in costs:
+        for tensor in set(cost.inputs):
+            consumers.setdefault(tensor, []).append(cost)
     while frontier:
-        tensor = frontier.pop()
+        tensor, integer = frontier.pop()
         for cost in consumers.get(tensor, ()):
-            if _rescales(cost, tensor):
-                frontier.update(out for out in cost.outputs if out not in outputs)
+            if _rescales(cost, tensor, integer):
+                frontier.update((out, integer) for out in cost.outputs if out not in outputs)
                 outputs.update(cost.outputs)
     return outputs
 
 
 def _layers_with_bias_adds(layers: list[NodeCost], category: str, costs: list[NodeCost]) -> list[NodeCost]:
     """Layers of ``category`` plus the Adds that put a bias on their output (MatMul then Add, as
-    exporters write a Linear layer), so that fc_params counts a Linear's bias as Gemm's does.
-    ``costs``: all nodes, to follow an integer layer's output through its Cast (a plumbing node,
-    not in ``layers``) and rescale to its bias Add."""
+    exporters write a Linear layer; QLinearAdd in a QOperator model), so that fc_params counts a
+    Linear's bias as Gemm's does. ``costs``: all nodes, to follow a layer's output through the
+    activation Q/DQ and an integer layer's through its Cast (plumbing nodes, not in ``layers``) and
+    rescale to its bias Add."""
     chosen = [c for c in layers if c.category == category]
     outputs = _rescaled_outputs(chosen, costs)
     bias_adds = [
         c for c in layers
-        if c.op_type in ("Add", "Sum") and c.category == "elementwise" and c.param_tensors
+        if c.op_type in _BIAS_ADD_OPS and c.category == "elementwise" and c.param_tensors
         and any(tensor in outputs for tensor in c.inputs)
     ]
     return chosen + bias_adds

@@ -68,6 +68,32 @@ def _cast(node, args):
     return args[0].astype(onnx.helper.tensor_dtype_to_np_dtype(_attr(node, "to")))
 
 
+def _quantize(node, args):
+    """Per-tensor QuantizeLinear to an 8- or 16-bit integer type (a QDQ model quantizes Constant
+    outputs, such as a LayerNorm's epsilon, with QuantizeLinear nodes)."""
+    data, scale = args[0], args[1]
+    zero = args[2] if len(args) > 2 and args[2] is not None else None
+    if scale.size != 1 or (zero is not None and zero.size != 1):
+        raise ValueError("per-axis or blocked scales are not folded")
+    output_dtype = _attr(node, "output_dtype", 0)
+    dtype = zero.dtype if zero is not None else (
+        onnx.helper.tensor_dtype_to_np_dtype(output_dtype) if output_dtype else np.dtype(np.uint8))
+    if not np.issubdtype(dtype, np.integer):
+        raise ValueError("float8 and 4-bit outputs are not folded")
+    info = np.iinfo(dtype)
+    offset = 0.0 if zero is None else float(zero.reshape(()))
+    return np.clip(np.rint(data.astype(np.float64) / float(scale.reshape(()))) + offset, info.min, info.max).astype(dtype)
+
+
+def _dequantize(node, args):
+    """Per-tensor DequantizeLinear (a QDQ model's quantized constants: a LayerNorm's epsilon)."""
+    data, scale = args[0], args[1]
+    zero = args[2] if len(args) > 2 and args[2] is not None else np.zeros((), data.dtype)
+    if scale.size != 1 or zero.size != 1:
+        raise ValueError("per-axis or blocked scales are not folded")
+    return ((data.astype(np.float64) - zero.astype(np.float64).reshape(())) * scale.reshape(())).astype(scale.dtype)
+
+
 def _constant_of_shape(node, args):
     value = _attr(node, "value")
     fill = onnx.numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
@@ -81,6 +107,8 @@ def _shape(node, args):
 EVALUATORS: dict[str, Callable] = {
     "Identity": lambda n, a: a[0],
     "Cast": _cast,
+    "QuantizeLinear": _quantize,
+    "DequantizeLinear": _dequantize,
     "Gather": lambda n, a: np.take(a[0], a[1].astype(np.int64), axis=_attr(n, "axis", 0)),
     "Slice": _slice,
     "Concat": lambda n, a: np.concatenate([np.atleast_1d(x) for x in a], axis=_attr(n, "axis", 0)),

@@ -11,12 +11,16 @@ match contains, walks the chain checking every constant (0.5, 1, sqrt(2), 0.0447
 epsilon, the reduced axes), and returns the group; a group is accepted only when nothing outside it
 reads an interior tensor. The group is replaced by the native op's ``NodeCost``, costed by that
 op's rule on the same shapes and weights (docs/analyzer.md, "Exporters' decompositions").
+
+Matchers look through pass-through plumbing (``_pass_through``: a Cast to the type its input
+already has, a QDQ model's activation QuantizeLinear -> DequantizeLinear pairs); those between two
+members of a group join it (``_absorb_plumbing``) and obey the same rule.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable
 
 import numpy as np
@@ -30,7 +34,7 @@ from sniper_onnx.errors import SniperError
 # relative tolerance of a constant against its textbook value: float32 storage of sqrt(2/pi) is
 # off by 3e-8, and a 0.6 where 0.5 belongs is off by 0.2
 REL_TOL = 1e-5
-MAX_EPSILON = 1e-3  # LayerNorm and RMSNorm epsilons are 1e-12 .. 1e-5; anything larger is not one
+MAX_EPSILON = 1e-3  # LayerNorm and RMSNorm epsilons are 1e-12 .. 1e-3 (Keras); anything larger is not one
 SQRT2 = math.sqrt(2.0)
 SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 GELU_CUBIC = 0.044715
@@ -49,7 +53,14 @@ class Fusion:
 
 @dataclass
 class GraphIndex:
-    """Producers, consumers, constant values and attributes of the costed top-level graph."""
+    """Producers, consumers, constant values and attributes of the costed top-level graph.
+
+    Matchers see the graph without its pass-through nodes (``_pass_through``: a Cast to the type it
+    already has, an activation QuantizeLinear -> DequantizeLinear pair): ``costs``, ``producers`` and
+    ``consumers`` hold copies of the other nodes whose inputs name the tensor before any pass-through
+    (its ``canonical`` name), so ``x`` and ``Cast(x)`` are one tensor to them. ``raw_producers`` and
+    ``raw_consumers`` index the graph as written: ``_accepted`` checks groups there, and ``_absorb_plumbing``
+    puts the pass-through nodes between a group's members into the group."""
 
     costs: list[NodeCost]
     protos: dict[str, onnx.NodeProto]  # node label -> its NodeProto
@@ -58,13 +69,36 @@ class GraphIndex:
     load_values: Callable[[], dict[str, np.ndarray]]  # small static values, folded on first use
     producers: dict[str, NodeCost] = field(default_factory=dict)
     consumers: dict[str, list[NodeCost]] = field(default_factory=dict)
+    raw_producers: dict[str, NodeCost] = field(default_factory=dict)
+    raw_consumers: dict[str, list[NodeCost]] = field(default_factory=dict)
+    canonical: dict[str, str] = field(default_factory=dict)  # a pass-through's output -> the tensor before
+    canonical_outputs: frozenset[str] = frozenset()  # graph outputs by their canonical names
+    originals: dict[str, NodeCost] = field(default_factory=dict)  # node label -> its cost as written
+    position: dict[str, int] = field(default_factory=dict)  # node label -> its place in topological order
     _value_cache: dict[str, np.ndarray] | None = None
 
     def __post_init__(self) -> None:
+        written = self.costs
+        for index, cost in enumerate(written):
+            self.originals[cost.name] = cost
+            self.position[cost.name] = index
+            for tensor in cost.outputs:
+                self.raw_producers[tensor] = cost
+            for tensor in dict.fromkeys(cost.inputs):  # a node reading a tensor twice consumes it once
+                self.raw_consumers.setdefault(tensor, []).append(cost)
+        through = _pass_through(self, written)
+        for cost in written:  # topological order: a pass-through's input is already resolved
+            if cost.name in through:
+                self.canonical[cost.outputs[0]] = self.canonical.get(cost.inputs[0], cost.inputs[0])
+        self.canonical_outputs = frozenset(self.canonical.get(t, t) for t in self.graph_outputs)
+        self.costs = [
+            replace(c, inputs=tuple(self.canonical.get(t, t) for t in c.inputs)) if self.canonical else c
+            for c in written if c.name not in through
+        ]
         for cost in self.costs:
             for tensor in cost.outputs:
                 self.producers[tensor] = cost
-            for tensor in dict.fromkeys(cost.inputs):  # a node reading a tensor twice consumes it once
+            for tensor in dict.fromkeys(cost.inputs):
                 self.consumers.setdefault(tensor, []).append(cost)
 
     def producer(self, tensor: str, *op_types: str) -> NodeCost | None:
@@ -75,7 +109,7 @@ class GraphIndex:
     def consumer(self, tensor: str, *op_types: str) -> NodeCost | None:
         """The only node reading ``tensor`` (a graph output has an outside reader), if one of ``op_types``."""
         readers = self.consumers.get(tensor, [])
-        if tensor in self.graph_outputs or len(readers) != 1:
+        if tensor in self.canonical_outputs or len(readers) != 1:
             return None
         return readers[0] if _is_candidate(readers[0], op_types) else None
 
@@ -105,6 +139,40 @@ class GraphIndex:
         """Dims as far as known (None for an unknown one: a symbolic sequence length); None without a rank."""
         info = self.scope.shapes.get(tensor)
         return None if info is None else info.shape
+
+
+QUANTIZE_OPS = frozenset({"QuantizeLinear", "com.microsoft::QuantizeLinear"})
+DEQUANTIZE_OPS = frozenset({"DequantizeLinear", "com.microsoft::DequantizeLinear"})
+
+
+def _pass_through(ix: GraphIndex, costs: list[NodeCost]) -> set[str]:
+    """Names of the plumbing nodes a chain may run through, as if they were not there:
+
+    - a Cast to the element type its input already has (Hugging Face's LlamaRMSNorm writes
+      ``weight * hidden.to(input_dtype)``, a float -> float Cast in an fp32 export). A Cast to another
+      type changes the precision the rest of the chain computes in, and ends the chain;
+    - an activation QuantizeLinear whose every reader is a DequantizeLinear, and those
+      DequantizeLinears: a QDQ model's fake quantization between the float ops of a chain, which
+      onnxruntime folds into the fused kernel's quantized form.
+
+    Only non-static nodes (plumbing, not constant folding); a QuantizeLinear whose output is a graph
+    output, or also read by anything else, is not passed through."""
+    through: set[str] = set()
+    for cost in costs:
+        if cost.category != "plumbing" or cost.subgraph or len(cost.outputs) != 1 or not cost.inputs:
+            continue
+        if cost.op_type == "Cast":
+            source = ix.scope.shapes.get(cost.inputs[0])
+            if source is not None and source.elem_type and ix.attr(cost, "to") == source.elem_type:
+                through.add(cost.name)
+        elif cost.op_type in QUANTIZE_OPS:
+            readers = ix.raw_consumers.get(cost.outputs[0], [])
+            if (readers and cost.outputs[0] not in ix.graph_outputs
+                    and all(r.op_type in DEQUANTIZE_OPS and r.category == "plumbing" and r.inputs[0] == cost.outputs[0]
+                            and len(r.outputs) == 1 for r in readers)):
+                through.add(cost.name)
+                through.update(r.name for r in readers)
+    return through
 
 
 def _is_candidate(cost: NodeCost, op_types: tuple[str, ...]) -> bool:
@@ -269,7 +337,9 @@ def _root_mean_square(ix: GraphIndex, sqrt: NodeCost) -> _RootMeanSquare | None:
         return None
     variance, epsilon = next(((a, ix.scalar(b)) for a, b in (add.inputs, add.inputs[::-1])
                               if ix.scalar(b) is not None), (None, None))
-    if variance is None or not 0.0 < epsilon <= MAX_EPSILON:
+    # to the same relative tolerance as the other constants: Keras's 1e-3 stored as float32 is
+    # 0.0010000000475, above the float64 bound
+    if variance is None or not 0.0 < epsilon <= MAX_EPSILON * (1.0 + REL_TOL):
         return None
     mean = ix.producer(variance, "ReduceMean")
     axes = _reduce_axes(ix, mean) if mean is not None else None
@@ -404,19 +474,50 @@ PATTERNS: dict[str, Pattern] = {p.name: p for p in (
 DEFAULT_PATTERNS: tuple[str, ...] = tuple(name for name, p in PATTERNS.items() if p.default)
 
 
+def _absorb_plumbing(ix: GraphIndex, fusion: Fusion) -> Fusion:
+    """The group as written: its members as the graph holds them, with the pass-through nodes
+    between two members (see ``_pass_through``) added before the last member, and the native op's
+    inputs named as the members read them (``x``'s DequantizeLinear output, not ``x``)."""
+    matched = [ix.originals[m.name] for m in fusion.members]
+    names = {m.name for m in matched}
+    between: dict[str, NodeCost] = {}
+    for member in matched:
+        for tensor in member.inputs:
+            chain = []
+            while tensor in ix.canonical:  # walk back through pass-through nodes
+                node = ix.raw_producers[tensor]
+                chain.append(node)
+                tensor = node.inputs[0]
+            source = ix.raw_producers.get(tensor)
+            if chain and source is not None and source.name in names:
+                between.update((node.name, node) for node in chain)
+                # a QuantizeLinear's other DequantizeLinears are passed through too: group them, so
+                # that _accepted sees whether anything outside reads them
+                for node in chain:
+                    if node.op_type in QUANTIZE_OPS:
+                        between.update((r.name, r) for r in ix.raw_consumers.get(node.outputs[0], []))
+    read = [t for m in matched for t in m.inputs]
+    inputs = [next((t for t in read if ix.canonical.get(t, t) == wanted), wanted) for wanted in fusion.inputs]
+    if not between and inputs == fusion.inputs:
+        return Fusion(matched, fusion.op_type, inputs, fusion.output, fusion.attrs)
+    middle = sorted([*matched[:-1], *between.values()], key=lambda c: ix.position[c.name])
+    return Fusion([*middle, matched[-1]], fusion.op_type, inputs, fusion.output, fusion.attrs)
+
+
 def _accepted(ix: GraphIndex, fusion: Fusion, claimed: set[str]) -> bool:
-    """Nothing outside the group reads an interior tensor, and no node is in two groups."""
+    """Nothing outside the group reads an interior tensor, and no node is in two groups (checked on
+    the graph as written, pass-through nodes included)."""
     names = [m.name for m in fusion.members]
     if len(set(names)) != len(names) or claimed.intersection(names):
         return False
-    if ix.producers.get(fusion.output) is not fusion.members[-1]:
+    if ix.raw_producers.get(fusion.output) is not fusion.members[-1]:
         return False
     inside = set(names)
     for member in fusion.members:
         for tensor in member.outputs:
             if tensor == fusion.output:
                 continue
-            if tensor in ix.graph_outputs or any(c.name not in inside for c in ix.consumers.get(tensor, [])):
+            if tensor in ix.graph_outputs or any(c.name not in inside for c in ix.raw_consumers.get(tensor, [])):
                 return False
     return True
 
@@ -460,11 +561,13 @@ def fuse_patterns(costs: list[NodeCost], graph: onnx.GraphProto, order: list[int
                     frozenset(vi.name for vi in graph.output), values)
     claimed: set[str] = set()
     fused: dict[str, NodeCost] = {}  # the name of a group's last node -> the native op's cost
-    for cost in costs:
+    for cost in ix.costs:  # matchers see the graph without its pass-through nodes
         for pattern in chosen:
             if cost.op_type != pattern.anchor or cost.name in claimed:
                 continue
             fusion = pattern.match(ix, cost)
+            if fusion is not None:
+                fusion = _absorb_plumbing(ix, fusion)
             if fusion is not None and _accepted(ix, fusion, claimed):
                 claimed.update(m.name for m in fusion.members)
                 fused[fusion.members[-1].name] = _fused_cost(ix, fusion)

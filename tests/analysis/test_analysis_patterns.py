@@ -171,6 +171,59 @@ def test_rmsnorm_is_one_norm_costed_as_rms_normalization():
     assert op_type == "RMSNormalization" and count == 7  # Pow ReduceMean Add Sqrt Div Mul Mul
 
 
+class LlamaRMSNorm(nn.Module):
+    """Hugging Face's LlamaRMSNorm: computes in float32 and casts back to the input's type before the
+    weight, a float -> float Cast in an fp32 export."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        input_dtype = x.dtype
+        x = x.to(torch.float32)
+        x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return self.weight * x.to(input_dtype)
+
+
+def test_llama_rmsnorm_casting_to_its_own_type_is_one_norm_with_its_weight():
+    net = nn.Sequential(nn.Linear(8, 8, bias=False), LlamaRMSNorm(8), nn.Linear(8, 8, bias=False))
+    decomposed = analyze(export(net, torch.randn(1, 4, 8), 14))
+    native = analyze(native_twin([helper.make_node("RMSNormalization", ["h", "scale"], ["g"], axis=-1,
+                                                   epsilon=1e-6)], 23))
+    assert decomposed.features == native.features
+    [norm] = [n for n in decomposed.nodes if n.fused_from]
+    assert norm.op_type == "RMSNormalization" and norm.params == 8
+    assert len(norm.fused_from) == 8 and "Cast" in " ".join(norm.fused_from)  # the 7 ops and the Cast
+
+
+def rms_norm_with_cast(to: int) -> onnx.ModelProto:
+    """h -> x * (1 / sqrt(mean(x^2) + eps)) -> Cast(to) -> * weight -> g, by hand."""
+    rsqrt = [helper.make_node("Pow", ["h", "two"], ["sq"]), helper.make_node("ReduceMean", ["sq"], ["ms"], axes=[-1]),
+             helper.make_node("Add", ["ms", "eps"], ["var"]), helper.make_node("Sqrt", ["var"], ["root"]),
+             helper.make_node("Div", ["one", "root"], ["inv"]), helper.make_node("Mul", ["h", "inv"], ["normed"]),
+             helper.make_node("Cast", ["normed"], ["cast"], to=to)]
+    weight_type = helper.tensor_dtype_to_np_dtype(to)
+    consts = [helper.make_node("Constant", [], [name], value=onnx.numpy_helper.from_array(np.array(v, np.float32), name))
+              for name, v in (("two", 2.0), ("eps", 1e-6), ("one", 1.0))]
+    consts.append(helper.make_node("Constant", [], ["w"], value=onnx.numpy_helper.from_array(
+        np.linspace(0.5, 1.5, 8).astype(weight_type), "w")))
+    back = [helper.make_node("Mul", ["cast", "w"], ["scaled"]), helper.make_node("Cast", ["scaled"], ["g"],
+                                                                                 to=TensorProto.FLOAT)]
+    return native_twin([*consts, *rsqrt, *back], 17)
+
+
+def test_a_cast_to_another_type_ends_the_norm_before_its_weight():
+    """The weight Mul computes in float16 after the Cast: the norm is fused without it."""
+    cast_to_half = analyze(rms_norm_with_cast(TensorProto.FLOAT16))
+    [norm] = [n for n in cast_to_half.nodes if n.fused_from]
+    assert norm.op_type == "RMSNormalization" and len(norm.fused_from) == 6 and norm.params == 0
+    assert [n.op_type for n in cast_to_half.nodes if n.is_layer] == ["MatMul", "RMSNormalization", "Mul", "MatMul"]
+    same_type = analyze(rms_norm_with_cast(TensorProto.FLOAT))
+    [norm] = [n for n in same_type.nodes if n.fused_from]
+    assert len(norm.fused_from) == 8 and norm.params == 8
+
+
 def silu_chain() -> onnx.ModelProto:
     nodes = [helper.make_node("Sigmoid", ["h"], ["s"], name="sigmoid"),
              helper.make_node("Mul", ["h", "s"], ["g"], name="mul")]
@@ -239,6 +292,13 @@ def layernorm_export() -> onnx.ModelProto:
 @pytest.mark.parametrize("old, new", [(2.0, 3.0), (1e-5, 0.1)])
 def test_layernorm_with_another_exponent_or_a_large_epsilon_stays_as_written(old, new):
     assert_unfused(set_constant(layernorm_export(), old, new))
+
+
+def test_layernorm_with_the_keras_epsilon_1e_3_is_fused():
+    """1e-3 is stored as float32 0.0010000000475, above the bound 1e-3 compared in float64."""
+    built = set_constant(layernorm_export(), 1e-5, 1e-3)
+    [norm] = [n for n in analyze(built).nodes if n.fused_from]
+    assert norm.op_type == "LayerNormalization" and len(norm.fused_from) == 9
 
 
 @pytest.mark.parametrize("name", ["/1/ReduceMean", "/1/Sub", "/1/Pow", "/1/Sqrt"])

@@ -262,6 +262,18 @@ def test_positions_gathered_with_arange_count_the_whole_table():
         assert result.features["total_params"] == torch_params(net) == 68_596
 
 
+def test_positions_over_a_symbolic_sequence_count_the_whole_table():
+    """Analysed without input shapes, the gathered positions have no known shape; their table (a
+    weight root) is counted all the same, so parameters do not depend on knowing the sequence."""
+    torch.manual_seed(0)
+    net = LearnedPositions()
+    model = export(net, torch.randint(0, 500, (1, 16)), dynamic_axes={0: "batch", 1: "sequence"})
+    result = analyze(model)
+    assert result.features["total_params"] == torch_params(net) == 68_596
+    [positions] = [n for n in result.nodes if n.op_type == "Add" and n.params == 64 * 64]
+    assert positions.input_shapes[0][1] is None  # the sequence stays symbolic
+
+
 class TiedHead(nn.Module):
     """An LM head sharing the embedding's weight (read through a Transpose)."""
 

@@ -131,7 +131,7 @@ def test_fused_dynamic_quantization_matmuls_are_fully_connected_layers(op_type, 
     result = analyze(_ms_model([_op(op_type, inputs)], data, [_u8("B", 16, 8), bias], elem_type))
     matmul = _only(result)
     assert matmul.output_shapes == [[2, 3, 8]] and matmul.macs == 6 * 8 * 16 and matmul.category == "fc"
-    assert matmul.params == 16 * 8 + 8 and kernel_group(matmul) == "matmul"
+    assert matmul.params == 16 * 8 + 8 and kernel_group(matmul) == "gemm"  # by a weight: the GEMM a Linear runs
 
 
 def test_matmul_nbits_multiplies_by_its_packed_k_by_n_weight():
@@ -142,7 +142,7 @@ def test_matmul_nbits_multiplies_by_its_packed_k_by_n_weight():
     result = analyze(_ms_model([nbits], {"a": [1, 8, k]}, [packed, scales], FLOAT))
     matmul = _only(result)
     assert matmul.output_shapes == [[1, 8, n]] and matmul.macs == 8 * n * k and matmul.category == "fc"
-    assert matmul.param_bytes == k * n // 2 + 4 * n * k // block and kernel_group(matmul) == "matmul"
+    assert matmul.param_bytes == k * n // 2 + 4 * n * k // block and kernel_group(matmul) == "gemm"
     # K x N parameters (not the 1,024 packed bytes plus 128 scales as stored elements), as MatMul's weight
     assert matmul.params == k * n and result.features["fc_params"] == result.features["total_params"] == k * n
     # what the rule says each weight holds: K x N parameters in the packed bytes; scales are bytes only
@@ -408,3 +408,57 @@ def _saved_by_onnxruntime(path: Path) -> Path:
     options.optimized_model_filepath = str(path.with_name(f"{path.stem}_ort.onnx"))
     onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return Path(options.optimized_model_filepath)
+
+
+def _block():
+    """A transformer MLP block: Linear (MatMul + bias Add on a 3-d input), LayerNorm, GELU, Linear.
+    Exported at opset 14, torch writes the LayerNorm and GELU as chains of primitive ops."""
+    nn = torch.nn
+    return nn.Sequential(nn.Linear(16, 32), nn.LayerNorm(32), nn.GELU(), nn.Linear(32, 16))
+
+
+@pytest.fixture(scope="module")
+def block(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("block")
+    shape = (1, 4, 16)
+    torch.manual_seed(0)
+    float_model = folder / "block.onnx"
+    torch.onnx.export(_block().eval(), (torch.randn(shape),), str(float_model), dynamo=False, opset_version=14,
+                      input_names=["x"], output_names=["y"])
+    return {"float": float_model, "QDQ": _static(float_model, shape, "QDQ"),
+            "QOperator": _static(float_model, shape, "QOperator")}
+
+
+@needs_quantizer
+def test_qdq_pairs_inside_a_decomposed_layernorm_and_gelu_are_looked_through(block):
+    """Activation Q/DQ between the chain's ops (plumbing) do not stop the pattern pass: the QDQ model
+    has the float model's LayerNorm and Gelu, and its layers."""
+    written, qdq = analyze(block["float"]), analyze(block["QDQ"])
+    assert sorted(n.op_type for n in written.nodes if n.fused_from) == ["Gelu", "LayerNormalization"]
+    norms = [n for n in qdq.nodes if n.fused_from]
+    assert sorted(n.op_type for n in norms) == ["Gelu", "LayerNormalization"]
+    assert all(any("QuantizeLinear" in name for name in n.fused_from) for n in norms)
+    keys = ("num_layers", "num_norm", "num_activation", "num_add", "max_branches", "total_macs", "total_params")
+    assert {k: qdq.features[k] for k in keys} == {k: written.features[k] for k in keys}
+    assert qdq.features["num_norm"] == 1 and qdq.features["num_activation"] == 1
+
+
+@needs_quantizer
+@pytest.mark.parametrize("quant_format", ["QDQ", "QOperator"])
+def test_a_statically_quantized_linear_counts_its_bias_add_in_fc_params(block, quant_format):
+    """The bias Add after a MatMul is behind a QuantizeLinear/DequantizeLinear pair (QDQ) or is a
+    QLinearAdd (QOperator); either way it is the Linear's bias, as in the float model."""
+    expected = analyze(block["float"]).features["fc_params"]
+    assert expected == 16 * 32 + 32 + 32 * 16 + 16
+    assert analyze(block[quant_format]).features["fc_params"] == expected
+
+
+@needs_quantizer
+def test_a_qdq_chain_whose_interior_dequantized_tensor_is_read_elsewhere_stays_as_written(block):
+    """The pass-through Q/DQ join the group, so an outside reader of their output keeps it apart."""
+    built = onnx.load(str(block["QDQ"]))
+    interior = next(n.output[0] for n in built.graph.node
+                    if n.op_type == "DequantizeLinear" and n.input[0].startswith("/1/Add_output_0"))
+    built.graph.node.append(helper.make_node("Relu", [interior], ["elsewhere"], name="elsewhere"))
+    built.graph.output.append(helper.make_tensor_value_info("elsewhere", FLOAT, None))
+    assert [n.op_type for n in analyze(built).nodes if n.fused_from] == ["Gelu"]
