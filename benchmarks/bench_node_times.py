@@ -78,9 +78,14 @@ def _event_node(event_name: str, names: dict, producers: dict[str, str]) -> tupl
     "NAME/...Fusion/" (NAME and the activation or scaling after it), and an NCHWc node after its
     output tensor plus "_nchwc" (the tensor's producer and the layers before it, e.g. Conv + Relu
     named after the Relu's output)."""
-    base = event_name.removeprefix("fused ").removesuffix("_nchwc").split("/")[0]
+    stripped = event_name.removeprefix("fused ").removesuffix("_nchwc")
+    # the longest "/"-prefix that names a node: torch names nodes "/layers.0/attn/MatMul", so the
+    # first segment alone is "" (every event of a torch export went unmapped)
+    parts = stripped.split("/")
+    base = next((name for name in ("/".join(parts[:i]) for i in range(len(parts), 0, -1)) if name in names),
+                parts[0])
     if base in names:  # "NAME/MatMulScaleFusion/": MatMul and the scaling Mul after it
-        return base, "after" if event_name.startswith("fused ") or "/" in event_name else ""
+        return base, "after" if event_name.startswith("fused ") or stripped != base else ""
     return producers.get(base), "before"
 
 
