@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -10,11 +11,11 @@ import typer
 
 HELP = """Simulate inference-task scheduling on heterogeneous devices and compare policies.
 
-Reproduce the paper (section 4.3, Figure 6):
+The paper's setting (section 4.3, Figure 6; its shape, not its numbers: see docs/scheduling.md):
 
   sniper-onnx simulate --platform paper --rates 18:25 --seeds 5 --plot fig6.png
 
-Replay a trace (CSV: arrival,model[,deadline,noise]):
+Replay a trace once (CSV: arrival,model[,deadline,noise]; no --rates/--seeds/--duration):
 
   sniper-onnx simulate --platform paper --trace trace.csv
 """
@@ -22,13 +23,23 @@ Replay a trace (CSV: arrival,model[,deadline,noise]):
 
 def simulate(
     platform: Annotated[str, typer.Option(help="Built-in platform name (paper) or a JSON/YAML platform file.")] = "paper",
-    rates: Annotated[str, typer.Option(help="Arrival rates T in tasks/s: START:STOP[:STEP] or a list 18,24.")] = "18:25",
+    rates: Annotated[
+        Optional[str],
+        typer.Option(help="Arrival rates T in tasks/s: START:STOP[:STEP] or a list 18,24 [default: 18:25]. "
+                          "Not with --trace."),
+    ] = None,
     policies: Annotated[
         str, typer.Option(help="Comma-separated policies (see --list-policies).")
-    ] = "polling,edf,mvsp,sniper,mct-oracle",
-    seeds: Annotated[int, typer.Option(help="Seeds per rate; results give the median and min..max.")] = 5,
-    seed: Annotated[int, typer.Option(help="First seed.")] = 0,
-    duration: Annotated[float, typer.Option(help="Arrival window in seconds; the run drains after it.")] = 120.0,
+    ] = "polling,edf,mvsp-free,sniper,mct-oracle",
+    seeds: Annotated[
+        Optional[int],
+        typer.Option(help="Seeds per rate; results give the median and min..max [default: 5]. Not with --trace."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="First seed (with --trace: the seed of noise the trace leaves out).")] = 0,
+    duration: Annotated[
+        Optional[float],
+        typer.Option(help="Arrival window in seconds; the run drains after it [default: 120]. Not with --trace."),
+    ] = None,
     noise: Annotated[float, typer.Option(help="Execution-time noise (coefficient of variation).")] = 0.05,
     deadline_factor: Annotated[
         float, typer.Option(help="Deadline = arrival + factor x the model's mean true time.")
@@ -58,8 +69,21 @@ def simulate(
         for name, (_, description) in POLICIES.items():
             typer.echo(f"{name:14s} {description}")
         return
+    from sniper_onnx.errors import SniperError
+
+    if trace is not None:
+        given = [name for name, value in (("--rates", rates), ("--seeds", seeds), ("--duration", duration))
+                 if value is not None]
+        if given:
+            raise SniperError(f"{', '.join(given)}: a --trace replays its own arrivals once; drop "
+                              f"{' and '.join(given)} (--seed still sets the noise the trace leaves out)")
+    rates = "18:25" if rates is None else rates
+    seeds = 5 if seeds is None else seeds
+    duration = 120.0 if duration is None else duration
     policy_names = list(dict.fromkeys(p.strip() for p in policies.split(",") if p.strip()))
     rate_values = parse_rates(rates)
+    if trace is not None:
+        seeds = 1
     total = runs_needed(policy_names, rate_values, seeds, trace is not None)
     with _Progress(total, quiet=as_json) as advance:
         report = simulate_platform(
@@ -95,7 +119,13 @@ class _Progress:
             self.bar.stop()
 
 
+def _number(value: float, digits: int) -> str:
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
 def _cell(spread, digits: int, seeds: int) -> str:
+    if math.isnan(spread.median):
+        return "-"
     text = f"{spread.median:.{digits}f}"
     if seeds > 1:
         text += f"\u00b1{(spread.high - spread.low) / 2:.{digits}f}"
@@ -121,13 +151,18 @@ def _print_table(report, per_device: bool = False) -> None:
         s = row.summary
         table.add_row(
             row.policy, "trace" if row.rate is None else f"{row.rate:g}", _cell(s["tps"], 2, seeds),
-            _cell(s["awt"], 3, seeds), f"{s['p95_wait'].median:.3f}", f"{s['p99_wait'].median:.3f}",
-            f"{100 * s['deadline_miss_rate'].median:.1f}", _cell(s["load_std"], 3, seeds),
+            _cell(s["awt"], 3, seeds), _number(s["p95_wait"].median, 3), _number(s["p99_wait"].median, 3),
+            _number(100 * s["deadline_miss_rate"].median, 1), _cell(s["load_std"], 3, seeds),
         )
     console = Console()
     if not console.is_terminal:  # piped into a file: no terminal to fit, keep every digit
         console = Console(width=max(console.width, 110))
     console.print(table)
+    empty = {row.rate: row.empty_runs for row in sweep.rows if row.empty_runs}
+    if empty:
+        where = ", ".join(f"T={rate:g}: {count} of {seeds}" for rate, count in empty.items())
+        console.print(f"seeds that drew no task ({where}) are left out of the medians; "
+                      "'-' = no run had a value; raise --duration or the rate")
     if per_device:
         console.print(_utilization_table(report))
     if report.predictor_models:
@@ -152,7 +187,8 @@ def _utilization_table(report):
     for name in names:
         table.add_column(name, justify="right")
     for row in sweep.rows:
-        cells = [f"{median(run.utilization[i] for run in row.runs):.2f}" for i in range(len(names))]
+        ran = [run for run in row.runs if run.tasks]  # a seed that drew no task has no utilization
+        cells = [f"{median(run.utilization[i] for run in ran):.2f}" if ran else "-" for i in range(len(names))]
         table.add_row(row.policy, "trace" if row.rate is None else f"{row.rate:g}", *cells)
     return table
 

@@ -26,7 +26,8 @@ MAX_RATES = 1000  # a typo'd step (1:2:1e-8) would otherwise build and run 1e8 s
 
 @dataclass(frozen=True)
 class Spread:
-    """Median and range of one metric over seeds."""
+    """Median and range of one metric over seeds; runs without a value (NaN: a seed that drew no
+    task, or no task with a deadline) are left out, and NaN is all that is left if none has one."""
 
     median: float
     low: float
@@ -35,6 +36,9 @@ class Spread:
     @classmethod
     def of(cls, values: Sequence[float]) -> Spread:
         array = np.asarray(values, dtype=float)
+        array = array[~np.isnan(array)]
+        if not array.size:
+            return cls(math.nan, math.nan, math.nan)
         return cls(float(np.median(array)), float(array.min()), float(array.max()))
 
 
@@ -46,11 +50,17 @@ class SweepRow:
     summary: dict[str, Spread]
     runs: list[Metrics] = field(repr=False)
 
+    @property
+    def empty_runs(self) -> int:
+        """Seeds that drew no task at this rate (their metrics are NaN and left out of ``summary``)."""
+        return sum(1 for run in self.runs if run.tasks == 0)
+
     def to_json_dict(self) -> dict:
         return {
             "policy": self.policy,
             "rate": self.rate,
             "seeds": self.seeds,
+            "empty_runs": self.empty_runs,
             "summary": {name: asdict(spread) for name, spread in self.summary.items()},
             "runs": [run.to_json_dict() for run in self.runs],
         }

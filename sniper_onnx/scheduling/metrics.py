@@ -54,7 +54,18 @@ SUMMARY_FIELDS = (
 )
 
 
+def empty_metrics(num_devices: int) -> Metrics:
+    """A run that had no task (a low rate over a short window can draw none): 0 tasks, every
+    metric NaN (null in JSON, "-" in tables), left out of medians over seeds."""
+    nan = float("nan")
+    return Metrics(tasks=0, tps=nan, awt=nan, p95_wait=nan, p99_wait=nan, mean_response=nan,
+                   deadline_miss_rate=nan, load_std=nan, utilization_std=nan,
+                   utilization=tuple(nan for _ in range(num_devices)), makespan=0.0, measurement_runs=0)
+
+
 def compute_metrics(platform: Platform, tasks: list[Task], schedule: Schedule) -> Metrics:
+    if not tasks:
+        return empty_metrics(len(schedule.busy_seconds))
     arrival = np.array([task.arrival for task in tasks])
     deadline = np.array([task.deadline for task in tasks])
     wait = schedule.start - arrival

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.metrics import Metrics, compute_metrics
 from sniper_onnx.scheduling.platform import Platform
 from sniper_onnx.scheduling.policies import Policy, make_policy
@@ -202,9 +201,10 @@ def _lognormal(rng: np.random.Generator, sigma: float) -> float:
 
 
 def simulate(platform: Platform, policy: Policy | str, tasks: list[Task], seed: int = 0) -> SimulationResult:
-    """Run ``tasks`` through ``policy`` on ``platform`` until every task has finished."""
-    if not tasks:
-        raise SniperError("no tasks to simulate; raise the rate or duration, or give a non-empty trace")
+    """Run ``tasks`` through ``policy`` on ``platform`` until every task has finished.
+
+    No tasks (a low rate over a short window can draw none for one seed) is an empty result:
+    0 tasks and NaN metrics (see :func:`~sniper_onnx.scheduling.metrics.empty_metrics`)."""
     policy = make_policy(policy) if isinstance(policy, str) else policy
     engine = _Engine(platform, policy, tasks, seed)
     schedule = engine.run()

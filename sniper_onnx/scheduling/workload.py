@@ -15,6 +15,9 @@ from sniper_onnx.scheduling.platform import Platform
 DEFAULT_DEADLINE_FACTOR = 3.0
 DEFAULT_NOISE = 0.05
 MAX_EXPECTED_TASKS = 2_000_000  # per run: 20x the paper's longest; more would not fit in memory as Tasks
+# Largest trace arrival/deadline, in seconds (~317 years; Unix times in seconds fit). A double near
+# 1e10 still resolves 2 us; near 1e308 a whole run rounds to no time at all and TPS comes out ~1e12.
+MAX_TRACE_SECONDS = 1e10
 
 
 @dataclass(slots=True)
@@ -149,4 +152,7 @@ def _number(where: str, column: str, text: str | None, minimum: float) -> float:
         raise SniperError(f"{where}: {column} {text!r} is not a number") from None
     if not math.isfinite(value) or value < minimum:
         raise SniperError(f"{where}: {column} {value!r} must be a finite number >= {minimum:g}")
+    if column in ("arrival", "deadline") and value > MAX_TRACE_SECONDS:
+        raise SniperError(f"{where}: {column} {value!r} s is beyond {MAX_TRACE_SECONDS:g} s, where seconds lose "
+                          f"their precision; give times relative to the trace's start")
     return value

@@ -30,7 +30,7 @@ def test_json_sweep_is_one_object():
     result = run("--rates", "20,24", "--seeds", "2", "--duration", "8", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["policies"] == ["polling", "edf", "mvsp", "sniper", "mct-oracle"]
+    assert data["policies"] == ["polling", "edf", "mvsp-free", "sniper", "mct-oracle"]
     assert data["rates"] == [20.0, 24.0] and data["seeds"] == [0, 1]
     assert len(data["rows"]) == 10
     row = data["rows"][0]
@@ -69,6 +69,45 @@ def test_trace_replay(tmp_path):
     assert data["rows"][0]["runs"][0]["tasks"] == 40
 
 
+@pytest.mark.parametrize("option", [["--seeds", "3"], ["--rates", "24"], ["--duration", "60"]])
+def test_trace_replay_refuses_sweep_options_it_would_ignore(tmp_path, option):
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,model\n0,ResNet50\n")
+    assert_one_line_error(run("--trace", str(trace), *option), option[0], "--trace")
+
+
+@pytest.mark.parametrize("column, row", [("arrival", "1e308,ResNet50"), ("deadline", "0,ResNet50,1e308")])
+def test_trace_times_beyond_float_precision_are_refused(tmp_path, column, row):
+    # 1e308 s used to run, round the whole run to no time and report TPS ~2e12
+    trace = tmp_path / "trace.csv"
+    trace.write_text("arrival,model,deadline\n0,ResNet50,\n" + row + ("\n" if column == "deadline" else ",\n"))
+    assert_one_line_error(run("--trace", str(trace)), "trace.csv:3", column, "relative")
+
+
+def test_a_seed_without_tasks_is_an_empty_run_not_an_abort():
+    # at 0.5 tasks/s over 2 s some of seeds 0..5 draw no task; the sweep still reports every rate
+    from sniper_onnx.scheduling import load_platform, poisson_tasks
+
+    empty_seeds = [s for s in range(6) if not poisson_tasks(load_platform("paper"), 0.5, 2, s)]
+    assert empty_seeds, "no seed drew an empty run; pick another rate"
+    result = run("--rates", "0.5,20", "--duration", "2", "--seeds", "6", "--policies", "sniper,mvsp", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    low = [row for row in data["rows"] if row["rate"] == 0.5]
+    for row in low:
+        assert row["empty_runs"] == len(empty_seeds)
+        for seed in empty_seeds:
+            run_ = row["runs"][seed]
+            assert run_["tasks"] == 0 and run_["tps"] is None and run_["awt"] is None
+        if row["empty_runs"] < row["seeds"]:
+            assert row["summary"]["awt"]["median"] is not None  # medians over the seeds that had tasks
+    table = run("--rates", "0.5,20", "--duration", "2", "--seeds", "6", "--policies", "sniper")
+    assert table.exit_code == 0, table.output
+    assert "drew no task" in table.output and "T=0.5" in table.output
+    per_device = run("--rates", "0.1", "--duration", "1", "--seeds", "2", "--policies", "sniper", "--per-device")
+    assert per_device.exit_code == 0, per_device.output  # every seed empty: '-' cells, no crash
+
+
 def test_yaml_platform_file(tmp_path):
     platform = tmp_path / "lab.yaml"
     platform.write_text(
@@ -84,7 +123,7 @@ def test_yaml_platform_file(tmp_path):
 def test_list_policies():
     result = run("--list-policies")
     assert result.exit_code == 0
-    for name in ("polling", "edf", "mvsp", "sniper", "mct-oracle", "mct-pred", "jsq"):
+    for name in ("polling", "edf", "mvsp-free", "mvsp", "sniper", "mct-oracle", "mct-pred", "jsq"):
         assert name in result.output
 
 

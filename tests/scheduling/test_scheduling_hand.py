@@ -167,6 +167,24 @@ def test_mvsp_tasks_of_a_model_being_measured_wait_together():
     assert placed(result) == {0: (0, 6, 8), 1: (0, 8, 10)}
 
 
+def test_mvsp_free_knows_the_mean_true_times_from_the_start():
+    # The paper's MVSP: no measurement run, mean true times known at once. Predictions are wrong
+    # on purpose (A predicted 9 s on fast) to show mvsp-free does not read them.
+    # t0 (A at 0): fast 0+1 vs slow 0+5 -> fast 0-1. t1 (A at 0.5): fast 1+1=2 vs slow 5.5 -> fast 1-2.
+    wrong = {"A": {"fast": 9.0, "slow": 5.0}, "B": {"fast": 2.0, "slow": 6.0}}
+    result = simulate(two_devices(predicted=wrong), "mvsp-free", tasks((A, 0, 50), (A, 0.5, 50)))
+    assert placed(result) == {0: (0, 0, 1), 1: (0, 1, 2)}
+    assert result.metrics.measurement_runs == 0
+    assert result.metrics.awt == pytest.approx(0.5 / 2)
+
+
+def test_no_tasks_is_an_empty_result_not_an_error():
+    result = simulate(two_devices(), "sniper", [])
+    assert result.metrics.tasks == 0
+    assert result.metrics.measurement_runs == 0
+    assert all(v != v for v in (result.metrics.tps, result.metrics.awt, result.metrics.load_std))  # NaN
+
+
 def test_feedback_times_running_mean():
     platform = two_devices()
     source = FeedbackTimes(platform.predicted_times, platform.device_type_of(), memory=2)

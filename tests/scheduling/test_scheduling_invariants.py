@@ -32,7 +32,7 @@ def test_violations_are_reported():
     assert len(problems) == 1 and "two jobs at once" in problems[0]
 
 
-@pytest.mark.parametrize("policy", ["polling", "mvsp", "sniper", "mct-oracle"])
+@pytest.mark.parametrize("policy", ["polling", "mvsp", "mvsp-free", "sniper", "mct-oracle"])
 def test_identical_seeds_identical_results(policy):
     first = simulate(PAPER, policy, poisson_tasks(PAPER, 24, 10.0, seed=5), seed=5)
     again = simulate(PAPER, policy, poisson_tasks(PAPER, 24, 10.0, seed=5), seed=5)
