@@ -25,7 +25,7 @@ def simulate(
     platform: Annotated[str, typer.Option(help="Built-in platform name (paper) or a JSON/YAML platform file.")] = "paper",
     rates: Annotated[
         Optional[str],
-        typer.Option(help="Arrival rates T in tasks/s: START:STOP[:STEP] or a list 18,24 [default: 18:25]. "
+        typer.Option(help="Arrival rates T in tasks/s: START:STOP[:STEP] or a list 18,24 (default: 18:25). "
                           "Not with --trace."),
     ] = None,
     policies: Annotated[
@@ -33,12 +33,12 @@ def simulate(
     ] = "polling,edf,mvsp-free,sniper,mct-oracle",
     seeds: Annotated[
         Optional[int],
-        typer.Option(help="Seeds per rate; results give the median and min..max [default: 5]. Not with --trace."),
+        typer.Option(help="Seeds per rate; results give the median and min..max (default: 5). Not with --trace."),
     ] = None,
     seed: Annotated[int, typer.Option(help="First seed (with --trace: the seed of noise the trace leaves out).")] = 0,
     duration: Annotated[
         Optional[float],
-        typer.Option(help="Arrival window in seconds; the run drains after it [default: 120]. Not with --trace."),
+        typer.Option(help="Arrival window in seconds; the run drains after it (default: 120). Not with --trace."),
     ] = None,
     noise: Annotated[float, typer.Option(help="Execution-time noise (coefficient of variation).")] = 0.05,
     deadline_factor: Annotated[
