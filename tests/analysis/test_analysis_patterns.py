@@ -161,11 +161,14 @@ def native_twin(nodes: list, opset: int) -> onnx.ModelProto:
     return model(graph, {"input": [1, 4, 8]}, ["y"], inits, opset=opset)
 
 
+def rms_native_twin():
+    return analyze(native_twin([helper.make_node("RMSNormalization", ["h", "scale"], ["g"], axis=-1, epsilon=1e-6)], 23))
+
+
 def test_rmsnorm_is_one_norm_costed_as_rms_normalization():
     net = nn.Sequential(nn.Linear(8, 8, bias=False), RMSNorm(8), nn.Linear(8, 8, bias=False))
     decomposed = analyze(export(net, torch.randn(1, 4, 8), 14))
-    native = analyze(native_twin([helper.make_node("RMSNormalization", ["h", "scale"], ["g"], axis=-1,
-                                                   epsilon=1e-6)], 23))
+    native = rms_native_twin()
     assert decomposed.features == native.features
     [(op_type, count)] = fused(decomposed)
     assert op_type == "RMSNormalization" and count == 7  # Pow ReduceMean Add Sqrt Div Mul Mul
@@ -189,8 +192,7 @@ class LlamaRMSNorm(nn.Module):
 def test_llama_rmsnorm_casting_to_its_own_type_is_one_norm_with_its_weight():
     net = nn.Sequential(nn.Linear(8, 8, bias=False), LlamaRMSNorm(8), nn.Linear(8, 8, bias=False))
     decomposed = analyze(export(net, torch.randn(1, 4, 8), 14))
-    native = analyze(native_twin([helper.make_node("RMSNormalization", ["h", "scale"], ["g"], axis=-1,
-                                                   epsilon=1e-6)], 23))
+    native = rms_native_twin()
     assert decomposed.features == native.features
     [norm] = [n for n in decomposed.nodes if n.fused_from]
     assert norm.op_type == "RMSNormalization" and norm.params == 8
