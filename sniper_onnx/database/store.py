@@ -162,10 +162,15 @@ class Database:
 
     def _refuse_foreign(self) -> None:
         """Another program's SQLite file: never add our tables to it (nor switch it to WAL)."""
-        if self.schema_version:
-            return
-        tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        if tables:
+        # Both reads in one read transaction: read apart, another sniper-onnx creating the same new
+        # file could commit its tables and version between them, and its database looked foreign.
+        self._conn.execute("BEGIN")
+        try:
+            version = self.schema_version
+            tables = [row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        finally:
+            self._conn.execute("COMMIT")
+        if tables and not version:
             self._conn.close()
             raise SniperError(f"{self.path}: an SQLite file of another program (tables {', '.join(sorted(tables)[:3])}"
                               f"{' ...' if len(tables) > 3 else ''}); give a sniper-onnx database or a new file with --db")

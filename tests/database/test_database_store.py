@@ -107,6 +107,29 @@ def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(tmp_path):
     assert path.read_bytes() == before
 
 
+def test_a_database_another_sniper_onnx_creates_meanwhile_is_not_foreign(tmp_path, monkeypatch):
+    """Two processes opening one new file: the other could commit its tables and version between
+    this one's reads of the version and of the tables, and the file looked like another program's
+    (seen once as a failed concurrent import in CI)."""
+    path = tmp_path / "ncd.sqlite"
+    with sqlite3.connect(path) as conn:  # a new file already in WAL mode: readers never block the other
+        conn.execute("PRAGMA journal_mode=WAL")
+    original = Database.schema_version.fget
+    raced = []
+
+    def racing(self):
+        version = original(self)
+        if not raced:
+            raced.append(True)
+            Database(path).close()  # the other process creates the whole database right now
+        return version
+
+    monkeypatch.setattr(Database, "schema_version", property(racing))
+    with Database(path) as db:
+        assert db.schema_version == original(db) > 0
+    assert raced
+
+
 def test_a_database_corrupted_after_opening_is_a_one_line_error(tmp_path):
     from typer.testing import CliRunner
 
