@@ -32,8 +32,9 @@ def _floats(dtype: Any) -> Callable[[np.random.Generator, Tuple[int, ...]], np.n
 
 
 def _ints(dtype: Any) -> Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]:
-    # Small non-negative values stay valid as token ids, indices and counts.
-    return lambda rng, shape: rng.integers(0, 8, size=shape).astype(dtype)
+    # 0 and 1 are valid rows of any table of two or more (BERT's token_type_ids has two: values up
+    # to 7 made such a model fail), attention-mask values, and indices and counts.
+    return lambda rng, shape: rng.integers(0, 2, size=shape).astype(dtype)
 
 
 INPUT_MAKERS: Dict[str, Callable[[np.random.Generator, Tuple[int, ...]], np.ndarray]] = {
@@ -99,11 +100,18 @@ def check_outputs(outputs: Sequence[Any]) -> Dict[str, Any]:
     nan = inf = False
     denormal = total = 0
     for output in outputs:
-        array = np.asarray(output)
+        try:
+            array = np.asarray(output)
+        except ValueError:  # a sequence of tensors of different shapes: not one array to check
+            continue
         if not np.issubdtype(array.dtype, np.floating):
             continue
         nan = nan or bool(np.isnan(array).any())
         inf = inf or bool(np.isinf(array).any())
+        if array.dtype.itemsize < 4:
+            # fp16/bf16 subnormals (below 6.1e-5 for fp16) are normal fp32 values to a CPU, which
+            # computes in fp32, and cost a GPU nothing: legitimate outputs, such as a wide Softmax's
+            continue
         magnitude = np.abs(array[np.isfinite(array)])
         denormal += int(((magnitude > 0) & (magnitude < np.finfo(array.dtype).tiny)).sum())
         total += array.size

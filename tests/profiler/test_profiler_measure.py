@@ -57,6 +57,33 @@ def test_output_check_flags_nan_inf_and_denormals():
     assert result["denormal_fraction"] == pytest.approx(1 / 4)
 
 
+def test_fp16_values_below_its_normal_range_and_ragged_sequences_are_not_flagged_or_fatal():
+    """An fp16 Softmax over 30,000 classes was flagged denormal (fp16's tiny is 6.1e-5; a CPU
+    computes it in fp32), and a sequence of tensors of different shapes failed the whole model."""
+    softmax = np.full(30000, 1 / 30000, np.float16)
+    assert check_outputs([softmax])["flags"] == []
+    ragged = [np.ones(2, np.float32), np.ones(3, np.float32)]
+    assert check_outputs([ragged, np.array([np.nan], np.float32)])["flags"] == ["nan_outputs"]
+
+
+def test_integer_inputs_index_a_two_row_table(tmp_path):
+    """BERT's token_type_ids index a table of two rows: integers up to 7 failed the model."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["y"])], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64, 4])],
+        [helper.make_tensor("table", TensorProto.FLOAT, [2, 4], [0.5] * 8)])
+    path = tmp_path / "types.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    feeds = make_inputs(create_session(str(path), ProfileConfig()), ProfileConfig())[0]
+    assert set(np.unique(feeds["ids"])) <= {0, 1}
+    result = measure(str(path), ProfileConfig(min_repeats=3, max_repeats=3, warmup=1, sessions=1))
+    assert result["stats"]["count"] == 3 and "nan_outputs" not in result["flags"]
+
+
 def test_denormal_weights_are_flagged_in_a_real_measurement(tmp_path):
     path = tiny_mlp(tmp_path / "denormal.onnx", width=8, activation="Identity", weight=1e-39)
     result = measure(str(path), ProfileConfig(threads=1, warmup=1, min_repeats=3, max_time_s=0.02))
