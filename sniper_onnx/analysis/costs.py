@@ -265,16 +265,21 @@ def _stored_bits(name: str, scope: Scope) -> int:
 # parameter whose values equal another's (the unit scales of LayerNorms, the zero biases of
 # BatchNorms folded into Convs), and those are distinct parameters.
 _OWN_ROOT_OPS = frozenset({"Identity"})
+# Static ops whose values come from an input's shape, not from stored data: a weight computed from
+# them (rotary tables from Range(T) x inv_freq) counts only its stored roots, or the count would
+# grow with the analysed sequence length.
+_SHAPE_DERIVED_OPS = frozenset({"Shape", "Size", "Range"})
 
 
 def _remember_roots(node: onnx.NodeProto, scope: Scope) -> None:
     """The roots of a static node's outputs: those of its static inputs in weight slots (settings
     such as shapes, indices and single-element operands excluded); a node with none (Constant,
-    ConstantOfShape, Shape, Range) is a root itself."""
+    ConstantOfShape) is a root itself; Shape, Size and Range have no roots (nothing stored)."""
     outputs = [name for name in node.output if name]
     if not outputs:
         return
     roots: set[str] = set()
+    derived = False  # read a static input in a weight slot: its roots are the node's, even none
     if node.op_type not in _OWN_ROOT_OPS or node.domain not in DEFAULT_DOMAINS:
         rule = rule_for(node)
         config = rule.config_slots if rule is not None else frozenset()
@@ -285,8 +290,11 @@ def _remember_roots(node: onnx.NodeProto, scope: Scope) -> None:
             if node.op_type in SCALAR_SETTING_OPS and count is not None and count <= 1:
                 continue  # the 0.5 of a static weight * 0.5 is a setting, as in a layer
             roots.update(scope.roots.get(name, (name,)))
+            derived = True
+    if node.op_type in _SHAPE_DERIVED_OPS and node.domain in DEFAULT_DOMAINS:
+        roots, derived = set(), True
     for output in outputs:
-        scope.roots[output] = frozenset(roots) if roots else frozenset((output,))
+        scope.roots[output] = frozenset(roots) if roots or derived else frozenset((output,))
 
 
 # Static ops that hand their input's elements on unchanged (a QDQ weight reshaped or transposed

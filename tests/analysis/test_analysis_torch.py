@@ -274,6 +274,27 @@ def test_positions_over_a_symbolic_sequence_count_the_whole_table():
     assert positions.input_shapes[0][1] is None  # the sequence stays symbolic
 
 
+class RotaryScale(nn.Module):
+    """A rotary-style table computed in the graph: positions arange(T) times a stored inv_freq."""
+
+    def __init__(self):
+        super().__init__()
+        self.inv_freq = nn.Parameter(torch.rand(8))
+
+    def forward(self, x):
+        positions = torch.arange(x.shape[1], dtype=torch.float32)
+        return x * torch.cos(positions[:, None] * self.inv_freq[None, :])
+
+
+def test_a_table_computed_from_arange_counts_only_its_stored_factor_at_any_sequence_length():
+    """positions x inv_freq counted arange(T)'s T elements as parameters: 8 without -s, 8 + T with."""
+    net = RotaryScale()
+    model = export(net, torch.randn(1, 16, 8), dynamic_axes={0: "batch", 1: "sequence"})
+    counts = {analyze(model).features["total_params"]}
+    counts |= {analyze(model, {"input": (1, t, 8)}).features["total_params"] for t in (16, 64)}
+    assert counts == {torch_params(net)} == {8}
+
+
 class TiedHead(nn.Module):
     """An LM head sharing the embedding's weight (read through a Transpose)."""
 
