@@ -57,7 +57,7 @@ def train(
     progress, advance = _epoch_progress(epochs)
     with progress:
         report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance, statistic=statistic,
-                               status=lambda message: typer.echo(message, err=True))
+                               status=lambda message: typer.echo(message, err=True), warn=_warn)
     if as_json:
         _print_json({"output": output, **report.to_json_dict()})
         return
@@ -131,7 +131,7 @@ def evaluate(
     """MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman per device against measured latencies."""
     from sniper_onnx.predictors.commands import evaluate_command
 
-    report = evaluate_command(predictor, db=db, table=table, plot=plot, statistic=statistic)
+    report = evaluate_command(predictor, db=db, table=table, plot=plot, statistic=statistic, warn=_warn)
     for device, pairs in report.unknown_devices.items():
         typer.echo(f"sniper-onnx: warning: {device}: {pairs} measured pairs left out, unknown to {report.predictor} "
                    "(adapt it to that device first)", err=True)
@@ -227,3 +227,7 @@ def register(app: typer.Typer) -> None:
     bench = new_group("Accuracy benchmarks of the predictors on public latency data.")
     bench.command("hw-nasbench201")(bench_hw_nasbench201)
     app.add_typer(bench, name="bench")
+
+
+def _warn(message: str) -> None:
+    typer.echo(f"sniper-onnx: warning: {message}", err=True)

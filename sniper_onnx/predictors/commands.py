@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,7 +239,8 @@ def _shipped_plan(devices: Optional[Sequence[str]]) -> List[tuple]:
     return [(shipped[i], wanted) for i, wanted in plan.items()]
 
 
-def _training_data(db: Optional[str], table: Optional[str], statistic: str = "median"):
+def _training_data(db: Optional[str], table: Optional[str], statistic: str = "median",
+                   warn: Optional[Callable[[str], None]] = None):
     from sniper_onnx.predictors.dataset import load_training_csv, training_data_from_db
 
     if bool(db) == bool(table):
@@ -251,14 +251,20 @@ def _training_data(db: Optional[str], table: Optional[str], statistic: str = "me
         with tempfile.TemporaryDirectory(prefix="sniper-train-") as scratch:
             data = training_data_from_db(db, scratch, statistic)
     note = data.skipped_note(table or db)
-    if note:  # stderr at call time: a test runner may have replaced it
-        print(f"sniper-onnx: warning: {note}", file=sys.stderr)
+    if note:  # the CLI prints it as a warning line; a library caller gets a Python warning
+        (warn or _python_warning)(note)
     return data
+
+
+def _python_warning(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, stacklevel=3)
 
 
 def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,
                   seed: int = 0, progress: Optional[Callable[[int, float], None]] = None, statistic: str = "median",
-                  status: Optional[Callable[[str], None]] = None):
+                  status: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None):
     """Offline (re)training from the database or its CSV export, in one call; writes ``output``."""
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
@@ -266,7 +272,7 @@ def train_command(output: str, db: Optional[str] = None, table: Optional[str] = 
     if epochs < 1:
         raise SniperError(f"--epochs {epochs}: train the PCN for at least 1 epoch")
     check_predictor_output(output, [db, table])
-    data = _training_data(db, table, statistic)
+    data = _training_data(db, table, statistic, warn)
     # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
     extra = {"latency_statistic": statistic} if db else {}
     predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed, extra_meta=extra,
@@ -288,7 +294,8 @@ class EvaluationReport:
 
 
 def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: Optional[str] = None,
-                     plot: Optional[str] = None, statistic: str = "median") -> EvaluationReport:
+                     plot: Optional[str] = None, statistic: str = "median",
+                     warn: Optional[Callable[[str], None]] = None) -> EvaluationReport:
     """Per-device MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman of a predictor on measured pairs."""
     import numpy as np
 
@@ -298,7 +305,7 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
         from sniper_onnx.outputs import plot_path
 
         plot = str(plot_path(plot))  # before any work: a bad path must not cost the evaluation
-    data = _training_data(db, table, statistic)
+    data = _training_data(db, table, statistic, warn)
     if len(data.seconds) == 0:  # every row left out (_training_data said why): nothing to score
         raise SniperError(f"{table or db}: no usable measurement to evaluate against; measure models with "
                           "`sniper-onnx profile --db DB` first")
