@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -47,12 +46,12 @@ def main() -> int:
     times = measured_zoo_times(args.table)
     if not times:
         sys.exit(f"{args.table}: no zoo network at {RESOLUTION} measured on every configuration of {list(DEVICE_TYPES)}")
+    from sniper_generator.zoo import export_zoo_to_file
+
     models = args.out / "models"
     models.mkdir(parents=True, exist_ok=True)
-    cli = Path(sys.executable).parent / "sniper-onnx"
-    for name in times:
-        subprocess.run([str(cli), "zoo", "export", name, "-r", str(RESOLUTION), "--no-weights",
-                        "-o", str(models / f"{name}.onnx")], check=True, stdout=subprocess.DEVNULL)
+    for name in times:  # weightless: the predictor reads only the structure
+        export_zoo_to_file(name, models / f"{name}.onnx", RESOLUTION, weights=False)
     platform = {
         "name": "reference-zoo",
         "devices": {kind: count for kind, (_, count) in DEVICE_TYPES.items()},

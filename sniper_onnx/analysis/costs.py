@@ -463,9 +463,3 @@ def cost_model(graph: onnx.GraphProto, order: list[int], shapes: dict[str, Tenso
     scope = Scope(shapes, static, values, warnings)
     labels = unique_labels(list(graph.node), order)
     return [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order], scope
-
-
-def cost_model_nodes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
-                     inferred_nodes: dict[int, onnx.NodeProto], warnings: list[str]) -> list[NodeCost]:
-    return cost_model(graph, order, shapes, inferred_nodes, warnings)[0]
-

@@ -128,6 +128,11 @@ class Predictor:
         self.device_feature_names: List[str] = self.meta["device_feature_names"]
         self.device_table: Dict[str, List[float]] = self.meta["device_table"]
         self._session = None
+        # fixed by the graph, read once: Predictor.run checks every call against them
+        self._widths = {name: self._input_width(name) for name in (G.NETWORK_INPUT, G.DEVICE_INPUT)}
+        self._slots = next((int(init.dims[0]) for init in model.graph.initializer if init.name == "slot_delta"), 0)
+        self._kernel_width = next((value.type.tensor_type.shape.dim[2].dim_value - 1
+                                   for value in model.graph.input if value.name == G.KERNEL_INPUT), 0)
         self._check_device_table()
 
     # -- running the graph -------------------------------------------------------------------
@@ -157,12 +162,12 @@ class Predictor:
     @property
     def correction_slots(self) -> int:
         """How many corrections (adapt, feedback) the graph holds: valid slots are 0 (none) to this."""
-        return next((int(init.dims[0]) for init in self.model.graph.initializer if init.name == "slot_delta"), 0)
+        return self._slots
 
     def _check_device_table(self) -> None:
         """Every device row must fit the graph: a wrong width would fail inside onnxruntime, and a slot
         the graph does not hold would silently apply no correction (and adapt would write to a wrong one)."""
-        width, slots = self._input_width(G.DEVICE_INPUT), self.correction_slots
+        width, slots = self._widths[G.DEVICE_INPUT], self.correction_slots
         for device, row in self.device_table.items():
             if len(row) != width:
                 raise SniperError(f"{self.source}: device {device!r} has {len(row)} values in sniper.device_table, "
@@ -175,7 +180,7 @@ class Predictor:
     def check_inputs(self, network_matrix: np.ndarray, device_matrix: np.ndarray, tables: Optional[Sequence] = None) -> None:
         """Refuse raw matrices the graph cannot take, in one line naming what it expects; onnxruntime
         would fail in a fused Gemm, or (an unknown correction slot) answer as if uncorrected."""
-        widths = {G.NETWORK_INPUT: self._input_width(G.NETWORK_INPUT), G.DEVICE_INPUT: self._input_width(G.DEVICE_INPUT)}
+        widths = self._widths
         shapes = {G.NETWORK_INPUT: np.shape(network_matrix), G.DEVICE_INPUT: np.shape(device_matrix)}
         for name, shape in shapes.items():
             if len(shape) != 2 or shape[1] != widths[name]:
@@ -198,10 +203,7 @@ class Predictor:
     @property
     def kernel_width(self) -> int:
         """Columns of a kernel table the graph takes (0: the graph has no kernel-sum path)."""
-        for value in self.model.graph.input:
-            if value.name == G.KERNEL_INPUT:
-                return value.type.tensor_type.shape.dim[2].dim_value - 1
-        return 0
+        return self._kernel_width
 
     def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray,
             kernel_tables: Optional[Sequence[Optional[KernelTable]]] = None) -> Dict[str, np.ndarray]:
