@@ -481,11 +481,15 @@ def matmul_nbits_weight_size(view: NodeView, slot: int, elements: int, nbytes: i
     return elements, nbytes
 
 
-# QLinearConcat(Y_scale, Y_zero_point, X0, X0_scale, X0_zero_point, X1, ...): every scale and zero
-# point is a setting; a frozenset of slots, so sized for this many inputs (far beyond any exporter's)
-_MAX_CONCAT_INPUTS = 4096
-QLINEAR_CONCAT_SETTINGS = frozenset({0, 1}) | frozenset(
-    slot for slot in range(2, 2 + 3 * _MAX_CONCAT_INPUTS) if (slot - 2) % 3)
+class _QLinearConcatSettings(frozenset):
+    """QLinearConcat(Y_scale, Y_zero_point, X0, X0_scale, X0_zero_point, X1, ...): every scale and
+    zero point is a setting, for any number of inputs (rules only ask `slot in config_slots`)."""
+
+    def __contains__(self, slot: object) -> bool:
+        return isinstance(slot, int) and slot >= 0 and (slot < 2 or (slot - 2) % 3 != 0)
+
+
+QLINEAR_CONCAT_SETTINGS = _QLinearConcatSettings()
 
 
 # ------------------------------------------------------------------------------ classification
