@@ -60,11 +60,11 @@ def device_config_from_args(args: argparse.Namespace) -> ProfileConfig:
 
 
 def config_from_args(args: argparse.Namespace) -> ProfileConfig:
-    shapes: Dict[str, List[int]] = dict(parse_input_shape(text) for text in args.input_shape)
-    options = dict(parse_provider_option(text) for text in args.provider_option)
-    return ProfileConfig(
-        provider=args.provider, provider_options=options, threads=args.threads, graph_optimization=args.opt_level,
-        precision=args.precision, input_shapes=shapes, default_dim=args.default_dim, warmup=args.warmup,
+    """The device configuration (:func:`device_config_from_args`) with the stopping rule."""
+    from dataclasses import replace
+
+    return replace(
+        device_config_from_args(args), warmup=args.warmup,
         min_repeats=args.min_repeats, max_repeats=args.max_repeats, max_time_s=args.max_time,
         min_time_s=args.min_time, sessions=args.sessions,
         target_relative_ci=args.target_ci, confidence=args.confidence, timeout_s=args.timeout,

@@ -267,7 +267,10 @@ def _calibrate(agent: DeviceAgent, model: str, source: Any, repeats: "int | Dict
         return profile_model(agent.settings, source, repeats)
     samples = []
     for index in range(repeats + 1):
-        result = agent.run(-1, 0, model, source if index == 0 else None, scope=scope)  # hash the bytes once
+        # the bytes hashed once; after that ``reload``: another task of a multi-threaded worker may
+        # have dropped the idle session between two runs, and it is made again from them
+        first = index == 0
+        result = agent.run(-1, 0, model, source if first else None, scope=scope, reload=None if first else source)
         if result.status != RESULT_OK:
             return {"status": RESULT_FAILED, "error": result.error}
         if index:  # the first run warms caches up
@@ -375,17 +378,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parser.parse_args(argv)
     if args.max_sessions < 1:
         sys.exit(f"sniper-profiler agent: error: --max-sessions {args.max_sessions}: must be at least 1")
-    if not args.max_session_mb > 0:
-        sys.exit(f"sniper-profiler agent: error: --max-session-mb {args.max_session_mb:g}: must be more than 0")
+    unbounded = args.max_session_mb == float("inf")
+    max_bytes = None if unbounded else int(args.max_session_mb * 2**20) if args.max_session_mb > 0 else 0
+    if max_bytes is not None and max_bytes < 1:  # after the conversion: 1e-7 MB is 0 bytes, no model fits
+        sys.exit(f"sniper-profiler agent: error: --max-session-mb {args.max_session_mb:g}: must be more than 0 "
+                 "(at least one byte)")
     if not _ADDRESS.fullmatch(args.scheduler):
         sys.exit(f"sniper-profiler agent: error: --scheduler {args.scheduler!r} must be tcp://HOST:PORT, "
                  "the address the dispatcher's scheduler listens on (e.g. tcp://10.0.0.5:8786)")
     # the module the worker's tasks run in (under `python -m` this one is __main__, not that)
     from sniper_profiler import agent as tasks_module
 
-    unbounded = args.max_session_mb == float("inf")
-    tasks_module.DASK_LIMITS.update(max_sessions=args.max_sessions,
-                                    max_bytes=None if unbounded else int(args.max_session_mb * 2**20))
+    tasks_module.DASK_LIMITS.update(max_sessions=args.max_sessions, max_bytes=max_bytes)
     try:
         run_dask_worker(args.scheduler, args.name, args.host)
     except KeyboardInterrupt:

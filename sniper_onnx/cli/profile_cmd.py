@@ -132,15 +132,15 @@ FLAG_ADVICE = {
 
 def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], config, device_options: tuple, json_output: bool) -> None:
     from sniper_onnx.dispatch import load_fleet
-    from sniper_onnx.dispatch.profiling import check_device_options, check_farm_config, profile_fleet, refuse_unsupported
+    from sniper_onnx.dispatch.profiling import check_device_options, profile_fleet, refuse_unsupported
     from sniper_onnx.errors import SniperError
 
     if db is None:
         raise SniperError("--fleet needs --db ncd.sqlite: the farm stores every median there")
-    refuse_unsupported(config)
+    refuse_unsupported(config)  # an option the farm cannot honour is said before the fleet file is read
     loaded = load_fleet(fleet)
     check_device_options(loaded, *device_options)
-    check_farm_config(loaded, config)  # before any net is generated or read
+    # profile_fleet checks the settings against the fleet before any net is generated or read
     from sniper_onnx.cli import on_interrupt
 
     on_interrupt(f"the medians measured so far are stored in {db}; running the same command again resumes "

@@ -381,6 +381,7 @@ class _Run:
     def _on_ready(self, event: Any) -> None:
         device = self.devices[event.device]
         self.dead.discard(event.device)
+        self.hung.discard(event.device)  # back (a Dask agent its host started again): watched for hangs again
         device.calibration_pending = set(self.models)
         for model in self.models:
             self.engine.calibrate(device.spec.name, model, self.repeats)
@@ -554,6 +555,9 @@ class _Run:
         written = self.writer.close() if self.writer else 0
         if self.writer:  # a time that could not be stored is said, not dropped silently
             self.failures += [f"not stored in {self.db}: {error}" for error in self.writer.errors]
+            if self.writer.dropped:
+                self.failures.append(f"{self.writer.dropped} measurement(s) not stored in {self.db}: "
+                                     "the database writer stopped")
         self.writer = None
         per_device = {name: {"type": d.spec.type, "tasks": d.tasks, "busy_s": d.busy_s,
                              "calibration_s": d.calibration, "pid": getattr(self.engine, "pids", {}).get(name)}
@@ -613,9 +617,11 @@ class _Run:
         if self._closed:
             return
         self._closed = True
-        if self.writer:
-            self.written = self.writer.close()
-        self.engine.close()
+        try:  # a second Ctrl-C while the writer drains must not leave the agents running
+            if self.writer:
+                self.written = self.writer.close()
+        finally:
+            self.engine.close()
 
 
 def _ratio(measured: Any, simulated: Any) -> float:

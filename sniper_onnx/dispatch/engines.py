@@ -8,6 +8,8 @@ Both engines speak the same small protocol to the dispatcher:
 - ``send(device, task_id, attempt, model, input)``: run one task (``result`` follows);
 - ``poll(timeout)``: the events since the last poll, including ``died`` when a device is gone;
 - ``kill(device)``: SIGKILL the device's process (fault runs and tests);
+- ``forget(device, model)``: drop what the engine keeps of a model for a device (Dask: its bytes
+  scattered to the worker), when no later task of that model will go there;
 - ``close()``.
 
 The dispatcher sends one task at a time per device, so neither engine ever holds a queue of its
@@ -117,6 +119,9 @@ class EmbeddedEngine:
         process.join(timeout=1.0)
         self._gone[name] = process
         self._connections.pop(name).close()
+
+    def forget(self, device: str, model: str) -> None:
+        pass  # the agent reads the model's file; nothing is kept here
 
     def kill(self, device: str) -> None:
         pid = self.pids.get(device)
@@ -231,11 +236,19 @@ class DaskEngine:
         workers = self.client.run_on_scheduler(_worker_names)
         names = {str(name) for name in workers}
         events = []
+        # a worker started again under the same name between two looks (a new address): the old one died
+        restarted = {name for name in names & self._present if workers[name][1] != self._addresses.get(name)}
+        events.extend(self._left(restarted, "Dask worker was replaced by a new one of the same name"))
         for name in sorted((names & self._wanted) - self._present):
             self._present.add(name)
             self.pids[name], self._addresses[name] = workers[name]
             events.append(Event("ready", name, payload=workers[name][0]))
-        for name in sorted(self._present - names):
+        events.extend(self._left(self._present - names, "Dask worker left the scheduler"))
+        return events
+
+    def _left(self, gone: "set[str]", why: str) -> list[Event]:
+        events = []
+        for name in sorted(gone):
             self._present.discard(name)
             self._device_data = {key: data for key, data in self._device_data.items() if key[0] != name}
             for future, (_, device, _) in list(self._pending.items()):
@@ -243,8 +256,11 @@ class DaskEngine:
                     future.cancel()
                     del self._pending[future]
                     self._tasks.pop(future, None)
-            events.append(Event("died", name, payload="Dask worker left the scheduler"))
+            events.append(Event("died", name, payload=why))
         return events
+
+    def forget(self, device: str, model: str) -> None:
+        self._device_data.pop((device, model), None)
 
     def kill(self, device: str) -> None:
         if device in self._addresses:

@@ -40,18 +40,24 @@ def device_spec(fleet: Fleet, device: FleetDevice) -> Any:
 class BackgroundDbWriter:
     """A background thread owns the SQLite connection (a disk write never delays the run);
     ``close()`` drains the queue, so nothing measured is lost when the run ends. Subclasses store
-    each queued item in ``_work(path, *args)``, reading items until ``None``."""
+    each queued item in ``_work(path, *args)``, reading items until ``None``.
+
+    Should ``_work`` itself fail (the database cannot be opened in the thread: busy past its
+    timeout), the error goes to ``errors`` and the items it did not store are counted in
+    ``dropped`` (those queued then, and any put after), so the caller can say "N not stored"."""
 
     def __init__(self, db_path: "str | Path", thread_name: str, *args: Any) -> None:
         from sniper_onnx.database import Database
 
         Database(db_path).close()  # a bad path fails here, with its one-line error, before the run
         self.written = 0
+        self.dropped = 0  # items not stored because the writer itself stopped (see errors)
         self.errors: list[str] = []
         self._queue: "queue.Queue[Any]" = queue.Queue()
-        self._thread = threading.Thread(target=self._work, args=(Path(db_path), *args), daemon=True, name=thread_name)
-        self._thread.start()
+        self._thread = threading.Thread(target=self._guarded, args=(Path(db_path), *args), daemon=True,
+                                        name=thread_name)
         self._closed = False
+        self._thread.start()
 
     def put(self, item: Any) -> None:
         self._queue.put(item)
@@ -62,6 +68,14 @@ class BackgroundDbWriter:
             self._queue.put(None)
             self._thread.join()
         return self.written
+
+    def _guarded(self, path: Path, *args: Any) -> None:
+        try:
+            self._work(path, *args)
+        except Exception as error:  # noqa: BLE001 - reported by the caller, with what was not stored
+            self.errors.append(f"the database writer stopped: {type(error).__name__}: {' '.join(str(error).split())}")
+            while self._queue.get() is not None:  # what was queued, and what comes until close()
+                self.dropped += 1
 
     def _work(self, path: Path, *args: Any) -> None:  # pragma: no cover - subclasses define it
         raise NotImplementedError

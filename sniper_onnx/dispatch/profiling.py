@@ -30,6 +30,9 @@ from sniper_onnx.errors import SniperError
 
 ProgressHook = Callable[[int, int], None]
 
+# a farm device's states (_Farm.state)
+STARTING, UP, KILLED, RESTARTING, GONE = "starting", "up", "killed", "restarting", "gone"
+
 # ProfileConfig fields the agents measure with (the stopping rule and the inputs); the device's
 # provider, threads and graph optimization come from the fleet file instead
 MEASUREMENT_FIELDS = ("input_shapes", "default_dim", "warmup", "min_repeats", "max_repeats", "max_time_s",
@@ -71,23 +74,27 @@ def profile_fleet(fleet: Fleet, jobs: Sequence[Any], db: "str | Path", config: A
     from sniper_profiler.config import ProfileConfig
 
     config = config or ProfileConfig()
-    check_farm_config(fleet, config)
+    check_farm_config(fleet, config)  # the one check: the CLI leaves it here (nets open lazily, after it)
     if not jobs:
         raise SniperError("nothing to profile; pass .onnx files, --generate N or --zoo")
     jobs = unique_names(jobs)
     summary = FleetProfileSummary(fleet.name, str(db), len(jobs), fleet.device_types)
     writer = FarmWriter(db, fleet)
     window = in_flight or max(4, 2 * len(fleet.devices))
-    with tempfile.TemporaryDirectory(prefix="sniper-farm-") as scratch:
-        farm = _Farm(fleet, jobs, db, measurement_settings(config), float(config.timeout_s), Path(scratch),
-                     summary, writer, progress, window)
-        try:
-            farm.run(ready_timeout_s)
-        finally:
-            farm.engine.close()
-            summary.stored = writer.close()
-            summary.already_stored = writer.already
-            summary.store_errors = list(writer.errors)
+    try:  # the writer is closed (and its records counted) whatever fails, the engine's start included
+        with tempfile.TemporaryDirectory(prefix="sniper-farm-") as scratch:
+            farm = _Farm(fleet, jobs, db, measurement_settings(config), float(config.timeout_s), Path(scratch),
+                         summary, writer, progress, window)
+            try:
+                farm.run(ready_timeout_s)
+            finally:
+                farm.engine.close()
+    finally:
+        summary.stored = writer.close()
+        summary.already_stored = writer.already
+        summary.store_errors = list(writer.errors)
+        if writer.dropped:
+            summary.store_errors.append(f"{writer.dropped} median(s) not stored: the database writer stopped")
     return summary
 
 
@@ -220,9 +227,10 @@ class _Farm:
         self.pending = deque(jobs)
         self.open: dict[str, _Net] = {}
         self.types = fleet.device_types
-        self.busy: dict[str, Optional[_Assignment]] = {}  # live device -> what it measures (None: idle)
-        self.restarting: set[str] = set()  # killed for a timeout, started again (embedded)
-        self.killed: set[str] = set()  # killed for a timeout, its "died" still to come
+        self.busy: dict[str, Optional[_Assignment]] = {}  # device up -> what it measures (None: idle)
+        # device -> STARTING, UP, KILLED (for a timeout, its "died" still to come), RESTARTING (a fresh
+        # process after a kill, its "ready" still to come) or GONE; every event moves it, "ready" to UP
+        self.state: dict[str, str] = {d.name: STARTING for d in fleet.devices}
         self.dead_types: dict[str, str] = {}  # device type -> why none of its devices can measure
         self.seen: set[str] = set()  # device types that had a device up
         self.total, self.done = len(jobs) * len(self.types), 0
@@ -231,20 +239,24 @@ class _Farm:
         # the engines read these as nets are handed out: a path per net (embedded), bytes (Dask)
         self.paths: dict[str, str] = {}
         self.blobs: dict[str, bytes] = {}
+        self.store: Any = None  # one read connection for the run: which records the database holds
         self.engine = _make_farm_engine(fleet, self.paths, self.blobs)
 
     def run(self, ready_timeout: float) -> None:
-        for device in self.fleet.devices:
-            self.engine.start(device)
-        limit = time.monotonic() + ready_timeout
-        self._fill()
-        while self.done < self.total:
-            if time.monotonic() > limit and len(self.seen) < len(self.types):
-                self._give_up_on_types_never_up(ready_timeout)
-            self._hand_out()
-            self._kill_overdue()
-            for event in self.engine.poll(0.2):
-                self._on_event(event)
+        from sniper_onnx.database import Database
+
+        with Database(self.db) as self.store:
+            for device in self.fleet.devices:
+                self.engine.start(device)
+            limit = time.monotonic() + ready_timeout
+            self._fill()
+            while self.done < self.total:
+                if time.monotonic() > limit and len(self.seen) < len(self.types):
+                    self._give_up_on_types_never_up(ready_timeout)
+                self._hand_out()
+                self._kill_overdue()
+                for event in self.engine.poll(0.2):
+                    self._on_event(event)
 
     # --- nets in and out -------------------------------------------------------------------
     def _fill(self) -> None:
@@ -253,8 +265,6 @@ class _Farm:
             self._open(self.pending.popleft())
 
     def _open(self, job: Any) -> None:
-        from sniper_onnx.database import Database
-
         try:
             blob = _blob(job)
         except SniperError as error:
@@ -267,8 +277,7 @@ class _Farm:
             self._advance(len(self.types))
             return
         self.claimed.update((key, job.name) for key in keys.values())
-        with Database(self.db) as store:
-            left = [dtype for dtype in self.types if not store.has_measurement(keys[dtype])]
+        left = [dtype for dtype in self.types if not self.store.has_measurement(keys[dtype])]
         self.summary.skipped += len(self.types) - len(left)
         self._advance(len(self.types) - len(left))
         dead = [dtype for dtype in left if dtype in self.dead_types]
@@ -317,9 +326,9 @@ class _Farm:
         answers) and, where the engine can, started again."""
         now = time.monotonic()
         for name, assignment in list(self.busy.items()):
-            if assignment is not None and name not in self.killed and now - assignment.started > self.timeout_s:
+            if assignment is not None and self.state[name] == UP and now - assignment.started > self.timeout_s:
                 device = self.fleet.device(name)
-                self.killed.add(name)
+                self.state[name] = KILLED
                 self.summary.timed_out += 1
                 self._finish(assignment.net, device.type,
                              f"{assignment.net} on {name}: timed out after {self.timeout_s:g} s (--timeout); "
@@ -329,33 +338,41 @@ class _Farm:
     def _on_event(self, event: Any) -> None:
         device = self.fleet.device(event.device)
         if event.kind == "ready":
+            # also a device killed for a timeout whose agent its host started again under the same
+            # name (Dask) before its "died" was seen: the net it had failed at the kill
+            self.state[event.device] = UP
             self.busy[event.device] = None
-            self.restarting.discard(event.device)
             self.seen.add(device.type)
         elif event.kind == "died":
             self._on_died(event, device)
-        elif event.kind == "calibrated" and event.device not in self.killed:
+        elif event.kind == "calibrated":
+            assignment = self.busy.get(event.device)
+            if self.state[event.device] != UP or assignment is None or assignment.net != event.model:
+                return  # the answer of a net that failed at a kill, come late
             self.busy[event.device] = None
             # the Dask engine keeps a net's bytes scattered to the device for later tasks; the farm
             # has none, and a worker holding every net it measured would run out of memory
-            getattr(self.engine, "_device_data", {}).pop((event.device, event.model), None)
+            self.engine.forget(event.device, event.model)
             self._on_measured(event, device)
 
     def _on_died(self, event: Any, device: FleetDevice) -> None:
         assignment = self.busy.pop(event.device, None)
-        if event.device in self.killed:  # its net failed when it was killed for the timeout
-            self.killed.discard(event.device)
-            if self.engine.name == "embedded":  # a fresh process; a Dask agent must be restarted by its host
-                self.restarting.add(event.device)
-                self.engine.start(device)
-        else:
+        if self.state[event.device] == KILLED and self.engine.name == "embedded":
+            # its net failed when it was killed for the timeout; a fresh process (a Dask agent
+            # must be started again by its host, and says "ready" when it is)
+            self.state[event.device] = RESTARTING
+            self.engine.start(device)
+        elif self.state[event.device] == KILLED:
+            self.state[event.device] = GONE
+        else:  # up, or a fresh process that died before it was ready
+            self.state[event.device] = GONE
             self.summary.failures.append(f"device {event.device} died: {event.payload}")
             if assignment is not None:
                 net = self.open[assignment.net]
                 net.running.discard(device.type)
                 net.left.insert(0, device.type)
                 self.summary.redispatched += 1
-        alive = set(self.busy) | self.restarting
+        alive = [name for name, state in self.state.items() if state != GONE]
         if not any(self.fleet.device(n).type == device.type for n in alive):
             self._type_is_dead(device.type, "no live device of that type")
 
@@ -387,8 +404,9 @@ class _Farm:
             self.summary.per_device[event.device] = self.summary.per_device.get(event.device, 0) + 1
             for flag in result.get("flags") or []:
                 self.summary.flagged.setdefault(flag, []).append(f"{net.name} on {device.type}")
-            # read again from the scratch copy: held only until the writer has stored it
-            self.writer.put(_Record(net.name, net.source, net.path.read_bytes(), device, result,
+            # the bytes Dask holds, or read again from the scratch copy: held until the writer stored them
+            blob = self.blobs.get(net.name) or net.path.read_bytes()
+            self.writer.put(_Record(net.name, net.source, blob, device, result,
                                     net.keys[device.type], self.measurement))
             self._finish(net.name, device.type, None)
         else:

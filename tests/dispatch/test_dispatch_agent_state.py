@@ -121,7 +121,7 @@ def test_dask_agents_are_bounded_by_the_worker_options(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("option, value", [("--max-sessions", "0"), ("--max-session-mb", "0"),
-                                           ("--max-session-mb", "nan")])
+                                           ("--max-session-mb", "nan"), ("--max-session-mb", "1e-7")])
 def test_bad_session_bounds_are_one_line(option, value, monkeypatch):
     monkeypatch.setattr(agent_module, "run_dask_worker", lambda *args: pytest.fail("the worker started"))
     with pytest.raises(SystemExit) as stop:
@@ -136,3 +136,22 @@ def test_calibration_says_how_many_runs_its_median_took(tmp_path):
     blob = matmul_chain(tmp_path / "a.onnx", rows=4, width=8).read_bytes()
     result = _calibrate(DeviceAgent(AgentSettings("d")), "a", blob, 6)
     assert result["status"] == "ok" and result["count"] == 6
+
+
+def test_calibration_makes_the_session_again_when_another_task_dropped_it(tmp_path):
+    from sniper_profiler.agent import _calibrate
+
+    blob = matmul_chain(tmp_path / "a.onnx", rows=4, width=8).read_bytes()
+    agent = DeviceAgent(AgentSettings("d"))
+    real_run, calls = agent.run, []
+
+    def run_then_evict(*args, **kwargs):  # another task of the worker evicts the idle session between runs
+        calls.append(kwargs.get("reload"))
+        result = real_run(*args, **kwargs)
+        agent._sessions.clear()
+        return result
+
+    agent.run = run_then_evict
+    result = _calibrate(agent, "a", blob, 3)
+    assert result["status"] == "ok" and result["count"] == 3, result
+    assert calls[0] is None and all(reload is blob for reload in calls[1:])

@@ -1,0 +1,173 @@
+"""The profiling farm and the writers when things fail: agents that die at a restart or come back
+under the same name, an engine that cannot start, a writer thread that cannot open the database,
+and a second Ctrl-C while the dispatcher closes."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from dispatch_testkit import fleet_dict, matmul_chain
+
+from sniper_onnx.dispatch import fleet_from_dict, profiling
+from sniper_onnx.dispatch.engines import Event
+
+OK = {"status": "ok", "median_s": 0.001, "stats": {"count": 3, "median_s": 0.001}, "flags": []}
+
+
+class ScriptedEngine:
+    """An engine whose devices do what the test says: ``hang`` nets never answer; ``restart``
+    says what a kill brings: ``died-at-start`` (embedded: the fresh process dies before ready) or
+    ``same-name`` (Dask: the host started the agent again, seen as "ready", never as "died")."""
+
+    def __init__(self, name: str, hang: set[str], restart: str) -> None:
+        self.name, self.hang, self.restart = name, hang, restart
+        self.events: list[Event] = []
+        self.starts: dict[str, int] = {}
+        self.forgotten: list[tuple[str, str]] = []
+        self.closed = False
+
+    def start(self, device) -> None:
+        self.starts[device.name] = self.starts.get(device.name, 0) + 1
+        if self.starts[device.name] > 1 and self.restart == "died-at-start":
+            self.events.append(Event("died", device.name, payload="crashed at start"))
+        else:
+            self.events.append(Event("ready", device.name, payload=1))
+
+    def calibrate(self, device: str, model: str, measurement) -> None:
+        if model not in self.hang:
+            self.events.append(Event("calibrated", device, model=model, payload=dict(OK)))
+
+    def kill(self, device: str) -> None:
+        if self.restart == "same-name":
+            self.events.append(Event("ready", device, payload=2))
+        else:
+            self.events.append(Event("died", device, payload="killed"))
+
+    def forget(self, device: str, model: str) -> None:
+        self.forgotten.append((device, model))
+
+    def poll(self, timeout: float) -> list[Event]:
+        time.sleep(0.005)
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _farm(tmp_path, monkeypatch, scripted: ScriptedEngine, nets: int = 2, **extra):
+    from sniper_onnx.database.collect import file_jobs
+    from sniper_profiler.config import ProfileConfig
+
+    paths = [str(matmul_chain(tmp_path / f"n{i}.onnx", rows=4 + i, width=8)) for i in range(nets)]
+    fleet = fleet_from_dict(fleet_dict({"m": tmp_path / "n0.onnx"}, [{"name": "d0", "type": "t"}], **extra))
+    monkeypatch.setattr(profiling, "_make_farm_engine", lambda *args: scripted)
+    result: dict = {}
+
+    def run() -> None:
+        result["summary"] = profiling.profile_fleet(fleet, file_jobs(paths), tmp_path / "ncd.sqlite",
+                                                    ProfileConfig(timeout_s=0.3), ready_timeout_s=10)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive(), "the farm hangs"
+    return result["summary"]
+
+
+def test_a_restarted_agent_that_dies_before_ready_fails_its_type_instead_of_hanging(tmp_path, monkeypatch):
+    engine = ScriptedEngine("embedded", hang={"n0"}, restart="died-at-start")
+    summary = _farm(tmp_path, monkeypatch, engine)
+    assert (summary.timed_out, summary.failed, summary.measured) == (1, 2, 0)
+    assert "device d0 died: crashed at start" in summary.failures
+    assert "n1 on t: no live device of that type" in summary.failures
+    assert engine.closed
+
+
+def test_a_dask_agent_back_under_its_name_after_a_kill_measures_again(tmp_path, monkeypatch):
+    engine = ScriptedEngine("dask", hang={"n0"}, restart="same-name")
+    summary = _farm(tmp_path, monkeypatch, engine, engine="dask", scheduler="tcp://127.0.0.1:8786")
+    assert (summary.timed_out, summary.failed, summary.measured, summary.stored) == (1, 1, 1, 1)
+    assert engine.forgotten == [("d0", "n1")]  # the engine's copy of a measured net is dropped
+
+
+def test_the_farm_writer_is_closed_when_the_engine_cannot_start(tmp_path, monkeypatch):
+    from sniper_onnx.database.collect import file_jobs
+    from sniper_onnx.errors import SniperError
+
+    writers = []
+
+    class Writer(profiling.FarmWriter):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            writers.append(self)
+
+    def unreachable(*args):
+        raise SniperError("engine dask: cannot reach the scheduler")
+
+    monkeypatch.setattr(profiling, "FarmWriter", Writer)
+    monkeypatch.setattr(profiling, "_make_farm_engine", unreachable)
+    fleet = fleet_from_dict(fleet_dict({"m": matmul_chain(tmp_path / "m.onnx", rows=4, width=8)},
+                                       [{"name": "d0", "type": "t"}]))
+    with pytest.raises(SniperError, match="cannot reach"):
+        profiling.profile_fleet(fleet, file_jobs([str(tmp_path / "m.onnx")]), tmp_path / "ncd.sqlite")
+    [writer] = writers
+    assert writer._closed and not writer._thread.is_alive()
+
+
+def test_a_writer_that_cannot_open_the_database_says_how_many_it_did_not_store(tmp_path):
+    from sniper_onnx.dispatch.feedback import BackgroundDbWriter
+
+    class Locked(BackgroundDbWriter):
+        def _work(self, path, *args) -> None:
+            raise RuntimeError("database is locked")
+
+    writer = Locked(tmp_path / "ncd.sqlite", "test-writer")
+    writer.put("a")
+    writer.put("b")
+    assert writer.close() == 0
+    assert writer.dropped == 2
+    assert writer.errors == ["the database writer stopped: RuntimeError: database is locked"]
+
+
+def test_a_second_ctrl_c_while_the_writer_drains_still_closes_the_engine():
+    from sniper_onnx.dispatch.dispatcher import _Run
+
+    class Writer:
+        def close(self) -> int:
+            raise KeyboardInterrupt  # the second Ctrl-C, mid-drain
+
+    class Engine:
+        closed = False
+
+        def close(self) -> None:
+            Engine.closed = True
+
+    run = _Run.__new__(_Run)
+    run._closed, run.writer, run.engine = False, Writer(), Engine()
+    with pytest.raises(KeyboardInterrupt):
+        run.close()
+    assert Engine.closed
+
+
+def test_a_dask_worker_replaced_under_its_name_between_two_looks_is_reported_died_then_ready():
+    from sniper_onnx.dispatch.engines import DaskEngine
+
+    workers = {"d0": (11, "tcp://10.0.0.1:4000")}
+
+    class Client:
+        def run_on_scheduler(self, function):
+            return dict(workers)
+
+    engine = DaskEngine.__new__(DaskEngine)
+    engine.client, engine._checked, engine._wanted, engine._present = Client(), 0.0, {"d0"}, set()
+    engine.pids, engine._addresses, engine._device_data, engine._pending, engine._tasks = {}, {}, {}, {}, {}
+    assert [e.kind for e in engine._membership()] == ["ready"]
+    engine._device_data[("d0", "m")] = object()
+    workers["d0"] = (12, "tcp://10.0.0.1:4001")  # killed, and started again by its host
+    events = engine._membership()
+    assert [(e.kind, e.device) for e in events] == [("died", "d0"), ("ready", "d0")]
+    assert engine._device_data == {} and engine.pids["d0"] == 12
+    assert engine._membership() == []
