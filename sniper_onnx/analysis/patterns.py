@@ -27,7 +27,7 @@ import numpy as np
 import onnx
 from onnx import helper
 
-from sniper_onnx.analysis.costs import NodeCost, Scope, cost_node, unique_labels
+from sniper_onnx.analysis.costs import NodeCost, Scope, cost_node
 from sniper_onnx.analysis.folding import fold_static_values, initial_values
 from sniper_onnx.errors import SniperError
 
@@ -549,7 +549,6 @@ def fuse_patterns(costs: list[NodeCost], graph: onnx.GraphProto, order: list[int
     anchors = {p.anchor for p in chosen}
     if not any(cost.op_type in anchors for cost in costs):
         return costs  # nearly every CNN: no index, no constant folding
-    labels = unique_labels(list(graph.node), order)
     nodes = [graph.node[i] for i in order]
 
     def values() -> dict[str, np.ndarray]:
@@ -557,7 +556,8 @@ def fuse_patterns(costs: list[NodeCost], graph: onnx.GraphProto, order: list[int
         fold_static_values(nodes, scope.shapes, known)
         return known
 
-    ix = GraphIndex(costs, {labels[i]: graph.node[i] for i in order}, scope,
+    # cost_model costs the nodes in ``order``, each under its unique label
+    ix = GraphIndex(costs, {cost.name: node for cost, node in zip(costs, nodes)}, scope,
                     frozenset(vi.name for vi in graph.output), values)
     claimed: set[str] = set()
     fused: dict[str, NodeCost] = {}  # the name of a group's last node -> the native op's cost
