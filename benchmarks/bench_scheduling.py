@@ -5,6 +5,8 @@
     .venv/bin/python benchmarks/bench_scheduling.py --part speed
     .venv/bin/python benchmarks/bench_scheduling.py --part bound    # Sniper's queue bound, held-out seeds
     .venv/bin/python benchmarks/bench_scheduling.py --part predictions  # wrong predictions; LLF vs FIFO
+    .venv/bin/python benchmarks/bench_scheduling.py --part idle --reference /tmp/refplat/platform.json
+        # Sniper's idle factor, held-out seeds, paper + reference platform (examples/reference_platform.py)
 
 Prints markdown for docs/scheduling.md. Timings are wall-clock medians on whatever machine runs it.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -23,7 +26,8 @@ from sniper_onnx.scheduling import load_platform, make_policy, poisson_tasks, ru
 from sniper_onnx.scheduling.policies import PAPER_POLICIES, SniperLLF
 from sniper_onnx.scheduling.timesource import make_time_source
 
-POLICIES = ["polling", "edf", "edf-jsq", "jsq", "mvsp-free", "mvsp", "sniper", "sniper-static", "mct-pred", "mct-oracle"]
+POLICIES = ["polling", "edf", "edf-jsq", "jsq", "mvsp-free", "mvsp", "sniper-idle", "sniper", "sniper-static",
+            "mct-pred", "mct-oracle"]
 RATES = [18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0, 25.0]
 
 
@@ -67,7 +71,7 @@ def describe(values: list[float]) -> str:
 def targets(sweep) -> dict:
     print("### Targets (per-seed paired ratios: median (min-max))\n")
     results = {}
-    for sniper in ("sniper", "sniper-static"):
+    for sniper in ("sniper", "sniper-idle", "sniper-static"):
         for baseline in ("edf", "polling", "edf-jsq", "jsq", "mct-oracle", "mvsp-free", "mvsp"):
             ratio = per_seed(sweep, "awt", sniper, baseline, 24.0)
             results[f"{sniper}/{baseline} AWT at T=24"] = ratio
@@ -96,7 +100,8 @@ def queue_bound(seeds: range = range(10, 18), duration: float = 120.0) -> dict:
             tasks = poisson_tasks(platform, rate, duration, seed)
             oracle = simulate(platform, "mct-oracle", tasks, seed).metrics
             for bound in bounds:
-                mine = simulate(platform, SniperLLF(queue_bound=bound), tasks, seed).metrics
+                # the bound was chosen (2026-11-27) under the idle-first rule, before the idle factor
+                mine = simulate(platform, SniperLLF(queue_bound=bound, idle_factor=math.inf), tasks, seed).metrics
                 ratios[bound][rate].append(mine.awt / oracle.awt)
                 if rate == 24.0:
                     response[bound].append(mine.mean_response / oracle.mean_response)
@@ -105,6 +110,56 @@ def queue_bound(seeds: range = range(10, 18), duration: float = 120.0) -> dict:
         print(f"| {bound} | " + " | ".join(cells) + f" | {statistics.median(response[bound]):.3f} |")
     print()
     return {str(b): {str(r): v for r, v in ratios[b].items()} for b in bounds}
+
+
+IDLE_FACTORS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, math.inf)
+
+
+def idle_factor(reference: str, seeds: range = range(10, 18), duration: float = 120.0) -> dict:
+    """Sniper's idle factor against the oracle, on seeds the paper part and the reference-platform
+    run do not report: the paper platform (T = 20..25, as for the queue bound) and the reference
+    platform (T = 300..400; its table's true times as predictions, which `sniper` corrects anyway)."""
+    cases = [("paper", load_platform("paper"), (20.0, 23.0, 24.0, 25.0)),
+             ("ref", load_platform(reference), (300.0, 350.0, 400.0))]
+    awt: dict = {k: {} for k in IDLE_FACTORS}
+    miss: dict = {k: {} for k in IDLE_FACTORS}
+    response: dict = {k: {} for k in IDLE_FACTORS}
+    oracle_miss: dict = {}
+    for label, platform, rates in cases:
+        for rate in rates:
+            cell = f"{label} T={rate:g}"
+            oracle_miss[cell] = []
+            for k in IDLE_FACTORS:
+                awt[k][cell], miss[k][cell], response[k][cell] = [], [], []
+            for seed in seeds:
+                tasks = poisson_tasks(platform, rate, duration, seed)
+                oracle = simulate(platform, "mct-oracle", tasks, seed).metrics
+                oracle_miss[cell].append(oracle.deadline_miss_rate)
+                for k in IDLE_FACTORS:
+                    mine = simulate(platform, SniperLLF(idle_factor=k), tasks, seed).metrics
+                    awt[k][cell].append(mine.awt / oracle.awt)
+                    miss[k][cell].append(mine.deadline_miss_rate)
+                    response[k][cell].append(mine.mean_response / oracle.mean_response)
+    cells = list(oracle_miss)
+    print(f"## Sniper idle factor, seeds {seeds.start}..{seeds.stop - 1} (inf = the old idle-first rule)\n")
+    for title, table in (("mean response / mct-oracle's (the criterion)", response),
+                         ("AWT / mct-oracle's", awt)):
+        print(f"{title} on the same tasks, median (min-max); geo = geometric mean of the medians\n")
+        print("| factor | " + " | ".join(cells) + " | geo |")
+        print("|---|" + "---|" * (len(cells) + 1))
+        for k in IDLE_FACTORS:
+            medians = [statistics.median(table[k][c]) for c in cells]
+            geo = math.exp(statistics.fmean(math.log(m) for m in medians))
+            print(f"| {k:g} | " + " | ".join(describe(table[k][c]) for c in cells) + f" | {geo:.3f} |")
+        print()
+    print("deadline miss %, median\n")
+    print("| factor | " + " | ".join(cells) + " |")
+    print("|---|" + "---|" * len(cells))
+    rows = [("mct-oracle", oracle_miss)] + [(f"{k:g}", miss[k]) for k in IDLE_FACTORS]
+    for label, table in rows:
+        print(f"| {label} | " + " | ".join(f"{100 * statistics.median(table[c]):.2f}" for c in cells) + " |")
+    print()
+    return {str(k): {"awt_ratio": awt[k], "miss": miss[k], "response_ratio": response[k]} for k in IDLE_FACTORS}
 
 
 @dataclass
@@ -130,8 +185,8 @@ def predictions(seeds: range = range(3), duration: float = 120.0) -> dict:
     variants = (("Table 2 Predict/s", platform), ("AGX x2, TX2 x0.5", platform.with_predicted_times(wrong)),
                 ("random x0.3-3", platform.with_predicted_times(random)))
     print(f"## Predictions and queue order, seeds {seeds.start}..{seeds.stop - 1}, AWT median (s)\n")
-    print("| T | predicted times | sniper | sniper-static | sniper-fifo | mct-oracle |")
-    print("|---|---|---|---|---|---|")
+    print("| T | predicted times | sniper-idle | sniper | sniper-static | sniper-fifo | mct-oracle |")
+    print("|---|---|---|---|---|---|---|")
     out = {}
     for rate in (20.0, 24.0):
         tasks_by_seed = [poisson_tasks(platform, rate, duration, seed) for seed in seeds]
@@ -139,14 +194,15 @@ def predictions(seeds: range = range(3), duration: float = 120.0) -> dict:
                                    for s, t in zip(seeds, tasks_by_seed))
         for label, plat in variants:
             row = {}
-            for name, policy in (("sniper", lambda: make_policy("sniper")),
+            for name, policy in (("sniper-idle", lambda: make_policy("sniper-idle")),
+                                 ("sniper", lambda: make_policy("sniper")),
                                  ("sniper-static", lambda: make_policy("sniper-static")),
                                  ("sniper-fifo", SniperFifo)):
                 row[name] = statistics.median(simulate(plat, policy(), t, s).metrics.awt
                                               for s, t in zip(seeds, tasks_by_seed))
             row["mct-oracle"] = oracle
             out[f"{rate:g} {label}"] = row
-            print(f"| {rate:g} | {label} | {row['sniper']:.3f} | {row['sniper-static']:.3f} | "
+            print(f"| {rate:g} | {label} | {row['sniper-idle']:.3f} | {row['sniper']:.3f} | {row['sniper-static']:.3f} | "
                   f"{row['sniper-fifo']:.3f} | {oracle:.3f} |")
     print()
     return out
@@ -206,11 +262,13 @@ def decision_time(platform, policy_name: str, tasks, rng) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("all", "paper", "speed", "bound", "predictions"), default="all")
+    parser.add_argument("--part", choices=("all", "paper", "speed", "bound", "predictions", "idle"), default="all")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--plot", default=None, help="write the Figure-6-shaped PNG here")
+    parser.add_argument("--reference", default=None,
+                        help="platform.json from examples/reference_platform.py (for --part idle)")
     parser.add_argument("--json", default=None, help="also write raw results to this JSON file")
     args = parser.parse_args()
     out = {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
@@ -220,6 +278,10 @@ def main() -> None:
         out["speed"] = speed(args.repeats)
     if args.part == "bound":
         out["bound"] = queue_bound()
+    if args.part == "idle":
+        if not args.reference:
+            parser.error("--part idle needs --reference PLATFORM.json (make it with examples/reference_platform.py)")
+        out["idle"] = idle_factor(args.reference)
     if args.part == "predictions":
         out["predictions"] = predictions()
     if args.json:

@@ -3,7 +3,8 @@ on its four device configurations, with the zoo exported weightless so the shipp
 predict them (docs/scheduling.md, "Predictor in the loop").
 
     python examples/reference_platform.py --table data/reference/work/train.csv --out /tmp/refplat
-    sniper-onnx simulate --platform /tmp/refplat/platform.json --models /tmp/refplat/models --rates 40,60 --seeds 3
+    sniper-onnx simulate --platform /tmp/refplat/platform.json --models /tmp/refplat/models --rates 300,400 --seeds 3 \
+        --policies polling,edf,mvsp-free,sniper-idle,sniper,mct-oracle --per-device
 
 Writes OUT/platform.json (true_times from the table's latency_s; predictor_devices mapping each
 device type to its configuration) and OUT/models/<network>.onnx.

@@ -45,6 +45,13 @@ def simulate(
         float, typer.Option(help="Deadline = arrival + factor x the model's mean true time.")
     ] = 3.0,
     nodes: Annotated[Optional[str], typer.Option(help="Override node counts, e.g. AGX=4,TX2=3,NX=3.")] = None,
+    idle_factor: Annotated[
+        Optional[float],
+        typer.Option(help="Sniper's idle factor (sniper, sniper-static): an idle device takes a task only if it "
+                          "would finish it within this many times the best device's predicted completion "
+                          "(counted from now). >= 1; 1 = least completion time, inf = always an idle device "
+                          "(the sniper-idle policy). Default: 4, chosen on held-out seeds."),
+    ] = None,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this CSV trace instead of Poisson arrivals.")] = None,
     predictor: Annotated[
         Optional[Path], typer.Option(help="Predictor .onnx file for --models (default: the shipped one).")
@@ -90,7 +97,7 @@ def simulate(
             platform=platform, rates=rate_values, policies=policy_names, seeds=seeds, first_seed=seed,
             duration=duration, noise=noise, deadline_factor=deadline_factor,
             nodes=parse_nodes(nodes) if nodes else None, trace=trace, predictor=predictor,
-            models_dir=models, plot=plot, progress=advance,
+            models_dir=models, plot=plot, progress=advance, idle_factor=idle_factor,
         )
     if as_json:
         typer.echo(json.dumps(report.to_json_dict()))

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.experiment import DEFAULT_DURATION, SweepResult, run_sweep, run_trace
 from sniper_onnx.scheduling.platform import load_platform
-from sniper_onnx.scheduling.policies import PAPER_POLICIES
+from sniper_onnx.scheduling.policies import PAPER_POLICIES, check_idle_factor
 from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, check_expected_tasks, read_trace
 
 
@@ -70,13 +70,17 @@ def simulate_platform(
     models_dir: str | Path | None = None,
     plot: str | Path | None = None,
     progress: Callable[[int], None] | None = None,
+    idle_factor: float | None = None,
 ) -> SimulationReport:
-    """Load a platform, optionally swap in a predictor's times, run a rate sweep or a trace, plot."""
+    """Load a platform, optionally swap in a predictor's times, run a rate sweep or a trace, plot.
+    ``idle_factor`` overrides the Sniper policies' idle factor (None: their default)."""
     if predictor is not None and models_dir is None:
         raise SniperError("--predictor needs --models DIR: a folder of <model>.onnx files for it to time")
     if plot is not None and trace is not None:
         raise SniperError("--plot draws a rate sweep; drop --plot when replaying a --trace")
     check_run_numbers(seeds, first_seed, noise, deadline_factor)
+    if idle_factor is not None:
+        check_idle_factor(idle_factor, "--idle-factor")
     if trace is None:  # the largest rate fails now, not after the smaller ones have run
         if not (math.isfinite(duration) and duration > 0):
             raise SniperError(f"--duration {duration}: give a finite number of seconds > 0")
@@ -97,10 +101,11 @@ def simulate_platform(
         loaded, predictor_models, table_models = swap.platform, swap.replaced, swap.kept
     if trace is not None:
         tasks = read_trace(trace, loaded, first_seed, noise, deadline_factor)
-        sweep = run_trace(loaded, policies, tasks, trace, first_seed, noise, deadline_factor)
+        sweep = run_trace(loaded, policies, tasks, trace, first_seed, noise, deadline_factor, idle_factor)
     else:
         seed_list = list(range(first_seed, first_seed + seeds))
-        sweep = run_sweep(loaded, policies, rates, seed_list, duration, noise, deadline_factor, progress)
+        sweep = run_sweep(loaded, policies, rates, seed_list, duration, noise, deadline_factor, progress,
+                          idle_factor)
     plot_path = None
     if plot is not None:
         from sniper_onnx.scheduling.plot import plot_sweep

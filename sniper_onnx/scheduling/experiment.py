@@ -77,6 +77,7 @@ class SweepResult:
     deadline_factor: float
     rows: list[SweepRow]
     trace: str | None = None
+    idle_factor: float | None = None  # None: each Sniper policy's own (sniper: policies.IDLE_FACTOR)
 
     def row(self, policy: str, rate: float | None) -> SweepRow:
         for row in self.rows:
@@ -94,6 +95,7 @@ class SweepResult:
             "noise": self.noise,
             "deadline_factor": self.deadline_factor,
             "trace": self.trace,
+            "idle_factor": self.idle_factor,
             "rows": [row.to_json_dict() for row in self.rows],
         }
 
@@ -146,8 +148,10 @@ def run_sweep(
     noise: float = DEFAULT_NOISE,
     deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
     progress: Callable[[int], None] | None = None,
+    idle_factor: float | None = None,
 ) -> SweepResult:
-    """Simulate each policy at each Poisson rate for each seed. ``progress(n)`` is told of each run."""
+    """Simulate each policy at each Poisson rate for each seed. ``progress(n)`` is told of each run.
+    ``idle_factor`` overrides Sniper's (see :func:`~sniper_onnx.scheduling.policies.make_policy`)."""
     policies = _check_policies(policies)
     if not seeds:
         raise SniperError("no seeds; give --seeds N with N >= 1")
@@ -156,11 +160,12 @@ def run_sweep(
         for seed in seeds:
             tasks = poisson_tasks(platform, rate, duration, seed, noise, deadline_factor)
             for policy in policies:
-                runs[(policy, rate)].append(simulate(platform, policy, tasks, seed).metrics)
+                runs[(policy, rate)].append(simulate(platform, make_policy(policy, idle_factor), tasks, seed).metrics)
                 if progress:
                     progress(1)
     rows = [_summarise(p, r, runs[(p, r)]) for p in policies for r in rates]
-    return SweepResult(platform, policies, tuple(rates), tuple(seeds), duration, noise, deadline_factor, rows)
+    return SweepResult(platform, policies, tuple(rates), tuple(seeds), duration, noise, deadline_factor, rows,
+                       idle_factor=idle_factor)
 
 
 def run_trace(
@@ -171,9 +176,12 @@ def run_trace(
     seed: int = 0,
     noise: float = DEFAULT_NOISE,
     deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
+    idle_factor: float | None = None,
 ) -> SweepResult:
     """Replay one trace under each policy."""
     policies = _check_policies(policies)
-    rows = [_summarise(p, None, [simulate(platform, p, tasks, seed).metrics]) for p in policies]
+    rows = [_summarise(p, None, [simulate(platform, make_policy(p, idle_factor), tasks, seed).metrics])
+            for p in policies]
     span = max(t.arrival for t in tasks) - min(t.arrival for t in tasks)
-    return SweepResult(platform, policies, (), (seed,), span, noise, deadline_factor, rows, trace=str(trace))
+    return SweepResult(platform, policies, (), (seed,), span, noise, deadline_factor, rows, trace=str(trace),
+                       idle_factor=idle_factor)

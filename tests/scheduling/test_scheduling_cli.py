@@ -120,10 +120,28 @@ def test_yaml_platform_file(tmp_path):
     assert json.loads(result.output)["platform"]["name"] == "lab"
 
 
+def test_idle_factor_option_reaches_sniper_but_not_sniper_idle():
+    # On the paper platform no device is 4x slower than another for any model, so the default
+    # factor 4 never overrides idle-first and sniper == sniper-idle; factor 1 (least completion
+    # time) does change sniper's schedule, and sniper-idle keeps its idle-first rule.
+    base = ["--rates", "20", "--seeds", "1", "--duration", "20", "--policies", "sniper,sniper-idle", "--json"]
+
+    def awt(*extra):
+        result = run(*base, *extra)
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        return data["idle_factor"], {row["policy"]: row["runs"][0]["awt"] for row in data["rows"]}
+
+    factor, default = awt()
+    assert factor is None and default["sniper"] == default["sniper-idle"]
+    factor, one = awt("--idle-factor", "1")
+    assert factor == 1.0 and one["sniper"] != one["sniper-idle"] and one["sniper-idle"] == default["sniper-idle"]
+
+
 def test_list_policies():
     result = run("--list-policies")
     assert result.exit_code == 0
-    for name in ("polling", "edf", "mvsp-free", "mvsp", "sniper", "mct-oracle", "mct-pred", "jsq"):
+    for name in ("polling", "edf", "mvsp-free", "mvsp", "sniper", "sniper-idle", "mct-oracle", "mct-pred", "jsq"):
         assert name in result.output
 
 
@@ -146,6 +164,8 @@ def test_help():
         (["--duration", "-1"], ["duration"]),
         (["--predictor", "p.onnx"], ["--models"]),
         (["--trace", "missing.csv"], ["missing.csv"]),
+        (["--idle-factor", "0.5"], ["--idle-factor", ">= 1"]),
+        (["--idle-factor", "nan"], ["--idle-factor", ">= 1"]),
     ],
 )
 def test_bad_input_is_one_line(args, fragments):

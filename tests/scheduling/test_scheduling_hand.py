@@ -148,6 +148,44 @@ def test_sniper_queue_bound():
     assert placed(simulate(two_devices(), unbounded, tasks(*specs)))[2] == (0, 2, 3)
 
 
+def test_sniper_waits_for_a_busy_fast_device_rather_than_a_much_slower_idle_one():
+    # Model A: 1 s on fast, 10 s on slow. t0 A at 0 -> fast (both idle; 1 < 10), runs 0-1.
+    # t1 A at 0.1: slow is idle and would finish it at 0.1+10 = 10.1, i.e. 10 s from now; fast is
+    # busy until 1 and would finish it at 1+1 = 2, i.e. 1.9 s from now. 10 > 4 x 1.9 = 7.6 (the
+    # default idle factor 4), so sniper queues it on fast (runs 1-2, waits 0.9 s, done at 2); the
+    # old idle-first rule (sniper-idle) runs it on slow at once, 0.1-10.1, done 8.1 s later.
+    specs = ((A, 0, 50), (A, 0.1, 50))
+    new = placed(simulate(two_devices(slow_a=10.0), "sniper", tasks(*specs)))
+    assert new == {0: (0, 0, 1), 1: (0, 1, 2)}
+    old = placed(simulate(two_devices(slow_a=10.0), "sniper-idle", tasks(*specs)))
+    assert old == {0: (0, 0, 1), 1: (1, 0.1, 10.1)}
+    # The boundary: slow taking 7 s is within 4 x 1.9 = 7.6, so the idle device still takes it.
+    assert placed(simulate(two_devices(slow_a=7.0), "sniper", tasks(*specs)))[1] == (1, 0.1, 7.1)
+    # The factor is the rule's one parameter: 10 > 5 x 1.9 = 9.5 -> fast; 10 <= 6 x 1.9 = 11.4 -> slow.
+    assert placed(simulate(two_devices(slow_a=10.0), SniperLLF(idle_factor=5), tasks(*specs)))[1][0] == 0
+    assert placed(simulate(two_devices(slow_a=10.0), SniperLLF(idle_factor=6), tasks(*specs)))[1][0] == 1
+
+
+def test_sniper_idle_factor_one_is_least_completion_time():
+    # Factor 1: an idle device only if it finishes no later than the best device would, i.e. the
+    # same device as least completion time. With A 1 s fast / 5 s slow, t1 at 0.1 goes to fast
+    # (1.9 s from now vs 5 s) under factor 1 and under mct-pred alike; factor inf keeps idle-first.
+    specs = ((A, 0, 50), (A, 0.1, 50), (B, 0.2, 50))
+    least = placed(simulate(two_devices(), SniperLLF(idle_factor=1, time_source="predicted"), tasks(*specs)))
+    assert {i: d for i, (d, _, _) in least.items()} == \
+        {i: d for i, (d, _, _) in placed(simulate(two_devices(), "mct-pred", tasks(*specs))).items()}
+    assert least[1][0] == 0
+    assert placed(simulate(two_devices(), SniperLLF(idle_factor=float("inf")), tasks(*specs)))[1][0] == 1
+
+
+@pytest.mark.parametrize("factor", [0.5, 0.0, -1, float("nan"), "x", None])
+def test_sniper_idle_factor_below_one_is_refused(factor):
+    from sniper_onnx.errors import SniperError
+
+    with pytest.raises(SniperError, match="idle factor"):
+        SniperLLF(idle_factor=factor)
+
+
 def test_mvsp_pays_one_measurement_per_model_and_device_type():
     # t0 (A at 0): A unmeasured -> one run on fast (0-1) and one on slow (0-5); t0 waits for the
     # straggler, then goes to fast: 5+1=6 vs slow 5+5=10 -> fast, runs 5-6 (wait 5).

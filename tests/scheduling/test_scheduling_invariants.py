@@ -5,6 +5,7 @@ import pytest
 
 from sniper_onnx.scheduling import POLICIES, load_platform, poisson_tasks, schedule_violations, simulate
 from sniper_onnx.scheduling.experiment import parse_rates, run_sweep
+from sniper_onnx.scheduling.policies import SniperLLF
 from sniper_onnx.scheduling.workload import read_trace
 
 PAPER = load_platform("paper")
@@ -21,6 +22,20 @@ def test_every_task_runs_once_and_devices_never_overlap(policy, rate):
     assert all(0 <= u <= 1 + 1e-9 for u in result.metrics.utilization)
 
 
+@pytest.mark.parametrize("factor", [1.0, 1.5, 4.0])
+@pytest.mark.parametrize("rate", [12.0, 30.0])
+def test_sniper_idle_factor_keeps_the_invariants_where_it_changes_the_schedule(factor, rate):
+    # On the paper platform (devices within ~2x of each other) the default factor 4 rarely bites,
+    # so also shrink the AGXs' predictions 6x: idle TX2/NX nodes then look > 4x slower than a busy AGX.
+    platform = PAPER.with_predicted_times(PAPER.predicted_times * np.array([1 / 6, 1.0, 1.0]))
+    tasks = poisson_tasks(platform, rate, 15.0, seed=3)
+    result = simulate(platform, SniperLLF(idle_factor=factor, time_source="predicted"), tasks, seed=3)
+    assert schedule_violations(tasks, result.schedule, platform) == []
+    assert result.metrics.tasks == len(tasks)
+    old = simulate(platform, SniperLLF(idle_factor=float("inf"), time_source="predicted"), tasks, seed=3)
+    assert not np.array_equal(result.schedule.device, old.schedule.device)  # the rule did act
+
+
 def test_violations_are_reported():
     tasks = poisson_tasks(PAPER, 20, 5.0, seed=1)
     schedule = simulate(PAPER, "polling", tasks).schedule
@@ -32,7 +47,7 @@ def test_violations_are_reported():
     assert len(problems) == 1 and "two jobs at once" in problems[0]
 
 
-@pytest.mark.parametrize("policy", ["polling", "mvsp", "mvsp-free", "sniper", "mct-oracle"])
+@pytest.mark.parametrize("policy", ["polling", "mvsp", "mvsp-free", "sniper", "sniper-idle", "mct-oracle"])
 def test_identical_seeds_identical_results(policy):
     first = simulate(PAPER, policy, poisson_tasks(PAPER, 24, 10.0, seed=5), seed=5)
     again = simulate(PAPER, policy, poisson_tasks(PAPER, 24, 10.0, seed=5), seed=5)
