@@ -32,6 +32,17 @@ SCALAR_SETTING_OPS = frozenset(
     "Where Clip QLinearAdd QLinearMul".split()  # QLinear*: onnxruntime's quantized Add and Mul
 )
 SETTING_CATEGORIES = frozenset({"elementwise", "add", "activation"})
+# onnxruntime's quantize_dynamic leaves ConvInteger/MatMulInteger unfused: their int32 accumulator is
+# Cast to float and multiplied by a scale, the input's (DynamicQuantizeLinear's, at run time) times
+# the weight's: one value, or one per output channel for a weight quantized per channel. The
+# constants of those Muls are scales, settings as in DynamicQuantizeMatMul's slots, not parameters,
+# whatever their length (a per-channel scale of N values counted N parameters until 2026-11-29).
+INTEGER_ACCUMULATOR_OPS = frozenset({"ConvInteger", "MatMulInteger"})
+RESCALE_OPS = frozenset({"Mul", "Div"})
+# ops that hand an accumulator or a scale on as it is (a scale reshaped to [1, C, 1, 1] for a conv)
+SCALE_LAYOUT_OPS = frozenset({"Cast", "Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity", "Expand", "Transpose"})
+
+
 @dataclass
 class NodeCost:
     """The cost of one operator node; counts are plain integers (MACs, elements, bytes)."""
@@ -374,7 +385,43 @@ def cost_graph(graph: onnx.GraphProto, outer: Scope) -> list[NodeCost]:
     for vi in graph.input:  # loop-carried and scanned values change every iteration
         scope.static.discard(vi.name)
     labels = unique_labels(list(graph.node), list(range(len(graph.node))))
-    return [cost_node(node, f"{graph.name or 'subgraph'}/{labels[i]}", scope, node) for i, node in enumerate(graph.node)]
+    costs = [cost_node(node, f"{graph.name or 'subgraph'}/{labels[i]}", scope, node) for i, node in enumerate(graph.node)]
+    settle_rescales(costs)
+    return costs
+
+
+def settle_rescales(costs: list[NodeCost]) -> None:
+    """No parameters in the rescale of an integer layer's accumulator (see INTEGER_ACCUMULATOR_OPS):
+    the Mul or Div applied to it, and the chain of Muls, Divs and layout ops that made its scale
+    operand, as far as their outputs go nowhere else. ``costs`` in graph order; changed in place."""
+    accumulators = {tensor for cost in costs if cost.op_type in INTEGER_ACCUMULATOR_OPS for tensor in cost.outputs}
+    if not accumulators:
+        return  # float, QDQ and QOperator models: nothing to settle
+    for cost in costs:  # an accumulator Cast to float or reshaped is one still
+        if cost.op_type in SCALE_LAYOUT_OPS and cost.inputs[:1] and cost.inputs[0] in accumulators:
+            accumulators.update(cost.outputs)
+    producer = {tensor: cost for cost in costs for tensor in cost.outputs}
+    readers: dict[str, list[NodeCost]] = {}
+    for cost in costs:
+        for tensor in set(cost.inputs):
+            readers.setdefault(tensor, []).append(cost)
+    scales: dict[int, NodeCost] = {}  # id -> the nodes whose constants are scales
+    for cost in costs:
+        if cost.op_type not in RESCALE_OPS or not any(tensor in accumulators for tensor in cost.inputs):
+            continue
+        scales[id(cost)] = cost
+        pending = [tensor for tensor in cost.inputs if tensor not in accumulators]
+        while pending:
+            source = producer.get(pending.pop())
+            if (source is None or id(source) in scales or source.op_type not in RESCALE_OPS | SCALE_LAYOUT_OPS
+                    or any(tensor in accumulators for tensor in source.inputs)):
+                continue
+            # a scale another node reads too may be more than a scale: left as it is
+            if all(id(reader) in scales for tensor in source.outputs for reader in readers.get(tensor, ())):
+                scales[id(source)] = source
+                pending.extend(source.inputs)
+    for cost in scales.values():
+        cost.params, cost.param_bytes, cost.param_tensors = 0, 0, ()
 
 
 def _total(costs: list[NodeCost], attribute: str) -> int:
@@ -462,4 +509,6 @@ def cost_model(graph: onnx.GraphProto, order: list[int], shapes: dict[str, Tenso
     static, values = static_seed(graph)
     scope = Scope(shapes, static, values, warnings)
     labels = unique_labels(list(graph.node), order)
-    return [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order], scope
+    costs = [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order]
+    settle_rescales(costs)
+    return costs, scope

@@ -229,12 +229,137 @@ def test_a_dynamically_quantized_linear_counts_its_bias_past_the_cast_and_rescal
     result = analyze(_rescaled_linear("MatMulInteger", scale_dims))
     assert node(result, "cast").category == "plumbing" and node(result, "bias_add").params == 8
     assert result.features["fc_params"] == 16 * 8 + 8
+    assert result.features["total_params"] == 16 * 8 + 8  # the weight's scale is a setting (8 more until 2026-11-29)
 
 
 def test_the_same_chain_after_a_float_layer_is_left_as_it_was():
-    """Only integer layers are followed past a Cast and a rescale: float models keep their features."""
+    """Only integer layers are followed past a Cast and a rescale: float models keep their features,
+    and a vector multiplied onto a float layer's output (a LayerScale) stays its parameters."""
     result = analyze(_rescaled_linear("MatMul", []))
     assert result.features["fc_params"] == 16 * 8 and node(result, "bias_add").params == 8
+    per_channel = analyze(_rescaled_linear("MatMul", [8]))
+    assert node(per_channel, "scales").params == 8 and per_channel.features["total_params"] == 16 * 8 + 8 + 8
+
+
+# ------------------------------------------------------------------ per-channel scales are settings
+
+K, N = 16, 8  # a K x N weight, N output channels
+M, C = 8, 4  # a conv's output and input channels (3 x 3 kernel)
+
+
+def _tensor(name: str, array: np.ndarray) -> onnx.TensorProto:
+    return onnx.numpy_helper.from_array(array, name)
+
+
+def _dynamic(layer: str, channels: int, per_channel: bool, scale_path: str = "dynamic") -> onnx.ModelProto:
+    """What onnxruntime's quantize_dynamic writes for a Linear (MatMulInteger) or a Conv
+    (ConvInteger): DynamicQuantizeLinear(x) -> integer layer -> Cast -> Mul by x's scale x the
+    weight's scale (``channels`` values when quantized per channel; a conv's reshaped to
+    [1, C, 1, 1]) -> Add bias. ``scale_path="constant"``: the accumulator multiplied by a stored
+    scale vector directly, as a converter that knows the input scale writes it."""
+    conv = layer == "ConvInteger"
+    count = channels if per_channel else 1
+    dims = [count] if per_channel else []
+    weight = _tensor("W", np.ones((M, C, 3, 3) if conv else (K, N), np.uint8))
+    inits = [weight, _tensor("w_scale", np.full(dims, 0.02, np.float32)), _tensor("w_zero", np.zeros(dims, np.uint8)),
+             _tensor("bias", np.zeros([1, M, 1, 1] if conv else [N], np.float32))]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "x_scale", "x_zero"], name="quantize"),
+             helper.make_node(layer, ["xq", "W", "x_zero", "w_zero"], ["acc"], name="layer"),
+             helper.make_node("Cast", ["acc"], ["acc_f"], name="cast", to=FLOAT)]
+    if scale_path == "constant":
+        scale = "w_scale"
+    else:
+        nodes.append(helper.make_node("Mul", ["x_scale", "w_scale"], ["scale"], name="scales"))
+        scale = "scale"
+    if conv and per_channel:  # [M] broadcast onto [1, M, H, W]
+        inits.append(_tensor("shape", np.array([1, M, 1, 1], np.int64)))
+        nodes.append(helper.make_node("Reshape", [scale, "shape"], ["scale_4d"], name="scale_shape"))
+        scale = "scale_4d"
+    nodes.append(helper.make_node("Mul", ["acc_f", scale], ["rescaled"], name="rescale"))
+    nodes.append(helper.make_node("Add", ["rescaled", "bias"], ["y"], name="bias_add"))
+    x = helper.make_tensor_value_info("x", FLOAT, [1, C, 8, 8] if conv else [4, K])
+    graph = helper.make_graph(nodes, "dynamic", [x], [helper.make_tensor_value_info("y", FLOAT, None)], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("scale_path", ["dynamic", "constant"])
+@pytest.mark.parametrize(("layer", "weights", "bias"), [("MatMulInteger", K * N, N), ("ConvInteger", M * C * 9, M)])
+def test_a_per_channel_weight_scale_of_a_dynamically_quantized_layer_is_not_parameters(layer, weights, bias, scale_path):
+    """The weight's scale vector (one per output channel) was counted as that many parameters of
+    the Mul applying it: the per-channel model had N more than the per-tensor one."""
+    channels = N if layer == "MatMulInteger" else M
+    per_tensor, per_channel = (analyze(_dynamic(layer, channels, p, scale_path)) for p in (False, True))
+    for result in (per_tensor, per_channel):
+        assert result.unknown_ops == {} and result.unknown_shape_nodes == []
+        assert result.features["total_params"] == weights + bias, [(n.name, n.params) for n in result.nodes]
+        assert result.features["param_bytes"] == weights + 4 * bias  # uint8 weights, float32 biases
+        assert node(result, "rescale").params == 0 and node(result, "bias_add").params == bias
+        if scale_path == "dynamic":
+            assert node(result, "scales").params == node(result, "scales").param_bytes == 0
+    for name in ("total_params", "critical_path_params", "param_bytes"):
+        assert per_channel.features[name] == per_tensor.features[name], name  # MACs differ: N scale products
+    if layer == "MatMulInteger":  # the bias is still found past the rescale (a conv's [1, M, 1, 1] scale: not yet)
+        assert per_channel.features["fc_params"] == weights + bias
+
+
+def test_a_scale_another_node_reads_too_keeps_its_count():
+    """Only a chain made for the rescale alone is settled: a tensor read elsewhere may be more than
+    a scale."""
+    model = _dynamic("MatMulInteger", N, True)
+    model.graph.node.append(helper.make_node("Mul", ["scale", "y"], ["z"], name="elsewhere"))
+    model.graph.output[0].name = "z"
+    result = analyze(model)
+    assert node(result, "scales").params == N and node(result, "rescale").params == 0
+
+
+def _per_channel_weight_settings(op_type: str):
+    """Quantized layers whose weight scale and zero point have one value per output channel."""
+    scalar = [_tensor("s", np.array(0.1, np.float32)), _tensor("z", np.array(128, np.uint8))]
+    channel = [_tensor("ws", np.full(M, 0.02, np.float32)), _tensor("wz", np.zeros(M, np.uint8))]
+    if op_type == "QLinearConv":
+        nodes = [helper.make_node("QLinearConv", ["x", "s", "z", "W", "ws", "wz", "s", "z", "b"], ["y"], name="op")]
+        inits = [_tensor("W", np.ones((M, C, 3, 3), np.uint8)), _tensor("b", np.zeros(M, np.int32))]
+        x, weights, bias = helper.make_tensor_value_info("x", UINT8, [1, C, 8, 8]), M * C * 9, M
+    elif op_type == "QLinearMatMul":
+        nodes = [helper.make_node("QLinearMatMul", ["x", "s", "z", "W", "ws", "wz", "s", "z"], ["y"], name="op")]
+        inits = [_tensor("W", np.ones((K, M), np.uint8))]
+        x, weights, bias = helper.make_tensor_value_info("x", UINT8, [4, K]), K * M, 0
+    elif op_type == "DequantizeLinear":  # a QDQ weight dequantized per output channel (axis 0), then Conv
+        nodes = [helper.make_node("DequantizeLinear", ["W", "ws", "wz"], ["Wf"], name="dq", axis=0),
+                 helper.make_node("Conv", ["x", "Wf"], ["y"], name="op")]
+        inits = [_tensor("W", np.ones((M, C, 3, 3), np.uint8))]
+        x, weights, bias = helper.make_tensor_value_info("x", FLOAT, [1, C, 8, 8]), M * C * 9, 0
+    else:  # the integer layers with per-channel zero points only (their scales come after them)
+        integer_inputs = ["x", "W", "z", "wz"]
+        nodes = [helper.make_node(op_type, integer_inputs, ["y"], name="op")]
+        conv = op_type == "ConvInteger"
+        inits = [_tensor("W", np.ones((M, C, 3, 3) if conv else (K, M), np.uint8))]
+        x = helper.make_tensor_value_info("x", UINT8, [1, C, 8, 8] if conv else [4, K])
+        weights, bias = (M * C * 9 if conv else K * M), 0
+    graph = helper.make_graph(nodes, "q", [x], [helper.make_tensor_value_info("y", TensorProto.UNDEFINED, None)],
+                              [*scalar, *channel, *inits])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), weights, bias
+
+
+@pytest.mark.parametrize("op_type", ["QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "DequantizeLinear"])
+def test_per_channel_scales_and_zero_points_of_quantized_layers_are_settings(op_type):
+    model, weights, bias = _per_channel_weight_settings(op_type)
+    result = analyze(model)
+    assert result.unknown_ops == {} and result.unknown_shape_nodes == []
+    assert result.features["total_params"] == node(result).params == weights + bias
+
+
+@pytest.mark.parametrize(("op_type", "inputs"), [
+    ("DynamicQuantizeMatMul", ["a", "B", "ws", "wz", "bias"]),
+    ("MatMulIntegerToFloat", ["aq", "B", "s", "ws", "z", "wz", "bias"]),
+])
+def test_per_channel_scales_of_fused_dynamic_quantization_matmuls_are_settings(op_type, inputs):
+    channel = [_tensor("ws", np.full(8, 0.02, np.float32)), _tensor("wz", np.zeros(8, np.uint8))]
+    bias = _tensor("bias", np.zeros(8, np.float32))
+    data = {"aq" if "aq" in inputs else "a": [2, 3, 16]}
+    result = analyze(_ms_model([_op(op_type, inputs)], data, [_u8("B", 16, 8), bias, *channel],
+                               UINT8 if "aq" in inputs else FLOAT))
+    assert _only(result).params == result.features["total_params"] == 16 * 8 + 8
 
 
 # ------------------------------------------------------------------ onnxruntime's quantizers on torch exports
@@ -360,6 +485,18 @@ def test_dynamically_quantized_cnn_counts_the_float_biases(cnn):
     features = result.features
     assert features["conv_params"] == CNN_CONV_PARAMS and features["fc_params"] == CNN_FC_PARAMS
     assert features["conv_macs"] == CNN_CONV_MACS and features["fc_macs"] == CNN_FC_MACS
+
+
+@needs_quantizer
+def test_a_cnn_quantized_per_channel_has_the_parameters_of_the_float_one(cnn):
+    """onnxruntime's quantize_dynamic(per_channel=True): each weight's scale vector is a setting."""
+    per_channel = cnn["float"].with_name("cnn_dynamic_per_channel.onnx")
+    quantization.quantize_dynamic(str(cnn["float"]), str(per_channel), per_channel=True)
+    scales = [t for t in onnx.load(str(per_channel)).graph.initializer if t.name.endswith("_scale") and t.dims]
+    assert scales, "no per-channel scale: the test would show nothing"
+    float_features, features = analyze(cnn["float"]).features, analyze(per_channel).features
+    for name in ("total_params", "conv_params", "fc_params"):
+        assert features[name] == float_features[name], name
 
 
 @needs_quantizer
