@@ -60,7 +60,8 @@ def predict_files(
     names = [str(m) for m in models]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
     notes += precision_notes(names, precisions, plan, tables)
-    merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes)
+    merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes,
+                             predictor_warnings=[line for table in tables for line in table.predictor_warnings])
     for table in tables:
         merged.rows.extend(table.rows)
     return merged

@@ -65,14 +65,17 @@ class PredictionTable:
     predictor: str
     rows: List[PredictionRow] = field(default_factory=list)
     analysis_warnings: List[str] = field(default_factory=list)  # incomplete costs (unknown ops or shapes)
+    # about the predictor file itself (trained on features of another analyzer): once per file, not per row
+    predictor_warnings: List[str] = field(default_factory=list)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {"predictor": self.predictor, "unit": "seconds", "interval": "90%",
                 "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings()}
 
     def warnings(self) -> List[str]:
-        """The analyzer's warnings for networks whose costs are incomplete, then one line per network
-        and predictor where the network's features lie outside that predictor's training data."""
+        """The predictors' own warnings (features of another schema), the analyzer's warnings for
+        networks whose costs are incomplete, then one line per network and predictor where the
+        network's features lie outside that predictor's training data."""
         seen: Dict[tuple, List[str]] = {}
         devices: Dict[tuple, int] = {}
         for row in self.rows:
@@ -80,11 +83,12 @@ class PredictionTable:
                 key = (row.network, Path(row.predictor).name if row.predictor else "the predictor")
                 seen.setdefault(key, row.outside_training_range)
                 devices[key] = devices.get(key, 0) + 1
-        return self.analysis_warnings + [f"{network}: {len(features)} feature(s) outside the training range of {source} "
+        outside = [f"{network}: {len(features)} feature(s) outside the training range of {source} "
                 f"({', '.join(features[:4])}{' ...' if len(features) > 4 else ''}); its {devices[network, source]} "
                 "row(s) are extrapolations, marked as such; adapt the predictor with measured samples of "
                 "similar networks (`sniper-onnx adapt`/`feedback`)"
                 for (network, source), features in seen.items()]
+        return self.predictor_warnings + self.analysis_warnings + outside
 
     def seconds(self) -> np.ndarray:
         return np.array([row.seconds for row in self.rows])
@@ -282,6 +286,28 @@ class Predictor:
     def devices(self) -> List[str]:
         return sorted(self.device_table)
 
+    @property
+    def feature_schema(self) -> Optional[str]:
+        """The analyzer's FEATURE_SCHEMA its network features were computed with; None for a file
+        written before training recorded it (until 2026-11-29)."""
+        schema = self.meta.get("feature_schema")
+        return str(schema) if schema is not None else None
+
+    def feature_schema_notes(self) -> List[str]:
+        """One warning when the file was trained on features of another schema than the running
+        analyzer computes: same names, maybe other values, so its answers may be off by the change.
+        A file without a recorded schema says nothing: it predates recording it, and warning on
+        every prediction of every older file would be noise (the shipped ones carry theirs)."""
+        from sniper_onnx.analysis.result import FEATURE_SCHEMA  # lazily: loading a predictor needs no analyzer
+
+        schema = self.feature_schema
+        if schema is None or schema == FEATURE_SCHEMA:
+            return []
+        return [f"{self.source}: trained on features of feature schema {schema}, but this sniper-onnx computes "
+                f"feature schema {FEATURE_SCHEMA}; features may share names but not values, so its predictions "
+                "may be off: retrain it on features this analyzer computes (`sniper-onnx db import` its profiler "
+                "records into a fresh database, `db export`, `train`)"]
+
     # -- prediction ----------------------------------------------------------------------------
     def predict(
         self,
@@ -301,7 +327,7 @@ class Predictor:
         nets = self.network_matrix(network_features, list(network_names) if network_names else None)
         outside = self.outside_training_range(nets)
         tables = self._usable_tables(kernel_tables, len(nets))
-        table = PredictionTable(predictor=self.source)
+        table = PredictionTable(predictor=self.source, predictor_warnings=self.feature_schema_notes())
         for device in devices:
             vector = self.device_vector(device)
             kernel = self._kernel_answers(device, tables)

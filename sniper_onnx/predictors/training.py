@@ -10,6 +10,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
+from sniper_onnx.analysis.result import FEATURE_SCHEMA
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.dataset import TrainingData
 from sniper_onnx.predictors.keyfeatures import extract_key_features
@@ -118,6 +119,10 @@ def train_predictor(
         "training_data_sha256": data.sha256(),
         "network_feature_range": feature_range(data),
         "target": "natural-log seconds, mean squared error",
+        # The analyzer's schema, so `predict` can say when today's analyzer computes these features
+        # differently. The table does not record which analyzer made its features: this assumes the
+        # running one (a caller that knows better passes it in extra_meta).
+        "feature_schema": FEATURE_SCHEMA,
         **(extra_meta or {}),
     }
     if kernel_tables is None and any(data.network_sources):
