@@ -134,7 +134,7 @@ def check_policy(name: str) -> Any:
     policy = make_policy(name)
     if policy.time_source in SIMULATOR_ONLY:
         raise SniperError(f"policy {name!r}: {SIMULATOR_ONLY[policy.time_source]}; for real dispatch use sniper, "
-                          "sniper-static, mct-pred, mvsp, mvsp-free (the same as mvsp here: calibration is paid before the run), "
+                          "sniper-idle, sniper-static, mct-pred, mvsp, mvsp-free (the same as mvsp here: calibration is paid before the run), "
                           "edf, edf-jsq, jsq or polling")
     return policy
 

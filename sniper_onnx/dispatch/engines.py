@@ -223,6 +223,7 @@ class DaskEngine:
             kind, device, model = self._pending.pop(future)
             task = self._tasks.pop(future, (-1, 0))
             if future.status == "error":
+                _refuse_older_agent(device, future.exception())
                 # the task raised outside the agent's own try (or the worker could not run it): the
                 # device is alive, so answer for it, or the dispatcher waits on it forever
                 events.append(Event(kind, device, model=model, payload=_failed(kind, device, task, future)))
@@ -274,6 +275,35 @@ class DaskEngine:
             future.cancel()
         if self._owns_client:
             self.client.close()
+
+
+# Keywords this dispatcher passes to a Dask agent's functions that an older sniper-profiler does
+# not take (each with the change that added it): such an agent fails every task and calibration
+# alike with a TypeError, so it is one error for the device, not a failure per net.
+NEWER_AGENT_KEYWORDS = {
+    "reload": "dask_run_task's reload (2026-11-29: a task remakes a session its agent dropped)",
+    "scope": "AgentSettings.scope (2026-11-29: two dispatchers sharing one agent)",
+}
+# docs/dispatch.md, "A device joins a fleet": the command that installs the agent on a device
+AGENT_INSTALL = "pip install --no-deps ./profiler"
+
+
+def _refuse_older_agent(device: str, error: Optional[BaseException]) -> None:
+    """One line naming the device and the fix when its agent is an older sniper-profiler.
+
+    Raised rather than worked around (calling it without the keyword): agents of several ages
+    differ in several ways (scope, reload, the farm's measurement settings), and a run half served
+    by an agent that times nets another way is worse than no run. The agent reports no version
+    of its own, so the TypeError is the evidence."""
+    if not isinstance(error, TypeError):
+        return
+    text = " ".join(str(error).split())
+    for keyword, change in NEWER_AGENT_KEYWORDS.items():
+        if f"unexpected keyword argument '{keyword}'" in text:
+            raise SniperError(
+                f"device {device}: its agent runs an older sniper-profiler than this sniper-onnx, without {change} "
+                f"({type(error).__name__}: {text}); upgrade sniper-profiler on that device (`{AGENT_INSTALL}` from "
+                "this sniper-onnx's checkout), start its agent again and run this again")
 
 
 def _failed(kind: str, device: str, task: tuple[int, int], future: Any) -> dict[str, Any]:

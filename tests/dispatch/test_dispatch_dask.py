@@ -158,3 +158,43 @@ def test_an_agent_with_a_bad_scheduler_address_says_so_in_one_line():
     assert done.returncode == 1
     assert done.stderr.strip().startswith("sniper-profiler agent: error: --scheduler 'notaurl' must be")
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+# An agent installed from a sniper-profiler before 2026-11-29's `reload`: the same worker
+# entry point, with the task function of that version (no ``reload`` keyword).
+OLD_AGENT = """
+import sys
+from sniper_profiler import agent
+
+def dask_run_task(settings, task_id, attempt, model, source, input_path=None):
+    found, scope = agent._dask_agent(settings)
+    return found.run(task_id, attempt, model, source, input_path, scope=scope).to_dict()
+
+agent.dask_run_task = dask_run_task
+agent.main(sys.argv[1:])
+"""
+
+
+def test_an_agent_of_an_older_sniper_profiler_is_one_error_naming_the_device_and_the_fix(cluster, tmp_path):
+    """It failed every task with a TypeError (`unexpected keyword argument 'reload'`), one failure
+    per task, and the run went on as if the nets were at fault."""
+    from sniper_onnx.errors import SniperError
+
+    address, _ = cluster
+    model = {"m": matmul_chain(tmp_path / "m.onnx", rows=4, width=8)}
+    fleet = fleet_from_dict(fleet_dict(model, devices=[{"name": "d-old", "type": "t", "threads": 1}],
+                                       engine="dask", scheduler=address))
+    worker = subprocess.Popen([sys.executable, "-c", OLD_AGENT, "--scheduler", address, "--name", "d-old",
+                               "--host", "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with pytest.raises(SniperError) as raised:
+            dispatch(fleet, [DispatchTask("m", arrival=i * 0.01) for i in range(5)], "polling",
+                     calibration_repeats=1, ready_timeout_s=60)
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+    message = str(raised.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith("device d-old: its agent runs an older sniper-profiler than this sniper-onnx")
+    assert "unexpected keyword argument 'reload'" in message
+    assert "upgrade sniper-profiler on that device (`pip install --no-deps ./profiler`" in message

@@ -171,3 +171,48 @@ def test_a_dask_worker_replaced_under_its_name_between_two_looks_is_reported_die
     assert [(e.kind, e.device) for e in events] == [("died", "d0"), ("ready", "d0")]
     assert engine._device_data == {} and engine.pids["d0"] == 12
     assert engine._membership() == []
+
+
+class _ErredFuture:
+    """A Dask future whose function raised on the worker."""
+
+    status = "error"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def done(self) -> bool:
+        return True
+
+    def exception(self) -> BaseException:
+        return self.error
+
+
+def _engine_with(kind: str, error: BaseException):
+    pytest.importorskip("distributed")
+    from sniper_onnx.dispatch.engines import DaskEngine
+
+    engine = DaskEngine.__new__(DaskEngine)
+    engine._checked = time.monotonic() + 3600  # no membership look: the test has no scheduler
+    engine._pending = {_ErredFuture(error): (kind, "jetson-0", "m")}
+    engine._tasks = {}
+    return engine
+
+
+@pytest.mark.parametrize("kind, error", [
+    ("result", TypeError("dask_run_task() got an unexpected keyword argument 'reload'")),
+    ("calibrated", TypeError("__init__() got an unexpected keyword argument 'scope'")),
+], ids=["reload", "scope"])
+def test_a_dask_agent_older_than_the_dispatcher_is_one_error_not_a_failure_per_net(kind, error):
+    from sniper_onnx.errors import SniperError
+
+    with pytest.raises(SniperError, match=r"^device jetson-0: its agent runs an older sniper-profiler .*"
+                                          r"upgrade sniper-profiler on that device \(`pip install --no-deps ./profiler`"):
+        _engine_with(kind, error).poll(0.01)
+
+
+def test_other_errors_of_a_dask_task_stay_failures_of_that_task():
+    """A setting the agent does not know that no older agent lacked either (a bad fleet entry)."""
+    events = _engine_with("result", TypeError("__init__() got an unexpected keyword argument 'no_such'")).poll(0.01)
+    assert [(e.kind, e.device, e.payload["status"]) for e in events] == [("result", "jetson-0", "failed")]
+    assert "no_such" in events[0].payload["error"]
