@@ -155,3 +155,19 @@ def test_ctrl_c_in_a_command_that_does_not_resume_promises_nothing(monkeypatch, 
     result = CliRunner().invoke(app, ["analyze", str(model)])
     assert result.exit_code == 130
     assert result.output.strip() == "sniper-onnx: interrupted"
+
+
+def test_a_command_line_the_parser_refuses_is_one_line_naming_the_help():
+    cases = {
+        ("simulate", "--idle-factor", "abc"): "'abc' is not a valid float; see 'sniper-onnx simulate -h'",
+        ("analyz", "m.onnx"): "No such command 'analyz'. Did you mean 'analyze'?; see 'sniper-onnx -h'",
+        ("analyze", "a.onnx", "b.onnx"): "unexpected extra argument (b.onnx); see 'sniper-onnx analyze -h'",
+        ("predict", "--bogus"): "No such option '--bogus'; see 'sniper-onnx predict -h'",
+        ("simulate", "--rates"): "'--rates' requires an argument; see 'sniper-onnx simulate -h'",
+    }
+    for args, expected in cases.items():
+        result = runner.invoke(app, list(args), prog_name="sniper-onnx")
+        assert result.exit_code == 2, args
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: "), (args, result.output)
+        assert expected in lines[0], (args, lines[0])

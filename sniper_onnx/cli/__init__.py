@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import sqlite3
 import sys
 
@@ -77,7 +78,10 @@ class _OneLineErrors(TyperGroup):
         except SniperError as error:
             typer.echo(f"sniper-onnx: error: {error}", err=True)
             ctx.exit(EXIT_USER_ERROR)
-        except _PASS_THROUGH:
+        except _PASS_THROUGH as error:
+            if _is_usage_error(error):
+                typer.echo(f"sniper-onnx: error: {_usage_message(error, ctx)}", err=True)
+                ctx.exit(EXIT_USER_ERROR)
             raise
         except KeyboardInterrupt:
             typer.echo(f"sniper-onnx: interrupted{_interrupted(ctx)}", err=True)
@@ -108,6 +112,29 @@ class _OneLineErrors(TyperGroup):
             if os.environ.get("SNIPER_ONNX_DEBUG"):
                 raise
             _internal_error(ctx, error)
+
+
+def _is_usage_error(error: BaseException) -> bool:
+    """A command line the parser refused (unknown command or option, bad value, extra argument):
+    click's UsageError, or typer's own copy of it in releases that vendor click (exit code 2). Not
+    a bare command with no arguments, whose help the framework has printed (its message is empty)."""
+    format_message = getattr(error, "format_message", None)
+    return getattr(error, "exit_code", None) == 2 and callable(format_message) and bool(format_message().strip())
+
+
+def _usage_message(error: BaseException, ctx: typer.Context) -> str:
+    """The parser's message as one line (typer and click both add "Did you mean ...?" to an unknown
+    command: said once), and where the refused command's help is."""
+    sentences: list[str] = []
+    for sentence in re.split(r"(?<=[.?!])\s+", " ".join(error.format_message().split())):
+        if sentence not in sentences:
+            sentences.append(sentence)
+    refused = getattr(error, "ctx", None)
+    if refused is not None:
+        command = refused.command_path
+    else:  # an option's value refused before its command's context was made
+        command = " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))
+    return f"{' '.join(sentences).rstrip('.')}; see '{command} -h'"
 
 
 NO_ROOM_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT})
