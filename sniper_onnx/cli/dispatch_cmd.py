@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
+
+if TYPE_CHECKING:  # the dispatcher (numpy) is imported only when the command runs
+    from sniper_onnx.dispatch import DispatchStopped, StoppedRun
 
 HELP = """Dispatch inference tasks to real devices with a scheduling policy; report measured TPS, AWT,
 p95/p99 wait and deadline misses next to the simulator's numbers for the same tasks.
@@ -110,18 +113,18 @@ def register(app: typer.Typer) -> None:
         tasks = (read_workload(workload, list(loaded.models)) if workload is not None
                  else poisson_workload(list(loaded.models), rate, duration, seed))
         kills = [_parse_kill(text) for text in kill or []]
-        from sniper_onnx.dispatch import DispatchInterrupted
+        from sniper_onnx.dispatch import DispatchInterrupted, DispatchStopped
 
         try:
             report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, hang_timeout,
                           quiet=as_json)
         except DispatchInterrupted as stop:
-            if tasks_out and stop.outcomes:
-                _write_outcomes(tasks_out, stop.outcomes)
             from sniper_onnx.cli import on_interrupt
 
-            on_interrupt(_kept_on_interrupt(stop, tasks_out))
+            on_interrupt(_kept_on_interrupt(stop, _keep(stop, tasks_out)))
             raise
+        except DispatchStopped as stop:  # the one error line also says what the run kept
+            raise SniperError(_kept_on_error(stop, _keep(stop, tasks_out))) from None
         if tasks_out:
             _write_outcomes(tasks_out, report.outcomes)
         if as_json:
@@ -139,16 +142,32 @@ def _write_outcomes(path: Path, outcomes) -> None:
             handle.write(json.dumps(outcome.__dict__) + "\n")
 
 
-def _kept_on_interrupt(stop, tasks_out: Optional[Path]) -> str:
+NOTHING_KEPT = "nothing kept (--db stores times as they arrive)"
+
+
+def _keep(stop: "StoppedRun", tasks_out: Optional[Path]) -> Optional[str]:
+    """Write the outcomes of a run stopped partway to --tasks-out; what that kept, if anything."""
+    if not (tasks_out and stop.outcomes):
+        return None
+    _write_outcomes(tasks_out, stop.outcomes)
+    finished = sum(1 for outcome in stop.outcomes if outcome.status != "pending")
+    return f"{finished} finished task(s) of {len(stop.outcomes)} written to {tasks_out} (the rest 'pending')"
+
+
+def _stored(stop: "StoppedRun") -> Optional[str]:
+    return f"{stop.stored} measured time(s) stored in {stop.db}" if stop.db else None
+
+
+def _kept_on_interrupt(stop: "StoppedRun", written: Optional[str]) -> str:
     """What a run stopped by Ctrl-C kept: dispatch does not resume (a run is its arrivals' timing)."""
-    kept = []
-    if stop.db:
-        kept.append(f"{stop.stored} measured time(s) stored in {stop.db}")
-    if tasks_out and stop.outcomes:
-        finished = sum(1 for outcome in stop.outcomes if outcome.status != "pending")
-        kept.append(f"{finished} finished task(s) of {len(stop.outcomes)} written to {tasks_out} (the rest 'pending')")
-    said = "; ".join(kept) if kept else "nothing kept (--db stores times as they arrive)"
-    return f"{said}; no report; dispatch does not resume: running it again starts a new run"
+    kept = [part for part in (_stored(stop), written) if part]
+    return f"{'; '.join(kept) or NOTHING_KEPT}; no report; dispatch does not resume: running it again starts a new run"
+
+
+def _kept_on_error(stop: "DispatchStopped", written: Optional[str]) -> str:
+    """The error, then what the run kept; the stored count last, where the API's message has it."""
+    kept = [part for part in (written, _stored(stop)) if part]
+    return f"{stop.reason}; {'; '.join(kept) or NOTHING_KEPT}"
 
 
 def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool):
@@ -159,8 +178,13 @@ def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout
     with progress_bar(disable=quiet) as bar:
         job = bar.add_task("dispatching", total=len(tasks))
         return dispatch(fleet, tasks, policy, db=db, deadline_factor=deadline_factor, calibration_repeats=repeats,
-                        kills=kills, hang_floor_s=hang_timeout,
+                        kills=kills, hang_floor_s=hang_timeout, warn=_warn,
                         progress=lambda done, total: bar.update(job, completed=done))
+
+
+def _warn(message: str) -> None:
+    """Said once, before the run (on stderr, so --json's stdout stays one object); the report keeps it too."""
+    typer.echo(f"sniper-onnx: warning: {message}", err=True)
 
 
 def register_feedback(app: typer.Typer) -> None:

@@ -31,6 +31,7 @@ from sniper_onnx.errors import SniperError
 SIMULATOR_ONLY = {"true": "it needs each task's exact run time, which only the simulator knows"}
 STATUS_OK, STATUS_FAILED = "ok", "failed"
 ProgressHook = Callable[[int, int], None]  # (finished tasks, total)
+WarnHook = Callable[[str], None]  # one warning line, said as soon as it is known
 
 
 # A task running this many times its calibrated time marks its device as hung (see dispatch()).
@@ -98,6 +99,8 @@ class DispatchReport:
     outcomes: list[TaskOutcome] = field(default_factory=list)
     db: Optional[str] = None
     measurements_written: int = 0
+    # about the inputs, once each: a predictor trained on features of another analyzer's schema
+    warnings: list[str] = field(default_factory=list)
 
     def to_json_dict(self, with_tasks: bool = False) -> dict[str, Any]:
         from sniper_onnx.scheduling.api import finite
@@ -108,13 +111,36 @@ class DispatchReport:
         return finite(data)
 
 
-class DispatchInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped a run: ``outcomes`` so far (``pending``: not finished) and how many measured
-    times were ``stored`` in the database (drained before this is raised). No report is made."""
+class StoppedRun:
+    """What a run stopped partway kept: ``outcomes`` so far (``pending``: not finished; none when it
+    stopped before the clock started) and how many measured times were ``stored`` in the database
+    ``db`` (drained before the stop is raised). No report is made. Shared by Ctrl-C and errors, so
+    the CLI keeps and says the same for both."""
+
+    outcomes: list[TaskOutcome]
+    stored: int
+    db: Optional[str]
+
+    def _keep(self, outcomes: list[TaskOutcome], stored: int, db: Optional[str]) -> None:
+        self.outcomes, self.stored, self.db = outcomes, stored, db
+
+
+class DispatchInterrupted(StoppedRun, KeyboardInterrupt):
+    """Ctrl-C stopped a run (see :class:`StoppedRun`)."""
 
     def __init__(self, outcomes: list[TaskOutcome], stored: int, db: Optional[str]) -> None:
         super().__init__("dispatch interrupted")
-        self.outcomes, self.stored, self.db = outcomes, stored, db
+        self._keep(outcomes, stored, db)
+
+
+class DispatchStopped(StoppedRun, SniperError):
+    """An error stopped a run after it began (an agent older than the dispatcher, met mid-run; see
+    :class:`StoppedRun`). ``reason`` is the error; the message adds how many times were stored."""
+
+    def __init__(self, reason: str, outcomes: list[TaskOutcome], stored: int, db: Optional[str]) -> None:
+        super().__init__(reason + (f"; {stored} measured time(s) stored in {db}" if db else ""))
+        self.reason = reason
+        self._keep(outcomes, stored, db)
 
 
 @dataclass
@@ -152,12 +178,15 @@ def dispatch(
     orphan_timeout_s: float = 30.0,
     progress: Optional[ProgressHook] = None,
     hang_floor_s: float = 30.0,
+    warn: Optional[WarnHook] = None,
 ) -> DispatchReport:
     """Run ``tasks`` on ``fleet``'s devices with ``policy``; returns measured and simulated metrics.
 
     ``engine`` overrides the fleet's (tests pass a Dask client's engine). A device still running
     one task after ``max(hang_floor_s, HANG_FACTOR x`` its calibrated time for that model) is
-    treated as hung: its worker is killed and the task re-dispatched like any dead device's."""
+    treated as hung: its worker is killed and the task re-dispatched like any dead device's.
+    ``warn`` is given each of the report's ``warnings`` before the run starts (the CLI says them
+    at once: a run takes minutes)."""
     from sniper_onnx.scheduling.api import check_deadline_factor
 
     policy_object = check_policy(policy)
@@ -173,16 +202,25 @@ def dispatch(
     with tempfile.TemporaryDirectory(prefix="sniper-dispatch-") as scratch:
         blobs = {name: model_bytes(fleet.models[name]) for name in models}
         # a predictor or mapping that cannot answer fails here, before any worker starts or warms up
-        predictions = None if fleet.predicted_times or not fleet.predictor_devices else _predictor_times(fleet, blobs)
+        predictions, notes = ((None, []) if fleet.predicted_times or not fleet.predictor_devices
+                              else _predictor_times(fleet, blobs))
+        if warn:
+            for note in notes:
+                warn(note)
         engine = engine or _make_engine(fleet, blobs, Path(scratch))
         run = _Run(fleet, models, list(tasks), policy_object, engine, db, blobs, kills, progress)
-        run.predictions = predictions
+        run.predictions, run.warnings = predictions, notes
         run.hang_floor_s = hang_floor_s
         try:
             return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
         except KeyboardInterrupt:
             run.close()  # stores every time measured so far before saying how many
             raise DispatchInterrupted(run.outcomes, run.written, run.db) from None
+        except SniperError as error:
+            run.close()
+            if not (run.started or run.written):
+                raise  # refused before anything was measured: the error alone says it
+            raise DispatchStopped(str(error), run.outcomes, run.written, run.db) from error
         finally:
             run.close()
 
@@ -230,6 +268,7 @@ class _Run:
         self.predicted: dict[str, dict[str, float]] = {}
         self.predicted_source = "calibration"
         self.predictions: Optional[dict[str, dict[str, float]]] = None  # predictor's, mapped types only
+        self.warnings: list[str] = []
         self.writer = _writer(db, fleet, blobs) if db else None
         self.db = str(db) if db else None
         self.written = 0
@@ -552,7 +591,7 @@ class _Run:
         sent = self.overhead[[o.index for o in self.outcomes if o.attempts > 0]] * 1e6
         overhead = {"median": float(np.median(sent)) if len(sent) else 0.0,
                     "p95": float(np.percentile(sent, 95)) if len(sent) else 0.0}
-        written = self.writer.close() if self.writer else 0
+        written = self.written = self.writer.close() if self.writer else 0  # close() writes no more
         if self.writer:  # a time that could not be stored is said, not dropped silently
             self.failures += [f"not stored in {self.db}: {error}" for error in self.writer.errors]
             if self.writer.dropped:
@@ -569,7 +608,7 @@ class _Run:
             gap=gap, overhead_us=overhead,
             calibration=calibration, predicted=self.predicted, predicted_source=self.predicted_source,
             per_device=per_device, failures=self.failures, outcomes=self.outcomes, db=self.db,
-            measurements_written=written,
+            measurements_written=written, warnings=self.warnings,
         )
 
     def _simulate(self, done: list[TaskOutcome], counts: dict[str, int], replay: bool) -> dict[str, Any]:
@@ -643,8 +682,9 @@ def _carry_learning(old: Any, new: Any) -> None:
             target._per_device[model] = (target._table[model] * target._ratio[model])[target._device_type]
 
 
-def _predictor_times(fleet: Fleet, blobs: dict[str, bytes]) -> dict[str, dict[str, float]]:
-    """model -> device type -> the predictor's seconds, for the types ``predictor_devices`` maps."""
+def _predictor_times(fleet: Fleet, blobs: dict[str, bytes]) -> tuple[dict[str, dict[str, float]], list[str]]:
+    """model -> device type -> the predictor's seconds, for the types ``predictor_devices`` maps;
+    and the predictor file's own warnings (a feature schema other than the analyzer's), once each."""
     import onnx
 
     from sniper_onnx.predictors.commands import FIX_THE_EXPORT, analyze_for_prediction
@@ -655,10 +695,13 @@ def _predictor_times(fleet: Fleet, blobs: dict[str, bytes]) -> dict[str, dict[st
     networks = [analyze_for_prediction(onnx.load_from_string(blobs[m]), m, remedy=FIX_THE_EXPORT) for m in models]
     features, kernels = [n.features for n in networks], [n.kernel_table for n in networks]
     table: dict[str, dict[str, float]] = {m: {} for m in models}
+    notes: dict[str, None] = {}  # every predict() repeats the file's warnings: kept once, in order
     for dtype, name in names.items():
-        for row in predictor.predict(features, [name], models, kernel_tables=kernels).rows:
+        answer = predictor.predict(features, [name], models, kernel_tables=kernels)
+        notes.update(dict.fromkeys(answer.predictor_warnings))
+        for row in answer.rows:
             table[row.network][dtype] = float(row.seconds)
-    return table
+    return table, list(notes)
 
 
 def _writer(db: "str | Path", fleet: Fleet, blobs: dict[str, bytes]) -> Any:

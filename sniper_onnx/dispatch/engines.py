@@ -155,6 +155,9 @@ class DaskEngine:
 
     name = "dask"
     MEMBERSHIP_EVERY_S = 0.2
+    # an older agent's refusal, held until the answers that came with it are handed over (a class
+    # default: set per engine only once an agent refuses)
+    _refusal: Optional[SniperError] = None
 
     def __init__(self, scheduler: Any, model_bytes: dict[str, bytes], settings: dict[str, dict]) -> None:
         try:
@@ -208,6 +211,8 @@ class DaskEngine:
     def poll(self, timeout: float) -> list[Event]:
         from distributed import wait
 
+        if self._refusal is not None:  # the answers that came with it were returned by the last poll
+            raise self._refusal
         events: list[Event] = []
         if time.monotonic() - self._checked >= self.MEMBERSHIP_EVERY_S:
             events.extend(self._membership())
@@ -219,11 +224,24 @@ class DaskEngine:
                 pass
         else:
             time.sleep(max(min(timeout, self.MEMBERSHIP_EVERY_S), 0.0))
+        events.extend(self._finished())
+        if self._refusal is not None and not events:
+            raise self._refusal
+        return events
+
+    def _finished(self) -> list[Event]:
+        """The answers of the futures done now. An older agent's refusal is held, not raised here:
+        the answers popped before it would be lost with this list."""
+        events = []
         for future in [f for f in self._pending if f.done()]:
             kind, device, model = self._pending.pop(future)
             task = self._tasks.pop(future, (-1, 0))
             if future.status == "error":
-                _refuse_older_agent(device, future.exception())
+                refusal = _older_agent(device, future.exception())
+                if refusal is not None:
+                    # no answer for it: its task stays open, so the caller polls again and meets it
+                    self._refusal = self._refusal or refusal
+                    continue
                 # the task raised outside the agent's own try (or the worker could not run it): the
                 # device is alive, so answer for it, or the dispatcher waits on it forever
                 events.append(Event(kind, device, model=model, payload=_failed(kind, device, task, future)))
@@ -288,22 +306,31 @@ NEWER_AGENT_KEYWORDS = {
 AGENT_INSTALL = "pip install --no-deps ./profiler"
 
 
-def _refuse_older_agent(device: str, error: Optional[BaseException]) -> None:
-    """One line naming the device and the fix when its agent is an older sniper-profiler.
+def _older_agent(device: str, error: Optional[BaseException]) -> Optional[SniperError]:
+    """One line naming the device and the fix when its agent is an older sniper-profiler, else None.
 
-    Raised rather than worked around (calling it without the keyword): agents of several ages
-    differ in several ways (scope, reload, the farm's measurement settings), and a run half served
-    by an agent that times nets another way is worse than no run. The agent reports no version
+    Refused (the run stops) rather than worked around (calling it without the keyword): agents of
+    several ages differ in several ways (scope, reload, the farm's measurement settings), and a run
+    half served by an agent that times nets another way is worse than no run. The agent reports no version
     of its own, so the TypeError is the evidence."""
     if not isinstance(error, TypeError):
-        return
+        return None
     text = " ".join(str(error).split())
     for keyword, change in NEWER_AGENT_KEYWORDS.items():
         if f"unexpected keyword argument '{keyword}'" in text:
-            raise SniperError(
+            return SniperError(
                 f"device {device}: its agent runs an older sniper-profiler than this sniper-onnx, without {change} "
                 f"({type(error).__name__}: {text}); upgrade sniper-profiler on that device (`{AGENT_INSTALL}` from "
                 "this sniper-onnx's checkout), start its agent again and run this again")
+    return None
+
+
+def _refuse_older_agent(device: str, error: Optional[BaseException]) -> None:
+    """Raise :func:`_older_agent`'s error, if any: for a caller holding no answers it could lose
+    (the tests' engines stand in for DaskEngine with it)."""
+    refusal = _older_agent(device, error)
+    if refusal is not None:
+        raise refusal
 
 
 def _failed(kind: str, device: str, task: tuple[int, int], future: Any) -> dict[str, Any]:

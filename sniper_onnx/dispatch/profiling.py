@@ -89,13 +89,41 @@ def profile_fleet(fleet: Fleet, jobs: Sequence[Any], db: "str | Path", config: A
                 farm.run(ready_timeout_s)
             finally:
                 farm.engine.close()
+    except SniperError as error:
+        _close_writer(writer, summary)
+        if not summary.measured:
+            raise  # refused before anything was measured: the error alone says it
+        raise FarmStopped(str(error), summary) from error
     finally:
-        summary.stored = writer.close()
-        summary.already_stored = writer.already
-        summary.store_errors = list(writer.errors)
-        if writer.dropped:
-            summary.store_errors.append(f"{writer.dropped} median(s) not stored: the database writer stopped")
+        _close_writer(writer, summary)
     return summary
+
+
+class FarmStopped(SniperError):
+    """An error stopped the farm partway (an agent older than the dispatcher, met mid-run):
+    ``summary`` is what it measured and stored by then; the message adds how many medians were
+    stored, and that a rerun resumes."""
+
+    def __init__(self, reason: str, summary: FleetProfileSummary) -> None:
+        super().__init__(f"{reason}; {_stored(summary)}; running the same command again resumes (it skips them)")
+        self.reason, self.summary = reason, summary
+
+
+def _stored(summary: FleetProfileSummary) -> str:
+    errors = summary.store_errors
+    first = " ".join(errors[0].split()) if errors else ""  # a database's error text may span lines
+    not_stored = f", {len(errors)} not stored (first: {first})" if errors else ""
+    return f"{summary.stored} median(s) stored in {summary.db}{not_stored}"
+
+
+def _close_writer(writer: "FarmWriter", summary: FleetProfileSummary) -> None:
+    """Wait for the writer to store what it was given, and count it. Called on an error before its
+    message counts the medians, and again in ``finally``: close() is idempotent."""
+    summary.stored = writer.close()
+    summary.already_stored = writer.already
+    summary.store_errors = list(writer.errors)
+    if writer.dropped:
+        summary.store_errors.append(f"{writer.dropped} median(s) not stored: the database writer stopped")
 
 
 def measurement_settings(config: Any) -> dict[str, Any]:

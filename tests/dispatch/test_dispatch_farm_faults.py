@@ -188,13 +188,30 @@ class _ErredFuture:
         return self.error
 
 
-def _engine_with(kind: str, error: BaseException):
+class _DoneFuture:
+    """A Dask future whose function returned ``value`` (a device's answer)."""
+
+    status = "finished"
+
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> dict:
+        return self.value
+
+
+def _engine_with(kind: str, error: BaseException, before: dict | None = None, after: dict | None = None):
+    """A Dask engine whose one erred future comes after the ``before`` futures and before ``after``
+    (future -> (kind, device, model)): the order poll() meets them in."""
     pytest.importorskip("distributed")
     from sniper_onnx.dispatch.engines import DaskEngine
 
     engine = DaskEngine.__new__(DaskEngine)
     engine._checked = time.monotonic() + 3600  # no membership look: the test has no scheduler
-    engine._pending = {_ErredFuture(error): (kind, "jetson-0", "m")}
+    engine._pending = {**(before or {}), _ErredFuture(error): (kind, "jetson-0", "m"), **(after or {})}
     engine._tasks = {}
     return engine
 
@@ -216,3 +233,87 @@ def test_other_errors_of_a_dask_task_stay_failures_of_that_task():
     events = _engine_with("result", TypeError("__init__() got an unexpected keyword argument 'no_such'")).poll(0.01)
     assert [(e.kind, e.device, e.payload["status"]) for e in events] == [("result", "jetson-0", "failed")]
     assert "no_such" in events[0].payload["error"]
+
+
+OLD_RELOAD = TypeError("dask_run_task() got an unexpected keyword argument 'reload'")
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_older_agent_met_in_a_poll_loses_none_of_the_answers_that_came_with_it(where):
+    """The refusal was raised in the middle of the loop over finished futures: the answers popped
+    before it were in no event, so never stored, and close() cancelled the rest."""
+    from sniper_onnx.errors import SniperError
+
+    answer = {"status": "ok", "task_id": 7, "attempt": 1, "seconds": 0.0123}
+    engine = _engine_with("result", OLD_RELOAD, **{where: {_DoneFuture(answer): ("result", "d-new", "m")}})
+    events = engine.poll(0.01)
+    assert [(e.kind, e.device, e.payload) for e in events] == [("result", "d-new", answer)]
+    assert engine._pending == {}  # the old agent's task has no "failed" answer: the run stops instead
+    for _ in range(2):  # and stays stopped
+        with pytest.raises(SniperError, match=r"^device jetson-0: its agent runs an older sniper-profiler"):
+            engine.poll(0.01)
+
+
+class RefusingFarmEngine(ScriptedEngine):
+    """Measures ``answers`` nets, then every poll raises what DaskEngine.poll raises for an agent
+    of an older sniper-profiler."""
+
+    def __init__(self, answers: int) -> None:
+        super().__init__("dask", hang=set(), restart="same-name")
+        self.answers, self.given = answers, 0
+
+    def poll(self, timeout: float) -> list[Event]:
+        from sniper_onnx.dispatch.engines import _refuse_older_agent
+
+        if self.given >= self.answers:
+            _refuse_older_agent("d0", OLD_RELOAD)
+        events = super().poll(timeout)
+        self.given += sum(event.kind == "calibrated" for event in events)
+        return events
+
+
+def _nets(tmp_path, count: int) -> list[str]:
+    return [str(matmul_chain(tmp_path / f"n{i}.onnx", rows=4 + i, width=8)) for i in range(count)]
+
+
+def test_a_farm_stopped_by_an_older_agent_keeps_its_medians_and_says_how_many(tmp_path, monkeypatch):
+    import sqlite3
+
+    from sniper_onnx.database.collect import file_jobs
+    from sniper_profiler.config import ProfileConfig
+
+    nets = _nets(tmp_path, 5)
+    fleet = fleet_from_dict(fleet_dict({"m": tmp_path / "n0.onnx"}, [{"name": "d0", "type": "t"}]))
+    db = tmp_path / "ncd.sqlite"
+    monkeypatch.setattr(profiling, "_make_farm_engine", lambda *args: RefusingFarmEngine(2))
+    with pytest.raises(profiling.FarmStopped) as stop:
+        profiling.profile_fleet(fleet, file_jobs(nets), db, ProfileConfig(), ready_timeout_s=10)
+    with sqlite3.connect(db) as con:
+        assert con.execute("select count(*) from measurements").fetchone()[0] == 2
+    assert (stop.value.summary.measured, stop.value.summary.stored) == (2, 2)
+    assert str(stop.value).startswith("device d0: its agent runs an older sniper-profiler")
+    assert str(stop.value).endswith(f"run this again; 2 median(s) stored in {db}; running the same command again "
+                                    "resumes (it skips them)")
+    # and it does: a rerun with an agent that answers measures only the 3 left
+    monkeypatch.setattr(profiling, "_make_farm_engine", lambda *args: RefusingFarmEngine(99))
+    summary = profiling.profile_fleet(fleet, file_jobs(nets), db, ProfileConfig(), ready_timeout_s=10)
+    assert (summary.skipped, summary.measured, summary.stored) == (2, 3, 3)
+
+
+def test_profile_fleet_on_the_cli_ends_its_one_error_line_with_the_medians_stored(tmp_path, monkeypatch):
+    import yaml
+    from typer.testing import CliRunner
+
+    from sniper_onnx.cli import app
+
+    nets = _nets(tmp_path, 5)
+    fleet = tmp_path / "fleet.yaml"
+    fleet.write_text(yaml.safe_dump(fleet_dict({"m": tmp_path / "n0.onnx"}, [{"name": "d0", "type": "t"}])))
+    db = tmp_path / "ncd.sqlite"
+    monkeypatch.setattr(profiling, "_make_farm_engine", lambda *args: RefusingFarmEngine(2))
+    result = CliRunner().invoke(app, ["profile", "--fleet", str(fleet), *nets, "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    line = result.stderr.strip()
+    assert len(line.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert line.startswith("sniper-onnx: error: device d0: its agent runs an older sniper-profiler")
+    assert line.endswith(f"; 2 median(s) stored in {db}; running the same command again resumes (it skips them)")
