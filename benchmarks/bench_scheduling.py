@@ -197,13 +197,19 @@ def predictions(seeds: range = range(3), duration: float = 120.0) -> dict:
             for name, policy in (("sniper-idle", lambda: make_policy("sniper-idle")),
                                  ("sniper", lambda: make_policy("sniper")),
                                  ("sniper-static", lambda: make_policy("sniper-static")),
-                                 ("sniper-fifo", SniperFifo)):
+                                 ("sniper-fifo", SniperFifo),
+                                 # the same two under the old idle-first rule: where does the factor act?
+                                 ("sniper-static k=inf", lambda: make_policy("sniper-static", math.inf)),
+                                 ("sniper-fifo k=inf", lambda: SniperFifo(idle_factor=math.inf))):
                 row[name] = statistics.median(simulate(plat, policy(), t, s).metrics.awt
                                               for s, t in zip(seeds, tasks_by_seed))
             row["mct-oracle"] = oracle
             out[f"{rate:g} {label}"] = row
             print(f"| {rate:g} | {label} | {row['sniper-idle']:.3f} | {row['sniper']:.3f} | {row['sniper-static']:.3f} | "
                   f"{row['sniper-fifo']:.3f} | {oracle:.3f} |")
+    print("\nThe same under the old idle-first rule (idle factor inf): sniper-static, sniper-fifo AWT\n")
+    for key, row in out.items():
+        print(f"- T={key}: {row['sniper-static k=inf']:.3f}, {row['sniper-fifo k=inf']:.3f}")
     print()
     return out
 

@@ -49,7 +49,8 @@ def simulate(
         Optional[float],
         typer.Option(help="Sniper's idle factor (sniper, sniper-static): an idle device takes a task only if it "
                           "would finish it within this many times the best device's predicted completion "
-                          "(counted from now). >= 1; 1 = least completion time, inf = always an idle device "
+                          "(counted from now), or when that device is running past its prediction. >= 1; "
+                          "1 = least completion time (a tie goes to the idle device), inf = always an idle device "
                           "(the sniper-idle policy). Default: 4, chosen on held-out seeds."),
     ] = None,
     trace: Annotated[Optional[Path], typer.Option(help="Replay this CSV trace instead of Poisson arrivals.")] = None,
@@ -99,6 +100,8 @@ def simulate(
             nodes=parse_nodes(nodes) if nodes else None, trace=trace, predictor=predictor,
             models_dir=models, plot=plot, progress=advance, idle_factor=idle_factor,
         )
+    for warning in report.warnings:
+        typer.echo(f"sniper-onnx: warning: {warning}", err=True)
     if as_json:
         typer.echo(json.dumps(report.to_json_dict()))
         return

@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.experiment import DEFAULT_DURATION, SweepResult, run_sweep, run_trace
 from sniper_onnx.scheduling.platform import load_platform
-from sniper_onnx.scheduling.policies import PAPER_POLICIES, check_idle_factor
+from sniper_onnx.scheduling.policies import PAPER_POLICIES, check_idle_factor, idle_factor_unused
 from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, check_expected_tasks, read_trace
 
 
@@ -20,12 +20,14 @@ class SimulationReport:
     plot: Path | None = None
     predictor_models: tuple[str, ...] = ()  # models whose predictions came from --predictor
     table_models: tuple[str, ...] = ()  # models that kept the platform's predicted times
+    warnings: tuple[str, ...] = ()  # for stderr: an --idle-factor no policy uses, the predictor's warnings
 
     def to_json_dict(self) -> dict:
         data = finite(self.sweep.to_json_dict())
         data["plot"] = str(self.plot) if self.plot else None
         data["predictor_models"] = list(self.predictor_models)
         data["table_models"] = list(self.table_models)
+        data["warnings"] = list(self.warnings)
         return data
 
 
@@ -86,6 +88,8 @@ def simulate_platform(
             raise SniperError(f"--duration {duration}: give a finite number of seconds > 0")
         check_expected_tasks(max(rates, default=0.0), duration)
     if plot is not None:
+        if Path(plot).is_dir():  # else a suffix-less DIR would become DIR.png beside it
+            raise SniperError(f"--plot {plot}: is a directory; give a file name such as {Path(plot) / 'fig.png'}")
         from sniper_onnx.outputs import plot_path as checked_plot_path
 
         plot = checked_plot_path(plot)
@@ -94,11 +98,14 @@ def simulate_platform(
         loaded = loaded.with_nodes(nodes)
     predictor_models: tuple[str, ...] = ()
     table_models: tuple[str, ...] = ()
+    unused = idle_factor_unused(policies, idle_factor)
+    warnings: tuple[str, ...] = (unused,) if unused else ()
     if models_dir is not None:  # without --predictor: the predictor shipped with the package
         from sniper_onnx.scheduling.predicted import with_predictor
 
         swap = with_predictor(loaded, predictor, models_dir)
         loaded, predictor_models, table_models = swap.platform, swap.replaced, swap.kept
+        warnings += swap.warnings
     if trace is not None:
         tasks = read_trace(trace, loaded, first_seed, noise, deadline_factor)
         sweep = run_trace(loaded, policies, tasks, trace, first_seed, noise, deadline_factor, idle_factor)
@@ -111,7 +118,7 @@ def simulate_platform(
         from sniper_onnx.scheduling.plot import plot_sweep
 
         plot_path = plot_sweep(sweep, plot)
-    return SimulationReport(sweep, plot_path, predictor_models, table_models)
+    return SimulationReport(sweep, plot_path, predictor_models, table_models, warnings)
 
 
 def check_run_numbers(seeds: int, first_seed: int, noise: float, deadline_factor: float) -> None:

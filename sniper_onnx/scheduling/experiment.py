@@ -16,7 +16,7 @@ import numpy as np
 from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.metrics import SUMMARY_FIELDS, Metrics
 from sniper_onnx.scheduling.platform import Platform
-from sniper_onnx.scheduling.policies import make_policy
+from sniper_onnx.scheduling.policies import make_policy, uses_idle_factor
 from sniper_onnx.scheduling.simulator import simulate
 from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, Task, poisson_tasks
 
@@ -49,6 +49,7 @@ class SweepRow:
     seeds: int
     summary: dict[str, Spread]
     runs: list[Metrics] = field(repr=False)
+    idle_factor: float | None = None  # the idle factor this policy ran with; None: it has none
 
     @property
     def empty_runs(self) -> int:
@@ -60,6 +61,7 @@ class SweepRow:
             "policy": self.policy,
             "rate": self.rate,
             "seeds": self.seeds,
+            "idle_factor": factor_json(self.idle_factor),
             "empty_runs": self.empty_runs,
             "summary": {name: asdict(spread) for name, spread in self.summary.items()},
             "runs": [run.to_json_dict() for run in self.runs],
@@ -77,7 +79,14 @@ class SweepResult:
     deadline_factor: float
     rows: list[SweepRow]
     trace: str | None = None
-    idle_factor: float | None = None  # None: each Sniper policy's own (sniper: policies.IDLE_FACTOR)
+    idle_factor: float | None = None  # --idle-factor as given; None: each Sniper policy's own default
+
+    @property
+    def idle_factor_used(self) -> float | None:
+        """The idle factor of the policies that take ``--idle-factor`` (sniper, sniper-static):
+        the given one or their default; None when no such policy ran."""
+        used = {row.idle_factor for row in self.rows if uses_idle_factor(row.policy)}
+        return used.pop() if len(used) == 1 else None
 
     def row(self, policy: str, rate: float | None) -> SweepRow:
         for row in self.rows:
@@ -95,9 +104,21 @@ class SweepResult:
             "noise": self.noise,
             "deadline_factor": self.deadline_factor,
             "trace": self.trace,
-            "idle_factor": self.idle_factor,
+            # the factor the runs really used, not the option (None would hide the default 4);
+            # sniper-idle's is always inf whatever sniper's is, so it is also given per policy and row
+            "idle_factor": factor_json(self.idle_factor_used),
+            "idle_factors": {row.policy: factor_json(row.idle_factor) for row in self.rows
+                             if row.idle_factor is not None},
             "rows": [row.to_json_dict() for row in self.rows],
         }
+
+
+def factor_json(value: float | None) -> float | str | None:
+    """An idle factor as JSON: the number, "inf" for infinity (JSON has none, and null would read
+    as "not set"), null for a policy without one."""
+    if value is None:
+        return None
+    return "inf" if math.isinf(value) else float(value)
 
 
 def parse_rates(text: str) -> tuple[float, ...]:
@@ -109,6 +130,9 @@ def parse_rates(text: str) -> tuple[float, ...]:
                 raise ValueError
             start, stop = parts[0], parts[1]
             step = parts[2] if len(parts) == 3 else 1.0
+            if step > 0 and math.isfinite(stop) and stop < start:
+                raise SniperError(f"--rates {text!r}: STOP {stop:g} is below START {start:g}; rates run "
+                                  f"upwards, write {stop:g}:{start:g}")
             if not (step > 0 and stop >= start and math.isfinite(stop)):
                 raise ValueError
             count = int(math.floor((stop - start) / step + 1e-9)) + 1
@@ -134,9 +158,13 @@ def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(policies))  # a policy named twice is one row
 
 
-def _summarise(policy: str, rate: float | None, runs: list[Metrics]) -> SweepRow:
+def _summarise(policy: str, rate: float | None, runs: list[Metrics], idle_factor: float | None = None) -> SweepRow:
     summary = {name: Spread.of([getattr(run, name) for run in runs]) for name in SUMMARY_FIELDS}
-    return SweepRow(policy, rate, len(runs), summary, runs)
+    return SweepRow(policy, rate, len(runs), summary, runs, idle_factor)
+
+
+def _factor_of(policy: str, idle_factor: float | None) -> float | None:
+    return getattr(make_policy(policy, idle_factor), "idle_factor", None)
 
 
 def run_sweep(
@@ -163,7 +191,7 @@ def run_sweep(
                 runs[(policy, rate)].append(simulate(platform, make_policy(policy, idle_factor), tasks, seed).metrics)
                 if progress:
                     progress(1)
-    rows = [_summarise(p, r, runs[(p, r)]) for p in policies for r in rates]
+    rows = [_summarise(p, r, runs[(p, r)], _factor_of(p, idle_factor)) for p in policies for r in rates]
     return SweepResult(platform, policies, tuple(rates), tuple(seeds), duration, noise, deadline_factor, rows,
                        idle_factor=idle_factor)
 
@@ -180,8 +208,8 @@ def run_trace(
 ) -> SweepResult:
     """Replay one trace under each policy."""
     policies = _check_policies(policies)
-    rows = [_summarise(p, None, [simulate(platform, make_policy(p, idle_factor), tasks, seed).metrics])
-            for p in policies]
+    rows = [_summarise(p, None, [simulate(platform, make_policy(p, idle_factor), tasks, seed).metrics],
+                       _factor_of(p, idle_factor)) for p in policies]
     span = max(t.arrival for t in tasks) - min(t.arrival for t in tasks)
     return SweepResult(platform, policies, (), (seed,), span, noise, deadline_factor, rows, trace=str(trace),
                        idle_factor=idle_factor)

@@ -148,8 +148,9 @@ class SniperLLF:
     Starting now rather than queueing behind a faster device's backlog is what AWT counts, and a
     short queue carries few prediction errors; but an idle device 4-380x slower than a busy one
     (a CPU beside a GPU) would hold the task, and itself, far longer than the busy one's backlog
-    lasts. ``idle_factor=inf`` is the old pure idle-first rule (``sniper-idle``); 1 is plain least
-    completion time.
+    lasts. The override never queues behind an overdue device (busy past its predicted free time:
+    its completion is unknown, not "now"). ``idle_factor=inf`` is the old pure idle-first rule
+    (``sniper-idle``); 1 is least completion time, except that a tie goes to the open device.
     Queue order: least laxity first, laxity = deadline - now - predicted exec on that device (with
     corrected estimates, the estimate when the task was queued).
     By default the predictions are corrected online by finished tasks (``predicted-feedback``, the
@@ -173,6 +174,13 @@ class SniperLLF:
         candidate = int(np.argmin(np.where(open_devices, completion, np.inf)))
         if candidate == best or math.isinf(self.idle_factor):
             return candidate
+        if view.outstanding[best] > 0 and view.free_at[best] < view.now:
+            # The best device is still running past the time its estimates said it would be free
+            # (a task slower than predicted: noise, or a throttled, mis-predicted or hung device).
+            # max(free_at, now) counts it as free this instant, which is the one thing known to be
+            # false, and how much longer it needs is unknown; queueing behind it would stake the
+            # task on an unbounded wait, so take the device that can start now.
+            return candidate
         # both counted from now: how long until the open device, and the best one, would finish it
         if completion[candidate] - view.now <= self.idle_factor * (completion[best] - view.now):
             return candidate
@@ -189,8 +197,8 @@ def check_idle_factor(value: float, label: str = "idle factor") -> float:
     except (TypeError, ValueError):
         raise SniperError(f"{label} {value!r}: give a number >= 1, or inf") from None
     if math.isnan(number) or number < 1:
-        raise SniperError(f"{label} {value!r}: give a number >= 1 (1 = plain least completion time, "
-                          f"inf = always an idle device; default {IDLE_FACTOR:g})")
+        raise SniperError(f"{label} {value!r}: give a number >= 1 (1 = least completion time, a tie to the idle "
+                          f"device; inf = always an idle device; default {IDLE_FACTOR:g})")
     return number
 
 
@@ -231,6 +239,20 @@ def make_policy(name: str, idle_factor: float | None = None) -> Policy:
     except KeyError:
         raise SniperError(f"policy {name!r}: unknown; choose from {', '.join(POLICIES)}") from None
     policy = factory()
-    if idle_factor is not None and isinstance(policy, SniperLLF) and name != "sniper-idle":
+    if idle_factor is not None and uses_idle_factor(name):
         policy = replace(policy, idle_factor=check_idle_factor(idle_factor))
     return policy
+
+
+def uses_idle_factor(name: str) -> bool:
+    """Whether ``--idle-factor`` changes the policy called ``name`` (sniper-idle is pinned to inf)."""
+    entry = POLICIES.get(name)
+    return entry is not None and name != "sniper-idle" and isinstance(entry[0](), SniperLLF)
+
+
+def idle_factor_unused(policies: Sequence[str], idle_factor: float | None) -> str | None:
+    """A warning when an idle factor is given but none of ``policies`` would use it."""
+    if idle_factor is None or any(uses_idle_factor(name) for name in policies):
+        return None
+    return (f"--idle-factor {idle_factor:g} has no effect on {', '.join(policies)}: only sniper and "
+            "sniper-static take it (sniper-idle is always inf)")

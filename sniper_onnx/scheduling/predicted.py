@@ -25,6 +25,7 @@ class PredictorSwap:
     platform: Platform
     replaced: tuple[str, ...]  # models whose predictions now come from the predictor
     kept: tuple[str, ...]  # platform models with no ONNX file: their table predictions stay
+    warnings: tuple[str, ...] = ()  # the predictor's own (a feature schema other than the analyzer's)
 
 
 def model_files(platform: Platform, models_dir: str | Path) -> dict[str, Path]:
@@ -108,4 +109,7 @@ def with_predictor(platform: Platform, predictor_path: str | Path | None, models
     for row, name in zip(matrix, names):
         predicted[platform.model_index(name)] = row
     kept = tuple(m for m in platform.models if m not in files)
-    return PredictorSwap(platform.with_predicted_times(predicted), tuple(names), kept)
+    # the predictor's warnings say its seconds may be off (trained on another feature schema);
+    # the simulated schedule rests on those seconds, so they reach the user as `predict`'s do
+    return PredictorSwap(platform.with_predicted_times(predicted), tuple(names), kept,
+                         tuple(dict.fromkeys(table.predictor_warnings)))

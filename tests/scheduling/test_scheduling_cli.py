@@ -133,9 +133,46 @@ def test_idle_factor_option_reaches_sniper_but_not_sniper_idle():
         return data["idle_factor"], {row["policy"]: row["runs"][0]["awt"] for row in data["rows"]}
 
     factor, default = awt()
-    assert factor is None and default["sniper"] == default["sniper-idle"]
+    assert factor == 4.0 and default["sniper"] == default["sniper-idle"]
     factor, one = awt("--idle-factor", "1")
     assert factor == 1.0 and one["sniper"] != one["sniper-idle"] and one["sniper-idle"] == default["sniper-idle"]
+
+
+def test_json_records_the_idle_factor_each_policy_used():
+    # The default (4) is written as 4.0, not null; inf as the string "inf" (JSON has no infinity,
+    # and null would read as "unset"); sniper-idle is always inf whatever --idle-factor says, so
+    # each row carries its own factor and policies without one (edf) carry null.
+    base = ["--rates", "20", "--seeds", "1", "--duration", "5", "--policies", "edf,sniper,sniper-idle", "--json"]
+
+    def factors(*extra):
+        result = run(*base, *extra)
+        assert result.exit_code == 0, result.output
+        data = json.loads(result.output)
+        return data["idle_factor"], data["idle_factors"], {row["policy"]: row["idle_factor"] for row in data["rows"]}
+
+    assert factors() == (4.0, {"sniper": 4.0, "sniper-idle": "inf"},
+                         {"edf": None, "sniper": 4.0, "sniper-idle": "inf"})
+    assert factors("--idle-factor", "inf") == ("inf", {"sniper": "inf", "sniper-idle": "inf"},
+                                               {"edf": None, "sniper": "inf", "sniper-idle": "inf"})
+    assert factors("--idle-factor", "2.5")[2]["sniper"] == 2.5
+
+
+@pytest.mark.parametrize("policies", ["edf", "sniper-idle", "edf,sniper-idle"])
+def test_idle_factor_no_policy_uses_is_one_warning(policies):
+    result = run("--rates", "20", "--seeds", "1", "--duration", "5", "--policies", policies,
+                 "--idle-factor", "2", "--json")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert warnings == [f"sniper-onnx: warning: --idle-factor 2 has no effect on {policies.replace(',', ', ')}: "
+                        "only sniper and sniper-static take it (sniper-idle is always inf)"]
+    json.loads(result.stdout)  # the warning stays off stdout
+
+
+def test_idle_factor_a_policy_uses_gives_no_warning():
+    result = run("--rates", "20", "--seeds", "1", "--duration", "5", "--policies", "edf,sniper-static",
+                 "--idle-factor", "2", "--json")
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.stderr
 
 
 def test_list_policies():
@@ -157,6 +194,8 @@ def test_help():
         (["--platform", "nowhere.json"], ["nowhere.json", "paper"]),
         (["--rates", "fast"], ["--rates", "START:STOP"]),
         (["--rates", "0"], ["positive"]),
+        (["--rates", "25:18"], ["STOP 18 is below START 25", "25:18", "18:25"]),
+        (["--rates", "25:18:0.5"], ["STOP 18 is below START 25"]),
         (["--policies", "sniper,magic"], ["magic", "choose from"]),
         (["--nodes", "AGX"], ["TYPE=COUNT"]),
         (["--nodes", "GPU=3"], ["GPU"]),
@@ -237,6 +276,25 @@ def test_plot_without_suffix_is_written_as_png_and_named_so(tmp_path, monkeypatc
     assert result.exit_code == 0, result.output
     assert (tmp_path / "fig6.png").is_file()
     assert "plot written to fig6.png" in result.output
+
+
+def test_the_documented_paper_trace_replays_on_the_paper_platform():
+    # docs/scheduling.md's trace command; examples/trace.csv is the dispatch fleet's (other models)
+    from pathlib import Path
+
+    trace = Path(__file__).resolve().parents[2] / "examples" / "paper_trace.csv"
+    result = run("--platform", "paper", "--trace", str(trace), "--json")
+    assert result.exit_code == 0, result.output
+    assert [row["runs"][0]["tasks"] for row in json.loads(result.output)["rows"]] == [30] * 5
+
+
+def test_plot_into_an_existing_directory_is_refused(tmp_path, monkeypatch):
+    # --plot figs (a directory) would otherwise be written as figs.png beside it
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "figs").mkdir()
+    assert_one_line_error(run("--rates", "18", *SMALL, "--policies", "polling", "--plot", "figs"),
+                          "--plot figs: is a directory", "figs/fig.png")
+    assert not (tmp_path / "figs.png").exists()
 
 
 def test_a_rate_or_policy_given_twice_is_one_row():

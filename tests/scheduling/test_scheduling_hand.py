@@ -166,6 +166,29 @@ def test_sniper_waits_for_a_busy_fast_device_rather_than_a_much_slower_idle_one(
     assert placed(simulate(two_devices(slow_a=10.0), SniperLLF(idle_factor=6), tasks(*specs)))[1][0] == 1
 
 
+def test_sniper_does_not_queue_behind_a_device_running_over_its_prediction():
+    # fast is predicted 1 s for A but really takes 8 s (throttled or mis-predicted); slow is 6 s,
+    # predicted 6 s. t0 A at 0 -> fast (both idle; 0+1 = 1 < 0+6 = 6), really runs 0-8.
+    # t1 A at 5: fast is busy and was predicted free at 1 < 5, so it is overdue; max(free_at, now)
+    # + est counts it as finishing t1 at 5+1 = 6 (1 s from now) against slow's 5+6 = 11 (6 s from
+    # now), and 6 > 4 x 1 would queue t1 on fast: it would wait 8-5 = 3 s and run 8-16 (AWT 1.5,
+    # makespan 16). An overdue device's completion is unknown, so sniper takes idle slow: 5-11,
+    # no wait (AWT 0, makespan 11), as sniper-idle does.
+    platform = platform_from_dict({
+        "name": "overrun", "devices": {"fast": 1, "slow": 1},
+        "true_times": {"A": {"fast": 8.0, "slow": 6.0}},
+        "predicted_times": {"A": {"fast": 1.0, "slow": 6.0}},
+    }, source="overrun test platform")
+    result = simulate(platform, "sniper", tasks((A, 0, 100), (A, 5, 105)))
+    assert placed(result) == {0: (0, 0, 8), 1: (1, 5, 11)}
+    assert result.metrics.awt == pytest.approx(0.0)
+    assert placed(simulate(platform, "sniper-idle", tasks((A, 0, 100), (A, 5, 105))))[1] == (1, 5, 11)
+    # Not yet overdue, the rule still trusts the prediction: t1 at 0.9 sees fast free at 1 > 0.9,
+    # finishing t1 at 1+1 = 2 (1.1 s from now); slow 0.9+6 = 6.9 is 6 s from now > 4 x 1.1 = 4.4,
+    # so t1 queues on fast and (really) runs 8-16.
+    assert placed(simulate(platform, "sniper", tasks((A, 0, 100), (A, 0.9, 100))))[1] == (0, 8, 16)
+
+
 def test_sniper_idle_factor_one_is_least_completion_time():
     # Factor 1: an idle device only if it finishes no later than the best device would, i.e. the
     # same device as least completion time. With A 1 s fast / 5 s slow, t1 at 0.1 goes to fast
@@ -176,6 +199,17 @@ def test_sniper_idle_factor_one_is_least_completion_time():
         {i: d for i, (d, _, _) in placed(simulate(two_devices(), "mct-pred", tasks(*specs))).items()}
     assert least[1][0] == 0
     assert placed(simulate(two_devices(), SniperLLF(idle_factor=float("inf")), tasks(*specs)))[1][0] == 1
+
+
+def test_sniper_idle_factor_one_breaks_a_tie_towards_the_idle_device():
+    # A: 1 s on fast, 2 s on slow. t0 A at 0 -> fast (1 < 2), runs 0-1. t1 A at 0: fast would finish
+    # it at 1+1 = 2, idle slow at 0+2 = 2, a tie. Least completion time (mct-pred) takes the lowest
+    # index, fast (runs 1-2, waits 1 s); factor 1 takes the idle device, slow (0-2, no wait), since
+    # 2 <= 1 x 2. Same finish, different wait: factor 1 is least completion time up to ties.
+    specs = ((A, 0, 50), (A, 0, 50))
+    assert placed(simulate(two_devices(slow_a=2.0), "mct-pred", tasks(*specs)))[1] == (0, 1, 2)
+    one = SniperLLF(idle_factor=1, time_source="predicted")
+    assert placed(simulate(two_devices(slow_a=2.0), one, tasks(*specs)))[1] == (1, 0, 2)
 
 
 @pytest.mark.parametrize("factor", [0.5, 0.0, -1, float("nan"), "x", None])

@@ -26,8 +26,10 @@ def test_every_task_runs_once_and_devices_never_overlap(policy, rate):
 @pytest.mark.parametrize("rate", [12.0, 30.0])
 def test_sniper_idle_factor_keeps_the_invariants_where_it_changes_the_schedule(factor, rate):
     # On the paper platform (devices within ~2x of each other) the default factor 4 rarely bites,
-    # so also shrink the AGXs' predictions 6x: idle TX2/NX nodes then look > 4x slower than a busy AGX.
-    platform = PAPER.with_predicted_times(PAPER.predicted_times * np.array([1 / 6, 1.0, 1.0]))
+    # so predict the TX2/NX nodes 6x slower than they are: idle ones then look > 4x slower than a
+    # busy AGX. (Not the AGXs 6x faster: an AGX would then run past its prediction on every task,
+    # and the rule never queues behind a device that is overdue, so it would not act.)
+    platform = PAPER.with_predicted_times(PAPER.predicted_times * np.array([1.0, 6.0, 6.0]))
     tasks = poisson_tasks(platform, rate, 15.0, seed=3)
     result = simulate(platform, SniperLLF(idle_factor=factor, time_source="predicted"), tasks, seed=3)
     assert schedule_violations(tasks, result.schedule, platform) == []

@@ -86,6 +86,27 @@ def test_cli_with_predictor(stand_in):
     assert data["platform"]["predicted_times"]["VGG16"]["NX"] == pytest.approx(4.5)
 
 
+def test_the_predictors_warnings_are_shown_once(stand_in):
+    # A predictor trained on another feature schema says so in its table (predict prints it); the
+    # simulated schedule rests on those seconds, so simulate prints it too: once, on stderr.
+    path, models, predictor = stand_in
+    note = "pcn.onnx: trained on features of feature schema 2020-01-01.1, but this sniper-onnx computes ..."
+    answer = predictor.predict
+
+    def predict(*args, **kwargs):
+        result = answer(*args, **kwargs)
+        result.predictor_warnings = [note]
+        return result
+
+    predictor.predict = predict
+    result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "2", "--duration", "5",
+                                      "--policies", "sniper", "--predictor", str(path),
+                                      "--models", str(models), "--json"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count(note) == 1 and result.stderr.startswith("sniper-onnx: warning: pcn.onnx")
+    assert json.loads(result.stdout)["warnings"] == [note]
+
+
 def test_unknown_model_file_is_named(stand_in):
     path, models, _ = stand_in
     (models / "AlexNet.onnx").write_bytes(b"stand-in")
