@@ -13,6 +13,7 @@ from sniper_onnx.analysis.features import compute_features
 from sniper_onnx.analysis.loading import SMALL_CONSTANT_ELEMENTS, InputShapes, ModelSource, PreparedModel, prepare
 from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
 from sniper_onnx.analysis.patterns import DEFAULT_PATTERNS, fuse_patterns
+from sniper_onnx.analysis.reshape_check import check_reshapes
 from sniper_onnx.analysis.result import AnalysisResult
 from sniper_onnx.analysis.structure import analyse_structure
 
@@ -31,6 +32,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     prepared = prepare(source, input_shapes)
     graph = prepared.model.graph
     warnings = prepared.warnings
+    fixed_reshapes = check_reshapes(graph, prepared.order, prepared.shapes, warnings)
     costs, scope = cost_model(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
     costs = fuse_patterns(costs, graph, prepared.order, scope, patterns)
     initializers = {t.name for t in graph.initializer}
@@ -50,7 +52,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
         warnings.append(f"{_count_nodes(data_dependent)} whose cost depends on the input values, not only their shapes "
                         f"(counted with 0 MACs; their outputs' sizes are known only when run): {_named(data_dependent)}")
     if by_shape:
-        remedy = _unknown_shape_remedy(prepared, bool(unknown_ops))
+        remedy = _unknown_shape_remedy(prepared, bool(unknown_ops), bool(fixed_reshapes))
         warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; {remedy}")
     return AnalysisResult(
         source=prepared.source,
@@ -64,8 +66,10 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     )
 
 
-def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool) -> str:
+def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool, fixed_reshapes: bool = False) -> str:
     """What would make the shapes known; --input-shape only where an input dim is open."""
+    if fixed_reshapes:  # the shapes were known but wrong: another --input-shape would not help
+        return "they follow a Reshape whose target the export fixed (see the Reshape warning)"
     open_inputs = any(d is None or isinstance(d, str) for dims in prepared.resolved_inputs.values() for d in dims)
     if open_inputs:
         return "set the input dims with --input-shape NAME=DIMS"

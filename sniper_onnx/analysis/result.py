@@ -11,16 +11,11 @@ from typing import TYPE_CHECKING
 from sniper_onnx.analysis.costs import NodeCost
 from sniper_onnx.analysis.structure import operator_graph
 from sniper_onnx.errors import SniperError
+from sniper_onnx.feature_schema import FEATURE_SCHEMA  # defined (and bumped) there; still importable from here
 
 if TYPE_CHECKING:  # pragma: no cover
     import networkx as nx
 
-# The date features were last computed differently (a fix, a new rule): bump it with such a change.
-# `analyze --json` writes it and the sniper-onnx version, so `predict` can tell an analysis made by
-# another analyzer (whose features may share names but not values) and ask for a re-run.
-# A second change on one date takes a suffix: "2026-11-29.2" (a dynamically quantized model's
-# per-channel weight scales no longer counted as parameters).
-FEATURE_SCHEMA = "2026-11-29.2"
 
 NODE_COLUMNS = (
     "name", "op_type", "category", "is_layer", "macs", "params", "param_bytes", "bytes_read",

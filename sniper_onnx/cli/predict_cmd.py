@@ -132,6 +132,8 @@ def evaluate(
     from sniper_onnx.predictors.commands import evaluate_command
 
     report = evaluate_command(predictor, db=db, table=table, plot=plot, statistic=statistic, warn=_warn)
+    for warning in report.warnings:
+        _warn(warning)
     for device, pairs in report.unknown_devices.items():
         typer.echo(f"sniper-onnx: warning: {device}: {pairs} measured pairs left out, unknown to {report.predictor} "
                    "(adapt it to that device first)", err=True)

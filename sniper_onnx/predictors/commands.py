@@ -31,7 +31,8 @@ def predict_files(
     from sniper_onnx.database.collect import expand_model_folders
 
     models = expand_model_folders(models)
-    features, kernels, notes, precisions = [], [], [], []
+    features, kernels, precisions = [], [], []
+    notes = input_shape_notes(models, input_shapes)
     for model in models:
         path = Path(model)
         if not path.is_file():
@@ -47,7 +48,7 @@ def predict_files(
             except SniperError as error:  # a kernel table of another version: say which file
                 raise SniperError(f"{path}: {error}") from None
             notes += analyzer_version_notes(str(path), data)
-            notes += incomplete_cost_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
+            notes += analysis_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
             if kernels[-1] is None and any(loaded.kernel_path for loaded, _ in plan):
                 notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
                              "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
@@ -65,6 +66,24 @@ def predict_files(
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+def input_shape_notes(models: Sequence[str], input_shapes: Optional[Dict[str, tuple]]) -> List[str]:
+    """--input-shape sizes the inputs of the .onnx models analysed here; an `analyze --json` output
+    was analysed at the shapes it records. Only JSON given: an error (the option would do nothing);
+    a mix: one warning saying which files it left as they were."""
+    if not input_shapes:
+        return []
+    analysed = [str(m) for m in models if Path(m).suffix == ".json"]
+    if not analysed:
+        return []
+    rerun = "re-run `sniper-onnx analyze MODEL -s ... --json`"
+    if len(analysed) == len(models):
+        raise SniperError(f"--input-shape applies to .onnx models, not to `analyze --json` outputs ({analysed[0]}); "
+                          f"{rerun}")
+    shown = ", ".join(analysed[:3]) + (f" and {len(analysed) - 3} more" if len(analysed) > 3 else "")
+    return [f"--input-shape applies to the .onnx models only, not to the `analyze --json` outputs ({shown}), "
+            f"predicted at the shapes they were analysed at; {rerun} for them"]
 
 
 # numpy's names of float element types, as the analyzer writes them in model.input_types
@@ -114,7 +133,7 @@ def precision_notes(names: Sequence[str], precisions: Sequence[Optional[Tuple[st
 @dataclass
 class AnalyzedNetwork:
     """What a predictor needs of one model: whole-graph features, the kernel table, the analyzer's
-    warnings when its costs are incomplete, and its inputs' element types."""
+    warnings (``analysis_notes``), and its inputs' element types."""
 
     features: Dict[str, float]
     kernel_table: Any
@@ -136,9 +155,17 @@ def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[st
     from sniper_onnx.analysis.kernels import kernel_table
 
     result = analyze(model, input_shapes=input_shapes)
-    notes = incomplete_cost_notes(name, result.to_json_dict(), remedy)
+    notes = analysis_notes(name, result.to_json_dict(), remedy)
     return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes,
                            dict(result.model_info.get("input_types") or {}), model_precision(result.model_info))
+
+
+def analysis_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:
+    """Every analyzer warning of a network, as `analyze` prints them (an input's batch set to 1, a
+    Reshape the export fixed), whether or not its costs are complete; with the lower-bound note
+    and the open-input error of ``incomplete_cost_notes``."""
+    incomplete = incomplete_cost_notes(name, analysis, remedy)
+    return incomplete or [f"{name}: {warning}" for warning in analysis.get("warnings", [])]
 
 
 def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:
@@ -167,7 +194,7 @@ def analyzer_version_notes(name: str, analysis: Dict[str, Any]) -> List[str]:
     schema than the running one (or before they were recorded, until 2026-11-29): its features may
     share their names but not how they were computed. It still predicts."""
     from sniper_onnx import __version__
-    from sniper_onnx.analysis.result import FEATURE_SCHEMA
+    from sniper_onnx.feature_schema import FEATURE_SCHEMA
 
     version, schema = analysis.get("sniper_onnx_version"), analysis.get("feature_schema")
     if version == __version__ and schema == FEATURE_SCHEMA:
@@ -289,6 +316,8 @@ class EvaluationReport:
     overall: Dict[str, float]
     plot: Optional[str] = None
     unknown_devices: Dict[str, int] = field(default_factory=dict)  # device -> measured pairs left out
+    # about the predictor file (trained on another feature schema): the metrics may show its error
+    warnings: List[str] = field(default_factory=list)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return dict(self.__dict__)
@@ -323,6 +352,7 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
 
         kernels, _ = kernel_tables_for(data.network_sources)
     per_device, predicted_all, measured_all, labels, unknown = {}, [], [], [], {}
+    warnings: List[str] = []
     for d, device in enumerate(data.device_names):
         if device not in loaded.device_table:
             unknown[device] = len(data.device_rows(d))
@@ -334,6 +364,7 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
         table_ = loaded.predict([feature_dicts[i] for i in networks], [device],
                                 kernel_tables=[kernels[i] for i in networks])
         predicted = table_.seconds()
+        warnings += [line for line in table_.predictor_warnings if line not in warnings]  # once, not per device
         per_device[device] = accuracy_metrics(predicted, data.seconds[rows])
         predicted_all.append(predicted)
         measured_all.append(data.seconds[rows])
@@ -344,7 +375,7 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
     overall = accuracy_metrics(np.concatenate(predicted_all), np.concatenate(measured_all))
     if plot:
         plot_predicted_vs_measured(labels, predicted_all, measured_all, plot)
-    return EvaluationReport(loaded.source, per_device, overall, plot, unknown)
+    return EvaluationReport(loaded.source, per_device, overall, plot, unknown, warnings)
 
 
 def plot_predicted_vs_measured(labels: List[str], predicted: List[Any], measured: List[Any], out: str) -> None:

@@ -64,7 +64,7 @@ class PredictionRow:
 class PredictionTable:
     predictor: str
     rows: List[PredictionRow] = field(default_factory=list)
-    analysis_warnings: List[str] = field(default_factory=list)  # incomplete costs (unknown ops or shapes)
+    analysis_warnings: List[str] = field(default_factory=list)  # the analyzer's, per network (commands.analysis_notes)
     # about the predictor file itself (trained on features of another analyzer): once per file, not per row
     predictor_warnings: List[str] = field(default_factory=list)
 
@@ -73,9 +73,9 @@ class PredictionTable:
                 "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings()}
 
     def warnings(self) -> List[str]:
-        """The predictors' own warnings (features of another schema), the analyzer's warnings for
-        networks whose costs are incomplete, then one line per network and predictor where the
-        network's features lie outside that predictor's training data."""
+        """The predictors' own warnings (features of another schema), the analyzer's warnings of
+        each network (incomplete costs, a batch set to 1, ...), then one line per network and
+        predictor where the network's features lie outside that predictor's training data."""
         seen: Dict[tuple, List[str]] = {}
         devices: Dict[tuple, int] = {}
         for row in self.rows:
@@ -298,7 +298,7 @@ class Predictor:
         analyzer computes: same names, maybe other values, so its answers may be off by the change.
         A file without a recorded schema says nothing: it predates recording it, and warning on
         every prediction of every older file would be noise (the shipped ones carry theirs)."""
-        from sniper_onnx.analysis.result import FEATURE_SCHEMA  # lazily: loading a predictor needs no analyzer
+        from sniper_onnx.feature_schema import FEATURE_SCHEMA  # not the analysis package: predict needs no analyzer
 
         schema = self.feature_schema
         if schema is None or schema == FEATURE_SCHEMA:
@@ -468,6 +468,9 @@ def match_device(wanted: str, known: Sequence[str]) -> str:
     for the caller's own error; one that several hold is an error naming them."""
     if wanted in known:
         return wanted
+    if not wanted.strip():  # "" is in every name: it would match them all
+        raise SniperError(f"device {wanted!r}: an empty device name; give a device name or the part of it only one "
+                          "device holds (`sniper-onnx predict --list-devices` lists them)")
     holders = [name for name in known if wanted.lower() in name.lower()]
     # whole words first: "t1" is in "... t16 opt-all" too, but names only the t1 configurations
     whole = [name for name in holders if re.search(rf"(?<![\w-]){re.escape(wanted.lower())}(?![\w-])", name.lower())]
@@ -496,6 +499,8 @@ def load_shipped_predictors() -> List[Predictor]:
 
 
 def _load_file(path: Path) -> Predictor:
+    if path.is_dir():
+        raise SniperError(f"{path}: is a directory, not a predictor file; pass the predictor .onnx inside it")
     if not path.is_file():
         raise SniperError(f"{path}: no such predictor file; train one with `sniper-onnx train` or omit --predictor "
                           "to use the shipped one")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
-from sniper_onnx.analysis.result import FEATURE_SCHEMA
+from sniper_onnx.feature_schema import FEATURE_SCHEMA
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.dataset import TrainingData
 from sniper_onnx.predictors.keyfeatures import extract_key_features

@@ -214,6 +214,36 @@ def test_fixed_input_smaller_than_a_kernel_warns_and_never_counts_negative(heigh
     assert not any("'relu'" in w and "kernel" in w for w in result.warnings)  # only the node at fault
 
 
+def _attention_heads(target) -> onnx.ModelProto:
+    """x [S, 64] -> MatMul -> Reshape to a constant ``target`` (what torch.onnx writes when it fixes
+    the traced sequence length) -> MatMul."""
+    nodes = [helper.make_node("MatMul", ["x", "Wq"], ["q"], name="proj"),
+             helper.make_node("Reshape", ["q", "heads"], ["h"], name="split_heads"),
+             helper.make_node("MatMul", ["h", "Wo"], ["y"], name="after")]
+    return model(nodes, {"x": ["S", 64]}, ["y"], [weight("Wq", 64, 64), ints("heads", target), weight("Wo", 16, 8)])
+
+
+def test_a_reshape_whose_fixed_target_breaks_at_the_given_shape_warns_and_leaves_later_shapes_unknown():
+    result = analyze(_attention_heads([16, 4, 16]), input_shapes={"x": (128, 64)})
+    reshape_warnings = [w for w in result.warnings if "'split_heads'" in w and "element count" in w]
+    assert len(reshape_warnings) == 1, result.warnings
+    assert "128x64 = 8192 elements in, target 16x4x16 = 1024" in reshape_warnings[0]
+    assert "re-export with this shape or with dynamic axes on every Reshape" in reshape_warnings[0]
+    assert node(result, "proj").macs == 128 * 64 * 64 and node(result, "proj").shapes_known
+    # never the 16x4x16 x 16x8 MatMul the stale target would give: unknown, and said so
+    after = node(result, "after")
+    assert not after.shapes_known and after.macs == 0
+    assert "after" in result.unknown_shape_nodes
+    assert any("they follow a Reshape whose target the export fixed" in w for w in result.warnings)
+
+
+@pytest.mark.parametrize(("target", "dims"), [([16, 4, 16], (16, 64)), ([-1, 4, 16], (128, 64)), ([0, 4, 16], (128, 64))])
+def test_a_reshape_that_fits_its_input_gives_no_warning(target, dims):
+    result = analyze(_attention_heads(target), input_shapes={"x": dims})
+    assert not [w for w in result.warnings if "Reshape" in w], result.warnings
+    assert node(result, "after").shapes_known and node(result, "after").macs == dims[0] * 64 * 8
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

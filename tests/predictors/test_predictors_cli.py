@@ -643,3 +643,70 @@ def test_evaluate_leaves_out_and_counts_rows_without_a_usable_latency(tmp_path, 
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert result.stderr.splitlines()[-1] == (f"sniper-onnx: error: {none}: no usable measurement to evaluate against; "
                                               "measure models with `sniper-onnx profile --db DB` first")
+
+
+def _model(path, nodes, x_shape, initializers):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, x_shape)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def _fixed_reshape(path):
+    """x [S, 64] -> MatMul -> Reshape to the constant 16x4x16 a tracing export writes -> MatMul: fits S=16 only."""
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("MatMul", ["x", "Wq"], ["q"], name="proj"),
+             helper.make_node("Reshape", ["q", "heads"], ["h"], name="split_heads"),
+             helper.make_node("MatMul", ["h", "Wo"], ["y"], name="after")]
+    return _model(path, nodes, ["S", 64], [helper.make_tensor("Wq", TensorProto.FLOAT, [64, 64], [0.5] * 4096),
+                                           helper.make_tensor("heads", TensorProto.INT64, [3], [16, 4, 16]),
+                                           helper.make_tensor("Wo", TensorProto.FLOAT, [16, 8], [0.5] * 128)])
+
+
+def test_predict_says_when_the_given_shape_breaks_a_reshape_the_export_fixed(tmp_path):
+    model = _fixed_reshape(tmp_path / "fixed.onnx")
+    warnings = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=128x64", "--json"]).stdout)["warnings"]
+    fixed = [w for w in warnings if "'split_heads'" in w and "element count" in w]
+    assert len(fixed) == 1 and fixed[0].startswith(f"{model}: ") and "dynamic axes on every Reshape" in fixed[0], warnings
+    assert any(w.endswith("read them as lower bounds") for w in warnings)
+    fits = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=16x64", "--json"]).stdout)["warnings"]
+    assert not [w for w in fits if "Reshape" in w], fits
+
+
+def test_predict_warns_as_analyze_does_when_it_sets_a_dynamic_batch_to_1(tmp_path):
+    from onnx import TensorProto, helper
+
+    model = _model(tmp_path / "dyn.onnx", [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], ["batch", 8],
+                   [helper.make_tensor("W", TensorProto.FLOAT, [8, 4], [0.5] * 32)])
+    expected = f"{model}: input 'x' is declared [batch, 8], analysed as [1, 8]"
+    result = runner.invoke(app, ["predict", str(model), "-d", REFERENCE_CPU])
+    assert result.exit_code == 0, result.output
+    assert [line for line in result.stderr.splitlines() if expected in line], result.stderr
+    sized = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "-s", "x=1x8", "--json"]).stdout)["warnings"]
+    assert not [w for w in sized if "analysed as" in w], sized
+
+
+def test_predict_says_input_shape_does_not_apply_to_an_analysis_json(tmp_path):
+    model = _symbolic_matmul(tmp_path / "seq.onnx")
+    analysis = tmp_path / "seq.json"
+    analysis.write_text(_ok(["analyze", str(model), "-s", "x=1x16x8", "--json"]).stdout)
+    _fails(["predict", str(analysis), "-d", REFERENCE_CPU, "-s", "x=1x32x8"],
+           "--input-shape applies to .onnx models, not to `analyze --json` outputs")
+    mixed = json.loads(_ok(["predict", str(analysis), str(model), "-d", REFERENCE_CPU, "-s", "x=1x32x8",
+                            "--json"]).stdout)["warnings"]
+    assert [w for w in mixed if w.startswith("--input-shape applies to the .onnx models only") and str(analysis) in w]
+    plain = json.loads(_ok(["predict", str(analysis), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
+    assert not [w for w in plain if "--input-shape" in w], plain
+
+
+def test_a_predictor_folder_and_a_blank_device_are_one_line(tmp_path, trained):
+    path, _, _, data = trained
+    net = _analysis_json(tmp_path, data.network_feature_names, data.network_matrix[0])
+    _fails(["predict", str(net), "-p", str(tmp_path)], "is a directory, not a predictor file")
+    for blank in ("", " "):
+        _fails(["predict", str(net), "-p", str(path), "-d", blank], "an empty device name")
+        _fails(["predict", str(net), "-d", blank], "an empty device name")

@@ -122,3 +122,32 @@ def test_adapting_keeps_the_schema_the_file_was_trained_on(tmp_path, trained):
                                  "-o", str(adapted)])
     assert result.exit_code == 0, result.output
     assert load_predictor(adapted).feature_schema == "2026-01-01"
+
+
+def test_evaluate_warns_once_for_a_predictor_of_another_schema(tmp_path, trained, synthetic_csv):
+    """Its metrics may show the schema's change, not the predictor's error: said once, not per device."""
+    path = trained[0]
+    old = _with_schema(path, tmp_path / "old.onnx", "2026-01-01")
+    result = runner.invoke(app, ["evaluate", "-p", str(old), "--table", str(synthetic_csv)])
+    assert result.exit_code == 0, result.output
+    warned = _schema_lines(result.stderr)
+    assert len(warned) == 1 and warned[0].startswith(f"sniper-onnx: warning: {old}: trained on features"), result.stderr
+    current = runner.invoke(app, ["evaluate", "-p", str(path), "--table", str(synthetic_csv), "--json"])
+    assert current.exit_code == 0 and _schema_lines(current.stderr) == [], current.output
+    assert json.loads(current.stdout)["warnings"] == []
+
+
+def test_reading_the_schema_never_imports_the_analyzer():
+    """Every `Predictor.predict` compares schemas; importing the analysis package for a string cost ~70 ms."""
+    import subprocess
+    import sys
+
+    from sniper_onnx.analysis.result import FEATURE_SCHEMA as OLD_HOME
+    from sniper_onnx.feature_schema import FEATURE_SCHEMA as NEW_HOME
+
+    assert OLD_HOME == NEW_HOME == FEATURE_SCHEMA
+    code = ("import sys\nfrom sniper_onnx.predictors.runtime import load_predictor\n"
+            "load_predictor().feature_schema_notes()\n"
+            "print(sorted(m for m in sys.modules if m.startswith('sniper_onnx.analysis')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]", loaded

@@ -1,0 +1,15 @@
+"""The analyzer's feature schema, alone in a module that imports nothing.
+
+Predictor files and `analyze --json` outputs record it; a predictor compares it at every `predict`,
+which must not pay for importing the analysis package (onnx, numpy rules, networkx: ~70 ms) just to
+read a string. ``sniper_onnx.analysis.result.FEATURE_SCHEMA`` re-exports it.
+"""
+
+from __future__ import annotations
+
+# The date features were last computed differently (a fix, a new rule): bump it with such a change.
+# `analyze --json` writes it and the sniper-onnx version, so `predict` can tell an analysis made by
+# another analyzer (whose features may share names but not values) and ask for a re-run.
+# A second change on one date takes a suffix: "2026-11-29.2" (a dynamically quantized model's
+# per-channel weight scales no longer counted as parameters).
+FEATURE_SCHEMA = "2026-11-29.2"
