@@ -3,7 +3,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_node_ceiling.py --table data/reference/work/train.csv \
         --profiles data/reference/node-profiles-cpu-t1-noopt.jsonl.gz --baseline /tmp/nodeceil/e0.csv \
         [--cache /tmp/nodeceil/tables.pkl] [--variants hgb-log,hgb-rate,hgb-rate-ctx,rf-rate] [--stack] \
-        [--reprofile 40] [--json OUT.json]
+        [--reprofile 40] [--learning-curve] [--tree-onnx] [--json OUT.json]
 
 ``--baseline`` is the per-network CSV of ``bench_predictor.py --table T --seed 0 --per-network
 e0.csv`` (the default kernel sum, trained on whole-network latencies); its predictions are scored on
@@ -18,7 +18,8 @@ layer node is one onnxruntime kernel with an event of its own.
    constant ``c``: ``s * sum - o * nodes + c``) is fitted to the least mean |pred/label - 1|. A model
    that predicted every node's profiled time exactly would score this: it bounds additive models
    that learn node times from these profiles (up to this calibration), not models fitted to the
-   labels themselves (the kernel sum), which the labels' own noise bounds instead.
+   labels themselves (the kernel sum), which the labels' own noise bounds instead. For the nets
+   below 2 ms it also prints the median share of the label that is the fitted ``o * nodes``.
 2. **nn-Meter-style per-node regressors** trained directly on the profiled node times: tree
    ensembles on the kernel row (``KERNEL_FEATURE_NAMES``; plus log2 bytes moved; ``-ctx`` adds the
    network's size, ``NETWORK_CONTEXT_FEATURES``), the target either log node seconds (``-log``) or
@@ -36,6 +37,13 @@ layer node is one onnxruntime kernel with an event of its own.
 3. ``--reprofile N`` profiles N of the profiled nets again now (same settings as the stored
    profiles: 1 thread, optimizations off, minimum of 5 runs) and reports how well node times and
    profile sums repeat: the noise of the node targets themselves (and of the host right now).
+4. ``--learning-curve`` scores rf-rate out of fold on the profiled nets with 2, 5 and 10 folds (by
+   network), i.e. trained on about 1/2, 4/5 and 9/10 of them: would more profiled nets help?
+5. ``--tree-onnx`` writes the hgb-rate model fitted on all profiled nets as an ONNX-ML
+   ``TreeEnsembleRegressor`` by hand (no skl2onnx), runs it with onnxruntime on one thread on the
+   held-out random nets' node rows and reports its largest |log time| difference from scikit-learn,
+   its size, and its cost: one network's rows (the held-out net of median node count, median of 50
+   runs) and all held-out nets in one batch (median of 5 runs, per net).
 
 Kernel tables are re-made from the table's ``network_source`` (generator spec or zoo export) and
 cached in ``--cache``. Prints tables (MAPE % / Acc(+-10 %) / Acc(+-5 %)); ``--json`` also writes them.
@@ -304,6 +312,117 @@ def by_size(predicted, labels) -> dict:
     return out
 
 
+def out_of_fold(variant: str, tables: list, contexts: list, times: list, fold: np.ndarray, seed: int) -> list:
+    """Each profiled net's predicted node times from a ``variant`` model trained on the other folds."""
+    oof = [None] * len(tables)
+    for f in range(int(fold.max()) + 1):
+        inside, outside = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        model = NodeModel(variant, seed).fit([tables[i] for i in inside], [contexts[i] for i in inside],
+                                             [times[i] for i in inside])
+        for i, pred in zip(outside, model.predict_nodes([tables[i] for i in outside], [contexts[i] for i in outside])):
+            oof[i] = pred
+    return oof
+
+
+def fold_split(n: int, folds: int, seed: int) -> np.ndarray:
+    """The fold of each of ``n`` nets: a seeded permutation, dealt round-robin."""
+    return np.random.default_rng(seed).permutation(n) % folds
+
+
+def overhead_share(cal: dict, counts: np.ndarray, labels: np.ndarray, below_s: float = 0.002) -> dict:
+    """Median share of the label that is the fitted per-node overhead o * nodes, for nets below ``below_s``."""
+    small = labels < below_s
+    return {"nets": int(small.sum()), "o_us": cal["o"] * 1e6, "median_nodes": float(np.median(counts[small])),
+            "median_share": float(np.median(cal["o"] * counts[small] / labels[small]))}
+
+
+def learning_curve(variant: str, tables: list, contexts: list, times: list, counts: np.ndarray, labels: np.ndarray,
+                   seed: int, folds_list=(2, 5, 10)) -> dict:
+    """``variant`` scored out of fold on the profiled nets (s, o fitted on the out-of-fold sums) with fewer or
+    more training nets per fold."""
+    out = {}
+    for folds in folds_list:
+        fold = fold_split(len(tables), folds, seed)
+        oof_sums = np.array([p.sum() for p in out_of_fold(variant, tables, contexts, times, fold, seed)])
+        cal = fit_calibration(oof_sums, counts, labels, "so")
+        out[folds] = {"training_nets": float(np.mean([np.sum(fold != f) for f in range(folds)])),
+                      "calibration_so": cal, "profiled_oof": metrics(apply(cal, oof_sums, counts), labels)}
+    return out
+
+
+def hgb_to_onnx(est, n_features: int):
+    """A fitted HistGradientBoostingRegressor as an ONNX-ML TreeEnsembleRegressor (float32), written by hand."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    tree_ids, node_ids, features, values, modes, true_ids, false_ids, missing = [], [], [], [], [], [], [], []
+    leaf_tree, leaf_node, leaf_weight = [], [], []
+    for t, (predictor,) in enumerate(est._predictors):
+        for i, node in enumerate(predictor.nodes):
+            tree_ids.append(t)
+            node_ids.append(i)
+            if node["is_leaf"]:
+                modes.append("LEAF")
+                features.append(0)
+                values.append(0.0)
+                true_ids.append(0)
+                false_ids.append(0)
+                missing.append(0)
+                leaf_tree.append(t)
+                leaf_node.append(i)
+                leaf_weight.append(float(node["value"]))
+            else:
+                modes.append("BRANCH_LEQ")
+                features.append(int(node["feature_idx"]))
+                values.append(float(node["num_threshold"]))
+                true_ids.append(int(node["left"]))
+                false_ids.append(int(node["right"]))
+                missing.append(int(node["missing_go_to_left"]))
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["x"], ["y"], domain="ai.onnx.ml", n_targets=1, nodes_treeids=tree_ids,
+        nodes_nodeids=node_ids, nodes_featureids=features, nodes_modes=modes, nodes_values=values,
+        nodes_truenodeids=true_ids, nodes_falsenodeids=false_ids, nodes_missing_value_tracks_true=missing,
+        target_treeids=leaf_tree, target_nodeids=leaf_node, target_ids=[0] * len(leaf_tree),
+        target_weights=leaf_weight, base_values=[float(np.ravel(est._baseline_prediction)[0])],
+        aggregate_function="SUM", post_transform="NONE")
+    graph = helper.make_graph([node], "trees", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, n_features])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    model.ir_version = 9  # the onnxruntime here reads ir_version <= 13
+    onnx.checker.check_model(model)
+    return model
+
+
+def tree_onnx_check(node_model: "NodeModel", keys: list, tables: dict, nets: dict) -> dict:
+    """Export ``node_model`` (an hgb variant) with hgb_to_onnx, run it with onnxruntime on one thread on the
+    node rows of ``keys`` and compare with scikit-learn; time one network's rows and all of them in one batch."""
+    import onnxruntime as ort
+
+    est = node_model.model
+    rows = [node_features(tables[k], nets[k]["context"], node_model.context).astype(np.float32) for k in keys]
+    x = np.concatenate(rows)
+    blob = hgb_to_onnx(est, x.shape[1]).SerializeToString()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = options.inter_op_num_threads = 1
+    session = ort.InferenceSession(blob, options, providers=["CPUExecutionProvider"])
+    got = session.run(None, {"x": x})[0][:, 0]
+    want = est.predict(x.astype(np.float64))
+    one = rows[int(np.argsort([len(r) for r in rows])[len(rows) // 2])]  # the net of median node count
+
+    def median_seconds(inputs, repeats):
+        spent = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, {"x": inputs})
+            spent.append(time.perf_counter() - start)
+        return float(np.median(spent))
+
+    batch = median_seconds(x, 5)
+    return {"trees": int(est.n_iter_), "bytes": len(blob), "nets": len(keys), "rows": int(len(x)),
+            "max_abs_log_diff": float(np.max(np.abs(got - want))), "one_net_rows": int(len(one)),
+            "one_net_ms": 1e3 * median_seconds(one, 50), "batch_ms": 1e3 * batch, "batch_ms_per_net": 1e3 * batch / len(keys)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--table", required=True, help="the reference dataset's train.csv")
@@ -321,6 +440,13 @@ def main() -> None:
     parser.add_argument("--reprofile", type=int, default=0,
                         help="profile this many of the profiled nets again now (about 1 s a net) and report how well "
                              "node times and profile sums repeat: the noise floor of the node targets")
+    parser.add_argument("--learning-curve", action="store_true",
+                        help="also score rf-rate out of fold on the profiled nets with 2, 5 and 10 folds (trained on "
+                             "about 1/2, 4/5 and 9/10 of them)")
+    parser.add_argument("--tree-onnx", action="store_true",
+                        help="also write the hgb-rate model fitted on all profiled nets as an ONNX-ML "
+                             "TreeEnsembleRegressor by hand, run it with onnxruntime (1 thread) on the held-out random "
+                             "nets' node rows: max |log diff| against scikit-learn, size, time for one net and a batch")
     parser.add_argument("--json", default="", help="also write every number to this JSON file")
     args = parser.parse_args()
 
@@ -351,7 +477,7 @@ def main() -> None:
     print(f"\n{DEVICE}: {len(usable)} profiled nets usable ({len(profiled) - len(usable)} without a matching table), "
           f"{int(counts.sum())} nodes, {missing_nodes} without an event; labels {labels.min() * 1e3:.2f}-"
           f"{labels.max() * 1e3:.0f} ms, median profile sum / label {np.median(sums / labels):.3f}")
-    print("\n1. Ceiling: profile sum against the stored label (388 training nets), MAPE % / Acc(10) / Acc(5)")
+    print(f"\n1. Ceiling: profile sum against the stored label ({len(usable)} training nets), MAPE % / Acc(10) / Acc(5)")
     print(f"{'fit':34s} {'params':34s} {'all':20s} " + " ".join(f"{b:20s}" for b in SIZE_BUCKETS))
     report["ceiling"] = {}
     for params in ("", "o", "so", "soc"):
@@ -363,6 +489,10 @@ def main() -> None:
         shown = f"s={cal['s']:.3f} o={cal['o'] * 1e6:.2f}us c={cal['c'] * 1e6:.0f}us"
         print(f"{name:34s} {shown:34s} {cell(entry['all']):20s} "
               + " ".join(f"{cell(entry['by_size'].get(b, {})):20s}" for b in SIZE_BUCKETS))
+    share = overhead_share(report["ceiling"]["soc"]["params"], counts, labels)
+    report["ceiling"]["overhead_share_below_2ms"] = share
+    print(f"   below 2 ms ({share['nets']} nets, median {share['median_nodes']:.0f} nodes): o * nodes of the "
+          f"s*sum - o*nodes + c fit (o={share['o_us']:.2f}us) is a median {100 * share['median_share']:.0f} % of the label")
 
     # per kind of kernel: label ~ s * sum - sum_g o_g * nodes_g (or sum_g s_g * sum_g - o_g * nodes_g), a
     # least-squares fit of the relative error, scored out of fold (5 folds by network)
@@ -371,7 +501,7 @@ def main() -> None:
     kinds = len(KERNEL_GROUPS)
     by_kind_n = np.array([tables[k][:, :kinds].sum(0) for k in usable], dtype=np.float64)
     by_kind_t = np.array([np.nan_to_num(t) @ tables[k][:, :kinds] for t, k in zip(times, usable)], dtype=np.float64)
-    fold = np.random.default_rng(args.seed).permutation(len(usable)) % args.folds
+    fold = fold_split(len(usable), args.folds, args.seed)
     for name, design in (("s*sum - o_kind*nodes_kind", np.column_stack([sums, -by_kind_n * 1e-6])),
                          ("s_kind*sum_kind - o_kind*nodes_kind", np.column_stack([by_kind_t, -by_kind_n * 1e-6]))):
         predicted = np.empty(len(usable))
@@ -395,8 +525,6 @@ def main() -> None:
     # --- 2. per-node regressors
     contexts = [nets[k]["context"] for k in usable]
     train_tables = [tables[k] for k in usable]
-    rng = np.random.default_rng(args.seed)
-    fold = rng.permutation(len(usable)) % args.folds
     eval_sets = {"random_held_out": [k for k in held_out if tables.get(k) is not None],
                  "zoo": [k for k in zoo if tables.get(k) is not None]}
     baseline = {}
@@ -406,18 +534,10 @@ def main() -> None:
                 if row["device"] == DEVICE:
                     baseline[(row["group"], row["network"])] = float(row["predicted_s"])
     report["variants"] = {}
-    results = {}
+    results, fitted = {}, {}
     for variant in [v for v in args.variants.split(",") if v]:
         start = time.time()
-        oof = [None] * len(usable)
-        for f in range(args.folds):
-            inside = np.flatnonzero(fold != f)
-            model = NodeModel(variant, args.seed).fit([train_tables[i] for i in inside], [contexts[i] for i in inside],
-                                                      [times[i] for i in inside])
-            outside = np.flatnonzero(fold == f)
-            for i, pred in zip(outside, model.predict_nodes([train_tables[i] for i in outside],
-                                                            [contexts[i] for i in outside])):
-                oof[i] = pred
+        oof = out_of_fold(variant, train_tables, contexts, times, fold, args.seed)
         # node level, out of fold: time-weighted error of the profiled nodes
         node_true = np.concatenate(times)
         node_pred = np.concatenate(oof)
@@ -428,7 +548,7 @@ def main() -> None:
         oof_sums = np.array([p.sum() for p in oof])
         cal_o = fit_calibration(oof_sums, counts, labels, "o")
         cal_so = fit_calibration(oof_sums, counts, labels, "so")
-        model = NodeModel(variant, args.seed).fit(train_tables, contexts, times)
+        model = fitted[variant] = NodeModel(variant, args.seed).fit(train_tables, contexts, times)
         entry = {"node_oof": node_stats, "calibration_o": cal_o, "calibration_so": cal_so,
                  "profiled_oof": {"raw": metrics(oof_sums, labels), "o": metrics(apply(cal_o, oof_sums, counts), labels),
                                   "so": metrics(apply(cal_so, oof_sums, counts), labels)},
@@ -522,6 +642,28 @@ def main() -> None:
             print(f"{'variant':22s} " + " ".join(f"{g:20s}" for g in blends))
             for v in results:
                 print(f"{v:22s} " + " ".join(f"{cell(blends[g][v]):20s}" for g in blends))
+    if args.learning_curve:
+        start = time.time()
+        curve = report["learning_curve_rf_rate"] = learning_curve("rf-rate", train_tables, contexts, times, counts,
+                                                                  labels, args.seed)
+        print(f"\n4. Learning curve: rf-rate out of fold on the {len(usable)} profiled nets (s, o fitted on the "
+              f"out-of-fold sums), MAPE % / Acc(10) / Acc(5)  [{time.time() - start:.0f} s]")
+        print(f"{'folds':>6s} {'training nets':>14s}  {'profiled (oof)':20s} calibration")
+        for folds, entry in curve.items():
+            cal = entry["calibration_so"]
+            print(f"{folds:6d} {entry['training_nets']:14.0f}  {cell(entry['profiled_oof']):20s} "
+                  f"s={cal['s']:.3f} o={cal['o'] * 1e6:.2f}us")
+
+    if args.tree_onnx:
+        model = fitted.get("hgb-rate") or NodeModel("hgb-rate", args.seed).fit(train_tables, contexts, times)
+        keys = [k for k in eval_sets["random_held_out"] if len(tables[k])]
+        check = report["tree_onnx_hgb_rate"] = tree_onnx_check(model, keys, tables, nets)
+        print(f"\n5. hgb-rate ({check['trees']} trees, fitted on the {len(usable)} profiled nets) as a hand-written ONNX-ML "
+              f"TreeEnsembleRegressor, onnxruntime on 1 thread: {check['bytes'] / 1e6:.2f} MB; on the {check['rows']} node "
+              f"rows of the {check['nets']} held-out random nets max |log time - scikit-learn's| {check['max_abs_log_diff']:.1e}; "
+              f"one net ({check['one_net_rows']} rows, median of 50) {check['one_net_ms']:.3f} ms; all {check['nets']} nets "
+              f"in one batch (mean {check['rows'] / check['nets']:.0f} rows, median of 5) {check['batch_ms']:.0f} ms = "
+              f"{check['batch_ms_per_net']:.3f} ms a net")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1, default=float))
     print(f"\nstarted {started}, finished {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
