@@ -309,6 +309,19 @@ def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return name, tuple(dims)
 
 
+def parse_input_shapes(texts: Sequence[str] | None) -> dict[str, tuple[int, ...]]:
+    """Every ``--input-shape`` of a command line, by input name. An input given twice with other
+    dims is refused: keeping the last silently would analyse a shape the user did not mean."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in texts or ():
+        name, dims = parse_input_shape(text)
+        if name in shapes and shapes[name] != dims:
+            shown = " and ".join("x".join(map(str, d)) for d in (shapes[name], dims))
+            raise SniperError(f"--input-shape: input '{name}' given twice ({shown}); give each input once")
+        shapes[name] = dims
+    return shapes
+
+
 def resolve_input_shapes(
     graph: onnx.GraphProto, requested: InputShapes | None, source: str, warnings: list[str]
 ) -> dict[str, tuple]:

@@ -31,7 +31,7 @@ def analyze_command(
     ] = None,
 ) -> None:
     """Extract the structural features that decide inference time (Sniper Table 1)."""
-    from sniper_onnx.analysis import analyze, parse_input_shape
+    from sniper_onnx.analysis import analyze, parse_input_shapes
 
     if kernels and not as_json:
         from sniper_onnx.errors import SniperError
@@ -39,7 +39,7 @@ def analyze_command(
         raise SniperError("--kernels: the kernel table is part of the JSON output only; add --json")
     if csv_path is not None:
         _refuse_overwriting_the_model(model, csv_path)
-    shapes = dict(parse_input_shape(text) for text in input_shape or [])
+    shapes = parse_input_shapes(input_shape)
     result = analyze(model, input_shapes=shapes or None)
     if csv_path is not None:
         result.write_csv(csv_path)

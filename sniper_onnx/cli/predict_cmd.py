@@ -93,9 +93,9 @@ def predict(
 
     shapes = None
     if input_shape:
-        from sniper_onnx.analysis import parse_input_shape
+        from sniper_onnx.analysis import parse_input_shapes
 
-        shapes = dict(parse_input_shape(text) for text in input_shape)
+        shapes = parse_input_shapes(input_shape)
     result = predict_files(models, device, predictor, shapes)
     for warning in result.warnings():
         typer.echo(f"sniper-onnx: warning: {warning}", err=True)

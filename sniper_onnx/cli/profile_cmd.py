@@ -51,13 +51,14 @@ def register(app: typer.Typer) -> None:
         """Measure models on this machine: files, --generate N random nets and/or --zoo; resumable."""
         from sniper_onnx.database.collect import collect, file_jobs, generated_jobs, zoo_jobs
         from sniper_onnx.errors import SniperError
-        from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option
+        from sniper_onnx.analysis.loading import parse_input_shapes
+        from sniper_profiler.config import ProfileConfig, ProfilerError, parse_provider_option
 
         try:
             config = ProfileConfig(
                 provider=provider or "cpu", provider_options=dict(parse_provider_option(t) for t in provider_option or []),
                 threads=_threads(threads, fleet), graph_optimization=opt_level or "all", precision=precision,
-                input_shapes=dict(parse_input_shape(t) for t in input_shape or []), default_dim=default_dim,
+                input_shapes=parse_input_shapes(input_shape), default_dim=default_dim,
                 warmup=warmup, min_repeats=min_repeats, max_repeats=max_repeats, max_time_s=max_time, min_time_s=min_time, sessions=sessions,
                 target_relative_ci=target_ci, timeout_s=timeout, max_busy=max_busy, quiet_timeout_s=quiet_timeout, memory_limit_gb=memory_limit,
                 passes=passes,

@@ -274,3 +274,12 @@ def test_weightless_reader_keeps_structure_and_small_constants_only(tmp_path):
         large = len(original.raw_data) > KEEP_DATA_BYTES
         assert kept.raw_data == (b"" if large else original.raw_data)
     assert any(len(t.raw_data) > KEEP_DATA_BYTES for t in full.graph.initializer)  # the test strips something
+
+
+def test_an_input_shape_given_twice_with_other_dims_is_refused():
+    from sniper_onnx.analysis import parse_input_shapes
+
+    assert parse_input_shapes(["x=1x3x8x8", "y=2,4", "x=1x3x8x8"]) == {"x": (1, 3, 8, 8), "y": (2, 4)}
+    assert parse_input_shapes(None) == {}
+    with pytest.raises(SniperError, match=r"input 'x' given twice \(1x3x8x8 and 2x3x8x8\); give each input once"):
+        parse_input_shapes(["x=1x3x8x8", "x=2x3x8x8"])
