@@ -1,13 +1,17 @@
 """Output paths are checked before a command works, so a typo costs nothing measured, trained or
 simulated. Commands that could overwrite measurements add their own checks on top (db export,
-the predictor commands)."""
+the predictor commands). Tables go through :func:`output_console`, so piped output keeps one row a line."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sniper_onnx.errors import SniperError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def is_same_file(output: "str | Path", given: "str | Path | None") -> bool:
@@ -32,6 +36,23 @@ def check_output_file(path: "str | Path", option: str) -> Path:
     if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise SniperError(f"{option} {path}: not writable; choose another path")
     return path
+
+
+# rich lays a table out to the width it is given and pads nothing beyond the table's own width, so a
+# width no row reaches costs nothing: it only stops rich from folding node names, wrapping device
+# names and cutting network names with "…" at 80 columns, its default for a pipe
+PIPED_WIDTH = 10_000
+
+
+def output_console(stderr: bool = False) -> "Console":
+    """A rich Console for tables and messages: a terminal's own width, COLUMNS when set, and
+    otherwise (a pipe, a file) one wide enough that no row wraps, as grep, awk and diff need."""
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if console.is_terminal or os.environ.get("COLUMNS", "").isdigit():
+        return console
+    return Console(stderr=stderr, width=PIPED_WIDTH)
 
 
 DEFAULT_PLOT_SUFFIX = ".png"

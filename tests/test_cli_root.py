@@ -171,3 +171,50 @@ def test_a_command_line_the_parser_refuses_is_one_line_naming_the_help():
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: "), (args, result.output)
         assert expected in lines[0], (args, lines[0])
+
+
+def _plumbing_only_model(path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"], name="id")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def test_a_model_without_layers_is_one_warning_line_in_analyze_and_predict(tmp_path):
+    model = _plumbing_only_model(tmp_path / "m.onnx")
+    analysed = runner.invoke(app, ["analyze", str(model)])
+    assert analysed.exit_code == 0 and analysed.output.count("warning: no layer does work: the graph's 1 node") == 1
+    predicted = runner.invoke(app, ["predict", str(model), "-d", "pixel3", "--json"])
+    assert predicted.exit_code == 0, predicted.output
+    warned = [line for line in predicted.stderr.splitlines() if "no layer does work" in line]
+    assert len(warned) == 1 and warned[0].startswith("sniper-onnx: warning: "), predicted.stderr
+
+
+def test_profile_refuses_a_shape_without_an_input_name_in_one_line(tmp_path):
+    model = _plumbing_only_model(tmp_path / "m.onnx")
+    result = runner.invoke(app, ["profile", str(model), "--input-shape", "1x8", "--out", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 2 and not (tmp_path / "r.jsonl").exists()
+    assert result.stderr == ("sniper-onnx: error: --input-shape 1x8: write NAME=1x8, naming the input it sizes; the "
+                             "models measured may have other inputs, so the profiler cannot guess which\n")
+
+
+def test_every_positional_argument_is_described_in_its_help():
+    """typer 0.24 with click 8.5 dropped every argument's help: `analyze -h` showed `MODEL PATH` only."""
+    import click
+
+    def commands(group, path=()):
+        for name, command in group.commands.items():
+            if hasattr(command, "commands"):
+                yield from commands(command, path + (name,))
+            else:
+                yield path + (name,), command
+
+    for path, command in commands(typer_main_group()):
+        for param in command.params:
+            if isinstance(param, click.Argument):
+                help_text = runner.invoke(app, [*path, "-h"], env={"COLUMNS": "200"}).output
+                assert param.help and " ".join(param.help.split()[:4]) in " ".join(help_text.split()), (path, param.name)

@@ -91,6 +91,11 @@ class ProfileConfig:
             (self.memory_limit_gb is None or self.provider not in GPU_PROVIDERS,
              "--memory-limit works with CPU providers only (GPU runtimes reserve far more address space than they use)"),
         )
+        if UNNAMED_INPUT in self.input_shapes:
+            # a run measures models whose inputs differ, so a shape must say which input it sizes
+            shown = "x".join(str(d) for d in self.input_shapes[UNNAMED_INPUT])
+            raise ProfilerError(f"--input-shape {shown}: write NAME={shown}, naming the input it sizes; the models "
+                                "measured may have other inputs, so the profiler cannot guess which")
         for ok, message in checks:
             if not ok:
                 raise ProfilerError(message)
@@ -127,23 +132,35 @@ class ProfileConfig:
         }
 
 
-_SHAPE_TEXT = re.compile(r"^\s*(?P<name>.+?)\s*[=:]\s*(?P<dims>\d+(?:\s*[x,]\s*\d+)*)\s*$")
+# dims separated by x or , and optionally in brackets: 1x3x224x224, 1,3,224,224, [1,3,224,224]
+_DIMS = r"(?:\[\s*(?P<bracketed>\d+(?:\s*[x,]\s*\d+)*)\s*\]|(?P<plain>\d+(?:\s*[x,]\s*\d+)*))"
+_SHAPE_TEXT = re.compile(r"^\s*(?P<name>.+?)\s*[=:]\s*" + _DIMS + r"\s*$")
+_BARE_SHAPE = re.compile(r"^\s*" + _DIMS + r"\s*$")
+# the name parse_input_shape gives a shape written without one ("1x3x224x224"); ONNX graph inputs
+# always have a name, so it cannot clash with one
+UNNAMED_INPUT = ""
+SHAPE_SYNTAX = "NAME=DIMS such as input=1x3x224x224, input:1,3,224,224 or input:[1,3,224,224]"
 
 
 def parse_input_shape(text: str) -> Tuple[str, List[int]]:
-    """``NAME=1x3x224x224`` (also ``NAME:1,3,224,224``) -> ``("NAME", [1, 3, 224, 224])``.
+    """``NAME=1x3x224x224``, onnxsim's ``NAME:1,3,224,224`` or Polygraphy's ``NAME:[1,3,224,224]``
+    -> ``("NAME", [1, 3, 224, 224])``; a bare ``1x3x224x224`` -> ``(UNNAMED_INPUT, [1, 3, 224, 224])``,
+    for the caller to give to a model's only input.
 
     With ``=`` the last one separates, so TensorFlow names such as ``input_1:0`` keep their colon.
     """
     name, sep, dims_text = text.rpartition("=")
     match = _SHAPE_TEXT.match(f"{name}={dims_text}" if sep else text)
-    if not match:
-        raise ProfilerError(f"--input-shape {text!r}: write NAME=DIMS such as input=1x3x224x224 "
+    bare = None if match or sep else _BARE_SHAPE.match(text)
+    if not match and not bare:
+        raise ProfilerError(f"--input-shape {text!r}: write {SHAPE_SYNTAX} "
                             "(positive integers separated by x or ,)")
-    dims = [int(d) for d in re.split(r"\s*[x,]\s*", match["dims"].strip())]
+    found = match or bare
+    dims_found = found["bracketed"] or found["plain"]
+    dims = [int(d) for d in re.split(r"\s*[x,]\s*", dims_found.strip())]
     if any(d < 1 for d in dims):
         raise ProfilerError(f"--input-shape {text!r}: every dimension must be at least 1")
-    return match["name"], dims
+    return (match["name"] if match else UNNAMED_INPUT), dims
 
 
 def parse_provider_option(text: str) -> Tuple[str, Any]:

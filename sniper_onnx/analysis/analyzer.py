@@ -44,6 +44,14 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
         warnings.append(
             "unknown ops counted with 0 MACs: " + ", ".join(f"{op} x{n}" for op, n in unknown_ops.items())
         )
+    if not any(c.is_layer for c in costs):
+        # every count and proportion is then 0: a predictor has nothing to go on, and a user who
+        # exported the wrong graph (weights folded into one Constant) should hear it
+        ops = Counter(c.op_type for c in costs)
+        warnings.append(f"no layer does work: the graph's {_count_nodes(list(costs))} ("
+                        + ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
+                        + ") only pass data along or make constants, so every MAC, parameter and layer count is 0; "
+                          "check that the export kept the model's layers")
     incomplete = [c for c in costs if not c.shapes_known and c.category != "unknown"]
     unknown_shapes = [c.name for c in incomplete]
     data_dependent = [c.name for c in incomplete if c.op_type in DATA_DEPENDENT_OPS]

@@ -154,6 +154,17 @@ def _merge_default_imports(imports: "RepeatedCompositeFieldContainer[onnx.Operat
     imports.extend(onnx.helper.make_opsetid(domain, version) for domain, version in versions.items())
 
 
+def _check_default_opset(model: onnx.ModelProto, warnings: list[str]) -> None:
+    """A default-domain opset newer than the installed onnx knows: shape inference and the cost
+    rules then follow the newest opset it knows, which is right only if the ops kept their meaning."""
+    newest = onnx.defs.onnx_opset_version()
+    version = next((entry.version for entry in model.opset_import if entry.domain == ""), 0)
+    if version > newest:
+        warnings.append(f"the model imports opset {version} of the default domain (ai.onnx), newer than {newest}, the "
+                        f"newest onnx {onnx.__version__} knows; ops may have changed meaning since, and costs use the "
+                        f"rules of opset {newest}")
+
+
 def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
     """The graph and every subgraph nested in it."""
     found = [graph]
@@ -289,7 +300,9 @@ def _describe_cycle(graph: onnx.GraphProto, dependencies: list[set[int]], done: 
 # ------------------------------------------------------------------------------ input shapes
 
 def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
-    """``'input=1x3x224x224'`` (``,`` also separates dims) -> ``('input', (1, 3, 224, 224))``.
+    """``'input=1x3x224x224'`` (also ``input:1,3,224,224`` and ``input:[1,3,224,224]``) ->
+    ``('input', (1, 3, 224, 224))``; a bare ``'1x3x224x224'`` gets the name ``UNNAMED_INPUT``, which
+    :func:`name_unnamed_shape` gives to a model's only input.
 
     One grammar for every command: the device-side profiler's parser, with its errors as ours.
     """
@@ -316,10 +329,40 @@ def parse_input_shapes(texts: Sequence[str] | None) -> dict[str, tuple[int, ...]
     for text in texts or ():
         name, dims = parse_input_shape(text)
         if name in shapes and shapes[name] != dims:
+            from sniper_profiler.config import UNNAMED_INPUT
+
             shown = " and ".join("x".join(map(str, d)) for d in (shapes[name], dims))
-            raise SniperError(f"--input-shape: input '{name}' given twice ({shown}); give each input once")
+            which = "a shape without an input name" if name == UNNAMED_INPUT else f"input '{name}'"
+            raise SniperError(f"--input-shape: {which} given twice ({shown}); give each input once")
         shapes[name] = dims
     return shapes
+
+
+def name_unnamed_shape(graph: onnx.GraphProto, requested: InputShapes | None, source: str) -> InputShapes | None:
+    """``requested`` with a shape given without a name (``-s 1x3x64x64``) under the name of the
+    model's only input; with several inputs, which one it sizes is a guess, so that is an error."""
+    if not requested:
+        return requested
+    from sniper_profiler.config import UNNAMED_INPUT  # the package imports its runner: only when needed
+
+    if UNNAMED_INPUT not in requested:
+        return requested
+    named = dict(requested)
+    dims = tuple(named.pop(UNNAMED_INPUT))
+    shown = "x".join(map(str, dims))
+    initializers = {t.name for t in graph.initializer}
+    inputs = [vi.name for vi in graph.input if vi.name not in initializers]
+    if not inputs:
+        raise SniperError(f"{source}: --input-shape {shown}: the model has no graph input to size; drop it")
+    if len(inputs) > 1:
+        raise SniperError(f"{source}: --input-shape {shown} names no input and the model has {len(inputs)} "
+                          f"inputs ({', '.join(inputs)}); write NAME=DIMS, e.g. {inputs[0]}={shown}")
+    if inputs[0] in named and tuple(named[inputs[0]]) != dims:
+        given = "x".join(map(str, named[inputs[0]]))
+        raise SniperError(f"{source}: --input-shape: input '{inputs[0]}' given twice ({given} and {shown}, "
+                          "the latter without its name); give each input once")
+    named[inputs[0]] = dims
+    return named
 
 
 def resolve_input_shapes(
@@ -336,6 +379,7 @@ def resolve_input_shapes(
     resolved: dict[str, tuple] = {}
     for vi in inputs:
         declared = _declared_dims(vi)
+        written = _declared_dims(vi, keep_zero=True)  # what messages quote: a declared 0 reads as 0, not ?
         if vi.name in requested:
             dims = tuple(int(d) for d in requested[vi.name])
             if any(d <= 0 for d in dims):
@@ -343,13 +387,13 @@ def resolve_input_shapes(
             if declared is not None and len(declared) != len(dims):
                 raise SniperError(
                     f"{source}: --input-shape {vi.name} has {len(dims)} dims but the input has rank {len(declared)} "
-                    f"({_format_declared(declared)})"
+                    f"({_format_declared(written)})"
                 )
             fixed = [(position, declared[position]) for position in range(len(dims)) if declared is not None
                      and isinstance(declared[position], int) and declared[position] != dims[position]]
             if fixed:
                 warnings.append(
-                    f"input '{vi.name}' is declared {_format_declared(declared)}; analysed at "
+                    f"input '{vi.name}' is declared {_format_declared(written)}; analysed at "
                     f"{'x'.join(map(str, dims))} as --input-shape asks, a shape onnxruntime would refuse to run "
                     f"(fixed dim(s) {', '.join(str(p) for p, _ in fixed)} changed)")
             resolved[vi.name] = dims
@@ -358,17 +402,18 @@ def resolve_input_shapes(
             if vi.type.HasField("tensor_type"):
                 warnings.append(f"input '{vi.name}' has no shape; pass --input-shape {vi.name}=DIMS")
             continue
-        resolved[vi.name] = _default_dims(vi.name, declared, warnings)
+        resolved[vi.name] = _default_dims(vi.name, declared, warnings, written)
     return resolved
 
 
-def _declared_dims(vi: onnx.ValueInfoProto) -> list | None:
-    """Each dim as int, a symbol name (str) or None."""
+def _declared_dims(vi: onnx.ValueInfoProto, keep_zero: bool = False) -> list | None:
+    """Each dim as int, a symbol name (str) or None. A declared 0 is analysed as unknown; with
+    ``keep_zero`` it is kept, for messages that quote the declaration as written."""
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return None
     dims: list = []
     for dim in vi.type.tensor_type.shape.dim:
-        if dim.HasField("dim_value") and dim.dim_value > 0:
+        if dim.HasField("dim_value") and (dim.dim_value > 0 or keep_zero and dim.dim_value == 0):
             dims.append(int(dim.dim_value))
         elif dim.HasField("dim_param") and dim.dim_param:
             dims.append(dim.dim_param)
@@ -381,8 +426,9 @@ def _format_declared(dims: list) -> str:
     return "x".join("?" if d is None else str(d) for d in dims)
 
 
-def _default_dims(name: str, declared: list, warnings: list[str]) -> tuple:
-    """Unset dims that hold the batch become 1, and a warning names them; others stay unknown."""
+def _default_dims(name: str, declared: list, warnings: list[str], written: list | None = None) -> tuple:
+    """Unset dims that hold the batch become 1, and a warning names them; others stay unknown.
+    ``written``: the declaration as the warning quotes it (``declared`` with its 0s)."""
     batch = _batch_positions(declared)
     dims = tuple(d if isinstance(d, int) else 1 if i in batch else None for i, d in enumerate(declared))
     assumed = sorted(i for i in batch if not isinstance(declared[i], int))
@@ -394,8 +440,9 @@ def _default_dims(name: str, declared: list, warnings: list[str]) -> tuple:
         named = ", ".join(f"{i}" + (f" ('{declared[i]}')" if isinstance(declared[i], str) else "") for i in assumed)
         parts.append(f"taken as the batch and set to 1: dim{'s' if len(assumed) > 1 else ''} {named}")
     if missing:
-        parts.append(f"unknown dims {missing}, so nodes that depend on them get unknown shapes")
-    warnings.append(f"input '{name}' is declared {_listed(declared)}, analysed as {_listed(list(dims))}; "
+        zero = " (a declared 0 is read as unset)" if 0 in (written or ()) else ""
+        parts.append(f"unknown dims {missing}{zero}, so nodes that depend on them get unknown shapes")
+    warnings.append(f"input '{name}' is declared {_listed(written or declared)}, analysed as {_listed(list(dims))}; "
                     f"{'; '.join(parts)}; pass --input-shape {name}=DIMS to set them")
     return dims
 
@@ -600,8 +647,10 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     model, label = read_model(source)
     model = canonical_default_domain(model)
     warnings: list[str] = []
+    _check_default_opset(model, warnings)
     model = inline_local_functions(model, label, warnings)
     order = topological_order(model.graph, label)
+    input_shapes = name_unnamed_shape(model.graph, input_shapes, label)
     resolved = resolve_input_shapes(model.graph, input_shapes, label, warnings)
     inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
     for name, dims in resolved.items():

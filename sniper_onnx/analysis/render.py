@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sniper_onnx.analysis.features import FEATURE_GROUPS
 from sniper_onnx.analysis.result import AnalysisResult
+from sniper_onnx.outputs import output_console
 
 UNITS = {"macs": "MACs", "params": "params", "bytes": "bytes"}
 
@@ -31,12 +32,17 @@ def unit_of(name: str) -> str:
     return "layers" if name.startswith(("num_", "critical_path_layers")) else ""
 
 
-def summary_table(result: AnalysisResult) -> Table:
-    """Features under Table 1's dimensions; a layer count and its proportion share a row."""
+def summary_title(result: AnalysisResult) -> Text:
+    """The model and its input shapes, the line above the summary table."""
     info = result.model_info
     inputs = ", ".join(f"{n}={'x'.join('?' if d is None else str(d) for d in dims)}" for n, dims in info["inputs"].items())
-    # escaped: a path or an input name in brackets ("[batch]") would be read as rich markup and vanish
-    table = Table(title=escape(f"{result.source}  ({info['num_nodes']} nodes; {inputs})"), title_justify="left")
+    # Text, never markup: a path or an input name in brackets ("[batch]") would otherwise vanish
+    return Text(f"{result.source}  ({info['num_nodes']} nodes; {inputs})", style="table.title")
+
+
+def summary_table(result: AnalysisResult) -> Table:
+    """Features under Table 1's dimensions; a layer count and its proportion share a row."""
+    table = Table()
     table.add_column("Feature", no_wrap=True)
     table.add_column("Value", justify="right", no_wrap=True)
     table.add_column("Unit", no_wrap=True)
@@ -75,9 +81,12 @@ def node_table(result: AnalysisResult) -> Table:
 
 
 def print_summary(result: AnalysisResult, with_nodes: bool = False, csv_path: Path | None = None) -> None:
-    console = Console()
+    console = output_console()
     if with_nodes:
         console.print(node_table(result))
+    # a line of its own, not the table's title: a title wraps at the table's width, and a long path
+    # would split the line that names the model
+    console.print(summary_title(result))
     console.print(summary_table(result))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -43,6 +43,30 @@ def _framework_exceptions() -> tuple[type[BaseException], ...]:
 _PASS_THROUGH = _framework_exceptions()
 
 
+def _keep_argument_help() -> None:
+    """typer < 0.25 stores a positional argument's help, then calls click's Argument.__init__,
+    which in newer click (8.5 here) takes a help of its own and sets it to None: every argument's
+    description vanished from -h (`analyze -h` showed `MODEL PATH` and nothing else). Passing the
+    help on to click keeps it."""
+    import inspect
+
+    import click
+    from typer.core import TyperArgument
+
+    if "help" not in inspect.signature(click.Argument.__init__).parameters:
+        return
+    typer_init = TyperArgument.__init__
+
+    def init_keeping_help(self, *args, help=None, **kwargs):  # noqa: A002 - click's name
+        typer_init(self, *args, help=help, **kwargs)
+        self.help = help
+
+    TyperArgument.__init__ = init_keeping_help
+
+
+_keep_argument_help()
+
+
 # what the running command wants said if Ctrl-C stops it (set by on_interrupt)
 _interrupt_hint: list[str] = []
 

@@ -14,11 +14,12 @@ def register(app: typer.Typer) -> None:
 
 
 def analyze_command(
-    model: Annotated[Path, typer.Argument(help="ONNX file to analyse (weights are not loaded).")],
+    model: Annotated[Path, typer.Argument(help="ONNX model file to analyse (its weights are not loaded).")],
     input_shape: Annotated[
         Optional[list[str]],
-        typer.Option("--input-shape", "-s", metavar="NAME=DIMS",
-                     help="Concrete shape of a graph input, e.g. input=1x3x224x224; repeatable. "
+        typer.Option("--input-shape", "-s", metavar="[NAME=]DIMS",
+                     help="Concrete shape of a graph input: input=1x3x224x224, input:1,3,224,224 or "
+                          "input:[1,3,224,224]; a bare 1x3x224x224 sizes the model's only input. Repeatable. "
                           "Default: unknown batch dims are 1."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,

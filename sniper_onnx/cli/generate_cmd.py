@@ -26,8 +26,9 @@ def _run_with_progress(total: int, label: str, work):
 
 
 def _print_coverage(report) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from sniper_onnx.outputs import output_console
 
     from sniper_generator.coverage import QUANTILES
 
@@ -37,7 +38,7 @@ def _print_coverage(report) -> None:
         table.add_column({0.0: "min", 1.0: "max"}.get(level, f"q{int(level * 100)}"), justify="right")
     for name, values in report.quantiles.items():
         table.add_row(name, *(f"{v:.3g}" for v in values))
-    console = Console()
+    console = output_console()
     console.print(table)
     if report.unknown_ops:
         console.print(f"ops the analyzer does not know (nets affected): {report.unknown_ops}")

@@ -18,16 +18,17 @@ def _print_json(data: dict) -> None:
 
 
 def _table(title: str, columns: List[str], rows: List[List[str]]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from sniper_onnx.outputs import output_console
 
     table = Table(title=escape(title))  # paths and names are text, never rich markup
     for column in columns:
         table.add_column(column, justify="left" if column in ("network", "device", "path", "predictor") else "right")
     for row in rows:
         table.add_row(*(escape(cell) for cell in row))
-    Console().print(table)
+    output_console().print(table)  # piped: one row per line, network and device names whole
 
 
 def _epoch_progress(epochs: int):
@@ -72,11 +73,13 @@ def train(
 
 
 def predict(
-    models: Annotated[Optional[List[str]], typer.Argument(help="ONNX model(s), folders of them, or `analyze --json` outputs.")] = None,
+    models: Annotated[Optional[List[str]], typer.Argument(help="ONNX models (.onnx), folders of them, or `analyze --json` outputs; -s applies to the .onnx models only.")] = None,
     device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Device name, or the part of it only one device holds (repeatable; default: all known).")] = None,
     predictor: PredictorOpt = None,
     input_shape: Annotated[Optional[List[str]], typer.Option(
-        "--input-shape", "-s", metavar="NAME=DIMS", help="Concrete input shape, e.g. input=1x3x224x224 (repeatable).")] = None,
+        "--input-shape", "-s", metavar="[NAME=]DIMS",
+        help="Concrete input shape of the .onnx models: input=1x3x224x224, input:1,3,224,224 or input:[1,3,224,224]; "
+             "a bare 1x3x224x224 sizes each model's only input (repeatable).")] = None,
     as_json: JsonOpt = False,
     list_known: Annotated[bool, typer.Option("--list-devices", help="List the devices the predictor knows, and exit.")] = False,
 ) -> None:

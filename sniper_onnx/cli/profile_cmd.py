@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[Optional[int], typer.Option("--threads", help="intra-op threads; 0 = onnxruntime default (default: 0)", show_default=False)] = None,
         opt_level: Annotated[Optional[str], typer.Option("--opt-level", help="graph optimization: disabled, basic, extended, all (default: all)", show_default=False)] = None,
         precision: Annotated[str, typer.Option("--precision", help="precision label (fp16 enables TensorRT fp16)")] = "fp32",
-        input_shape: Annotated[Optional[List[str]], typer.Option("--input-shape", help="NAME=1x3x224x224 for symbolic dims (repeatable)")] = None,
+        input_shape: Annotated[Optional[List[str]], typer.Option("--input-shape", help="NAME=1x3x224x224 (or NAME:1,3,224,224, NAME:[1,3,224,224]) for symbolic dims (repeatable)")] = None,
         default_dim: Annotated[int, typer.Option("--default-dim", help="value of other symbolic dims")] = 1,
         warmup: Annotated[int, typer.Option("--warmup", help="warm-up runs")] = 5,
         min_repeats: Annotated[int, typer.Option("--min-repeats", help="timed runs before the CI is checked")] = 10,

@@ -144,9 +144,10 @@ def _cell(spread, digits: int, seeds: int) -> str:
 
 def _print_table(report, per_device: bool = False) -> None:
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from sniper_onnx.outputs import output_console
 
     sweep = report.sweep
     seeds = len(sweep.seeds) if sweep.trace is None else 1
@@ -164,9 +165,7 @@ def _print_table(report, per_device: bool = False) -> None:
             _cell(s["awt"], 3, seeds), _number(s["p95_wait"].median, 3), _number(s["p99_wait"].median, 3),
             _number(100 * s["deadline_miss_rate"].median, 1), _cell(s["load_std"], 3, seeds),
         )
-    console = Console()
-    if not console.is_terminal:  # piped into a file: no terminal to fit, keep every digit
-        console = Console(width=max(console.width, 110))
+    console = output_console()  # piped into a file: no terminal to fit, every row on one line
     console.print(table)
     empty = {row.rate: row.empty_runs for row in sweep.rows if row.empty_runs}
     if empty:

@@ -19,8 +19,9 @@ def zoo_list(
     if json_output:
         typer.echo(json.dumps({"networks": rows}))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from sniper_onnx.outputs import output_console
 
     table = Table(title="sniper-onnx zoo (random weights)")
     columns = (("name", "left"), ("torchvision params", "right"), ("exported", "right"), ("resolution", "right"),
@@ -30,7 +31,7 @@ def zoo_list(
     for row in rows:
         table.add_row(row["name"], f"{row['params']:,}", f"{row['export_params']:,}", str(row["default_resolution"]),
                       row["description"])
-    Console().print(table)
+    output_console().print(table)
 
 
 def zoo_export(

@@ -189,3 +189,41 @@ def test_bracketed_names_are_printed_as_text_not_rich_markup(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     output = " ".join(runner.invoke(app, ["analyze", str(path), "--nodes"], env={"COLUMNS": "300"}).output.split())
     assert "net[b].onnx" in output and "act[b]" in output and "declared [batch, 3, h, w]" in output
+
+
+def _long_named_model(tmp_path: Path) -> tuple[Path, str]:
+    name = "/backbone/stage4/pool/GlobalAveragePool_after_the_last_bottleneck_block_of_the_network"
+    graph = helper.make_graph([helper.make_node("GlobalAveragePool", ["x"], ["y"], name=name)], "g",
+                              [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    path = tmp_path / "a_model_file_whose_name_alone_is_longer_than_the_summary_table_is_wide.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path, name
+
+
+def test_piped_tables_keep_one_row_per_line(tmp_path):
+    """A real pipe with no COLUMNS: rich would fold the node name and the title line at 80 columns."""
+    path, name = _long_named_model(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "FORCE_COLOR", "TTY_COMPATIBLE")}
+    entry = "import sys; from sniper_onnx.cli import main; sys.exit(main())"
+    out = subprocess.run([sys.executable, "-c", entry, "analyze", str(path), "--nodes"], capture_output=True,
+                         text=True, env=env, stdin=subprocess.DEVNULL, check=True).stdout
+    lines = out.splitlines()
+    assert any(f"* {name} " in line and "GlobalAveragePool │" in line and "1x3x1x1" in line for line in lines), out
+    assert f"{path}  (1 nodes; x=1x3x8x8)" in lines, out
+
+
+def test_a_set_width_is_kept(tmp_path):
+    """COLUMNS (and a terminal's own width) still decides: a long node name folds inside its column."""
+    path, name = _long_named_model(tmp_path)
+    output = runner.invoke(app, ["analyze", str(path), "--nodes"], env={"COLUMNS": "60"}).output
+    assert name not in output and max(len(line) for line in output.splitlines()) <= 60
+    assert name in "".join(line.split("│")[1].strip().lstrip("* ") for line in output.splitlines() if "│" in line)
+
+
+def test_input_shape_forms_of_polygraphy_onnxsim_and_a_bare_shape(tmp_path):
+    path, _ = _long_named_model(tmp_path)
+    for form in ("x=2x3x8x8", "x:2,3,8,8", "x:[2,3,8,8]", "2x3x8x8", "[2,3,8,8]"):
+        result = runner.invoke(app, ["analyze", str(path), "-s", form, "--json"])
+        assert result.exit_code == 0, (form, result.output)
+        assert json.loads(result.stdout)["model"]["inputs"] == {"x": [2, 3, 8, 8]}, form

@@ -249,13 +249,18 @@ def test_a_reshape_that_fits_its_input_gives_no_warning(target, dims):
     [
         ("input=1x3x224x224", ("input", (1, 3, 224, 224))), ("x:2,5", ("x", (2, 5))), ("a=b=7", ("a=b", (7,))),
         ("input_1:0=1x3", ("input_1:0", (1, 3))),  # TensorFlow names carry a colon
+        ("input:[1,3,64,64]", ("input", (1, 3, 64, 64))),  # Polygraphy's form
+        ("input:1,3,64,64", ("input", (1, 3, 64, 64))),  # onnxsim's
+        ("input_1:0:[1, 3]", ("input_1:0", (1, 3))), ("x=[2x5]", ("x", (2, 5))),
+        ("1x3x64x64", ("", (1, 3, 64, 64))), ("[1,3,64,64]", ("", (1, 3, 64, 64))),  # for the only input
     ],
 )
 def test_parse_input_shape(text, expected):
     assert parse_input_shape(text) == expected
 
 
-@pytest.mark.parametrize("text", ["input", "input=", "input=1x0", "input=ax3", "=1x3", "x=99999999999999999999x3x9x9",
+@pytest.mark.parametrize("text", ["input", "input=", "input=1x0", "input=ax3", "=1x3", "input:[1,3", "[1,3", "1,3]",
+                                  "0x3", "x=[1]x3", ":1x3", "x=99999999999999999999x3x9x9",
                                   f"x=1x{2**63}", f"x={2**62}x3"])
 def test_parse_input_shape_rejects(text):
     with pytest.raises(SniperError, match="--input-shape"):
@@ -283,3 +288,55 @@ def test_an_input_shape_given_twice_with_other_dims_is_refused():
     assert parse_input_shapes(None) == {}
     with pytest.raises(SniperError, match=r"input 'x' given twice \(1x3x8x8 and 2x3x8x8\); give each input once"):
         parse_input_shapes(["x=1x3x8x8", "x=2x3x8x8"])
+
+
+def test_a_shape_without_a_name_sizes_the_only_input():
+    from sniper_onnx.analysis import parse_input_shapes
+
+    built = small_cnn(weight)  # its initializers are not inputs to size
+    built.graph.input.append(helper.make_tensor_value_info("W", onnx.TensorProto.FLOAT, [16, 3, 3, 3]))
+    result = analyze(built, input_shapes=parse_input_shapes(["4x3x8x8"]))
+    assert result.model_info["inputs"]["x"] == [4, 3, 8, 8] and result.features["conv_macs"] == 4 * 16 * 64 * 27
+    assert analyze(built, input_shapes=parse_input_shapes(["4x3x8x8", "x=4x3x8x8"])).features == result.features
+    with pytest.raises(SniperError, match=r"input 'x' given twice \(2x3x8x8 and 4x3x8x8, the latter without its name\)"):
+        analyze(built, input_shapes=parse_input_shapes(["x=2x3x8x8", "4x3x8x8"]))
+    with pytest.raises(SniperError, match="a shape without an input name given twice"):
+        parse_input_shapes(["1x3", "2x3"])
+    two = model([helper.make_node("Add", ["a", "b"], ["y"])], {"a": ["N", 3], "b": ["N", 3]}, ["y"])
+    with pytest.raises(SniperError, match=r"--input-shape 2x3 names no input and the model has 2 inputs \(a, b\); "
+                                          r"write NAME=DIMS, e.g. a=2x3"):
+        analyze(two, input_shapes=parse_input_shapes(["2x3"]))
+
+
+def test_an_opset_newer_than_onnx_knows_is_one_warning():
+    newest = onnx.defs.onnx_opset_version()
+    for domain in ("", "ai.onnx"):
+        built = small_cnn(weight)
+        del built.opset_import[:]
+        built.opset_import.append(helper.make_opsetid(domain, 99))
+        result = analyze(built, input_shapes={"x": (1, 3, 8, 8)})
+        assert result.features["conv_macs"] == 16 * 64 * 27
+        assert result.warnings == [f"the model imports opset 99 of the default domain (ai.onnx), newer than {newest}, "
+                                   f"the newest onnx {onnx.__version__} knows; ops may have changed meaning since, and "
+                                   f"costs use the rules of opset {newest}"]
+    assert analyze(small_cnn(weight), input_shapes={"x": (1, 3, 8, 8)}).warnings == []
+
+
+def test_a_graph_without_layers_says_so():
+    nodes = [helper.make_node("Identity", ["x"], ["a"], name="id"),
+             helper.make_node("Constant", [], ["c"], name="const", value=helper.make_tensor("v", onnx.TensorProto.FLOAT,
+                                                                                             [1], [1.0]))]
+    result = analyze(model(nodes, {"x": [1, 4]}, ["a", "c"]))
+    assert result.features["num_layers"] == 0
+    assert result.warnings == ["no layer does work: the graph's 2 nodes (Constant x1, Identity x1) only pass data along "
+                               "or make constants, so every MAC, parameter and layer count is 0; check that the export "
+                               "kept the model's layers"]
+    assert not any("no layer" in w for w in analyze(small_cnn(weight), input_shapes={"x": (1, 3, 8, 8)}).warnings)
+
+
+def test_a_declared_zero_dim_is_quoted_as_zero():
+    result = analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 0, 64]}, ["y"]))
+    assert result.warnings[0].startswith("input 'x' is declared [N, 0, 64], analysed as [1, ?, 64]; taken as the batch "
+                                         "and set to 1: dim 0 ('N'); unknown dims [1] (a declared 0 is read as unset)")
+    with pytest.raises(SniperError, match=r"has 2 dims but the input has rank 3 \(Nx0x64\)"):
+        analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 0, 64]}, ["y"]), input_shapes={"x": (1, 2)})

@@ -160,13 +160,20 @@ def test_measure_records_every_statistic(tmp_path):
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("x=1x3x224x224", ("x", [1, 3, 224, 224])), ("input_ids:2,128", ("input_ids", [2, 128]))],
+    [("x=1x3x224x224", ("x", [1, 3, 224, 224])), ("input_ids:2,128", ("input_ids", [2, 128])),
+     ("input:[1,3,64,64]", ("input", [1, 3, 64, 64])), ("1x3x64x64", ("", [1, 3, 64, 64]))],
 )
 def test_parse_input_shape(text, expected):
     assert parse_input_shape(text) == expected
 
 
-@pytest.mark.parametrize("text", ["x", "x=1xa", "x=0x3", "=1x2"])
+def test_a_shape_without_an_input_name_is_refused_by_the_profiler():
+    """It measures many models, whose inputs may differ: which input a bare shape sizes is a guess."""
+    with pytest.raises(ProfilerError, match=r"--input-shape 1x3x8x8: write NAME=1x3x8x8, naming the input it sizes"):
+        ProfileConfig(input_shapes=dict([parse_input_shape("1x3x8x8")]))
+
+
+@pytest.mark.parametrize("text", ["x", "x=1xa", "x=0x3", "=1x2", "x:[1,2", "x:1,2]"])
 def test_parse_input_shape_rejects(text):
     with pytest.raises(ProfilerError, match="--input-shape"):
         parse_input_shape(text)
