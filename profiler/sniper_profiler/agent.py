@@ -42,6 +42,20 @@ from sniper_profiler.measure import create_session, make_inputs, measure
 RESULT_OK = "ok"
 RESULT_FAILED = "failed"
 
+# The dispatcher-agent protocol: bumped whenever the calls a dispatcher makes to an agent change
+# (a function, an argument, the fields of an answer), with a line below and the same number in
+# sniper_onnx.dispatch.engines.AGENT_PROTOCOL. A Dask agent reports it to the scheduler when its
+# worker registers (:func:`dask_agent_protocol`, under AGENT_INFO_KEY), and the dispatcher refuses
+# a device whose agent it cannot talk to before sending it anything (docs/dispatch.md).
+#   1: before 2026-11-29; reports no protocol
+#   2 (2026-11-29): dask_run_task's ``reload``, AgentSettings' ``scope``; the protocol reported
+AGENT_PROTOCOL = 2
+# The oldest dispatcher protocol this agent still answers: AGENT_PROTOCOL when a change drops the
+# old calls; left lower when a newer agent still takes them (a keyword added with a default).
+OLDEST_DISPATCHER_PROTOCOL = 2
+# the key of the Dask worker's startup information (the scheduler's WorkerState.extra) holding it
+AGENT_INFO_KEY = "sniper_agent"
+
 
 @dataclass
 class AgentSettings:
@@ -332,6 +346,20 @@ def dask_calibrate(settings: Dict[str, Any], model: str, source: Any, repeats: "
     return _calibrate(agent, model, source, repeats, scope=scope)
 
 
+def dask_agent_protocol(worker: Any = None) -> Dict[str, Any]:
+    """This agent's ``protocol``, the ``oldest_dispatcher`` protocol it still answers and the
+    sniper-profiler ``version`` installed. Cheap: no session, no model.
+
+    Run by the device's Dask worker as it registers (its startup information, so the scheduler
+    holds it before any task can reach the worker), not asked by a task: a task naming a function
+    an older agent lacks fails to unpickle on that worker, and Dask then drops the worker's
+    connection to the scheduler instead of failing the task. Any Dask worker may also run it as a
+    task once it is known to have it."""
+    from sniper_profiler import __version__
+
+    return {"protocol": AGENT_PROTOCOL, "oldest_dispatcher": OLDEST_DISPATCHER_PROTOCOL, "version": __version__}
+
+
 def run_dask_worker(scheduler: str, name: str, host: Optional[str] = None) -> None:
     """Join a fleet: a single-threaded Dask worker named after the device (the dispatcher pins
     each device's tasks to its name, one at a time)."""
@@ -347,7 +375,10 @@ def run_dask_worker(scheduler: str, name: str, host: Optional[str] = None) -> No
         quiet = _QuietStart()
         logging.getLogger("distributed").addFilter(quiet)
         try:
-            worker = await Worker(scheduler, name=name, nthreads=1, host=host)
+            # the agent's protocol goes with its registration: the dispatcher reads it when the
+            # worker joins, before it sends anything (an older agent has none)
+            worker = await Worker(scheduler, name=name, nthreads=1, host=host,
+                                  startup_information={AGENT_INFO_KEY: dask_agent_protocol})
         finally:
             logging.getLogger("distributed").removeFilter(quiet)
         async with worker:

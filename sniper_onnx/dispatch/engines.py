@@ -3,7 +3,8 @@
 Both engines speak the same small protocol to the dispatcher:
 
 - ``start(device)``: bring a device up (embedded: spawn its worker process; Dask: wait for the
-  named worker to join); ``ready`` follows when it answers;
+  named worker to join, and check the protocol its agent reported, see :func:`_agent_refusal`);
+  ``ready`` follows when it answers;
 - ``calibrate(device, model, repeats)``: warm a session up and time it (``calibrated`` follows);
 - ``send(device, task_id, attempt, model, input)``: run one task (``result`` follows);
 - ``poll(timeout)``: the events since the last poll, including ``died`` when a device is gone;
@@ -19,6 +20,8 @@ device's worker name and is the only task that worker has).
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import os
 import signal
 import time
@@ -246,7 +249,12 @@ class DaskEngine:
                 # device is alive, so answer for it, or the dispatcher waits on it forever
                 events.append(Event(kind, device, model=model, payload=_failed(kind, device, task, future)))
             elif future.status == "finished":
-                events.append(Event(kind, device, model=model, payload=future.result()))
+                try:
+                    events.append(Event(kind, device, model=model, payload=future.result()))
+                except (asyncio.CancelledError, concurrent.futures.CancelledError):
+                    # the answer lived on a worker that died since: gone with it, and the
+                    # membership check reports the device (its task is sent again)
+                    pass
             # cancelled: its worker left, and the membership check reports the device
         return events
 
@@ -258,12 +266,26 @@ class DaskEngine:
         # a worker started again under the same name between two looks (a new address): the old one died
         restarted = {name for name in names & self._present if workers[name][1] != self._addresses.get(name)}
         events.extend(self._left(restarted, "Dask worker was replaced by a new one of the same name"))
-        for name in sorted((names & self._wanted) - self._present):
+        joined = sorted((names & self._wanted) - self._present)
+        agents = self._agent_info() if joined else {}
+        for name in joined:
             self._present.add(name)
             self.pids[name], self._addresses[name] = workers[name]
+            # its agent's protocol, checked before the device is "ready" (so before any calibration
+            # or task reaches it): at the start, and for a worker that joins or is restarted mid-run
+            refusal = _agent_refusal(name, agents.get(workers[name][1]))
+            if refusal is not None:
+                self._refusal = self._refusal or refusal  # raised once these events are handed over
+                continue
             events.append(Event("ready", name, payload=workers[name][0]))
         events.extend(self._left(self._present - names, "Dask worker left the scheduler"))
         return events
+
+    def _agent_info(self) -> dict[str, Any]:
+        """Worker address -> what its agent reported when it registered (None: nothing, an older
+        agent). Read from the scheduler's identity of its workers: no code of ours runs there."""
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        return {str(address): identity.get(AGENT_INFO_KEY) for address, identity in workers.items()}
 
     def _left(self, gone: "set[str]", why: str) -> list[Event]:
         events = []
@@ -295,15 +317,62 @@ class DaskEngine:
             self.client.close()
 
 
+# The dispatcher-agent protocol these calls speak: sniper_profiler.agent.AGENT_PROTOCOL of the same
+# checkout (its comment lists what each number changed). A Dask agent reports its own when its
+# worker registers, under AGENT_INFO_KEY; an agent from before the number reports none (protocol 1).
+AGENT_PROTOCOL = 2
+AGENT_INFO_KEY = "sniper_agent"
+NO_PROTOCOL = 1  # what an agent that reports none speaks: the protocol of before 2026-11-29
+
 # Keywords this dispatcher passes to a Dask agent's functions that an older sniper-profiler does
 # not take (each with the change that added it): such an agent fails every task and calibration
-# alike with a TypeError, so it is one error for the device, not a failure per net.
+# alike with a TypeError, so it is one error for the device, not a failure per net. The protocol
+# check at join refuses such an agent first; this stays for an agent that reports a protocol it
+# does not speak (a sniper-profiler edited on the device).
 NEWER_AGENT_KEYWORDS = {
     "reload": "dask_run_task's reload (2026-11-29: a task remakes a session its agent dropped)",
     "scope": "AgentSettings.scope (2026-11-29: two dispatchers sharing one agent)",
 }
 # docs/dispatch.md, "A device joins a fleet": the command that installs the agent on a device
 AGENT_INSTALL = "pip install --no-deps ./profiler"
+OLDER_AGENT_FIX = (f"upgrade sniper-profiler on that device (`{AGENT_INSTALL}` from this sniper-onnx's checkout), "
+                   "start its agent again and run this again")
+
+
+def _agent_protocol(info: Any) -> tuple[int, int, str]:
+    """(protocol, oldest dispatcher protocol it answers, sniper-profiler version) from what an agent
+    reported at registration; an agent that reported nothing usable speaks :data:`NO_PROTOCOL`."""
+    if not isinstance(info, dict) or not isinstance(info.get("protocol"), int):
+        return NO_PROTOCOL, NO_PROTOCOL, ""
+    protocol = int(info["protocol"])
+    oldest = info.get("oldest_dispatcher")
+    return protocol, int(oldest) if isinstance(oldest, int) else protocol, str(info.get("version") or "")
+
+
+def _agent_refusal(device: str, info: Any) -> Optional[SniperError]:
+    """One line naming the device, both protocols and the fix when this dispatcher cannot talk to
+    the device's agent; None when it can.
+
+    An older agent is refused, not called the old way (see :func:`_older_agent`). A newer agent is
+    accepted when it still answers this dispatcher's protocol (``oldest_dispatcher``: a change
+    that only adds a keyword with a default keeps it), else refused: upgrade this sniper-onnx."""
+    protocol, oldest, version = _agent_protocol(info)
+    installed = f", sniper-profiler {version}" if version else ""
+    if protocol < AGENT_PROTOCOL:
+        reported = isinstance(info, dict) and isinstance(info.get("protocol"), int)
+        said = (f"agent protocol {protocol}{installed}" if reported else
+                f"it reports no agent protocol, so protocol {NO_PROTOCOL}: an agent from before 2026-11-29, "
+                "or a Dask worker not started with `python -m sniper_profiler.agent`")
+        return SniperError(f"device {device}: its agent runs an older sniper-profiler than this sniper-onnx "
+                           f"({said}; this sniper-onnx speaks protocol {AGENT_PROTOCOL}); {OLDER_AGENT_FIX}")
+    if oldest > AGENT_PROTOCOL:
+        return SniperError(
+            f"device {device}: its agent runs a newer sniper-profiler than this sniper-onnx (agent protocol "
+            f"{protocol}{installed}, answering dispatchers of protocol {oldest} and later; this sniper-onnx speaks "
+            f"protocol {AGENT_PROTOCOL}); upgrade sniper-onnx here from the checkout the agent came from "
+            f"(`pip install -e ./profiler -e .` there), or install this checkout's sniper-profiler on that device "
+            f"(`{AGENT_INSTALL}`) and start its agent again; then run this again")
+    return None
 
 
 def _older_agent(device: str, error: Optional[BaseException]) -> Optional[SniperError]:
@@ -311,8 +380,9 @@ def _older_agent(device: str, error: Optional[BaseException]) -> Optional[Sniper
 
     Refused (the run stops) rather than worked around (calling it without the keyword): agents of
     several ages differ in several ways (scope, reload, the farm's measurement settings), and a run
-    half served by an agent that times nets another way is worse than no run. The agent reports no version
-    of its own, so the TypeError is the evidence."""
+    half served by an agent that times nets another way is worse than no run. Agents since protocol 2
+    are checked when they join (:func:`_agent_refusal`); this catches one that reports a protocol
+    its task functions do not speak, from the TypeError of its first task."""
     if not isinstance(error, TypeError):
         return None
     text = " ".join(str(error).split())
@@ -320,8 +390,7 @@ def _older_agent(device: str, error: Optional[BaseException]) -> Optional[Sniper
         if f"unexpected keyword argument '{keyword}'" in text:
             return SniperError(
                 f"device {device}: its agent runs an older sniper-profiler than this sniper-onnx, without {change} "
-                f"({type(error).__name__}: {text}); upgrade sniper-profiler on that device (`{AGENT_INSTALL}` from "
-                "this sniper-onnx's checkout), start its agent again and run this again")
+                f"({type(error).__name__}: {text}); {OLDER_AGENT_FIX}")
     return None
 
 

@@ -160,8 +160,11 @@ def test_an_agent_with_a_bad_scheduler_address_says_so_in_one_line():
     assert len(done.stderr.strip().splitlines()) == 1
 
 
-# An agent installed from a sniper-profiler before 2026-11-29's `reload`: the same worker
-# entry point, with the task function of that version (no ``reload`` keyword).
+# An agent whose task function is from a sniper-profiler before 2026-11-29's `reload` but whose
+# worker registers the current agent protocol (a sniper-profiler edited on the device): the protocol
+# check at join lets it in, and the TypeError of its first task is the fallback that stops the run.
+# (An older agent in full, which registers no protocol, is refused at join:
+# test_dispatch_agent_protocol.py.)
 OLD_AGENT = """
 import sys
 from sniper_profiler import agent

@@ -161,6 +161,11 @@ def test_a_dask_worker_replaced_under_its_name_between_two_looks_is_reported_die
         def run_on_scheduler(self, function):
             return dict(workers)
 
+        def scheduler_info(self, n_workers: int = -1):  # each agent reports the current protocol
+            from sniper_profiler.agent import AGENT_INFO_KEY, dask_agent_protocol
+
+            return {"workers": {address: {AGENT_INFO_KEY: dask_agent_protocol()} for _, address in workers.values()}}
+
     engine = DaskEngine.__new__(DaskEngine)
     engine.client, engine._checked, engine._wanted, engine._present = Client(), 0.0, {"d0"}, set()
     engine.pids, engine._addresses, engine._device_data, engine._pending, engine._tasks = {}, {}, {}, {}, {}
