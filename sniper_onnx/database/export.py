@@ -2,7 +2,8 @@
 
 One row per (network, device): the network's features, the device's hardware features (recomputed
 from its stored spec, so they follow the current :data:`DEVICE_FEATURE_NAMES`) and the latency,
-the median over that pair's successful measurements of each one's `--statistic` (default: its median).
+the median over that pair's successful measurements of each one's `--statistic` (default: its median),
+then how to re-make the network and the feature schema that computed its features.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ ID_COLUMNS = ("network_id", "network_name", "structure_hash", "device_id", "devi
 # How to re-make the network (generator spec, zoo name or file): the kernel-sum path's trainer needs
 # every layer node, which the feature columns have summed away.
 SOURCE_COLUMN = "network_source"
+# Which analyzer feature schema computed the row's network features (blank: unknown, stored before
+# the database recorded it), so `train` records the schema the features really have.
+FEATURE_SCHEMA_COLUMN = "feature_schema"
 TARGET_COLUMNS = ("latency_s", "measurements", "runs")
 DEVICE_PREFIX = "device_"
 # Flags the profiler sets (and contended_sessions, which the importer sets: importer.protocol_flags);
@@ -79,7 +83,7 @@ def export_csv(
     features = {row["network_id"]: json.loads(row["features"]) for row in with_features}
     names = network_feature_names(list(features.values()))
     specs = {d.id: d.spec for d in db.devices()}
-    header = [*ID_COLUMNS, *names, *(DEVICE_PREFIX + n for n in DEVICE_FEATURE_NAMES), *TARGET_COLUMNS, SOURCE_COLUMN]
+    header = [*ID_COLUMNS, *names, *(DEVICE_PREFIX + n for n in DEVICE_FEATURE_NAMES), *TARGET_COLUMNS, SOURCE_COLUMN, FEATURE_SCHEMA_COLUMN]
     paths = db.network_paths()
     temporary = out.with_name(out.name + ".tmp")
     with open(temporary, "w", newline="") as handle:
@@ -92,7 +96,7 @@ def export_csv(
                 row["network_id"], row["network_name"], row["structure_hash"], row["device_id"], row["device_name"],
                 *(network.get(name, "") for name in names), *device_vector,
                 repr(_median_of(row["latencies"])), row["measurements"], row["runs"] or "",
-                _source_json(row["network_source"], paths.get(row["network_id"])),
+                _source_json(row["network_source"], paths.get(row["network_id"])), row["feature_schema"] or "",
             ])
     temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES),

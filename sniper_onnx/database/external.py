@@ -248,7 +248,8 @@ class _Networks:
         structure = self.arch_hashes.get(arch) or nasbench201_structure_hash(arch, self.table)
         source = {"family": "nasbench201", "arch": arch, "resolution": NASBENCH201_RESOLUTION, "batch": 1,
                   "imported_from": self.table.name}
-        return self.db.add_network(structure, arch, source, self._nasbench201_features(arch))
+        # The committed feature table does not record which analyzer computed it: its schema is unknown.
+        return self.db.add_network(structure, arch, source, self._nasbench201_features(arch), feature_schema=None)
 
     def _add_onnx(self, network: str, row_number: int):
         import onnx

@@ -77,6 +77,12 @@ MIGRATIONS: tuple[str, ...] = (
           ('CUDAExecutionProvider', 'TensorrtExecutionProvider', 'ROCMExecutionProvider', 'MIGraphXExecutionProvider')
       AND NOT EXISTS (SELECT 1 FROM json_each(measurements.flags) WHERE value = 'contended_sessions')
     """,
+    # 3: which analyzer feature schema (sniper_onnx/feature_schema.py) computed each network's
+    # features, so a predictor trained on them records the schema they really have. Networks stored
+    # before keep NULL: unknown, never guessed.
+    """
+    ALTER TABLE networks ADD COLUMN feature_schema TEXT
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

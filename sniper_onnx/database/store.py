@@ -19,6 +19,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 from sniper_onnx.database.schema import MIGRATIONS, SCHEMA_VERSION
 from sniper_onnx.errors import SniperError
+from sniper_onnx.feature_schema import FEATURE_SCHEMA
 from sniper_profiler.device import DeviceSpec
 
 BUSY_TIMEOUT_S = 120.0
@@ -50,6 +51,7 @@ class NetworkRecord:
     features: Optional[dict[str, float]]
     added_at: str
     added: bool = False  # True when this call inserted it
+    feature_schema: Optional[str] = None  # the analyzer schema that computed ``features``; None: unknown
 
 
 @dataclass
@@ -234,31 +236,40 @@ class Database:
         name: str,
         source: Optional[Mapping[str, Any]] = None,
         features: Optional[Mapping[str, float]] = None,
+        *,
+        feature_schema: Optional[str] = FEATURE_SCHEMA,
     ) -> NetworkRecord:
         """Insert a network once per ``structure_hash`` (any stable unique string works, e.g. a
         NAS-Bench-201 architecture string). A later call may fill in missing features; it never
-        overwrites existing ones."""
+        overwrites existing ones. ``feature_schema``: the analyzer schema that computed
+        ``features``; the default is the running analyzer's, None when they came from elsewhere."""
         if not structure_hash:
             raise SniperError("add_network: structure_hash is empty; pass a stable unique key for the network")
+        schema = feature_schema if features else None  # no features, nothing for a schema to describe
         with self.transaction() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO networks(structure_hash, name, source, features, added_at) VALUES (?,?,?,?,?)",
-                (structure_hash, name, _dumps(dict(source or {})), _dumps(dict(features)) if features else None, utc_now()),
+                "INSERT OR IGNORE INTO networks(structure_hash, name, source, features, feature_schema, added_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (structure_hash, name, _dumps(dict(source or {})), _dumps(dict(features)) if features else None, schema,
+                 utc_now()),
             )
             added = cursor.rowcount == 1
             if not added and features:
                 conn.execute(
-                    "UPDATE networks SET features = ? WHERE structure_hash = ? AND features IS NULL",
-                    (_dumps(dict(features)), structure_hash),
+                    "UPDATE networks SET features = ?, feature_schema = ? WHERE structure_hash = ? AND features IS NULL",
+                    (_dumps(dict(features)), schema, structure_hash),
                 )
             record = self.network_by_hash(structure_hash)
         assert record is not None
         record.added = added
         return record
 
-    def set_network_features(self, network_id: int, features: Mapping[str, float]) -> None:
+    def set_network_features(self, network_id: int, features: Mapping[str, float],
+                             feature_schema: Optional[str] = FEATURE_SCHEMA) -> None:
+        """Replace a network's features, with the analyzer schema that computed them (as add_network)."""
         with self.transaction() as conn:
-            conn.execute("UPDATE networks SET features = ? WHERE id = ?", (_dumps(dict(features)), network_id))
+            conn.execute("UPDATE networks SET features = ?, feature_schema = ? WHERE id = ?",
+                         (_dumps(dict(features)), feature_schema, network_id))
 
     def link_file(self, file_sha256: str, network_id: int, path: Optional[str] = None) -> None:
         """Remember which network a model file holds, so a re-import need not load it again."""
@@ -487,7 +498,8 @@ class Database:
         marks = ",".join("?" * len(exclude_flags))
         flag_filter = f"AND NOT EXISTS (SELECT 1 FROM json_each(m.flags) WHERE value IN ({marks}))" if exclude_flags else ""
         pairs = self._conn.execute(
-            f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features, n.source AS network_source,
+            f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features, n.feature_schema,
+                      n.source AS network_source,
                       d.name AS device_name, d.features AS device_features,
                       GROUP_CONCAT(printf('%.17g', {value})) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
@@ -512,6 +524,7 @@ def _network(row: sqlite3.Row) -> NetworkRecord:
         source=json.loads(row["source"]),
         features=json.loads(row["features"]) if row["features"] else None,
         added_at=row["added_at"],
+        feature_schema=row["feature_schema"],
     )
 
 

@@ -304,7 +304,7 @@ def train_command(output: str, db: Optional[str] = None, table: Optional[str] = 
     # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
     extra = {"latency_statistic": statistic} if db else {}
     predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed, extra_meta=extra,
-                                        status=status)
+                                        status=status, warn=warn)
     save_predictor(predictor, output)
     return report
 

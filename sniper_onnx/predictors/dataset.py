@@ -13,7 +13,7 @@ import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -23,7 +23,11 @@ DEVICE_PREFIX = "device_"
 NETWORK_KEYS = ("network_id", "network_name", "network", "structure_hash")
 DEVICE_KEYS = ("device_name", "device", "device_id")
 SOURCE_COLUMN = "network_source"  # JSON: how to re-make the network (for its kernel table)
-SKIP_COLUMNS = set(NETWORK_KEYS) | set(DEVICE_KEYS) | {"measurements", "runs", "arch", "arch_index", SOURCE_COLUMN}
+# The analyzer feature schema that computed the row's network features (db export, since
+# 2026-11-29): not a feature, so neither a network column nor part of the data hash.
+SCHEMA_COLUMN = "feature_schema"
+SKIP_COLUMNS = set(NETWORK_KEYS) | set(DEVICE_KEYS) | {"measurements", "runs", "arch", "arch_index", SOURCE_COLUMN,
+                                                        SCHEMA_COLUMN}
 LATENCY_COLUMNS = {"latency_s": 1.0, "seconds": 1.0, "latency_ms": 1e-3}
 
 
@@ -41,6 +45,9 @@ class TrainingData:
     pair_device: np.ndarray
     seconds: np.ndarray
     network_sources: List[str] = field(default_factory=list)  # JSON per network, "" when unknown
+    # Per network, the feature schema that computed its features ("" when unknown); None when the
+    # data did not come from a table (its builder knows which analyzer computed them).
+    network_feature_schemas: Optional[List[str]] = None
     # rows left out for their latency, by why: "zero or negative", "NaN", "infinite"
     skipped_latencies: Dict[str, int] = field(default_factory=dict)
 
@@ -100,6 +107,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
     devs: Dict[str, int] = {}
     net_rows: List[List[float]] = []
     sources: List[str] = []
+    schemas: List[str] = []
     dev_rows: List[List[float]] = []
     pair_net, pair_dev, seconds = [], [], []
     skipped: Dict[str, int] = {}
@@ -110,6 +118,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
                 nets[row[col[net_key]]] = len(nets)
                 net_rows.append([float(row[col[h]] or 0.0) for h in network_columns])
                 sources.append(row[col[SOURCE_COLUMN]] if SOURCE_COLUMN in col else "")
+                schemas.append(row[col[SCHEMA_COLUMN]].strip() if SCHEMA_COLUMN in col else "")
             if row[col[dev_key]] not in devs:
                 devs[row[col[dev_key]]] = len(devs)
                 dev_rows.append([float(row[col[h]] or 0.0) for h in device_columns])
@@ -127,7 +136,7 @@ def load_training_csv(path: "str | Path") -> TrainingData:
         device_names=list(devs), device_matrix=np.array(dev_rows).reshape(len(devs), len(device_columns)),
         device_feature_names=[h[len(DEVICE_PREFIX):] for h in device_columns],
         pair_network=np.array(pair_net), pair_device=np.array(pair_dev), seconds=np.array(seconds),
-        network_sources=sources, skipped_latencies=skipped,
+        network_sources=sources, skipped_latencies=skipped, network_feature_schemas=schemas,
     )
 
 

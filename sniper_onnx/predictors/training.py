@@ -79,6 +79,50 @@ def choose_threshold(macs: np.ndarray, pcn_error: np.ndarray, regression_error: 
     return best_threshold
 
 
+def table_feature_schema(data: TrainingData) -> tuple[str, str]:
+    """The feature schema to record for ``data``'s features, and a warning ('' when none).
+
+    A table records, per network, the schema that computed its features (blank: unknown). One
+    schema throughout is recorded as is; blanks are assumed to share the known one (the running
+    analyzer's when none is known) and warned about; two known schemas are refused, since features
+    of one name may differ in value between them. Data not read from a table (no per-network list)
+    is its builder's: the running analyzer's schema, silently."""
+    schemas = data.network_feature_schemas
+    if schemas is None:
+        return FEATURE_SCHEMA, ""
+    known = sorted(set(schemas) - {""})
+    if len(known) > 1:
+        raise SniperError(
+            f"the training table mixes features computed by feature schemas {', '.join(known)} (the same feature may "
+            "differ in value between them); re-import the measurements into a fresh database (`sniper-onnx db import "
+            "RESULTS.jsonl --db NEW.sqlite`) so one analyzer computes them all, and train on that or its `db export`")
+    schema = known[0] if known else FEATURE_SCHEMA
+    blank = schemas.count("")
+    return schema, _unknown_schema_warning(blank, len(schemas), schema) if blank else ""
+
+
+def _unknown_schema_warning(blank: int, total: int, schema: str) -> str:
+    which = ("the training table does not record which analyzer computed its features (no feature_schema column, "
+             "or it is blank); recording the running analyzer's" if blank == total else
+             f"{blank} of {total} networks in the training table do not record which analyzer computed their features "
+             "(blank feature_schema); recording the others'")
+    return (f"{which} feature schema {schema}, unchecked, so `predict` cannot tell if they were computed differently; "
+            "to record it, re-import the measurements into a fresh database (`sniper-onnx db import`) and train on that")
+
+
+def _warn(message: str) -> None:
+    import warnings
+
+    warnings.warn(message, stacklevel=4)
+
+
+def _schema_of_table(data: TrainingData, warn: Callable[[str], None]) -> str:
+    schema, warning = table_feature_schema(data)
+    if warning:
+        warn(warning)
+    return schema
+
+
 def train_predictor(
     data: TrainingData,
     config: Optional[PCNConfig] = None,
@@ -89,15 +133,19 @@ def train_predictor(
     kernel_tables: Optional[List[Optional[np.ndarray]]] = None,
     status: Optional[Callable[[str], None]] = None,
     kernel_node_targets: Optional[Dict[tuple, np.ndarray]] = None,
+    warn: Optional[Callable[[str], None]] = None,
 ) -> tuple[Predictor, TrainReport]:
     """PCN, key features, regressions and Structure Checker; plus the kernel-sum path when at least
     MIN_KERNEL_NETWORKS networks have kernel tables (``kernel_tables``, one per network, or re-made
     from ``data.network_sources``). ``status(message)`` announces the slow stages after the PCN.
     ``kernel_node_targets``: per-node profiles for the kernel sum (``train_kernel_net``'s
-    ``node_targets``; used when ``kernel_config.node_weight`` > 0)."""
+    ``node_targets``; used when ``kernel_config.node_weight`` > 0). The feature schema recorded is
+    ``extra_meta["feature_schema"]`` when the caller knows it, else the table's
+    (:func:`table_feature_schema`, whose warning goes to ``warn``, default a Python warning)."""
     status = status or (lambda message: None)
     if len(data.seconds) < 10:
         raise SniperError(f"training table has {len(data.seconds)} usable measurements; profile at least 10 pairs")
+    schema = (extra_meta or {}).get("feature_schema") or _schema_of_table(data, warn or _warn)
     rng = np.random.default_rng(seed)
     # Held out among the networks that have pairs: a table may list networks it has no pairs for
     # (a benchmark's training subset), and drawing from those could leave nothing to validate on.
@@ -119,11 +167,10 @@ def train_predictor(
         "training_data_sha256": data.sha256(),
         "network_feature_range": feature_range(data),
         "target": "natural-log seconds, mean squared error",
-        # The analyzer's schema, so `predict` can say when today's analyzer computes these features
-        # differently. The table does not record which analyzer made its features: this assumes the
-        # running one (a caller that knows better passes it in extra_meta).
-        "feature_schema": FEATURE_SCHEMA,
+        # The schema that computed these features, so `predict` can say when today's analyzer
+        # computes them differently.
         **(extra_meta or {}),
+        "feature_schema": schema,
     }
     if kernel_tables is None and any(data.network_sources):
         from sniper_onnx.predictors.kernel_sources import kernel_tables_for

@@ -52,3 +52,28 @@ def synthetic_results(path: Path, count: int, device: str = "dev-synthetic", pre
             }
             handle.write(json.dumps(record) + "\n")
     return path
+
+
+def as_older_version(current: Path, old: Path, version: int) -> Path:
+    """A copy of database ``current`` at schema ``version``: the tables of the first ``version``
+    migrations (never edited, so exactly what that sniper-onnx wrote) holding ``current``'s rows in
+    the columns they had then. Setting user_version back alone would leave the newer columns there,
+    which no real old database has."""
+    import sqlite3
+
+    from sniper_onnx.database.schema import MIGRATIONS
+
+    conn = sqlite3.connect(str(old), isolation_level=None)
+    for migration in MIGRATIONS[:version]:
+        for statement in migration.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    conn.execute("ATTACH DATABASE ? AS current", (str(current),))
+    tables = [row[0] for row in conn.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")]
+    for table in tables:
+        columns = ", ".join(row[1] for row in conn.execute(f"PRAGMA main.table_info({table})"))
+        conn.execute(f"INSERT INTO main.{table}({columns}) SELECT {columns} FROM current.{table}")
+    conn.execute("DETACH DATABASE current")
+    conn.close()
+    return old

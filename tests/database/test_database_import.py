@@ -5,11 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from database_testkit import synthetic_results
+from database_testkit import as_older_version, synthetic_results
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
 from sniper_onnx.database import Database, export_csv, import_results
+from sniper_onnx.database.schema import SCHEMA_VERSION
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 
@@ -321,16 +322,16 @@ def test_records_timed_in_contended_sessions_are_imported_flagged(tmp_path):
 
 
 def test_an_older_database_gets_its_contended_measurements_flagged(tmp_path):
-    path = tmp_path / "ncd.sqlite"
-    with Database(path) as db:
+    current, path = tmp_path / "current.sqlite", tmp_path / "ncd.sqlite"
+    with Database(current) as db:
         dev = db.add_device(DeviceSpec(name="d"))
         net = db.add_network("h0", "n0")
         for key, threads, sessions in (("t2s3", 2, 3), ("t1s3", 1, 3), ("t2s1", 2, 1), ("gpu", 0, 3)):
             provider = "CUDAExecutionProvider" if key == "gpu" else "CPUExecutionProvider"
             db.add_measurement(net.id, dev.id, 0.01, record_key=key, stats={"sessions": sessions},
                                config={"provider": provider, "threads": threads}, flags=["machine_busy"] if key == "t2s3" else [])
-        db._conn.execute("PRAGMA user_version = 1")
+    as_older_version(current, path, 1)  # as a sniper-onnx of schema 1 left it
     with Database(path) as db:
-        assert db.schema_version == 2
+        assert db.schema_version == SCHEMA_VERSION
         flagged = {m.record_key: m.flags for m in db.measurements()}
         assert flagged == {"t2s3": ["machine_busy", "contended_sessions"], "t1s3": [], "t2s1": [], "gpu": []}
