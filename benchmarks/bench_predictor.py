@@ -52,6 +52,7 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
 
     from sniper_generator import materialize, sample_specs
     from sniper_onnx.analysis import FEATURE_NAMES, analyze
+    from sniper_onnx.feature_schema import FEATURE_SCHEMA
     from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 
     devices = {threads: DeviceSpec(name=f"local_cpu_{threads}t", kind="desktop_cpu", threads=threads,
@@ -59,7 +60,8 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
                for threads in (1, 2)}
     with open(out, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["network_id", "device_name", *FEATURE_NAMES, *(f"device_{n}" for n in DEVICE_FEATURE_NAMES), "latency_s"])
+        writer.writerow(["network_id", "device_name", *FEATURE_NAMES, *(f"device_{n}" for n in DEVICE_FEATURE_NAMES), "latency_s",
+                         "feature_schema"])
         kept = 0
         for spec in track(sample_specs(count * 4, 0, family="cnn"), description="profiling"):
             if kept >= count:
@@ -78,7 +80,8 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
                     [d if isinstance(d, int) else 1 for d in i.shape]).astype(np.float32) for i in session.get_inputs()}
                 session.run(None, feeds)
                 seconds = median_seconds(lambda: session.run(None, feeds), runs)
-                writer.writerow([spec.net_id, device.name, *(features[n] for n in FEATURE_NAMES), *device.features(), repr(seconds)])
+                writer.writerow([spec.net_id, device.name, *(features[n] for n in FEATURE_NAMES), *device.features(), repr(seconds),
+                                 FEATURE_SCHEMA])  # analysed here, by this analyzer
 
 
 GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")

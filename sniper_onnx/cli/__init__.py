@@ -47,13 +47,14 @@ def _keep_argument_help() -> None:
     """typer < 0.25 stores a positional argument's help, then calls click's Argument.__init__,
     which in newer click (8.5 here) takes a help of its own and sets it to None: every argument's
     description vanished from -h (`analyze -h` showed `MODEL PATH` and nothing else). Passing the
-    help on to click keeps it."""
+    help on to click keeps it. Only for rich help (typer's default): without rich (TYPER_USE_RICH=0)
+    typer writes its own "Arguments:" section beside click's, which would then list them twice."""
     import inspect
 
     import click
-    from typer.core import TyperArgument
+    from typer.core import HAS_RICH, TyperArgument
 
-    if "help" not in inspect.signature(click.Argument.__init__).parameters:
+    if not HAS_RICH or "help" not in inspect.signature(click.Argument.__init__).parameters:
         return
     typer_init = TyperArgument.__init__
 

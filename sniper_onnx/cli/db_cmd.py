@@ -104,11 +104,12 @@ def register(app: typer.Typer) -> None:
 
 
 def _print_stats(result) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    from sniper_onnx.outputs import output_console
+
+    console = output_console()
     console.print(f"{escape(str(result.path))} (schema {result.schema_version}): {result.networks} networks "
                   f"({result.networks_without_features} without features), {result.devices} devices, "
                   f"{result.measurements} measurements, {result.failed_measurements} failures, {result.predictions} predictions")

@@ -45,11 +45,12 @@ def _cell(value, fmt: str) -> str:
 
 
 def _print(report) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
+    from sniper_onnx.outputs import output_console
+
+    console = output_console()
     table = Table(title=f"{report.policy} on {report.fleet} ({report.engine}): measured vs simulated")
     for column in ("metric", "measured", "sim (replay)", "real/sim", "sim (calibration)"):
         table.add_column(column, justify="left" if column == "metric" else "right")

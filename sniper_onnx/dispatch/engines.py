@@ -269,6 +269,8 @@ class DaskEngine:
         joined = sorted((names & self._wanted) - self._present)
         agents = self._agent_info() if joined else {}
         for name in joined:
+            if workers[name][1] not in agents:
+                continue  # replaced between the two looks at the scheduler: joins at the next check
             self._present.add(name)
             self.pids[name], self._addresses[name] = workers[name]
             # its agent's protocol, checked before the device is "ready" (so before any calibration

@@ -122,6 +122,16 @@ def test_an_agent_that_reports_no_protocol_is_refused_when_it_joins_before_anyth
     assert engine.client.submitted == []  # no calibration, no task, no bytes went anywhere
 
 
+def test_a_worker_replaced_between_the_two_looks_at_the_scheduler_joins_at_the_next_check():
+    engine = _engine({"d0": (1, "tcp://h:1", CURRENT)})
+    names = engine.client.run_on_scheduler
+    # the names' look saw the new worker's address; the identities' look, a moment later, does not
+    engine.client.run_on_scheduler = lambda function: {"d0": (2, "tcp://h:2")}
+    assert engine.poll(0.0) == []  # neither ready nor refused as "reports no agent protocol"
+    engine.client.run_on_scheduler, engine._checked = names, 0.0
+    assert [(e.kind, e.device) for e in engine.poll(0.0)] == [("ready", "d0")]
+
+
 def test_a_worker_restarted_mid_run_with_an_older_agent_stops_the_engine_once_its_death_is_handed_over():
     workers = {"d0": (1, "tcp://h:1", CURRENT)}
     engine = _engine(workers)
