@@ -43,3 +43,36 @@ def fleet_dict(models: dict[str, Path], devices: list[dict] | None = None, **ext
     ]
     return {"name": "test", "models": {name: {"file": str(path)} for name, path in models.items()},
             "devices": devices, **extra}
+
+
+class DoneFuture:
+    """A Dask future whose function returned ``value`` (a device's answer)."""
+
+    status = "finished"
+
+    def __init__(self, value: dict) -> None:
+        self.value = value
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> dict:
+        return self.value
+
+    def cancel(self) -> None:
+        self.status = "cancelled"
+
+
+class ErredFuture:
+    """A Dask future whose function raised on the worker."""
+
+    status = "error"
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def done(self) -> bool:
+        return True
+
+    def exception(self) -> BaseException:
+        return self.error

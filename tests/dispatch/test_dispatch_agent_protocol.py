@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from dispatch_testkit import fleet_dict, matmul_chain
+from dispatch_testkit import DoneFuture, fleet_dict, matmul_chain
 
 from sniper_onnx.dispatch import DispatchStopped, DispatchTask, dispatch, fleet_from_dict
 from sniper_onnx.dispatch.engines import AGENT_INFO_KEY, AGENT_PROTOCOL, Event, _agent_refusal
@@ -83,22 +83,6 @@ class _Client:
         self.submitted.append(args[0].__name__)
 
 
-class _Done:
-    status = "finished"
-
-    def __init__(self, value: dict) -> None:
-        self.value = value
-
-    def done(self) -> bool:
-        return True
-
-    def result(self) -> dict:
-        return self.value
-
-    def cancel(self) -> None:
-        self.status = "cancelled"
-
-
 def _engine(workers: dict):
     pytest.importorskip("distributed")
     from sniper_onnx.dispatch.engines import DaskEngine
@@ -151,7 +135,7 @@ def test_answers_that_came_back_with_a_refusal_are_handed_over_first():
     engine = _engine(workers)
     engine.poll(0.0)
     answer = {"status": "ok", "task_id": 3, "attempt": 1, "seconds": 0.01}
-    engine._pending[_Done(answer)] = ("result", "d0", "m")
+    engine._pending[DoneFuture(answer)] = ("result", "d0", "m")
     workers["d1"] = (5, "tcp://h:5", None)  # another device joins with an older agent
     engine._wanted.add("d1")
     engine._checked = 0.0
@@ -165,7 +149,7 @@ def test_an_answer_lost_with_a_worker_that_just_died_is_no_answer_not_a_crash():
     fetched; the membership check reports the device and the task is sent again."""
     from concurrent.futures import CancelledError
 
-    class Lost(_Done):
+    class Lost(DoneFuture):
         def result(self) -> dict:
             raise CancelledError("sniper-task-1-1-d0 cancelled for reason: already forgotten")
 

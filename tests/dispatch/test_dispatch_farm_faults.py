@@ -8,7 +8,7 @@ import threading
 import time
 
 import pytest
-from dispatch_testkit import fleet_dict, matmul_chain
+from dispatch_testkit import DoneFuture, ErredFuture, fleet_dict, matmul_chain
 
 from sniper_onnx.dispatch import fleet_from_dict, profiling
 from sniper_onnx.dispatch.engines import Event
@@ -178,36 +178,6 @@ def test_a_dask_worker_replaced_under_its_name_between_two_looks_is_reported_die
     assert engine._membership() == []
 
 
-class _ErredFuture:
-    """A Dask future whose function raised on the worker."""
-
-    status = "error"
-
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-    def done(self) -> bool:
-        return True
-
-    def exception(self) -> BaseException:
-        return self.error
-
-
-class _DoneFuture:
-    """A Dask future whose function returned ``value`` (a device's answer)."""
-
-    status = "finished"
-
-    def __init__(self, value: dict) -> None:
-        self.value = value
-
-    def done(self) -> bool:
-        return True
-
-    def result(self) -> dict:
-        return self.value
-
-
 def _engine_with(kind: str, error: BaseException, before: dict | None = None, after: dict | None = None):
     """A Dask engine whose one erred future comes after the ``before`` futures and before ``after``
     (future -> (kind, device, model)): the order poll() meets them in."""
@@ -216,7 +186,7 @@ def _engine_with(kind: str, error: BaseException, before: dict | None = None, af
 
     engine = DaskEngine.__new__(DaskEngine)
     engine._checked = time.monotonic() + 3600  # no membership look: the test has no scheduler
-    engine._pending = {**(before or {}), _ErredFuture(error): (kind, "jetson-0", "m"), **(after or {})}
+    engine._pending = {**(before or {}), ErredFuture(error): (kind, "jetson-0", "m"), **(after or {})}
     engine._tasks = {}
     return engine
 
@@ -250,7 +220,7 @@ def test_an_older_agent_met_in_a_poll_loses_none_of_the_answers_that_came_with_i
     from sniper_onnx.errors import SniperError
 
     answer = {"status": "ok", "task_id": 7, "attempt": 1, "seconds": 0.0123}
-    engine = _engine_with("result", OLD_RELOAD, **{where: {_DoneFuture(answer): ("result", "d-new", "m")}})
+    engine = _engine_with("result", OLD_RELOAD, **{where: {DoneFuture(answer): ("result", "d-new", "m")}})
     events = engine.poll(0.01)
     assert [(e.kind, e.device, e.payload) for e in events] == [("result", "d-new", answer)]
     assert engine._pending == {}  # the old agent's task has no "failed" answer: the run stops instead
