@@ -75,9 +75,24 @@ def check_feeds(session, meta: dict, feeds: dict) -> None:
                          f"file's {held} correction(s) (1..{held}); take device rows from sniper.device_table")
 
 
-def predict_seconds(session, meta, features: dict, kernel_rows: list | None = None) -> dict:
+def kernel_rows(meta, kernel_table: dict | None) -> list:
+    """The rows of the JSON's ``kernel_table``, its columns picked by the names the predictor was
+    trained on (sniper.kernel_path.feature_names): newer analyzers append columns that an older
+    predictor never saw."""
+    if not kernel_table:
+        return []
+    names, columns = meta["kernel_path"]["feature_names"], list(kernel_table.get("columns") or [])
+    missing = [name for name in names if name not in columns]
+    if missing:
+        raise InputError(f"kernel_table lacks the column(s) {', '.join(missing[:3])} this predictor takes; re-run "
+                         "`sniper-onnx analyze --json --kernels` with the sniper-onnx that wrote the predictor or a newer one")
+    picked = [columns.index(name) for name in names]
+    return [[row[i] for i in picked] for row in kernel_table.get("rows") or []]
+
+
+def predict_seconds(session, meta, features: dict, kernel_table: dict | None = None) -> dict:
     """Seconds on every device the predictor knows, for one network's analyzer features (and its
-    kernel table rows, when the JSON has them)."""
+    kernel table, when the JSON has one)."""
     devices = sorted(meta["device_table"])
     network = np.array([[features[name] for name in meta["network_feature_names"]]] * len(devices), np.float32)
     device = np.array([meta["device_table"][d] for d in devices], np.float32)
@@ -87,7 +102,7 @@ def predict_seconds(session, meta, features: dict, kernel_rows: list | None = No
         check_feeds(session, meta, feeds)
         return dict(zip(devices, session.run(["seconds"], feeds)[0].tolist()))
     width = len(kernel_path["feature_names"])
-    rows = np.array(kernel_rows or [], np.float32)
+    rows = np.array(kernel_rows(meta, kernel_table), np.float32)
     if rows.size and (rows.ndim != 2 or rows.shape[1] != width):
         raise InputError(f"kernel_table rows have shape {list(rows.shape)}; the predictor takes [layers, {width}] "
                          "(sniper.kernel_path.feature_names)")
@@ -148,7 +163,7 @@ def schedule(predictor: str, analyses: list) -> list:
     plan = []
     for path in analyses:
         analysis = read_analysis(path, meta)
-        seconds = predict_seconds(session, meta, analysis["features"], (analysis.get("kernel_table") or {}).get("rows"))
+        seconds = predict_seconds(session, meta, analysis["features"], analysis.get("kernel_table"))
         seconds = structure_checked(meta, analysis["features"], seconds)
         device = min(busy_until, key=lambda d: busy_until[d] + seconds[d])
         busy_until[device] += seconds[device]

@@ -15,6 +15,7 @@ from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
 from sniper_onnx.analysis.patterns import DEFAULT_PATTERNS, fuse_patterns
 from sniper_onnx.analysis.reshape_check import check_reshapes
 from sniper_onnx.analysis.result import AnalysisResult
+from sniper_onnx.analysis.runtime_fusions import tag_skip_layer_norms
 from sniper_onnx.analysis.structure import analyse_structure
 
 MAX_NAMED_NODES = 8
@@ -35,6 +36,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     fixed_reshapes = check_reshapes(graph, prepared.order, prepared.shapes, warnings)
     costs, scope = cost_model(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
     costs = fuse_patterns(costs, graph, prepared.order, scope, patterns)
+    tag_skip_layer_norms(costs, (vi.name for vi in graph.output))
     initializers = {t.name for t in graph.initializer}
     inputs = [vi.name for vi in graph.input if vi.name not in initializers]
     structure = analyse_structure(costs, inputs)

@@ -17,6 +17,8 @@ from typing import Any, Iterable, List, Mapping
 
 import numpy as np
 
+from sniper_onnx.analysis.runtime_fusions import SKIP_LAYER_NORM_TAG
+
 KERNEL_GROUPS = (
     "conv", "depthwise_conv", "grouped_conv", "gemm", "matmul", "batch_norm", "layer_norm", "cheap_activation",
     "transcendental_activation", "binary_elementwise", "pool", "global_pool", "concat", "memory", "other",
@@ -58,7 +60,10 @@ KERNEL_SIZE_COLUMNS = (
     "in_channels_multiple_of_8", "out_channels_multiple_of_8", "log2_gemm_m", "log2_gemm_n", "log2_gemm_k",
     "log2_macs_per_byte",
 )
-KERNEL_FEATURE_NAMES = tuple(f"is_{group}" for group in KERNEL_GROUPS) + KERNEL_SIZE_COLUMNS
+# appended after the first layout (31 columns): a predictor trained on a shorter layout reads the
+# first columns of a table and never sees these (runtime.PredictorSession)
+KERNEL_RUNTIME_COLUMNS = ("is_skip_layer_norm",)
+KERNEL_FEATURE_NAMES = tuple(f"is_{group}" for group in KERNEL_GROUPS) + KERNEL_SIZE_COLUMNS + KERNEL_RUNTIME_COLUMNS
 
 
 def _get(node: Any, name: str) -> Any:
@@ -137,7 +142,9 @@ def kernel_row(node: Any) -> List[float]:
         float(cin > 0 and cin % 8 == 0), float(cout > 0 and cout % 8 == 0),
         _log2(m), _log2(n), _log2(k), _log2(macs) - _log2(bytes_moved),
     ]
-    return onehot + sizes
+    tags = node.get("tags") if isinstance(node, Mapping) else getattr(node, "tags", ())
+    fused = [float(SKIP_LAYER_NORM_TAG in (tags or ()))]
+    return onehot + sizes + fused
 
 
 def kernel_table(nodes: Iterable[Any]) -> np.ndarray:

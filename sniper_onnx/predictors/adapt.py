@@ -125,7 +125,9 @@ def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
     kernel-sum path and every sample has one."""
     if not predictor.kernel_path or kernel_tables is None or len(kernel_tables) != count:
         return None
-    return None if any(table is None for table in kernel_tables) else G.distinct_each(kernel_tables)
+    if any(table is None for table in kernel_tables):
+        return None
+    return G.distinct_each([predictor.in_kernel_layout(table) for table in kernel_tables])
 
 
 def _answers_by_kernels(predictor: Predictor, device: str) -> bool:

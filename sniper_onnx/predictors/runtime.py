@@ -209,13 +209,20 @@ class Predictor:
         """Columns of a kernel table the graph takes (0: the graph has no kernel-sum path)."""
         return self._kernel_width
 
+    def in_kernel_layout(self, table: Optional[KernelTable]) -> Optional[KernelTable]:
+        """``table`` (today's kernel columns) cut to the layout this predictor was trained on: columns
+        are only ever appended, so an older predictor takes the first ``kernel_width``."""
+        return _earlier_layout(table, self.kernel_width)
+
     def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray,
             kernel_tables: Optional[Sequence[Optional[KernelTable]]] = None) -> Dict[str, np.ndarray]:
         """Raw graph outputs for aligned rows of raw network and device features (and, for a
         predictor with a kernel-sum path, each row's kernel table; without them its
         ``kernel_seconds`` are meaningless)."""
-        self.check_inputs(network_matrix, device_matrix, kernel_tables)
         width = self.kernel_width
+        if kernel_tables is not None:
+            kernel_tables = [self.in_kernel_layout(table) for table in kernel_tables]
+        self.check_inputs(network_matrix, device_matrix, kernel_tables)
         if not width:
             return self._run_once(network_matrix, device_matrix, None, 0)
         empty = np.zeros((0, width))
@@ -362,6 +369,7 @@ class Predictor:
         width = self.kernel_width  # the graph's input decides, not a copy of it in metadata
         tables = []
         for i, table in enumerate(kernel_tables):
+            table = self.in_kernel_layout(table)
             _check_kernel_table(i, table, width)
             # merged once here, not once per device in predict's loop
             tables.append(None if table is None or len(table) == 0 else distinct_rows(table))
@@ -410,6 +418,22 @@ def _as_number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+def _earlier_layout(table: Optional[KernelTable], width: int) -> Optional[KernelTable]:
+    """A table of this sniper-onnx's layout cut to a predictor trained on an earlier one: kernel
+    columns are only ever appended, so its first ``width`` columns are the layout it learned."""
+    rows = table.rows if isinstance(table, DistinctRows) else table
+    shape = np.shape(rows) if table is not None else ()
+    if len(shape) != 2 or not 0 < width < shape[1]:
+        return table
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES  # only here: it loads the analyzer
+
+    if shape[1] != len(KERNEL_FEATURE_NAMES):
+        return table
+    if isinstance(table, DistinctRows):
+        return DistinctRows(np.ascontiguousarray(table.rows[:, :width]), table.counts)
+    return np.asarray(rows)[:, :width]
 
 
 def _check_kernel_table(index: int, table: Optional[KernelTable], width: int) -> None:

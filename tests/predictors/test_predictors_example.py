@@ -78,7 +78,7 @@ def test_foreign_scheduler_clips_a_ridge_below_zero_as_the_library_does(trained,
 def test_foreign_scheduler_matches_the_library_on_a_corrected_kernel_sum_device():
     from sniper_generator.zoo import export_zoo_model
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table
     from sniper_onnx.predictors import load_predictor
     from sniper_onnx.predictors.adapt import adapt_predictor
     from sniper_onnx.predictors.runtime import shipped_predictor_path
@@ -96,7 +96,8 @@ def test_foreign_scheduler_matches_the_library_on_a_corrected_kernel_sum_device(
         path.write_bytes(fed_back.model.SerializeToString())
         example = _load_example()
         session, meta = example.load(str(path))
-        seconds = example.predict_seconds(session, meta, features[3], tables[3].tolist())
+        written = {"columns": list(KERNEL_FEATURE_NAMES), "rows": tables[3].tolist()}  # as `analyze --json --kernels` writes it
+        seconds = example.predict_seconds(session, meta, features[3], written)
     row = fed_back.predict([features[3]], [device], kernel_tables=[tables[3]]).rows[0]
     assert row.path == "kernels" and seconds[device] == pytest.approx(row.seconds, rel=1e-5)
 

@@ -13,6 +13,7 @@ from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, params_of
 from sniper_onnx.predictors.training import train_predictor
 
 WIDTH = len(KERNEL_FEATURE_NAMES)
+DRAWN = 31
 DEVICE_SCALE = {"cpu_a": 1.0, "cpu_b": 3.0}
 
 
@@ -21,7 +22,9 @@ def _tables(count: int, seed: int) -> list:
     rng = np.random.default_rng(seed)
     tables = []
     for _ in range(count):
-        rows = rng.normal(0.0, 1.0, (int(rng.integers(3, 30)), WIDTH)).astype(np.float32)
+        # drawn over the first layout's 31 columns, the appended ones 0: the same tables as before they were appended
+        rows = rng.normal(0.0, 1.0, (int(rng.integers(3, 30)), DRAWN)).astype(np.float32)
+        rows = np.hstack([rows, np.zeros((len(rows), WIDTH - DRAWN), np.float32)])
         tables.append(np.vstack([rows, rows[rng.integers(0, len(rows), len(rows) // 3 + 1)]]))
     return tables
 
@@ -133,8 +136,9 @@ def test_foreign_scheduler_feeds_kernel_tables_and_agrees_with_the_library(kerne
     spec.loader.exec_module(module)
     session, meta = module.load(str(path))
     features = {"num_layers": float(len(tables[0])), "total_macs": float(np.abs(tables[0][:, 1]).sum())}
-    for rows, table in ((tables[0].tolist(), [tables[0]]), (None, None)):
-        seconds = module.predict_seconds(session, meta, features, rows)
+    written = {"columns": list(KERNEL_FEATURE_NAMES), "rows": tables[0].tolist()}
+    for json_table, table in ((written, [tables[0]]), (None, None)):
+        seconds = module.predict_seconds(session, meta, features, json_table)
         library = predictor.predict([features], kernel_tables=table)
         for row in library.rows:
             if row.path != "regression":  # the example leaves the small-network regression out
@@ -442,9 +446,10 @@ def test_shares_only_node_loss_ignores_each_networks_level():
         return train_kernel_net(*args, config, node_targets=targets)
 
     same, moved = trained(truth, True), trained(shifted, True)
-    assert all(np.allclose(same[k], moved[k], atol=1e-4) for k in same)
+    # float32 rounding over 60 steps moves weights by up to ~2e-4; a level the loss sees moves them by ~0.7
+    assert all(np.allclose(same[k], moved[k], atol=1e-3) for k in same)
     plain, plain_moved = trained(truth, False), trained(shifted, False)
-    assert not all(np.allclose(plain[k], plain_moved[k], atol=1e-4) for k in plain)
+    assert not all(np.allclose(plain[k], plain_moved[k], atol=1e-2) for k in plain)
 
 
 def test_network_context_reaches_every_node_in_graph_and_numpy_alike(tmp_path):
@@ -551,3 +556,29 @@ def test_no_context_is_learnt_when_no_trained_device_is_in_the_gate():
                               network_context=sizes, context_columns=list(range(4)),
                               device_feature_names=["kind_desktop_cpu", "threads"])
     assert "kern_fc0_net_w" not in params and "kern_gate_columns" not in params
+
+
+def test_a_predictor_of_the_earlier_layout_reads_the_first_columns_of_todays_tables():
+    """Kernel columns are only appended: a file trained on 31 columns answers today's 32-column
+    tables as it answered its own, instead of refusing every table."""
+    tables = [t[:, : WIDTH - 1] for t in _tables(40, 3)]
+    names = list(DEVICE_SCALE)
+    pairs = len(tables) * len(names)
+    seconds = np.repeat([_node_seconds(t).sum() for t in tables], len(names))
+    data = TrainingData([f"net{i}" for i in range(len(tables))], np.array([[len(t), 1.0] for t in tables]),
+                        ["num_layers", "total_macs"], names, np.array([[1.0, 0.0], [2.0, 1.0]]), ["threads", "other"],
+                        np.repeat(np.arange(len(tables)), len(names)), np.tile(np.arange(len(names)), len(tables)),
+                        seconds[:pairs])
+    predictor, _ = train_predictor(data, PCNConfig(attention_dim=4, hidden=(8,), embedding=4, epochs=2, min_steps=20),
+                                   kernel_config=KernelNetConfig(hidden=8, steps=50), kernel_tables=tables)
+    assert predictor.kernel_width == WIDTH - 1
+    today = [np.hstack([t, np.ones((len(t), 1), np.float32)]) for t in tables[:4]]
+    nets, device = np.zeros((4, 2)), np.tile(predictor.device_vector("cpu_a"), (4, 1))
+    ran = predictor.run(nets, device, today)["kernel_seconds"]
+    assert np.array_equal(ran, predictor.run(nets, device, tables[:4])["kernel_seconds"])
+    features = [{"num_layers": float(len(t)), "total_macs": 1.0} for t in tables[:4]]
+    answered = predictor.predict(features, ["cpu_a"], kernel_tables=[distinct_rows(t) for t in today])
+    before = predictor.predict(features, ["cpu_a"], kernel_tables=tables[:4])
+    assert [r.seconds for r in answered.rows] == [r.seconds for r in before.rows]
+    with pytest.raises(SniperError, match="kernel table has shape"):
+        predictor.run(nets, device, [t[:, :5] for t in tables[:4]])
