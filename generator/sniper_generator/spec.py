@@ -99,6 +99,12 @@ def _transformer() -> Family:
     return Family(sample_transformer_config, _build_with(build_transformer))
 
 
+def _transformer_torch() -> Family:
+    from sniper_generator.transformer_torch import build_transformer_torch, sample_transformer_torch_config
+
+    return Family(sample_transformer_torch_config, _build_with(build_transformer_torch))
+
+
 def _nasbench201() -> Family:
     try:
         from sniper_generator import nasbench201
@@ -152,9 +158,9 @@ def _nasbench201_macs() -> dict[str, int]:
 
 
 FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "cnn-strided": _cnn_strided, "cnn-wide": _cnn_wide,
-                                             "transformer": _transformer,
+                                             "transformer": _transformer, "transformer-torch": _transformer_torch,
                                              "nasbench201": _nasbench201}
-SAMPLED_FAMILIES = ("cnn", "cnn-strided", "cnn-wide", "transformer", "mixed", "nasbench201")
+SAMPLED_FAMILIES = ("cnn", "cnn-strided", "cnn-wide", "transformer", "transformer-torch", "mixed", "nasbench201")
 
 
 def _family(name: str) -> Family:

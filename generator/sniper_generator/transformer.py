@@ -11,6 +11,7 @@ Config::
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -88,10 +89,10 @@ def _sample_structure(rng: np.random.Generator) -> dict:
     return cfg
 
 
-def _fit_to_target(cfg: dict, target: float) -> dict:
+def _fit_to_target(cfg: dict, target: float, estimate: Callable[[dict], int] = estimate_transformer_macs) -> dict:
     """Width (number of heads) first, then depth, towards the target MACs."""
     for _step in range(4):
-        factor = target / estimate_transformer_macs(cfg)
+        factor = target / estimate(cfg)
         if 0.7 < factor < 1.4:
             break
         heads = int(min(MAX_HEADS, max(1, round(cfg["heads"] * math.sqrt(factor)))))
@@ -104,12 +105,19 @@ def _fit_to_target(cfg: dict, target: float) -> dict:
     return cfg
 
 
-def sample_transformer_config(rng: np.random.Generator, max_macs: float | None = None) -> dict:
+def sample_transformer_config(rng: np.random.Generator, max_macs: float | None = None, *,
+                              options: Callable[[np.random.Generator], dict] | None = None,
+                              size: Callable[[dict], tuple[int, int]] = estimate_transformer_size) -> dict:
+    """``options`` draws a variant's extra settings after the shared structure (so the plain family's
+    stream is unchanged); ``size`` estimates (MACs, params) of that variant."""
     target = sample_target_macs(rng, max_macs, tail_share=0.3)  # the reference ViTs sit in the tail
     cap = MAX_MACS if max_macs is None else min(MAX_MACS, 2 * max_macs)
     for _attempt in range(50):
-        cfg = _fit_to_target(_sample_structure(rng), target)
-        macs, params = estimate_transformer_size(cfg)
+        structure = _sample_structure(rng)
+        if options is not None:
+            structure.update(options(rng))
+        cfg = _fit_to_target(structure, target, lambda c: size(c)[0])
+        macs, params = size(cfg)
         if macs <= cap and params <= MAX_PARAMS:
             break
     cfg["target_macs"] = float(f"{target:.4g}")

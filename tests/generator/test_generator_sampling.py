@@ -208,3 +208,32 @@ def test_nasbench201_honours_max_macs_and_refuses_a_cap_no_net_meets():
     with pytest.raises(SniperError, match="smallest NAS-Bench-201 net .* has 7,910,016 MACs; use --max-macs 7910016"):
         sample_specs(1, seed=9, family="nasbench201", max_macs=5e6)
 
+
+
+# The reference dataset measured these families' first nets of seed 2026 (data/reference/README.md);
+# their specs may never change under the same generator version.
+MEASURED_FIRST_IDS = {
+    "cnn-strided": ["cnn-strided-a50a325f4455", "cnn-strided-b0153d5461da", "cnn-strided-8a6380a787f7"],
+    "cnn-wide": ["cnn-wide-97798fb00846", "cnn-wide-61a89f0f5282", "cnn-wide-c0b2adfc1f0f"],
+    "transformer-torch": ["transformer-torch-1f3b6515766e", "transformer-torch-453af541b34a",
+                          "transformer-torch-246e53842582"],
+}
+
+
+@pytest.mark.parametrize("family", sorted(MEASURED_FIRST_IDS))
+def test_the_measured_families_sample_the_measured_nets(family):
+    assert [s.net_id for s in sample_specs(3, 2026, family)] == MEASURED_FIRST_IDS[family], BUMP
+
+
+def test_transformer_torch_nets_are_built_as_torch_exports_them():
+    spec = sample_specs(1, 0, "transformer-torch", max_macs=5e6)[0]
+    net = materialize(spec)
+    assert hashlib.sha256(net.SerializeToString()).hexdigest() == (
+        "5a89e082e74842d1a7d081c332b2b41d31c80989063abd18913cdfcd5901d485"), BUMP
+    ops = {n.op_type for n in net.graph.node}
+    assert "MatMul" in ops and "LayerNormalization" in ops
+    # tokens stay 3-D: every linear layer but the head is a MatMul by a [in, out] weight
+    weights = {t.name: list(t.dims) for t in net.graph.initializer}
+    by_weight = [n for n in net.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    assert by_weight and all(len(weights[n.input[1]]) == 2 for n in by_weight)
+    assert [n.op_type for n in net.graph.node].count("Gemm") == len(spec.config["fc"])
