@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     jobs = [ModelJob(path=path, source=source_for(path, manifests)) for path in _expand(args.models)]
     if not jobs:
         raise ProfilerError("no models given; pass .onnx files or folders holding them")
-    summary = run_profile(jobs, args.out, config, retry_failed=args.retry_failed, on_progress=None if args.quiet else _print_progress)
+    summary = run_profile(jobs, args.out, config, retry_failed=args.retry_failed, retry_busy=args.retry_busy,
+                          on_progress=None if args.quiet else _print_progress)
     result = {"out": summary.out, "device_id": summary.device_id, "device": summary.device_name,
               "measured": summary.measured, "failed": summary.failed, "skipped": summary.skipped,
               "skipped_failed": summary.skipped_failed}
@@ -155,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("models", nargs="+", help=".onnx files or folders of them")
     run.add_argument("-o", "--out", required=True, help="results file (JSONL, appended; rerunning skips what is there)")
     run.add_argument("--retry-failed", action="store_true", help="measure again models whose earlier record is a failure")
+    run.add_argument("--retry-busy", action="store_true", help="measure again models whose every record is flagged machine_busy (the old records stay)")
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     run.add_argument("-q", "--quiet", action="store_true", help="no per-model lines on stderr")
     add_measurement_options(run)

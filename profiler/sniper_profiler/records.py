@@ -39,10 +39,12 @@ class ResultsFile:
     unreadable_lines: List[int] = field(default_factory=list)  # 1-based line numbers
     newer_schema_lines: List[int] = field(default_factory=list)  # records of a later sniper-profiler
 
-    def keys(self, include_failed: bool = True) -> set:
-        """Keys of the models done: biased records (contended_sessions) are not."""
+    def keys(self, include_failed: bool = True, include_busy: bool = True) -> set:
+        """Keys of the models done: biased records (contended_sessions) are not, nor, without
+        ``include_busy``, those measured while other work ran (flagged machine_busy)."""
         return {r["key"] for r in self.records
-                if (include_failed or r.get("status") == "ok") and not contended_sessions(r)}
+                if (include_failed or r.get("status") == "ok") and not contended_sessions(r)
+                and (include_busy or "machine_busy" not in (r.get("flags") or ()))}
 
 
 def append_record(path: "str | Path", record: Dict[str, Any]) -> None:

@@ -78,7 +78,8 @@ def config_id(fingerprint: Fingerprint, config: ProfileConfig) -> str:
 class Profiler:
     """Holds the results file, the device fingerprint and the set of finished keys."""
 
-    def __init__(self, out: "str | Path", config: ProfileConfig, retry_failed: bool = False) -> None:
+    def __init__(self, out: "str | Path", config: ProfileConfig, retry_failed: bool = False,
+                 retry_busy: bool = False) -> None:
         self.out = Path(out)
         if self.out.is_dir():
             raise ProfilerError(f"--out {self.out}: is a directory; give a .jsonl file path")
@@ -91,7 +92,7 @@ class Profiler:
         self._lock = _lock_results(self.out)
         self.config_id = config_id(self.fingerprint, config)
         records = read_records(self.out)
-        self.done = records.keys(include_failed=not retry_failed)
+        self.done = records.keys(include_failed=not retry_failed, include_busy=not retry_busy)
         self.failed = records.keys() - records.keys(include_failed=False)
 
     def close(self) -> None:
@@ -268,11 +269,12 @@ def run_profile(
     config: ProfileConfig,
     retry_failed: bool = False,
     on_progress: Optional[ProgressCallback] = None,
+    retry_busy: bool = False,
 ) -> RunSummary:
     missing = [job.path for job in jobs if not Path(job.path).is_file()]
     if missing:
         raise ProfilerError(f"{missing[0]}: no such model file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-    with Profiler(out, config, retry_failed) as profiler:
+    with Profiler(out, config, retry_failed, retry_busy) as profiler:
         return _run_jobs(profiler, jobs, on_progress)
 
 

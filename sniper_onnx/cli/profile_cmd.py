@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         db: Annotated[Optional[Path], typer.Option("--db", help="also store each record in this database")] = None,
         generate: Annotated[int, typer.Option("--generate", help="measure N random nets from the generator")] = 0,
         seed: Annotated[int, typer.Option("--seed", help="generator seed")] = 0,
-        family: Annotated[str, typer.Option("--family", help="generator family: cnn, cnn-strided, cnn-wide, transformer, mixed or nasbench201")] = "mixed",
+        family: Annotated[str, typer.Option("--family", help="generator family: cnn, cnn-strided, cnn-wide, transformer, transformer-torch, mixed or nasbench201")] = "mixed",
         max_macs: Annotated[Optional[float], typer.Option("--max-macs", help="cap generated nets' MACs (about; the generator may exceed it up to 2x)")] = None,
         zoo: Annotated[bool, typer.Option("--zoo", help="measure every zoo network at each --resolution")] = False,
         zoo_model: Annotated[Optional[List[str]], typer.Option("--zoo-model", help="only this zoo network (repeatable)")] = None,
@@ -45,6 +45,7 @@ def register(app: typer.Typer) -> None:
         memory_limit: Annotated[Optional[float], typer.Option("--memory-limit", help="GB of address space per model's child (CPU providers); more is recorded as out_of_memory")] = None,
         passes: Annotated[int, typer.Option("--passes", help="measure every model this many times, one pass after another; the database keeps the median (3 on a host whose speed drifts)")] = 1,
         retry_failed: Annotated[bool, typer.Option("--retry-failed", help="measure earlier failures again")] = False,
+        retry_busy: Annotated[bool, typer.Option("--retry-busy", help="measure again models whose records are all flagged machine_busy (other work ran meanwhile); the old records stay")] = False,
         fleet: Annotated[Optional[Path], typer.Option("--fleet", help="spread the nets over this fleet's devices (dispatch fleet file; its devices set provider, threads and opt-level); needs --db")] = None,
         json_output: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
     ) -> None:
@@ -85,7 +86,7 @@ def register(app: typer.Typer) -> None:
 
         on_interrupt(f"the models measured so far are kept in {out}" + (f" and {db}" if db else "")
                      + "; running the same command again resumes (it skips them)")
-        summary = _run_with_progress(collect, jobs, out, config, db, retry_failed, disable=json_output)
+        summary = _run_with_progress(collect, jobs, out, config, db, (retry_failed, retry_busy), disable=json_output)
         if json_output:
             typer.echo(json.dumps(asdict(summary)))
         else:
@@ -124,7 +125,8 @@ FLAG_ADVICE = {
     "denormal_outputs": "subnormal outputs slow x86 down up to 50x: initialize the weights like trained ones",
     "nan_outputs": "the outputs hold NaN: check the weights and inputs",
     "inf_outputs": "the outputs hold Inf: check the weights and inputs",
-    "machine_busy": "other work ran meanwhile: measure again on a quiet machine (`db export --exclude-flag machine_busy`)",
+    "machine_busy": "other work ran meanwhile: `db export --exclude-flag machine_busy` leaves it out; "
+                    "run the same command with --retry-busy on a quiet machine to measure it again",
     "ci_target_not_reached": "the timing interval stayed wide: raise --max-time or --max-repeats",
     "symbolic_dims_defaulted": "symbolic dims past the batch (an image's height and width, a sequence's length) "
                                "were set to --default-dim: pass --input-shape NAME=DIMS for the size you mean",
@@ -179,7 +181,7 @@ def _print_fleet_summary(summary) -> None:
         typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
 
 
-def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bool):
+def _run_with_progress(collect, jobs, out, config, db, retries: tuple[bool, bool], disable: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from sniper_onnx.cli.progress import progress_bar
@@ -192,4 +194,4 @@ def _run_with_progress(collect, jobs, out, config, db, retry_failed, disable: bo
             if event in ("start", "advance"):
                 progress.update(task, advance=amount, description=f"profiling {detail or ''}"[:60])
 
-        return collect(jobs, out, config, db, retry_failed, hook)
+        return collect(jobs, out, config, db, retries[0], hook, retry_busy=retries[1])

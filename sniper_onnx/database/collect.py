@@ -163,6 +163,7 @@ def collect(
     db_path: "str | Path | None" = None,
     retry_failed: bool = False,
     progress: Optional[ProgressHook] = None,
+    retry_busy: bool = False,
 ) -> CollectSummary:
     """Measure every job not yet in ``out`` and import each record into ``db_path`` at once."""
     from sniper_profiler.config import ProfilerError
@@ -170,7 +171,7 @@ def collect(
 
     db = _open_db(db_path, out)  # first: a --db that is refused leaves no results file behind
     try:
-        profiler = Profiler(out, config, retry_failed)
+        profiler = Profiler(out, config, retry_failed, retry_busy)
     except ProfilerError as error:
         if db is not None:
             db.close()

@@ -188,6 +188,24 @@ def test_a_flagged_model_is_named_and_left_out_of_exports(tmp_path):
         assert f"{db_path}: no usable measurement: 1 measurement(s) flagged precision_mismatch left out" in refused.stderr
 
 
+def test_retry_busy_measures_a_busy_model_again_and_the_export_takes_the_quiet_record(tmp_path):
+    conv_net(tmp_path / "m.onnx")
+    out, db_path = tmp_path / "r.jsonl", tmp_path / "ncd.sqlite"
+    assert runner.invoke(app, ["profile", str(tmp_path / "m.onnx"), "--out", str(out), *FAST]).exit_code == 0
+    record = json.loads(out.read_text())
+    record["flags"].append("machine_busy")
+    out.write_text(json.dumps(record) + "\n")
+    assert runner.invoke(app, ["db", "import", str(out), "--db", str(db_path)]).exit_code == 0
+    again = runner.invoke(app, ["profile", str(tmp_path / "m.onnx"), "--out", str(out), "--db", str(db_path), "--retry-busy", *FAST])
+    assert again.exit_code == 0 and again.stdout.startswith("1 measured"), again.output
+    assert len(out.read_text().splitlines()) == 2
+    with Database(db_path) as db:  # both kept: nothing measured is lost
+        assert db.flagged_counts(["machine_busy"]) == {"machine_busy": 1}
+    exported = runner.invoke(app, ["db", "export", "--db", str(db_path), "-o", str(tmp_path / "t.csv"), "--exclude-flag", "machine_busy"])
+    assert exported.exit_code == 0 and exported.stdout.startswith("1 rows"), exported.output
+    assert "left out by their flags: 1 machine_busy" in exported.stderr
+
+
 def test_every_model_failing_exits_1_and_a_rerun_says_why_it_skipped_them(tmp_path):
     from onnx import TensorProto, helper
 

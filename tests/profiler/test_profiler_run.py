@@ -306,3 +306,26 @@ def test_ctrl_c_promises_a_resume_only_where_there_is_one(tmp_path, capsys, monk
                                                "--out, rerun the same command to resume")
     assert main(["device"]) == 130
     assert capsys.readouterr().err.strip() == "sniper-profiler: interrupted"
+
+
+def _flag_first_record_busy(out):
+    records = _lines(out)
+    records[0]["flags"] = [*records[0]["flags"], "machine_busy"]
+    out.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records[0]["key"]
+
+
+def test_retry_busy_measures_again_only_models_whose_records_are_all_busy(model_dir, tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
+    busy_key = _flag_first_record_busy(out)
+    capsys.readouterr()
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 3  # a busy record counts as done ...
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--retry-busy", *FAST]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["measured"], summary["skipped"]) == (1, 2)  # ... unless retried
+    records = _lines(out)
+    assert len(records) == 4 and [r["key"] for r in records].count(busy_key) == 2  # the busy one stays
+    assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--retry-busy", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["skipped"] == 3  # one quiet record is enough
