@@ -125,8 +125,8 @@ def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
     kernel-sum path and every sample has one."""
     if not predictor.kernel_path or kernel_tables is None or len(kernel_tables) != count:
         return None
-    if any(table is None for table in kernel_tables):
-        return None
+    if any(table is None or len(table) == 0 for table in kernel_tables):
+        return None  # as predict does: a network with no layer row is answered by the PCN
     return G.distinct_each([predictor.in_kernel_layout(table) for table in kernel_tables])
 
 

@@ -99,3 +99,20 @@ def test_adaptation_candidates_hold_the_one_adapt_keeps(trained):
     assert (prior, score) == (report.prior, report.loo_rmse_log)
     assert np.allclose(kept.predict(_features(names, held), ["newboard"]).seconds(),
                        adapted.predict(_features(names, held), ["newboard"]).seconds())
+
+
+def test_a_sample_with_no_layer_row_leaves_the_kernel_fit_to_the_pcn_without_nan(recwarn):
+    from sniper_generator.zoo import export_zoo_model
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.predictors import load_predictor
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+
+    reference = load_predictor(str(shipped_predictor_path("pcn_reference.onnx")))
+    results = [analyze(export_zoo_model("squeezenet1_1", resolution=r, weights=False)) for r in (32, 48, 64, 96)]
+    tables = [kernel_table(r.nodes) for r in results]
+    tables[0] = tables[0][:0]  # a network of custom ops only: no row for the kernel sum to add up
+    adapted, report = adapt_predictor(reference, "board", [dict(r.features) for r in results], [1e-3, 2e-3, 3e-3, 4e-3],
+                                      kernel_tables=tables)
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
+    assert np.isfinite(report.sample_mape_after) and not report.prior.startswith("kernels")
