@@ -104,10 +104,14 @@ def predict(
         typer.echo(f"sniper-onnx: warning: {warning}", err=True)
     if as_json:
         _print_json(result.to_json_dict())
-        return
-    _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
-           [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}",
-             f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
+    else:
+        _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
+               [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}",
+                 f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
+    for failure in result.failures:  # the others were predicted; a script must still see the failure
+        typer.echo(f"sniper-onnx: error: {failure}", err=True)
+    if result.failures:
+        raise typer.Exit(1)
 
 
 def _print_devices(predictor: Optional[str], as_json: bool) -> None:

@@ -20,9 +20,8 @@ def predict_files(
 ) -> PredictionTable:
     """Analyze each ONNX model (or read an ``analyze --json`` file) and predict it on the devices.
 
-    Without ``predictor`` and ``devices``: every device of every shipped predictor."""
-    import json
-
+    Without ``predictor`` and ``devices``: every device of every shipped predictor. Of several
+    models, one that cannot be predicted is named in ``failures`` and the others are predicted."""
     if predictor:
         loaded = load_predictor(predictor)
         plan = [(loaded, _once([match_device(d, loaded.devices) for d in devices]) if devices else devices)]
@@ -31,41 +30,59 @@ def predict_files(
     from sniper_onnx.database.collect import expand_model_folders
 
     models = expand_model_folders(models)
-    features, kernels, precisions = [], [], []
     notes = input_shape_notes(models, input_shapes)
-    for model in models:
-        path = Path(model)
-        if not path.is_file():
-            raise SniperError(f"{path}: no such model file; give an .onnx path (or an `analyze --json` output)")
-        if path.suffix == ".json":
-            try:
-                data = json.loads(path.read_text())
-                features.append(data["features"])
-                kernels.append(kernel_table_of_json(data))
-                precisions.append(model_precision(data.get("model") or {}))
-            except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError):
-                raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
-            except SniperError as error:  # a kernel table of another version: say which file
-                raise SniperError(f"{path}: {error}") from None
-            notes += analyzer_version_notes(str(path), data)
-            notes += analysis_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
-            if kernels[-1] is None and any(loaded.kernel_path for loaded, _ in plan):
-                notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
-                             "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
-        else:
-            network = analyze_for_prediction(str(path), str(path), input_shapes)
-            features.append(network.features)
-            kernels.append(network.kernel_table)
-            notes += network.notes
-            precisions.append(network.precision)
-    names = [str(m) for m in models]
+    read = [_read_model(Path(model), input_shapes, plan) for model in models] if len(models) == 1 else \
+        [_read_or_fail(Path(model), input_shapes, plan) for model in models]
+    failures = [problem for network, problem in read if network is None]
+    if len(failures) == len(models) > 1:
+        raise SniperError(f"none of the {len(models)} models could be predicted; the first: {failures[0]}")
+    networks = [(str(model), network) for model, (network, _) in zip(models, read) if network is not None]
+    names = [name for name, _ in networks]
+    features = [network.features for _, network in networks]
+    kernels = [network.kernel_table for _, network in networks]
+    precisions = [network.precision for _, network in networks]
+    notes += [note for _, network in networks for note in network.notes]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
     notes += precision_notes(names, precisions, plan, tables)
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes,
-                             predictor_warnings=[line for table in tables for line in table.predictor_warnings])
+                             predictor_warnings=[line for table in tables for line in table.predictor_warnings],
+                             failures=failures)
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+def _read_or_fail(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwork"], str]:
+    """One model of several: its failure is reported beside the others' predictions, not instead of them."""
+    try:
+        return _read_model(path, input_shapes, plan)
+    except SniperError as error:
+        message = str(error)
+        return None, message if message.startswith(str(path)) else f"{path}: {message}"
+
+
+def _read_model(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwork"], str]:
+    """The features, kernel table, notes and precision of an .onnx model or an `analyze --json` output."""
+    import json
+
+    if not path.is_file():
+        raise SniperError(f"{path}: no such model file; give an .onnx path (or an `analyze --json` output)")
+    if path.suffix != ".json":
+        return analyze_for_prediction(str(path), str(path), input_shapes), ""
+    try:
+        data = json.loads(path.read_text())
+        network = AnalyzedNetwork(data["features"], kernel_table_of_json(data), [], {},
+                                  model_precision(data.get("model") or {}))
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError, UnicodeDecodeError):
+        raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
+    except SniperError as error:  # a kernel table of another version: say which file
+        raise SniperError(f"{path}: {error}") from None
+    network.notes += analyzer_version_notes(str(path), data)
+    network.notes += analysis_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
+    if network.kernel_table is None and any(loaded.kernel_path for loaded, _ in plan):
+        network.notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
+                             "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
+    return network, ""
 
 
 def input_shape_notes(models: Sequence[str], input_shapes: Optional[Dict[str, tuple]]) -> List[str]:

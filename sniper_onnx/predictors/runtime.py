@@ -67,10 +67,11 @@ class PredictionTable:
     analysis_warnings: List[str] = field(default_factory=list)  # the analyzer's, per network (commands.analysis_notes)
     # about the predictor file itself (trained on features of another analyzer): once per file, not per row
     predictor_warnings: List[str] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)  # of several models, those that could not be predicted
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {"predictor": self.predictor, "unit": "seconds", "interval": "90%",
-                "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings()}
+                "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings(), "failures": self.failures}
 
     def warnings(self) -> List[str]:
         """The predictors' own warnings (features of another schema), the analyzer's warnings of

@@ -319,6 +319,16 @@ def test_predict_reads_a_folder_of_models_as_profile_does(tmp_path):
     assert [row["network"] for row in rows] == [str(folder / "a.onnx"), str(folder / "b.onnx")]
     (tmp_path / "empty").mkdir()
     _fails(["predict", str(tmp_path / "empty")], "a folder with no .onnx file in it")
+    (folder / "c_broken.onnx").write_bytes(b"not onnx")  # one bad model among good ones
+    mixed = runner.invoke(app, ["predict", str(folder), "-d", REFERENCE_CPU, "--json"])
+    assert mixed.exit_code == 1 and "Traceback" not in mixed.output
+    answer = json.loads(mixed.stdout)
+    assert [row["network"] for row in answer["predictions"]] == [str(folder / "a.onnx"), str(folder / "b.onnx")]
+    assert len(answer["failures"]) == 1 and answer["failures"][0].startswith(f"{folder / 'c_broken.onnx'}: not a readable ONNX")
+    assert f"sniper-onnx: error: {folder / 'c_broken.onnx'}: not a readable ONNX" in mixed.stderr
+    table = runner.invoke(app, ["predict", str(folder), "-d", REFERENCE_CPU])
+    assert table.exit_code == 1 and "a.onnx" in table.stdout and "b.onnx" in table.stdout
+    _fails(["predict", str(folder / "c_broken.onnx"), str(tmp_path / "missing.onnx")], "none of the 2 models could be predicted")
 
 
 def test_a_profiler_results_file_is_read_as_samples_with_its_device(tmp_path):
