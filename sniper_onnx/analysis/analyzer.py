@@ -11,12 +11,14 @@ import onnx
 from sniper_onnx.analysis.costs import cost_model
 from sniper_onnx.analysis.features import compute_features
 from sniper_onnx.analysis.loading import SMALL_CONSTANT_ELEMENTS, InputShapes, ModelSource, PreparedModel, prepare
+from sniper_onnx.analysis.operand_check import check_operands
 from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
 from sniper_onnx.analysis.patterns import DEFAULT_PATTERNS, fuse_patterns
 from sniper_onnx.analysis.reshape_check import check_reshapes
 from sniper_onnx.analysis.result import AnalysisResult
 from sniper_onnx.analysis.runtime_fusions import tag_skip_layer_norms
 from sniper_onnx.analysis.structure import analyse_structure
+from sniper_onnx.analysis.wording import counted
 
 MAX_NAMED_NODES = 8
 
@@ -34,6 +36,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     graph = prepared.model.graph
     warnings = prepared.warnings
     fixed_reshapes = check_reshapes(graph, prepared.order, prepared.shapes, warnings)
+    misfits = check_operands(graph, prepared.order, prepared.shapes, warnings)
     costs, scope = cost_model(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
     costs = fuse_patterns(costs, graph, prepared.order, scope, patterns)
     tag_skip_layer_norms(costs, (vi.name for vi in graph.output))
@@ -62,7 +65,8 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
         warnings.append(f"{_count_nodes(data_dependent)} whose cost depends on the input values, not only their shapes "
                         f"(counted with 0 MACs; their outputs' sizes are known only when run): {_named(data_dependent)}")
     if by_shape:
-        remedy = _unknown_shape_remedy(prepared, bool(unknown_ops), bool(fixed_reshapes))
+        remedy = _unknown_shape_remedy(prepared, bool(unknown_ops), bool(fixed_reshapes), bool(misfits),
+                                       one=len(by_shape) == 1)
         warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; {remedy}")
     return AnalysisResult(
         source=prepared.source,
@@ -76,15 +80,21 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     )
 
 
-def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool, fixed_reshapes: bool = False) -> str:
-    """What would make the shapes known; --input-shape only where an input dim is open."""
+def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool, fixed_reshapes: bool = False,
+                          misfits: bool = False, one: bool = False) -> str:
+    """What would make the shapes known; --input-shape only where an input dim is open. ``one``: the
+    warning names one node, so the pronouns are singular."""
+    they, follow, them = ("it", "follows", "it") if one else ("they", "follow", "them")
     if fixed_reshapes:  # the shapes were known but wrong: another --input-shape would not help
-        return "they follow a Reshape whose target the export fixed (see the Reshape warning)"
+        return f"{they} {follow} a Reshape whose target the export fixed (see the Reshape warning)"
+    if misfits:  # the model contradicts itself: no input size makes it consistent
+        return (f"{they} {'is' if one else 'are'} or {follow} a node whose operands do not fit each other "
+                "(see that warning)")
     open_inputs = any(d is None or isinstance(d, str) for dims in prepared.resolved_inputs.values() for d in dims)
     if open_inputs:
         return "set the input dims with --input-shape NAME=DIMS"
     if unknown_ops:
-        return "they follow the unknown ops, whose output shapes nothing gives"
+        return f"{they} {follow} the unknown ops, whose output shapes nothing gives"
     model = prepared.model
     causes = []
     if not any(entry.domain == "" for entry in model.opset_import):
@@ -95,7 +105,7 @@ def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool, fixed_resh
         causes.append("small constants (shapes, axes) are stored as external data, which the analyzer never "
                       "reads; save the model with them inline (onnx.save(..., size_threshold=1024))")
     return "every input dim is known, so --input-shape cannot help: " + (
-        "; ".join(causes) or "ONNX shape inference could not follow them")
+        "; ".join(causes) or f"ONNX shape inference could not follow {them}")
 
 
 def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:
@@ -147,7 +157,7 @@ def _element_type(value: onnx.ValueInfoProto) -> str | None:
 
 
 def _count_nodes(names: list[str]) -> str:
-    return f"{len(names)} node{'s' if len(names) > 1 else ''}"
+    return counted(len(names), "node")
 
 
 def _named(names: list[str]) -> str:

@@ -21,6 +21,7 @@ from onnx import TensorProto
 from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
 from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
 from sniper_onnx.analysis.weightless import load_weightless
+from sniper_onnx.analysis.wording import counted
 from sniper_onnx.errors import SniperError
 
 ModelSource = Union[str, os.PathLike, onnx.ModelProto]
@@ -386,8 +387,8 @@ def resolve_input_shapes(
                 raise SniperError(f"{source}: --input-shape {vi.name}: every dim must be a positive integer")
             if declared is not None and len(declared) != len(dims):
                 raise SniperError(
-                    f"{source}: --input-shape {vi.name} has {len(dims)} dims but the input has rank {len(declared)} "
-                    f"({_format_declared(written)})"
+                    f"{source}: --input-shape {vi.name} has {counted(len(dims), 'dim')} but the input has rank "
+                    f"{len(declared)} ({_format_declared(written)})"
                 )
             fixed = [(position, declared[position]) for position in range(len(dims)) if declared is not None
                      and isinstance(declared[position], int) and declared[position] != dims[position]]

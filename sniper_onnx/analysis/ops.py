@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 
 import onnx
 
+from sniper_onnx.analysis.shape_rules import fused_matmul_operands
+
 Shape = tuple  # of int, every dim known; handlers get None instead of a partly known shape
 
 
@@ -121,7 +123,7 @@ conv_macs = conv_macs_with_weight_at(1)
 
 def conv_transpose_macs(view: NodeView) -> int | None:
     data, weight = view.input_shape(0), view.input_shape(1)
-    if data is None or weight is None:
+    if data is None or weight is None or view.output_shape() is None:  # no output: no sound count
         return None
     # every input element is scattered into (C_out / group) x kernel outputs; weight dim 1 is C_out / group
     return numel(data) * math.prod(weight[1:])
@@ -209,11 +211,12 @@ def nchwc_conv_macs(view: NodeView) -> int | None:
 
 
 def fused_matmul_macs(view: NodeView) -> int | None:
-    """com.microsoft FusedMatMul: MatMul with optional transposes; the contracted axis moves with transA."""
-    a, out = view.input_shape(0), view.output_shape()
-    if a is None or out is None or len(a) < 2:
+    """com.microsoft FusedMatMul: MatMul with optional transposes, which move the contracted axis."""
+    a, b, out = view.input_shape(0), view.input_shape(1), view.output_shape()
+    if a is None or b is None or out is None:
         return None
-    return numel(out) * (a[-2] if view.attr("transA", 0) else a[-1])
+    operands = fused_matmul_operands(view.node, a, b)
+    return None if operands is None else numel(out) * operands[0][-1]
 
 
 def pool_macs(view: NodeView) -> int | None:

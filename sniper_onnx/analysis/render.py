@@ -10,6 +10,7 @@ from rich.text import Text
 
 from sniper_onnx.analysis.features import FEATURE_GROUPS
 from sniper_onnx.analysis.result import AnalysisResult
+from sniper_onnx.analysis.wording import counted
 from sniper_onnx.outputs import output_console
 
 UNITS = {"macs": "MACs", "params": "params", "bytes": "bytes"}
@@ -37,7 +38,7 @@ def summary_title(result: AnalysisResult) -> Text:
     info = result.model_info
     inputs = ", ".join(f"{n}={'x'.join('?' if d is None else str(d) for d in dims)}" for n, dims in info["inputs"].items())
     # Text, never markup: a path or an input name in brackets ("[batch]") would otherwise vanish
-    return Text(f"{result.source}  ({info['num_nodes']} nodes; {inputs})", style="table.title")
+    return Text(f"{result.source}  ({counted(info['num_nodes'], 'node')}; {inputs})", style="table.title")
 
 
 def summary_table(result: AnalysisResult) -> Table:

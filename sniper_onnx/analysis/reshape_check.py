@@ -20,7 +20,7 @@ MAX_NAMED_RESHAPES = 4
 RESHAPE_FIX = ("the export fixed a dimension: re-export with this shape or with dynamic axes on every Reshape")
 
 
-def _shown(shape: tuple) -> str:
+def shown_shape(shape: tuple) -> str:
     return "x".join(str(d) for d in shape) or "scalar"
 
 
@@ -36,7 +36,7 @@ def _mismatch(node: onnx.NodeProto, shapes: dict[str, TensorInfo]) -> tuple[tupl
     return data.known_shape, out.known_shape
 
 
-def _forget(names: list[str], shapes: dict[str, TensorInfo], tainted: set[str]) -> None:
+def forget_shapes(names: list[str], shapes: dict[str, TensorInfo], tainted: set[str]) -> None:
     """Unknown shapes for ``names`` (the rank too: it came from the stale target), kept in ``tainted``."""
     for name in names:
         if name:
@@ -44,13 +44,13 @@ def _forget(names: list[str], shapes: dict[str, TensorInfo], tainted: set[str]) 
             shapes[name] = TensorInfo(None, shapes[name].elem_type if name in shapes else 0)
 
 
-def _reads_tainted(node: onnx.NodeProto, tainted: set[str]) -> bool:
+def reads_tainted(node: onnx.NodeProto, tainted: set[str]) -> bool:
     # an If or Loop body reading a tainted tensor from outside taints the node's outputs too
     return bool(tainted) and any(name in tainted for name in [*node.input, *subgraph_outer_names(node)])
 
 
 def _warning(found: list[tuple[str, tuple, tuple]]) -> str:
-    details = [f"'{label}' ({_shown(data)} = {math.prod(data)} elements in, target {_shown(target)} = "
+    details = [f"'{label}' ({shown_shape(data)} = {math.prod(data)} elements in, target {shown_shape(target)} = "
                f"{math.prod(target)})" for label, data, target in found[:MAX_NAMED_RESHAPES]]
     more = f" and {len(found) - MAX_NAMED_RESHAPES} more" if len(found) > MAX_NAMED_RESHAPES else ""
     one = len(found) == 1
@@ -69,13 +69,13 @@ def check_reshapes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, T
     tainted: set[str] = set()
     for index in order:
         node = graph.node[index]
-        if _reads_tainted(node, tainted):
-            _forget(list(node.output), shapes, tainted)
+        if reads_tainted(node, tainted):
+            forget_shapes(list(node.output), shapes, tainted)
             continue
         mismatch = _mismatch(node, shapes)
         if mismatch is not None:
             found.append((node_label(node, index), *mismatch))
-            _forget(list(node.output), shapes, tainted)
+            forget_shapes(list(node.output), shapes, tainted)
     if found:
         warnings.append(_warning(found))
     return [label for label, _, _ in found]

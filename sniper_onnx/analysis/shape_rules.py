@@ -84,24 +84,60 @@ def conv_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
     return _window_output(node, data, weight[0], _attr(node, "kernel_shape") or weight[2:])
 
 
+def fused_conv_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
+    """com.microsoft FusedConv: a Conv; no shape where its weight reads another channel count than
+    its input has (onnxruntime refuses that; operand_check names it)."""
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None or len(inputs[0]) < 2 or len(inputs[1]) < 2:
+        return None
+    if inputs[1][1] * int(_attr(node, "group", 1)) != inputs[0][1]:
+        return None
+    return conv_output(node, inputs)
+
+
 def gemm_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
-    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
+    """Gemm's [M, N]; no shape where A's and B's inner dims differ (onnxruntime refuses that)."""
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None or len(inputs[0]) != 2 or len(inputs[1]) != 2:
         return None
     a, b = inputs[0], inputs[1]
-    rows = a[1] if _attr(node, "transA", 0) else a[0]
-    cols = b[0] if _attr(node, "transB", 0) else b[1]
-    return (rows, cols)
+    rows, inner_a = (a[1], a[0]) if _attr(node, "transA", 0) else (a[0], a[1])
+    inner_b, cols = (b[1], b[0]) if _attr(node, "transB", 0) else (b[0], b[1])
+    return (rows, cols) if inner_a == inner_b else None
+
+
+def _batch_to_rows(shape: Shape) -> Shape:
+    """transBatchA/B: dim 0 moves to the row position, [d0, d1, ..., dk, last] -> [d1, ..., dk, d0, last]
+    (onnxruntime's MatMulComputeHelper); the operand was written that way to spare a Transpose."""
+    return (*shape[1:-1], shape[0], shape[-1])
+
+
+def fused_matmul_operands(node: onnx.NodeProto, a: Shape, b: Shape) -> tuple[Shape, Shape] | None:
+    """FusedMatMul's operands as a plain MatMul sees them, [..., M, K] and [..., K, N], after its
+    transBatchA/B and transA/B; None where onnxruntime refuses the ranks (a batch transpose needs
+    both operands of one rank, at least 3). alpha only scales the product: no shape, no MACs."""
+    if len(a) < 2 or len(b) < 2:
+        return None
+    batch_a, batch_b = bool(_attr(node, "transBatchA", 0)), bool(_attr(node, "transBatchB", 0))
+    if (batch_a or batch_b) and (len(a) != len(b) or len(a) < 3):
+        return None
+    a = _batch_to_rows(a) if batch_a else a
+    b = _batch_to_rows(b) if batch_b else b
+    a = (*a[:-2], a[-1], a[-2]) if _attr(node, "transA", 0) else a
+    b = (*b[:-2], b[-1], b[-2]) if _attr(node, "transB", 0) else b
+    return a, b
 
 
 def fused_matmul_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
-    """com.microsoft FusedMatMul: MatMul with optional transposes of the last two axes."""
-    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None or len(inputs[0]) < 2 or len(inputs[1]) < 2:
+    """com.microsoft FusedMatMul: MatMul with optional transposes (see ``fused_matmul_operands``)."""
+    if len(inputs) < 2 or inputs[0] is None or inputs[1] is None:
         return None
-    a, b = inputs[0], inputs[1]
-    rows = a[-1] if _attr(node, "transA", 0) else a[-2]
-    cols = b[-2] if _attr(node, "transB", 0) else b[-1]
+    operands = fused_matmul_operands(node, inputs[0], inputs[1])
+    if operands is None:
+        return None
+    a, b = operands
     batch = broadcast(node, [a[:-2], b[:-2]])
-    return None if batch is None else (*batch, rows, cols)
+    if batch is None or a[-1] != b[-2]:  # onnxruntime refuses unequal inner dims
+        return None
+    return (*batch, a[-2], b[-1])
 
 
 def pool_output(node: onnx.NodeProto, inputs: list) -> Shape | None:
@@ -229,7 +265,7 @@ NCHWC_RULES: dict[str, Rule] = {
 }
 MICROSOFT_RULES: dict[str, Rule] = {
     **{op: same_as_first for op in MICROSOFT_SAME_SHAPE_OPS},
-    "FusedConv": conv_output,
+    "FusedConv": fused_conv_output,
     "FusedGemm": gemm_output,
     "FusedMatMul": fused_matmul_output,
     **quantized_microsoft_rules(),

@@ -210,7 +210,7 @@ def test_piped_tables_keep_one_row_per_line(tmp_path):
                          text=True, env=env, stdin=subprocess.DEVNULL, check=True).stdout
     lines = out.splitlines()
     assert any(f"* {name} " in line and "GlobalAveragePool │" in line and "1x3x1x1" in line for line in lines), out
-    assert f"{path}  (1 nodes; x=1x3x8x8)" in lines, out
+    assert f"{path}  (1 node; x=1x3x8x8)" in lines, out  # one node, not "1 nodes"
 
 
 def test_a_set_width_is_kept(tmp_path):

@@ -340,3 +340,8 @@ def test_a_declared_zero_dim_is_quoted_as_zero():
                                          "and set to 1: dim 0 ('N'); unknown dims [1] (a declared 0 is read as unset)")
     with pytest.raises(SniperError, match=r"has 2 dims but the input has rank 3 \(Nx0x64\)"):
         analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 0, 64]}, ["y"]), input_shapes={"x": (1, 2)})
+
+
+def test_a_one_dim_input_shape_of_the_wrong_rank_says_dim_not_dims():
+    with pytest.raises(SniperError, match=r"has 1 dim but the input has rank 3 \("):
+        analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 4, 64]}, ["y"]), input_shapes={"x": (8,)})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import onnx
 import pytest
 
@@ -82,4 +84,58 @@ def test_nodes_after_an_unknown_op_are_not_blamed_on_the_input_dims():
     result = analyze(model)
     assert result.unknown_ops == {"acme::MyOp": 1}
     shape_warning = next(w for w in result.warnings if "unknown shapes" in w)
-    assert "follow the unknown ops" in shape_warning and "--input-shape" not in shape_warning
+    assert "'Conv_1'; it follows the unknown ops" in shape_warning and "--input-shape" not in shape_warning
+
+
+def _fused_matmul_model(a: list[int], b: list[int], **attrs) -> onnx.ModelProto:
+    """FusedMatMul(a, b) followed by a Relu, which must see the product's shape."""
+    nodes = [onnx.helper.make_node("FusedMatMul", ["a", "b"], ["p"], name="op", domain="com.microsoft", **attrs),
+             onnx.helper.make_node("Relu", ["p"], ["y"], name="relu")]
+    graph = onnx.helper.make_graph(
+        nodes, "g", [onnx.helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, s) for n, s in (("a", a), ("b", b))],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17),
+                                                         onnx.helper.make_opsetid("com.microsoft", 1)])
+    model.ir_version = 8
+    return model
+
+
+def _onnxruntime_output_shape(model: onnx.ModelProto) -> list[int]:
+    import numpy as np
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.ones([d.dim_value for d in i.type.tensor_type.shape.dim], np.float32)
+             for i in model.graph.input}
+    return list(session.run(None, feeds)[0].shape)
+
+
+@pytest.mark.parametrize("a, b, attrs, inner", [
+    # the attention scores of an onnxruntime-saved torch encoder: [seq, batch, heads, head_size] operands
+    ([8, 1, 4, 8], [8, 1, 4, 8], dict(transBatchA=1, transBatchB=1, transB=1, alpha=0.35), 8),
+    ([5, 2, 3, 7], [2, 3, 7, 11], dict(transBatchA=1), 7),
+    ([7, 2, 3, 5], [11, 2, 3, 7], dict(transBatchA=1, transA=1, transBatchB=1, transB=1), 7),
+    ([1, 4, 5, 8], [8, 1, 4, 6], dict(transBatchB=1), 8),
+    ([2, 7, 5], [2, 11, 7], dict(transA=1, transB=1), 7),
+    ([6, 5, 7], [7, 11], dict(alpha=0.5), 7),
+])
+def test_fused_matmul_transposes_give_onnxruntimes_shape(a, b, attrs, inner):
+    """transBatchA/B move an operand's first axis to its row axis before the product (ORT's
+    MatMulComputeHelper); once they were ignored and the attention of ORT-saved encoders went wrong."""
+    from analysis_graphs import node
+
+    model = _fused_matmul_model(a, b, **attrs)
+    expected = _onnxruntime_output_shape(model)
+    result = analyze(model)
+    assert result.unknown_shape_nodes == [] and result.warnings == []
+    assert node(result).output_shapes == [expected] and node(result, "relu").output_shapes == [expected]
+    assert node(result).macs == math.prod(expected) * inner
+
+
+def test_fused_matmul_batch_transpose_of_unequal_ranks_is_left_unknown():
+    """onnxruntime refuses transBatchA on operands of different ranks: no shape is made up."""
+    from analysis_graphs import node
+
+    result = analyze(_fused_matmul_model([5, 2, 3, 7], [3, 7, 11], transBatchA=1))
+    assert node(result).output_shapes == [None] and "op" in result.unknown_shape_nodes

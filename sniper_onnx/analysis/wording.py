@@ -1,0 +1,8 @@
+"""Counts in messages: "1 node", "2 nodes", never "1 nodes" or "node(s)"."""
+
+from __future__ import annotations
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``count`` and ``noun`` in the number it takes; ``plural`` where adding an s is wrong."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
