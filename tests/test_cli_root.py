@@ -133,7 +133,9 @@ def test_ctrl_c_says_that_running_a_resumable_command_again_resumes(monkeypatch,
 
 def test_ctrl_c_in_db_import_says_a_rerun_imports_the_rest(monkeypatch, tmp_path):
     import sniper_onnx.database as database
+    import sniper_onnx.database.importer as importer
 
+    monkeypatch.setattr(importer, "read_results", lambda path: None)  # db import reads each file before it opens the db
     monkeypatch.setattr(database, "import_results", _ctrl_c)
     results = tmp_path / "r.jsonl"
     results.write_text("")
@@ -218,3 +220,21 @@ def test_every_positional_argument_is_described_in_its_help():
             if isinstance(param, click.Argument):
                 help_text = runner.invoke(app, [*path, "-h"], env={"COLUMNS": "200"}).output
                 assert param.help and " ".join(param.help.split()[:4]) in " ".join(help_text.split()), (path, param.name)
+
+
+def test_every_command_missing_its_argument_says_so_in_one_line():
+    """`analyze` with no MODEL printed its help on stdout, exit 2 and nothing on stderr, where every
+    other command names the missing argument on stderr."""
+    cases = {("analyze",): "Missing argument 'MODEL'", ("import-latencies",): "Missing argument 'TABLE'",
+             ("zoo", "export"): "Missing argument 'NAME'"}
+    for args, expected in cases.items():
+        result = runner.invoke(app, list(args), prog_name="sniper-onnx")
+        assert result.exit_code == 2 and result.stdout == "", (args, result.output)
+        assert result.stderr.strip() == f"sniper-onnx: error: {expected}; see 'sniper-onnx {' '.join(args)} -h'"
+
+
+def test_generate_refuses_bad_jobs_before_it_makes_the_out_folder(tmp_path):
+    out = tmp_path / "gj"
+    result = runner.invoke(app, ["generate", "--count", "2", "-j", "0", "--out", str(out)])
+    assert result.exit_code == 2 and result.stderr.strip() == "sniper-onnx: error: --jobs 0: must be at least 1"
+    assert not out.exists()

@@ -10,7 +10,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    app.command("analyze", no_args_is_help=True)(analyze_command)
+    app.command("analyze")(analyze_command)
 
 
 def analyze_command(

@@ -29,12 +29,18 @@ def register(app: typer.Typer) -> None:
         from sniper_onnx.cli.progress import progress_bar
 
         from sniper_onnx.database import Database, import_results
+        from sniper_onnx.database.importer import check_model_folders, read_results
+        from sniper_onnx.database.store import check_database_path
 
+        # every path is checked before the database is opened: a refused import leaves no new file
+        check_database_path(db)
+        read = [read_results(path) for path in results]
+        check_model_folders(models or ())
         summaries = []
         with Database(db) as database, progress_bar(disable=json_output) as progress:
-            for path in results:
+            for path, records in zip(results, read):
                 task = progress.add_task(f"importing {path.name}", total=None)
-                summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total), models or ()))
+                summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total), models or (), records))
         if json_output:
             typer.echo(json.dumps({"db": str(db), "files": [asdict(s) for s in summaries]}))
             return
@@ -59,7 +65,7 @@ def register(app: typer.Typer) -> None:
 
         if not db.exists():
             raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
-        with Database(db) as database:
+        with Database(db, create=False) as database:
             result = database.stats()
         if json_output:
             typer.echo(json.dumps(asdict(result)))
@@ -85,7 +91,7 @@ def register(app: typer.Typer) -> None:
             raise SniperError(f"--exclude-flag {unknown[0]}: not a profiler flag; use one of {', '.join(KNOWN_FLAGS)}")
         if not db.exists():
             raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
-        with Database(db) as database:
+        with Database(db, create=False) as database:
             result = export_csv(database, out, device, exclude_flag or (), statistic)
         if json_output:
             typer.echo(json.dumps(asdict(result)))

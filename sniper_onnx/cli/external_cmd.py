@@ -54,4 +54,4 @@ def import_latencies(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("import-latencies", no_args_is_help=True)(import_latencies)
+    app.command("import-latencies")(import_latencies)

@@ -72,6 +72,8 @@ def generate(
 
     if plot is not None and not coverage:
         raise SniperError("--plot draws the coverage report; add --coverage, or drop --plot")
+    if jobs < 1:  # here, not in the generator: it checks only after it has made the --out folder
+        raise SniperError(f"--jobs {jobs}: must be at least 1")
     if coverage:
         from sniper_generator.coverage import coverage_report, plot_coverage
 

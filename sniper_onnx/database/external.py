@@ -20,7 +20,6 @@ second source) is kept beside the first. A latency the source reports as 0 or le
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import json
@@ -29,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from sniper_onnx.errors import SniperError
+from sniper_onnx.errors import SniperError, read_text
 
 NETWORK_COLUMNS = ("arch", "arch_str", "architecture", "network", "model", "onnx", "model_path", "path")
 ID_COLUMNS = ("arch_index", "index", "idx", "id", "network_id", "name")
@@ -81,19 +80,13 @@ class _Cell:
     text: str
 
 
-def _open_text(path: Path) -> io.TextIOBase:
+def _read_rows(path: Path) -> Tuple[List[str], List[List[str]]]:
     if not path.is_file():
         raise SniperError(f"{path}: no such table file; give the path of a .csv or .csv.gz latency table")
-    with path.open("rb") as probe:
-        gzipped = probe.read(2) == b"\x1f\x8b"
-    return gzip.open(path, "rt", newline="") if gzipped else path.open("r", newline="")
-
-
-def _read_rows(path: Path) -> Tuple[List[str], List[List[str]]]:
+    text = read_text(path, "a comma-separated .csv or .csv.gz latency table", gzip_ok=True)
     try:
-        with _open_text(path) as handle:
-            rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        rows = [row for row in csv.reader(io.StringIO(text, newline="")) if row and any(cell.strip() for cell in row)]
+    except csv.Error as error:
         raise SniperError(f"{path}: cannot read it as CSV ({error}); give a comma-separated .csv or .csv.gz") from None
     if len(rows) < 2:
         raise SniperError(f"{path}: needs a header row and at least one data row")

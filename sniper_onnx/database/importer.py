@@ -62,14 +62,18 @@ SOURCE_LOADERS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 
 
+def check_model_folders(folders: Sequence["str | Path"]) -> None:
+    for folder in folders:
+        if not Path(folder).is_dir():
+            raise SniperError(f"--models {folder}: no such folder; give the folder holding the measured .onnx files")
+
+
 def index_model_folders(folders: Sequence["str | Path"]) -> dict[str, Path]:
     """sha256 -> path of every .onnx file under ``folders`` (models measured on another machine)."""
+    check_model_folders(folders)
     index: dict[str, Path] = {}
     for folder in folders:
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise SniperError(f"--models {folder}: no such folder; give the folder holding the measured .onnx files")
-        for path in sorted(folder.rglob("*.onnx")):
+        for path in sorted(Path(folder).rglob("*.onnx")):
             index.setdefault(file_sha256(path), path)
     return index
 
@@ -173,19 +177,31 @@ class _NetworkResolver:
         return network
 
 
-def import_results(
-    db: Database,
-    path: "str | Path",
-    on_progress: Optional[Callable[[int, int], None]] = None,
-    model_folders: Sequence["str | Path"] = (),
-) -> ImportSummary:
-    """Import a profiler JSONL file; ``model_folders`` hold copies of models measured elsewhere."""
+def read_results(path: "str | Path") -> Any:
+    """The profiler records of a results file (a ``ResultsFile``), or one line on why it has none.
+    ``db import`` reads every file with this before it opens the database: a file that is no
+    results file must not leave a new database behind."""
     path = Path(path)
     if not path.is_file():
         raise SniperError(f"{path}: no such results file; give the JSONL written by `sniper-profiler run --out`")
     results = read_records(path)
     if not results.records:
         raise SniperError(_no_records_reason(path, results))
+    return results
+
+
+def import_results(
+    db: Database,
+    path: "str | Path",
+    on_progress: Optional[Callable[[int, int], None]] = None,
+    model_folders: Sequence["str | Path"] = (),
+    results: Any = None,
+) -> ImportSummary:
+    """Import a profiler JSONL file; ``model_folders`` hold copies of models measured elsewhere;
+    ``results`` is the file's :func:`read_results` where the caller has read it already."""
+    path = Path(path)
+    if results is None:
+        results = read_results(path)
     summary = ImportSummary(str(path), records=len(results.records), unreadable_lines=results.unreadable_lines,
                             newer_schema_lines=results.newer_schema_lines)
     resolver = _NetworkResolver(db, summary, index_model_folders(model_folders) if model_folders else None)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -138,20 +140,51 @@ def default_device_id(spec: DeviceSpec) -> str:
     return f"dev-{digest[:16]}"
 
 
-class Database:
-    """Open (creating and migrating as needed) with ``Database(path)``; use as a context manager."""
+SQLITE_HEADER = b"SQLite format 3\x00"
 
-    def __init__(self, path: "str | Path") -> None:
+
+def check_database_path(path: Path, create: bool = True) -> None:
+    """What can be told of a --db path without opening it, so that a command can check it before
+    any other work. SQLite takes a file shorter than its header for an empty database and writes one
+    over it: a notes file of a byte or two given as --db would be lost, so only a file that starts
+    as an SQLite file is opened."""
+    if path.is_dir():
+        raise SniperError(f"{path}: is a directory; give a database file path such as ncd.sqlite")
+    if not path.parent.exists():
+        raise SniperError(f"{path}: folder {path.parent} does not exist; create it first")
+    if not path.exists():
+        if not create:
+            raise SniperError(f"{path}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {path}`")
+        return
+    with path.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if not header:
+        raise SniperError(f"{path}: an empty file, not a sniper-onnx database; give a database, "
+                          "or a path where no file is yet for a new one")
+    if header != SQLITE_HEADER:
+        raise SniperError(f"{path}: not a usable sniper-onnx database (not an SQLite file); give another --db path")
+
+
+class Database:
+    """Open (creating and migrating as needed) with ``Database(path)``; use as a context manager.
+
+    ``create=False`` is for commands that only read (``db stats``, ``db export``, training from
+    ``--db``): the path must already hold a sniper-onnx database. Even with ``create=True`` a new
+    database is made only where no file is: an existing file that is not an SQLite database (an
+    empty one included, which SQLite itself would quietly turn into one) is refused, never replaced.
+    """
+
+    def __init__(self, path: "str | Path", create: bool = True) -> None:
         self.path = Path(path)
-        if self.path.is_dir():
-            raise SniperError(f"{self.path}: is a directory; give a database file path such as ncd.sqlite")
-        if not self.path.parent.exists():
-            raise SniperError(f"{self.path}: folder {self.path.parent} does not exist; create it first")
+        check_database_path(self.path, create)
         self._depth = 0
         try:
+            if not self.path.exists():
+                _create_empty(self.path)
+                check_database_path(self.path)  # where another process linked its file first: that one
             self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
-            self._refuse_foreign()
+            self._refuse_foreign(create)
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -162,8 +195,9 @@ class Database:
                                   "read-only? copy it somewhere writable") from None
             raise SniperError(f"{self.path}: not a usable sniper-onnx database ({error}); give another --db path") from None
 
-    def _refuse_foreign(self) -> None:
-        """Another program's SQLite file: never add our tables to it (nor switch it to WAL)."""
+    def _refuse_foreign(self, create: bool) -> None:
+        """Another program's SQLite file: never add our tables to it (nor switch it to WAL). Nor,
+        for a command that only reads, to an SQLite file without tables."""
         # Both reads in one read transaction: read apart, another sniper-onnx creating the same new
         # file could commit its tables and version between them, and its database looked foreign.
         self._conn.execute("BEGIN")
@@ -176,6 +210,10 @@ class Database:
             self._conn.close()
             raise SniperError(f"{self.path}: an SQLite file of another program (tables {', '.join(sorted(tables)[:3])}"
                               f"{' ...' if len(tables) > 3 else ''}); give a sniper-onnx database or a new file with --db")
+        if not create and not version:
+            self._conn.close()
+            raise SniperError(f"{self.path}: an SQLite file without sniper-onnx tables, not a sniper-onnx database; "
+                              "give the database the measurements were imported into")
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self) -> None:
@@ -508,6 +546,32 @@ class Database:
             tuple(exclude_flags),
         )
         yield from pairs
+
+
+def _create_empty(path: Path) -> None:
+    """An empty WAL-mode SQLite file at ``path``, made beside it and linked in whole: the path never
+    holds a half-made file that another sniper-onnx opening it meanwhile would take for a user's
+    empty file. Where another process linked its own first, that one is kept."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        conn = sqlite3.connect(str(partial), isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")  # writes the header: the file is an SQLite database
+        finally:
+            conn.close()
+        try:
+            os.link(partial, path)
+        except FileExistsError:
+            pass  # another process created the database meanwhile: open theirs
+        except OSError:  # a file system without hard links: copy, still never over an existing file
+            try:
+                with path.open("xb") as handle:
+                    handle.write(partial.read_bytes())
+            except FileExistsError:
+                pass
+    finally:
+        for leftover in (partial, partial.with_name(partial.name + "-wal"), partial.with_name(partial.name + "-shm")):
+            leftover.unlink(missing_ok=True)
 
 
 def _median_of(joined: str) -> float:

@@ -7,7 +7,6 @@ the network feature columns, ``device_<name>`` hardware-feature columns and ``la
 from __future__ import annotations
 
 import csv
-import gzip
 import hashlib
 import io
 import math
@@ -17,7 +16,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from sniper_onnx.errors import SniperError
+from sniper_onnx.errors import SniperError, read_text
 
 DEVICE_PREFIX = "device_"
 NETWORK_KEYS = ("network_id", "network_name", "network", "structure_hash")
@@ -71,10 +70,13 @@ class TrainingData:
         return np.flatnonzero(self.pair_device == device)
 
 
+TABLE_HINT = "a .csv or .csv.gz training table written by `sniper-onnx db export`"
+
+
 def _open(path: Path) -> io.TextIOBase:
     if not path.is_file():
         raise SniperError(f"{path}: no such training table; export one with `sniper-onnx db export` or pass --db")
-    return gzip.open(path, "rt", newline="") if path.suffix == ".gz" else open(path, newline="")
+    return io.StringIO(read_text(path, TABLE_HINT, gzip_ok=True), newline="")
 
 
 def _first(header: Sequence[str], candidates: Sequence[str], path: Path, role: str) -> str:
@@ -149,7 +151,7 @@ def training_data_from_db(db_path: "str | Path", scratch: "str | Path", statisti
     from sniper_onnx.database.store import Database
 
     out = Path(scratch) / "training.csv"
-    with Database(db_path) as database:
+    with Database(db_path, create=False) as database:
         summary = export_csv(database, out, statistic=statistic)
     if summary.rows == 0:
         raise SniperError(f"{db_path}: no usable measurement{_why_none(summary)}; "

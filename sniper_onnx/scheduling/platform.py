@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sniper_onnx.errors import SniperError
+from sniper_onnx.errors import SniperError, read_text
 
 BUILTIN_DIR = Path(__file__).parent / "platforms"
 
@@ -123,7 +123,8 @@ def _read_mapping(path: Path) -> dict:
         data = load_yaml(path, "platform file")
     else:
         try:
-            data = json.loads(path.read_text(), object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
+            text = read_text(path, "a JSON or YAML platform file")
+            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
         except json.JSONDecodeError as error:
             raise SniperError(f"{path}: cannot parse platform file ({error}); fix its JSON syntax") from None
     if not isinstance(data, dict):

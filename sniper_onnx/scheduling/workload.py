@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from sniper_onnx.errors import SniperError
+from sniper_onnx.errors import SniperError, read_text
 from sniper_onnx.scheduling.platform import Platform
 
 DEFAULT_DEADLINE_FACTOR = 3.0
@@ -92,12 +93,12 @@ def read_task_rows(path: Path, what: str, columns_hint: str) -> list[dict]:
     """The rows of a task CSV (a simulator trace or a dispatch workload): ``arrival``, ``model``, ..."""
     if not path.is_file():
         raise SniperError(f"{path}: no such {what} file; give a CSV with columns {columns_hint}")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        columns = set(reader.fieldnames or ())
-        if not {"arrival", "model"} <= columns:
-            raise SniperError(f"{path}: {what} needs columns 'arrival' and 'model' (found {sorted(columns)})")
-        rows = list(reader)
+    text = read_text(path, f"a {what} CSV with columns {columns_hint}")
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = set(reader.fieldnames or ())
+    if not {"arrival", "model"} <= columns:
+        raise SniperError(f"{path}: {what} needs columns 'arrival' and 'model' (found {sorted(columns)})")
+    rows = list(reader)
     if not rows:
         raise SniperError(f"{path}: {what} has no tasks")
     return rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sniper_onnx.errors import SniperError
+from sniper_onnx.errors import SniperError, read_text
 
 
 def _strict_loader() -> type:
@@ -34,8 +34,9 @@ def load_yaml(path: Path, what: str) -> Any:
     """The document in ``path``; a syntax error or a repeated key is one :class:`SniperError` line."""
     import yaml
 
+    text = read_text(path, f"a YAML {what}")  # its error names the file already
     try:
-        return yaml.load(path.read_text(), Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_strict_loader())  # noqa: S506 - a SafeLoader subclass
     except SniperError as error:
         raise SniperError(f"{path}: {error}") from None
     except yaml.YAMLError as error:

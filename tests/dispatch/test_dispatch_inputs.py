@@ -155,3 +155,32 @@ def test_predictor_devices_must_be_a_mapping(tmp_path):
     model = matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
     with pytest.raises(SniperError, match="predictor_devices must map"):
         fleet_from_dict(fleet_dict({"m": model}, predictor_devices=["all"]))
+
+
+def test_a_fleet_file_that_is_not_utf8_is_one_line(tmp_path):
+    path = tmp_path / "fleet.yaml"
+    path.write_bytes(b"\x08\xca\x01\x12\x00\xff")
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(path), "--rate", "5"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip() == f"sniper-onnx: error: {path}: not UTF-8 text; give a YAML fleet file"
+
+
+def test_a_workload_that_is_not_utf8_is_one_line(fleet_file, tmp_path):
+    path = tmp_path / "lat1.csv"
+    path.write_bytes(b"arrival,model\n0.0,m\n0.1,caf\xe9\n")
+    result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet_file), "--workload", str(path)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "lat1.csv: not UTF-8 text; give a workload CSV" in lines[0], result.output
+
+
+@pytest.mark.parametrize("content, message", [(b"", "an empty file"), (b"x", "not an SQLite file")])
+def test_fleet_feedback_reads_only_a_database_and_keeps_any_other_file(fleet_file, tmp_path, content, message):
+    """fleet-feedback only reads: SQLite would have turned a tiny notes file into an empty database."""
+    from sniper_onnx.dispatch.feedback import fleet_samples
+
+    notes = tmp_path / "one.txt"
+    notes.write_bytes(content)
+    with pytest.raises(SniperError, match=message):
+        fleet_samples(notes, load_fleet(fleet_file))
+    assert notes.read_bytes() == content
