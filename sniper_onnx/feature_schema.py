@@ -11,5 +11,7 @@ from __future__ import annotations
 # `analyze --json` writes it and the sniper-onnx version, so `predict` can tell an analysis made by
 # another analyzer (whose features may share names but not values) and ask for a re-run.
 # A second change on one date takes a suffix: "2026-11-29.2" (a dynamically quantized model's
-# per-channel weight scales no longer counted as parameters).
-FEATURE_SCHEMA = "2026-11-29.2"
+# per-channel weight scales no longer counted as parameters), "2026-11-29.3" (onnxruntime's
+# FusedMatMul read with its transBatchA/B, which attention in a saved optimized model uses; a node
+# whose operands do not fit each other, and all after it, counted as of unknown shape).
+FEATURE_SCHEMA = "2026-11-29.3"

@@ -71,7 +71,8 @@ measure_family() {
         common=(--generate "$upto" --seed "$SEED" --family "$family" $zoo --resolution 224 --resolution 448
                 --db "$DB" --max-time "$MAX_TIME")
         cpu=(--memory-limit "$MEMORY_LIMIT")
-        if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800); fi
+        # --retry-busy: a net whose records are all flagged machine_busy is measured again (both kept)
+        if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800 --retry-busy); fi
         "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
         "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
         "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
@@ -93,7 +94,8 @@ import_records
 "$SNIPER" db stats --db "$DB"
 "$SNIPER" db export --db "$DB" -o "$WORK/train.csv" --statistic min \
     --exclude-flag machine_busy --exclude-flag contended_sessions --exclude-flag nan_outputs --exclude-flag inf_outputs --exclude-flag denormal_outputs
-for file in "$WORK"/*.jsonl "$WORK/train.csv"; do
-    gzip -9 -n -c "$file" > "$OUT_DIR/$(basename "$file").gz"
+for name in cpu-t1 cpu-t2 cpu-t1-noopt gpu-h200-cuda; do  # not the node profiles: another benchmark's files
+    if [[ -f "$WORK/$name.jsonl" ]]; then gzip -9 -n -c "$WORK/$name.jsonl" > "$OUT_DIR/$name.jsonl.gz"; fi
 done
+gzip -9 -n -c "$WORK/train.csv" > "$OUT_DIR/train.csv.gz"
 ls -l "$OUT_DIR"/*.gz
