@@ -88,6 +88,7 @@ GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
 HELD_OUT_SHARE = 0.2
 STRIDED_PREFIX = "cnn-strided-"  # the families added on 2026-11-28, reported apart from the mixed nets
 WIDE_PREFIX = "cnn-wide-"
+TORCH_PREFIX = "transformer-torch-"  # added on 2026-11-29: encoders as torch exports them
 
 
 def _held_out_by_name(name: str) -> bool:
@@ -150,9 +151,11 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
         save(predictor, save_predictor)
     strided = np.array([name.startswith(STRIDED_PREFIX) for name in network_names])
     wide = np.array([name.startswith(WIDE_PREFIX) for name in network_names])
-    groups = {"random_held_out": (generated & held_out & ~strided & ~wide)[data.pair_network],
+    torch_style = np.array([name.startswith(TORCH_PREFIX) for name in network_names])
+    groups = {"random_held_out": (generated & held_out & ~strided & ~wide & ~torch_style)[data.pair_network],
               "strided_held_out": (held_out & strided)[data.pair_network],
-              "wide_held_out": (held_out & wide)[data.pair_network], "zoo": ~generated[data.pair_network]}
+              "wide_held_out": (held_out & wide)[data.pair_network],
+              "torch_held_out": (held_out & torch_style)[data.pair_network], "zoo": ~generated[data.pair_network]}
     results, pairs = {}, []
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))

@@ -82,3 +82,19 @@ def test_a_matmul_by_a_weight_is_the_gemm_a_linear_layer_runs():
     assert row["log2_gemm_n"] == np.float32(np.log2(1 + 256)) and row["log2_gemm_k"] == np.float32(np.log2(1 + 64))
     as_json = json.loads(json.dumps([n.to_row() for n in analyze(model).nodes]))
     assert kernel_group(next(n for n in as_json if n["name"] == "linear")) == "gemm"
+
+
+def test_an_embedding_lookup_reads_the_rows_it_returns_not_the_table():
+    from onnx import TensorProto, helper
+
+    table = TensorProto(name="table", data_type=TensorProto.FLOAT, dims=[30522, 64])  # weightless: dims only
+    graph = helper.make_graph([helper.make_node("Gather", ["table", "ids"], ["y"], name="lookup", axis=0)], "g",
+                              [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [table])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    result = analyze(model)
+    lookup = next(n for n in result.nodes if n.name == "lookup")
+    assert lookup.params == 30522 * 64  # the analyzer still counts the whole table as parameters
+    row = dict(zip(KERNEL_FEATURE_NAMES, kernel_table([lookup])[0]))
+    assert row["log2_param_bytes"] == np.float32(np.log2(1 + 4 * 16 * 64))  # the 16 rows returned
+    assert row["log2_input_elements"] == np.float32(np.log2(1 + 16 + 16 * 64))  # indices and rows read
