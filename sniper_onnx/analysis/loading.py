@@ -176,10 +176,39 @@ def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
     return found
 
 
+# what a file that is not ONNX usually is, told by its first bytes: (offset, magic, what it is, what to do)
+OTHER_FORMATS = (
+    (0, b"PK\x03\x04", "a zip archive, as torch.save writes a checkpoint (weights, not a graph)",
+     "export the model with torch.onnx.export"),
+    (0, b"\x80", "a Python pickle, as older torch.save checkpoints are (weights, not a graph)",
+     "export the model with torch.onnx.export"),
+    (0, b"\x89HDF", "an HDF5 file, as Keras saves models", "convert it with tf2onnx"),
+    (4, b"TFL3", "a TensorFlow Lite model", "convert it with tf2onnx"),
+)
+
+
+def other_format(path: Path) -> str:
+    """'PATH is X; do Y' when the file's first bytes say what it is instead of ONNX, else ''."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(8)
+    except OSError:
+        return ""
+    if not head:
+        return f"{path}: an empty file, not an ONNX model; re-export the model"
+    for offset, magic, what, remedy in OTHER_FORMATS:
+        if head[offset:offset + len(magic)] == magic:
+            return f"{path}: {what}, not an ONNX model; {remedy}"
+    return ""
+
+
 def _load_with_onnx(path: Path) -> onnx.ModelProto:
     try:
         return onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf raises DecodeError, RuntimeWarning-like errors or ValueError
+        known = other_format(path)
+        if known:
+            raise SniperError(known) from None
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise SniperError(
             f"{path}: not a readable ONNX model ({reason}); the file is truncated or in another format, "

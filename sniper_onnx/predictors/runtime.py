@@ -529,6 +529,9 @@ def _load_file(path: Path) -> Predictor:
     if not path.is_file():
         raise SniperError(f"{path}: no such predictor file; train one with `sniper-onnx train` or omit --predictor "
                           "to use the shipped one")
+    if path.stat().st_size == 0:
+        raise SniperError(f"{path}: an empty file, not a predictor; train one with `sniper-onnx train` or omit "
+                          "--predictor to use the shipped one")
     try:
         model = onnx.load(str(path))
     except Exception as error:  # noqa: BLE001 - onnx raises several unrelated types on bad files

@@ -345,3 +345,17 @@ def test_a_declared_zero_dim_is_quoted_as_zero():
 def test_a_one_dim_input_shape_of_the_wrong_rank_says_dim_not_dims():
     with pytest.raises(SniperError, match=r"has 1 dim but the input has rank 3 \("):
         analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 4, 64]}, ["y"]), input_shapes={"x": (8,)})
+
+
+@pytest.mark.parametrize("head, words", [
+    (b"PK\x03\x04" + b"\x00" * 40, "a zip archive, as torch.save writes a checkpoint"),
+    (b"\x80\x02}q\x00" + b"\x00" * 40, "a Python pickle"),
+    (b"\x89HDF\r\n\x1a\n" + b"\x00" * 40, "an HDF5 file, as Keras saves models, not an ONNX model; convert it with tf2onnx"),
+    (b"\x1c\x00\x00\x00TFL3" + b"\x00" * 40, "a TensorFlow Lite model, not an ONNX model; convert it with tf2onnx"),
+])
+def test_a_file_of_another_format_is_named_as_what_it_is(tmp_path, head, words):
+    path = tmp_path / "model.onnx"
+    path.write_bytes(head)
+    with pytest.raises(SniperError) as raised:
+        analyze(str(path))
+    assert str(raised.value).startswith(f"{path}: ") and words in str(raised.value)

@@ -720,3 +720,9 @@ def test_a_predictor_folder_and_a_blank_device_are_one_line(tmp_path, trained):
     for blank in ("", " "):
         _fails(["predict", str(net), "-p", str(path), "-d", blank], "an empty device name")
         _fails(["predict", str(net), "-d", blank], "an empty device name")
+
+
+def test_an_empty_predictor_file_is_named_as_empty(tmp_path):
+    empty = tmp_path / "p.onnx"
+    empty.write_bytes(b"")
+    _fails(["predict", str(tmp_path / "m.json"), "-p", str(empty)], f"{empty}: an empty file, not a predictor")
