@@ -76,6 +76,10 @@ def zoo_jobs(resolutions: Sequence[int], batch: int = 1, names: Optional[Sequenc
     unknown = sorted(set(names or []) - set(ZOO))
     if unknown:
         raise SniperError(f"--zoo-model {unknown[0]}: not in the zoo; choose from {', '.join(sorted(ZOO))}")
+    for name in names or ():  # networks asked for by name: a size one refuses is an error before any run
+        refused = [int(r) for r in resolutions if not ZOO[name].accepts(int(r))]
+        if refused:
+            export_zoo_model(name, resolution=refused[0], weights=False)  # raises the zoo's own one-line refusal
     jobs = []
     for name in names or sorted(ZOO):
         for resolution in resolutions:

@@ -223,3 +223,11 @@ def test_every_model_failing_exits_1_and_a_rerun_says_why_it_skipped_them(tmp_pa
     assert again.exit_code == 1 and "skipped 1 that failed in an earlier run; --retry-failed" in again.stderr
     mixed = runner.invoke(app, ["profile", str(tmp_path / "newer.onnx"), str(tmp_path / "good.onnx"), "--out", out, *FAST])
     assert mixed.exit_code == 0, mixed.output  # something was measured: partial failures are reported, not fatal
+
+
+def test_a_zoo_model_asked_for_at_a_size_it_refuses_is_refused_before_any_run(tmp_path):
+    out = tmp_path / "r.jsonl"
+    refused = runner.invoke(app, ["profile", "--zoo-model", "vgg16", "--resolution", "100", "--out", str(out), *FAST])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    assert "vgg16: resolution 100 is refused" in refused.stderr and "nearest: --resolution 224" in refused.stderr
+    assert not out.exists()  # no failed record that a resumed run would skip as done
