@@ -407,9 +407,12 @@ def resolve_input_shapes(
         names = ", ".join(vi.name for vi in inputs) or "none"
         raise SniperError(f"{source}: --input-shape names no graph input: {', '.join(unknown)}; the inputs are: {names}")
     resolved: dict[str, tuple] = {}
+    bound = _bound_symbols(inputs, requested, warnings)
     for vi in inputs:
         declared = _declared_dims(vi)
         written = _declared_dims(vi, keep_zero=True)  # what messages quote: a declared 0 reads as 0, not ?
+        if vi.name not in requested and declared is not None:
+            declared = [bound.get(d, d) if isinstance(d, str) else d for d in declared]
         if vi.name in requested:
             dims = tuple(int(d) for d in requested[vi.name])
             if any(d <= 0 for d in dims):
@@ -434,6 +437,31 @@ def resolve_input_shapes(
             continue
         resolved[vi.name] = _default_dims(vi.name, declared, warnings, written)
     return resolved
+
+
+def _bound_symbols(inputs: list[onnx.ValueInfoProto], requested: dict, warnings: list[str]) -> dict[str, int]:
+    """Symbolic dims that --input-shape sets through one input, for every input that shares them
+    (``ids[b, t]`` set to 1x8 sets ``mask[b, t]`` too, as onnxruntime's free-dimension overrides
+    do). Two inputs setting one symbol to different sizes: a warning, and neither binds it."""
+    seen: dict[str, list[tuple[str, int]]] = {}
+    for vi in inputs:
+        declared = _declared_dims(vi)
+        dims = requested.get(vi.name)
+        if declared is None or dims is None or len(declared) != len(dims):
+            continue  # the rank mismatch is refused with its own message
+        for symbol, size in zip(declared, dims):
+            if isinstance(symbol, str):
+                seen.setdefault(symbol, []).append((vi.name, int(size)))
+    bound = {}
+    for symbol, uses in seen.items():
+        sizes = sorted({size for _, size in uses})
+        if len(sizes) == 1:
+            bound[symbol] = sizes[0]
+        else:
+            given = ", ".join(f"{name} {size}" for name, size in uses)
+            warnings.append(f"inputs share dim '{symbol}' but --input-shape sets it to different sizes ({given}); "
+                            "the model expects them equal, and other inputs with that dim are left unset")
+    return bound
 
 
 def _declared_dims(vi: onnx.ValueInfoProto, keep_zero: bool = False) -> list | None:

@@ -359,3 +359,23 @@ def test_a_file_of_another_format_is_named_as_what_it_is(tmp_path, head, words):
     with pytest.raises(SniperError) as raised:
         analyze(str(path))
     assert str(raised.value).startswith(f"{path}: ") and words in str(raised.value)
+
+
+def _ids_and_mask() -> onnx.ModelProto:
+    """Two inputs sharing symbolic dims b and t, as a tokenizer's ids and attention mask do."""
+    nodes = [helper.make_node("Add", ["ids", "mask"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("ids", onnx.TensorProto.FLOAT, ["b", "t"]),
+                                           helper.make_tensor_value_info("mask", onnx.TensorProto.FLOAT, ["b", "t"])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_dim_set_through_one_input_sets_it_in_every_input_that_shares_it():
+    result = analyze(_ids_and_mask(), {"ids": (1, 8)})
+    assert result.model_info["inputs"] == {"ids": [1, 8], "mask": [1, 8]}
+    assert result.unknown_shape_nodes == [] and not any("mask" in w for w in result.warnings)
+
+
+def test_two_inputs_setting_a_shared_dim_to_different_sizes_get_a_warning():
+    result = analyze(_ids_and_mask(), {"ids": (1, 8), "mask": (1, 9)})
+    assert any("share dim 't'" in w and "ids 8, mask 9" in w for w in result.warnings)
