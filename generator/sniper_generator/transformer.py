@@ -48,6 +48,11 @@ def build_transformer(b: GraphBuilder, cfg: dict) -> Tensor:
     for _layer in range(cfg["depth"]):
         x = vit_encoder_block(b, x, batch, tokens, cfg["heads"], dim * cfg["mlp_ratio"], cfg["activation"])
     x = b.gather(b.reshape(b.layernorm(x), (batch, tokens, dim)), 0, axis=1)
+    return classifier_head(b, x, cfg)
+
+
+def classifier_head(b: GraphBuilder, x: Tensor, cfg: dict) -> Tensor:
+    """1-3 Gemm layers on token 0 (``cfg["fc"]`` sizes, the activation between them)."""
     sizes = cfg["fc"]
     for index, size in enumerate(sizes):
         x = b.gemm(x, size, prefix="head")
@@ -56,10 +61,15 @@ def build_transformer(b: GraphBuilder, cfg: dict) -> Tensor:
     return x
 
 
-def estimate_transformer_size(cfg: dict) -> tuple[int, int]:
+def dry_size(build: Callable[[GraphBuilder, dict], Tensor], cfg: dict) -> tuple[int, int]:
+    """(MACs, params) of ``build(cfg)``, from a build that only tracks shapes."""
     builder = GraphBuilder("estimate", None, weights=False, dry=True)
-    build_transformer(builder, cfg)
+    build(builder, cfg)
     return builder.macs, builder.params
+
+
+def estimate_transformer_size(cfg: dict) -> tuple[int, int]:
+    return dry_size(build_transformer, cfg)
 
 
 def estimate_transformer_macs(cfg: dict) -> int:

@@ -20,7 +20,7 @@ import numpy as np
 
 from sniper_generator.builder import GraphBuilder, Tensor
 from sniper_generator.sampling import choice
-from sniper_generator.transformer import sample_transformer_config
+from sniper_generator.transformer import classifier_head, dry_size, sample_transformer_config
 
 NORMS = ("post", "pre")
 MASKS = ("none", "padding", "causal")
@@ -99,19 +99,11 @@ def build_transformer_torch(b: GraphBuilder, cfg: dict) -> Tensor:
         x = encoder_block(b, x, cfg, mask)
     if cfg["norm"] == "pre":
         x = b.layernorm(x, cfg["layer_norm_eps"])
-    x = b.gather(x, 0, axis=1)
-    sizes = cfg["fc"]
-    for index, size in enumerate(sizes):
-        x = b.gemm(x, size, prefix="head")
-        if index != len(sizes) - 1:
-            x = b.activation(x, cfg["activation"])
-    return x
+    return classifier_head(b, b.gather(x, 0, axis=1), cfg)
 
 
 def estimate_transformer_torch_size(cfg: dict) -> tuple[int, int]:
-    builder = GraphBuilder("estimate", None, weights=False, dry=True)
-    build_transformer_torch(builder, cfg)
-    return builder.macs, builder.params
+    return dry_size(build_transformer_torch, cfg)
 
 
 def _sample_options(rng: np.random.Generator) -> dict:

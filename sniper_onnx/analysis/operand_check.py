@@ -15,9 +15,9 @@ from typing import Callable
 
 import onnx
 
-from sniper_onnx.analysis.loading import TensorInfo, node_label
-from sniper_onnx.analysis.reshape_check import forget_shapes, reads_tainted, shown_shape
-from sniper_onnx.analysis.shape_rules import fused_matmul_operands
+from sniper_onnx.analysis.loading import TensorInfo
+from sniper_onnx.analysis.reshape_check import forget_after, shown_shape
+from sniper_onnx.analysis.shape_rules import fused_matmul_operands, node_attr as _attr
 
 MAX_NAMED_NODES = 4
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -26,13 +26,6 @@ MICROSOFT = "com.microsoft"
 Shape = tuple
 # (node, the known shapes of its inputs, None where unknown) -> what does not fit, or None
 Check = Callable[[onnx.NodeProto, list], "str | None"]
-
-
-def _attr(node: onnx.NodeProto, name: str, default=None):
-    for attribute in node.attribute:
-        if attribute.name == name:
-            return onnx.helper.get_attribute_value(attribute)
-    return default
 
 
 def _channels(count: int) -> str:
@@ -124,12 +117,14 @@ CHECKS: dict[tuple[str, str], Check] = {
 }
 
 
-def _misfit(node: onnx.NodeProto, shapes: dict[str, TensorInfo]) -> str | None:
+def _misfit(node: onnx.NodeProto, shapes: dict[str, TensorInfo]) -> tuple[str, str] | None:
+    """(op type, what does not fit) of a node whose operands do not fit each other, else None."""
     check = CHECKS.get((node.domain, node.op_type))
     if check is None:
         return None
     inputs = [shapes[name].known_shape if name and name in shapes else None for name in node.input]
-    return check(node, inputs)
+    why = check(node, inputs)
+    return None if why is None else (node.op_type, why)
 
 
 def _warning(found: list[tuple[str, str, str]]) -> str:
@@ -146,17 +141,7 @@ def check_operands(graph: onnx.GraphProto, order: list[int], shapes: dict[str, T
                    warnings: list[str]) -> list[str]:
     """Warn once about nodes whose operands do not fit, and make their outputs and all tensors
     computed from them unknown (in ``shapes``). Returns the nodes' labels."""
-    found: list[tuple[str, str, str]] = []
-    tainted: set[str] = set()
-    for index in order:
-        node = graph.node[index]
-        if reads_tainted(node, tainted):
-            forget_shapes(list(node.output), shapes, tainted)
-            continue
-        why = _misfit(node, shapes)
-        if why is not None:
-            found.append((node_label(node, index), node.op_type, why))
-            forget_shapes(list(node.output), shapes, tainted)
+    found = [(label, op, why) for label, (op, why) in forget_after(graph, order, shapes, _misfit)]
     if found:
         warnings.append(_warning(found))
     return [label for label, _, _ in found]

@@ -11,6 +11,7 @@ from them become unknown: the costs after them are then reported as incomplete, 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable
 
 import onnx
 
@@ -60,22 +61,31 @@ def _warning(found: list[tuple[str, tuple, tuple]]) -> str:
             f"{'; '.join(details)}{more}; {RESHAPE_FIX}; the shapes after {after} count as unknown")
 
 
-def check_reshapes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
-                   warnings: list[str]) -> list[str]:
-    """Warn once about Reshapes whose input and target hold different element counts, and make their
-    outputs and all tensors computed from them unknown (in ``shapes``). Returns the Reshapes' labels.
-    A Reshape after another one found is not checked: its input's shape is already unknown."""
-    found: list[tuple[str, tuple, tuple]] = []
+def forget_after(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
+                 fault: Callable[[onnx.NodeProto, dict[str, TensorInfo]], Any]) -> list[tuple[str, Any]]:
+    """(label, fault) of each node in ``order`` where ``fault`` finds one (not None); their outputs and
+    every tensor computed from them become unknown in ``shapes``. A node after a faulty one is not
+    checked: its inputs' shapes are already unknown."""
+    found: list[tuple[str, Any]] = []
     tainted: set[str] = set()
     for index in order:
         node = graph.node[index]
         if reads_tainted(node, tainted):
             forget_shapes(list(node.output), shapes, tainted)
             continue
-        mismatch = _mismatch(node, shapes)
-        if mismatch is not None:
-            found.append((node_label(node, index), *mismatch))
+        problem = fault(node, shapes)
+        if problem is not None:
+            found.append((node_label(node, index), problem))
             forget_shapes(list(node.output), shapes, tainted)
+    return found
+
+
+def check_reshapes(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
+                   warnings: list[str]) -> list[str]:
+    """Warn once about Reshapes whose input and target hold different element counts, and make their
+    outputs and all tensors computed from them unknown (in ``shapes``). Returns the Reshapes' labels.
+    A Reshape after another one found is not checked: its input's shape is already unknown."""
+    found = [(label, *mismatch) for label, mismatch in forget_after(graph, order, shapes, _mismatch)]
     if found:
         warnings.append(_warning(found))
     return [label for label, _, _ in found]

@@ -35,11 +35,15 @@ Shape = tuple
 Rule = Callable[[onnx.NodeProto, list], "Shape | None"]
 
 
-def _attr(node: onnx.NodeProto, name: str, default=None):
+def node_attr(node: onnx.NodeProto, name: str, default=None):
+    """The value of ``node``'s attribute ``name``, or ``default``."""
     for attribute in node.attribute:
         if attribute.name == name:
             return onnx.helper.get_attribute_value(attribute)
     return default
+
+
+_attr = node_attr
 
 
 def same_as_first(node: onnx.NodeProto, inputs: list) -> Shape | None:
