@@ -61,7 +61,7 @@ KERNEL_SIZE_COLUMNS = (
     "log2_macs_per_byte",
 )
 # appended after the first layout (31 columns): a predictor trained on a shorter layout reads the
-# first columns of a table and never sees these (runtime.PredictorSession)
+# first columns of a table and never sees these (runtime.Predictor.in_kernel_layout)
 KERNEL_RUNTIME_COLUMNS = ("is_skip_layer_norm",)
 KERNEL_FEATURE_NAMES = tuple(f"is_{group}" for group in KERNEL_GROUPS) + KERNEL_SIZE_COLUMNS + KERNEL_RUNTIME_COLUMNS
 

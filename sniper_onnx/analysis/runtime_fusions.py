@@ -1,6 +1,6 @@
 """Node tags for fusions a runtime makes that change a layer's speed, not its arithmetic.
 
-onnxruntime (graph optimizations `basic` or above) fuses a residual Add and the LayerNormalization
+onnxruntime (graph optimizations `extended` or `all`; `basic` leaves the pair) fuses a residual Add and the LayerNormalization
 reading it into one ``SkipLayerNormalization`` when both Add operands are static 3-D ``[B, T, D]``
 tensors of one shape and the LayerNorm is the Add's only reader. On the reference CPU that op is
 3-8x slower per element than the two it replaces (docs/predictor.md, "Transformers exported from

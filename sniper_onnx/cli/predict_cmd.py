@@ -163,6 +163,9 @@ def _adapt_summary(report, output: str, as_json: bool) -> None:
                f"adapting {Path(report.predictor).name}; sample MAPE {100 * report.sample_mape_before:.1f}% -> "
                f"{100 * report.sample_mape_after:.1f}%, leave-one-out log-RMSE {report.loo_rmse_log:.3f}; "
                f"prior {report.prior}{ridge}, Time Trimmer features: {', '.join(report.trimmer_features) or 'none'}")
+    if report.set_aside:
+        typer.echo(f"sniper-onnx: warning: {len(report.set_aside)} sample(s) set aside, their networks have no layer "
+                   f"for the kernel sum to time (kept in the file's measurements): {', '.join(report.set_aside[:5])}", err=True)
 
 
 def adapt(

@@ -79,6 +79,10 @@ def register(app: typer.Typer) -> None:
             if out is not None:
                 raise SniperError(f"-o {out} with --fleet: the farm stores into --db only; drop -o "
                                   "(`sniper-onnx db export` writes the measurements out)")
+            retries = [flag for flag, on in (("--retry-failed", retry_failed), ("--retry-busy", retry_busy)) if on]
+            if retries:  # the farm measures what the database lacks; it keeps no results file to retry from
+                raise SniperError(f"{retries[0]} with --fleet: the farm measures every net its database lacks and "
+                                  "keeps no results file to retry from; drop it")
             _profile_on_fleet(fleet, jobs, db, config, (provider, threads, opt_level), json_output)
             return
         out = out or (Path(f"{db}.results.jsonl") if db else Path("results.jsonl"))

@@ -159,8 +159,10 @@ def check_database_path(path: Path, create: bool = True) -> None:
     with path.open("rb") as handle:
         header = handle.read(len(SQLITE_HEADER))
     if not header:
-        raise SniperError(f"{path}: an empty file, not a sniper-onnx database; give a database, "
-                          "or a path where no file is yet for a new one")
+        if create:
+            return  # holds nothing to lose (`touch ncd.sqlite`, a temporary file's name): the database goes in it
+        raise SniperError(f"{path}: an empty file, not a sniper-onnx database; create one with "
+                          f"`sniper-onnx db import RESULTS.jsonl --db {path}`")
     if header != SQLITE_HEADER:
         raise SniperError(f"{path}: not a usable sniper-onnx database (not an SQLite file); give another --db path")
 
@@ -169,7 +171,8 @@ class Database:
     """Open (creating and migrating as needed) with ``Database(path)``; use as a context manager.
 
     ``create=False`` is for commands that only read (``db stats``, ``db export``, training from
-    ``--db``): the path must already hold a sniper-onnx database. Even with ``create=True`` a new
+    ``--db``): the path must already hold a sniper-onnx database (an older one is still migrated, as
+    every open does, so a read-only file of an older schema is refused with the reason). Even with ``create=True`` a new
     database is made only where no file is: an existing file that is not an SQLite database (an
     empty one included, which SQLite itself would quietly turn into one) is refused, never replaced.
     """

@@ -183,7 +183,7 @@ def fleet_samples(db_path: "str | Path", fleet: Fleet) -> dict[str, TypeSamples]
 
     from sniper_onnx.database import Database
 
-    with Database(db_path, create=False) as db:  # only reads: never makes or migrates over a file
+    with Database(db_path, create=False) as db:  # only reads: never makes a database or writes over a file that is not one (an older database is migrated)
         networks = {n.id: n for n in db.networks()}
         times: dict[tuple[str, int], list[float]] = {}
         prefix = f"fleet:{fleet.name}:"

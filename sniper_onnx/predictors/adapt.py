@@ -14,7 +14,7 @@ nothing is tuned to any particular device.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
@@ -88,6 +88,7 @@ class AdaptReport:
     power: float = 0.0  # kernel-sum transfers: log t = (1 + power) * log t_reference + trimmer
     predictor: str = ""  # the predictor file adapted
     node_power: float = 0.0  # kernel-sum transfers: each node scaled by exp(node_power * kernelnet.node_size)
+    set_aside: List[str] = field(default_factory=list)  # samples whose network has no layer row: kept, not fitted
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}
@@ -355,6 +356,7 @@ class _Samples:
     seconds: np.ndarray
     kernel_tables: Optional[List[Optional[np.ndarray]]]
     measurements: List[List[Any]]
+    set_aside: List[str] = field(default_factory=list)
 
 
 def _merged_samples(device: str, network_features, seconds, sample_names, kernel_tables) -> _Samples:
@@ -369,6 +371,15 @@ def _merged_samples(device: str, network_features, seconds, sample_names, kernel
         groups.setdefault(key, []).append(index)
     first = [rows[0] for rows in groups.values()]
     merged = np.array([float(np.exp(np.mean(np.log(seconds[rows])))) for rows in groups.values()])
+    if kernel_tables is not None:
+        # a network with no layer row (custom ops only) has no kernel sum to fit: set it aside rather
+        # than give up the kernel sum for every sample, as predict answers it by the PCN alone
+        empty = [i for i in first if kernel_tables[i] is not None and len(kernel_tables[i]) == 0]
+        if empty and len(empty) < len(first):
+            aside = [str(names[i]) if names else f"sample {i + 1}" for i in empty]
+            keep = [k for k, i in enumerate(first) if i not in empty]
+            return _Samples([network_features[first[k]] for k in keep], merged[keep],
+                            [kernel_tables[first[k]] for k in keep], measurements, aside)
     tables = None if kernel_tables is None else [kernel_tables[i] for i in first]
     return _Samples([network_features[i] for i in first], merged, tables, measurements)
 
@@ -409,8 +420,9 @@ def adapt_predictor(
     existing_slot = int(predictor.device_table.get(device, [0])[-1])
     current = predictor.device_vector(device) if device in predictor.device_table else base
     z = normalized_network(params_of(predictor), nets)
-    current_out = predictor.run(nets, np.tile(current, (len(nets), 1)), tables if known_by_kernels else None)
-    current_seconds = current_out[G.KERNEL_SECONDS_OUTPUT if known_by_kernels else G.SECONDS_OUTPUT]
+    before_by_kernels = known_by_kernels and tables is not None  # else the PCN answers, as in predict
+    current_out = predictor.run(nets, np.tile(current, (len(nets), 1)), tables if before_by_kernels else None)
+    current_seconds = current_out[G.KERNEL_SECONDS_OUTPUT if before_by_kernels else G.SECONDS_OUTPUT]
     mape_before = float(np.mean(np.abs(current_seconds / seconds - 1)))
 
     if not solve_embedding:
@@ -428,7 +440,7 @@ def adapt_predictor(
         device=device, samples=len(seconds), prior=choice.prior, ridge=choice.ridge,
         trimmer_features=[names[i] for i in choice.trimmer.features], loo_rmse_log=choice.score,
         sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot, power=choice.power, predictor=predictor.source,
-        node_power=choice.node_power,
+        node_power=choice.node_power, set_aside=samples.set_aside,
     )
     answers_by_kernels = _answers_by_kernels(adapted, device) and tables is not None
     after = adapted.run(nets, np.tile(adapted.device_vector(device), (len(nets), 1)), tables if answers_by_kernels else None)

@@ -55,7 +55,10 @@ def predict_files(
 def _read_or_fail(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwork"], str]:
     """One model of several: its failure is reported beside the others' predictions, not instead of them."""
     try:
-        return _read_model(path, input_shapes, plan)
+        network, note = _read_model(path, input_shapes, plan)
+        for loaded, _ in plan:  # features a predictor refuses (missing, negative) fail this model alone
+            loaded.network_matrix([network.features], [str(path)])
+        return network, note
     except SniperError as error:
         message = str(error)
         return None, message if message.startswith(str(path)) else f"{path}: {message}"
@@ -73,7 +76,7 @@ def _read_model(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwo
         data = json.loads(path.read_text())
         network = AnalyzedNetwork(data["features"], kernel_table_of_json(data), [], {},
                                   model_precision(data.get("model") or {}))
-    except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError):  # UnicodeDecodeError too
         raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
     except SniperError as error:  # a kernel table of another version: say which file
         raise SniperError(f"{path}: {error}") from None

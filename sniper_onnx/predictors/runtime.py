@@ -197,7 +197,7 @@ class Predictor:
             counts += f", {len(tables)} kernel tables" if tables is not None else ""
             raise SniperError(f"{counts}: give one of each per network-device pair (row i of each belongs together)")
         for i, table in enumerate(tables if tables is not None and self.kernel_width else []):
-            _check_kernel_table(i, table, self.kernel_width)
+            _check_kernel_table(i, self.in_kernel_layout(table), self.kernel_width)
         slots, held = np.asarray(device_matrix, dtype=np.float64)[:, -1], self.correction_slots
         valid = np.isfinite(slots) & (slots == np.round(slots)) & (slots >= 0) & (slots <= held)
         if not valid.all():
@@ -213,7 +213,7 @@ class Predictor:
     def in_kernel_layout(self, table: Optional[KernelTable]) -> Optional[KernelTable]:
         """``table`` (today's kernel columns) cut to the layout this predictor was trained on: columns
         are only ever appended, so an older predictor takes the first ``kernel_width``."""
-        return _earlier_layout(table, self.kernel_width)
+        return _earlier_layout(table, self.kernel_width, self.kernel_path.get("feature_names"))
 
     def run(self, network_matrix: np.ndarray, device_matrix: np.ndarray,
             kernel_tables: Optional[Sequence[Optional[KernelTable]]] = None) -> Dict[str, np.ndarray]:
@@ -421,16 +421,18 @@ def _as_number(value: Any) -> float:
         return math.nan
 
 
-def _earlier_layout(table: Optional[KernelTable], width: int) -> Optional[KernelTable]:
+def _earlier_layout(table: Optional[KernelTable], width: int, names: Optional[Sequence[str]] = None) -> Optional[KernelTable]:
     """A table of this sniper-onnx's layout cut to a predictor trained on an earlier one: kernel
-    columns are only ever appended, so its first ``width`` columns are the layout it learned."""
+    columns are only ever appended, so its first ``width`` columns are the layout it learned, when
+    the predictor's column names (``names``) are exactly those; otherwise the table is left whole
+    and refused by its width."""
     rows = table.rows if isinstance(table, DistinctRows) else table
     shape = np.shape(rows) if table is not None else ()
     if len(shape) != 2 or not 0 < width < shape[1]:
         return table
     from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES  # only here: it loads the analyzer
 
-    if shape[1] != len(KERNEL_FEATURE_NAMES):
+    if shape[1] != len(KERNEL_FEATURE_NAMES) or (names is not None and list(names) != list(KERNEL_FEATURE_NAMES[:width])):
         return table
     if isinstance(table, DistinctRows):
         return DistinctRows(np.ascontiguousarray(table.rows[:, :width]), table.counts)

@@ -98,6 +98,8 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
             return {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
+        except SniperError as error:  # a kernel table of another version: say which file
+            raise SniperError(f"{path}: {error}") from None
     from sniper_onnx.analysis import analyze
     from sniper_onnx.analysis.kernels import kernel_table
 

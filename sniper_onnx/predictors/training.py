@@ -286,7 +286,8 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
                            "interval": interval_of(log_residual)}
         if answers:
             main[mine] = kernel[mine]
-    meta = {"feature_names": list(KERNEL_FEATURE_NAMES), "devices": devices,
+    # the columns the graph was trained on (tables of an earlier layout train on its first columns)
+    meta = {"feature_names": list(KERNEL_FEATURE_NAMES[:predictor.kernel_width]), "devices": devices,
             "networks_with_tables": int(sum(t is not None and len(t) > 0 for t in tables)),
             "rule": "per device, the path with the lower held-out MAPE answers networks that have a kernel table"}
     return meta, main

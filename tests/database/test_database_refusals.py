@@ -43,6 +43,8 @@ def assert_one_line(result, fragment: str) -> None:
 @pytest.mark.parametrize("content, fragment", [(b"", "an empty file"), (b"x", "not an SQLite file"),
                                                (b"notes\n", "not an SQLite file")])
 def test_a_small_file_given_as_db_is_refused_and_kept(tmp_path, command, content, fragment):
+    if command == "db import" and not content:
+        pytest.skip("an empty file holds nothing to lose: import makes the database in it (test below)")
     db = tmp_path / "one.txt"
     db.write_bytes(content)
     assert_one_line(invoke(tmp_path, command, db), fragment)
@@ -57,6 +59,14 @@ def test_reading_commands_never_add_tables_to_an_empty_sqlite_file(tmp_path, com
     before = db.read_bytes()
     assert_one_line(invoke(tmp_path, command, db), "without sniper-onnx tables")
     assert db.read_bytes() == before
+
+
+def test_an_empty_file_takes_a_new_database_as_a_missing_path_does(tmp_path):
+    touched = tmp_path / "ncd.sqlite"
+    touched.write_bytes(b"")  # `touch ncd.sqlite`, or a temporary file's name
+    with Database(touched) as db:
+        assert db.stats().networks == 0
+    assert touched.read_bytes().startswith(b"SQLite format 3")
 
 
 def test_a_reading_open_of_a_missing_path_makes_no_file(tmp_path):

@@ -101,6 +101,8 @@ def _measurements(db):
     (["--precision", "fp16"], "--precision fp16 with --fleet"),
     (["--provider-option", "device_id=0"], "--provider-option with --fleet"),
     (["--passes", "2"], "--passes 2 with --fleet"),
+    (["--retry-failed"], "--retry-failed with --fleet"),
+    (["--retry-busy"], "--retry-busy with --fleet"),
     (["--sessions", "3"], "device type all (threads 2): --sessions 3 with --threads 2"),
 ])
 def test_fleet_profile_refuses_what_it_cannot_honour_in_one_line(tmp_path, extra, message):

@@ -101,7 +101,7 @@ def test_adaptation_candidates_hold_the_one_adapt_keeps(trained):
                        adapted.predict(_features(names, held), ["newboard"]).seconds())
 
 
-def test_a_sample_with_no_layer_row_leaves_the_kernel_fit_to_the_pcn_without_nan(recwarn):
+def test_a_sample_with_no_layer_row_is_set_aside_and_the_others_keep_the_kernel_fit(recwarn):
     from sniper_generator.zoo import export_zoo_model
     from sniper_onnx.analysis import analyze
     from sniper_onnx.analysis.kernels import kernel_table
@@ -115,4 +115,10 @@ def test_a_sample_with_no_layer_row_leaves_the_kernel_fit_to_the_pcn_without_nan
     adapted, report = adapt_predictor(reference, "board", [dict(r.features) for r in results], [1e-3, 2e-3, 3e-3, 4e-3],
                                       kernel_tables=tables)
     assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]
-    assert np.isfinite(report.sample_mape_after) and not report.prior.startswith("kernels")
+    assert np.isfinite(report.sample_mape_after) and report.samples == 3 and report.set_aside == ["sample 1"]
+    assert len(adapted.meta["corrections"][-1]["measurements"]) == 4  # the set-aside one is kept too
+    # feedback on a device the kernel sum answers still corrects the kernel sum from the other samples
+    device = "AMD EPYC | cpu fp32 t1 opt-all"
+    fed, fed_report = adapt_predictor(reference, device, [dict(r.features) for r in results], [1e-3, 2e-3, 3e-3, 4e-3],
+                                      solve_embedding=False, kernel_tables=tables)
+    assert fed_report.set_aside == ["sample 1"] and fed_report.sample_mape_after < fed_report.sample_mape_before

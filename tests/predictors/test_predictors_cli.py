@@ -329,6 +329,11 @@ def test_predict_reads_a_folder_of_models_as_profile_does(tmp_path):
     table = runner.invoke(app, ["predict", str(folder), "-d", REFERENCE_CPU])
     assert table.exit_code == 1 and "a.onnx" in table.stdout and "b.onnx" in table.stdout
     _fails(["predict", str(folder / "c_broken.onnx"), str(tmp_path / "missing.onnx")], "none of the 2 models could be predicted")
+    old = tmp_path / "old.json"  # an analysis another version wrote: a feature the predictor takes is missing
+    old.write_text(json.dumps({"features": {"total_macs": 1e6}}))
+    with_old = runner.invoke(app, ["predict", str(folder / "a.onnx"), str(old), "-d", REFERENCE_CPU, "--json"])
+    assert with_old.exit_code == 1 and len(json.loads(with_old.stdout)["predictions"]) == 1
+    assert f"sniper-onnx: error: {old}" in with_old.stderr
 
 
 def test_a_profiler_results_file_is_read_as_samples_with_its_device(tmp_path):

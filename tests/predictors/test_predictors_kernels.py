@@ -571,7 +571,7 @@ def test_a_predictor_of_the_earlier_layout_reads_the_first_columns_of_todays_tab
                         seconds[:pairs])
     predictor, _ = train_predictor(data, PCNConfig(attention_dim=4, hidden=(8,), embedding=4, epochs=2, min_steps=20),
                                    kernel_config=KernelNetConfig(hidden=8, steps=50), kernel_tables=tables)
-    assert predictor.kernel_width == WIDTH - 1
+    assert predictor.kernel_width == WIDTH - 1 and predictor.kernel_path["feature_names"] == list(KERNEL_FEATURE_NAMES[:-1])
     today = [np.hstack([t, np.ones((len(t), 1), np.float32)]) for t in tables[:4]]
     nets, device = np.zeros((4, 2)), np.tile(predictor.device_vector("cpu_a"), (4, 1))
     ran = predictor.run(nets, device, today)["kernel_seconds"]
@@ -582,3 +582,7 @@ def test_a_predictor_of_the_earlier_layout_reads_the_first_columns_of_todays_tab
     assert [r.seconds for r in answered.rows] == [r.seconds for r in before.rows]
     with pytest.raises(SniperError, match="kernel table has shape"):
         predictor.run(nets, device, [t[:, :5] for t in tables[:4]])
+    renamed = dict(predictor.kernel_path, feature_names=["other"] * (WIDTH - 1))  # not a prefix of today's names
+    predictor.meta["kernel_path"] = renamed
+    with pytest.raises(SniperError, match="kernel table has shape"):  # refused, never cut by position alone
+        predictor.run(nets, device, today)
