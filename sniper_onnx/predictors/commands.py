@@ -31,7 +31,7 @@ def predict_files(
 
     models = expand_model_folders(models)
     notes = input_shape_notes(models, input_shapes)
-    read = [_read_model(Path(model), input_shapes, plan) for model in models] if len(models) == 1 else \
+    read = [(_read_model(Path(models[0]), input_shapes, plan), "")] if len(models) == 1 else \
         [_read_or_fail(Path(model), input_shapes, plan) for model in models]
     failures = [problem for network, problem in read if network is None]
     if len(failures) == len(models) > 1:
@@ -53,25 +53,26 @@ def predict_files(
 
 
 def _read_or_fail(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwork"], str]:
-    """One model of several: its failure is reported beside the others' predictions, not instead of them."""
+    """(the model read, "") or (None, why not): one model of several fails beside the others'
+    predictions, not instead of them."""
     try:
-        network, note = _read_model(path, input_shapes, plan)
+        network = _read_model(path, input_shapes, plan)
         for loaded, _ in plan:  # features a predictor refuses (missing, negative) fail this model alone
             loaded.network_matrix([network.features], [str(path)])
-        return network, note
+        return network, ""
     except SniperError as error:
         message = str(error)
         return None, message if message.startswith(str(path)) else f"{path}: {message}"
 
 
-def _read_model(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwork"], str]:
+def _read_model(path: Path, input_shapes, plan) -> "AnalyzedNetwork":
     """The features, kernel table, notes and precision of an .onnx model or an `analyze --json` output."""
     import json
 
     if not path.is_file():
         raise SniperError(f"{path}: no such model file; give an .onnx path (or an `analyze --json` output)")
     if path.suffix != ".json":
-        return analyze_for_prediction(str(path), str(path), input_shapes), ""
+        return analyze_for_prediction(str(path), str(path), input_shapes)
     try:
         data = json.loads(path.read_text())
         network = AnalyzedNetwork(data["features"], kernel_table_of_json(data), [], {},
@@ -85,7 +86,7 @@ def _read_model(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwo
     if network.kernel_table is None and any(loaded.kernel_path for loaded, _ in plan):
         network.notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
                              "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
-    return network, ""
+    return network
 
 
 def input_shape_notes(models: Sequence[str], input_shapes: Optional[Dict[str, tuple]]) -> List[str]:
