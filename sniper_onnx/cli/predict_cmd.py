@@ -155,6 +155,8 @@ def evaluate(
 
 
 def _adapt_summary(report, output: str, as_json: bool) -> None:
+    for warning in report.warnings:
+        _warn(warning)
     if as_json:
         _print_json({"output": output, **report.to_json_dict()})
         return

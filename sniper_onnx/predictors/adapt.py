@@ -89,6 +89,7 @@ class AdaptReport:
     predictor: str = ""  # the predictor file adapted
     node_power: float = 0.0  # kernel-sum transfers: each node scaled by exp(node_power * kernelnet.node_size)
     set_aside: List[str] = field(default_factory=list)  # samples whose network has no layer row: kept, not fitted
+    warnings: List[str] = field(default_factory=list)  # about the samples themselves (an older analysis)
 
     def to_json_dict(self) -> Dict[str, Any]:
         return {k: v for k, v in self.__dict__.items()}

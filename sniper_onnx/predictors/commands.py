@@ -488,7 +488,7 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     fits = [adapt_predictor(loaded, name, measured.features, measured.seconds, spec_features=features,
                             sample_names=measured.names, kernel_tables=measured.kernel_tables) for loaded in candidates]
     adapted, report = min(fits, key=lambda fit: fit[1].loo_rmse_log)
-    report.predictor = adapted.source
+    report.predictor, report.warnings = adapted.source, measured.notes
     save_predictor(adapted, output)
     return report
 
@@ -516,5 +516,6 @@ def feedback_command(predictor: Optional[str], device: str, samples: str, output
     adapted, report = adapt_predictor(loaded, device, measured.features, measured.seconds,
                                       solve_embedding=False, trimmer_top_k=top_k, sample_names=measured.names,
                                       kernel_tables=measured.kernel_tables)
+    report.warnings = measured.notes
     save_predictor(adapted, output or predictor)
     return report

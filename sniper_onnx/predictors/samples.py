@@ -33,6 +33,9 @@ class Samples:
     kernel_tables: List[Optional[Any]] = field(default_factory=list)
     # The DeviceSpec (as a dict) of the device a profiler results file was measured on, else None.
     device_spec: Optional[Dict[str, Any]] = None
+    # `analyze --json` samples written by another analyzer: their features (and kernel rows: an older
+    # one tags no SkipLayerNormalization) may differ from what this one computes
+    notes: List[str] = field(default_factory=list)
 
 
 def _rows(path: Path) -> List[Dict[str, str]]:
@@ -93,9 +96,14 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
     if path.suffix == ".json":
         from sniper_onnx.predictors.commands import kernel_table_of_json
 
+        from sniper_onnx.predictors.commands import analyzer_version_notes
+
         try:
             data = json.loads(path.read_text())
-            return {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
+            features, table = {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
+            notes = cache.setdefault("notes", [])
+            notes += [note for note in analyzer_version_notes(str(path), data) if note not in notes]
+            return features, table
         except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
             raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
         except SniperError as error:  # a kernel table of another version: say which file
@@ -131,6 +139,7 @@ def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
         features, kernels = _network(network, path.parent, cache)
         samples.features.append(features)
         samples.kernel_tables.append(kernels)
+    samples.notes = cache.get("notes", [])
     return samples
 
 

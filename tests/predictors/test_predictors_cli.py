@@ -731,3 +731,21 @@ def test_an_empty_predictor_file_is_named_as_empty(tmp_path):
     empty = tmp_path / "p.onnx"
     empty.write_bytes(b"")
     _fails(["predict", str(tmp_path / "m.json"), "-p", str(empty)], f"{empty}: an empty file, not a predictor")
+
+
+def test_feedback_from_an_analysis_of_another_analyzer_says_so(tmp_path):
+    from sniper_generator.zoo import export_zoo_model
+    from sniper_onnx.analysis import analyze
+
+    rows = ["network,latency_ms"]
+    for resolution, ms in ((32, 0.4), (48, 0.8), (64, 1.3)):
+        data = analyze(export_zoo_model("squeezenet1_1", resolution=resolution, weights=False)).to_json_dict(include_nodes=True)
+        data["feature_schema"] = "2000-01-01"  # written by an older analyzer
+        (tmp_path / f"sq{resolution}.json").write_text(json.dumps(data))
+        rows.append(f"sq{resolution}.json,{ms}")
+    (tmp_path / "s.csv").write_text("\n".join(rows) + "\n")
+    result = runner.invoke(app, ["feedback", "-d", REFERENCE_CPU, "--samples", str(tmp_path / "s.csv"),
+                                 "-o", str(tmp_path / "fed.onnx")])
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "feature schema 2000-01-01" in line]
+    assert len(warned) == 3 and all(line.startswith("sniper-onnx: warning: ") for line in warned)
