@@ -80,3 +80,18 @@ def ridge_answering(predictor, device, **changes):
     for key in [k for k, v in changes.items() if v is None]:
         del meta["regression"][device][key]
     return build_predictor(params_of(predictor), meta)
+
+
+def write_json_samples(folder: Path, names, nets: np.ndarray, seconds) -> Path:
+    """A samples CSV (network, latency_ms) whose networks are `analyze --json`-like files s{i}.json
+    holding each row of ``nets`` as features named ``names``."""
+    import json
+
+    samples = folder / "samples.csv"
+    with open(samples, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["network", "latency_ms"])
+        for i, row in enumerate(nets):
+            (folder / f"s{i}.json").write_text(json.dumps({"features": dict(zip(names, row.tolist()))}))
+            writer.writerow([f"s{i}.json", seconds[i] * 1e3])
+    return samples

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
+from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks, write_json_samples
 from sniper_onnx.cli import app
 
 runner = CliRunner()
@@ -77,12 +77,7 @@ def test_adapt_and_feedback_commands(tmp_path, trained):
     path, _, _, data = trained
     nets = synthetic_networks(10, 41)
     seconds = latency(nets, HELD_OUT, 3)
-    samples = tmp_path / "samples.csv"
-    with open(samples, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["network", "latency_ms"])
-        for i, row in enumerate(nets):
-            writer.writerow([_analysis_json(tmp_path, data.network_feature_names, row, f"s{i}").name, seconds[i] * 1e3])
+    samples = write_json_samples(tmp_path, data.network_feature_names, nets, seconds)
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(device_spec("newboard", HELD_OUT).to_dict()))
     adapted = tmp_path / "adapted.onnx"

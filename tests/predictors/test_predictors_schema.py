@@ -3,7 +3,6 @@ running analyzer computes features differently (same names, maybe other values).
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
-from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks
+from predictors_testkit import HELD_OUT, device_spec, latency, synthetic_networks, write_json_samples
 from sniper_onnx.analysis.result import FEATURE_SCHEMA
 from sniper_onnx.cli import app
 from sniper_onnx.predictors import load_predictor
@@ -108,13 +107,7 @@ def test_adapting_keeps_the_schema_the_file_was_trained_on(tmp_path, trained):
     old = _with_schema(path, tmp_path / "old.onnx", "2026-01-01")
     nets = synthetic_networks(10, 41)
     seconds = latency(nets, HELD_OUT, 3)
-    samples = tmp_path / "samples.csv"
-    with open(samples, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["network", "latency_ms"])
-        for i, row in enumerate(nets):
-            (tmp_path / f"s{i}.json").write_text(json.dumps({"features": dict(zip(data.network_feature_names, row.tolist()))}))
-            writer.writerow([f"s{i}.json", seconds[i] * 1e3])
+    samples = write_json_samples(tmp_path, data.network_feature_names, nets, seconds)
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps(device_spec("newboard", HELD_OUT).to_dict()))
     adapted = tmp_path / "adapted.onnx"
