@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from profiler_testkit import tiny_mlp
 
 from sniper_profiler import quiet
@@ -64,3 +66,11 @@ def test_others_busy_meter_sees_another_process_spinning():
     import os
 
     assert share is None or share >= 0.8 / (os.cpu_count() or 1)
+
+
+def test_a_tick_of_counting_error_on_a_short_window_is_not_other_work():
+    # 20 ms timed on 2 CPUs, ours 21 ms of it (2 ticks): 2 ticks more are the counters' error, one a CPU
+    assert quiet.others_share(busy_ticks=4, own_s=0.021, wall_s=0.02, cpus=2, ticks_per_s=100) == 0.0
+    # a second timed, another process spinning one of the two CPUs throughout
+    assert quiet.others_share(busy_ticks=200, own_s=1.0, wall_s=1.0, cpus=2, ticks_per_s=100) == pytest.approx(0.49)
+    assert quiet.others_share(busy_ticks=900, own_s=1.0, wall_s=1.0, cpus=2, ticks_per_s=100) == 1.0
