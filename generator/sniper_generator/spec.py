@@ -105,6 +105,12 @@ def _transformer_torch() -> Family:
     return Family(sample_transformer_torch_config, _build_with(build_transformer_torch))
 
 
+def _tiny() -> Family:
+    from sniper_generator.tiny import build_tiny, sample_tiny_config
+
+    return Family(sample_tiny_config, _build_with(build_tiny))
+
+
 def _nasbench201() -> Family:
     try:
         from sniper_generator import nasbench201
@@ -159,8 +165,9 @@ def _nasbench201_macs() -> dict[str, int]:
 
 FAMILIES: dict[str, Callable[[], Family]] = {"cnn": _cnn, "cnn-strided": _cnn_strided, "cnn-wide": _cnn_wide,
                                              "transformer": _transformer, "transformer-torch": _transformer_torch,
-                                             "nasbench201": _nasbench201}
-SAMPLED_FAMILIES = ("cnn", "cnn-strided", "cnn-wide", "transformer", "transformer-torch", "mixed", "nasbench201")
+                                             "tiny": _tiny, "nasbench201": _nasbench201}
+SAMPLED_FAMILIES = ("cnn", "cnn-strided", "cnn-wide", "transformer", "transformer-torch", "tiny", "mixed",
+                    "nasbench201")
 
 
 def _family(name: str) -> Family:

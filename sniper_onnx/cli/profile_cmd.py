@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         db: Annotated[Optional[Path], typer.Option("--db", help="also store each record in this database")] = None,
         generate: Annotated[int, typer.Option("--generate", help="measure N random nets from the generator")] = 0,
         seed: Annotated[int, typer.Option("--seed", help="generator seed")] = 0,
-        family: Annotated[str, typer.Option("--family", help="generator family: cnn, cnn-strided, cnn-wide, transformer, transformer-torch, mixed or nasbench201")] = "mixed",
+        family: Annotated[str, typer.Option("--family", help="generator family: cnn, cnn-strided, cnn-wide, transformer, transformer-torch, tiny, mixed or nasbench201")] = "mixed",
         max_macs: Annotated[Optional[float], typer.Option("--max-macs", help="cap generated nets' MACs (about; the generator may exceed it up to 2x)")] = None,
         zoo: Annotated[bool, typer.Option("--zoo", help="measure every zoo network at each --resolution")] = False,
         zoo_model: Annotated[Optional[List[str]], typer.Option("--zoo-model", help="only this zoo network (repeatable)")] = None,

@@ -44,7 +44,7 @@ def test_same_spec_same_bytes_and_seed_changes_weights_only():
 
 
 @pytest.mark.parametrize("family, count", [("cnn", 8), ("cnn-strided", 6), ("cnn-wide", 3), ("transformer", 3),
-                                           ("nasbench201", 1)])
+                                           ("tiny", 12), ("nasbench201", 1)])
 def test_generated_nets_pass_full_check_run_and_are_fully_analysed(family, count, ort_run):
     from sniper_onnx import analyze
 
@@ -217,6 +217,7 @@ MEASURED_FIRST_IDS = {
     "cnn-wide": ["cnn-wide-97798fb00846", "cnn-wide-61a89f0f5282", "cnn-wide-c0b2adfc1f0f"],
     "transformer-torch": ["transformer-torch-1f3b6515766e", "transformer-torch-453af541b34a",
                           "transformer-torch-246e53842582"],
+    "tiny": ["tiny-d1a538b2b4f7", "tiny-aca4e93a3d01", "tiny-49c4f995e048"],
 }
 
 
@@ -237,3 +238,16 @@ def test_transformer_torch_nets_are_built_as_torch_exports_them():
     by_weight = [n for n in net.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
     assert by_weight and all(len(weights[n.input[1]]) == 2 for n in by_weight)
     assert [n.op_type for n in net.graph.node].count("Gemm") == len(spec.config["fc"])
+
+
+def test_tiny_nets_have_1_to_8_layers_under_1e6_macs_and_every_kind():
+    from sniper_generator.tiny import KINDS, TINY_MAX_MACS
+    from sniper_onnx import analyze
+
+    specs = sample_specs(40, 2026, "tiny")
+    assert {s.config["kind"] for s in specs} == set(KINDS)
+    for spec in specs:
+        features = analyze(materialize(spec, weights=False)).features
+        assert features["total_macs"] <= 1.05 * TINY_MAX_MACS, spec.net_id  # biases beside the sampler's estimate
+        assert 1 <= spec.config["layers"] <= 8
+        assert features["num_layers"] <= 3 * 8 + 3  # a SiLU is two nodes; the conv kind adds its head
