@@ -84,11 +84,12 @@ def profile_cpu_dataset(count: int, out: str, runs: int = 3, max_macs: float = 1
                                  FEATURE_SCHEMA])  # analysed here, by this analyzer
 
 
-GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")
+GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-", "tiny-")
 HELD_OUT_SHARE = 0.2
 STRIDED_PREFIX = "cnn-strided-"  # the families added on 2026-11-28, reported apart from the mixed nets
 WIDE_PREFIX = "cnn-wide-"
 TORCH_PREFIX = "transformer-torch-"  # added on 2026-11-29: encoders as torch exports them
+TINY_PREFIX = "tiny-"  # added on 2026-11-29: 1-8 layers, microseconds a call
 
 
 def _held_out_by_name(name: str) -> bool:
@@ -101,7 +102,7 @@ def _held_out_by_name(name: str) -> bool:
 def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per_network: str = "",
                  expectile: Optional[float] = None, train_without: Sequence[str] = (), members: Optional[int] = None,
                  save_predictor: str = "", node_targets: Optional[dict] = None, node_weight: float = 0.0,
-                 node_shares_only: bool = False, network_context: bool = True) -> dict:
+                 node_shares_only: bool = False, network_context: bool = True, call_cost: bool = True) -> dict:
     """Train on random nets only: 80% of them (the trainer holds out 10% of those for the
     Structure Checker). Report the other 20% and, separately, every zoo network (never trained on),
     each beside a FLOPs-only linear fit and the per-device Bayesian ridge. ``per_network``: a CSV of
@@ -142,6 +143,7 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
     kernel_config.node_weight = node_weight
     kernel_config.node_shares_only = node_shares_only
     kernel_config.network_context = network_context
+    kernel_config.call_cost = call_cost
     predictor, report = train_predictor(train, PCNConfig(epochs=epochs, seed=seed), seed=seed,
                                         kernel_config=kernel_config, kernel_tables=tables,
                                         kernel_node_targets=node_targets)
@@ -152,10 +154,12 @@ def cpu_accuracy(table: str, epochs: int, max_train: int = 0, seed: int = 0, per
     strided = np.array([name.startswith(STRIDED_PREFIX) for name in network_names])
     wide = np.array([name.startswith(WIDE_PREFIX) for name in network_names])
     torch_style = np.array([name.startswith(TORCH_PREFIX) for name in network_names])
-    groups = {"random_held_out": (generated & held_out & ~strided & ~wide & ~torch_style)[data.pair_network],
+    tiny = np.array([name.startswith(TINY_PREFIX) for name in network_names])
+    groups = {"random_held_out": (generated & held_out & ~strided & ~wide & ~torch_style & ~tiny)[data.pair_network],
               "strided_held_out": (held_out & strided)[data.pair_network],
               "wide_held_out": (held_out & wide)[data.pair_network],
-              "torch_held_out": (held_out & torch_style)[data.pair_network], "zoo": ~generated[data.pair_network]}
+              "torch_held_out": (held_out & torch_style)[data.pair_network],
+              "tiny_held_out": (held_out & tiny)[data.pair_network], "zoo": ~generated[data.pair_network]}
     results, pairs = {}, []
     for d, device in enumerate(data.device_names):
         rows_train = np.flatnonzero(keep & (data.pair_device == d))
@@ -408,6 +412,9 @@ def main() -> None:
     parser.add_argument("--no-kernel-network-context", action="store_true",
                         help="with --table: kernel nets that do not see each network's size (the default before "
                              "2026-11-29 13:40 UTC; KernelNetConfig.network_context)")
+    parser.add_argument("--no-call-cost", action="store_true",
+                        help="with --table: kernel nets without a cost per call (the default before 2026-11-29 "
+                             "23:00 UTC; KernelNetConfig.call_cost)")
     parser.add_argument("--save-predictor", default="", metavar="PATH", help="with --table: save the predictor trained on the split")
     parser.add_argument("--kernel-cost", action="store_true", help="cost of the shipped reference predictor's kernel-sum path")
     parser.add_argument("--new-device", default=None, metavar="NAME",
@@ -430,7 +437,8 @@ def main() -> None:
     if args.table:
         print(json.dumps(cpu_accuracy(args.table, args.epochs, args.max_train, args.seed, args.per_network,
                                       args.expectile, args.train_without, args.kernel_members,
-                                      args.save_predictor, network_context=not args.no_kernel_network_context), indent=1))
+                                      args.save_predictor, network_context=not args.no_kernel_network_context,
+                                      call_cost=not args.no_call_cost), indent=1))
         return
     if args.cpu_dataset:
         import os

@@ -21,7 +21,7 @@ import numpy as np
 
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors import graph as G
-from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, node_size, roofline_work
+from sniper_onnx.predictors.kernelnet import call_log_seconds_numpy, node_log_seconds_numpy, node_size, roofline_work
 from sniper_onnx.predictors.keyfeatures import pearson_columns
 from sniper_onnx.predictors.runtime import (DEFAULT_LOG_INTERVAL, PATH_KERNELS, Predictor, build_predictor,
                                              normalized_network, params_of)
@@ -221,7 +221,8 @@ def _power_choice(z, residual, log_reference, k, reference: str) -> _Choice:
 @dataclass
 class _NodeSums:
     """The samples' kernel sums on a reference device, node by node: each distinct row's
-    log-seconds (its count folded in) and its size term."""
+    log-seconds (its count folded in) and its size term; a call's cost, where the kernel net has
+    one, is one more term of size 0 (the node power leaves it as it is, as the graph does)."""
 
     logs: List[np.ndarray]
     sizes: List[np.ndarray]
@@ -230,8 +231,11 @@ class _NodeSums:
     def of(cls, params, tables, device_vector: np.ndarray, nets: np.ndarray) -> "_NodeSums":
         """``nets``: the samples' raw network features (for kernel nets trained with network context)."""
         distinct = G.distinct_each(tables)
-        return cls([node_log_seconds_numpy(params, d.rows.astype(np.float64), device_vector, net) + np.log(d.counts)
-                    for d, net in zip(distinct, nets)], [node_size(d.rows.astype(np.float64)) for d in distinct])
+        call = call_log_seconds_numpy(params, device_vector)
+        extra = [call] if np.isfinite(call) else []
+        return cls([np.append(node_log_seconds_numpy(params, d.rows.astype(np.float64), device_vector, net)
+                              + np.log(d.counts), extra) for d, net in zip(distinct, nets)],
+                   [np.append(node_size(d.rows.astype(np.float64)), np.zeros(len(extra))) for d in distinct])
 
     def log_seconds_and_slope(self, node_power: float, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """log t of the chosen samples with every node scaled by its node power, and d log t / d power."""

@@ -171,8 +171,9 @@ class _SlotNodeTerms:
 
 
 def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_SlotNodeTerms] = None) -> str:
-    """log of the sum over real rows of each node's time (kernelnet), as [N], with each network's
-    correction slot's node terms (see NODE_MACS_PIVOT and ``slot_roofline``).
+    """log of the sum over real rows of each node's time (kernelnet), plus a call's cost where the
+    kernel net has one, as [N], with each network's correction slot's node terms (see
+    NODE_MACS_PIVOT and ``slot_roofline``).
 
     Node log-times lie far inside float32's exp range (seconds between 1e-30 and 1e30), so the sums
     need no max-subtraction; that keeps the batched cost per pair low (docs/predictor.md)."""
@@ -210,6 +211,9 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_Slo
     hidden = b.op("Relu", b.dense(hidden, "kern_fc1"))
     terms = b.op("Add", b.dense(hidden, "kern_out"), work)  # [N, K, 3]: per-MAC, per-byte, fixed
     node_seconds = b.op("ReduceSum", b.op("Exp", terms), axis2, keepdims=0)  # [N, K]
+    call_seconds = None
+    if "kern_percall_w" in b.params:  # [N, 1]: a call's own cost on the device (kernelnet.call_cost)
+        call_seconds = b.op("Exp", b.op("Add", b.op("MatMul", raw_dev, b.param("kern_percall_w")), b.param("kern_percall_b")))
     if slot_terms is not None:
         size = b.op("Div", b.op("Sub", b.op("Squeeze", log2_macs, axis2),
                                 b.const("kern_node_pivot", np.array(NODE_MACS_PIVOT, np.float32))),
@@ -218,7 +222,12 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_Slo
         roofline = b.op("ReduceSum", b.op("Mul", b.op("Exp", work), slot_terms.roofline), axis2, keepdims=0)
         learned = b.op("Sub", b.const("kern_roofline_one", np.array(1.0, np.float32)), slot_terms.roofline_only)
         node_seconds = b.op("Add", b.op("Mul", node_seconds, learned), roofline)
-    return b.op("Log", b.op("ReduceSum", b.op("Mul", node_seconds, counts), axis1, keepdims=0))
+        if call_seconds is not None:  # not scaled by the node power; a roofline replaces it as well
+            call_seconds = b.op("Mul", call_seconds, learned)
+    total = b.op("ReduceSum", b.op("Mul", node_seconds, counts), axis1, keepdims=0)
+    if call_seconds is not None:
+        total = b.op("Add", total, b.op("Squeeze", call_seconds, axis1))
+    return b.op("Log", total)
 
 
 def _slot_node_terms(b: _Builder, params: Params, onehot: str, slots: int) -> _SlotNodeTerms:

@@ -17,7 +17,10 @@ features is folded into the first layer, so the graph multiplies raw rows:
 - with ``KernelNetConfig.network_context``: ``kern_fc0_net_w`` [4, H] on log2(1 + x) of the network's
   NETWORK_CONTEXT_FEATURES, whose positions in the network feature vector are ``kern_net_columns``,
   plus ``kern_fc0_net_b`` [H]; the term is multiplied by the sum of the raw device features at
-  ``kern_gate_columns`` (absent: by 1).
+  ``kern_gate_columns`` (absent: by 1);
+- with ``KernelNetConfig.call_cost``: ``kern_percall_w`` [F_d, 1] and ``kern_percall_b`` [1], the log-seconds
+  of one call on the device, whatever its nodes (binding inputs, starting the executor, returning
+  outputs): the network's time is the nodes' sum plus ``exp(device @ kern_percall_w + kern_percall_b)``.
 """
 
 from __future__ import annotations
@@ -85,6 +88,10 @@ class KernelNetConfig:
     # device sees it. A CPU's node times depend on what the whole network keeps in its caches; the
     # H200 (49 training nets) only learnt to misuse the sizes (docs/predictor.md, "Network context").
     network_context_gate: tuple = ("kind_desktop_cpu", "kind_embedded_cpu")
+    # A cost per call beside the nodes' sum, a function of the device alone. Without it, a net's
+    # fixed cost had to hide in its nodes' fixed costs, and a 1-node net of 8 us was answered 6 ns
+    # on the reference CPU (docs/predictor.md, "The cost of a call").
+    call_cost: bool = True
 
 
 def _standardizer(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -188,6 +195,9 @@ def merge_members(members: Sequence[Params]) -> Params:
     for key in ("kern_fc0_net_w", "kern_fc0_net_b"):
         if key in members[0]:
             merged[key] = side_by_side(key)
+    for key in ("kern_percall_w", "kern_percall_b"):  # the members' log call costs averaged, as their rates are
+        if key in members[0]:
+            merged[key] = np.mean([m[key] for m in members], axis=0)
     return merged
 
 
@@ -238,10 +248,14 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
     fc0_dev = torch.nn.Linear(device_matrix.shape[1], hidden, bias=False)
     fc1 = torch.nn.Linear(hidden, hidden)
     out = torch.nn.Linear(hidden, 3)
+    call = torch.nn.Linear(device_matrix.shape[1], 1) if config.call_cost else None
     with torch.no_grad():  # start at 0.1 ns per MAC and per byte, and the median node's fixed cost
         out.weight.mul_(0.1)
         out.bias.copy_(torch.tensor([np.log(1e-10), np.log(1e-10), node_offset]))
-    modules = torch.nn.ModuleList([fc0, fc0_dev, fc1, out] + ([fc0_net] if fc0_net is not None else []))
+        if call is not None:  # and a call at a fifth of the fastest label
+            call.weight.zero_()
+            call.bias.fill_(float(np.min(log_seconds) - np.log(5.0)))
+    modules = torch.nn.ModuleList([fc0, fc0_dev, fc1, out] + [m for m in (fc0_net, call) if m is not None])
     optimizer = torch.optim.AdamW(modules.parameters(), config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps)
     target = torch.tensor(log_seconds, dtype=torch.float32)
@@ -278,8 +292,11 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         node = torch.logsumexp(rates + torch.nn.functional.pad(logs, (0, 1)), dim=1)
         node = node + torch.cat([log_counts[int(pair_network[i])] for i in batch])
         # log of a sum of exps per network; node log-times span far less than exp's range
-        peak = node.detach().max()
+        calls = call(z_dev[torch.tensor(pair_device[batch])]).reshape(-1) if call is not None else None
+        peak = node.detach().max() if calls is None else torch.maximum(node.detach().max(), calls.detach().max())
         summed = torch.zeros(len(batch)).index_add(0, owner, torch.exp(node - peak))
+        if calls is not None:
+            summed = summed + torch.exp(calls - peak)
         return torch.log(summed) + peak
 
     batch_size = min(config.batch_pairs, len(pair_network))
@@ -310,6 +327,10 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
         w0_net = numpy_of(fc0_net.weight).T
         params["kern_fc0_net_w"] = w0_net / ctx_std[:, None]
         params["kern_fc0_net_b"] = -(ctx_mean / ctx_std) @ w0_net
+    if call is not None:  # standardization folded in, as for the first layer
+        w_call = numpy_of(call.weight).T
+        params["kern_percall_w"] = w_call / dev_std[:, None]
+        params["kern_percall_b"] = numpy_of(call.bias) - (dev_mean / dev_std) @ w_call
     return params
 
 
@@ -340,6 +361,14 @@ def node_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.
     return np.logaddexp.reduce(terms, axis=1)
 
 
+def call_log_seconds_numpy(params: Params, device_vector: np.ndarray) -> float:
+    """log-seconds of one call on the device (``-inf`` for kernel nets trained without a call cost)."""
+    if "kern_percall_w" not in params:
+        return -np.inf
+    weights = params["kern_percall_w"].reshape(-1)
+    return float(np.asarray(device_vector, dtype=np.float64)[: len(weights)] @ weights + params["kern_percall_b"].reshape(-1)[0])
+
+
 def node_size(table: np.ndarray) -> np.ndarray:
     """[rows]: the size term a correction slot's node power multiplies (graph.NODE_MACS_PIVOT)."""
     return (table[:, MACS_COLUMN] - NODE_MACS_PIVOT) / NODE_MACS_SCALE
@@ -354,7 +383,10 @@ def kernel_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: n
                              node_power: float = 0.0, roofline_only: bool = False,
                              roofline: Sequence[float] = (0.0, 0.0, 0.0),
                              network_vector: Optional[np.ndarray] = None) -> float:
-    """The same sum in numpy, with a correction slot's node terms, for tests and for checking the graph."""
+    """The same sum in numpy, with a correction slot's node terms, for tests and for checking the graph.
+    A call's cost is not scaled by the node power, and a roofline that replaces the learned node
+    times replaces it too."""
     node = np.exp(node_log_seconds_numpy(params, table, device_vector, network_vector) + node_power * node_size(table))
     learned = 0.0 if roofline_only else 1.0
-    return float(np.log(np.sum(learned * node + roofline_work(table) @ np.asarray(roofline, dtype=np.float64))))
+    call = np.exp(call_log_seconds_numpy(params, device_vector))
+    return float(np.log(learned * (np.sum(node) + call) + np.sum(roofline_work(table) @ np.asarray(roofline, dtype=np.float64))))

@@ -14,9 +14,10 @@ from sniper_onnx.feature_schema import FEATURE_SCHEMA
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.dataset import TrainingData
 from sniper_onnx.predictors.keyfeatures import extract_key_features
-from sniper_onnx.predictors.kernelnet import NETWORK_CONTEXT_FEATURES, KernelNetConfig, train_kernel_net
+from sniper_onnx.predictors.kernelnet import (NETWORK_CONTEXT_FEATURES, KernelNetConfig, call_log_seconds_numpy,
+                                              train_kernel_net)
 from sniper_onnx.predictors.pcn import PCNConfig, train_pcn
-from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, Predictor, build_predictor, regression_answer
+from sniper_onnx.predictors.runtime import PATH_KERNELS, PATH_PCN, Predictor, build_predictor, params_of, regression_answer
 
 STRUCTURE_FEATURE = "total_macs"
 THRESHOLD_QUANTILES = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
@@ -272,7 +273,7 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
         chosen = [t for t, ok in zip(pair_tables, has_table) if ok]
         kernel[has_table] = predictor.run(nets[has_table], devs[has_table], chosen)["kernel_seconds"]
     devices: Dict[str, Dict[str, Any]] = {}
-    main = pcn.copy()
+    main, params = pcn.copy(), params_of(predictor)
     for d, device in enumerate(data.device_names):
         mine = (data.pair_device[rows] == d) & has_table
         if not mine.any():
@@ -284,6 +285,9 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
         devices[device] = {"held_out_pairs": int(mine.sum()), "pcn_mape": pcn_mape, "kernel_mape": kernel_mape,
                            "path": PATH_KERNELS if answers else PATH_PCN,
                            "interval": interval_of(log_residual)}
+        call = call_log_seconds_numpy(params, data.device_matrix[d])
+        if np.isfinite(call):  # what the kernel sum charges a call on the device, nodes aside
+            devices[device]["call_seconds"] = float(np.exp(call))
         if answers:
             main[mine] = kernel[mine]
     # the columns the graph was trained on (tables of an earlier layout train on its first columns)

@@ -586,3 +586,55 @@ def test_a_predictor_of_the_earlier_layout_reads_the_first_columns_of_todays_tab
     predictor.meta["kernel_path"] = renamed
     with pytest.raises(SniperError, match="kernel table has shape"):  # refused, never cut by position alone
         predictor.run(nets, device, today)
+
+
+CALL_SECONDS = {"cpu_a": 3e-5, "cpu_b": 1.5e-5}
+
+
+def _calls_data(count: int, seed: int):
+    """Networks of 1-30 nodes whose time is their nodes' sum plus a fixed cost per call on each
+    device: what a runtime spends binding inputs and starting its executor."""
+    rng = np.random.default_rng(seed)
+    tables = [rng.normal(0.0, 1.0, (int(rng.integers(1, 30)), WIDTH)).astype(np.float32) for _ in range(count)]
+    names = list(CALL_SECONDS)
+    pair_network = np.repeat(np.arange(count), len(names))
+    pair_device = np.tile(np.arange(len(names)), count)
+    seconds = (np.array([_node_seconds(t).sum() for t in tables])[pair_network] * np.array([1.0, 3.0])[pair_device]
+               + np.array([CALL_SECONDS[n] for n in names])[pair_device])
+    return tables, names, pair_network, pair_device, seconds
+
+
+@pytest.mark.parametrize("call_cost", [True, False])
+def test_a_call_s_own_cost_is_learnt_apart_from_the_nodes(call_cost):
+    from sniper_onnx.predictors.kernelnet import call_log_seconds_numpy, train_kernel_net
+
+    tables, names, pair_network, pair_device, seconds = _calls_data(200, 5)
+    device_matrix = np.array([[1.0, 0.0], [2.0, 1.0]])
+    params = train_kernel_net(tables, device_matrix, pair_network, pair_device, np.log(seconds),
+                              KernelNetConfig(hidden=16, steps=1500, members=1, call_cost=call_cost))
+    # a one-node network whose node costs almost nothing takes about a call (here 100x its node)
+    tiny = np.full((1, WIDTH), -4.0, np.float32)
+    answered = np.array([np.exp(kernel_log_seconds_numpy(params, tiny, device_matrix[d])) for d in range(len(names))])
+    truth = np.array([CALL_SECONDS[n] + _node_seconds(tiny).sum() * scale for n, scale in zip(names, (1.0, 3.0))])
+    if call_cost:
+        assert np.all(answered > truth / 4) and np.all(answered < truth * 1.5), (answered, truth)
+        learnt = np.exp(call_log_seconds_numpy(params, device_matrix[0]))
+        assert learnt == pytest.approx(CALL_SECONDS["cpu_a"], rel=0.35)
+    else:  # the call hides in the nodes' fixed costs, and a tiny network is answered far below it
+        assert "kern_percall_w" not in params and call_log_seconds_numpy(params, device_matrix[0]) == -np.inf
+        assert np.all(answered < truth / 10), (answered, truth)
+
+
+def test_the_graph_adds_the_call_cost_and_a_roofline_slot_replaces_it(kernel_trained, tmp_path):
+    predictor, _, tables, _ = kernel_trained
+    params = params_of(predictor)
+    assert "kern_percall_w" in params and "call_seconds" in predictor.kernel_path["devices"]["cpu_a"]
+    device = predictor.device_vector("cpu_a")[:-1]
+    nodes_only = {k: v for k, v in params.items() if not k.startswith("kern_percall")}
+    with_call = np.exp(kernel_log_seconds_numpy(params, tables[0], device))
+    without = np.exp(kernel_log_seconds_numpy(nodes_only, tables[0], device))
+    assert with_call - without == pytest.approx(predictor.kernel_path["devices"]["cpu_a"]["call_seconds"], rel=1e-3)
+    roofline = (1e-12, 0.0, 1e-6)
+    replaced = np.exp(kernel_log_seconds_numpy(params, tables[0], device, roofline_only=True, roofline=roofline))
+    assert replaced == pytest.approx(np.exp(kernel_log_seconds_numpy(nodes_only, tables[0], device, roofline_only=True,
+                                                                     roofline=roofline)))
