@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -68,8 +69,9 @@ def train(
         typer.echo(f"  {device}: key features " + ", ".join(
             f"{f['name']} ({f['coefficient']:.3g})" for f in keys["features"]))
     for device, facts in report.kernel_path.get("devices", {}).items():
+        call = f"; a call costs {facts['call_seconds'] * 1e6:.3g} us" if "call_seconds" in facts else ""
         typer.echo(f"  {device}: held-out MAPE kernel sum {100 * facts['kernel_mape']:.1f} %, "
-                   f"PCN {100 * facts['pcn_mape']:.1f} % -> {facts['path']} answers")
+                   f"PCN {100 * facts['pcn_mape']:.1f} % -> {facts['path']} answers{call}")
 
 
 def predict(
@@ -106,12 +108,21 @@ def predict(
         _print_json(result.to_json_dict())
     else:
         _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
-               [[r.network, r.device, f"{r.seconds * 1e3:.4g}", f"{r.low * 1e3:.4g} – {r.high * 1e3:.4g}",
+               [[r.network, r.device, milliseconds(r.seconds), f"{milliseconds(r.low)} – {milliseconds(r.high)}",
                  f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
     for failure in result.failures:  # the others were predicted; a script must still see the failure
         typer.echo(f"sniper-onnx: error: {failure}", err=True)
     if result.failures:
         raise typer.Exit(1)
+
+
+def milliseconds(seconds: float) -> str:
+    """Four significant digits in fixed notation: a column of times reads at a glance, and a
+    microsecond net is 0.007581, not 7.581e-03."""
+    value = seconds * 1e3
+    if not math.isfinite(value) or value <= 0:
+        return f"{value:g}"
+    return f"{value:.{max(0, 3 - math.floor(math.log10(value)))}f}"
 
 
 def _print_devices(predictor: Optional[str], as_json: bool) -> None:
