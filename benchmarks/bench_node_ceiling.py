@@ -64,7 +64,7 @@ from pathlib import Path
 import numpy as np
 
 DEVICE = "AMD EPYC | cpu fp32 t1 opt-disabled"
-GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-")  # as bench_predictor.py
+GENERATED_PREFIXES = ("cnn-", "transformer-", "nasbench201-", "tiny-")  # as bench_predictor.py
 HELD_OUT_SHARE = 0.2
 SIZE_BUCKETS = {"below 2 ms": (0.0, 0.002), "2-20 ms": (0.002, 0.02), "above 20 ms": (0.02, np.inf)}
 VARIANTS = ("hgb-log", "hgb-rate", "hgb-rate-ctx", "rf-rate")
@@ -99,7 +99,8 @@ def load_rows(table: str) -> dict:
                 continue
             name = row["network_name"]
             generated = name.startswith(GENERATED_PREFIXES)
-            strided_or_wide = name.startswith(("cnn-strided-", "cnn-wide-"))
+            # the later families are held out apart, as bench_predictor.py reports them
+            strided_or_wide = name.startswith(("cnn-strided-", "cnn-wide-", "transformer-torch-", "tiny-"))
             group = ("zoo" if not generated else "random_held_out" if held_out_by_name(name) and not strided_or_wide
                      else "held_out_other" if held_out_by_name(name) else "train")
             nets[row["network_id"]] = {

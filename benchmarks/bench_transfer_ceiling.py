@@ -70,22 +70,24 @@ def measured_transfer(data, generated: np.ndarray, source: int, target: int) -> 
 
 
 def _kernel_columns(predictor, reference: str, tables: List[np.ndarray], nets: np.ndarray) -> np.ndarray:
-    """[nets, 6]: the reference's kernel sum; its heavy and light nodes' times; heavy MACs; light bytes; nodes."""
+    """[nets, 6]: the reference's kernel sum (a call's cost included, as the graph adds it); its heavy
+    and light nodes' times; heavy MACs; light bytes; nodes."""
     from sniper_onnx.analysis.kernels import KERNEL_GROUPS
     from sniper_onnx.predictors import graph as G
-    from sniper_onnx.predictors.kernelnet import node_log_seconds_numpy, roofline_work
+    from sniper_onnx.predictors.kernelnet import call_log_seconds_numpy, node_log_seconds_numpy, roofline_work
     from sniper_onnx.predictors.runtime import params_of
 
     params, heavy = params_of(predictor), [KERNEL_GROUPS.index(g) for g in HEAVY_GROUPS]
     vector = np.asarray(predictor.device_table[reference][:-1], dtype=np.float64)
     columns = np.zeros((len(nets), 6))
+    call = float(np.exp(call_log_seconds_numpy(params, vector)))
     for i, net in enumerate(nets):
         distinct = G.distinct_rows(tables[net])
         rows, counts = distinct.rows.astype(np.float64), distinct.counts.astype(np.float64)
         seconds = np.exp(node_log_seconds_numpy(params, rows, vector)) * counts
         work = roofline_work(rows) * counts[:, None]
         is_heavy = rows[:, heavy].sum(1) > 0.5
-        columns[i] = [seconds.sum(), seconds[is_heavy].sum(), seconds[~is_heavy].sum(), work[is_heavy, 0].sum(),
+        columns[i] = [seconds.sum() + call, seconds[is_heavy].sum(), seconds[~is_heavy].sum(), work[is_heavy, 0].sum(),
                       work[~is_heavy, 1].sum(), work[:, 2].sum()]
     return columns
 
