@@ -181,6 +181,8 @@ def _family(name: str) -> Family:
 # under it (checked: 30 of 30 draws each); nasbench201's smallest net is larger (7.9e6 MACs), so its
 # sampler refuses a cap below that with its own message
 SMALLEST_MACS_CAP = 1e6
+# the tiny family's: most of its draws are over a smaller cap, and a cap of a few MACs would redraw for ever
+SMALLEST_TINY_MACS_CAP = 1e3
 
 
 def spec_seed(seed: int, index: int) -> int:
@@ -198,9 +200,13 @@ def sample_spec(seed: int, index: int, family: str = "cnn", max_macs: float | No
     check_seed(seed)
     if family not in SAMPLED_FAMILIES:
         raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
-    if max_macs is not None and not max_macs >= SMALLEST_MACS_CAP:
-        raise SniperError(f"--max-macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs; "
-                          "use 1e6 or more")
+    if family == "tiny":
+        if max_macs is not None and not max_macs >= SMALLEST_TINY_MACS_CAP:
+            raise SniperError(f"--max-macs {max_macs:g}: tiny nets have at least a few hundred MACs as the "
+                              f"analyzer counts them; use {SMALLEST_TINY_MACS_CAP:g} or more")
+    elif max_macs is not None and not max_macs >= SMALLEST_MACS_CAP:
+        raise SniperError(f"--max-macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs "
+                          "(--family tiny: under 1e6); use 1e6 or more")
     net_seed = spec_seed(seed, index)
     rng = np.random.default_rng(net_seed)
     if family == "mixed":

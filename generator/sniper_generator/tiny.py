@@ -1,4 +1,4 @@
-"""The ``tiny`` family: networks of 1-8 layers and at most about 1e6 MACs, which run in microseconds.
+"""The ``tiny`` family: networks of 1-8 layers and at most 1e6 Conv and Gemm MACs, which run in microseconds.
 
 The other families start at 1e6 MACs and 10 layers, so no training net shows a predictor what a
 call costs when the layers cost almost nothing: the runtime's own cost of a call (binding inputs,
@@ -27,7 +27,7 @@ from sniper_generator.transformer import dry_size
 
 KINDS = ("mlp", "conv", "elementwise")
 ELEMENTWISE_OPS = ("activation", "layernorm", "softmax", "bias")
-# the family's ceiling: where the mixed family's smallest nets begin
+# the family's ceiling on Conv and Gemm MACs: where the mixed family's smallest nets begin
 TINY_MAX_MACS = 1e6
 
 
@@ -92,10 +92,32 @@ def estimate_tiny_size(cfg: dict) -> tuple[int, int]:
     return dry_size(build_tiny, cfg)
 
 
+# the analyzer's MACs per element of each elementwise layer (docs/analyzer.md)
+ELEMENT_MACS = {"relu": 1, "clip": 1, "silu": 2, "gelu": 1, "layernorm": 5, "softmax": 3, "bias": 1}
+
+
+def elementwise_macs(cfg: dict) -> int:
+    """What the analyzer counts for the net's elementwise layers, beside its Conv and Gemm MACs."""
+    act = ELEMENT_MACS[cfg["activation"]]
+    if cfg["kind"] == "elementwise":
+        per_op = [act if op == "activation" else ELEMENT_MACS[op] for op in cfg["ops"]]
+        return cfg["batch"] * cfg["width"] * sum(per_op)
+    if cfg["kind"] == "mlp":
+        return cfg["batch"] * act * sum(cfg["widths"][:-1])
+    side, total = cfg["side"], 0
+    for width in cfg["widths"]:
+        total += cfg["batch"] * width * side * side * act
+    return total + cfg["batch"] * cfg["widths"][-1] * side * side  # the global pooling
+
+
 def sample_tiny_config(rng: np.random.Generator, max_macs: float | None = None) -> dict:
-    """A tiny net under ``TINY_MAX_MACS`` (and ``max_macs``): redrawn until one fits (the bulk does)."""
-    cap = TINY_MAX_MACS if max_macs is None else min(TINY_MAX_MACS, max_macs)
-    while True:  # ends: a quarter of the draws are elementwise nets, which have no MACs
+    """A tiny net with at most ``TINY_MAX_MACS`` Conv and Gemm MACs, redrawn until one fits (the
+    bulk does). With ``max_macs``, the analyzer's count, elementwise layers included, is held under
+    it too; without it, elementwise chains reach a few million of those (the measured nets' stream)."""
+    while True:  # ends: a quarter of the draws are elementwise nets, which have no Conv or Gemm MACs
         cfg = _draw(rng)
-        if estimate_tiny_size(cfg)[0] <= cap:
+        gemm_macs = estimate_tiny_size(cfg)[0]
+        if gemm_macs > TINY_MAX_MACS:
+            continue
+        if max_macs is None or gemm_macs + elementwise_macs(cfg) <= max_macs:
             return cfg

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-FAMILY_HELP = "cnn, cnn-strided (blocks that stride), cnn-wide (big convs at full resolution), transformer, transformer-torch (3-D tokens, MatMul + Add linear layers, post-norm, masks: as torch exports them), tiny (1-8 layers, under 1e6 MACs: microsecond nets), mixed (75% cnn) or nasbench201."
+FAMILY_HELP = "cnn, cnn-strided (blocks that stride), cnn-wide (big convs at full resolution), transformer, transformer-torch (3-D tokens, MatMul + Add linear layers, post-norm, masks: as torch exports them), tiny (1-8 layers, up to about 1e6 MACs: microsecond nets), mixed (75% cnn) or nasbench201."
 
 
 def _progress(label: str):
