@@ -55,8 +55,9 @@ class OthersBusyMeter:
 def others_share(busy_ticks: int, own_s: float, wall_s: float, cpus: int, ticks_per_s: float) -> float:
     """Share of ``cpus`` x ``wall_s`` that other work used: the busy ticks beyond our own CPU time,
     less one tick per CPU. /proc/stat counts in ticks (10 ms), so a reading is up to a tick off on
-    each CPU: over the 20 ms a microsecond net is timed for, that alone read as 25 % of the machine
-    and flagged quiet runs machine_busy; over a second it is 1 %."""
+    each CPU: over the 20 ms a microsecond net is timed for, that read as 10-25 % of a 2-CPU machine
+    and flagged quiet runs machine_busy. The tick taken off is 50 % of such a window (1 % of a
+    second's): a run that short sees only heavy other work, and the check before it the rest."""
     others = busy_ticks / ticks_per_s - own_s - cpus / ticks_per_s
     return max(0.0, min(1.0, others / (wall_s * cpus)))
 
