@@ -119,7 +119,7 @@ def predict(
 def milliseconds(seconds: float) -> str:
     """Four significant digits in fixed notation: a column of times reads at a glance, and a
     microsecond net is 0.007581, not 7.581e-03."""
-    value = seconds * 1e3
+    value = float(f"{seconds * 1e3:.4g}")  # rounded first: 9.9996 ms is 10.00, not 10.000
     if not math.isfinite(value) or value <= 0:
         return f"{value:g}"
     return f"{value:.{max(0, 3 - math.floor(math.log10(value)))}f}"
