@@ -148,9 +148,15 @@ def train_kernel_net(
             context, gate_columns = None, []  # no trained device is in the gate: its weights would stay random
     gate = context_gate(device_matrix, gate_columns)
     if config.members > 1:
+        # The first member learns the call; the others keep it and learn their nodes beside it.
+        # Averaged in log space, members that split a tiny net's time between call and nodes each
+        # their own way would answer it below every one of them (docs/predictor.md, "The cost of a call").
         members = [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
-                                 replace(config, seed=config.seed + k, members=1), progress, node_targets, context, gate)
-                   for k in range(config.members)]
+                                 replace(config, seed=config.seed, members=1), progress, node_targets, context, gate)]
+        members += [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
+                                  replace(config, seed=config.seed + k, members=1), progress, node_targets, context, gate,
+                                  fixed_call=members[0])
+                    for k in range(1, config.members)]
         params = merge_members(members)
     else:
         params = _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config, progress,
@@ -213,7 +219,8 @@ def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.nda
 
 def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds, config: KernelNetConfig,
                   progress, node_targets: Optional[dict] = None, context: Optional[np.ndarray] = None,
-                  gate: Optional[np.ndarray] = None) -> Params:
+                  gate: Optional[np.ndarray] = None, fixed_call: Optional[Params] = None) -> Params:
+    """One kernel net; ``fixed_call``: another member's params whose cost of a call this one keeps."""
     import torch
 
     usable = np.array([tables[n] is not None and len(tables[n]) > 0 for n in pair_network])
@@ -252,10 +259,16 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
     with torch.no_grad():  # start at 0.1 ns per MAC and per byte, and the median node's fixed cost
         out.weight.mul_(0.1)
         out.bias.copy_(torch.tensor([np.log(1e-10), np.log(1e-10), node_offset]))
-        if call is not None:  # and a call at a fifth of the fastest label
+        if call is not None and fixed_call is not None and "kern_percall_w" in fixed_call:  # unfolded, and kept
+            folded = fixed_call["kern_percall_w"]
+            call.weight.copy_(torch.tensor((folded * dev_std[:, None]).T, dtype=torch.float32))
+            call.bias.copy_(torch.tensor(fixed_call["kern_percall_b"] + dev_mean @ folded, dtype=torch.float32))
+            call.requires_grad_(False)
+        elif call is not None:  # and a call at a fifth of the fastest label
             call.weight.zero_()
             call.bias.fill_(float(np.min(log_seconds) - np.log(5.0)))
-    modules = torch.nn.ModuleList([fc0, fc0_dev, fc1, out] + [m for m in (fc0_net, call) if m is not None])
+    learnt_call = call if call is not None and call.weight.requires_grad else None
+    modules = torch.nn.ModuleList([fc0, fc0_dev, fc1, out] + [m for m in (fc0_net, learnt_call) if m is not None])
     optimizer = torch.optim.AdamW(modules.parameters(), config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.learning_rate, total_steps=config.steps)
     target = torch.tensor(log_seconds, dtype=torch.float32)

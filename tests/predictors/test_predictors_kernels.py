@@ -662,3 +662,17 @@ def test_graph_numpy_and_node_power_fits_add_the_call_alike_and_a_roofline_slot_
     np.testing.assert_allclose(graph(2), replaced, rtol=2e-4)
     np.testing.assert_allclose(replaced, [np.exp(kernel_log_seconds_numpy(params, t, device[:-1], roofline_only=True,
                                                                           roofline=roofline)) for t in chosen], rtol=1e-12)
+
+
+def test_kernel_members_share_the_first_member_s_cost_of_a_call():
+    from sniper_onnx.predictors.kernelnet import train_kernel_net
+
+    tables, _, pair_network, pair_device, seconds = _calls_data(60, 7)
+    device_matrix = np.array([[1.0, 0.0], [2.0, 1.0]])
+    args = (tables, device_matrix, pair_network, pair_device, np.log(seconds))
+    alone = train_kernel_net(*args, KernelNetConfig(hidden=8, steps=150, members=1))
+    merged = train_kernel_net(*args, KernelNetConfig(hidden=8, steps=150, members=3))
+    # the first member is the net trained alone; the others kept its call
+    np.testing.assert_allclose(merged["kern_percall_w"], alone["kern_percall_w"], rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(merged["kern_percall_b"], alone["kern_percall_b"], rtol=1e-5, atol=1e-9)
+    assert merged["kern_out_w"].shape[0] == 3 * alone["kern_out_w"].shape[0]
