@@ -161,7 +161,7 @@ class _Choice:
     kernel_reference: Optional[str] = None  # kernel choices: the trained device whose kernel sum is rescaled
     power: float = 0.0  # log t = (1 + power) * log t_reference + trimmer
     node_power: float = 0.0  # each reference node's time times exp(node_power * node_size)
-    roofline: Optional[np.ndarray] = None  # seconds per (1 + MAC), per (1 + byte), per node: no reference
+    roofline: Optional[np.ndarray] = None  # seconds per (1 + MAC), per (1 + byte), per node, per call: no reference
 
     @property
     def by_kernels(self) -> bool:
@@ -296,17 +296,19 @@ def nonnegative_rates(work: np.ndarray, seconds: np.ndarray) -> np.ndarray:
 
 
 def _roofline_choice(tables, seconds) -> _Choice:
-    """Every node costs c + a (1 + MACs) + b (1 + bytes moved), with c, a, b >= 0 fitted to the samples
-    alone: a device of a kind no trained device has (a GPU among CPUs) borrows no per-layer times,
-    only the shape of a roofline with a fixed cost per kernel launch."""
+    """Every node costs c + a (1 + MACs) + b (1 + bytes moved), and the network d more for the call,
+    with a, b, c, d >= 0 fitted to the samples alone: a device of a kind no trained device has (a GPU
+    among CPUs) borrows no per-layer times, only the shape of a roofline with a fixed cost per kernel
+    launch and per call."""
     merged = G.distinct_each(tables)
-    work = np.array([m.counts.astype(np.float64) @ roofline_work(m.rows) for m in merged])
+    work = np.array([np.append(m.counts.astype(np.float64) @ roofline_work(m.rows), 1.0) for m in merged])
     errors = np.empty(len(seconds))
     for i in range(len(seconds)):
         keep = np.arange(len(seconds)) != i
         errors[i] = np.log(seconds[i] / max(float(work[i] @ nonnegative_rates(work[keep], seconds[keep])), 1e-30))
     rates = nonnegative_rates(work, seconds)
-    prior = f"roofline ({rates[2] * 1e6:.3g} us a node, {rates[0] * 1e12:.3g} ps a MAC, {rates[1] * 1e12:.3g} ps a byte)"
+    prior = (f"roofline ({rates[3] * 1e6:.3g} us a call, {rates[2] * 1e6:.3g} us a node, {rates[0] * 1e12:.3g} ps a MAC, "
+             f"{rates[1] * 1e12:.3g} ps a byte)")
     return _Choice(float(np.sqrt(np.mean(errors**2))), prior, errors, Trimmer([], np.zeros(0), 0.0), roofline=rates)
 
 
@@ -543,7 +545,8 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
             params["slot_power"][i] = choice.power
             params["slot_node_power"][i] = choice.node_power
             params["slot_roofline_only"][i] = float(choice.roofline is not None)
-            params["slot_roofline"][i] = choice.roofline if choice.roofline is not None else 0.0
+            params["slot_roofline"][i] = choice.roofline[:3] if choice.roofline is not None else 0.0
+            params["slot_roofline_call"][i] = choice.roofline[3] if choice.roofline is not None else 0.0
         else:  # the Time Trimmer fits what the current correction still misses: it adds
             params["slot_trim_w"][:, i] += trim_w
             params["slot_trim_b"][i] += choice.trimmer.bias
@@ -555,7 +558,9 @@ def _write_choice(predictor, device, base, existing_slot, choice: _Choice, z, so
         params["slot_node_power"] = np.append(params["slot_node_power"], choice.node_power)
         params["slot_roofline_only"] = np.append(params["slot_roofline_only"], float(choice.roofline is not None))
         params["slot_roofline"] = np.vstack([params["slot_roofline"],
-                                             choice.roofline if choice.roofline is not None else np.zeros(3)])
+                                             choice.roofline[:3] if choice.roofline is not None else np.zeros(3)])
+        params["slot_roofline_call"] = np.append(params["slot_roofline_call"],
+                                                 choice.roofline[3] if choice.roofline is not None else 0.0)
     meta = dict(predictor.meta)
     table = dict(meta["device_table"])
     if solve_embedding or device not in table:

@@ -168,6 +168,7 @@ class _SlotNodeTerms:
     node_power: str  # [N, 1]: each node's time times exp(node_power * size)
     roofline_only: str  # [N, 1]: 1 where the slot's roofline replaces the learned node times, else 0
     roofline: str  # [N, 1, 3]: seconds per (1 + MAC), per (1 + byte moved) and per node
+    roofline_call: str  # [N, 1]: the slot's roofline's seconds per call (with roofline_only)
 
 
 def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_SlotNodeTerms] = None) -> str:
@@ -223,7 +224,9 @@ def _kernel_sum(b: _Builder, raw_dev: str, axis1: str, slot_terms: Optional[_Slo
         learned = b.op("Sub", b.const("kern_roofline_one", np.array(1.0, np.float32)), slot_terms.roofline_only)
         node_seconds = b.op("Add", b.op("Mul", node_seconds, learned), roofline)
         if call_seconds is not None:  # not scaled by the node power; a roofline replaces it as well
-            call_seconds = b.op("Mul", call_seconds, learned)
+            call_seconds = b.op("Add", b.op("Mul", call_seconds, learned), slot_terms.roofline_call)
+        else:
+            call_seconds = slot_terms.roofline_call
     total = b.op("ReduceSum", b.op("Mul", node_seconds, counts), axis1, keepdims=0)
     if call_seconds is not None:
         total = b.op("Add", total, b.op("Squeeze", call_seconds, axis1))
@@ -237,10 +240,12 @@ def _slot_node_terms(b: _Builder, params: Params, onehot: str, slots: int) -> _S
     node_power = per_slot("slot_node_power", np.zeros(slots))
     roofline_only = per_slot("slot_roofline_only", np.zeros(slots))  # files written before it: 0
     roofline = per_slot("slot_roofline", np.zeros((slots, 3)))
+    roofline_call = per_slot("slot_roofline_call", np.zeros(slots))  # files written before it: 0
     rates = b.op("Unsqueeze", b.op("MatMul", onehot, b.const("slot_roofline", roofline)),
                  b.const("kern_roofline_axis", np.array([1], np.int64)))
     return _SlotNodeTerms(b.op("MatMul", onehot, b.const("slot_node_power", node_power)),
-                          b.op("MatMul", onehot, b.const("slot_roofline_only", roofline_only)), rates)
+                          b.op("MatMul", onehot, b.const("slot_roofline_only", roofline_only)), rates,
+                          b.op("MatMul", onehot, b.const("slot_roofline_call", roofline_call)))
 
 
 def build_graph(params: Params) -> onnx.ModelProto:

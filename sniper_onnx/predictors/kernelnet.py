@@ -395,11 +395,12 @@ def roofline_work(table: np.ndarray) -> np.ndarray:
 def kernel_log_seconds_numpy(params: Params, table: np.ndarray, device_vector: np.ndarray,
                              node_power: float = 0.0, roofline_only: bool = False,
                              roofline: Sequence[float] = (0.0, 0.0, 0.0),
-                             network_vector: Optional[np.ndarray] = None) -> float:
+                             network_vector: Optional[np.ndarray] = None, roofline_call: float = 0.0) -> float:
     """The same sum in numpy, with a correction slot's node terms, for tests and for checking the graph.
     A call's cost is not scaled by the node power, and a roofline that replaces the learned node
-    times replaces it too."""
+    times replaces it too (with ``roofline_call`` seconds a call of its own)."""
     node = np.exp(node_log_seconds_numpy(params, table, device_vector, network_vector) + node_power * node_size(table))
     learned = 0.0 if roofline_only else 1.0
     call = np.exp(call_log_seconds_numpy(params, device_vector))
-    return float(np.log(learned * (np.sum(node) + call) + np.sum(roofline_work(table) @ np.asarray(roofline, dtype=np.float64))))
+    roofline_nodes = np.sum(roofline_work(table) @ np.asarray(roofline, dtype=np.float64))
+    return float(np.log(learned * (np.sum(node) + call) + roofline_nodes + roofline_call))

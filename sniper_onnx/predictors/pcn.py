@@ -205,6 +205,7 @@ def _train(net_raw, dev_raw, pairs_net, pairs_dev, log_seconds, config: PCNConfi
     params["slot_node_power"] = np.zeros(0)
     params["slot_roofline_only"] = np.zeros(0)
     params["slot_roofline"] = np.zeros((0, 3))
+    params["slot_roofline_call"] = np.zeros(0)
     return params
 
 

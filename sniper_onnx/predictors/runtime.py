@@ -556,6 +556,8 @@ def params_of(predictor: Predictor) -> G.Params:
     params["slot_roofline_only"] = params["slot_roofline_only"].reshape(-1)
     params.setdefault("slot_roofline", np.zeros((slots, 3)))
     params["slot_roofline"] = params["slot_roofline"].reshape(slots, 3)
+    params.setdefault("slot_roofline_call", np.zeros(slots))  # files written before it: no call of their own
+    params["slot_roofline_call"] = params["slot_roofline_call"].reshape(-1)
     return params
 
 

@@ -333,7 +333,8 @@ def test_a_device_of_a_new_kind_fits_a_roofline_that_the_graph_computes_and_savi
     predictor = kinds_trained
     samples, held = _sized_tables(12, 30), _sized_tables(30, 31)
     rates = np.array([2e-12, 0.0, 8e-6])  # per (1 + MAC), per (1 + byte), per node: a launch-bound phone
-    truth = lambda tables: np.array([(roofline_work(t) @ rates).sum() for t in tables])
+    call = 3e-5  # and per call
+    truth = lambda tables: np.array([(roofline_work(t) @ rates).sum() + call for t in tables])
     adapted, report = adapt_predictor(predictor, "phone", _features_of(samples), truth(samples),
                                       spec_features=[0.0, 0.0, 1.0, 0.0], kernel_tables=samples)
     assert report.prior.startswith("roofline") and report.sample_mape_after < 1e-3
@@ -343,10 +344,12 @@ def test_a_device_of_a_new_kind_fits_a_roofline_that_the_graph_computes_and_savi
     save_predictor(adapted, tmp_path / "phone.onnx")
     reloaded = load_predictor(str(tmp_path / "phone.onnx"))
     np.testing.assert_allclose(params_of(reloaded)["slot_roofline"][-1], rates, rtol=1e-3, atol=1e-15)
+    assert params_of(reloaded)["slot_roofline_call"][-1] == pytest.approx(call, rel=1e-3)
     graph = reloaded.run(np.zeros((3, 2)), np.tile(reloaded.device_vector("phone"), (3, 1)), held[:3])["kernel_seconds"]
     device = reloaded.device_vector("phone")[:-1].astype(np.float64)
     fitted = params_of(reloaded)["slot_roofline"][-1]
-    numpy_sum = [np.exp(kernel_log_seconds_numpy(params_of(reloaded), t, device, roofline_only=True, roofline=fitted))
+    numpy_sum = [np.exp(kernel_log_seconds_numpy(params_of(reloaded), t, device, roofline_only=True, roofline=fitted,
+                                                 roofline_call=params_of(reloaded)["slot_roofline_call"][-1]))
                  for t in held[:3]]
     np.testing.assert_allclose(graph, numpy_sum, rtol=2e-4)
     other = predictor.predict(_features_of(held[:3]), ["gpu"], kernel_tables=held[:3]).seconds()
@@ -629,6 +632,7 @@ def test_a_call_s_own_cost_is_learnt_apart_from_the_nodes(call_cost):
 
 def test_graph_numpy_and_node_power_fits_add_the_call_alike_and_a_roofline_slot_replaces_it(kernel_trained):
     from sniper_onnx.predictors.adapt import _NodeSums
+    from sniper_onnx.predictors.kernelnet import roofline_work
     from sniper_onnx.predictors.runtime import build_predictor
 
     predictor, _, tables, _ = kernel_trained
@@ -640,7 +644,8 @@ def test_graph_numpy_and_node_power_fits_add_the_call_alike_and_a_roofline_slot_
     roofline = np.array([1e-11, 1e-10, 2e-7])
     params.update(slot_delta=np.zeros((slots, width)), slot_trim_w=np.zeros((params["net_mean"].shape[0], slots)),
                   slot_trim_b=np.zeros(slots), slot_power=np.zeros(slots), slot_node_power=np.array([0.3, 0.0]),
-                  slot_roofline_only=np.array([0.0, 1.0]), slot_roofline=np.array([np.zeros(3), roofline]))
+                  slot_roofline_only=np.array([0.0, 1.0]), slot_roofline=np.array([np.zeros(3), roofline]),
+                  slot_roofline_call=np.array([0.0, 4e-5]))
     slotted = build_predictor(params, predictor.meta)
     chosen, nets = tables[:6], np.zeros((6, 2))
     device = predictor.device_vector("cpu_b")
@@ -657,11 +662,15 @@ def test_graph_numpy_and_node_power_fits_add_the_call_alike_and_a_roofline_slot_
     np.testing.assert_allclose(graph(1), powered, rtol=2e-4)
     sums = _NodeSums.of(params, chosen, device[:-1], nets)  # what a node-power fit in adapt sees
     np.testing.assert_allclose(np.exp(sums.log_seconds_and_slope(0.3, np.arange(len(chosen)))[0]), powered, rtol=1e-6)
-    replaced = [np.exp(kernel_log_seconds_numpy(nodes_only, t, device[:-1], roofline_only=True, roofline=roofline))
-                for t in chosen]  # the roofline alone: no learnt node and no learnt call
+    replaced = [np.exp(kernel_log_seconds_numpy(nodes_only, t, device[:-1], roofline_only=True, roofline=roofline,
+                                                roofline_call=4e-5))
+                for t in chosen]  # the roofline alone, its own call included: no learnt node and no learnt call
     np.testing.assert_allclose(graph(2), replaced, rtol=2e-4)
     np.testing.assert_allclose(replaced, [np.exp(kernel_log_seconds_numpy(params, t, device[:-1], roofline_only=True,
-                                                                          roofline=roofline)) for t in chosen], rtol=1e-12)
+                                                                          roofline=roofline, roofline_call=4e-5))
+                                          for t in chosen], rtol=1e-12)
+    roofline_nodes = [np.sum(roofline_work(t) @ roofline) for t in chosen]
+    np.testing.assert_allclose(np.array(replaced) - roofline_nodes, 4e-5, rtol=1e-6)
 
 
 def test_kernel_members_share_the_first_member_s_cost_of_a_call():
