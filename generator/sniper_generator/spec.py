@@ -202,8 +202,8 @@ def sample_spec(seed: int, index: int, family: str = "cnn", max_macs: float | No
         raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
     if family == "tiny":
         if max_macs is not None and not max_macs >= SMALLEST_TINY_MACS_CAP:
-            raise SniperError(f"--max-macs {max_macs:g}: tiny nets have at least a few hundred MACs as the "
-                              f"analyzer counts them; use {SMALLEST_TINY_MACS_CAP:g} or more")
+            raise SniperError(f"--max-macs {max_macs:g}: too small for the tiny family (few of its nets fit, "
+                              f"so drawing them would take long); use {SMALLEST_TINY_MACS_CAP:g} or more")
     elif max_macs is not None and not max_macs >= SMALLEST_MACS_CAP:
         raise SniperError(f"--max-macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs "
                           "(--family tiny: under 1e6); use 1e6 or more")
