@@ -82,12 +82,14 @@ def _expand(models: Sequence[str]) -> List[str]:
 
 
 def _print_progress(event: str, job, record) -> None:
+    from sniper_profiler.units import milliseconds
+
     if event == "done" and record is not None:
         if record["status"] == "ok":
             stats = record["stats"]
             note = f" [{', '.join(record['flags'])}]" if record["flags"] else ""
             note += f" (pass {record['pass']})" if record.get("pass", 1) > 1 else ""
-            print(f"{job.path}: median {stats['median_s'] * 1e3:.3f} ms over {stats['count']} runs{note}", file=sys.stderr)
+            print(f"{job.path}: median {milliseconds(stats['median_s'])} ms over {stats['count']} runs{note}", file=sys.stderr)
         else:
             print(f"{job.path}: FAILED ({record['failure']['kind']}): {record['failure']['reason']}", file=sys.stderr)
     elif event == "skipped":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Annotated, List, Optional
 
@@ -107,6 +106,8 @@ def predict(
     if as_json:
         _print_json(result.to_json_dict())
     else:
+        from sniper_profiler.units import milliseconds
+
         _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
                [[r.network, r.device, milliseconds(r.seconds), f"{milliseconds(r.low)} – {milliseconds(r.high)}",
                  f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
@@ -114,15 +115,6 @@ def predict(
         typer.echo(f"sniper-onnx: error: {failure}", err=True)
     if result.failures:
         raise typer.Exit(1)
-
-
-def milliseconds(seconds: float) -> str:
-    """Four significant digits in fixed notation: a column of times reads at a glance, and a
-    microsecond net is 0.007581, not 7.581e-03."""
-    value = float(f"{seconds * 1e3:.4g}")  # rounded first: 9.9996 ms is 10.00, not 10.000
-    if not math.isfinite(value) or value <= 0:
-        return f"{value:g}"
-    return f"{value:.{max(0, 3 - math.floor(math.log10(value)))}f}"
 
 
 def _print_devices(predictor: Optional[str], as_json: bool) -> None:

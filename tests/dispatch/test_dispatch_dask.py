@@ -113,7 +113,7 @@ def test_farm_fails_a_device_type_that_never_comes_up_and_goes_on(cluster, tmp_p
         {"name": "d-fast", "type": "all"}, {"name": "nobody-serves-me", "type": "ghost"},
     ], engine="dask", scheduler=address))
     summary = profile_fleet(fleet, file_jobs([str(model["m"])]), tmp_path / "ncd.sqlite",
-                            ProfileConfig(min_repeats=2, max_repeats=2, warmup=1),
+                            ProfileConfig(min_repeats=2, max_repeats=2, warmup=1, min_time_s=0),
                             ready_timeout_s=2)
     assert (summary.measured, summary.failed) == (1, 1)
     assert "no device of type ghost came up" in summary.failures[0]

@@ -118,7 +118,7 @@ def test_fleet_profile_refuses_what_it_cannot_honour_in_one_line(tmp_path, extra
 def test_fleet_profile_takes_device_options_that_match_the_fleet(tmp_path):
     fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}])
     result = runner.invoke(app, ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), "--db", str(tmp_path / "db"),
-                                 "--threads", "1", "--opt-level", "all", "--provider", "cpu", "--max-repeats", "3",
+                                 "--threads", "1", "--opt-level", "all", "--provider", "cpu", "--max-repeats", "3", "--min-time", "0",
                                  "--min-repeats", "3"])
     assert result.exit_code == 0, result.output
 
@@ -126,7 +126,7 @@ def test_fleet_profile_takes_device_options_that_match_the_fleet(tmp_path):
 def test_fleet_profile_measures_with_the_stopping_rule_given_and_stores_the_runs_timed(tmp_path):
     fleet = _two_device_fleet(tmp_path, [{"name": "d0", "type": "all"}])
     db = tmp_path / "ncd.sqlite"
-    args = ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), "--db", str(db), "--warmup", "0",
+    args = ["profile", "--fleet", str(fleet), str(tmp_path / "m.onnx"), "--db", str(db), "--warmup", "0", "--min-time", "0",
             "--min-repeats", "7", "--max-repeats", "7", "--max-time", "5", "--sessions", "1"]
     assert runner.invoke(app, args).exit_code == 0
     [(count, config)] = _measurements(db)
@@ -199,7 +199,7 @@ def test_fleet_profile_stopped_by_ctrl_c_keeps_what_it_measured_and_a_rerun_resu
 
     nets = [str(matmul_chain(tmp_path / f"n{i}.onnx", rows=4 + i, width=8)) for i in range(4)]
     fleet = fleet_from_dict(fleet_dict({"m": tmp_path / "n0.onnx"}, [{"name": "d0", "type": "t"}]))
-    config = ProfileConfig(min_repeats=2, max_repeats=2, warmup=0)
+    config = ProfileConfig(min_repeats=2, max_repeats=2, warmup=0, min_time_s=0)
 
     def ctrl_c(done: int, total: int) -> None:
         if done >= 2:

@@ -744,11 +744,3 @@ def test_feedback_from_an_analysis_of_another_analyzer_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if "feature schema 2000-01-01" in line]
     assert len(warned) == 3 and all(line.startswith("sniper-onnx: warning: ") for line in warned)
-
-
-@pytest.mark.parametrize("seconds, shown", [(4.013e-3, "4.013"), (7.6e-6, "0.007600"), (5.664e-9, "0.000005664"),
-                                            (12.34, "12340"), (0.0, "0"), (9.9996e-3, "10.00"), (0.99996e-3, "1.000")])
-def test_predicted_times_are_shown_in_fixed_notation(seconds, shown):
-    from sniper_onnx.cli.predict_cmd import milliseconds
-
-    assert milliseconds(seconds) == shown

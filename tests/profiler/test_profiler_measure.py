@@ -1,6 +1,7 @@
 """In-process tests of inputs, output checks and the stopping rule (no child processes)."""
 
 import itertools
+import time
 
 import numpy as np
 import pytest
@@ -80,7 +81,7 @@ def test_integer_inputs_index_a_two_row_table(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
     feeds = make_inputs(create_session(str(path), ProfileConfig()), ProfileConfig())[0]
     assert set(np.unique(feeds["ids"])) <= {0, 1}
-    result = measure(str(path), ProfileConfig(min_repeats=3, max_repeats=3, warmup=1, sessions=1))
+    result = measure(str(path), ProfileConfig(min_repeats=3, max_repeats=3, warmup=1, sessions=1, min_time_s=0))
     assert result["stats"]["count"] == 3 and "nan_outputs" not in result["flags"]
 
 
@@ -139,7 +140,7 @@ def test_stops_at_ci_target_when_timings_are_steady(monkeypatch):
 
 def test_stops_at_max_repeats_when_timings_are_noisy(monkeypatch):
     _fake_clock(monkeypatch, [1.0, 3.0, 2.0, 5.0])
-    samples, reason = time_runs(lambda: None, ProfileConfig(min_repeats=5, max_repeats=40, target_relative_ci=0.001, max_time_s=1e9))
+    samples, reason = time_runs(lambda: None, ProfileConfig(min_repeats=5, max_repeats=40, target_relative_ci=0.001, max_time_s=1e9, min_time_s=0))
     assert reason == "max_repeats" and len(samples) == 40
 
 
@@ -223,7 +224,7 @@ def test_sessions_take_turns_in_bursts(monkeypatch):
         return lambda: calls.__setitem__(name, calls[name] + 1)
 
     replica_of = []
-    config = ProfileConfig(min_repeats=12, max_repeats=12, target_relative_ci=1e-9, max_time_s=1e9, burst_s=2.5)
+    config = ProfileConfig(min_repeats=12, max_repeats=12, target_relative_ci=1e-9, max_time_s=1e9, burst_s=2.5, min_time_s=0)
     samples, _ = time_runs([run("a"), run("b")], config, replica_of)
     assert replica_of == [0, 0, 0, 1, 1, 1, 0, 0, 0, 1, 1, 1] and calls == {"a": 6, "b": 6} and len(samples) == 12
 
@@ -255,3 +256,13 @@ def test_several_sessions_with_cpu_worker_threads_are_refused():
     with pytest.raises(ProfilerError, match="--sessions 3 with --threads 2: .* use --sessions 1"):
         ProfileConfig(threads=2, sessions=3)
     assert ProfileConfig(threads=2, sessions=1).session_count == 1
+
+
+def test_max_repeats_does_not_end_a_microsecond_model_before_min_time_and_every_session_s_turn():
+    replica_of: list = []
+    config = ProfileConfig(min_repeats=5, max_repeats=10, min_time_s=0.05, max_time_s=5, burst_s=0.01,
+                           target_relative_ci=1e-12)
+    began = time.perf_counter()
+    samples, reason = time_runs([lambda: None, lambda: None, lambda: None], config, replica_of)
+    assert reason == "max_repeats" and len(samples) > 10 and time.perf_counter() - began >= 0.05
+    assert set(replica_of) == {0, 1, 2}
