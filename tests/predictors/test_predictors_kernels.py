@@ -685,3 +685,20 @@ def test_kernel_members_share_the_first_member_s_cost_of_a_call():
     np.testing.assert_allclose(merged["kern_percall_w"], alone["kern_percall_w"], rtol=1e-5, atol=1e-9)
     np.testing.assert_allclose(merged["kern_percall_b"], alone["kern_percall_b"], rtol=1e-5, atol=1e-9)
     assert merged["kern_out_w"].shape[0] == 3 * alone["kern_out_w"].shape[0]
+
+
+@pytest.mark.parametrize("held_out, path", [(5, PATH_KERNELS), (20, PATH_PCN)])
+def test_the_pcn_takes_a_device_from_the_kernel_sum_only_on_enough_held_out_pairs(kernel_trained, held_out, path):
+    from sniper_onnx.predictors.training import _choose_kernel_path
+
+    predictor, _, tables, _ = kernel_trained
+    names = list(DEVICE_SCALE)
+    data = TrainingData([f"net{i}" for i in range(len(tables))], np.zeros((len(tables), 2)), ["num_layers", "total_macs"],
+                        names, np.array([[1.0, 0.0], [2.0, 1.0]]), ["threads", "other"], np.arange(len(tables)),
+                        np.zeros(len(tables), dtype=int), np.ones(len(tables)))
+    rows = np.arange(held_out)
+    nets = np.zeros((held_out, 2))
+    devs = np.tile(predictor.device_vector("cpu_a"), (held_out, 1))
+    pcn = predictor.run(nets, devs)["seconds"].astype(np.float64)
+    meta, _ = _choose_kernel_path(predictor, data, tables, rows, nets, devs, pcn, measured=pcn.copy())  # the PCN exact
+    assert meta["devices"]["cpu_a"]["pcn_mape"] == 0.0 and meta["devices"]["cpu_a"]["path"] == path
