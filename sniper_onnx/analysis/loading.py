@@ -217,6 +217,10 @@ def _load_with_onnx(path: Path) -> onnx.ModelProto:
 
 
 def _check_has_graph(model: onnx.ModelProto, label: str) -> None:
+    if not model.HasField("graph") and not model.opset_import and model.ir_version == 0:
+        # protobuf reads a short text file as a message with nothing set: say what it is not
+        raise SniperError(f"{label}: not an ONNX model (nothing in it reads as one: no graph, IR version or "
+                          "opset); give an .onnx file, e.g. from torch.onnx.export or tf2onnx")
     if not model.HasField("graph") or len(model.graph.node) == 0:
         raise SniperError(
             f"{label}: the graph has no nodes, so there is nothing to analyze or run; if the model should have "

@@ -74,6 +74,12 @@ def test_not_onnx(tmp_path):
     assert "not a readable ONNX model" in _error_of(tmp_path / "notes.onnx")
 
 
+def test_a_short_text_file_is_not_taken_for_an_empty_model(tmp_path):
+    (tmp_path / "notes.txt").write_text("x\n")  # protobuf parses these bytes as an empty ModelProto
+    message = _error_of(tmp_path / "notes.txt")
+    assert "not an ONNX model" in message and "has no nodes" not in message
+
+
 def test_truncated_file(tmp_path):
     data = small_cnn().SerializeToString()
     (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
