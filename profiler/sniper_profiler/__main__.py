@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
 from sniper_profiler.config import ProfileConfig, ProfilerError, parse_input_shape, parse_provider_option
+from sniper_profiler.units import milliseconds
 
 PROG = "sniper-profiler"
 
@@ -82,8 +83,6 @@ def _expand(models: Sequence[str]) -> List[str]:
 
 
 def _print_progress(event: str, job, record) -> None:
-    from sniper_profiler.units import milliseconds
-
     if event == "done" and record is not None:
         if record["status"] == "ok":
             stats = record["stats"]

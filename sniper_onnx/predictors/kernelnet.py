@@ -201,7 +201,7 @@ def merge_members(members: Sequence[Params]) -> Params:
     for key in ("kern_fc0_net_w", "kern_fc0_net_b"):
         if key in members[0]:
             merged[key] = side_by_side(key)
-    for key in ("kern_percall_w", "kern_percall_b"):  # the members' log call costs averaged, as their rates are
+    for key in ("kern_percall_w", "kern_percall_b"):  # one call, the first member's, which the others kept
         if key in members[0]:
             merged[key] = np.mean([m[key] for m in members], axis=0)
     return merged
