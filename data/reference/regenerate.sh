@@ -8,6 +8,8 @@
 #   data/reference/regenerate.sh                      # the full dataset (days on a quiet machine)
 #   N=6 N_STRIDED=3 N_WIDE=2 N_TORCH=2 N_TINY=2 ZOO="--zoo-model squeezenet1_1" OUT_DIR=/tmp/refsmoke MAX_BUSY= MAX_TIME=1 \
 #       data/reference/regenerate.sh                  # smoke run
+#   IMPORT_ONLY=1 data/reference/regenerate.sh        # measure nothing: import the records (those
+#                                                     # regenerate-gpu.sh wrote, say) and export
 #
 # Each model waits until other work uses at most MAX_BUSY of the CPUs (read from /proc/stat over
 # 1 s while the profiler is idle); records measured on a busy machine anyway are flagged
@@ -81,17 +83,19 @@ measure_family() {
     done
 }
 
-# mixed: CNNs and transformers whose CNN stages downsample by pooling or a 3x3 stride-2 conv;
-# cnn-strided (since 2026-11-28): CNNs whose blocks stride, as MobileNet's and ResNet's do.
-measure_family mixed "$N" '(cnn|transformer)-[0-9a-f]{12}' "$ZOO"
-if (( N_STRIDED > 0 )); then measure_family cnn-strided "$N_STRIDED" 'cnn-strided-[0-9a-f]{12}' ""; fi
-# cnn-wide (since 2026-11-28): VGG's and ResNet's big early convolutions at full resolution.
-if (( N_WIDE > 0 )); then measure_family cnn-wide "$N_WIDE" 'cnn-wide-[0-9a-f]{12}' ""; fi
-# transformer-torch (since 2026-11-29): 3-D tokens, MatMul + Add linear layers, post-norm, masks,
-# as torch exports encoders; onnxruntime fuses their residual Add + LayerNorm.
-if (( N_TORCH > 0 )); then measure_family transformer-torch "$N_TORCH" 'transformer-torch-[0-9a-f]{12}' ""; fi
-# tiny (since 2026-11-29): 1-8 layers under 1e6 MACs, microseconds a call: what a call itself costs.
-if (( N_TINY > 0 )); then measure_family tiny "$N_TINY" 'tiny-[0-9a-f]{12}' ""; fi
+if [[ -z "${IMPORT_ONLY:-}" ]]; then
+    # mixed: CNNs and transformers whose CNN stages downsample by pooling or a 3x3 stride-2 conv;
+    # cnn-strided (since 2026-11-28): CNNs whose blocks stride, as MobileNet's and ResNet's do.
+    measure_family mixed "$N" '(cnn|transformer)-[0-9a-f]{12}' "$ZOO"
+    if (( N_STRIDED > 0 )); then measure_family cnn-strided "$N_STRIDED" 'cnn-strided-[0-9a-f]{12}' ""; fi
+    # cnn-wide (since 2026-11-28): VGG's and ResNet's big early convolutions at full resolution.
+    if (( N_WIDE > 0 )); then measure_family cnn-wide "$N_WIDE" 'cnn-wide-[0-9a-f]{12}' ""; fi
+    # transformer-torch (since 2026-11-29): 3-D tokens, MatMul + Add linear layers, post-norm, masks,
+    # as torch exports encoders; onnxruntime fuses their residual Add + LayerNorm.
+    if (( N_TORCH > 0 )); then measure_family transformer-torch "$N_TORCH" 'transformer-torch-[0-9a-f]{12}' ""; fi
+    # tiny (since 2026-11-29): 1-8 layers under 1e6 MACs, microseconds a call: what a call itself costs.
+    if (( N_TINY > 0 )); then measure_family tiny "$N_TINY" 'tiny-[0-9a-f]{12}' ""; fi
+fi
 
 import_records
 "$SNIPER" db stats --db "$DB"
