@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -196,17 +197,34 @@ def check_seed(seed: int) -> None:
         raise SniperError(f"--seed {seed}: must be a non-negative integer")
 
 
+def check_max_macs(family: str, max_macs: float | None) -> None:
+    """Refuse a cap that is no count of MACs (NaN compares false with every size, infinity would
+    silently mean no cap) or one below the family's floor, where the sampler would redraw for ever."""
+    if max_macs is None:
+        return
+    floor = SMALLEST_TINY_MACS_CAP if family == "tiny" else SMALLEST_MACS_CAP
+    if not (math.isfinite(max_macs) and max_macs > 0):
+        tiny = "" if family == "tiny" else f" (--family tiny: {_as_typed(SMALLEST_TINY_MACS_CAP)} or more)"
+        raise SniperError(f"--max-macs {max_macs:g}: a cap must be a positive finite number of MACs; "
+                          f"use {_as_typed(floor)} or more{tiny}")
+    if family == "tiny" and max_macs < floor:
+        raise SniperError(f"--max-macs {max_macs:g}: too small for the tiny family (few of its nets fit, "
+                          f"so drawing them would take long); use {_as_typed(floor)} or more")
+    if max_macs < floor:
+        raise SniperError(f"--max-macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs "
+                          "(--family tiny: under 1e6); use 1e6 or more")
+
+
+def _as_typed(value: float) -> str:
+    """1e6 as a user types it, not as :g prints it (1e+06)."""
+    return f"{value:g}".replace("e+0", "e").replace("e+", "e")
+
+
 def sample_spec(seed: int, index: int, family: str = "cnn", max_macs: float | None = None) -> NetSpec:
     check_seed(seed)
     if family not in SAMPLED_FAMILIES:
         raise SniperError(f"family {family!r}: unknown; use one of {', '.join(SAMPLED_FAMILIES)}")
-    if family == "tiny":
-        if max_macs is not None and not max_macs >= SMALLEST_TINY_MACS_CAP:
-            raise SniperError(f"--max-macs {max_macs:g}: too small for the tiny family (few of its nets fit, "
-                              f"so drawing them would take long); use {SMALLEST_TINY_MACS_CAP:g} or more")
-    elif max_macs is not None and not max_macs >= SMALLEST_MACS_CAP:
-        raise SniperError(f"--max-macs {max_macs:g}: the generator's smallest nets have about 1e6 MACs "
-                          "(--family tiny: under 1e6); use 1e6 or more")
+    check_max_macs(family, max_macs)
     net_seed = spec_seed(seed, index)
     rng = np.random.default_rng(net_seed)
     if family == "mixed":

@@ -8,7 +8,7 @@ from typing import Iterable
 
 import onnx
 
-from sniper_onnx.analysis.costs import cost_model
+from sniper_onnx.analysis.costs import NodeCost, cost_model
 from sniper_onnx.analysis.features import compute_features
 from sniper_onnx.analysis.loading import SMALL_CONSTANT_ELEMENTS, InputShapes, ModelSource, PreparedModel, prepare
 from sniper_onnx.analysis.operand_check import check_operands
@@ -52,11 +52,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     if not any(c.is_layer for c in costs):
         # every count and proportion is then 0: a predictor has nothing to go on, and a user who
         # exported the wrong graph (weights folded into one Constant) should hear it
-        ops = Counter(c.op_type for c in costs)
-        warnings.append(f"no layer does work: the graph's {_count_nodes(list(costs))} ("
-                        + ", ".join(f"{op} x{n}" for op, n in sorted(ops.items()))
-                        + ") only pass data along or make constants, so every MAC, parameter and layer count is 0; "
-                          "check that the export kept the model's layers")
+        warnings.append(_no_layer_warning(costs))
     incomplete = [c for c in costs if not c.shapes_known and c.category != "unknown"]
     unknown_shapes = [c.name for c in incomplete]
     data_dependent = [c.name for c in incomplete if c.op_type in DATA_DEPENDENT_OPS]
@@ -78,6 +74,15 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
         model_info=_model_info(prepared.model, prepared.resolved_inputs, prepared.shapes),
         unknown_shape_nodes=unknown_shapes,
     )
+
+
+def _no_layer_warning(costs: list[NodeCost]) -> str:
+    if not costs:
+        return ("the graph has no nodes: its outputs are its inputs or stored constants, so every MAC, parameter "
+                "and layer count is 0 and running it costs one call; check that the export kept the model's layers")
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(Counter(c.op_type for c in costs).items()))
+    return (f"no layer does work: the graph's {_count_nodes(list(costs))} ({ops}) only pass data along or make "
+            "constants, so every MAC, parameter and layer count is 0; check that the export kept the model's layers")
 
 
 def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool, fixed_reshapes: bool = False,

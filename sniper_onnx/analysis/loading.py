@@ -221,10 +221,12 @@ def _check_has_graph(model: onnx.ModelProto, label: str) -> None:
         # protobuf reads a short text file as a message with nothing set: say what it is not
         raise SniperError(f"{label}: not an ONNX model (nothing in it reads as one: no graph, IR version or "
                           "opset); give an .onnx file, e.g. from torch.onnx.export or tf2onnx")
-    if not model.HasField("graph") or len(model.graph.node) == 0:
+    # a graph of no nodes that passes inputs (or constants) to its outputs is valid ONNX and runs;
+    # only one with no outputs either gives nothing to analyze or run
+    if not model.HasField("graph") or not (model.graph.node or model.graph.output):
         raise SniperError(
-            f"{label}: the graph has no nodes, so there is nothing to analyze or run; if the model should have "
-            "layers, the file is truncated or in another format: re-export it"
+            f"{label}: the graph has no nodes and no outputs, so there is nothing to analyze or run; if the model "
+            "should have layers, the file is truncated or in another format: re-export it"
         )
 
 

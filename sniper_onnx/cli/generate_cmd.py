@@ -42,6 +42,8 @@ def _print_coverage(report) -> None:
     console.print(table)
     if report.unknown_ops:
         console.print(f"ops the analyzer does not know (nets affected): {report.unknown_ops}")
+    if report.zoo_note:
+        console.print(f"zoo: not compared, {report.zoo_note}")
     for entry in report.zoo:
         verdict = "inside" if not entry.outside else "OUTSIDE: " + ", ".join(
             f"{k}={entry.features.get(k, 0.0):.3g}" for k in entry.outside)
@@ -56,11 +58,13 @@ def generate(
     manifest_only: Annotated[bool, typer.Option(
         "--manifest-only", help="Write manifest.jsonl only (specs + features), no ONNX files.")] = False,
     max_macs: Annotated[Optional[float], typer.Option(
-        "--max-macs", help="Truncate the MACs distribution (e.g. 1e9 for a quick dataset).")] = None,
+        "--max-macs", help="Truncate the MACs distribution (e.g. 1e9 for a quick dataset): a positive finite "
+                           "number of MACs, 1e6 or more (--family tiny: 1000 or more).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest in --out.")] = False,
     coverage: Annotated[bool, typer.Option(
-        "--coverage", help="Instead of writing nets, report feature quantiles and check the zoo is inside.")] = False,
+        "--coverage", help="Instead of writing nets, report feature quantiles and check the zoo is inside "
+                           "(not for --family tiny, whose nets are not meant to cover it).")] = False,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="With --coverage: write a PNG plot here.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
 ) -> None:

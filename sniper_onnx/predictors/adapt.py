@@ -128,7 +128,7 @@ def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
     if not predictor.kernel_path or kernel_tables is None or len(kernel_tables) != count:
         return None
     if any(table is None or len(table) == 0 for table in kernel_tables):
-        return None  # as predict does: a network with no layer row is answered by the PCN
+        return None  # a network with no layer row gives the node times nothing to fit
     return G.distinct_each([predictor.in_kernel_layout(table) for table in kernel_tables])
 
 
@@ -379,8 +379,8 @@ def _merged_samples(device: str, network_features, seconds, sample_names, kernel
     first = [rows[0] for rows in groups.values()]
     merged = np.array([float(np.exp(np.mean(np.log(seconds[rows])))) for rows in groups.values()])
     if kernel_tables is not None:
-        # a network with no layer row (custom ops only) has no kernel sum to fit: set it aside rather
-        # than give up the kernel sum for every sample, as predict answers it by the PCN alone
+        # a network with no layer row (control flow only, or no layer at all) gives the node times
+        # nothing to fit: set it aside rather than give up the kernel sum for every sample
         empty = [i for i in first if kernel_tables[i] is not None and len(kernel_tables[i]) == 0]
         if empty and len(empty) < len(first):
             aside = [str(names[i]) if names else f"sample {i + 1}" for i in empty]

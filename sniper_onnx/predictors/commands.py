@@ -245,7 +245,7 @@ def kernel_table_of_json(data: Dict[str, Any]):
             raise SniperError(f"kernel_table has rows of {min(widths)} values for its {len(KERNEL_FEATURE_NAMES)} columns; "
                               "re-run `sniper-onnx analyze --json --kernels`")
         return np.array(written["rows"], dtype=np.float32).reshape(len(written["rows"]), len(KERNEL_FEATURE_NAMES))
-    return kernel_table(data["nodes"]) if data.get("nodes") else None
+    return kernel_table(data["nodes"]) if data.get("nodes") is not None else None  # [] is a graph of no nodes
 
 
 @dataclass

@@ -35,6 +35,9 @@ Z_90 = 1.6449
 # it can answer 0 or less. Its answers are clipped at the ridge's ``floor_seconds`` (half the fastest
 # measurement it was fitted to), or at this for files written before that (until 2026-11-29).
 REGRESSION_FLOOR_S = 1e-6
+# a network of no layer is answered by the kernel sum's cost of a call only on a device whose fastest
+# training net took at most this many calls (Predictor._call_was_measured)
+CALL_EVIDENCE = 10.0
 KERNEL_CHUNK = 64  # networks per graph call on the kernel-sum path (each call pads to its longest)
 
 
@@ -334,7 +337,7 @@ class Predictor:
         names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
         nets = self.network_matrix(network_features, list(network_names) if network_names else None)
         outside = self.outside_training_range(nets)
-        tables = self._usable_tables(kernel_tables, len(nets))
+        tables = self._usable_tables(kernel_tables, network_features)
         table = PredictionTable(predictor=self.source, predictor_warnings=self.feature_schema_notes())
         for device in devices:
             vector = self.device_vector(device)
@@ -362,7 +365,8 @@ class Predictor:
                                                 float(high[i]), str(path[i]), outside[i], self.source))
         return table
 
-    def _usable_tables(self, kernel_tables, count: int) -> List[Optional[DistinctRows]]:
+    def _usable_tables(self, kernel_tables, network_features: Sequence[Mapping[str, float]]) -> List[Optional[DistinctRows]]:
+        count = len(network_features)
         if not self.kernel_path or kernel_tables is None:
             return [None] * count
         if len(kernel_tables) != count:
@@ -373,16 +377,27 @@ class Predictor:
             table = self.in_kernel_layout(table)
             _check_kernel_table(i, table, width)
             # merged once here, not once per device in predict's loop
-            tables.append(None if table is None or len(table) == 0 else distinct_rows(table))
+            tables.append(distinct_rows(table) if _kernel_sum_can_time(table, network_features[i]) else None)
         return tables
 
     def _kernel_answers(self, device: str, tables: Sequence[Optional[np.ndarray]]) -> np.ndarray:
         """Networks the kernel sum answers on ``device``: those with a table, if it won there in
-        training, or if the device's correction (adapt, feedback) was fitted to the kernel sum."""
+        training, or if the device's correction (adapt, feedback) was fitted to the kernel sum; one
+        of no layer (an empty table) only where its answer, a call, was learnt (``_call_was_measured``)."""
         chosen = self.kernel_path.get("devices", {}).get(device, {}).get("path") == PATH_KERNELS
         if not chosen:
             return np.zeros(len(tables), dtype=bool)
-        return np.array([t is not None for t in tables], dtype=bool)
+        call = self._call_was_measured(device)
+        return np.array([t is not None and (len(t) > 0 or call) for t in tables], dtype=bool)
+
+    def _call_was_measured(self, device: str) -> bool:
+        """Whether the device's cost of a call was shown by its training nets: the fastest of them
+        (twice the ridge's floor) took at most CALL_EVIDENCE calls. A call far below every net is
+        what the nodes left over (0.02 us on the reference H200, whose fastest net took 135 us), no
+        answer for a network that is only a call."""
+        call = _as_number(self.kernel_path["devices"][device].get("call_seconds"))
+        floor = _as_number((self.meta.get("regression", {}).get(device) or {}).get("floor_seconds"))
+        return CALL_EVIDENCE * call >= 2 * floor
 
     def outside_training_range(self, nets: np.ndarray) -> List[List[str]]:
         bounds = self.meta.get("network_feature_range")
@@ -411,6 +426,15 @@ class Predictor:
         if not small.any():
             return None
         return (small, *regression_answer(regression, nets, self.network_feature_names))
+
+
+def _kernel_sum_can_time(table: Optional[KernelTable], features: Mapping[str, float]) -> bool:
+    """Whether the kernel sum can answer for a network. A table of no row can mean layers it cannot
+    time (control flow, left out of tables), answered by the PCN; but a network of no layer at all
+    (an empty graph, plumbing only) costs one call, which the sum of no node plus a call is."""
+    if table is None:
+        return False
+    return len(table) > 0 or _as_number(features.get("num_layers")) == 0
 
 
 def _as_number(value: Any) -> float:

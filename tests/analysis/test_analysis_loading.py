@@ -90,12 +90,21 @@ def test_directory(tmp_path):
     assert "directory" in _error_of(tmp_path)
 
 
-def test_graph_without_nodes_says_so(tmp_path):
-    passthrough = helper.make_model(helper.make_graph(
-        [], "identity", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])],
-        [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])]))
-    onnx.save(passthrough, tmp_path / "passthrough.onnx")
-    assert "has no nodes" in _error_of(tmp_path / "passthrough.onnx")
+def test_a_graph_of_no_nodes_is_analysed_with_one_warning(tmp_path):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    onnx.save(helper.make_model(helper.make_graph([], "identity", [x], [x])), tmp_path / "passthrough.onnx")
+    result = analyze(tmp_path / "passthrough.onnx")  # onnxruntime runs it: its input is its output
+    assert result.features["num_layers"] == 0 and result.features["total_macs"] == 0
+    assert result.model_info["num_nodes"] == 0 and result.model_info["outputs"] == {"x": [1, 3]}
+    assert result.warnings == ["the graph has no nodes: its outputs are its inputs or stored constants, so every MAC, "
+                               "parameter and layer count is 0 and running it costs one call; check that the export "
+                               "kept the model's layers"]
+
+
+def test_a_graph_of_no_nodes_and_no_outputs_says_so(tmp_path):
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    onnx.save(helper.make_model(helper.make_graph([], "nothing", [x], [])), tmp_path / "nothing.onnx")
+    assert "has no nodes and no outputs" in _error_of(tmp_path / "nothing.onnx")
 
 
 def test_local_functions_are_inlined_so_their_layers_count(tmp_path):

@@ -75,7 +75,7 @@ def test_coverage_json_and_plot(tmp_path):
     report = json.loads(result.stdout)
     assert report["count"] == 6 and len(report["quantiles"]["total_macs"]) == len(report["quantile_levels"])
     assert {z["name"] for z in report["zoo"]} >= {"resnet50", "vgg16", "vit_b_16"}
-    assert report["unknown_ops"] == {}
+    assert report["unknown_ops"] == {} and report["zoo_note"] is None
     assert plot.stat().st_size > 1000
 
 
@@ -102,6 +102,25 @@ def test_coverage_json_and_plot(tmp_path):
 ])
 def test_bad_input_is_one_line_exit_2(arguments, words):
     _one_line_error(runner.invoke(app, arguments), words)
+
+
+@pytest.mark.parametrize("cap", ["nan", "-5", "inf"])
+@pytest.mark.parametrize("family, floor", [("cnn", "use 1e6 or more"), ("tiny", "use 1000 or more")])
+def test_a_max_macs_that_is_no_count_of_macs_is_refused(cap, family, floor):
+    result = runner.invoke(app, ["generate", "-n", "1", "-f", family, "--max-macs", cap, "--manifest-only",
+                                 "--out", "/tmp/sniper_gen_unused"])
+    _one_line_error(result, f"--max-macs {cap}: a cap must be a positive finite number of MACs; {floor}")
+
+
+def test_tiny_coverage_says_once_that_the_zoo_is_not_its_target():
+    result = runner.invoke(app, ["generate", "--coverage", "-n", "3", "-f", "tiny"])
+    assert result.exit_code == 0, result.output
+    assert "total_macs" in result.output and "OUTSIDE" not in result.output
+    assert [line for line in result.output.splitlines() if line.startswith("zoo")] == [
+        "zoo: not compared, the tiny family (1-8 layers under 1e6 MACs) is meant to measure the cost of a call, "
+        "not to cover the zoo"]
+    report = json.loads(runner.invoke(app, ["generate", "--coverage", "-n", "3", "-f", "tiny", "--json"]).stdout)
+    assert report["zoo"] == [] and report["all_zoo_inside"] is None and "not to cover the zoo" in report["zoo_note"]
 
 
 def test_zoo_list_and_export(tmp_path):

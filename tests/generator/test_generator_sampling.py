@@ -127,6 +127,7 @@ def test_materialize_refuses_another_generator_version():
 
 @pytest.mark.parametrize("kwargs, words", [
     ({"family": "rnn"}, "unknown"), ({"count": -1}, "count"), ({"max_macs": 10.0}, "1e6"),
+    ({"max_macs": float("nan")}, "positive finite"), ({"max_macs": float("inf"), "family": "tiny"}, "positive finite"),
 ])
 def test_bad_sampling_arguments(kwargs, words):
     arguments = {"count": 1, "seed": 0, **kwargs}

@@ -215,6 +215,21 @@ def test_predict_refuses_an_input_with_unknown_dims_and_says_how_to_fix_it(tmp_p
     _fails(["predict", str(analysis), "-d", REFERENCE_CPU], "re-run `sniper-onnx analyze --json` with --input-shape")
 
 
+def test_predict_and_analyze_answer_a_graph_of_no_nodes(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    model = tmp_path / "passthrough.onnx"
+    onnx.save(helper.make_model(helper.make_graph([], "g", [x], [x]), opset_imports=[helper.make_opsetid("", 17)]),
+              str(model))
+    assert "warning: the graph has no nodes" in _ok(["analyze", str(model)]).output
+    result = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "--json"]).stdout)
+    [row] = result["predictions"]
+    assert row["path"] == "kernels" and 1e-6 < row["seconds"] < 2e-5  # one call: onnxruntime takes a few us
+    assert sum("the graph has no nodes" in warning for warning in result["warnings"]) == 1
+
+
 def test_predict_on_json_without_a_kernel_table_says_the_pcn_answered(tmp_path):
     model = _symbolic_matmul(tmp_path / "seq.onnx")
     plain, with_kernels = tmp_path / "plain.json", tmp_path / "kernels.json"

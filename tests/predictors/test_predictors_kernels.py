@@ -630,6 +630,27 @@ def test_a_call_s_own_cost_is_learnt_apart_from_the_nodes(call_cost):
         assert np.all(answered < truth / 10), (answered, truth)
 
 
+def test_a_device_whose_call_dwarfs_the_fastest_label_of_another_learns_its_own_call():
+    """The H200 case: CPUs whose fastest nets take a few us, and a GPU whose calls take 25 us beside
+    cheap nodes. A call started low for every device stayed at 0.02 us on the GPU, since exp's
+    gradient shrinks with the call's share of the time; started at each device's fastest label, it
+    comes down to the truth."""
+    from sniper_onnx.predictors.kernelnet import call_log_seconds_numpy, train_kernel_net
+
+    calls, node_scale = np.array([1e-6, 6e-5]), np.array([1.0, 0.3])
+    rng = np.random.default_rng(11)
+    tables = [rng.normal(-1.0, 1.0, (int(rng.integers(1, 30)), WIDTH)).astype(np.float32) for _ in range(200)]
+    # every net on the CPU, 40 on the GPU (the H200 had 326 records beside 7,657 CPU ones)
+    pair_network = np.concatenate([np.arange(200), np.arange(40)])
+    pair_device = np.concatenate([np.zeros(200, int), np.ones(40, int)])
+    seconds = np.array([_node_seconds(t).sum() for t in tables])[pair_network] * node_scale[pair_device] + calls[pair_device]
+    device_matrix = np.array([[1.0, 0.0], [2.0, 1.0]])
+    params = train_kernel_net(tables, device_matrix, pair_network, pair_device, np.log(seconds),
+                              KernelNetConfig(hidden=16, steps=1500, members=1))
+    learnt = np.exp(call_log_seconds_numpy(params, device_matrix[1]))
+    assert learnt == pytest.approx(calls[1], rel=0.3)  # 0.8 us, not 60, with the old start
+
+
 def test_graph_numpy_and_node_power_fits_add_the_call_alike_and_a_roofline_slot_replaces_it(kernel_trained):
     from sniper_onnx.predictors.adapt import _NodeSums
     from sniper_onnx.predictors.kernelnet import roofline_work

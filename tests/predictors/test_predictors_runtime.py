@@ -152,6 +152,24 @@ def test_the_shipped_reference_predictor_knows_the_gpu_configuration(tmp_path):
     assert 0.3e-3 < row.seconds < 1.5e-3 and row.low < row.seconds < row.high
 
 
+def test_a_network_of_no_layer_costs_one_call_where_the_call_was_measured():
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+
+    predictor = load_predictor(shipped_predictor_path("pcn_reference.onnx"))
+    cpu = "AMD EPYC | cpu fp32 t1 opt-all"
+    empty = dict.fromkeys(predictor.network_feature_names, 0.0)
+    table = np.zeros((0, predictor.kernel_width), np.float32)
+    [row] = predictor.predict([empty], [cpu], kernel_tables=[table]).rows
+    assert row.path == "kernels" and row.low < row.seconds < row.high
+    assert row.seconds == pytest.approx(predictor.kernel_path["devices"][cpu]["call_seconds"], rel=1e-4)
+    # no row for layers it has (control flow): the kernel sum cannot time them, the PCN answers
+    [row] = predictor.predict([{**empty, "num_layers": 1.0}], [cpu], kernel_tables=[table]).rows
+    assert row.path == "pcn"
+    # a call far below the device's fastest training net was not learnt from any net: no answer
+    predictor.kernel_path["devices"][cpu]["call_seconds"] = 1e-9
+    assert predictor.predict([empty], [cpu], kernel_tables=[table]).rows[0].path == "pcn"
+
+
 def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that_knows_it(trained, monkeypatch, tmp_path):
     import shutil
 
