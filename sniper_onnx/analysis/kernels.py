@@ -13,7 +13,7 @@ are appended (and then a predictor trained on the old layout refuses the new one
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, List, Mapping
+from typing import Any, Iterable, List, Mapping, Optional
 
 import numpy as np
 
@@ -162,6 +162,19 @@ def kernel_row(node: Any) -> List[float]:
     tags = node.get("tags") if isinstance(node, Mapping) else getattr(node, "tags", ())
     fused = [float(SKIP_LAYER_NORM_TAG in (tags or ()))]
     return onehot + sizes + fused
+
+
+def holds_control_flow(nodes: Iterable[Any]) -> bool:
+    """Whether a node runs subgraphs (If, Loop, Scan). A kernel table has no row for them: their
+    bodies run a number of times, or a branch, that a sum of per-node times cannot know, so a
+    network that holds one is no kernel-sum network (``kernel_table_for_prediction``)."""
+    return any(_get(node, "subgraph") for node in nodes)
+
+
+def kernel_table_for_prediction(nodes: Iterable[Any]) -> Optional[np.ndarray]:
+    """The kernel table, or None where control flow leaves the sum short (then the PCN answers)."""
+    nodes = list(nodes)
+    return None if holds_control_flow(nodes) else kernel_table(nodes)
 
 
 def kernel_table(nodes: Iterable[Any]) -> np.ndarray:

@@ -59,10 +59,10 @@ class AnalysisResult:
         if include_nodes:
             data["nodes"] = [node.to_row() for node in self.nodes]
         if include_kernels:
-            from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table
+            from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table_for_prediction
 
-            rows = kernel_table(self.nodes).tolist()
-            data["kernel_table"] = {"columns": list(KERNEL_FEATURE_NAMES), "rows": rows}
+            table = kernel_table_for_prediction(self.nodes)  # null: control flow, which no row can time
+            data["kernel_table"] = None if table is None else {"columns": list(KERNEL_FEATURE_NAMES), "rows": table.tolist()}
         return data
 
     def write_csv(self, path: str | Path) -> Path:

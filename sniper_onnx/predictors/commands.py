@@ -83,7 +83,9 @@ def _read_model(path: Path, input_shapes, plan) -> "AnalyzedNetwork":
         raise SniperError(f"{path}: {error}") from None
     network.notes += analyzer_version_notes(str(path), data)
     network.notes += analysis_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
-    if network.kernel_table is None and any(loaded.kernel_path for loaded, _ in plan):
+    if network.kernel_table is None and _holds_control_flow(data):
+        network.notes.append(f"{path}: {CONTROL_FLOW_NOTE}")
+    elif network.kernel_table is None and any(loaded.kernel_path for loaded, _ in plan):
         network.notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
                              "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
     return network
@@ -163,6 +165,9 @@ class AnalyzedNetwork:
     precision: Optional[Tuple[str, str]] = None  # model_precision: (type, "weights" or "inputs")
 
 
+# no training net holds control flow, and the PCN sees only the costlier branch or body x trips
+CONTROL_FLOW_NOTE = ("control flow (If, Loop or Scan): the kernel sum cannot time its subgraphs, so the PCN "
+                     "answers, an extrapolation (no training network has control flow); measure it if it matters")
 # for callers without an --input-shape option (simulate --models, dispatch)
 FIX_THE_EXPORT = "export the model with fixed input dims (e.g. onnxsim --overwrite-input-shape), giving"
 
@@ -173,11 +178,14 @@ def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[st
     from an ONNX file goes through here, so all get the kernel-sum path and the same checks.
     ``remedy`` starts the advice for an input with unknown dims."""
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
 
     result = analyze(model, input_shapes=input_shapes)
     notes = analysis_notes(name, result.to_json_dict(), remedy)
-    return AnalyzedNetwork(dict(result.features), kernel_table(result.nodes), notes,
+    table = kernel_table_for_prediction(result.nodes)
+    if table is None:
+        notes.append(f"{name}: {CONTROL_FLOW_NOTE}")
+    return AnalyzedNetwork(dict(result.features), table, notes,
                            dict(result.model_info.get("input_types") or {}), model_precision(result.model_info))
 
 
@@ -229,12 +237,21 @@ def analyzer_version_notes(name: str, analysis: Dict[str, Any]) -> List[str]:
             "--json` on the model for a prediction you can trust"]
 
 
+def _holds_control_flow(analysis: Dict[str, Any]) -> bool:
+    """From `analyze --json`: its node rows say so, or its kernel table was left out for it (null)."""
+    from sniper_onnx.analysis.kernels import holds_control_flow
+
+    if analysis.get("nodes") is not None:
+        return holds_control_flow(analysis["nodes"])
+    return "kernel_table" in analysis and analysis["kernel_table"] is None
+
+
 def kernel_table_of_json(data: Dict[str, Any]):
     """The kernel table `analyze --json --kernels` wrote, or one made from `--nodes`; None without
     either (then the PCN answers)."""
     import numpy as np
 
-    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table_for_prediction
 
     if data.get("kernel_table"):
         written = data["kernel_table"]
@@ -245,7 +262,7 @@ def kernel_table_of_json(data: Dict[str, Any]):
             raise SniperError(f"kernel_table has rows of {min(widths)} values for its {len(KERNEL_FEATURE_NAMES)} columns; "
                               "re-run `sniper-onnx analyze --json --kernels`")
         return np.array(written["rows"], dtype=np.float32).reshape(len(written["rows"]), len(KERNEL_FEATURE_NAMES))
-    return kernel_table(data["nodes"]) if data.get("nodes") is not None else None  # [] is a graph of no nodes
+    return kernel_table_for_prediction(data["nodes"]) if data.get("nodes") is not None else None  # [] is a graph of no nodes
 
 
 @dataclass

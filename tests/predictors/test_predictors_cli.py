@@ -230,6 +230,41 @@ def test_predict_and_analyze_answer_a_graph_of_no_nodes(tmp_path):
     assert sum("the graph has no nodes" in warning for warning in result["warnings"]) == 1
 
 
+def _relu_then_loop(path):
+    """A Relu, then a Loop of 10 MatMul steps: the kernel sum would time the Relu alone."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def floats(name, shape):
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("MatMul", ["h", "W"], ["h_next"])],
+        "body", [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+                 helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []), floats("h", [1, 64])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []), floats("h_next", [1, 64])])
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Loop", ["trips", "", "r"], ["y"], name="loop", body=body)]
+    inits = [helper.make_tensor("trips", TensorProto.INT64, [], [10]),
+             numpy_helper.from_array(np.full((64, 64), 0.01, np.float32), "W")]
+    graph = helper.make_graph(nodes, "g", [floats("x", [1, 64])], [floats("y", [1, 64])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_control_flow_goes_to_the_pcn_with_a_note_not_to_a_kernel_sum_that_skips_it(tmp_path):
+    model = _relu_then_loop(tmp_path / "loop.onnx")
+    kernels, nodes = tmp_path / "kernels.json", tmp_path / "nodes.json"
+    kernels.write_text(_ok(["analyze", str(model), "--json", "--kernels"]).stdout)
+    nodes.write_text(_ok(["analyze", str(model), "--json", "--nodes"]).stdout)
+    assert json.loads(kernels.read_text())["kernel_table"] is None
+    result = json.loads(_ok(["predict", str(model), str(kernels), str(nodes), "-d", REFERENCE_CPU, "--json"]).stdout)
+    assert [row["path"] for row in result["predictions"]] == ["pcn", "pcn", "pcn"]
+    noted = [w for w in result["warnings"] if "control flow (If, Loop or Scan)" in w]
+    assert sorted(w.split(":")[0] for w in noted) == sorted([str(model), str(kernels), str(nodes)])
+    assert not [w for w in result["warnings"] if "no kernel table in this JSON" in w]
+
+
 def test_predict_on_json_without_a_kernel_table_says_the_pcn_answered(tmp_path):
     model = _symbolic_matmul(tmp_path / "seq.onnx")
     plain, with_kernels = tmp_path / "plain.json", tmp_path / "kernels.json"
