@@ -166,6 +166,15 @@ def _check_default_opset(model: onnx.ModelProto, warnings: list[str]) -> None:
                         f"rules of opset {newest}")
 
 
+def _check_ir_version(model: onnx.ModelProto, warnings: list[str]) -> None:
+    """An IR version newer than the installed onnx knows: the analysis reads it, but onnxruntime,
+    built against an onnx no newer, refuses to load it, so it can be neither measured nor run."""
+    if model.ir_version > onnx.IR_VERSION:
+        warnings.append(f"the model has IR version {model.ir_version}, newer than {onnx.IR_VERSION}, the newest onnx "
+                        f"{onnx.__version__} knows; onnxruntime will likely refuse to load it: re-save it with "
+                        f"ir_version {onnx.IR_VERSION} or lower, or upgrade onnx and onnxruntime")
+
+
 def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:
     """The graph and every subgraph nested in it."""
     found = [graph]
@@ -712,6 +721,7 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     model = canonical_default_domain(model)
     warnings: list[str] = []
     _check_default_opset(model, warnings)
+    _check_ir_version(model, warnings)
     model = inline_local_functions(model, label, warnings)
     order = topological_order(model.graph, label)
     input_shapes = name_unnamed_shape(model.graph, input_shapes, label)

@@ -337,6 +337,18 @@ def test_an_opset_newer_than_onnx_knows_is_one_warning():
     assert analyze(small_cnn(weight), input_shapes={"x": (1, 3, 8, 8)}).warnings == []
 
 
+def test_an_ir_version_newer_than_onnx_knows_is_one_warning_that_says_what_to_do():
+    built = small_cnn(weight)
+    built.ir_version = onnx.IR_VERSION + 1
+    result = analyze(built, input_shapes={"x": (1, 3, 8, 8)})
+    assert result.features["conv_macs"] == 16 * 64 * 27
+    assert result.warnings == [f"the model has IR version {onnx.IR_VERSION + 1}, newer than {onnx.IR_VERSION}, the newest "
+                               f"onnx {onnx.__version__} knows; onnxruntime will likely refuse to load it: re-save it "
+                               f"with ir_version {onnx.IR_VERSION} or lower, or upgrade onnx and onnxruntime"]
+    built.ir_version = onnx.IR_VERSION
+    assert analyze(built, input_shapes={"x": (1, 3, 8, 8)}).warnings == []
+
+
 def test_a_graph_without_layers_says_so():
     nodes = [helper.make_node("Identity", ["x"], ["a"], name="id"),
              helper.make_node("Constant", [], ["c"], name="const", value=helper.make_tensor("v", onnx.TensorProto.FLOAT,
