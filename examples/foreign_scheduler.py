@@ -117,8 +117,23 @@ def predict_seconds(session, meta, features: dict, kernel_table: dict | None = N
     pcn, kernel_sum = session.run(["seconds", "kernel_seconds"], feeds)
     # the kernel sum answers, given a table, where kernel_path says so: where it won in training, and
     # on a device whose correction (adapt, feedback) was fitted to it (the graph applies that correction)
-    use = [len(rows) > 0 and kernel_path["devices"].get(d, {}).get("path") == "kernels" for d in devices]
+    # A network of no layer (a table of no row, num_layers 0) costs one call, which the kernel sum
+    # answers where the device's call was seen in training; control flow comes with no table at all.
+    no_layer = kernel_table is not None and len(rows) == 0 and features.get("num_layers") == 0
+    use = [kernel_path["devices"].get(d, {}).get("path") == "kernels" and (len(rows) > 0 or (no_layer and call_seen(meta, d)))
+           for d in devices]
     return {d: float(k if u else p) for d, p, k, u in zip(devices, pcn, kernel_sum, use)}
+
+
+def call_seen(meta, device: str) -> bool:
+    """Whether a training net of at most 3 layers showed the device's cost of a call (the library's
+    kernelnet.SMALL_NET_LAYERS); files before 2026-11-30 record no fewest_layers, and there the
+    fastest net (twice the ridge's floor) must have taken at most 10 calls (runtime.CALL_EVIDENCE)."""
+    facts = meta["kernel_path"]["devices"].get(device, {})
+    if "fewest_layers" in facts:
+        return 0 < facts["fewest_layers"] <= 3
+    floor = ((meta.get("regression") or {}).get(device) or {}).get("floor_seconds")
+    return "call_seconds" in facts and floor is not None and 10 * facts["call_seconds"] >= 2 * floor
 
 
 def structure_checked(meta, features: dict, seconds: dict) -> dict:

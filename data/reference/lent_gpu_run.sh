@@ -20,7 +20,7 @@ python3 data/reference/lent_gpu_check.py 2>&1 | tee $OUT/check.txt; [ "${PIPESTA
 /tmp/bin/sniper-onnx --version || exit 4
 [ -f .dev/gpu-h200-cuda.jsonl ] && cp .dev/gpu-h200-cuda.jsonl $OUT/
 SNIPER=/tmp/bin/sniper-onnx MAX_TIME=${MAX_TIME:-3} OUT_FILE=$OUT/gpu-h200-cuda.jsonl \
-    timeout -s INT ${DEADLINE:-500} bash data/reference/regenerate-gpu.sh 2>&1 | tee $OUT/log.txt
+    timeout -s INT -k 30 ${DEADLINE:-500} bash data/reference/regenerate-gpu.sh 2>&1 | tee $OUT/log.txt
 echo "regenerate rc ${PIPESTATUS[0]}"
 nvidia-smi --query-gpu=name,clocks.max.sm,clocks.sm --format=csv | tee -a $OUT/nvidia-smi.txt
 wc -l $OUT/gpu-h200-cuda.jsonl

@@ -25,7 +25,7 @@ N_TORCH=${N_TORCH:-100}
 N_STRIDED=${N_STRIDED:-200}
 N_WIDE=${N_WIDE:-100}
 SEED=${SEED:-2026}
-ZOO=${ZOO:---zoo}
+ZOO=${ZOO---zoo}    # ZOO= measures no zoo network
 PROVIDER=${PROVIDER:-cuda}
 MAX_TIME=${MAX_TIME:-10}
 MIN_TIME=${MIN_TIME:-1}
@@ -38,7 +38,7 @@ common=(--provider "$PROVIDER" --seed "$SEED" --max-busy 0.1 --quiet-timeout 30 
         --min-time "$MIN_TIME" --out "$OUT_FILE")
 
 # A provider that does not load stops here with a one-line error (no failures are recorded).
-"$SNIPER" profile $ZOO --resolution 224 --resolution 448 "${common[@]}"
+if [[ -n "$ZOO" ]]; then "$SNIPER" profile $ZOO --resolution 224 --resolution 448 "${common[@]}"; fi
 
 # How many nets of a family the file holds ($1 matches the family's net ids).
 measured() { { grep -oE "\"key\":\"gen:[^:]*:$1\|" "$OUT_FILE" || true; } | sort -u | wc -l; }
@@ -51,7 +51,7 @@ families=(
     "cnn-strided $N_STRIDED 3 cnn-strided-[0-9a-f]{12}"
     "cnn-wide $N_WIDE 2 cnn-wide-[0-9a-f]{12}"
 )
-declare -A start
+declare -A start finished
 for entry in "${families[@]}"; do
     read -r family count step pattern <<<"$entry"
     start[$family]=$(measured "$pattern")
@@ -60,8 +60,9 @@ for ((round = 1; ; round++)); do
     left=0
     for entry in "${families[@]}"; do
         read -r family count step pattern <<<"$entry"
+        [[ -z "${finished[$family]:-}" ]] || continue   # measured to its count in an earlier round
         upto=$(( start[$family] + round * step ))
-        (( upto < count )) && left=1 || upto=$count
+        (( upto < count )) && left=1 || { upto=$count; finished[$family]=1; }
         (( upto > 0 )) || continue
         # --generate UPTO visits the first UPTO nets of the family and skips the measured ones
         "$SNIPER" profile --generate "$upto" --family "$family" "${common[@]}"

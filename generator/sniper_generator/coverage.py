@@ -20,6 +20,7 @@ QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 # would read as a failure of the generator, so the report says this once instead
 NOT_FOR_THE_ZOO = {
     "tiny": "the tiny family (1-8 layers under 1e6 MACs) is meant to measure the cost of a call, not to cover the zoo",
+    "nasbench201": "the nasbench201 family (NAS-Bench-201 cells at 32x32) spans that search space, not the zoo",
 }
 
 

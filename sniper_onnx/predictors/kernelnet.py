@@ -42,6 +42,10 @@ Params = Dict[str, np.ndarray]
 NETWORK_CONTEXT_FEATURES = ("param_bytes", "activation_bytes_read", "num_layers", "total_macs")
 
 
+# a net of at most this many layers shows a device's cost of a call: its nodes cost little beside it
+SMALL_NET_LAYERS = 3
+
+
 @dataclass
 class KernelNetConfig:
     # 32 and 64 gave the same held-out error on the reference dataset (15.8/15.5/22.9 % against
@@ -217,15 +221,22 @@ def _distinct_node_targets(table: np.ndarray, log_seconds: np.ndarray) -> np.nda
         return np.where(counts > 0, np.log(sums / np.maximum(counts, 1)), np.nan)
 
 
-def _initial_call(z_dev: np.ndarray, pair_device: np.ndarray, log_seconds: np.ndarray) -> tuple[np.ndarray, float]:
-    """Weights that start each device's call at half its fastest label. The call enters as
-    exp(...) beside the nodes' sum, so its gradient shrinks with its share of the time: one started
-    far below a device's true call never climbs (the H200's stayed at 0.02 us, a fifth of the
-    CPUs' fastest label, while its one-op nets take 25 us). Started above, it comes down."""
-    fastest = np.array([np.min(log_seconds[pair_device == d]) if np.any(pair_device == d) else np.min(log_seconds)
-                        for d in range(len(z_dev))])
+def _initial_call(z_dev: np.ndarray, pair_device: np.ndarray, log_seconds: np.ndarray,
+                  pair_layers: np.ndarray) -> tuple[np.ndarray, float]:
+    """Weights that start the cost of a call, per device: at half the device's fastest net of at
+    most SMALL_NET_LAYERS layers, where it has one; else at a fifth of the fastest label of all.
+    The call enters as exp(...) beside the nodes' sum, so its gradient shrinks with its share of
+    the time: from the old start for every device (about 1 us, a fifth of a CPU's fastest net) the
+    H200's call fell to 0.02 us while its one- and two-layer nets take 25-37 us. Near such a net's
+    time it is learnt (20-22 us). A device with no small net cannot show its call at all; there a
+    high start would stay high and inflate every small network, so it starts low, as before."""
+    small = pair_layers <= SMALL_NET_LAYERS
+    low_start = np.min(log_seconds) - np.log(5.0)
+    targets = np.array([np.min(log_seconds[small & (pair_device == d)]) - np.log(2.0)
+                        if np.any(small & (pair_device == d)) else low_start for d in range(len(z_dev))])
     design = np.hstack([z_dev, np.ones((len(z_dev), 1))])
-    solution = np.linalg.lstsq(design, fastest - np.log(2.0), rcond=None)[0]  # exact for distinct devices
+    # exact when the standardized device rows, each with a 1 appended, are linearly independent
+    solution = np.linalg.lstsq(design, targets, rcond=None)[0]
     return solution[:-1], float(solution[-1])
 
 
@@ -277,7 +288,8 @@ def _train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
             call.bias.copy_(torch.tensor(fixed_call["kern_percall_b"] + dev_mean @ folded, dtype=torch.float32))
             call.requires_grad_(False)
         elif call is not None:
-            weight, bias = _initial_call(z_dev.numpy().astype(np.float64), pair_device, log_seconds)
+            layers = np.array([len(tables[n]) for n in pair_network])
+            weight, bias = _initial_call(z_dev.numpy().astype(np.float64), pair_device, log_seconds, layers)
             call.weight.copy_(torch.tensor(weight[None, :], dtype=torch.float32))
             call.bias.fill_(bias)
     learnt_call = call if call is not None and call.weight.requires_grad else None

@@ -391,11 +391,18 @@ class Predictor:
         return np.array([t is not None and (len(t) > 0 or call) for t in tables], dtype=bool)
 
     def _call_was_measured(self, device: str) -> bool:
-        """Whether the device's cost of a call was shown by its training nets: the fastest of them
-        (twice the ridge's floor) took at most CALL_EVIDENCE calls. A call far below every net is
-        what the nodes left over (0.02 us on the reference H200, whose fastest net took 135 us), no
-        answer for a network that is only a call."""
-        call = _as_number(self.kernel_path["devices"][device].get("call_seconds"))
+        """Whether the device's cost of a call was shown by its training nets: one of at most
+        SMALL_NET_LAYERS layers (recorded as ``fewest_layers`` since 2026-11-30). Files before that
+        say only the call and the ridge's floor (half the fastest net): there the fastest net must
+        have taken at most CALL_EVIDENCE calls. Without small nets the call is whatever the nodes
+        left over (0.02 us on the H200 of the file shipped until 2026-11-30, whose fastest net then
+        took 135 us), no answer for a network that is only a call."""
+        from sniper_onnx.predictors.kernelnet import SMALL_NET_LAYERS
+
+        facts = self.kernel_path["devices"][device]
+        if "fewest_layers" in facts:
+            return 0 < int(facts["fewest_layers"]) <= SMALL_NET_LAYERS
+        call = _as_number(facts.get("call_seconds"))
         floor = _as_number((self.meta.get("regression", {}).get(device) or {}).get("floor_seconds"))
         return CALL_EVIDENCE * call >= 2 * floor
 

@@ -263,6 +263,12 @@ def _context_if_possible(config: KernelNetConfig, data: TrainingData, status: Ca
 MIN_PAIRS_FOR_THE_PCN = 10
 
 
+def _fewest_layers(tables, networks: np.ndarray) -> int:
+    """The fewest layers of a device's networks with a kernel table: whether its cost of a call was
+    seen (kernelnet.SMALL_NET_LAYERS; runtime's gate for networks of no layer)."""
+    return int(min((len(tables[n]) for n in networks if tables[n] is not None and len(tables[n]) > 0), default=0))
+
+
 def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[Optional[np.ndarray]], rows: np.ndarray,
                         nets: np.ndarray, devs: np.ndarray, pcn: np.ndarray, measured: np.ndarray):
     """Per device, the held-out MAPE of the PCN and of the kernel sum on the networks that have a
@@ -296,6 +302,7 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
         call = call_log_seconds_numpy(params, data.device_matrix[d])
         if np.isfinite(call):  # what the kernel sum charges a call on the device, nodes aside
             devices[device]["call_seconds"] = float(np.exp(call))
+            devices[device]["fewest_layers"] = _fewest_layers(tables, data.pair_network[data.pair_device == d])
         if answers:
             main[mine] = kernel[mine]
     # the columns the graph was trained on (tables of an earlier layout train on its first columns)

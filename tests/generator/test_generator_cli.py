@@ -106,10 +106,12 @@ def test_bad_input_is_one_line_exit_2(arguments, words):
 
 @pytest.mark.parametrize("cap", ["nan", "-5", "inf"])
 @pytest.mark.parametrize("family, floor", [("cnn", "use 1e6 or more"), ("tiny", "use 1000 or more")])
-def test_a_max_macs_that_is_no_count_of_macs_is_refused(cap, family, floor):
+def test_a_max_macs_that_is_no_count_of_macs_is_refused(cap, family, floor, tmp_path):
+    out = tmp_path / "nets"
     result = runner.invoke(app, ["generate", "-n", "1", "-f", family, "--max-macs", cap, "--manifest-only",
-                                 "--out", "/tmp/sniper_gen_unused"])
+                                 "--out", str(out)])
     _one_line_error(result, f"--max-macs {cap}: a cap must be a positive finite number of MACs; {floor}")
+    assert not out.exists()
 
 
 def test_tiny_coverage_says_once_that_the_zoo_is_not_its_target():

@@ -1,5 +1,7 @@
 """The kernel-sum path: graph against numpy, padding, which path answers, training end to end."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -137,12 +139,27 @@ def test_foreign_scheduler_feeds_kernel_tables_and_agrees_with_the_library(kerne
     session, meta = module.load(str(path))
     features = {"num_layers": float(len(tables[0])), "total_macs": float(np.abs(tables[0][:, 1]).sum())}
     written = {"columns": list(KERNEL_FEATURE_NAMES), "rows": tables[0].tolist()}
-    for json_table, table in ((written, [tables[0]]), (None, None)):
-        seconds = module.predict_seconds(session, meta, features, json_table)
-        library = predictor.predict([features], kernel_tables=table)
-        for row in library.rows:
-            if row.path != "regression":  # the example leaves the small-network regression out
-                assert seconds[row.device] == pytest.approx(row.seconds, rel=1e-5)
+    empty = {"num_layers": 0.0, "total_macs": 0.0}
+    no_rows = {"columns": list(KERNEL_FEATURE_NAMES), "rows": []}
+    cases = ((features, written, [tables[0]]), (features, None, None),
+             (empty, no_rows, [np.zeros((0, WIDTH), np.float32)]))  # a network of no layer: one call
+    original = copy.deepcopy(predictor.meta["kernel_path"])
+    try:
+        for fewest in (1, 15, None):  # a small net seen on the device; none; a file that does not say
+            for facts in meta["kernel_path"]["devices"].values():
+                facts.pop("fewest_layers", None) if fewest is None else facts.update(fewest_layers=fewest)
+            predictor.meta["kernel_path"] = meta["kernel_path"]
+            for net, json_table, table in cases:
+                seconds = module.predict_seconds(session, meta, net, json_table)
+                library = predictor.predict([net], kernel_tables=table)
+                for row in library.rows:
+                    if row.path != "regression":  # the example leaves the small-network regression out
+                        assert seconds[row.device] == pytest.approx(row.seconds, rel=1e-5)
+            paths = {row.path for row in predictor.predict([empty], kernel_tables=cases[2][2]).rows}
+            if fewest is not None:
+                assert ("kernels" in paths) == (fewest == 1), (fewest, paths)
+    finally:
+        predictor.meta["kernel_path"] = original
 
 
 def test_large_batches_run_in_length_sorted_chunks_with_the_same_answers(kernel_trained):
@@ -631,16 +648,16 @@ def test_a_call_s_own_cost_is_learnt_apart_from_the_nodes(call_cost):
 
 
 def test_a_device_whose_call_dwarfs_the_fastest_label_of_another_learns_its_own_call():
-    """The H200 case: CPUs whose fastest nets take a few us, and a GPU whose calls take 25 us beside
-    cheap nodes. A call started low for every device stayed at 0.02 us on the GPU, since exp's
-    gradient shrinks with the call's share of the time; started at each device's fastest label, it
-    comes down to the truth."""
+    """The H200 case: a CPU whose fastest nets take a few us, and a GPU whose calls dwarf its cheap
+    nodes (60 us here; 20-25 us on the H200). A call started low for every device fell to 0.8 us on
+    the GPU (0.02 us on the H200), since exp's gradient shrinks with the call's share of the time;
+    started at half the GPU's fastest small net, it climbs to the truth."""
     from sniper_onnx.predictors.kernelnet import call_log_seconds_numpy, train_kernel_net
 
     calls, node_scale = np.array([1e-6, 6e-5]), np.array([1.0, 0.3])
     rng = np.random.default_rng(11)
     tables = [rng.normal(-1.0, 1.0, (int(rng.integers(1, 30)), WIDTH)).astype(np.float32) for _ in range(200)]
-    # every net on the CPU, 40 on the GPU (the H200 had 326 records beside 7,657 CPU ones)
+    # every net on the CPU, 40 on the GPU (the reference dataset: 261 H200 pairs beside 7,722 CPU pairs)
     pair_network = np.concatenate([np.arange(200), np.arange(40)])
     pair_device = np.concatenate([np.zeros(200, int), np.ones(40, int)])
     seconds = np.array([_node_seconds(t).sum() for t in tables])[pair_network] * node_scale[pair_device] + calls[pair_device]
@@ -649,6 +666,18 @@ def test_a_device_whose_call_dwarfs_the_fastest_label_of_another_learns_its_own_
                               KernelNetConfig(hidden=16, steps=1500, members=1))
     learnt = np.exp(call_log_seconds_numpy(params, device_matrix[1]))
     assert learnt == pytest.approx(calls[1], rel=0.3)  # 0.8 us, not 60, with the old start
+
+
+def test_a_device_without_small_nets_starts_its_call_low_one_with_them_near_its_fastest_small_net():
+    from sniper_onnx.predictors.kernelnet import _initial_call
+
+    z_dev = np.array([[-1.0, 0.5], [1.0, -0.5]])
+    pair_device = np.array([0, 0, 1, 1])
+    log_seconds = np.log([4e-5, 1e-3, 2e-4, 3e-3])
+    layers = np.array([2, 40, 15, 60])  # device 1 ran no net of 3 layers or fewer
+    weight, bias = _initial_call(z_dev, pair_device, log_seconds, layers)
+    starts = np.exp(z_dev @ weight + bias)
+    np.testing.assert_allclose(starts, [2e-5, 4e-5 / 5], rtol=1e-9)
 
 
 def test_graph_numpy_and_node_power_fits_add_the_call_alike_and_a_roofline_slot_replaces_it(kernel_trained):

@@ -165,8 +165,15 @@ def test_a_network_of_no_layer_costs_one_call_where_the_call_was_measured():
     # no row for layers it has (control flow): the kernel sum cannot time them, the PCN answers
     [row] = predictor.predict([{**empty, "num_layers": 1.0}], [cpu], kernel_tables=[table]).rows
     assert row.path == "pcn"
-    # a call far below the device's fastest training net was not learnt from any net: no answer
-    predictor.kernel_path["devices"][cpu]["call_seconds"] = 1e-9
+    # a device whose training nets all had many layers never showed its call: no answer
+    facts = predictor.kernel_path["devices"][cpu]
+    assert facts["fewest_layers"] <= 3
+    facts["fewest_layers"] = 15
+    assert predictor.predict([empty], [cpu], kernel_tables=[table]).rows[0].path == "pcn"
+    # files before 2026-11-30 record no fewest_layers: a call far below the fastest net is refused
+    del facts["fewest_layers"]
+    assert predictor.predict([empty], [cpu], kernel_tables=[table]).rows[0].path == "kernels"
+    facts["call_seconds"] = 1e-9
     assert predictor.predict([empty], [cpu], kernel_tables=[table]).rows[0].path == "pcn"
 
 
