@@ -230,6 +230,36 @@ def test_predict_and_analyze_answer_a_graph_of_no_nodes(tmp_path):
     assert sum("the graph has no nodes" in warning for warning in result["warnings"]) == 1
 
 
+def test_without_d_a_shipped_predictor_the_model_lies_far_outside_answers_last_with_one_note(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])
+    model = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), str(model))
+    result = json.loads(_ok(["predict", str(model), "--json"]).stdout)
+    rows = result["predictions"]
+    assert len(rows) == 23 and rows[0]["device"] == REFERENCE_CPU  # every device still has its row
+    assert all(row["outside_training_range"] for row in rows[4:]) and not any(row["outside_training_range"] for row in rows[:4])
+    [note] = [w for w in result["warnings"] if "come last" in w]
+    assert note.startswith("pcn_hw_nasbench201.onnx: its 19 row(s) come last: the model(s) lie outside its training "
+                           "range in ") and note.endswith("features, so they are far extrapolations")
+    inside = json.loads(_ok(["predict", str(_nasbench_cell(tmp_path)), "--json"]).stdout)
+    assert inside["predictions"][0]["device"] != REFERENCE_CPU and not [w for w in inside["warnings"] if "come last" in w]
+
+
+def _nasbench_cell(tmp_path):
+    import onnx
+    from sniper_generator.nasbench201 import build_nasbench201
+
+    cell = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
+    path = tmp_path / "cell.onnx"
+    onnx.save(build_nasbench201(cell, weights=True), str(path))
+    return path
+
+
 def _relu_then_loop(path):
     """A Relu, then a Loop of 10 MatMul steps: the kernel sum would time the Relu alone."""
     import onnx
