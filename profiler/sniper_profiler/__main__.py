@@ -39,7 +39,8 @@ def add_stopping_options(parser: argparse.ArgumentParser) -> None:
     stop = parser.add_argument_group("stopping rule")
     stop.add_argument("--warmup", type=int, default=defaults.warmup, help="warm-up runs (default: %(default)s)")
     stop.add_argument("--min-repeats", type=int, default=defaults.min_repeats, help="timed runs before the CI is checked (default: %(default)s)")
-    stop.add_argument("--max-repeats", type=int, default=defaults.max_repeats, help="(default: %(default)s)")
+    stop.add_argument("--max-repeats", type=int, default=defaults.max_repeats,
+                      help="most timed runs, once --min-time has passed (default: %(default)s)")
     stop.add_argument("--max-time", type=float, default=defaults.max_time_s, help="seconds of timed runs per model (default: %(default)s)")
     stop.add_argument("--min-time", type=float, default=defaults.min_time_s, help="seconds of timed runs before the CI may stop a model, capped by --max-time (default: %(default)s)")
     stop.add_argument("--sessions", type=int, default=defaults.sessions, help="sessions of each model timed in turns, min and median kept per session; 0 = 3 on CPU with --threads 1, else 1 (default: %(default)s)")

@@ -93,6 +93,8 @@ def generate(
             typer.echo(json.dumps(report.to_json_dict()))
         else:
             _print_coverage(report)
+        if plot is not None:  # on stderr, so that --json's stdout stays one JSON object
+            typer.echo(f"wrote {plot}", err=True)
         return
     if out is None:
         raise SniperError("--out: missing; give the directory for the ONNX files and manifest.jsonl")

@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
         default_dim: Annotated[int, typer.Option("--default-dim", help="value of other symbolic dims")] = 1,
         warmup: Annotated[int, typer.Option("--warmup", help="warm-up runs")] = 5,
         min_repeats: Annotated[int, typer.Option("--min-repeats", help="timed runs before the CI is checked")] = 10,
-        max_repeats: Annotated[int, typer.Option("--max-repeats", help="most timed runs")] = 1000,
+        max_repeats: Annotated[int, typer.Option("--max-repeats", help="most timed runs, once --min-time has passed (a microsecond net runs on until then)")] = 1000,
         max_time: Annotated[float, typer.Option("--max-time", help="seconds of timed runs per model")] = 10.0,
         min_time: Annotated[float, typer.Option("--min-time", help="seconds of timed runs before the CI may stop a model (capped by --max-time)")] = 1.0,
         sessions: Annotated[int, typer.Option("--sessions", help="sessions of each model timed in turns (min and median kept per session); 0 = 3 on CPU with --threads 1, else 1")] = 0,

@@ -239,7 +239,8 @@ def incomplete_cost_notes(name: str, analysis: Dict[str, Any], remedy: str = "pa
         return []
     notes = [f"{name}: {warning}" for warning in analysis.get("warnings", [])]
     missing = sum((analysis.get("unknown_ops") or {}).values()) + len(analysis.get("unknown_shape_nodes") or [])
-    return notes + [f"{name}: the predictions count those {missing} node(s) as doing no work: read them as lower bounds"]
+    which = "that node" if missing == 1 else f"those {missing} nodes"
+    return notes + [f"{name}: the predictions count {which} as doing no work: read them as lower bounds"]
 
 
 def analyzer_version_notes(name: str, analysis: Dict[str, Any]) -> List[str]:

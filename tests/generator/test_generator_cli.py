@@ -76,7 +76,7 @@ def test_coverage_json_and_plot(tmp_path):
     assert report["count"] == 6 and len(report["quantiles"]["total_macs"]) == len(report["quantile_levels"])
     assert {z["name"] for z in report["zoo"]} >= {"resnet50", "vgg16", "vit_b_16"}
     assert report["unknown_ops"] == {} and report["zoo_note"] is None
-    assert plot.stat().st_size > 1000
+    assert plot.stat().st_size > 1000 and result.stderr.strip() == f"wrote {plot}"
 
 
 @pytest.mark.parametrize("arguments, words", [

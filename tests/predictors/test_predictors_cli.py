@@ -329,7 +329,7 @@ def test_predict_on_a_model_with_an_unknown_op_says_its_time_is_left_out(tmp_pat
               str(model))
     warnings = json.loads(_ok(["predict", str(model), "-d", REFERENCE_CPU, "--json"]).stdout)["warnings"]
     assert f"{model}: unknown ops counted with 0 MACs: acme::MyOp x1" in warnings
-    assert f"{model}: the predictions count those 2 node(s) as doing no work: read them as lower bounds" in warnings
+    assert f"{model}: the predictions count those 2 nodes as doing no work: read them as lower bounds" in warnings
 
 
 def test_predict_says_when_a_model_is_of_another_precision_than_the_devices(tmp_path):
