@@ -43,6 +43,7 @@ def predict_files(
     precisions = [network.precision for _, network in networks]
     notes += [note for _, network in networks for note in network.notes]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
+    _mark_control_flow(tables, [name for name, network in networks if network.control_flow])
     if not predictor and not devices:  # every shipped device: a predictor the models lie far outside goes last
         plan, tables, ordering = _far_outside_last(plan, tables)
         notes += ordering
@@ -53,6 +54,12 @@ def predict_files(
     for table in tables:
         merged.rows.extend(table.rows)
     return merged
+
+
+def _mark_control_flow(tables: List[PredictionTable], names: List[str]) -> None:
+    """Rows of networks with control flow are extrapolations whatever their features say."""
+    for row in (row for table in tables for row in table.rows if row.network in names):
+        row.outside_training_range = [*row.outside_training_range, CONTROL_FLOW_MARK]
 
 
 def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple[List[tuple], List[PredictionTable], List[str]]:
@@ -109,6 +116,7 @@ def _read_model(path: Path, input_shapes, plan) -> "AnalyzedNetwork":
     network.notes += analysis_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
     if network.kernel_table is None and _holds_control_flow(data):
         network.notes.append(f"{path}: {CONTROL_FLOW_NOTE}")
+        network.control_flow = True
     elif network.kernel_table is None and any(loaded.kernel_path for loaded, _ in plan):
         network.notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
                              "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
@@ -187,11 +195,13 @@ class AnalyzedNetwork:
     notes: List[str]
     input_types: Dict[str, Any] = field(default_factory=dict)
     precision: Optional[Tuple[str, str]] = None  # model_precision: (type, "weights" or "inputs")
+    control_flow: bool = False  # If/Loop/Scan: no training network had any, so every row extrapolates
 
 
 # no training net holds control flow, and the PCN sees only the costlier branch or body x trips
 CONTROL_FLOW_NOTE = ("control flow (If, Loop or Scan): the kernel sum cannot time its subgraphs, so the PCN "
                      "answers, an extrapolation (no training network has control flow); measure it if it matters")
+CONTROL_FLOW_MARK = "control flow"  # in a row's outside_training_range
 # for callers without an --input-shape option (simulate --models, dispatch)
 FIX_THE_EXPORT = "export the model with fixed input dims (e.g. onnxsim --overwrite-input-shape), giving"
 
@@ -210,7 +220,8 @@ def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[st
     if table is None:
         notes.append(f"{name}: {CONTROL_FLOW_NOTE}")
     return AnalyzedNetwork(dict(result.features), table, notes,
-                           dict(result.model_info.get("input_types") or {}), model_precision(result.model_info))
+                           dict(result.model_info.get("input_types") or {}), model_precision(result.model_info),
+                           control_flow=table is None)
 
 
 def analysis_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:

@@ -109,10 +109,21 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
         except SniperError as error:  # a kernel table of another version: say which file
             raise SniperError(f"{path}: {error}") from None
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.kernels import kernel_table
 
     result = analyze(str(path))
-    return {k: float(v) for k, v in result.features.items()}, kernel_table(result.nodes)
+    return {k: float(v) for k, v in result.features.items()}, _sample_table(result.nodes)
+
+
+def _sample_table(nodes):
+    """A sample's kernel table; for control flow, which no row can time, one of no row, so that
+    adapt and feedback set the sample aside from the node-time fits (as a network of no layer)
+    instead of fitting the layers outside its subgraphs."""
+    import numpy as np
+
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table_for_prediction
+
+    table = kernel_table_for_prediction(nodes)
+    return np.zeros((0, len(KERNEL_FEATURE_NAMES)), np.float32) if table is None else table
 
 
 def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:
@@ -181,7 +192,6 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
     import statistics
 
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.kernels import kernel_table
     from sniper_onnx.database.importer import load_model_for, network_key
 
     records = _usable_records(path, device)
@@ -201,7 +211,7 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
         result = analyze(proto, input_shapes={i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None)
         samples.names.append(str(model.get("name")))
         samples.features.append({k: float(v) for k, v in result.features.items()})
-        samples.kernel_tables.append(kernel_table(result.nodes))
+        samples.kernel_tables.append(_sample_table(result.nodes))
         samples.seconds.append(float(statistics.median(r["stats"]["median_s"] for r in group)))
     specs = {_measured_device(r): ((r.get("device") or {}).get("spec")) for r in records}
     samples.device_spec = next(iter(specs.values())) if len(specs) == 1 else None

@@ -290,9 +290,20 @@ def test_control_flow_goes_to_the_pcn_with_a_note_not_to_a_kernel_sum_that_skips
     assert json.loads(kernels.read_text())["kernel_table"] is None
     result = json.loads(_ok(["predict", str(model), str(kernels), str(nodes), "-d", REFERENCE_CPU, "--json"]).stdout)
     assert [row["path"] for row in result["predictions"]] == ["pcn", "pcn", "pcn"]
+    assert all("control flow" in row["outside_training_range"] for row in result["predictions"])
     noted = [w for w in result["warnings"] if "control flow (If, Loop or Scan)" in w]
     assert sorted(w.split(":")[0] for w in noted) == sorted([str(model), str(kernels), str(nodes)])
     assert not [w for w in result["warnings"] if "no kernel table in this JSON" in w]
+
+
+def test_a_control_flow_sample_has_a_table_of_no_row_so_adapt_sets_it_aside(tmp_path):
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+    from sniper_onnx.predictors.samples import _sample_table
+
+    analysis = analyze(str(_relu_then_loop(tmp_path / "loop.onnx")))
+    assert _sample_table(analysis.nodes).shape == (0, len(KERNEL_FEATURE_NAMES))
+    assert len(_sample_table([n for n in analysis.nodes if not n.subgraph])) == 1  # the Relu alone
 
 
 def test_predict_on_json_without_a_kernel_table_says_the_pcn_answered(tmp_path):
