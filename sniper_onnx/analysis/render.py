@@ -36,7 +36,8 @@ def unit_of(name: str) -> str:
 def summary_title(result: AnalysisResult) -> Text:
     """The model and its input shapes, the line above the summary table."""
     info = result.model_info
-    inputs = ", ".join(f"{n}={'x'.join('?' if d is None else str(d) for d in dims)}" for n, dims in info["inputs"].items())
+    inputs = ", ".join(f"{n}={'x'.join('?' if d is None else str(d) for d in dims) or 'scalar'}"
+                       for n, dims in info["inputs"].items())
     # Text, never markup: a path or an input name in brackets ("[batch]") would otherwise vanish
     return Text(f"{result.source}  ({counted(info['num_nodes'], 'node')}; {inputs})", style="table.title")
 

@@ -227,3 +227,17 @@ def test_input_shape_forms_of_polygraphy_onnxsim_and_a_bare_shape(tmp_path):
         result = runner.invoke(app, ["analyze", str(path), "-s", form, "--json"])
         assert result.exit_code == 0, (form, result.output)
         assert json.loads(result.stdout)["model"]["inputs"] == {"x": [2, 3, 8, 8]}, form
+
+
+def test_a_scalar_input_is_shown_as_scalar_in_the_header(tmp_path):
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info("s", TensorProto.FLOAT, []),
+              helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])]
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "s"], ["y"])], "g", inputs,
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])])
+    path = tmp_path / "scaled.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "(1 node; s=scalar, x=1x8)" in result.output
