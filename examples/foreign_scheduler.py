@@ -130,8 +130,8 @@ def call_seen(meta, device: str) -> bool:
     kernelnet.SMALL_NET_LAYERS); files before 2026-11-30 record no fewest_layers, and there the
     fastest net (twice the ridge's floor) must have taken at most 10 calls (runtime.CALL_EVIDENCE)."""
     facts = meta["kernel_path"]["devices"].get(device, {})
-    if "fewest_layers" in facts:
-        return 0 < facts["fewest_layers"] <= 3
+    if "fewest_layers" in facts:  # null or NaN in a file written by hand: not seen
+        return isinstance(facts["fewest_layers"], (int, float)) and 0 < facts["fewest_layers"] <= 3
     floor = ((meta.get("regression") or {}).get(device) or {}).get("floor_seconds")
     return "call_seconds" in facts and floor is not None and 10 * facts["call_seconds"] >= 2 * floor
 

@@ -83,7 +83,7 @@ measure_family() {
     done
 }
 
-if [[ "${IMPORT_ONLY:-0}" != 1 ]]; then
+if [[ -z "${IMPORT_ONLY:-}" || "${IMPORT_ONLY}" == 0 ]]; then  # IMPORT_ONLY=1 (or yes): measure nothing
     # mixed: CNNs and transformers whose CNN stages downsample by pooling or a 3x3 stride-2 conv;
     # cnn-strided (since 2026-11-28): CNNs whose blocks stride, as MobileNet's and ResNet's do.
     measure_family mixed "$N" '(cnn|transformer)-[0-9a-f]{12}' "$ZOO"

@@ -43,13 +43,14 @@ _HINTS = (
 
 
 # where in onnxruntime's C++ a failure was raised: "/onnxruntime_src/...cc:256 onnxruntime::Model::Model(...) "
-_SOURCE_LOCATION = re.compile(r"\s*/\S*onnxruntime_src/\S+:\d+ (?:[\w:~<>]+\([^()]*\)(?: const)? )?")
+_SOURCE_LOCATION = re.compile(r"\s*/\S*onnxruntime_src/\S+:\d+ (?:(?:[\w:<>*&,]+ )*[\w:~<>]+\([^()]*\)"
+                              r"(?: const)?(?: \[with [^\]]*\])? )?")
 
 
 def _with_hint(reason: str) -> str:
     """The reason without onnxruntime's source location (kept in the record's traceback), plus
     what to do where we know it."""
-    reason = _SOURCE_LOCATION.sub(" ", reason)
+    reason = _SOURCE_LOCATION.sub(" ", reason).strip()
     hints = [hint for marker, hint in _HINTS if marker in reason]
     return reason if not hints else f"{reason} ({'; '.join(hints)})"
 

@@ -7,6 +7,7 @@ model (100 MB of weights would cost more than the rest of the analysis).
 
 from __future__ import annotations
 
+import functools
 import heapq
 import math
 import os
@@ -167,12 +168,45 @@ def _check_default_opset(model: onnx.ModelProto, warnings: list[str]) -> None:
 
 
 def _check_ir_version(model: onnx.ModelProto, warnings: list[str]) -> None:
-    """An IR version newer than the installed onnx knows: the analysis reads it, but onnxruntime,
-    built against an onnx no newer, refuses to load it, so it can be neither measured nor run."""
-    if model.ir_version > onnx.IR_VERSION:
+    """An IR version newer than the installed onnxruntime loads (or, without onnxruntime, than
+    the installed onnx knows): the analysis reads it, but it can be neither measured nor run."""
+    if model.ir_version <= SAFE_IR_VERSION:
+        return
+    runtime = _onnxruntime_newest_ir()
+    if runtime is not None and model.ir_version > runtime[1]:
+        warnings.append(f"the model has IR version {model.ir_version}, newer than onnxruntime {runtime[0]} loads (at "
+                        f"most {runtime[1]}): re-save it with ir_version {runtime[1]} (onnx: set model.ir_version, "
+                        "then onnx.save), or upgrade onnxruntime")
+    elif runtime is None and model.ir_version > onnx.IR_VERSION:
         warnings.append(f"the model has IR version {model.ir_version}, newer than {onnx.IR_VERSION}, the newest onnx "
                         f"{onnx.__version__} knows; onnxruntime will likely refuse to load it: re-save it with "
                         f"ir_version {onnx.IR_VERSION} or lower, or upgrade onnx and onnxruntime")
+
+
+# every onnxruntime since 1.16 (2023) loads IR 9; newer ones are probed (_onnxruntime_newest_ir)
+SAFE_IR_VERSION = 9
+
+
+@functools.lru_cache(maxsize=1)
+def _onnxruntime_newest_ir() -> tuple[str, int] | None:
+    """(onnxruntime's version, the newest IR version it loads), found by loading a one-node model
+    at each version down from onnx's newest: onnxruntime states its limit only in that error."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return None
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "probe",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])])
+    probe = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 13)])
+    for version in range(onnx.IR_VERSION, SAFE_IR_VERSION, -1):
+        probe.ir_version = version
+        try:
+            onnxruntime.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+            return onnxruntime.__version__, version
+        except Exception:  # noqa: BLE001 - "Unsupported model IR version", or anything else: try older
+            continue
+    return onnxruntime.__version__, SAFE_IR_VERSION
 
 
 def _graphs(graph: onnx.GraphProto) -> list[onnx.GraphProto]:

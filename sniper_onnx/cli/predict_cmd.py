@@ -110,7 +110,7 @@ def predict(
 
         _table(f"predicted latency ({result.predictor})", ["network", "device", "ms", "90% interval (ms)", "path"],
                [[r.network, r.device, milliseconds(r.seconds), f"{milliseconds(r.low)} – {milliseconds(r.high)}",
-                 f"{r.path}, extrapolated" if r.outside_training_range else r.path] for r in result.rows])
+                 f"{r.path}, extrapolated" if r.extrapolated else r.path] for r in result.rows])
     for failure in result.failures:  # the others were predicted; a script must still see the failure
         typer.echo(f"sniper-onnx: error: {failure}", err=True)
     if result.failures:

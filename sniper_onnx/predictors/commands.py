@@ -59,7 +59,7 @@ def predict_files(
 def _mark_control_flow(tables: List[PredictionTable], names: List[str]) -> None:
     """Rows of networks with control flow are extrapolations whatever their features say."""
     for row in (row for table in tables for row in table.rows if row.network in names):
-        row.outside_training_range = [*row.outside_training_range, CONTROL_FLOW_MARK]
+        row.control_flow = True
 
 
 def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple[List[tuple], List[PredictionTable], List[str]]:
@@ -73,7 +73,7 @@ def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple
         outside = [len(row.outside_training_range) for row in table.rows]
         if outside and min(outside) > features / 2:
             span = str(min(outside)) if min(outside) == max(outside) else f"{min(outside)}-{max(outside)}"
-            notes.append(f"{Path(loaded.source).name}: its {len(loaded.devices)} row(s) come last: the model(s) lie "
+            notes.append(f"{Path(loaded.source).name}: its {len(table.rows)} row(s) come last: the model(s) lie "
                          f"outside its training range in {span} of its {features} features, so they are far "
                          "extrapolations")
             far.append(((loaded, wanted), table))
@@ -198,10 +198,10 @@ class AnalyzedNetwork:
     control_flow: bool = False  # If/Loop/Scan: no training network had any, so every row extrapolates
 
 
+SUBGRAPH_WARNING = "holds subgraphs, counted as"  # analysis.costs._cost_control_flow's warning
 # no training net holds control flow, and the PCN sees only the costlier branch or body x trips
 CONTROL_FLOW_NOTE = ("control flow (If, Loop or Scan): the kernel sum cannot time its subgraphs, so the PCN "
                      "answers, an extrapolation (no training network has control flow); measure it if it matters")
-CONTROL_FLOW_MARK = "control flow"  # in a row's outside_training_range
 # for callers without an --input-shape option (simulate --models, dispatch)
 FIX_THE_EXPORT = "export the model with fixed input dims (e.g. onnxsim --overwrite-input-shape), giving"
 
@@ -274,12 +274,15 @@ def analyzer_version_notes(name: str, analysis: Dict[str, Any]) -> List[str]:
 
 
 def _holds_control_flow(analysis: Dict[str, Any]) -> bool:
-    """From `analyze --json`: its node rows say so, or its kernel table was left out for it (null)."""
+    """From `analyze --json`: its node rows say so, or its kernel table was left out for it (null),
+    or, in a plain `--json`, the analyzer's warning about a node that holds subgraphs."""
     from sniper_onnx.analysis.kernels import holds_control_flow
 
     if analysis.get("nodes") is not None:
         return holds_control_flow(analysis["nodes"])
-    return "kernel_table" in analysis and analysis["kernel_table"] is None
+    if "kernel_table" in analysis:
+        return analysis["kernel_table"] is None
+    return any(SUBGRAPH_WARNING in str(warning) for warning in analysis.get("warnings") or [])
 
 
 def kernel_table_of_json(data: Dict[str, Any]):

@@ -34,7 +34,7 @@ def kernel_tables_for(
     """One kernel table per source JSON (None where the network cannot be re-made) and a count of
     the reasons for the Nones."""
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.kernels import kernel_table
+    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
 
     tables: List[Optional[np.ndarray]] = []
     missing: Counter = Counter()
@@ -45,7 +45,7 @@ def kernel_tables_for(
             if model is None:
                 missing["no generator, zoo or file source"] += 1
             else:
-                table = kernel_table(analyze(model).nodes)
+                table = kernel_table_for_prediction(analyze(model).nodes)  # None for control flow: no table
         except Exception as error:  # noqa: BLE001 - one network that cannot be re-made must not stop training
             missing[f"re-making failed ({type(error).__name__})"] += 1
         tables.append(table)

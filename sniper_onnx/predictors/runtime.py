@@ -61,6 +61,11 @@ class PredictionRow:
     path: str  # "pcn", "kernels" or "regression": which model the Structure Checker sent it to
     outside_training_range: List[str] = field(default_factory=list)  # features beyond what training saw
     predictor: str = ""  # the file that answered: `predict` without --predictor asks every shipped one
+    control_flow: bool = False  # If/Loop/Scan, which no training network had: an extrapolation too
+
+    @property
+    def extrapolated(self) -> bool:
+        return bool(self.outside_training_range) or self.control_flow
 
 
 @dataclass
@@ -329,8 +334,9 @@ class Predictor:
     ) -> PredictionTable:
         """Seconds, a 90% interval and the answering path for every (network, device) pair.
 
-        ``kernel_tables`` (``analysis.kernels.kernel_table`` of each network's nodes, None where
-        unknown) let the kernel-sum path answer on the devices where it beat the PCN in training.
+        ``kernel_tables`` (``analysis.kernels.kernel_table_for_prediction`` of each network's
+        nodes, None where unknown or where control flow leaves the sum short) let the kernel-sum
+        path answer on the devices where it beat the PCN in training.
         A scheduler that asks about one network many times can pass ``distinct_rows(table)``, made
         once, to skip merging its identical rows on every call."""
         devices = list(devices) if devices else self.devices
@@ -400,8 +406,8 @@ class Predictor:
         from sniper_onnx.predictors.kernelnet import SMALL_NET_LAYERS
 
         facts = self.kernel_path["devices"][device]
-        if "fewest_layers" in facts:
-            return 0 < int(facts["fewest_layers"]) <= SMALL_NET_LAYERS
+        if "fewest_layers" in facts:  # NaN (a file written by hand) compares False: not seen
+            return 0 < _as_number(facts["fewest_layers"]) <= SMALL_NET_LAYERS
         call = _as_number(facts.get("call_seconds"))
         floor = _as_number((self.meta.get("regression", {}).get(device) or {}).get("floor_seconds"))
         return CALL_EVIDENCE * call >= 2 * floor

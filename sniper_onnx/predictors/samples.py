@@ -94,13 +94,13 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
     if not path.is_file():
         raise SniperError(f"{path}: no such network file; give an .onnx path, an `analyze --json` file or an arch string")
     if path.suffix == ".json":
-        from sniper_onnx.predictors.commands import kernel_table_of_json
-
-        from sniper_onnx.predictors.commands import analyzer_version_notes
+        from sniper_onnx.predictors.commands import _holds_control_flow, analyzer_version_notes, kernel_table_of_json
 
         try:
             data = json.loads(path.read_text())
             features, table = {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
+            if table is None and _holds_control_flow(data):  # set aside, as from an .onnx file
+                table = _empty_table()
             notes = cache.setdefault("notes", [])
             notes += [note for note in analyzer_version_notes(str(path), data) if note not in notes]
             return features, table
@@ -118,12 +118,18 @@ def _sample_table(nodes):
     """A sample's kernel table; for control flow, which no row can time, one of no row, so that
     adapt and feedback set the sample aside from the node-time fits (as a network of no layer)
     instead of fitting the layers outside its subgraphs."""
-    import numpy as np
-
-    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES, kernel_table_for_prediction
+    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
 
     table = kernel_table_for_prediction(nodes)
-    return np.zeros((0, len(KERNEL_FEATURE_NAMES)), np.float32) if table is None else table
+    return _empty_table() if table is None else table
+
+
+def _empty_table():
+    import numpy as np
+
+    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
+
+    return np.zeros((0, len(KERNEL_FEATURE_NAMES)), np.float32)
 
 
 def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:

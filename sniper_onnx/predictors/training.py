@@ -212,7 +212,8 @@ def train_predictor(
     kernel_meta: Dict[str, Any] = {}
     main = pcn  # each pair's answer from its device's main path (PCN or kernel sum)
     if with_tables:
-        kernel_meta, main = _choose_kernel_path(predictor, data, kernel_tables, rows, nets, devs, pcn, measured)
+        kernel_meta, main = _choose_kernel_path(predictor, data, kernel_tables, rows, nets, devs, pcn, measured,
+                                                train_rows)
         meta["kernel_path"] = kernel_meta
     log_residual = np.log(measured / pcn)
     intervals = {"default": interval_of(log_residual)}
@@ -270,7 +271,8 @@ def _fewest_layers(tables, networks: np.ndarray) -> int:
 
 
 def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[Optional[np.ndarray]], rows: np.ndarray,
-                        nets: np.ndarray, devs: np.ndarray, pcn: np.ndarray, measured: np.ndarray):
+                        nets: np.ndarray, devs: np.ndarray, pcn: np.ndarray, measured: np.ndarray,
+                        train_rows: Optional[np.ndarray] = None):
     """Per device, the held-out MAPE of the PCN and of the kernel sum on the networks that have a
     kernel table; the kernel sum answers a device where it is lower, or where fewer than
     MIN_PAIRS_FOR_THE_PCN pairs are held out. Returns the metadata and the
@@ -302,7 +304,9 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
         call = call_log_seconds_numpy(params, data.device_matrix[d])
         if np.isfinite(call):  # what the kernel sum charges a call on the device, nodes aside
             devices[device]["call_seconds"] = float(np.exp(call))
-            devices[device]["fewest_layers"] = _fewest_layers(tables, data.pair_network[data.pair_device == d])
+            # the pairs the kernel nets were trained on: held-out ones taught the call nothing
+            trained = np.ones(len(data.pair_network), dtype=bool) if train_rows is None else train_rows
+            devices[device]["fewest_layers"] = _fewest_layers(tables, data.pair_network[trained & (data.pair_device == d)])
         if answers:
             main[mine] = kernel[mine]
     # the columns the graph was trained on (tables of an earlier layout train on its first columns)

@@ -284,19 +284,22 @@ def _relu_then_loop(path):
 
 def test_control_flow_goes_to_the_pcn_with_a_note_not_to_a_kernel_sum_that_skips_it(tmp_path):
     model = _relu_then_loop(tmp_path / "loop.onnx")
-    kernels, nodes = tmp_path / "kernels.json", tmp_path / "nodes.json"
+    kernels, nodes, plain = tmp_path / "kernels.json", tmp_path / "nodes.json", tmp_path / "plain.json"
     kernels.write_text(_ok(["analyze", str(model), "--json", "--kernels"]).stdout)
     nodes.write_text(_ok(["analyze", str(model), "--json", "--nodes"]).stdout)
+    plain.write_text(_ok(["analyze", str(model), "--json"]).stdout)
     assert json.loads(kernels.read_text())["kernel_table"] is None
-    result = json.loads(_ok(["predict", str(model), str(kernels), str(nodes), "-d", REFERENCE_CPU, "--json"]).stdout)
-    assert [row["path"] for row in result["predictions"]] == ["pcn", "pcn", "pcn"]
-    assert all("control flow" in row["outside_training_range"] for row in result["predictions"])
+    files = [str(model), str(kernels), str(nodes), str(plain)]
+    result = json.loads(_ok(["predict", *files, "-d", REFERENCE_CPU, "--json"]).stdout)
+    assert [row["path"] for row in result["predictions"]] == ["pcn"] * 4
+    assert all(row["control_flow"] for row in result["predictions"])
+    assert not [w for w in result["warnings"] if "feature(s) outside" in w]  # its features are in range
     noted = [w for w in result["warnings"] if "control flow (If, Loop or Scan)" in w]
-    assert sorted(w.split(":")[0] for w in noted) == sorted([str(model), str(kernels), str(nodes)])
+    assert sorted(w.split(":")[0] for w in noted) == sorted(files)
     assert not [w for w in result["warnings"] if "no kernel table in this JSON" in w]
 
 
-def test_a_control_flow_sample_has_a_table_of_no_row_so_adapt_sets_it_aside(tmp_path):
+def test_a_control_flow_sample_has_a_table_of_no_row(tmp_path):
     from sniper_onnx.analysis import analyze
     from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
     from sniper_onnx.predictors.samples import _sample_table

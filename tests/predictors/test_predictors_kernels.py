@@ -54,6 +54,14 @@ def kernel_trained():
     return predictor, report, tables, base
 
 
+def test_training_records_the_fewest_layers_of_each_device_s_training_nets(kernel_trained):
+    """Held-out pairs do not count: they taught the call nothing."""
+    predictor, _, tables, _ = kernel_trained
+    lengths = np.array([len(t) for t in tables])
+    for facts in predictor.kernel_path["devices"].values():
+        assert lengths.min() <= facts["fewest_layers"] <= np.sort(lengths)[len(lengths) // 5 + 1]
+
+
 def test_the_graph_computes_the_sum_the_numpy_reference_does(kernel_trained):
     predictor, _, tables, _ = kernel_trained
     params = params_of(predictor)

@@ -332,3 +332,13 @@ def test_retry_busy_measures_again_only_models_whose_records_are_all_busy(model_
     assert len(records) == 4 and [r["key"] for r in records].count(busy_key) == 2  # the busy one stays
     assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--retry-busy", *FAST]) == 0
     assert json.loads(capsys.readouterr().out)["skipped"] == 3  # one quiet record is enough
+
+
+def test_a_failure_reason_keeps_onnxruntime_s_words_without_its_cpp_signature():
+    from sniper_profiler._child import _with_hint
+
+    raw = ("/onnxruntime_src/onnxruntime/core/framework/bfc_arena.cc:376 void* onnxruntime::BFCArena::AllocateRawInternal("
+           "size_t, bool, onnxruntime::Stream*, bool, onnxruntime::WaitNotificationFn) Failed to allocate memory for "
+           "requested buffer of size 123")
+    assert _with_hint(raw) == "Failed to allocate memory for requested buffer of size 123"
+    assert _with_hint("no location here") == "no location here"
