@@ -122,7 +122,15 @@ def predict_seconds(session, meta, features: dict, kernel_table: dict | None = N
     no_layer = kernel_table is not None and len(rows) == 0 and features.get("num_layers") == 0
     use = [kernel_path["devices"].get(d, {}).get("path") == "kernels" and (len(rows) > 0 or (no_layer and call_seen(meta, d)))
            for d in devices]
-    return {d: float(k if u else p) for d, p, k, u in zip(devices, pcn, kernel_sum, use)}
+    # no network runs in less than a call: the PCN, which never learnt one, is floored at it
+    return {d: float(k if u else max(p, call_floor(meta, d))) for d, p, k, u in zip(devices, pcn, kernel_sum, use)}
+
+
+def call_floor(meta, device: str) -> float:
+    """The device's cost of a call where training showed it and no correction slot changed it."""
+    facts = meta["kernel_path"]["devices"].get(device, {})
+    uncorrected = meta["device_table"][device][-1] == 0
+    return float(facts["call_seconds"]) if "call_seconds" in facts and uncorrected and call_seen(meta, device) else 0.0
 
 
 def call_seen(meta, device: str) -> bool:

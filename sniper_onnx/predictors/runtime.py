@@ -359,6 +359,11 @@ class Predictor:
                 low = np.where(kernel, kernel_seconds * math.exp(lo), low)
                 high = np.where(kernel, kernel_seconds * math.exp(hi), high)
                 path[kernel] = PATH_KERNELS
+            floor = self._call_floor(device)
+            if floor > 0:  # no network runs in less than a call: the PCN, which never learnt one, can answer less
+                lift = np.where(path == PATH_PCN, np.maximum(1.0, floor / seconds), 1.0)
+                low = np.where(path == PATH_PCN, np.maximum(low, floor), low)  # the interval keeps its upper width
+                seconds, high = seconds * lift, high * lift
             regression = self._regression(device, nets)
             if regression is not None:
                 small, answer, answer_low, answer_high = regression
@@ -395,6 +400,15 @@ class Predictor:
             return np.zeros(len(tables), dtype=bool)
         call = self._call_was_measured(device)
         return np.array([t is not None and (len(t) > 0 or call) for t in tables], dtype=bool)
+
+    def _call_floor(self, device: str) -> float:
+        """The device's cost of a call, where training nets showed it and no correction slot (adapt,
+        feedback) changed what a call costs; else 0."""
+        facts = (self.kernel_path or {}).get("devices", {}).get(device)
+        if not facts or "call_seconds" not in facts or self.device_table[device][-1] != 0:
+            return 0.0
+        call = _as_number(facts["call_seconds"])
+        return call if math.isfinite(call) and self._call_was_measured(device) else 0.0
 
     def _call_was_measured(self, device: str) -> bool:
         """Whether the device's cost of a call was shown by its training nets: one of at most

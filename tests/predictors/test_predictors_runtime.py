@@ -177,6 +177,24 @@ def test_a_network_of_no_layer_costs_one_call_where_the_call_was_measured():
     assert predictor.predict([empty], [cpu], kernel_tables=[table]).rows[0].path == "pcn"
 
 
+def test_the_pcn_never_answers_less_than_a_call_where_the_call_was_seen():
+    """An If-only model went to the PCN at 1.8 us on t1, a third of a call (measured 5.9 us)."""
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+
+    predictor = load_predictor(shipped_predictor_path("pcn_reference.onnx"))
+    cpu = "AMD EPYC | cpu fp32 t1 opt-all"
+    tiny = {**dict.fromkeys(predictor.network_feature_names, 0.0), "num_layers": 1.0, "total_macs": 1.0}
+    [plain] = predictor.predict([tiny], [cpu]).rows  # no kernel table: the PCN answers, above this call
+    facts = predictor.kernel_path["devices"][cpu]
+    assert plain.path == "pcn" and plain.seconds > facts["call_seconds"]
+    facts["call_seconds"] = 4 * plain.seconds  # a call dearer than the PCN's answer
+    [row] = predictor.predict([tiny], [cpu]).rows
+    assert row.seconds == pytest.approx(4 * plain.seconds) and row.low == pytest.approx(4 * plain.seconds)
+    assert row.high == pytest.approx(4 * plain.high)  # the interval keeps its upper width
+    facts["fewest_layers"] = 15  # a call no small net showed is no floor
+    assert predictor.predict([tiny], [cpu]).rows[0].seconds == pytest.approx(plain.seconds)
+
+
 def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that_knows_it(trained, monkeypatch, tmp_path):
     import shutil
 
