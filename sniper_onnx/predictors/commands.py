@@ -114,7 +114,7 @@ def _read_model(path: Path, input_shapes, plan) -> "AnalyzedNetwork":
         raise SniperError(f"{path}: {error}") from None
     network.notes += analyzer_version_notes(str(path), data)
     network.notes += analysis_notes(str(path), data, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
-    if network.kernel_table is None and _holds_control_flow(data):
+    if network.kernel_table is None and analysis_holds_control_flow(data):
         network.notes.append(f"{path}: {CONTROL_FLOW_NOTE}")
         network.control_flow = True
     elif network.kernel_table is None and any(loaded.kernel_path for loaded, _ in plan):
@@ -273,7 +273,7 @@ def analyzer_version_notes(name: str, analysis: Dict[str, Any]) -> List[str]:
             "--json` on the model for a prediction you can trust"]
 
 
-def _holds_control_flow(analysis: Dict[str, Any]) -> bool:
+def analysis_holds_control_flow(analysis: Dict[str, Any]) -> bool:
     """From `analyze --json`: its node rows say so, or its kernel table was left out for it (null),
     or, in a plain `--json`, the analyzer's warning about a node that holds subgraphs."""
     from sniper_onnx.analysis.kernels import holds_control_flow

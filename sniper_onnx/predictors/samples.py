@@ -94,12 +94,12 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
     if not path.is_file():
         raise SniperError(f"{path}: no such network file; give an .onnx path, an `analyze --json` file or an arch string")
     if path.suffix == ".json":
-        from sniper_onnx.predictors.commands import _holds_control_flow, analyzer_version_notes, kernel_table_of_json
+        from sniper_onnx.predictors.commands import analysis_holds_control_flow, analyzer_version_notes, kernel_table_of_json
 
         try:
             data = json.loads(path.read_text())
             features, table = {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
-            if table is None and _holds_control_flow(data):  # set aside, as from an .onnx file
+            if table is None and analysis_holds_control_flow(data):  # set aside, as from an .onnx file
                 table = _empty_table()
             notes = cache.setdefault("notes", [])
             notes += [note for note in analyzer_version_notes(str(path), data) if note not in notes]
