@@ -90,7 +90,10 @@ def print_summary(result: AnalysisResult, with_nodes: bool = False, csv_path: Pa
     # would split the line that names the model
     console.print(summary_title(result))
     console.print(summary_table(result))
+    # on stderr with the prefix every other command uses, so `analyze model.onnx > report.txt` keeps
+    # the report clean and the warnings still reach the user
+    errors = output_console(stderr=True)
     for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+        errors.print(f"sniper-onnx: warning: {escape(warning)}", highlight=False, soft_wrap=True)
     if csv_path is not None:
         console.print(f"node table written to {escape(str(csv_path))}")

@@ -216,7 +216,7 @@ def test_piped_tables_keep_one_row_per_line(tmp_path):
 def test_a_set_width_is_kept(tmp_path):
     """COLUMNS (and a terminal's own width) still decides: a long node name folds inside its column."""
     path, name = _long_named_model(tmp_path)
-    output = runner.invoke(app, ["analyze", str(path), "--nodes"], env={"COLUMNS": "60"}).output
+    output = runner.invoke(app, ["analyze", str(path), "--nodes"], env={"COLUMNS": "60"}).stdout  # warnings: stderr
     assert name not in output and max(len(line) for line in output.splitlines()) <= 60
     assert name in "".join(line.split("│")[1].strip().lstrip("* ") for line in output.splitlines() if "│" in line)
 
@@ -241,3 +241,17 @@ def test_a_scalar_input_is_shown_as_scalar_in_the_header(tmp_path):
     result = runner.invoke(app, ["analyze", str(path)])
     assert result.exit_code == 0, result.output
     assert "(1 node; s=scalar, x=1x8)" in result.output
+
+
+def test_warnings_go_to_stderr_with_the_common_prefix(tmp_path):
+    """`analyze model.onnx > report.txt` keeps the report clean, as predict does."""
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["N", 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    result = runner.invoke(app, ["analyze", str(path)])
+    assert result.exit_code == 0
+    assert "declared" not in result.stdout and "total_macs" in result.stdout
+    warned = [line for line in result.stderr.splitlines() if "declared [N, 3]" in line]
+    assert len(warned) == 1 and warned[0].startswith("sniper-onnx: warning: input 'x'"), result.stderr
