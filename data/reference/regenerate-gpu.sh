@@ -37,8 +37,12 @@ if [[ ! -f "$OUT_FILE" && -f "$committed" ]]; then gzip -dc "$committed" > "$OUT
 common=(--provider "$PROVIDER" --seed "$SEED" --max-busy 0.1 --quiet-timeout 30 --max-time "$MAX_TIME"
         --min-time "$MIN_TIME" --out "$OUT_FILE")
 
+# `profile` exits 1 when a model failed (its failure is recorded and the others are measured): go
+# on; 2 and above are errors in the command or the set-up: stop
+profile() { "$SNIPER" profile "$@" || (( $? == 1 )); }
+
 # A provider that does not load stops here with a one-line error (no failures are recorded).
-if [[ -n "$ZOO" ]]; then "$SNIPER" profile $ZOO --resolution 224 --resolution 448 "${common[@]}"; fi
+if [[ -n "$ZOO" ]]; then profile $ZOO --resolution 224 --resolution 448 "${common[@]}"; fi
 
 # How many nets of a family the file holds ($1 matches the family's net ids).
 measured() { { grep -oE "\"key\":\"gen:[^:]*:$1\|" "$OUT_FILE" || true; } | sort -u | wc -l; }
@@ -65,7 +69,7 @@ for ((round = 1; ; round++)); do
         (( upto < count )) && left=1 || { upto=$count; finished[$family]=1; }
         (( upto > 0 )) || continue
         # --generate UPTO visits the first UPTO nets of the family and skips the measured ones
-        "$SNIPER" profile --generate "$upto" --family "$family" "${common[@]}"
+        profile --generate "$upto" --family "$family" "${common[@]}"
     done
     (( left )) || break
 done

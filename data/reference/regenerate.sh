@@ -66,6 +66,10 @@ generated_done() {
 
 # The three configurations advance together, STEP nets at a time, so an interrupted run leaves a
 # balanced dataset. Generated nets are a prefix of the seed's sequence: finished ones are skipped.
+# `profile` exits 1 when a model failed (its failure is recorded and the others are measured): go
+# on; 2 and above are errors in the command or the set-up: stop
+profile() { "$SNIPER" profile "$@" || (( $? == 1 )); }
+
 measure_family() {
     local family=$1 count=$2 id_pattern=$3 zoo=$4 done_before upto
     done_before=$(generated_done "$id_pattern" "$count")
@@ -76,9 +80,9 @@ measure_family() {
         cpu=(--memory-limit "$MEMORY_LIMIT")
         # --retry-busy: a net whose records are all flagged machine_busy is measured again (both kept)
         if [[ -n "$MAX_BUSY" ]]; then common+=(--max-busy "$MAX_BUSY" --quiet-timeout 1800 --retry-busy); fi
-        "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
-        "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
-        "$SNIPER" profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
+        profile "${common[@]}" "${cpu[@]}" --threads 1 --out "$WORK/cpu-t1.jsonl"
+        profile "${common[@]}" "${cpu[@]}" --threads 2 --out "$WORK/cpu-t2.jsonl"
+        profile "${common[@]}" "${cpu[@]}" --threads 1 --opt-level disabled --out "$WORK/cpu-t1-noopt.jsonl"
         (( upto < count )) || break
     done
 }

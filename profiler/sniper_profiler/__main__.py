@@ -115,8 +115,9 @@ def cmd_run(args: argparse.Namespace) -> int:
               "skipped_failed": summary.skipped_failed}
     print(json.dumps(result) if args.json else
           f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped -> {summary.out} (device {summary.device_id})")
-    every_one_failed = summary.failed + summary.skipped_failed == summary.measured + summary.failed + summary.skipped
-    return 1 if every_one_failed and not summary.measured else 0  # as `sniper-onnx profile`
+    every_one_failed_before = not summary.measured and summary.skipped_failed == summary.failed + summary.skipped
+    # as `sniper-onnx profile`: 1 when a model failed (what was measured is kept), 2 for a usage error
+    return 1 if summary.failed or every_one_failed_before else 0
 
 
 def cmd_device(args: argparse.Namespace) -> int:

@@ -95,8 +95,10 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(asdict(summary)))
         else:
             _print_summary(summary)
-        if not summary.measured and summary.failed + summary.skipped_failed == summary.total:
-            raise typer.Exit(1)  # every model failed, now or before: a script must not read that as success
+        if summary.failed or (not summary.measured and summary.skipped_failed == summary.total):
+            # a model failed now, or every one failed before: a script must not read that as success.
+            # 1, not a user error's 2: what was measured is kept, and a script can tell the two apart
+            raise typer.Exit(1)
 
     return None
 
@@ -158,7 +160,7 @@ def _profile_on_fleet(fleet: Path, jobs, db: Optional[Path], config, device_opti
     else:
         _print_fleet_summary(summary)
     # a script must not read "nothing measured" or "measured but not stored" as success
-    if (not summary.measured and summary.failed) or summary.store_errors:
+    if summary.failed or summary.store_errors:
         raise typer.Exit(1)
 
 
