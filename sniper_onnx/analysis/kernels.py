@@ -177,6 +177,12 @@ def kernel_table_for_prediction(nodes: Iterable[Any]) -> Optional[np.ndarray]:
     return None if holds_control_flow(nodes) else kernel_table(nodes)
 
 
+def empty_kernel_table() -> np.ndarray:
+    """A table of no row: a network with no layer the kernel sum times. ``adapt`` and ``feedback`` set
+    such a sample aside from the node-time fits instead of giving up the kernel sum for all."""
+    return np.zeros((0, len(KERNEL_FEATURE_NAMES)), np.float32)
+
+
 def kernel_table(nodes: Iterable[Any]) -> np.ndarray:
     """[layers, len(KERNEL_FEATURE_NAMES)] float32: one row per layer node (plumbing and constants
     cost nothing at run time and get no row)."""

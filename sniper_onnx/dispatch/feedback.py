@@ -244,7 +244,8 @@ def _kernel_tables(predictor: Any, samples: dict[str, TypeSamples]) -> dict[int,
     from sniper_onnx.predictors.kernel_sources import kernel_tables_for
 
     sources = {i: source for sample in samples.values() for i, source in zip(sample.ids, sample.sources)}
-    made, _ = kernel_tables_for([json.dumps(source) if source else "" for source in sources.values()])
+    made, _ = kernel_tables_for([json.dumps(source) if source else "" for source in sources.values()],
+                                control_flow_empty=True)  # set aside by the fit, not counted as not re-made
     return {i: table for i, table in zip(sources, made) if table is not None}
 
 
@@ -258,17 +259,19 @@ def _trim_type(current: Any, report: FeedbackReport, dtype: str, pdevice: str, s
 
     keep = list(range(len(sample.names)))
     by_kernels = current.kernel_path.get("devices", {}).get(pdevice, {}).get("path") == PATH_KERNELS
-    if by_kernels:  # a network that cannot be re-made has no kernel sum to correct
-        keep = [i for i in keep if sample.ids[i] in tables]
+    aside = ""
+    if by_kernels:  # only what the kernel sum times can correct it
+        keep, aside = _kernel_timed(sample, tables)
     if len(keep) < 3:
-        lacking = f" ({len(sample.names) - len(keep)} could not be re-made for the kernel sum)" if by_kernels else ""
-        report.skipped.append(f"{dtype}: {len(keep)} usable measured network(s){lacking}; the Time Trimmer needs "
+        report.skipped.append(f"{dtype}: {len(keep)} usable measured network(s){aside}; the Time Trimmer needs "
                               "at least 3")
         return current
     names = [sample.names[i] for i in keep]
     features = [sample.features[i] for i in keep]
     measured = np.array([sample.seconds[i] for i in keep])
-    kernels = [tables.get(sample.ids[i]) for i in keep] if tables else None
+    kernels = [tables[sample.ids[i]] for i in keep] if by_kernels else None
+    if aside:
+        report.skipped.append(f"{dtype}: {len(sample.ids) - len(keep)} of its {len(sample.ids)} measured networks{aside}")
     before = current.predict(features, [pdevice], names, kernel_tables=kernels).seconds()
     current, fitted = adapt_predictor(current, pdevice, features, list(measured), solve_embedding=False,
                                       sample_names=names, kernel_tables=kernels)
@@ -277,3 +280,17 @@ def _trim_type(current: Any, report: FeedbackReport, dtype: str, pdevice: str, s
                                      float(np.mean(np.abs(after / measured - 1))), float(fitted.loo_rmse_log),
                                      list(fitted.trimmer_features)))
     return current
+
+
+def _kernel_timed(sample: TypeSamples, tables: dict[int, Any]) -> tuple[list[int], str]:
+    """The samples the kernel sum times, and a note on those left out: networks that cannot be
+    re-made, and those it does not time (control flow, which the PCN answers, or no layer)."""
+    timed = [i for i, net in enumerate(sample.ids) if net in tables and len(tables[net])]
+    not_made = sum(net not in tables for net in sample.ids)
+    untimed = len(sample.ids) - len(timed) - not_made
+    reasons = []
+    if not_made:
+        reasons.append(f"{not_made} could not be re-made for the kernel sum")
+    if untimed:
+        reasons.append(f"{untimed} hold control flow or no layer, which the kernel sum does not time")
+    return timed, f" ({'; '.join(reasons)})" if reasons else ""

@@ -132,6 +132,14 @@ def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
     return G.distinct_each([predictor.in_kernel_layout(table) for table in kernel_tables])
 
 
+def _no_layer_to_correct(device: str, kernel_tables) -> None:
+    """Raise where every sample's table has no row: networks the kernel sum does not time."""
+    if kernel_tables and all(table is not None and len(table) == 0 for table in kernel_tables):
+        raise SniperError(f"device {device!r} is answered by the kernel sum, and none of the {len(kernel_tables)} "
+                          "sample network(s) has a layer it times (each holds control flow, If, Loop or Scan, or no "
+                          "layer): nothing for the Time Trimmer to correct; give networks without control flow")
+
+
 def _answers_by_kernels(predictor: Predictor, device: str) -> bool:
     return predictor.kernel_path.get("devices", {}).get(device, {}).get("path") == PATH_KERNELS
 
@@ -421,6 +429,7 @@ def adapt_predictor(
     tables = _kernel_tables(predictor, samples.kernel_tables, len(seconds))
     known_by_kernels = device in predictor.device_table and _answers_by_kernels(predictor, device)
     if not solve_embedding and known_by_kernels and tables is None:
+        _no_layer_to_correct(device, samples.kernel_tables)
         raise SniperError(f"device {device!r} is answered by the kernel sum: give the samples' networks as .onnx files "
                           "or `analyze --json --nodes` files, so that the Time Trimmer corrects what `predict` answers")
     base = _base_vector(predictor, device, spec_features)

@@ -29,12 +29,13 @@ def _model_of(source: dict):
 
 
 def kernel_tables_for(
-    sources: Sequence[str], progress: Optional[Callable[[int], None]] = None
+    sources: Sequence[str], progress: Optional[Callable[[int], None]] = None, control_flow_empty: bool = False
 ) -> tuple[List[Optional[np.ndarray]], Counter]:
     """One kernel table per source JSON (None where the network cannot be re-made) and a count of
-    the reasons for the Nones."""
+    the reasons for the Nones. A network with control flow gets None too (no table times it), or
+    with ``control_flow_empty`` a table of no row, which ``adapt_predictor`` sets aside."""
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
+    from sniper_onnx.analysis.kernels import empty_kernel_table, kernel_table_for_prediction
 
     tables: List[Optional[np.ndarray]] = []
     missing: Counter = Counter()
@@ -46,6 +47,8 @@ def kernel_tables_for(
                 missing["no generator, zoo or file source"] += 1
             else:
                 table = kernel_table_for_prediction(analyze(model).nodes)  # None for control flow: no table
+                if table is None and control_flow_empty:
+                    table = empty_kernel_table()
         except Exception as error:  # noqa: BLE001 - one network that cannot be re-made must not stop training
             missing[f"re-making failed ({type(error).__name__})"] += 1
         tables.append(table)

@@ -100,7 +100,9 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
             data = json.loads(path.read_text())
             features, table = {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
             if table is None and analysis_holds_control_flow(data):  # set aside, as from an .onnx file
-                table = _empty_table()
+                from sniper_onnx.analysis.kernels import empty_kernel_table
+
+                table = empty_kernel_table()
             notes = cache.setdefault("notes", [])
             notes += [note for note in analyzer_version_notes(str(path), data) if note not in notes]
             return features, table
@@ -118,18 +120,10 @@ def _sample_table(nodes):
     """A sample's kernel table; for control flow, which no row can time, one of no row, so that
     adapt and feedback set the sample aside from the node-time fits (as a network of no layer)
     instead of fitting the layers outside its subgraphs."""
-    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
+    from sniper_onnx.analysis.kernels import empty_kernel_table, kernel_table_for_prediction
 
     table = kernel_table_for_prediction(nodes)
-    return _empty_table() if table is None else table
-
-
-def _empty_table():
-    import numpy as np
-
-    from sniper_onnx.analysis.kernels import KERNEL_FEATURE_NAMES
-
-    return np.zeros((0, len(KERNEL_FEATURE_NAMES)), np.float32)
+    return empty_kernel_table() if table is None else table
 
 
 def load_samples(path: "str | Path", device: Optional[str] = None) -> Samples:

@@ -838,3 +838,22 @@ def test_feedback_from_an_analysis_of_another_analyzer_says_so(tmp_path):
     assert result.exit_code == 0, result.output
     warned = [line for line in result.stderr.splitlines() if "feature schema 2000-01-01" in line]
     assert len(warned) == 3 and all(line.startswith("sniper-onnx: warning: ") for line in warned)
+
+
+def test_feedback_on_control_flow_samples_alone_says_so(tmp_path):
+    for i in range(3):
+        _relu_then_loop(tmp_path / f"loop{i}.onnx")
+    samples = tmp_path / "samples.csv"
+    samples.write_text("network,latency_ms\n" + "".join(f"loop{i}.onnx,{0.05 * (i + 2)}\n" for i in range(3)))
+    _fails(["feedback", "-d", REFERENCE_CPU, "--samples", str(samples), "-o", str(tmp_path / "fb.onnx")],
+           "none of the 3 sample network(s) has a layer it times (each holds control flow")
+    assert not (tmp_path / "fb.onnx").exists()
+
+
+def test_stored_control_flow_networks_get_a_table_of_no_row_where_asked(tmp_path):
+    from sniper_onnx.predictors.kernel_sources import kernel_tables_for
+
+    source = json.dumps({"kind": "file", "path": str(_relu_then_loop(tmp_path / "loop.onnx"))})
+    assert kernel_tables_for([source])[0] == [None]  # training: no table, the kernel sum never answers it
+    table = kernel_tables_for([source], control_flow_empty=True)[0][0]
+    assert table is not None and len(table) == 0  # dispatch feedback: set aside by the fit
