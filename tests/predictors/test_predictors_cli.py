@@ -857,3 +857,15 @@ def test_stored_control_flow_networks_get_a_table_of_no_row_where_asked(tmp_path
     assert kernel_tables_for([source])[0] == [None]  # training: no table, the kernel sum never answers it
     table = kernel_tables_for([source], control_flow_empty=True)[0][0]
     assert table is not None and len(table) == 0  # dispatch feedback: set aside by the fit
+
+
+def test_without_d_the_predictor_a_model_lies_least_outside_answers_first(tmp_path):
+    """ResNet-50 lies outside HW-NAS-Bench's range in 17 of 47 features, not more than half: its
+    19 extrapolated rows still come after the reference predictor's 4 (they came first)."""
+    from sniper_generator.zoo import export_zoo_to_file
+
+    model = tmp_path / "resnet50.onnx"
+    export_zoo_to_file("resnet50", model, weights=False)
+    rows = json.loads(_ok(["predict", str(model), "--json"]).stdout)["predictions"]
+    assert [bool(row["outside_training_range"]) for row in rows] == [False] * 4 + [True] * 19
+    assert rows[0]["device"] == REFERENCE_CPU
