@@ -39,6 +39,8 @@ def _limit_memory(gigabytes: float) -> None:
 _HINTS = (
     ("Unsupported model IR version", "the model's IR version is newer than this onnxruntime reads: re-save it "
      "with an older one (onnx: set model.ir_version, then onnx.save) or upgrade onnxruntime"),
+    ("No graph was found in the protobuf", "the file holds no ONNX graph (empty or cut short?): re-export the model"),
+    ("Protobuf parsing failed", "the file is not an ONNX model: check the path, or re-export the model"),
 )
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from sniper_profiler import __version__
-from sniper_profiler.config import ProfileConfig, ProfilerError
+from sniper_profiler.config import GPU_PROVIDERS, ProfileConfig, ProfilerError
 from sniper_profiler.fingerprint import Fingerprint, collect_fingerprint
 from sniper_profiler.quiet import wait_until_quiet
 from sniper_profiler.records import RECORD_SCHEMA, append_record, file_sha256, read_records, stable_hash
@@ -75,6 +75,24 @@ def config_id(fingerprint: Fingerprint, config: ProfileConfig) -> str:
     return stable_hash({"device": fingerprint.device_id, "config": config.identity()})
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share), else all of them."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 0
+
+
+def _check_threads(config: ProfileConfig) -> None:
+    """More intra-op threads than cores take turns on them: a run would time that contention, and
+    record it as a device configuration ("t1000") that no real deployment has. Checked here, on the
+    machine that measures, not in the config, which a fleet's dispatcher also builds."""
+    cores = usable_cores()
+    if config.provider not in GPU_PROVIDERS and cores and config.threads > cores:
+        raise ProfilerError(f"--threads {config.threads}: more than the {cores} cores this machine lets the profiler "
+                            f"use; extra threads would time their own contention, not the model; use at most {cores}")
+
+
 class Profiler:
     """Holds the results file, the device fingerprint and the set of finished keys."""
 
@@ -87,6 +105,7 @@ class Profiler:
             raise ProfilerError(f"--out {self.out}: not a regular file; give a .jsonl file path")
         if not self.out.parent.exists():
             raise ProfilerError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
+        _check_threads(config)
         self.config = config
         self.fingerprint = device_fingerprint(config)
         self._lock = _lock_results(self.out)

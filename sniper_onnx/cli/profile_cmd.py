@@ -120,6 +120,10 @@ def _print_summary(summary) -> None:
     if summary.skipped_failed:
         typer.echo(f"  skipped {summary.skipped_failed} that failed in an earlier run; --retry-failed measures "
                    "them again", err=True)
+    if summary.skipped > summary.skipped_failed:
+        typer.echo(f"  skipped {summary.skipped - summary.skipped_failed} measured in an earlier run on this device "
+                   "configuration (the stopping rule, such as --max-time, is not part of it); --passes K measures "
+                   "each K times, or give another --out", err=True)
     for flag, names in summary.flagged.items():
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)

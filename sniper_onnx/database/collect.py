@@ -173,7 +173,7 @@ def collect(
     from sniper_profiler.config import ProfilerError
     from sniper_profiler.runner import Profiler
 
-    db = _open_db(db_path, out)  # first: a --db that is refused leaves no results file behind
+    db, caught_up = _open_db(db_path, out)  # first: a --db that is refused leaves no results file behind
     try:
         profiler = Profiler(out, config, retry_failed, retry_busy)
     except ProfilerError as error:
@@ -182,7 +182,7 @@ def collect(
         raise SniperError(str(error)) from None
     passes = profiler.config.passes
     summary = CollectSummary(str(out), str(db_path) if db_path else None, profiler.fingerprint.device_id,
-                             profiler.fingerprint.short_name(), total=len(jobs) * passes)
+                             profiler.fingerprint.short_name(), total=len(jobs) * passes, imported=caught_up)
     if progress:
         progress("total", len(jobs) * passes, None)
     try:
@@ -242,12 +242,15 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, sc
         summary.failures.append(f"{job.name}: {record['failure']['kind']}: {record['failure']['reason']}")
 
 
-def _open_db(db_path: "str | Path | None", out: "str | Path") -> Any:
+def _open_db(db_path: "str | Path | None", out: "str | Path") -> tuple[Any, int]:
+    """The database, and how many records of ``out`` it lacked and got: those an earlier run
+    without --db, or a killed one, measured but did not store (they count as stored now)."""
     if db_path is None:
-        return None
+        return None, 0
     from sniper_onnx.database import Database, import_results
 
     db = Database(db_path)
     if Path(out).exists() and Path(out).stat().st_size:
-        import_results(db, out)  # catch up on records a killed run measured but did not store
-    return db
+        caught_up = import_results(db, out)
+        return db, caught_up.added + caught_up.failures_added
+    return db, 0

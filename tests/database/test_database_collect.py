@@ -231,3 +231,27 @@ def test_a_zoo_model_asked_for_at_a_size_it_refuses_is_refused_before_any_run(tm
     assert refused.exit_code == 2 and "Traceback" not in refused.output
     assert "vgg16: resolution 100 is refused" in refused.stderr and "nearest: --resolution 224" in refused.stderr
     assert not out.exists()  # no failed record that a resumed run would skip as done
+
+
+def test_records_caught_up_from_the_results_file_count_as_stored(tmp_path):
+    """A first run without --db, then the same with --db: the measured record is copied in and the
+    summary says so (it said 0 stored while the database held it)."""
+    model, out = conv_net(tmp_path / "net.onnx"), tmp_path / "r.jsonl"
+    first = runner.invoke(app, ["profile", str(model), "--out", str(out), "--json", *FAST])
+    assert first.exit_code == 0, first.output
+    db = tmp_path / "ncd.sqlite"
+    second = runner.invoke(app, ["profile", str(model), "--out", str(out), "--db", str(db), "--json", *FAST])
+    assert second.exit_code == 0, second.output
+    summary = json.loads(second.stdout)
+    assert (summary["measured"], summary["skipped"], summary["imported"]) == (0, 1, 1)
+    with Database(db) as store:
+        assert len(store.measurements()) == 1
+
+
+def test_a_rerun_that_skips_everything_says_why_and_what_measures_again(tmp_path):
+    model, out = conv_net(tmp_path / "net.onnx"), tmp_path / "r.jsonl"
+    assert runner.invoke(app, ["profile", str(model), "--out", str(out), *FAST]).exit_code == 0
+    slower_rule = [*FAST[:4], "--max-time", "0.05", "--threads", "1"]  # only the stopping rule differs
+    rerun = runner.invoke(app, ["profile", str(model), "--out", str(out), *slower_rule])
+    assert rerun.exit_code == 0 and rerun.stdout.startswith("0 measured, 0 failed, 1 skipped"), rerun.output
+    assert "skipped 1 measured in an earlier run on this device configuration (the stopping rule" in rerun.stderr

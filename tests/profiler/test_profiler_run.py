@@ -105,6 +105,7 @@ def test_broken_model_is_a_failure_record_and_the_run_goes_on(tmp_path, capsys):
     assert (summary["measured"], summary["failed"]) == (1, 1)
     failure = [r for r in _lines(out) if r["status"] == "failed"][0]
     assert failure["failure"]["kind"] == "error" and "a_broken.onnx" in failure["model"]["path"]
+    assert failure["failure"]["reason"].endswith("(the file is not an ONNX model: check the path, or re-export the model)")
     assert main(["run", str(model_dir), "--out", str(out), "--json", "-q", *FAST]) == 0  # nothing failed now
     assert json.loads(capsys.readouterr().out)["skipped"] == 2  # failures count as done ...
     main(["run", str(model_dir), "--out", str(out), "--json", "-q", "--retry-failed", *FAST])
@@ -343,3 +344,12 @@ def test_a_failure_reason_keeps_onnxruntime_s_words_without_its_cpp_signature():
            "requested buffer of size 123")
     assert _with_hint(raw) == "Failed to allocate memory for requested buffer of size 123"
     assert _with_hint("no location here") == "no location here"
+    assert _with_hint("Load model from e.onnx failed:No graph was found in the protobuf.").endswith(
+        "(the file holds no ONNX graph (empty or cut short?): re-export the model)")
+
+
+def test_more_threads_than_cores_is_refused_before_any_record(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(runner, "usable_cores", lambda: 2)
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(out), "--threads", "3"]) == 2
+    assert "--threads 3: more than the 2 cores" in capsys.readouterr().err and not out.exists()
