@@ -15,7 +15,8 @@ The paper's setting (section 4.3, Figure 6; its shape, not its numbers: see docs
 
   sniper-onnx simulate --platform paper --rates 18:25 --seeds 5 --plot fig6.png
 
-Replay a trace once (CSV: arrival,model[,deadline,noise]; no --rates/--seeds/--duration):
+Replay a trace once (CSV: arrival,model[,deadline,noise]; no --rates/--seeds/--duration;
+deadline in absolute seconds, noise a multiplier of the task's true time, 1 = unchanged):
 
   sniper-onnx simulate --platform paper --trace trace.csv
 """
@@ -40,7 +41,8 @@ def simulate(
         Optional[float],
         typer.Option(help="Arrival window in seconds; the run drains after it (default: 120). Not with --trace."),
     ] = None,
-    noise: Annotated[float, typer.Option(help="Execution-time noise (coefficient of variation).")] = 0.05,
+    noise: Annotated[float, typer.Option(help="Execution-time noise (coefficient of variation); with --trace, "
+                                              "only for rows without a noise multiplier.")] = 0.05,
     deadline_factor: Annotated[
         float, typer.Option(help="Deadline = arrival + factor x the model's mean true time.")
     ] = 3.0,
@@ -71,11 +73,9 @@ def simulate(
 ) -> None:
     from sniper_onnx.scheduling.api import parse_nodes, runs_needed, simulate_platform
     from sniper_onnx.scheduling.experiment import parse_rates
-    from sniper_onnx.scheduling.policies import POLICIES
 
     if list_policies:
-        for name, (_, description) in POLICIES.items():
-            typer.echo(f"{name:14s} {description}")
+        _print_policies(as_json)
         return
     from sniper_onnx.errors import SniperError
 
@@ -106,6 +106,17 @@ def simulate(
         typer.echo(json.dumps(report.to_json_dict()))
         return
     _print_table(report, per_device)
+
+
+def _print_policies(as_json: bool) -> None:
+    from sniper_onnx.scheduling.policies import POLICIES
+
+    if as_json:  # shaped as `zoo list --json` and `predict --list-devices --json`: {"<things>": [{...}]}
+        typer.echo(json.dumps({"policies": [{"name": name, "description": description}
+                                            for name, (_, description) in POLICIES.items()]}))
+        return
+    for name, (_, description) in POLICIES.items():
+        typer.echo(f"{name:14s} {description}")
 
 
 class _Progress:

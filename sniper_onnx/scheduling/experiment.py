@@ -140,7 +140,7 @@ def parse_rates(text: str) -> tuple[float, ...]:
                 raise SniperError(f"--rates {text!r}: {count} rates; at most {MAX_RATES}, use a larger STEP")
             rates = tuple(round(start + i * step, 10) for i in range(count))
         else:
-            rates = tuple(float(p) for p in text.split(",") if p.strip())
+            rates = _rate_list(text)
     except ValueError:
         raise SniperError(f"--rates {text!r}: write START:STOP[:STEP] (e.g. 18:25) or a list (18,20,24)") from None
     if not rates or any(not (r > 0 and math.isfinite(r)) for r in rates):
@@ -148,6 +148,17 @@ def parse_rates(text: str) -> tuple[float, ...]:
     if len(rates) > MAX_RATES:
         raise SniperError(f"--rates {text!r}: {len(rates)} rates; at most {MAX_RATES}")
     return tuple(dict.fromkeys(rates))  # a rate given twice is one row, not two rows of the same seeds
+
+
+def _rate_list(text: str) -> tuple[float, ...]:
+    items = text.split(",")
+    empty = [str(i + 1) for i, item in enumerate(items) if not item.strip()]
+    if empty and text.strip():
+        # "18,,24" is more likely a lost rate than a stray comma: running the rest would hide it
+        which = f"item {empty[0]} is" if len(empty) == 1 else f"items {', '.join(empty)} are"
+        raise SniperError(f"--rates {text!r}: {which} empty; give a number between every two commas "
+                          f"(e.g. 18,20,24)")
+    return tuple(float(item) for item in items if item.strip())
 
 
 def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:

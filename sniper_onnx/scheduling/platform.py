@@ -25,6 +25,7 @@ import numpy as np
 from sniper_onnx.errors import SniperError, read_text
 
 BUILTIN_DIR = Path(__file__).parent / "platforms"
+PLATFORM_SUFFIXES = (".json", ".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -108,12 +109,25 @@ def load_platform(name_or_path: str | Path) -> Platform:
     if builtin.is_file() and not Path(text_name).suffix:
         return platform_from_dict(json.loads(builtin.read_text()), source=f"built-in platform {text_name!r}")
     path = Path(text_name)
+    if path.is_dir():
+        raise SniperError(_directory_message(path))
     if not path.is_file():
         raise SniperError(
             f"{text_name}: no such platform file or built-in platform; give a built-in name "
             f"({', '.join(builtin_platforms())}) or a JSON/YAML platform file"
         )
     return platform_from_dict(_read_mapping(path), source=str(path))
+
+
+def _directory_message(path: Path) -> str:
+    """What to say when --platform names a folder (one holding platform.json and a models/ folder, say)."""
+    try:
+        files = sorted(str(f) for f in path.iterdir() if f.suffix.lower() in PLATFORM_SUFFIXES and f.is_file())
+    except OSError:  # an unreadable folder still gets the message, just without its files
+        files = []
+    where = f" (here: {', '.join(files[:3])}{', ...' if len(files) > 3 else ''})" if files else ""
+    return (f"{path}: is a directory; give the platform's JSON/YAML file{where} "
+            f"or a built-in name ({', '.join(builtin_platforms())})")
 
 
 def _read_mapping(path: Path) -> dict:

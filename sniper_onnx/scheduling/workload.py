@@ -19,6 +19,7 @@ MAX_EXPECTED_TASKS = 2_000_000  # per run: 20x the paper's longest; more would n
 # Largest trace arrival/deadline, in seconds (~317 years; Unix times in seconds fit). A double near
 # 1e10 still resolves 2 us; near 1e308 a whole run rounds to no time at all and TPS comes out ~1e12.
 MAX_TRACE_SECONDS = 1e10
+MIN_TRACE_NOISE = 1e-9  # a trace's noise multiplier: no task runs in (next to) no time
 
 
 @dataclass(slots=True)
@@ -98,10 +99,21 @@ def read_task_rows(path: Path, what: str, columns_hint: str) -> list[dict]:
     columns = set(reader.fieldnames or ())
     if not {"arrival", "model"} <= columns:
         raise SniperError(f"{path}: {what} needs columns 'arrival' and 'model' (found {sorted(columns)})")
-    rows = list(reader)
+    rows = [_check_width(path, reader, row) for row in reader]
     if not rows:
         raise SniperError(f"{path}: {what} has no tasks")
     return rows
+
+
+def _check_width(path: Path, reader: csv.DictReader, row: dict) -> dict:
+    """``row``, unless it has more fields than the header: DictReader would file the extras under
+    ``None`` and the row would run as if they were not there, hiding a shifted or unquoted value."""
+    extra = row.get(None)
+    if extra is None:
+        return row
+    header = reader.fieldnames or []
+    raise SniperError(f"{path}:{reader.line_num}: {len(header) + len(extra)} fields, but the header has "
+                      f"{len(header)} ({','.join(header)}); drop the extra fields or quote a value holding a comma")
 
 
 def read_trace(
@@ -139,11 +151,32 @@ def _trace_task(
     arrival = _number(where, "arrival", row.get("arrival"), minimum=0.0)
     deadline_text = (row.get("deadline") or "").strip()
     reference = float(platform.true_times[model].mean())
-    deadline = (_number(where, "deadline", deadline_text, minimum=arrival) if deadline_text
-                else arrival + deadline_factor * reference)
+    deadline = _deadline(where, deadline_text, arrival) if deadline_text else arrival + deadline_factor * reference
     noise_text = (row.get("noise") or "").strip()
-    noise = _number(where, "noise", noise_text, minimum=1e-9) if noise_text else default_noise
+    noise = _noise(where, noise_text) if noise_text else default_noise
     return Task(task_id, model, arrival, deadline, noise)
+
+
+def _deadline(where: str, text: str, arrival: float) -> float:
+    deadline = _number(where, "deadline", text, minimum=-math.inf)
+    if deadline < arrival:
+        raise SniperError(f"{where}: deadline {deadline!r} is before its arrival {arrival!r}; "
+                          f"a deadline is absolute seconds, like the arrival, not a time allowed after it")
+    return deadline
+
+
+def _noise(where: str, text: str) -> float:
+    # a user who knows --noise (a coefficient of variation, >= 0) may read this column as one too
+    what = ("the noise column is a multiplier of the task's true time (1 = the platform's time, 2 = twice "
+            "it; not a coefficient of variation like --noise)")
+    try:
+        value = float(text)
+    except ValueError:
+        raise SniperError(f"{where}: noise {text!r} is not a number; {what}") from None
+    if not (math.isfinite(value) and value >= MIN_TRACE_NOISE):
+        raise SniperError(f"{where}: noise {value!r} is out of range: {what}, so a finite number > 0 "
+                          f"(at least {MIN_TRACE_NOISE:g})")
+    return value
 
 
 def _number(where: str, column: str, text: str | None, minimum: float) -> float:
