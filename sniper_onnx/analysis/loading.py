@@ -458,8 +458,7 @@ def resolve_input_shapes(
     resolved: dict[str, tuple] = {}
     bound = _bound_symbols(inputs, requested, warnings)
     for vi in inputs:
-        declared = _declared_dims(vi)
-        written = _declared_dims(vi, keep_zero=True)  # what messages quote: a declared 0 reads as 0, not ?
+        declared = written = _declared_dims(vi)
         if vi.name not in requested and declared is not None:
             declared = [bound.get(d, d) if isinstance(d, str) else d for d in declared]
         if vi.name in requested:
@@ -485,6 +484,10 @@ def resolve_input_shapes(
                 warnings.append(f"input '{vi.name}' has no shape; pass --input-shape {vi.name}=DIMS")
             continue
         resolved[vi.name] = _default_dims(vi.name, declared, warnings, written)
+        if 0 in declared:
+            warnings.append(f"input '{vi.name}' is declared {_listed(written)}: a dim of 0 is an empty tensor, and "
+                            "onnxruntime runs it so and refuses any other size, so nodes that read it do no work; if "
+                            "the 0 stands for an unknown size, re-export the model with a symbolic dim there")
     return resolved
 
 
@@ -513,14 +516,14 @@ def _bound_symbols(inputs: list[onnx.ValueInfoProto], requested: dict, warnings:
     return bound
 
 
-def _declared_dims(vi: onnx.ValueInfoProto, keep_zero: bool = False) -> list | None:
-    """Each dim as int, a symbol name (str) or None. A declared 0 is analysed as unknown; with
-    ``keep_zero`` it is kept, for messages that quote the declaration as written."""
+def _declared_dims(vi: onnx.ValueInfoProto) -> list | None:
+    """Each dim as int, a symbol name (str) or None. A declared 0 stays 0: onnxruntime runs such an
+    input only as an empty tensor and refuses any other size, so that is what the costs describe."""
     if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
         return None
     dims: list = []
     for dim in vi.type.tensor_type.shape.dim:
-        if dim.HasField("dim_value") and (dim.dim_value > 0 or keep_zero and dim.dim_value == 0):
+        if dim.HasField("dim_value") and dim.dim_value >= 0:
             dims.append(int(dim.dim_value))
         elif dim.HasField("dim_param") and dim.dim_param:
             dims.append(dim.dim_param)
@@ -535,7 +538,7 @@ def _format_declared(dims: list) -> str:
 
 def _default_dims(name: str, declared: list, warnings: list[str], written: list | None = None) -> tuple:
     """Unset dims that hold the batch become 1, and a warning names them; others stay unknown.
-    ``written``: the declaration as the warning quotes it (``declared`` with its 0s)."""
+    ``written``: the declaration as the warning quotes it (its symbols, before --input-shape bound any)."""
     batch = _batch_positions(declared)
     dims = tuple(d if isinstance(d, int) else 1 if i in batch else None for i, d in enumerate(declared))
     assumed = sorted(i for i in batch if not isinstance(declared[i], int))
@@ -547,8 +550,7 @@ def _default_dims(name: str, declared: list, warnings: list[str], written: list 
         named = ", ".join(f"{i}" + (f" ('{declared[i]}')" if isinstance(declared[i], str) else "") for i in assumed)
         parts.append(f"taken as the batch and set to 1: dim{'s' if len(assumed) > 1 else ''} {named}")
     if missing:
-        zero = " (a declared 0 is read as unset)" if 0 in (written or ()) else ""
-        parts.append(f"unknown dims {missing}{zero}, so nodes that depend on them get unknown shapes")
+        parts.append(f"unknown dims {missing}, so nodes that depend on them get unknown shapes")
     warnings.append(f"input '{name}' is declared {_listed(written or declared)}, analysed as {_listed(list(dims))}; "
                     f"{'; '.join(parts)}; pass --input-shape {name}=DIMS to set them")
     return dims

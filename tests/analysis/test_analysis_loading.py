@@ -372,10 +372,14 @@ def test_a_graph_without_layers_says_so():
     assert not any("no layer" in w for w in analyze(small_cnn(weight), input_shapes={"x": (1, 3, 8, 8)}).warnings)
 
 
-def test_a_declared_zero_dim_is_quoted_as_zero():
+def test_a_declared_zero_dim_is_an_empty_tensor_as_onnxruntime_runs_it():
+    """onnxruntime feeds a declared 0 only as 0 (it refuses 1), and the profiler does the same: the
+    analysis describes that run (until 2026-11-30 it read the 0 as unset and analysed a size of 1)."""
     result = analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 0, 64]}, ["y"]))
-    assert result.warnings[0].startswith("input 'x' is declared [N, 0, 64], analysed as [1, ?, 64]; taken as the batch "
-                                         "and set to 1: dim 0 ('N'); unknown dims [1] (a declared 0 is read as unset)")
+    assert result.warnings[0] == ("input 'x' is declared [N, 0, 64], analysed as [1, 0, 64]; taken as the batch and "
+                                  "set to 1: dim 0 ('N'); pass --input-shape x=DIMS to set them")
+    assert result.warnings[1].startswith("input 'x' is declared [N, 0, 64]: a dim of 0 is an empty tensor")
+    assert list(result.nodes[0].output_shapes[0]) == [1, 0, 64] and result.features["activation_bytes_read"] == 0
     with pytest.raises(SniperError, match=r"has 2 dims but the input has rank 3 \(Nx0x64\)"):
         analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 0, 64]}, ["y"]), input_shapes={"x": (1, 2)})
 
