@@ -40,6 +40,11 @@ def test_missing_external_data_file_still_analyses(tmp_path):
     result = analyze(path)
     assert result.features["total_params"] == 16 * 27 + 16 + 10 * 1024
     assert node(result, "fc").macs == 10 * 1024
+    # ... and says that onnxruntime will not run it as it is (it said nothing until 2026-11-30)
+    assert [w for w in result.warnings if w.startswith("external data 'weights.bin' not found beside the model")]
+    onnx.save(small_cnn(), path, save_as_external_data=True, all_tensors_to_one_file=True,
+              location="weights.bin", size_threshold=1024)
+    assert not [w for w in analyze(path).warnings if "external data" in w]
 
 
 def test_nodes_out_of_topological_order_are_sorted():
