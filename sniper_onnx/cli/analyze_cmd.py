@@ -46,6 +46,8 @@ def analyze_command(
         result.write_csv(csv_path)
     if as_json:
         typer.echo(json.dumps(result.to_json_dict(include_nodes=nodes, include_kernels=kernels)))
+        for warning in result.warnings:  # also in the JSON; on stderr too, so a pipe's reader is not the only one told
+            typer.echo(f"sniper-onnx: warning: {warning}", err=True)
         return
     from sniper_onnx.analysis.render import print_summary
 

@@ -255,3 +255,6 @@ def test_warnings_go_to_stderr_with_the_common_prefix(tmp_path):
     assert "declared" not in result.stdout and "total_macs" in result.stdout
     warned = [line for line in result.stderr.splitlines() if "declared [N, 3]" in line]
     assert len(warned) == 1 and warned[0].startswith("sniper-onnx: warning: input 'x'"), result.stderr
+    as_json = runner.invoke(app, ["analyze", str(path), "--json"])
+    assert json.loads(as_json.stdout)["warnings"] == [line.removeprefix("sniper-onnx: warning: ")
+                                                      for line in as_json.stderr.splitlines()]
