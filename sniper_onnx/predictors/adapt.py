@@ -132,6 +132,18 @@ def _kernel_tables(predictor: Predictor, kernel_tables, count: int):
     return G.distinct_each([predictor.in_kernel_layout(table) for table in kernel_tables])
 
 
+def _without_table(sample_names, kernel_tables) -> str:
+    """Which samples lack a kernel table, for the error that asks for one: "a.json and 2 more have"."""
+    count = len(kernel_tables) if kernel_tables is not None else 0
+    lacking = [i for i in range(count) if kernel_tables[i] is None] if count else []
+    if not lacking:
+        return "the samples have"
+    names = list(dict.fromkeys(str(sample_names[i]) if sample_names is not None else f"sample {i + 1}"
+                               for i in lacking))  # a network measured twice is named once
+    more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+    return f"{names[0]}{more} {'have' if more else 'has'}"
+
+
 def _no_layer_to_correct(device: str, kernel_tables) -> None:
     """Raise where every sample's table has no row: networks the kernel sum does not time."""
     if kernel_tables and all(table is not None and len(table) == 0 for table in kernel_tables):
@@ -430,8 +442,9 @@ def adapt_predictor(
     known_by_kernels = device in predictor.device_table and _answers_by_kernels(predictor, device)
     if not solve_embedding and known_by_kernels and tables is None:
         _no_layer_to_correct(device, samples.kernel_tables)
-        raise SniperError(f"device {device!r} is answered by the kernel sum: give the samples' networks as .onnx files "
-                          "or `analyze --json --nodes` files, so that the Time Trimmer corrects what `predict` answers")
+        raise SniperError(f"device {device!r} is answered by the kernel sum, and {_without_table(sample_names, kernel_tables)} "
+                          "no kernel table: give the samples' networks as .onnx files or `analyze --json --kernels` "
+                          "(or --nodes) files, so that the Time Trimmer corrects what `predict` answers")
     base = _base_vector(predictor, device, spec_features)
     existing_slot = int(predictor.device_table.get(device, [0])[-1])
     current = predictor.device_vector(device) if device in predictor.device_table else base

@@ -98,6 +98,7 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
 
         try:
             data = json.loads(path.read_text())
+            _check_costs(path, data, cache)
             features, table = {k: float(v) for k, v in data["features"].items()}, kernel_table_of_json(data)
             if table is None and analysis_holds_control_flow(data):  # set aside, as from an .onnx file
                 from sniper_onnx.analysis.kernels import empty_kernel_table
@@ -113,7 +114,22 @@ def _network(network: str, base: Path, cache: Dict[str, Any]) -> Tuple[Dict[str,
     from sniper_onnx.analysis import analyze
 
     result = analyze(str(path))
+    _check_costs(path, result.to_json_dict(), cache)
     return {k: float(v) for k, v in result.features.items()}, _sample_table(result.nodes)
+
+
+# what a sample with an input of unknown dims should be listed as instead
+_SIZED_SAMPLE = "list the output of `sniper-onnx analyze MODEL --json --kernels` in the samples file instead, with -s"
+
+
+def _check_costs(path: Path, analysis: Dict[str, Any], cache: Dict[str, Any]) -> None:
+    """As `predict`: an input of unknown dims leaves the nodes after it without cost, and a fit to
+    that sample's time would learn from a network that is not the one measured (a transformer of
+    unset sequence length read as 0 MACs put a corrected CPU 10x off); incomplete costs are noted."""
+    from sniper_onnx.predictors.commands import incomplete_cost_notes
+
+    notes = cache.setdefault("notes", [])
+    notes += [note for note in incomplete_cost_notes(str(path), analysis, _SIZED_SAMPLE) if note not in notes]
 
 
 def _sample_table(nodes):

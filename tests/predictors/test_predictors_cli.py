@@ -869,3 +869,31 @@ def test_without_d_the_predictor_a_model_lies_least_outside_answers_first(tmp_pa
     rows = json.loads(_ok(["predict", str(model), "--json"]).stdout)["predictions"]
     assert [bool(row["outside_training_range"]) for row in rows] == [False] * 4 + [True] * 19
     assert rows[0]["device"] == REFERENCE_CPU
+
+
+@pytest.mark.parametrize("command", ["feedback", "adapt"])
+def test_a_sample_with_an_input_of_unknown_dims_is_refused_as_predict_refuses_it(tmp_path, command):
+    """It was read as 0 MACs and fitted (a corrected CPU came out 10x slow); a sized analysis passes."""
+    model = _symbolic_matmul(tmp_path / "seq.onnx")
+    samples = tmp_path / "samples.csv"
+    samples.write_text("network,latency_ms\nseq.onnx,0.02\n")
+    device = REFERENCE_CPU if command == "feedback" else "new-cpu"
+    _fails([command, "-d", device, "--samples", str(samples), "-o", str(tmp_path / "out.onnx")],
+           "seq.onnx: input 'x' has unknown dims (1x?x8), so 1 nodes have no cost")
+    sized = tmp_path / "seq.json"
+    sized.write_text(_ok(["analyze", str(model), "-s", "x=1x16x8", "--json", "--kernels"]).stdout)
+    from sniper_onnx.predictors.samples import load_samples
+
+    samples.write_text("network,latency_ms\nseq.json,0.02\n")
+    assert load_samples(samples).features[0]["total_macs"] == 16 * 8 * 4
+
+
+def test_feedback_names_the_samples_without_a_kernel_table(tmp_path):
+    model = _symbolic_matmul(tmp_path / "seq.onnx")
+    for name, extra in (("plain.json", []), ("kernels.json", ["--kernels"])):
+        (tmp_path / name).write_text(_ok(["analyze", str(model), "-s", "x=1x16x8", "--json", *extra]).stdout)
+    samples = tmp_path / "samples.csv"
+    samples.write_text("network,latency_ms\nplain.json,0.02\nkernels.json,0.02\nplain.json,0.021\n")
+    _fails(["feedback", "-d", REFERENCE_CPU, "--samples", str(samples), "-o", str(tmp_path / "out.onnx")],
+           "plain.json has no kernel table: give the samples' networks as .onnx files or "
+           "`analyze --json --kernels`")
