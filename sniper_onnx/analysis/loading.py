@@ -167,6 +167,22 @@ def _check_default_opset(model: onnx.ModelProto, warnings: list[str]) -> None:
                         f"rules of opset {newest}")
 
 
+def _check_external_data(model: onnx.ModelProto, source: ModelSource, warnings: list[str]) -> None:
+    """External data files missing beside the model: the analysis never reads them, but
+    onnxruntime (profile, dispatch) refuses the model, so say it here, before anything is measured."""
+    if isinstance(source, onnx.ModelProto):
+        return  # its external data, if any, is relative to a folder we do not know
+    folder = Path(source).parent
+    locations = {entry.value for tensor in model.graph.initializer
+                 if tensor.data_location == onnx.TensorProto.EXTERNAL
+                 for entry in tensor.external_data if entry.key == "location"}
+    missing = sorted(name for name in locations if not (folder / name).is_file())
+    if missing:
+        shown = ", ".join(f"'{name}'" for name in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        warnings.append(f"external data {shown} not found beside the model in {folder}: analysed all the same (weights "
+                        "are never read), but onnxruntime will refuse to run it; copy the data file(s) next to it")
+
+
 def _check_ir_version(model: onnx.ModelProto, warnings: list[str]) -> None:
     """An IR version newer than the installed onnxruntime loads (or, without onnxruntime, than
     the installed onnx knows): the analysis reads it, but it can be neither measured nor run."""
@@ -758,6 +774,7 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     warnings: list[str] = []
     _check_default_opset(model, warnings)
     _check_ir_version(model, warnings)
+    _check_external_data(model, source, warnings)
     model = inline_local_functions(model, label, warnings)
     order = topological_order(model.graph, label)
     input_shapes = name_unnamed_shape(model.graph, input_shapes, label)
