@@ -27,12 +27,15 @@ class GenerateResult:
     manifest_only: bool
     onnx_files: list[str] = field(default_factory=list)
     total_macs: list[float] = field(default_factory=list)
+    removed_onnx: list[str] = field(default_factory=list)  # --overwrite: files the replaced manifest listed
+    unlisted_onnx: list[str] = field(default_factory=list)  # other .onnx files left in the folder
 
     def to_json_dict(self) -> dict:
         return {"out_dir": self.out_dir, "manifest": self.manifest, "count": self.count, "family": self.family,
                 "seed": self.seed, "manifest_only": self.manifest_only, "onnx_files": len(self.onnx_files),
                 "min_total_macs": min(self.total_macs, default=None),
-                "max_total_macs": max(self.total_macs, default=None)}
+                "max_total_macs": max(self.total_macs, default=None),
+                "removed_onnx": len(self.removed_onnx), "unlisted_onnx": len(self.unlisted_onnx)}
 
 
 def spec_features(spec: NetSpec) -> tuple[dict[str, float], dict[str, int]]:
@@ -102,6 +105,9 @@ def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "
 
     Each manifest line holds the spec (id, seed, family, config, generator version), the analyzer's
     features and the ONNX file name (null in manifest-only mode). ``progress(i)`` is called after each net.
+    ``overwrite`` replaces an existing manifest and then deletes the ONNX files it listed that the new
+    one does not (never other files); ``.onnx`` files the new manifest does not list are reported in
+    ``unlisted_onnx``.
     """
     if count < 1:
         raise SniperError(f"--count {count}: must be at least 1")
@@ -116,10 +122,11 @@ def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise SniperError(f"{out}: cannot create the folder ({error.strerror}); choose another --out") from None
-    result = GenerateResult(str(out), str(manifest), count, family, seed, manifest_only)
-    temporary = manifest.with_suffix(".jsonl.partial")
     if jobs < 1:
         raise SniperError(f"--jobs {jobs}: must be at least 1")
+    previous = listed_onnx_files(manifest) if overwrite else set()
+    result = GenerateResult(str(out), str(manifest), count, family, seed, manifest_only)
+    temporary = manifest.with_suffix(".jsonl.partial")
     records = iter_records(count, seed, family, max_macs, None if manifest_only else str(out), jobs)
     with temporary.open("w") as handle:
         for index, record in enumerate(records):
@@ -130,4 +137,41 @@ def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "
             if progress is not None:
                 progress(index + 1)
     temporary.replace(manifest)  # an interrupted run never leaves a manifest that looks complete
+    # only now: until the new manifest is in place, the old one must still find its files
+    result.removed_onnx = _remove_unlisted(out, previous - {Path(f).name for f in result.onnx_files})
+    written = set(result.onnx_files)
+    result.unlisted_onnx = sorted(str(path) for path in out.glob("*.onnx") if str(path) not in written)
     return result
+
+
+def listed_onnx_files(manifest: Path) -> set[str]:
+    """The ONNX files a manifest says the generator wrote: ``<net_id>.onnx`` names in its folder.
+
+    A line that is not JSON, or names a file any other way (a path, another name), is left out: only
+    files known to be the generator's may be deleted, never one the user put there."""
+    try:
+        text = manifest.read_text(errors="replace")
+    except OSError:  # unreadable: nothing is known to be the generator's, so nothing is deleted
+        return set()
+    names = set()
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("file") and record.get("file") == f"{record.get('net_id')}.onnx":
+            names.add(record["file"])
+    return {name for name in names if Path(name).name == name}
+
+
+def _remove_unlisted(out: Path, names: set[str]) -> list[str]:
+    """Deletes ``out/<name>`` for each of ``names``; the paths it deleted."""
+    removed = []
+    for name in sorted(names):
+        path = out / name
+        try:
+            path.unlink()
+        except OSError:  # gone already, or not ours to delete: a file left is reported as unlisted
+            continue
+        removed.append(str(path))
+    return removed

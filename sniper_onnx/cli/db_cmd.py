@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
     def export(
         out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write")] = Path("train.csv"),
         db: DbOption = Path("ncd.sqlite"),
-        device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device id (repeatable)")] = None,
+        device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device: its id, its name, or a part of one that only one device holds (repeatable; `db stats` lists them)")] = None,
         exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy (contended_sessions and precision_mismatch are always left out)")] = None,
         statistic: Annotated[str, typer.Option("--statistic", help="latency of each measurement: median (typical run), min (undisturbed run, most repeatable on shared hosts), p10 or mean")] = "median",
         json_output: JsonOption = False,

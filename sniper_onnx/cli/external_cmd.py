@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, List, Optional
+from typing import TYPE_CHECKING, Annotated, List, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from sniper_onnx.database.external import ImportResult
 
 
 def import_latencies(
@@ -19,7 +22,7 @@ def import_latencies(
     device_column: Annotated[Optional[str], typer.Option("--device-column", help="Long format: column naming the device.")] = None,
     latency_column: Annotated[Optional[str], typer.Option("--latency-column", help="Long format: column holding the latency.")] = None,
     devices: Annotated[Optional[List[str]], typer.Option("--device", help="Import only this device (repeatable).")] = None,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes that build and hash NAS-Bench-201 networks.")] = 1,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", help="Processes that build and hash NAS-Bench-201 networks (1 or more).")] = 1,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
 ) -> None:
     """Import an external latency table (HW-NAS-Bench, HELP, or any similar CSV). Idempotent: a second import adds nothing."""
@@ -43,14 +46,33 @@ def import_latencies(
             "fact unknown (give --device-specs to describe them)",
             err=True,
         )
-    typer.echo(
-        f"{result.table}: {result.layout} table, {result.rows} rows, {len(result.devices)} devices -> {result.database}\n"
-        f"  networks     {result.networks_added} added, {result.networks_seen - result.networks_added} already there\n"
-        f"  devices      {result.devices_added} added, {len(result.devices) - result.devices_added} already there\n"
-        f"  measurements {result.measurements_added} added, {result.measurements_seen - result.measurements_added} already there"
-        + (f", {result.non_positive} non-positive kept as failed" if result.non_positive else "")
-        + (f", {result.missing_values} empty cells skipped" if result.missing_values else "")
-    )
+    typer.echo(_summary(result))
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _summary(result: ImportResult) -> str:
+    """What the import stored, line by line; failed measurements are said to be failed, never
+    hidden in the added count, and skipped cells are said to store nothing."""
+    lines = [
+        f"{result.table}: {result.layout} table, {result.rows} rows, {len(result.devices)} devices -> {result.database}",
+        f"  networks     {result.networks_added} added, {result.networks_seen - result.networks_added} already there",
+        f"  devices      {result.devices_added} added, {len(result.devices) - result.devices_added} already there",
+        f"  measurements {result.measurements_added} added, {result.measurements_seen - result.measurements_added} already there",
+    ]
+    reasons = [text for number, text in (
+        (result.non_positive, _count(result.non_positive, "latency", "latencies") + " of 0 or less"),
+        (result.not_a_number, _count(result.not_a_number, "not-a-number latency", "not-a-number latencies") + " (NaN or inf)"),
+    ) if number]
+    if reasons:
+        failed = result.non_positive + result.not_a_number
+        lines.append(f"  failed       {failed} of these {result.measurements_seen} stored as failed measurements, "
+                     f"without a latency: {', '.join(reasons)}")
+    if result.missing_values:
+        lines.append(f"  skipped      {_count(result.missing_values, 'empty or NA cell', 'empty or NA cells')}, nothing stored")
+    return "\n".join(lines)
 
 
 def register(app: typer.Typer) -> None:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
+
+if TYPE_CHECKING:
+    from sniper_generator.dataset import GenerateResult
 
 FAMILY_HELP = "cnn, cnn-strided (blocks that stride), cnn-wide (big convs at full resolution), transformer, transformer-torch (3-D tokens, MatMul + Add linear layers, post-norm, masks: as torch exports them), tiny (1-8 layers, up to about 1e6 MACs: microsecond nets; with activations up to ~20 layer nodes), mixed (75% cnn) or nasbench201."
 
@@ -53,7 +57,8 @@ def _print_coverage(report) -> None:
 def generate(
     count: Annotated[int, typer.Option("--count", "-n", help="How many networks.")] = 100,
     seed: Annotated[int, typer.Option("--seed", "-s", help="Run seed; net i depends on (seed, i) only.")] = 0,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory (created).")] = None,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", "-o", help="Output directory (created); required unless --coverage.")] = None,
     family: Annotated[str, typer.Option("--family", "-f", help=FAMILY_HELP)] = "cnn",
     manifest_only: Annotated[bool, typer.Option(
         "--manifest-only", help="Write manifest.jsonl only (specs + features), no ONNX files.")] = False,
@@ -61,7 +66,9 @@ def generate(
         "--max-macs", help="Truncate the MACs distribution (e.g. 1e9 for a quick dataset): a positive finite "
                            "number of MACs, 1e6 or more (--family tiny: 1000 or more).")] = None,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing manifest in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an existing manifest in --out and delete the .onnx files it listed "
+                            "(only those; other files stay).")] = False,
     coverage: Annotated[bool, typer.Option(
         "--coverage", help="Instead of writing nets, report feature quantiles and check the zoo is inside "
                            "(--family tiny and nasbench201: the quantiles only, their nets are not meant to cover it).")] = False,
@@ -97,17 +104,41 @@ def generate(
             typer.echo(f"wrote {plot}", err=True)
         return
     if out is None:
-        raise SniperError("--out: missing; give the directory for the ONNX files and manifest.jsonl")
+        raise SniperError("--out DIR is required unless --coverage: give the directory for the ONNX files and "
+                          "manifest.jsonl")
     from sniper_generator.dataset import generate_dataset
 
     result = _run_with_progress(count, "generate", lambda tick: generate_dataset(
         count, seed, out, family, manifest_only, max_macs, overwrite, jobs, progress=tick))
     if json_output:
         typer.echo(json.dumps(result.to_json_dict()))
-        return
-    files = "no ONNX files (manifest only)" if manifest_only else f"{len(result.onnx_files)} ONNX files"
-    typer.echo(f"wrote {result.manifest} ({result.count} nets, {files}); total MACs "
+    else:
+        _print_written(result)
+    _warn_unlisted(result)
+
+
+def _count(number: int, one: str, many: str) -> str:
+    return f"{number} {one if number == 1 else many}"
+
+
+def _print_written(result: GenerateResult) -> None:
+    files = "no ONNX files (manifest only)" if result.manifest_only else _count(
+        len(result.onnx_files), "ONNX file", "ONNX files")
+    typer.echo(f"wrote {result.manifest} ({_count(result.count, 'net', 'nets')}, {files}); total MACs "
                f"{min(result.total_macs):.3g} .. {max(result.total_macs):.3g}")
+    if result.removed_onnx:
+        typer.echo(f"removed {_count(len(result.removed_onnx), 'ONNX file', 'ONNX files')} the replaced manifest listed and the new one does not")
+
+
+def _warn_unlisted(result: GenerateResult) -> None:
+    """On stderr, so that --json's stdout stays one JSON object; `profile DIR` measures every .onnx
+    file in DIR, listed in the manifest or not."""
+    if not result.unlisted_onnx:
+        return
+    number = len(result.unlisted_onnx)
+    typer.echo(f"sniper-onnx: warning: {result.out_dir} holds {_count(number, '.onnx file', '.onnx files')} the "
+               f"manifest does not list (e.g. {Path(result.unlisted_onnx[0]).name}); `sniper-onnx profile "
+               f"{shlex.quote(result.out_dir)}` would measure {'it' if number == 1 else 'them'} too", err=True)
 
 
 def register(app: typer.Typer) -> None:

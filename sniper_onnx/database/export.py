@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
-from sniper_onnx.database.store import Database, _median_of
+from sniper_onnx.database.store import Database, DeviceRecord, _median_of
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DEVICE_FEATURE_NAMES, DeviceSpec
 
@@ -73,11 +75,10 @@ def export_csv(
     _check_writable_export(out, db.path)
     # Always left out: a biased protocol's numbers (kept in the database, superseded by re-measurements).
     excluded = sorted({*exclude_flags, *ALWAYS_EXCLUDED_FLAGS})
+    if device_ids:
+        device_ids = resolve_devices(db, device_ids)
     rows = list(db.latency_rows(excluded, statistic))
     if device_ids:
-        unknown = sorted(set(device_ids) - {d.id for d in db.devices()})
-        if unknown:
-            raise SniperError(f"--device {unknown[0]}: no such device in {db.path}; see `sniper-onnx db stats`")
         rows = [row for row in rows if row["device_id"] in device_ids]
     with_features = [row for row in rows if row["features"]]
     features = {row["network_id"]: json.loads(row["features"]) for row in with_features}
@@ -101,6 +102,40 @@ def export_csv(
     temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES),
                          db.flagged_counts(excluded, device_ids), db.count_without_statistic(statistic, device_ids))
+
+
+def resolve_devices(db: Database, wanted: Sequence[str]) -> list[str]:
+    """The ids of the devices ``wanted`` names, each an id, a name, or a part of a name or id that
+    only one device holds (as `predict -d` takes them), in the order given, without repeats."""
+    devices = db.devices()
+    ids = [_resolve_device(devices, text, db.path) for text in wanted]
+    return list(dict.fromkeys(ids))
+
+
+def _resolve_device(devices: Sequence[DeviceRecord], wanted: str, db_path: Path) -> str:
+    if any(d.id == wanted for d in devices):
+        return wanted
+    hint = f"see `sniper-onnx db stats --db {shlex.quote(str(db_path))}`"
+    if not wanted.strip():  # "" is part of every name: it would match them all
+        raise SniperError(f"--device {wanted!r}: empty; give a device id, a name or a part of one ({hint})")
+    holders = [d for d in devices if d.name == wanted] or _holders(devices, wanted)
+    if len(holders) == 1:
+        return holders[0].id
+    if not holders:
+        raise SniperError(f"--device {wanted!r}: no such device in {db_path} (no id or name holds it); {hint}")
+    listed = ", ".join(f"{d.id} ({d.name})" for d in holders)
+    raise SniperError(f"--device {wanted!r}: matches {len(holders)} devices in {db_path}: {listed}; "
+                      "give more of the name, or the id")
+
+
+def _holders(devices: Sequence[DeviceRecord], wanted: str) -> list[DeviceRecord]:
+    """Devices whose name or id holds ``wanted`` (case-insensitive), those holding it as a whole word
+    first: "t1" is in "... t16 opt-all" too, but names only the t1 configurations."""
+    text = wanted.lower()
+    holders = [d for d in devices if text in d.name.lower() or text in d.id.lower()]
+    word = re.compile(rf"(?<![\w-]){re.escape(text)}(?![\w-])")
+    whole = [d for d in holders if word.search(d.name.lower()) or word.search(d.id.lower())]
+    return whole or holders
 
 
 def _check_writable_export(out: Path, db_path: "str | Path") -> None:

@@ -14,7 +14,9 @@ profiled from an ONNX file; its features come from the committed feature table.
 The import is idempotent: every measurement's key is a hash of (network structure, the table's
 name for the network, device, value), so importing a table again adds nothing, while a different value for the same pair (a
 second source) is kept beside the first. A latency the source reports as 0 or less is kept as a
-``failed`` measurement flagged ``non_positive_latency``: nothing in the table is dropped.
+``failed`` measurement flagged ``non_positive_latency``, and one that is not a number (NaN, inf) as a
+``failed`` measurement flagged ``not_a_number_latency``: nothing the table measured is dropped. Only
+cells that hold no value (empty, NA, none, null) are skipped.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ UNIT_SUFFIXES = {**{u: u for u in UNIT_SECONDS}, "sec": "s", "secs": "s", "secon
 LATENCY_COLUMNS = tuple(f"{stem}_{suffix}" for stem in ("latency", "median", "time") for suffix in UNIT_SUFFIXES) + \
     ("latency", "time")
 FORMATS = ("auto", "wide", "long")
+# cells that hold no value; "nan" is not one of them: a NaN is what the source measured, kept as a failure
+MISSING_MARKERS = ("na", "n/a", "none", "null")
 ROWS_PER_TRANSACTION = 500
 HASH_CHUNK = 64
 DEFAULT_SPEC_FILE = Path(__file__).resolve().parent.parent / "data" / "hw_nasbench201_devices.json"
@@ -63,8 +67,9 @@ class ImportResult:
     devices_added: int = 0
     measurements_added: int = 0
     measurements_seen: int = 0
-    non_positive: int = 0
-    missing_values: int = 0
+    non_positive: int = 0  # cells of 0 or less, stored as failed measurements without a latency
+    not_a_number: int = 0  # NaN or infinite cells, stored the same way
+    missing_values: int = 0  # empty or NA cells: nothing to store
     devices_without_spec: List[str] = field(default_factory=list)
     networks_without_features: int = 0
 
@@ -176,7 +181,8 @@ def _cells(
 
 
 def _latency(cell: _Cell, path: Path) -> Optional[float]:
-    if cell.text == "" or cell.text.lower() in ("nan", "na", "n/a", "none", "null"):
+    """The cell's number (NaN and inf included: the caller stores them as failed), or None for no value."""
+    if cell.text == "" or cell.text.lower() in MISSING_MARKERS:
         return None
     try:
         value = float(cell.text)
@@ -185,8 +191,6 @@ def _latency(cell: _Cell, path: Path) -> Optional[float]:
             f"{path}: row {cell.row_number}, device {cell.device!r}: latency {cell.text!r} is not a number; "
             "fix it, or import only the device columns with --device NAME"
         ) from None
-    if math.isnan(value) or math.isinf(value):
-        return None
     return value
 
 
@@ -254,7 +258,7 @@ class _Networks:
         if path is None:
             raise SniperError(
                 f"{self.table}: row {row_number}: network {network!r} is neither a NAS-Bench-201 arch string nor an "
-                f"ONNX file (looked in {self.table.parent} and the current folder); fix the path"
+                f"ONNX file ({_where_looked(network, self.table.parent)}); fix the path"
             )
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         known = self.db.network_for_file(digest)
@@ -268,6 +272,16 @@ class _Networks:
                                      _onnx_features(model))
         self.db.link_file(digest, record.id, str(path))
         return record
+
+
+def _where_looked(network: str, table_folder: Path) -> str:
+    """Where a relative network path was looked for, each folder named once: the table's folder is
+    often the current one."""
+    if Path(network).is_absolute():
+        return f"no file {network}"
+    if table_folder.resolve() == Path.cwd().resolve():
+        return "looked in the current folder"
+    return f"looked in {table_folder} and the current folder"
 
 
 def nasbench201_structure_hash(arch: str, table: "Path | None" = None) -> str:
@@ -334,6 +348,8 @@ def import_latency_table(
     from sniper_onnx.database.store import Database
 
     table = Path(table)
+    if jobs < 1:  # before the table is read or the database made: a refused import leaves nothing
+        raise SniperError(f"--jobs {jobs}: must be at least 1")
     if layout not in FORMATS:
         raise SniperError(f"layout {layout!r}: use one of {', '.join(FORMATS)}")
     if unit is not None and unit not in UNIT_SECONDS:
@@ -396,21 +412,30 @@ def _add_cell(db, cell: _Cell, networks: _Networks, device_ids, unit: str, table
         return
     network_id, structure = networks.id_for(cell.network, cell.row_number)
     device_id, batch = device_ids[cell.device]
-    if value > 0:
+    timed = math.isfinite(value) and value > 0
+    if timed:
         _refuse_another_unit(cell, value * UNIT_SECONDS[unit], earlier.get((cell.network, device_id)), table)
     key = _record_key(structure, cell.network, device_id, value * UNIT_SECONDS[unit])
     # the table's own name for the network: NAS-Bench-201 archs that differ only in where a zero
     # node sits build the same graph, so one database network can stand for several of them
     config = {"batch_size": batch, "source_network": cell.network}
     common = dict(config=config, source=f"external:{table.name}", record_key=key)
-    if value > 0:
+    if timed:
         record = db.add_measurement(network_id, device_id, value * UNIT_SECONDS[unit], **common)
     else:
-        result.non_positive += 1
-        record = db.add_measurement(
-            network_id, device_id, None, status="failed", flags=["non_positive_latency"],
-            failure={"reason": "the source table reports a non-positive latency", "value": value, "unit": unit},
-            **common,
-        )
+        flag, failure = _failure_of(value, cell.text, unit, result)
+        record = db.add_measurement(network_id, device_id, None, status="failed", flags=[flag], failure=failure, **common)
     result.measurements_seen += 1
     result.measurements_added += int(record.added)
+
+
+def _failure_of(value: float, text: str, unit: str, result: ImportResult) -> Tuple[str, Dict[str, object]]:
+    """The flag and failure record of a latency that cannot be a time, counted in ``result``."""
+    if math.isfinite(value):
+        result.non_positive += 1
+        return "non_positive_latency", {"reason": "the source table reports a non-positive latency", "value": value,
+                                        "unit": unit}
+    result.not_a_number += 1
+    # the table's text, not the float: JSON has no NaN or inf
+    return "not_a_number_latency", {"reason": "the source table reports a latency that is not a number",
+                                    "value": text, "unit": unit}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import onnx
 import pytest
@@ -151,3 +152,42 @@ def test_coverage_honours_max_macs_as_generate_does():
     capped = json.loads(runner.invoke(app, ["generate", "--coverage", "-n", "4", "-f", "cnn", "--max-macs", "1e7",
                                             "--json"]).stdout)
     assert capped["quantiles"]["total_macs"][-1] <= 2e7  # "may exceed the cap by up to 2x" (docs/generator.md)
+
+
+def _onnx_names(folder) -> set[str]:
+    return {path.name for path in folder.glob("*.onnx")}
+
+
+def test_overwrite_deletes_the_replaced_manifests_onnx_files_and_nothing_else(tmp_path):
+    out = tmp_path / "ow"
+    assert runner.invoke(app, ["generate", "-f", "tiny", "-n", "3", "--seed", "5", "--out", str(out)]).exit_code == 0
+    (out / "mine.onnx").write_bytes(b"the user's own model")
+    (out / "notes.txt").write_text("kept")
+    result = runner.invoke(app, ["generate", "-f", "tiny", "-n", "1", "--seed", "9", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    listed = {json.loads(line)["file"] for line in (out / "manifest.jsonl").read_text().splitlines()}
+    assert _onnx_names(out) == listed | {"mine.onnx"} and (out / "notes.txt").read_text() == "kept"
+    assert "(1 net, 1 ONNX file)" in result.stdout and "removed 3 ONNX files" in result.stdout
+    assert result.stderr.strip() == (f"sniper-onnx: warning: {out} holds 1 .onnx file the manifest does not list "
+                                     f"(e.g. mine.onnx); `sniper-onnx profile {out}` would measure it too")
+
+
+def test_overwrite_keeps_files_the_new_manifest_lists_and_names_it_did_not_write(tmp_path):
+    out = tmp_path / "ow"
+    common = ["generate", "-f", "tiny", "--seed", "5", "--out", str(out)]
+    assert runner.invoke(app, [*common, "-n", "2"]).exit_code == 0
+    first = _onnx_names(out)
+    manifest = out / "manifest.jsonl"
+    # a hand-edited line naming a file the generator would not have written under that name
+    manifest.write_text(manifest.read_text() + json.dumps({"net_id": "x", "file": "../outside.onnx"}) + "\nnot json\n")
+    (tmp_path / "outside.onnx").write_text("keep")
+    result = runner.invoke(app, [*common, "-n", "3", "--overwrite", "--json"])
+    assert result.exit_code == 0, result.output
+    assert first < _onnx_names(out) and len(_onnx_names(out)) == 3 and (tmp_path / "outside.onnx").exists()
+    assert json.loads(result.stdout)["removed_onnx"] == 0 and result.stderr == ""
+
+
+def test_out_is_said_to_be_required_unless_coverage():
+    help_text = re.sub(r"[\s│]+", " ", runner.invoke(app, ["generate", "--help"]).output)  # rich wraps it in a box
+    assert "Output directory (created); required unless --coverage." in help_text
+    _one_line_error(runner.invoke(app, ["generate", "-n", "1"]), "--out DIR is required unless --coverage")
