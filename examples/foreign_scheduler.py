@@ -15,8 +15,12 @@ given what is already queued there.
 
 The graph's input contract (docs/predictor.md, "The ONNX file") is checked before onnxruntime runs:
 its own error for a wrong shape comes from inside a fused Gemm, and a ``correction_slot`` that is
-not 0 or one of the file's corrections silently applies none. A bad input ends the script with one
-line on stderr, ``foreign_scheduler.py: error: ...``, and exit status 1.
+not 0 or one of the file's corrections silently applies none. A bad input (a feature that is missing,
+null, negative or not finite; a file that is not JSON; an input of unknown dims, where the analysis
+costs nothing after it and `sniper-onnx predict` refuses) ends the script with one line on stderr,
+``foreign_scheduler.py: error: ...``, and exit status 1. As `predict` does, it passes on the
+analysis's warnings, and says so where the JSON has no kernel table: this script cannot build one from
+``--nodes`` rows (that takes sniper-onnx), so the PCN answers there where `predict` uses the kernel sum.
 """
 
 from __future__ import annotations
@@ -162,13 +166,17 @@ def structure_checked(meta, features: dict, seconds: dict) -> dict:
 
 
 def read_analysis(path: str, meta: dict) -> dict:
-    """The JSON of `sniper-onnx analyze --json`, with every feature the predictor takes."""
+    """The JSON of `sniper-onnx analyze --json`, with every feature the predictor takes, each a finite
+    number >= 0, and no input of unknown dims (as `sniper-onnx predict` checks)."""
     try:
-        with open(path) as handle:
+        with open(path, encoding="utf-8") as handle:
             analysis = json.load(handle)
     except OSError as error:
         raise InputError(f"{path}: cannot read it ({error.strerror})") from None
-    except ValueError as error:
+    except ValueError as error:  # UnicodeDecodeError too: a model given instead of its analysis
+        if isinstance(error, UnicodeDecodeError) or path.endswith(".onnx"):
+            raise InputError(f"{path}: not JSON but a binary file (an .onnx model?); run `sniper-onnx analyze MODEL "
+                             "--json --kernels > MODEL.json` first and give MODEL.json") from None
         raise InputError(f"{path}: not JSON ({error})") from None
     if not isinstance(analysis, dict) or not isinstance(analysis.get("features"), dict):
         raise InputError(f"{path}: not the JSON of `sniper-onnx analyze --json` (no 'features')")
@@ -177,7 +185,42 @@ def read_analysis(path: str, meta: dict) -> dict:
         raise InputError(f"{path}: {len(missing)} feature(s) this predictor takes are missing ({', '.join(missing[:3])}"
                          f"{' ...' if len(missing) > 3 else ''}); re-run `sniper-onnx analyze --json` with the "
                          "sniper-onnx that wrote the predictor")
+    for name in meta["network_feature_names"]:
+        value = analysis["features"][name]
+        try:
+            good = np.isfinite(float(value)) and float(value) >= 0
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise InputError(f"{path}: feature {name} is {json.dumps(value)}; analyzer features are finite numbers "
+                             ">= 0: use the features of `sniper-onnx analyze --json`")
+    # an input of unknown dims leaves every node after it without a cost: predict refuses the file
+    inputs = (analysis.get("model") or {}).get("inputs") or {}
+    open_inputs = [(name, dims) for name, dims in inputs.items() if dims is not None and None in dims]
+    if open_inputs and analysis.get("unknown_shape_nodes"):
+        name, dims = open_inputs[0]
+        shown = "x".join("?" if d is None else str(d) for d in dims)
+        raise InputError(f"{path}: input '{name}' has unknown dims ({shown}), so {len(analysis['unknown_shape_nodes'])} "
+                         "nodes have no cost and a prediction would be meaningless; re-run `sniper-onnx analyze --json` "
+                         f"with --input-shape {name}=DIMS (e.g. {shown.replace('?', 'N')} with your N)")
     return analysis
+
+
+def analysis_warnings(path: str, analysis: dict, meta: dict) -> list:
+    """What `sniper-onnx predict` warns of for this JSON: the analyzer's warnings, that costs it could
+    not count make the predictions lower bounds, and a missing kernel table."""
+    notes = [f"{path}: {warning}" for warning in analysis.get("warnings") or []]
+    missing = sum((analysis.get("unknown_ops") or {}).values()) + len(analysis.get("unknown_shape_nodes") or [])
+    if missing:
+        which = "that node" if missing == 1 else f"those {missing} nodes"
+        notes.append(f"{path}: the predictions count {which} as doing no work: read them as lower bounds")
+    nodes = analysis.get("nodes") or []
+    if meta.get("kernel_path") and "kernel_table" not in analysis and not any(n.get("subgraph") for n in nodes):
+        # (a null kernel_table, or a node with subgraphs, is control flow: predict takes the PCN too)
+        why = "`sniper-onnx predict` builds one from the nodes, this script cannot" if nodes else "more accurate"
+        notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would ({why}); "
+                     "write it with `sniper-onnx analyze --json --kernels`")
+    return notes
 
 
 def schedule(predictor: str, analyses: list) -> list:
@@ -186,6 +229,8 @@ def schedule(predictor: str, analyses: list) -> list:
     plan = []
     for path in analyses:
         analysis = read_analysis(path, meta)
+        for note in analysis_warnings(path, analysis, meta):
+            print(f"foreign_scheduler.py: warning: {note}", file=sys.stderr)
         seconds = predict_seconds(session, meta, analysis["features"], analysis.get("kernel_table"))
         seconds = structure_checked(meta, analysis["features"], seconds)
         device = min(busy_until, key=lambda d: busy_until[d] + seconds[d])

@@ -22,9 +22,11 @@ KernelTable = Union[np.ndarray, DistinctRows]  # a network's kernel table, per n
 
 FORMAT_VERSION = "1"
 META = "sniper."
-SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"  # the default: 19 devices of HW-NAS-Bench
+SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"  # 19 devices of HW-NAS-Bench, trained at NAS-Bench-201 scale
 # Every predictor that ships, in order of preference: a device is answered by the first that knows it.
-SHIPPED_PREDICTORS = (SHIPPED_PREDICTOR, "pcn_reference.onnx")
+# the first is load_predictor()'s default: the reference dataset's predictor, trained on networks of
+# every size (HW-NAS-Bench's knows 32x32 cells only)
+SHIPPED_PREDICTORS = ("pcn_reference.onnx", SHIPPED_PREDICTOR)
 PATH_PCN = "pcn"
 PATH_REGRESSION = "regression"
 PATH_KERNELS = "kernels"  # the kernel-sum path: a time per layer node, summed
@@ -339,12 +341,14 @@ class Predictor:
         path answer on the devices where it beat the PCN in training.
         A scheduler that asks about one network many times can pass ``distinct_rows(table)``, made
         once, to skip merging its identical rows on every call."""
-        devices = list(devices) if devices else self.devices
+        devices = [match_device(d, self.devices) for d in devices] if devices else self.devices
         names = list(network_names) if network_names else [str(i) for i in range(len(network_features))]
         nets = self.network_matrix(network_features, list(network_names) if network_names else None)
         outside = self.outside_training_range(nets)
         tables = self._usable_tables(kernel_tables, network_features)
         table = PredictionTable(predictor=self.source, predictor_warnings=self.feature_schema_notes())
+        if kernel_tables is None:
+            table.predictor_warnings += self._kernel_tables_wanted(devices)
         for device in devices:
             vector = self.device_vector(device)
             kernel = self._kernel_answers(device, tables)
@@ -375,6 +379,16 @@ class Predictor:
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
                                                 float(high[i]), str(path[i]), outside[i], self.source))
         return table
+
+    def _kernel_tables_wanted(self, devices: Sequence[str]) -> List[str]:
+        """A note for an API call without kernel tables where the kernel sum would answer: the
+        PCN answers instead, less accurately, and the caller may not know the argument exists."""
+        by_kernels = [d for d in devices if self.kernel_path.get("devices", {}).get(d, {}).get("path") == PATH_KERNELS]
+        if not by_kernels:
+            return []
+        return [f"{Path(self.source).name}: no kernel tables given, so the PCN answers {len(by_kernels)} device(s) the "
+                "kernel sum answers more accurately (as `sniper-onnx predict` does); pass kernel_tables="
+                "[sniper_onnx.analysis.kernels.kernel_table_for_prediction(analysis.nodes), ...], one per network"]
 
     def _usable_tables(self, kernel_tables, network_features: Sequence[Mapping[str, float]]) -> List[Optional[DistinctRows]]:
         count = len(network_features)
@@ -561,12 +575,20 @@ def match_device(wanted: str, known: Sequence[str]) -> str:
 
 def load_predictor(path: Union[str, Path, None] = None, devices: Optional[Sequence[str]] = None) -> Predictor:
     """The predictor at ``path``; without one, the shipped predictor that knows the most of
-    ``devices`` (the first shipped one on a tie, or when no devices are named)."""
+    ``devices`` (names or the parts of them ``predict -d`` takes; the reference predictor on a tie,
+    or when no devices are named)."""
     if not path:
         shipped = load_shipped_predictors()
         wanted = list(devices or [])
-        return max(shipped, key=lambda p: sum(d in p.device_table for d in wanted)) if wanted else shipped[0]
+        return max(shipped, key=lambda p: sum(_knows(p, d) for d in wanted)) if wanted else shipped[0]
     return _load_file(Path(path))
+
+
+def _knows(predictor: Predictor, device: str) -> bool:
+    try:
+        return match_device(device, predictor.devices) in predictor.device_table
+    except SniperError:  # a part several of its devices hold
+        return False
 
 
 def load_shipped_predictors() -> List[Predictor]:

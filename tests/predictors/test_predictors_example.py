@@ -177,3 +177,83 @@ def test_foreign_scheduler_says_in_one_line_what_is_wrong_with_a_task(trained, t
     _one_line_error(_run_example(path, partial), "feature(s) this predictor takes are missing")
     _one_line_error(_run_example(path, tmp_path / "absent.json"), "absent.json: cannot read it")
     _one_line_error(_run_example(other, other), "other.json: not a readable ONNX file")
+
+
+def test_foreign_scheduler_imports_only_onnxruntime_numpy_and_the_stdlib():
+    import ast
+
+    tree = ast.parse(EXAMPLE.read_text())
+    modules = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    modules |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert modules - set(sys.stdlib_module_names) == {"numpy", "onnxruntime"}
+
+
+def _analysis(names, **more):
+    return {"features": {name: 1.0 for name in names}, **more}
+
+
+def test_foreign_scheduler_warns_where_predict_would_use_the_kernel_sum_it_cannot_build(tmp_path):
+    """`--nodes` JSON: predict builds the kernel table from the nodes, the example cannot (it would
+    need sniper-onnx) and answers with the PCN; it says so, as predict does for JSON with neither."""
+    from sniper_onnx.predictors.runtime import shipped_predictor_path
+
+    path = shipped_predictor_path("pcn_reference.onnx")
+    session, meta = _load_example().load(str(path))
+    assert meta.get("kernel_path")
+    names = meta["network_feature_names"]
+    layer = {"name": "conv", "op_type": "Conv", "is_layer": True, "subgraph": False}
+    expected = {"nodes.json": _analysis(names, nodes=[layer]), "plain.json": _analysis(names)}
+    quiet = {"kernels.json": _analysis(names, kernel_table={"columns": meta["kernel_path"]["feature_names"], "rows": []}),
+             "control_flow.json": _analysis(names, nodes=[{**layer, "op_type": "Loop", "subgraph": True}])}
+    for name, analysis in {**expected, **quiet}.items():
+        (tmp_path / name).write_text(json.dumps(analysis))
+        out = _run_example(path, tmp_path / name)
+        assert out.returncode == 0 and len(out.stdout.splitlines()) == 1, out.stderr
+        lines = out.stderr.strip().splitlines()
+        if name in quiet:
+            assert not lines, lines
+            continue
+        assert len(lines) == 1 and lines[0].startswith(f"foreign_scheduler.py: warning: {tmp_path / name}: no kernel table "
+                                                       "in this JSON, so the PCN answers where the kernel sum would"), lines
+        assert "`sniper-onnx analyze --json --kernels`" in lines[0]
+        assert ("`sniper-onnx predict` builds one from the nodes" in lines[0]) == (name == "nodes.json"), lines[0]
+
+
+def test_foreign_scheduler_refuses_unknown_input_dims_as_predict_does_and_passes_on_warnings(trained, tmp_path):
+    from sniper_onnx.errors import SniperError
+    from sniper_onnx.predictors.commands import incomplete_cost_notes
+
+    path, _, _, data = trained
+    names = data.network_feature_names
+    dynamic = tmp_path / "dynamic.json"
+    analysis = _analysis(names, model={"inputs": {"x": [1, None, 256]}}, unknown_shape_nodes=["a", "b", "c"],
+                         warnings=["input 'x' ... unknown dims [1]"])
+    dynamic.write_text(json.dumps(analysis))
+    out = _run_example(path, dynamic)
+    _one_line_error(out, f"{dynamic}: input 'x' has unknown dims (1x?x256), so 3 nodes have no cost")
+    with pytest.raises(SniperError) as refused:  # the same words as `sniper-onnx predict`
+        incomplete_cost_notes(str(dynamic), analysis, remedy="re-run `sniper-onnx analyze --json` with --input-shape")
+    assert out.stderr.strip() == f"foreign_scheduler.py: error: {refused.value}"
+    # costs incomplete but the inputs known: it answers, with the analyzer's warnings and the lower-bound note
+    unknown_op = tmp_path / "unknown_op.json"
+    analysis = _analysis(names, model={"inputs": {"x": [1, 8]}}, unknown_ops={"Foo": 2}, warnings=["2 Foo nodes cost nothing"])
+    unknown_op.write_text(json.dumps(analysis))
+    out = _run_example(path, unknown_op)
+    assert out.returncode == 0 and len(out.stdout.splitlines()) == 1, out.stderr
+    library = incomplete_cost_notes(str(unknown_op), analysis)
+    assert out.stderr.strip().splitlines() == [f"foreign_scheduler.py: warning: {note}" for note in library]
+
+
+def test_foreign_scheduler_says_in_one_line_what_is_wrong_with_a_feature_or_a_model_given_as_json(trained, tmp_path):
+    path, _, _, data = trained
+    name = data.network_feature_names[0]
+    for value, shown in ((None, "null"), (-1.0, "-1.0"), (float("nan"), "NaN"), (float("inf"), "Infinity"), ("fast", '"fast"')):
+        task = tmp_path / "task.json"
+        task.write_text(json.dumps({"features": {**_analysis(data.network_feature_names)["features"], name: value}}))
+        _one_line_error(_run_example(path, task), f"task.json: feature {name} is {shown}; analyzer features are finite numbers >= 0")
+    model = tmp_path / "model.onnx"
+    model.write_bytes(Path(path).read_bytes())  # the model instead of its analysis
+    _one_line_error(_run_example(path, model), "run `sniper-onnx analyze MODEL --json --kernels > MODEL.json` first")
+    renamed = tmp_path / "model.json"  # a binary file, whatever its name
+    renamed.write_bytes(model.read_bytes())
+    _one_line_error(_run_example(path, renamed), "model.json: not JSON but a binary file (an .onnx model?)")

@@ -346,3 +346,24 @@ def test_a_ridge_that_goes_below_zero_answers_its_floor(trained):
     kept = mean > ridge["floor_seconds"]
     assert kept.any()
     assert np.allclose(plain.predict(features, ["phone"]).seconds()[kept], mean[kept])
+
+
+def test_the_api_default_is_the_reference_predictor_and_takes_parts_of_names_as_d_does(tmp_path):
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
+    from sniper_onnx.predictors.commands import predict_files
+    from sniper_generator.zoo import export_zoo_to_file
+
+    assert Path(load_predictor().source).name == "pcn_reference.onnx"  # it was HW-NAS-Bench's
+    chosen = load_predictor(devices=["h200"])
+    assert Path(chosen.source).name == "pcn_reference.onnx"
+    model = tmp_path / "sq.onnx"
+    export_zoo_to_file("squeezenet1_1", model, resolution=64, weights=False)
+    analysis = analyze(str(model))
+    plain = chosen.predict([analysis.features], devices=["t1 opt-all"])
+    assert plain.rows[0].device == "AMD EPYC | cpu fp32 t1 opt-all" and plain.rows[0].path == "pcn"
+    assert [w for w in plain.warnings() if "no kernel tables given" in w]
+    with_tables = chosen.predict([analysis.features], devices=["t1 opt-all"],
+                                 kernel_tables=[kernel_table_for_prediction(analysis.nodes)])
+    assert with_tables.rows[0].path == "kernels" and not with_tables.warnings()
+    assert with_tables.rows[0].seconds == predict_files([str(model)], devices=["t1 opt-all"]).rows[0].seconds
