@@ -97,13 +97,14 @@ def register(app: typer.Typer) -> None:
         tasks_out: Annotated[Optional[Path], typer.Option("--tasks-out", help="Write every task's outcome here (JSON lines).")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
-        from sniper_onnx.dispatch import check_policy, load_fleet, poisson_workload, read_workload
+        from sniper_onnx.dispatch import check_hang_timeout, check_policy, load_fleet, poisson_workload, read_workload
         from sniper_onnx.errors import SniperError
         from sniper_onnx.scheduling.api import check_deadline_factor
         from sniper_onnx.outputs import check_output_file
 
         check_policy(policy)
         check_deadline_factor(deadline_factor)
+        check_hang_timeout(hang_timeout)
         if tasks_out:
             check_output_file(tasks_out, "--tasks-out")
         loaded = load_fleet(fleet)

@@ -10,12 +10,13 @@ a named Dask worker). See docs/dispatch.md.
 from __future__ import annotations
 
 from sniper_onnx.dispatch.dispatcher import (Counts, DispatchInterrupted, DispatchReport, DispatchStopped, Kill,
-                                             StoppedRun, TaskOutcome, check_policy, dispatch)
+                                             StoppedRun, TaskOutcome, check_hang_timeout, check_policy,
+                                             dispatch)
 from sniper_onnx.dispatch.fleet import Fleet, FleetDevice, ModelSource, fleet_from_dict, load_fleet
 from sniper_onnx.dispatch.workload import DispatchTask, poisson_workload, read_workload, write_workload
 
 __all__ = [
     "Counts", "DispatchInterrupted", "DispatchReport", "DispatchStopped", "DispatchTask", "Fleet", "FleetDevice",
-    "Kill", "ModelSource", "StoppedRun", "TaskOutcome", "check_policy", "dispatch", "fleet_from_dict", "load_fleet",
-    "poisson_workload", "read_workload", "write_workload",
+    "Kill", "ModelSource", "StoppedRun", "TaskOutcome", "check_hang_timeout", "check_policy", "dispatch",
+    "fleet_from_dict", "load_fleet", "poisson_workload", "read_workload", "write_workload",
 ]

@@ -16,6 +16,7 @@ measured times (paid before the run, not inside it as in the simulator).
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -24,7 +25,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from sniper_onnx.dispatch.fleet import Fleet, FleetDevice, model_bytes
+from sniper_onnx.dispatch.fleet import Fleet, FleetDevice, check_model_file, model_bytes
 from sniper_onnx.dispatch.workload import DispatchTask
 from sniper_onnx.errors import SniperError
 
@@ -55,7 +56,7 @@ class TaskOutcome:
     deadline: float
     status: str = "pending"
     device: Optional[str] = None
-    start: Optional[float] = None  # when the successful attempt was sent (s into the run)
+    start: Optional[float] = None  # when the successful attempt was handed to its device (s into the run)
     end: Optional[float] = None  # when its result came back
     seconds: Optional[float] = None  # session.run on the device
     attempts: int = 0
@@ -165,6 +166,12 @@ def check_policy(name: str) -> Any:
     return policy
 
 
+def check_hang_timeout(seconds: float) -> None:
+    """nan would switch the hang watchdog off without a word (no time compares above it)."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise SniperError(f"--hang-timeout {seconds}: give a finite number of seconds > 0, e.g. 30")
+
+
 def dispatch(
     fleet: Fleet,
     tasks: Sequence[DispatchTask],
@@ -187,10 +194,13 @@ def dispatch(
     treated as hung: its worker is killed and the task re-dispatched like any dead device's.
     ``warn`` is given each of the report's ``warnings`` before the run starts (the CLI says them
     at once: a run takes minutes)."""
+    from sniper_onnx.dispatch.engines import refuse_unguarded_main
     from sniper_onnx.scheduling.api import check_deadline_factor
 
+    refuse_unguarded_main()
     policy_object = check_policy(policy)
     check_deadline_factor(deadline_factor)
+    check_hang_timeout(hang_floor_s)
     if not tasks:
         raise SniperError("no tasks to dispatch; give a workload with at least one row")
     models = sorted({task.model for task in tasks})
@@ -199,6 +209,8 @@ def dispatch(
         raise SniperError(f"model(s) {', '.join(unknown)} not in fleet {fleet.source}; add them under 'models:'")
     for kill in kills:
         fleet.device(kill.device)
+    for name in models:
+        check_model_file(fleet, name)
     with tempfile.TemporaryDirectory(prefix="sniper-dispatch-") as scratch:
         blobs = {name: model_bytes(fleet.models[name]) for name in models}
         # a predictor or mapping that cannot answer fails here, before any worker starts or warms up
@@ -210,6 +222,8 @@ def dispatch(
         engine = engine or _make_engine(fleet, blobs, Path(scratch))
         run = _Run(fleet, models, list(tasks), policy_object, engine, db, blobs, kills, progress)
         run.predictions, run.warnings = predictions, notes
+        run.copies = {str(_copy_path(Path(scratch), name)): fleet.models[name].file
+                      for name in models if fleet.models[name].file}
         run.hang_floor_s = hang_floor_s
         try:
             return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
@@ -232,10 +246,16 @@ def _make_engine(fleet: Fleet, blobs: dict[str, bytes], scratch: Path) -> Any:
         return DaskEngine(fleet.scheduler, blobs, {d.name: d.agent_settings() for d in fleet.devices})
     paths = {}
     for name, blob in blobs.items():
-        path = scratch / f"{name.replace('/', '_')}.onnx"
+        path = _copy_path(scratch, name)
         path.write_bytes(blob)
         paths[name] = str(path)
     return EmbeddedEngine(paths)
+
+
+def _copy_path(scratch: Path, name: str) -> Path:
+    """Where the embedded engine's agents read ``name``: a copy, so a file edited mid-run does not
+    change what the run measures."""
+    return scratch / f"{name.replace('/', '_')}.onnx"
 
 
 class _Run:
@@ -270,6 +290,7 @@ class _Run:
         self.predictions: Optional[dict[str, dict[str, float]]] = None  # predictor's, mapped types only
         self.warnings: list[str] = []
         self.writer = _writer(db, fleet, blobs) if db else None
+        self.copies: dict[str, str] = {}  # the agents' copy of a file model -> the fleet file's path
         self.db = str(db) if db else None
         self.written = 0
         self._closed = False
@@ -404,10 +425,13 @@ class _Run:
         outcome = self.outcomes[index]
         outcome.attempts += 1
         device.running = (index, outcome.attempts)
+        # start is the hand-over, read before send returns: the device may run the task while send
+        # is still returning (or the dispatcher is descheduled), so a later reading would cut that
+        # out of end - start and count it as wait
+        outcome.start = self._now()
         self.engine.send(device.spec.name, index, outcome.attempts, outcome.model, self.tasks[index].input)
         self.overhead[index] += time.perf_counter() - began
         self.queued.discard(index)
-        outcome.start = self._now()
         outcome.device = device.spec.name
         self.counts.sent += 1
 
@@ -436,7 +460,7 @@ class _Run:
                 count = int(result.get("count") or self.repeats)
                 self.writer.put(("calibration", event.model, device.spec, float(result["median_s"]), None, count))
         else:
-            self.failures.append(f"{event.model} on {event.device}: {result.get('error')}")
+            self.failures.append(f"{event.model} on {event.device}: {self._user_paths(str(result.get('error')))}")
         if not device.calibration_pending:
             device.live = True
             if self.started:
@@ -470,7 +494,8 @@ class _Run:
                 self.writer.put(("task", outcome.model, device.spec, seconds, f"{index}:{attempt}", 1))
         else:
             self.state.finish(position, None, 0.0)
-            outcome.status, outcome.error = STATUS_FAILED, f"{outcome.model} on {device.spec.name}: {result['error']}"
+            outcome.status = STATUS_FAILED
+            outcome.error = f"{outcome.model} on {device.spec.name}: {self._user_paths(str(result['error']))}"
             self.counts.failed += 1
             self.failures.append(f"task {index}: {outcome.error}")
 
@@ -491,6 +516,12 @@ class _Run:
             self.counts.redispatched += 1
         if was_live and self.started:
             self._rebuild()
+
+    def _user_paths(self, error: str) -> str:
+        """onnxruntime names the file it loaded, the agents' temporary copy: the user knows theirs."""
+        for copy, original in self.copies.items():
+            error = error.replace(copy, original)
+        return error
 
     def _fail_orphans(self, reason: str) -> None:
         for index in sorted(self.queued) + self.held:

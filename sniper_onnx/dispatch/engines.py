@@ -32,6 +32,27 @@ from sniper_onnx.dispatch.fleet import FleetDevice
 from sniper_onnx.errors import SniperError
 
 
+# a worker exits with this when starting it ran the caller's script again and that called
+# dispatch() or profile_fleet() (no ``if __name__ == "__main__":`` guard): see refuse_unguarded_main
+UNGUARDED_MAIN_EXIT = 87
+WORKER_PREFIX = "sniper-agent-"
+UNGUARDED_MAIN = ("a device worker could not start: the script that calls {api}() has no "
+                  "'if __name__ == \"__main__\":' guard, so each worker process (started with spawn) ran the "
+                  "script again; put the call under that guard")
+
+
+def refuse_unguarded_main() -> None:
+    """In a worker process still importing the caller's script (spawn runs it again before the
+    worker's own code): end it quietly with a code the dispatcher turns into one clear error.
+    Without this the worker dies of multiprocessing's RuntimeError, its traceback printed once
+    per device, and dispatch() waited for devices that never came."""
+    import multiprocessing
+
+    process = multiprocessing.current_process()
+    if getattr(process, "_inheriting", False) and process.name.startswith(WORKER_PREFIX):
+        raise SystemExit(UNGUARDED_MAIN_EXIT)
+
+
 @dataclass
 class Event:
     kind: str  # ready | calibrated | result | died
@@ -45,9 +66,10 @@ class EmbeddedEngine:
 
     name = "embedded"
 
-    def __init__(self, model_paths: dict[str, str]) -> None:
+    def __init__(self, model_paths: dict[str, str], api: str = "dispatch") -> None:
         import multiprocessing
 
+        self._api = api  # the call named when a worker finds the caller's script unguarded
         self._context = multiprocessing.get_context("spawn")
         self._model_paths = model_paths
         self._processes: dict[str, Any] = {}
@@ -60,7 +82,7 @@ class EmbeddedEngine:
 
         parent, child = self._context.Pipe()
         settings = AgentSettings(**device.agent_settings())
-        process = self._context.Process(target=serve_pipe, args=(settings, child), name=f"sniper-agent-{device.name}",
+        process = self._context.Process(target=serve_pipe, args=(settings, child), name=f"{WORKER_PREFIX}{device.name}",
                                         daemon=True)
         process.start()
         child.close()
@@ -100,6 +122,8 @@ class EmbeddedEngine:
                 dead.add(name)
         for name in dead:
             self._forget(name)
+            if self._exitcode(name) == UNGUARDED_MAIN_EXIT:
+                raise SniperError(UNGUARDED_MAIN.format(api=self._api))
             events.append(Event("died", name, payload=f"worker process exited (code {self._exitcode(name)})"))
         return events
 

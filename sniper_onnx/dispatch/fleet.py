@@ -83,6 +83,8 @@ class Fleet:
 
 def load_fleet(path: "str | Path") -> Fleet:
     path = Path(path)
+    if path.is_dir():
+        raise SniperError(f"{path}: is a directory, not a fleet file; {_yaml_files_in(path)}")
     if not path.is_file():
         raise SniperError(f"{path}: no such fleet file; see examples/fleet.yaml for the format")
     from sniper_onnx.scheduling.yamlfile import load_yaml
@@ -91,6 +93,18 @@ def load_fleet(path: "str | Path") -> Fleet:
     if not isinstance(data, dict):
         raise SniperError(f"{path}: a fleet file holds a mapping with 'devices' and 'models'")
     return fleet_from_dict(data, source=str(path), base=path.parent)
+
+
+def _yaml_files_in(folder: Path) -> str:
+    """What to give instead of a folder: the YAML files in it, if it holds any."""
+    try:
+        found = sorted(p.name for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    except OSError:  # unreadable: the hint is only a help, the error stands without it
+        found = []
+    if not found:
+        return "give the fleet YAML file (see examples/fleet.yaml for the format)"
+    shown = ", ".join(str(folder / name) for name in found[:3]) + (", ..." if len(found) > 3 else "")
+    return f"give the fleet YAML file, e.g. one of {shown}"
 
 
 def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = None) -> Fleet:
@@ -188,6 +202,8 @@ def _model(source: str, name: str, spec: Any, base: Path) -> ModelSource:
         raise SniperError(f"{where}: give {{zoo: NAME, resolution: N}} or {{file: PATH}}")
     if "file" in spec:
         path = Path(_relative(base, spec["file"]))
+        if path.is_dir():
+            raise SniperError(f"{where}: {path} is a directory; give the .onnx file inside it")
         if not path.is_file():
             raise SniperError(f"{where}: {path} does not exist; give an existing .onnx file")
         return ModelSource(name=name, file=str(path))
@@ -209,6 +225,21 @@ def _times(source: str, table: Any) -> dict[str, dict[str, float]]:
                 raise SniperError(f"{source}: predicted_times[{model!r}][{dtype!r}] = {seconds!r}; give positive seconds")
         out[str(model)] = {str(k): float(v) for k, v in row.items()}
     return out
+
+
+def check_model_file(fleet: Fleet, name: str) -> None:
+    """Refuse a ``file`` model that is not an ONNX model (empty, another format, truncated, gone
+    since the fleet was read) as ``analyze`` does, before any worker starts: its devices would
+    otherwise fail its warm-up and then each of its tasks, naming the dispatcher's temporary copy."""
+    model = fleet.models[name]
+    if not model.file:
+        return
+    from sniper_onnx.analysis.loading import read_model
+
+    try:
+        read_model(model.file)
+    except SniperError as error:
+        raise SniperError(f"{fleet.source}: models.{name}: {error}") from None
 
 
 def model_bytes(model: ModelSource) -> bytes:

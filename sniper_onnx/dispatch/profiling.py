@@ -71,8 +71,10 @@ def profile_fleet(fleet: Fleet, jobs: Sequence[Any], db: "str | Path", config: A
     At most ``in_flight`` nets (default: twice the devices, at least 4) are held at once.
     Resumable: each median is stored under :func:`profile_key`, so a rerun with the same settings
     skips what ``db`` already holds and stores nothing twice."""
+    from sniper_onnx.dispatch.engines import refuse_unguarded_main
     from sniper_profiler.config import ProfileConfig
 
+    refuse_unguarded_main()
     config = config or ProfileConfig()
     check_farm_config(fleet, config)  # the one check: the CLI leaves it here (nets open lazily, after it)
     if not jobs:
@@ -467,7 +469,7 @@ def _make_farm_engine(fleet: Fleet, paths: dict[str, str], blobs: dict[str, byte
 
     if fleet.engine == "dask":
         return DaskEngine(fleet.scheduler, blobs, {d.name: d.agent_settings() for d in fleet.devices})
-    return EmbeddedEngine(paths)
+    return EmbeddedEngine(paths, api="profile_fleet")
 
 
 # --- into the database ------------------------------------------------------------------------
