@@ -32,7 +32,7 @@ def predict_files(
     models = expand_model_folders(models)
     notes = input_shape_notes(models, input_shapes)
     read = [(_read_model(Path(models[0]), input_shapes, plan), "")] if len(models) == 1 else \
-        [_read_or_fail(Path(model), input_shapes, plan) for model in models]
+        [_read_or_fail(Path(model), shapes, plan) for model, shapes in _shapes_per_model(models, input_shapes)]
     failures = [problem for network, problem in read if network is None]
     if len(failures) == len(models) > 1:
         raise SniperError(f"none of the {len(models)} models could be predicted; the first: {failures[0]}")
@@ -80,6 +80,38 @@ def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple
         ranked.append((share, len(ranked), (loaded, wanted), table))
     ranked.sort(key=lambda item: item[:2])  # the given order among equals
     return [step for _, _, step, _ in ranked], [table for _, _, _, table in ranked], notes
+
+
+def _shapes_per_model(models: Sequence[str], input_shapes: Optional[Dict[str, tuple]]) -> List[tuple]:
+    """(model, the --input-shape entries naming its inputs) for several models: `-s input=...` sizes
+    the models that have an input so named and leaves the others alone (it failed every model
+    without one). A name no model has is still an error; a shape without a name goes to every model."""
+    if not input_shapes:
+        return [(model, input_shapes) for model in models]
+    from sniper_profiler.config import UNNAMED_INPUT
+
+    inputs = {model: _graph_inputs(Path(model)) for model in models if Path(model).suffix != ".json"}
+    named = set(input_shapes) - {UNNAMED_INPUT}
+    unused = sorted(name for name in named if all(found is not None and name not in found for found in inputs.values()))
+    if unused and inputs:
+        raise SniperError(f"--input-shape names no input of any model given: {', '.join(unused)}; "
+                          "`sniper-onnx analyze MODEL` names each model's inputs")
+    return [(model, input_shapes if inputs.get(model) is None else
+             {name: dims for name, dims in input_shapes.items() if name == UNNAMED_INPUT or name in inputs[model]})
+            for model in models]
+
+
+def _graph_inputs(path: Path) -> Optional[set]:
+    """The names of a model's graph inputs (not initializers), or None where it cannot be read here
+    (its own error comes when it is analysed)."""
+    from sniper_onnx.analysis.weightless import load_weightless
+
+    try:
+        graph = load_weightless(path).graph
+    except Exception:  # noqa: BLE001 - any unreadable file: the analyzer says why, for that model alone
+        return None
+    initializers = {tensor.name for tensor in graph.initializer}
+    return {vi.name for vi in graph.input if vi.name not in initializers}
 
 
 def _read_or_fail(path: Path, input_shapes, plan) -> Tuple[Optional["AnalyzedNetwork"], str]:

@@ -899,3 +899,20 @@ def test_feedback_names_the_samples_without_a_kernel_table(tmp_path):
     _fails(["feedback", "-d", REFERENCE_CPU, "--samples", str(samples), "-o", str(tmp_path / "out.onnx")],
            "plain.json has no kernel table: give the samples' networks as .onnx files or "
            "`analyze --json --kernels`")
+
+
+def test_a_named_input_shape_sizes_the_models_that_have_that_input_and_leaves_the_others(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    sized = _symbolic_matmul(tmp_path / "seq.onnx")  # input x of unknown length
+    other = tmp_path / "relu.onnx"
+    graph = helper.make_graph([helper.make_node("Relu", ["features"], ["out"])], "g",
+                              [helper.make_tensor_value_info("features", TensorProto.FLOAT, [1, 64])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 64])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(other))
+    result = json.loads(_ok(["predict", str(sized), str(other), "-d", REFERENCE_CPU, "-s", "x=1x16x8",
+                             "--json"]).stdout)
+    assert [row["network"] for row in result["predictions"]] == [str(sized), str(other)] and not result["failures"]
+    _fails(["predict", str(sized), str(other), "-d", REFERENCE_CPU, "-s", "nosuch=1x2"],
+           "--input-shape names no input of any model given: nosuch")
