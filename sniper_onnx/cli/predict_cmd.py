@@ -70,7 +70,19 @@ def train(
     for device, facts in report.kernel_path.get("devices", {}).items():
         call = f"; a call costs {facts['call_seconds'] * 1e6:.3g} us" if "call_seconds" in facts else ""
         typer.echo(f"  {device}: held-out MAPE kernel sum {100 * facts['kernel_mape']:.1f} %, "
-                   f"PCN {100 * facts['pcn_mape']:.1f} % -> {facts['path']} answers{call}")
+                   f"PCN {100 * facts['pcn_mape']:.1f} % on {facts['held_out_pairs']} pair(s) -> {facts['path']} "
+                   f"answers{_few_pairs(facts)}{call}")
+
+
+def _few_pairs(facts: dict) -> str:
+    """Why the kernel sum answers where the PCN scored lower: too few held-out pairs to trust it."""
+    from sniper_onnx.predictors.training import MIN_PAIRS_FOR_THE_PCN
+
+    if facts["path"] == "kernels" and facts["pcn_mape"] <= facts["kernel_mape"] \
+            and facts["held_out_pairs"] < MIN_PAIRS_FOR_THE_PCN:
+        return (f" (the PCN takes a device from it on {MIN_PAIRS_FOR_THE_PCN} held-out pairs or more; "
+                "measure more networks on this device)")
+    return ""
 
 
 def predict(

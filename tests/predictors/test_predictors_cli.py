@@ -916,3 +916,13 @@ def test_a_named_input_shape_sizes_the_models_that_have_that_input_and_leaves_th
     assert [row["network"] for row in result["predictions"]] == [str(sized), str(other)] and not result["failures"]
     _fails(["predict", str(sized), str(other), "-d", REFERENCE_CPU, "-s", "nosuch=1x2"],
            "--input-shape names no input of any model given: nosuch")
+
+
+def test_train_says_why_the_kernel_sum_kept_a_device_the_pcn_scored_better_on():
+    from sniper_onnx.cli.predict_cmd import _few_pairs
+
+    few = {"path": "kernels", "pcn_mape": 0.238, "kernel_mape": 0.925, "held_out_pairs": 7}
+    assert _few_pairs(few) == (" (the PCN takes a device from it on 10 held-out pairs or more; measure more "
+                               "networks on this device)")
+    assert _few_pairs({**few, "held_out_pairs": 40, "path": "pcn"}) == ""
+    assert _few_pairs({**few, "pcn_mape": 0.95}) == ""  # the kernel sum won outright
