@@ -94,6 +94,13 @@ def _data_and_weight(node: Any) -> tuple[Any, Any]:
     return (shapes[0] if shapes else None), (shapes[slot] if len(shapes) > slot else None)
 
 
+def op_kind(op_type: str) -> str:
+    """The kernel group of an op type, where a node's shapes do not decide it (every Conv is "conv",
+    every MatMul "matmul"): whether training taught the kernel sum anything about such a node."""
+    op_type = _STANDARD_OP_OF.get(op_type, op_type)
+    return "conv" if op_type == "Conv" else _GROUP_OF_OP.get(op_type, "other")
+
+
 def kernel_group(node: Any) -> str:
     op_type = _get(node, "op_type")
     op_type = _STANDARD_OP_OF.get(op_type, op_type)

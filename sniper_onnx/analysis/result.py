@@ -36,6 +36,16 @@ class AnalysisResult:
     _graph: "nx.DiGraph | None" = field(default=None, repr=False, compare=False)
 
     @property
+    def layer_ops(self) -> dict[str, int]:
+        """How many layer nodes of each op type (top level; a control-flow node counts as its own
+        op): what `predict` compares with the op types a predictor was trained on."""
+        counts: dict[str, int] = {}
+        for node in self.nodes:
+            if node.is_layer:
+                counts[node.op_type] = counts.get(node.op_type, 0) + 1
+        return dict(sorted(counts.items()))
+
+    @property
     def graph(self) -> "nx.DiGraph":
         """networkx DiGraph of operator nodes joined by tensors (node attributes: op_type, macs, ...)."""
         if self._graph is None:
@@ -52,6 +62,7 @@ class AnalysisResult:
             "model": self.model_info,
             "features": dict(self.features),
             "unknown_ops": dict(self.unknown_ops),
+            "layer_ops": self.layer_ops,
             "warnings": list(self.warnings),
             "unknown_shape_nodes": list(self.unknown_shape_nodes),
             "critical_path": list(self.critical_path),

@@ -44,6 +44,7 @@ def predict_files(
     notes += [note for _, network in networks for note in network.notes]
     tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
     _mark_control_flow(tables, [name for name, network in networks if network.control_flow])
+    notes += _mark_unseen_ops(plan, tables, {name: network.layer_ops for name, network in networks})
     if not predictor and not devices:  # every shipped device: a predictor the models lie far outside goes last
         plan, tables, ordering = _far_outside_last(plan, tables)
         notes += ordering
@@ -60,6 +61,23 @@ def _mark_control_flow(tables: List[PredictionTable], names: List[str]) -> None:
     """Rows of networks with control flow are extrapolations whatever their features say."""
     for row in (row for table in tables for row in table.rows if row.network in names):
         row.control_flow = True
+
+
+def _mark_unseen_ops(plan: List[tuple], tables: List[PredictionTable], ops: Dict[str, Optional[Dict[str, int]]]) -> List[str]:
+    """Rows of networks with layer op types no training network of the answering file had are
+    extrapolations (a lone opset-23 Attention: 2x off on t1 opt-disabled), with one note each."""
+    notes = []
+    for (loaded, _), table in zip(plan, tables):
+        unseen = {name: loaded.unseen_ops(layer_ops) for name, layer_ops in ops.items()}
+        for row in table.rows:
+            row.unseen_ops = unseen.get(row.network, [])
+        for name, missing in unseen.items():
+            if missing:
+                counted = ", ".join(f"{op} x{ops[name][op]}" for op in missing)
+                notes.append(f"{name}: {Path(loaded.source).name} was trained on no network with {counted}: their "
+                             "time is read off sizes learnt on other ops, so its rows are extrapolations; measure a "
+                             "few such models and correct it with `sniper-onnx feedback`")
+    return notes
 
 
 def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple[List[tuple], List[PredictionTable], List[str]]:
@@ -138,7 +156,7 @@ def _read_model(path: Path, input_shapes, plan) -> "AnalyzedNetwork":
     try:
         data = json.loads(path.read_text())
         network = AnalyzedNetwork(data["features"], kernel_table_of_json(data), [], {},
-                                  model_precision(data.get("model") or {}))
+                                  model_precision(data.get("model") or {}), layer_ops=_layer_ops_of_json(data))
     except (json.JSONDecodeError, KeyError, TypeError, IndexError, ValueError, AttributeError):  # UnicodeDecodeError too
         raise SniperError(f"{path}: not the JSON of `sniper-onnx analyze --json`") from None
     except SniperError as error:  # a kernel table of another version: say which file
@@ -152,6 +170,20 @@ def _read_model(path: Path, input_shapes, plan) -> "AnalyzedNetwork":
         network.notes.append(f"{path}: no kernel table in this JSON, so the PCN answers where the kernel sum would "
                              "(more accurate); write it with `sniper-onnx analyze --json --kernels`")
     return network
+
+
+def _layer_ops_of_json(data: Dict[str, Any]) -> Optional[Dict[str, int]]:
+    """``layer_ops`` of an analysis (since 2026-11-30), else counted from its ``nodes`` if it has them."""
+    ops = data.get("layer_ops")
+    if isinstance(ops, dict):
+        return {str(op): int(count) for op, count in ops.items()}
+    if isinstance(data.get("nodes"), list):
+        counts: Dict[str, int] = {}
+        for node in data["nodes"]:
+            if node.get("is_layer"):
+                counts[node["op_type"]] = counts.get(node["op_type"], 0) + 1
+        return counts
+    return None
 
 
 def input_shape_notes(models: Sequence[str], input_shapes: Optional[Dict[str, tuple]]) -> List[str]:
@@ -227,6 +259,7 @@ class AnalyzedNetwork:
     input_types: Dict[str, Any] = field(default_factory=dict)
     precision: Optional[Tuple[str, str]] = None  # model_precision: (type, "weights" or "inputs")
     control_flow: bool = False  # If/Loop/Scan: no training network had any, so every row extrapolates
+    layer_ops: Optional[Dict[str, int]] = None  # op type -> layer count; None where the input does not say
 
 
 SUBGRAPH_WARNING = "holds subgraphs, counted as"  # analysis.costs._cost_control_flow's warning
@@ -252,7 +285,7 @@ def analyze_for_prediction(model: Any, name: str, input_shapes: Optional[Dict[st
         notes.append(f"{name}: {CONTROL_FLOW_NOTE}")
     return AnalyzedNetwork(dict(result.features), table, notes,
                            dict(result.model_info.get("input_types") or {}), model_precision(result.model_info),
-                           control_flow=table is None)
+                           control_flow=table is None, layer_ops=result.layer_ops)
 
 
 def analysis_notes(name: str, analysis: Dict[str, Any], remedy: str = "pass --input-shape") -> List[str]:
@@ -380,7 +413,7 @@ def _training_data(db: Optional[str], table: Optional[str], statistic: str = "me
     from sniper_onnx.predictors.dataset import load_training_csv, training_data_from_db
 
     if bool(db) == bool(table):
-        raise SniperError("give exactly one of --db DB or --table CSV as the training source")
+        raise SniperError("give exactly one of --db DB or --table CSV: the measurements to train on or score against")
     if table:
         data = load_training_csv(table)
     else:

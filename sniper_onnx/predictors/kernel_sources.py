@@ -28,6 +28,29 @@ def _model_of(source: dict):
     return None
 
 
+# op types of each re-made network's layers, by source text: training records those its networks
+# had (`predict` warns of others), and re-making 2,000 networks once for the tables is enough
+_LAYER_OPS: dict = {}
+
+
+def layer_ops_for(sources: Sequence[str]) -> List[Optional[set]]:
+    """The layer op types of each source's network (None where it cannot be re-made); those
+    ``kernel_tables_for`` re-made in this process are not re-made again."""
+    from sniper_onnx.analysis import analyze
+
+    found: List[Optional[set]] = []
+    for text in sources:
+        if text and text not in _LAYER_OPS:
+            try:
+                model = _model_of(json.loads(text))
+                if model is not None:
+                    _LAYER_OPS[text] = set(analyze(model).layer_ops)
+            except Exception:  # noqa: BLE001 - as in kernel_tables_for: one network must not stop training
+                pass
+        found.append(_LAYER_OPS.get(text) if text else None)
+    return found
+
+
 def kernel_tables_for(
     sources: Sequence[str], progress: Optional[Callable[[int], None]] = None, control_flow_empty: bool = False
 ) -> tuple[List[Optional[np.ndarray]], Counter]:
@@ -46,7 +69,9 @@ def kernel_tables_for(
             if model is None:
                 missing["no generator, zoo or file source"] += 1
             else:
-                table = kernel_table_for_prediction(analyze(model).nodes)  # None for control flow: no table
+                result = analyze(model)
+                _LAYER_OPS[text] = set(result.layer_ops)
+                table = kernel_table_for_prediction(result.nodes)  # None for control flow: no table
                 if table is None and control_flow_empty:
                     table = empty_kernel_table()
         except Exception as error:  # noqa: BLE001 - one network that cannot be re-made must not stop training

@@ -64,10 +64,11 @@ class PredictionRow:
     outside_training_range: List[str] = field(default_factory=list)  # features beyond what training saw
     predictor: str = ""  # the file that answered: `predict` without --predictor asks every shipped one
     control_flow: bool = False  # If/Loop/Scan, which no training network had: an extrapolation too
+    unseen_ops: List[str] = field(default_factory=list)  # layer op types no training network had
 
     @property
     def extrapolated(self) -> bool:
-        return bool(self.outside_training_range) or self.control_flow
+        return bool(self.outside_training_range) or self.control_flow or bool(self.unseen_ops)
 
 
 @dataclass
@@ -303,6 +304,21 @@ class Predictor:
     @property
     def devices(self) -> List[str]:
         return sorted(self.device_table)
+
+    def unseen_ops(self, layer_ops: Optional[Mapping[str, int]]) -> List[str]:
+        """The op types of ``layer_ops`` (``AnalysisResult.layer_ops``) that training taught nothing
+        about: of a kind (kernel group) no training network had, or of the catch-all "other" kind
+        and not itself in training (Slice and Attention share nothing but that column). Div is
+        not one where Add and Mul were trained. Empty where either side is unknown (files trained
+        before 2026-11-30 do not record their op types)."""
+        seen = self.meta.get("training_layer_ops")
+        new = set(layer_ops or ()) - set(seen or ())
+        if not seen or not new:
+            return []
+        from sniper_onnx.analysis.kernels import op_kind  # only for a model with ops training lacked
+
+        kinds = {op_kind(op) for op in seen}
+        return sorted(op for op in new if op_kind(op) == "other" or op_kind(op) not in kinds)
 
     @property
     def feature_schema(self) -> Optional[str]:

@@ -203,6 +203,9 @@ def train_predictor(
             columns = [data.network_feature_names.index(n) for n in keys.names]
             regressions[device] = fit_bayesian_ridge(x[:, columns], data.seconds[rows], keys.names)
     meta.update({"key_features": key_features, "regression": regressions})
+    training_ops = _training_layer_ops(data, train_rows)
+    if training_ops:
+        meta["training_layer_ops"] = training_ops
 
     rows = np.flatnonzero(valid_rows) if valid_rows.any() else np.flatnonzero(train_rows)
     nets = data.network_matrix[data.pair_network[rows]]
@@ -262,6 +265,18 @@ def _context_if_possible(config: KernelNetConfig, data: TrainingData, status: Ca
 
 # held-out pairs with kernel tables a device needs before the PCN may answer it instead of the kernel sum
 MIN_PAIRS_FOR_THE_PCN = 10
+
+
+def _training_layer_ops(data: TrainingData, train_rows: np.ndarray) -> List[str]:
+    """The op types of the training networks' layers (of those that can be re-made): a network with
+    another op is answered from sizes no training network showed for it, and `predict` says so."""
+    if not any(data.network_sources):
+        return []
+    from sniper_onnx.predictors.kernel_sources import layer_ops_for
+
+    networks = np.unique(data.pair_network[train_rows])
+    found = layer_ops_for([data.network_sources[n] for n in networks])
+    return sorted(set().union(*(ops for ops in found if ops)))
 
 
 def _fewest_layers(tables, networks: np.ndarray) -> int:

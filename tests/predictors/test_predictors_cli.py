@@ -926,3 +926,60 @@ def test_train_says_why_the_kernel_sum_kept_a_device_the_pcn_scored_better_on():
                                "networks on this device)")
     assert _few_pairs({**few, "held_out_pairs": 40, "path": "pcn"}) == ""
     assert _few_pairs({**few, "pcn_mape": 0.95}) == ""  # the kernel sum won outright
+
+
+def _relu_matmul(path):
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 64])],
+        [numpy_helper.from_array(np.full((64, 64), 0.01, np.float32), "W")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_training_records_its_networks_layer_op_types(tmp_path):
+    from sniper_onnx.predictors.dataset import TrainingData
+    from sniper_onnx.predictors.training import _training_layer_ops
+
+    first = _relu_matmul(tmp_path / "a.onnx")
+    second = _relu_then_loop(tmp_path / "b.onnx")
+    sources = [json.dumps({"kind": "file", "path": str(p)}) for p in (first, second)]
+    data = TrainingData(["a", "b"], np.ones((2, 1)), ["num_layers"], ["d"], np.ones((1, 1)), ["threads"],
+                        np.array([0, 1]), np.array([0, 0]), np.array([1e-3, 2e-3]), network_sources=sources)
+    assert _training_layer_ops(data, np.array([True, False])) == ["MatMul", "Relu"]  # held-out b's Loop is not
+    assert _training_layer_ops(data, np.array([True, True])) == ["Loop", "MatMul", "Relu"]
+
+
+def test_a_layer_op_no_training_network_had_makes_its_rows_extrapolations(tmp_path, trained):
+    from sniper_onnx.predictors.runtime import Predictor, save_predictor, set_metadata
+
+    path, predictor, _, _ = trained
+    meta = dict(predictor.meta, training_layer_ops=["Relu"])
+    model = predictor.model.__class__()
+    model.CopyFrom(predictor.model)
+    set_metadata(model, meta)
+    stamped = save_predictor(Predictor(model), tmp_path / "stamped.onnx")
+    net = _relu_matmul(tmp_path / "mm.onnx")
+    result = json.loads(_ok(["predict", str(net), "--predictor", str(stamped), "--json"]).stdout)
+    assert {tuple(row["unseen_ops"]) for row in result["predictions"]} == {("MatMul",)}
+    [note] = [w for w in result["warnings"] if "was trained on no network with" in w]
+    assert note.startswith(f"{net}: stamped.onnx was trained on no network with MatMul x1: ")
+    table = _ok(["predict", str(net), "--predictor", str(stamped)]).stdout
+    assert "extrapolated" in table
+    plain = json.loads(_ok(["predict", str(net), "--predictor", str(path), "--json"]).stdout)  # records no ops
+    assert not any(row["unseen_ops"] for row in plain["predictions"])
+
+
+def test_an_op_of_a_trained_kind_is_not_unseen_but_one_of_the_catch_all_kind_is(trained):
+    from sniper_onnx.predictors.runtime import Predictor
+
+    _, predictor, _, _ = trained
+    stamped = Predictor(predictor.model)
+    stamped.meta = dict(predictor.meta, training_layer_ops=["Add", "Conv", "Mul", "Resize"])
+    ops = {"Div": 2, "com.microsoft::FusedConv": 1, "Slice": 1, "Resize": 1, "Softmax": 1}
+    assert stamped.unseen_ops(ops) == ["Slice", "Softmax"]  # Div and FusedConv are kinds training had
+    assert Predictor(predictor.model).unseen_ops(ops) == []  # a file that records no ops says nothing
