@@ -82,7 +82,7 @@ class AdaptReport:
     ridge: Optional[float]  # None for the Time Trimmer alone (the device vector is kept)
     trimmer_features: List[str]
     loo_rmse_log: float  # leave-one-out RMS error in natural-log time on the samples
-    sample_mape_before: float
+    sample_mape_before: Optional[float]  # None: a new device without a spec, which nothing predicted before
     sample_mape_after: float
     slot: int
     power: float = 0.0  # kernel-sum transfers: log t = (1 + power) * log t_reference + trimmer
@@ -453,6 +453,8 @@ def adapt_predictor(
     current_out = predictor.run(nets, np.tile(current, (len(nets), 1)), tables if before_by_kernels else None)
     current_seconds = current_out[G.KERNEL_SECONDS_OUTPUT if before_by_kernels else G.SECONDS_OUTPUT]
     mape_before = float(np.mean(np.abs(current_seconds / seconds - 1)))
+    # a new device without a spec was "predicted" from a placeholder vector: no figure to compare with
+    reported_before = mape_before if device in predictor.device_table or spec_features is not None else None
 
     if not solve_embedding:
         residual = np.log(seconds / current_seconds.astype(np.float64))
@@ -468,7 +470,7 @@ def adapt_predictor(
     report = AdaptReport(
         device=device, samples=len(seconds), prior=choice.prior, ridge=choice.ridge,
         trimmer_features=[names[i] for i in choice.trimmer.features], loo_rmse_log=choice.score,
-        sample_mape_before=mape_before, sample_mape_after=0.0, slot=slot, power=choice.power, predictor=predictor.source,
+        sample_mape_before=reported_before, sample_mape_after=0.0, slot=slot, power=choice.power, predictor=predictor.source,
         node_power=choice.node_power, set_aside=samples.set_aside,
     )
     answers_by_kernels = _answers_by_kernels(adapted, device) and tables is not None

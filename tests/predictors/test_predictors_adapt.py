@@ -36,7 +36,8 @@ def test_adapt_without_spec_relies_on_samples(trained):
     samples = synthetic_networks(10, 21)
     adapted, report = adapt_predictor(predictor, "mystery", _features(data.network_feature_names, samples),
                                       latency(samples, HELD_OUT, 7))
-    assert report.sample_mape_after < report.sample_mape_before
+    assert report.sample_mape_before is None  # a placeholder vector predicted it: no figure (it read ~100 %)
+    assert report.sample_mape_after < 0.5
     assert adapted.device_table["mystery"][-1] == 1.0
 
 
