@@ -455,7 +455,9 @@ def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.Node
     cost.param_tensors = tuple(weights.values())
     cost.params = sum(w[1] for w in weights.values())
     cost.param_bytes = sum(w[2] for w in weights.values())
-    cost.shapes_known = cost.shapes_known and all(c.shapes_known for c in every)
+    # its cost is its subgraphs': an output of unknown dims (an If whose branches output different
+    # shapes) leaves the nodes after it unknown, and they are named, but not this node's own cost
+    cost.shapes_known = all(c.shapes_known for c in every)
     cost.unknown_inner_ops = tuple(c.op_type for c in every if c.category == "unknown") + tuple(
         op for c in every for op in c.unknown_inner_ops)
 

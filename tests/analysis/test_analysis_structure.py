@@ -211,6 +211,20 @@ def test_if_counts_the_costlier_branch_and_is_flagged():
     assert result.features["max_branches"] == 1  # the branches read x from the enclosing graph
 
 
+def test_an_if_whose_branches_differ_in_shape_has_a_known_cost_and_unknown_readers():
+    """Its output dims are unknown ([1, ?]: 16 or 2 columns), the nodes after it too, its own cost
+    is not (it was named as a node whose costs are incomplete)."""
+    node_if = helper.make_node("If", ["cond"], ["y"], name="branch",
+                               then_branch=_matmul_body("then", 16), else_branch=_matmul_body("else", 2))
+    relu = helper.make_node("Relu", ["y"], ["z"], name="after")
+    graph = helper.make_graph([node_if, relu], "g",
+                              [tensor("x", [1, 8]), helper.make_tensor_value_info("cond", TensorProto.BOOL, [])],
+                              [tensor("z", None)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert node(result, "branch").shapes_known and node(result, "branch").macs == 8 * 16
+    assert result.unknown_shape_nodes == ["after"]
+
+
 def test_unknown_ops_inside_subgraphs_are_listed():
     body = helper.make_graph([helper.make_node("Mystery", ["x"], ["out"], domain="com.example")], "then", [],
                              [tensor("out", None)])
