@@ -481,6 +481,10 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
         raise SniperError(f"{table or db}: no usable measurement to evaluate against; measure models with "
                           "`sniper-onnx profile --db DB` first")
     loaded = load_predictor(predictor, data.device_names)
+    if not any(device in loaded.device_table for device in data.device_names):  # before its features: moot then
+        known_to = f"{loaded.source}" if predictor else "any shipped predictor"  # without -p every one was asked
+        raise SniperError(f"none of the table's devices ({', '.join(data.device_names)}) is known to {known_to}; "
+                          "adapt a predictor to them first (`sniper-onnx adapt`), or pass --predictor")
     index = [data.network_feature_names.index(n) if n in data.network_feature_names else -1
              for n in loaded.network_feature_names]
     if -1 in index:
@@ -510,9 +514,8 @@ def evaluate_command(predictor: Optional[str], db: Optional[str] = None, table: 
         predicted_all.append(predicted)
         measured_all.append(data.seconds[rows])
         labels.append(device)
-    if not per_device:
-        raise SniperError(f"none of the table's devices ({', '.join(data.device_names)}) is known to {loaded.source}; "
-                          "adapt the predictor to them first")
+    if not per_device:  # the known devices' every row was left out for its latency
+        raise SniperError(f"{table or db}: no usable measurement of a device {loaded.source} knows")
     overall = accuracy_metrics(np.concatenate(predicted_all), np.concatenate(measured_all))
     if plot:
         plot_predicted_vs_measured(labels, predicted_all, measured_all, plot)

@@ -983,3 +983,9 @@ def test_an_op_of_a_trained_kind_is_not_unseen_but_one_of_the_catch_all_kind_is(
     ops = {"Div": 2, "com.microsoft::FusedConv": 1, "Slice": 1, "Resize": 1, "Softmax": 1}
     assert stamped.unseen_ops(ops) == ["Slice", "Softmax"]  # Div and FusedConv are kinds training had
     assert Predictor(predictor.model).unseen_ops(ops) == []  # a file that records no ops says nothing
+
+
+def test_evaluate_on_devices_no_shipped_predictor_knows_says_every_one_was_asked(synthetic_csv):
+    result = runner.invoke(app, ["evaluate", "--table", str(synthetic_csv)])
+    assert result.exit_code == 2, result.output
+    assert "is known to any shipped predictor; adapt a predictor to them first" in result.output, result.output
