@@ -1,6 +1,6 @@
 """Would the kernel sum predict an ORT_ENABLE_ALL configuration better from the graph onnxruntime
 really runs (Conv+BN+activation fused, NCHWc layout, reorder nodes) than from the exported graph?
-(issue 5, point 8; docs/predictor.md, "The graph onnxruntime runs").
+(issue 5, point 8; docs/predictor-measurements.md, "The graph onnxruntime runs").
 
     python benchmarks/bench_optimized_graphs.py --table data/reference/work/train.csv --device "t1 opt-all" \
         --train-nets 3000 --max-param-mb 1e6 [--network-columns] [--seed 1] [--level extended]

@@ -1,4 +1,4 @@
-"""Export the models that docs/analyzer.md and docs/predictor.md quote, and quantize them.
+"""Export the models that docs/analyzer.md and docs/predictor-measurements.md quote, and quantize them.
 
     python benchmarks/exported_models/build.py --out DIR [--only GROUP ...]
 

@@ -1,5 +1,5 @@
 """Small torch models written as people write them, for the exports that docs/analyzer.md and
-docs/predictor.md quote ("Exporters' decompositions", "Quantized models", "Transformers exported
+docs/predictor-measurements.md quote ("Exporters' decompositions", "Quantized models", "Transformers exported
 from torch"). Imported by build.py; nothing here runs on import."""
 import math
 

@@ -3,7 +3,7 @@
 The other families start at 1e6 MACs and 10 layers, so no training net shows a predictor what a
 call costs when the layers cost almost nothing: the runtime's own cost of a call (binding inputs,
 launching the executor, returning outputs), which on the reference CPU is about 7 us of a 1-node
-net's 8 us. Without these nets a predictor put a single Relu at nanoseconds (docs/predictor.md,
+net's 8 us. Without these nets a predictor put a single Relu at nanoseconds (docs/predictor-measurements.md,
 "The cost of a call").
 
 Config::

@@ -5,7 +5,7 @@ linear layer as a Gemm. torch keeps them 3-D ``[batch, tokens, dim]`` and writes
 MatMul by the weight plus an Add of the bias; BERT-style models are post-norm and add an attention
 mask to the scores. On such graphs onnxruntime fuses each residual Add with the LayerNorm reading it
 into ``SkipLayerNormalization``, whose speed the 2-D nets never show a predictor
-(docs/predictor.md, "Transformers exported from torch").
+(docs/predictor-measurements.md, "Transformers exported from torch").
 
 Config: the ``transformer`` family's (``sniper_generator.transformer``), plus::
 

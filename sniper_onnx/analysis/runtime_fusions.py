@@ -3,7 +3,7 @@
 onnxruntime (graph optimizations `extended` or `all`; `basic` leaves the pair) fuses a residual Add and the LayerNormalization
 reading it into one ``SkipLayerNormalization`` when both Add operands are static 3-D ``[B, T, D]``
 tensors of one shape and the LayerNorm is the Add's only reader. On the reference CPU that op is
-3-8x slower per element than the two it replaces (docs/predictor.md, "Transformers exported from
+3-8x slower per element than the two it replaces (docs/predictor-measurements.md, "Transformers exported from
 torch"). The generator's 2-D token nets never meet the pattern, torch exports nearly always do, so
 the kernel table has to tell them apart (its ``is_skip_layer_norm`` column).
 """

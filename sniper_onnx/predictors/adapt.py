@@ -35,7 +35,7 @@ Z90 = 1.6449
 MIN_LOG_SPREAD = 0.05  # intervals from 10 samples are optimistic: never narrower than ±8% (90%)
 POWER_RIDGE = 0.05  # shrinks the power of a kernel-sum transfer towards 0 (a plain rescaling)
 # shrinks a node power towards 0 (every node rescaled alike); 0.01 and 0.001 gave the same
-# left-out-device MAPE on the reference dataset (docs/predictor.md), and 0.001 shrinks less where
+# left-out-device MAPE on the reference dataset (docs/predictor-measurements.md), and 0.001 shrinks less where
 # the samples' sizes vary little
 NODE_POWER_RIDGE = 0.001
 

@@ -7,7 +7,7 @@ Imports torch; never imported on the prediction path (the graph is rebuilt from 
 Each node's time has a roofline shape: ``exp(a) * MACs + exp(b) * bytes + exp(c)``, where a, b, c
 (log-seconds per MAC, per byte moved, and a fixed cost) come from an MLP of the node's kernel row and
 the device. The MLP only learns rates, so a node far bigger than any seen in training still costs in
-proportion to its work: this halved the seed-to-seed spread of the zoo error (docs/predictor.md).
+proportion to its work: this halved the seed-to-seed spread of the zoo error (docs/predictor-measurements.md).
 
 Parameters (all ``kern_`` prefixed, float64 numpy). The standardization of kernel rows and device
 features is folded into the first layer, so the graph multiplies raw rows:
@@ -38,7 +38,7 @@ INTENSITY_COLUMN = KERNEL_FEATURE_NAMES.index("log2_macs_per_byte")
 
 Params = Dict[str, np.ndarray]
 # The network's size, the same on every row of it: what a node's time depends on beyond its own row
-# (caches, memory traffic of the whole net). docs/predictor.md, "Training longer".
+# (caches, memory traffic of the whole net). docs/predictor-measurements.md, "Training longer".
 NETWORK_CONTEXT_FEATURES = ("param_bytes", "activation_bytes_read", "num_layers", "total_macs")
 
 
@@ -55,7 +55,7 @@ class KernelNetConfig:
     # the held-out nets' (12.7 against 12.9 % MAPE on t1). One net at seed 0: 6,000 steps at 1e-2
     # cut the held-out random MAPE from 12.0 / 10.1 / 17.2 % to 10.7 / 8.0 / 15.8 % on the three CPU
     # configurations and the zoo's from 4.1 / 6.1 / 8.1 % to 4.3 / 4.6 / 5.2 %; 12,000 steps gained
-    # 0.3-0.6 points more for twice the time (docs/predictor.md, "Training longer").
+    # 0.3-0.6 points more for twice the time (docs/predictor-measurements.md, "Training longer").
     steps: int = 6000
     batch_pairs: int = 64
     learning_rate: float = 1e-2
@@ -65,19 +65,19 @@ class KernelNetConfig:
     # An expectile below 0.5 weighs over-prediction more than under-prediction, so the fit follows
     # the quiet machine rather than the mean of quiet and disturbed labels. On the reference dataset
     # (bench_predictor.py, seed 0, held-out random nets) 0.3 beat 0.2, 0.4 and 0.5 (the mean);
-    # docs/predictor.md has the table.
+    # docs/predictor-measurements.md has the table.
     expectile: float = 0.3
     # Members trained from seeds seed, seed + 1, ...; their node rates (a, b, c) are averaged. The
     # merged net is one MLP (hidden concatenated, fc1 block-diagonal), so the graph is unchanged.
     # A single net's zoo error swings with its seed (t1 zoo MAPE 4.2-8.8 % over seeds 0-2); 3
     # members met the zoo target in 11 of 12 CPU runs against 5 of 9 for one net, with held-out
-    # random MAPE no worse (bench_predictor.py --kernel-members 3, docs/predictor.md, 2026-11-29).
+    # random MAPE no worse (bench_predictor.py --kernel-members 3, docs/predictor-measurements.md, 2026-11-29).
     members: int = 3
     # Weight of the per-node loss when node times are given (train_kernel_net's node_targets): the
     # mean squared error of each supervised node's log-time, beside the whole-network loss. Off: it
     # fixes the node split but puts nets below 2 ms 9-20 % high (9 % with the profiler's per-node
     # overhead taken off), and over four seeds met the zoo target in 11 of 12 runs, as the default
-    # does (docs/predictor.md, "Per-node supervision").
+    # does (docs/predictor-measurements.md, "Per-node supervision").
     node_weight: float = 0.0
     # Teach the node loss only each network's split among its nodes (errors centred per network),
     # leaving the level to the whole-network loss.
@@ -86,15 +86,15 @@ class KernelNetConfig:
     # devices of network_context_gate. On the reference dataset (three nets, four seeds) it took the
     # CPU configurations' held-out random nets from 11.5 / 9.3 / 16.0 to 9.7 / 8.2 / 15.0 % MAPE with
     # every CPU zoo run still on target; ungated it also took the H200's zoo from 33 to 53 %, gated
-    # 35 % (docs/predictor.md, "Network context").
+    # 35 % (docs/predictor-measurements.md, "Network context").
     network_context: bool = True
     # Device features whose sum (0 or 1: one-hot kinds) gates the network-context term; empty: every
     # device sees it. A CPU's node times depend on what the whole network keeps in its caches; the
-    # H200 (49 training nets) only learnt to misuse the sizes (docs/predictor.md, "Network context").
+    # H200 (49 training nets) only learnt to misuse the sizes (docs/predictor-measurements.md, "Network context").
     network_context_gate: tuple = ("kind_desktop_cpu", "kind_embedded_cpu")
     # A cost per call beside the nodes' sum, a function of the device alone. Without it, a net's
     # fixed cost had to hide in its nodes' fixed costs, and a 1-node net of 8 us was answered 6 ns
-    # on the reference CPU (docs/predictor.md, "The cost of a call").
+    # on the reference CPU (docs/predictor-measurements.md, "The cost of a call").
     call_cost: bool = True
 
 
@@ -154,7 +154,7 @@ def train_kernel_net(
     if config.members > 1:
         # The first member learns the call; the others keep it and learn their nodes beside it.
         # Averaged in log space, members that split a tiny net's time between call and nodes each
-        # their own way would answer it below every one of them (docs/predictor.md, "The cost of a call").
+        # their own way would answer it below every one of them (docs/predictor-measurements.md, "The cost of a call").
         members = [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,
                                  replace(config, seed=config.seed, members=1), progress, node_targets, context, gate)]
         members += [_train_member(tables, device_matrix, pair_network, pair_device, log_seconds,

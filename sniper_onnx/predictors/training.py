@@ -310,7 +310,7 @@ def _choose_kernel_path(predictor: Predictor, data: TrainingData, tables: List[O
         kernel_mape = float(np.mean(np.abs(kernel[mine] / measured[mine] - 1)))
         # the PCN takes a device from the kernel sum only on enough evidence: at seed 1 of the
         # reference bench the H200 went to the PCN on 3 held-out pairs (24.8 against 27.4 % MAPE)
-        # and its other random nets went from 27.6 to 100.6 % (docs/predictor.md)
+        # and its other random nets went from 27.6 to 100.6 % (docs/predictor-measurements.md)
         answers = kernel_mape < pcn_mape or int(mine.sum()) < MIN_PAIRS_FOR_THE_PCN
         log_residual = np.log(measured[mine] / kernel[mine])
         devices[device] = {"held_out_pairs": int(mine.sum()), "pcn_mape": pcn_mape, "kernel_mape": kernel_mape,
