@@ -128,9 +128,11 @@ def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "
     result = GenerateResult(str(out), str(manifest), count, family, seed, manifest_only)
     temporary = manifest.with_suffix(".jsonl.partial")
     records = iter_records(count, seed, family, max_macs, None if manifest_only else str(out), jobs)
+    listed: set[str] = set()  # the new manifest's nets, by the file name each has or would have
     with temporary.open("w") as handle:
         for index, record in enumerate(records):
             handle.write(json.dumps(record, sort_keys=True) + "\n")
+            listed.add(f"{record['net_id']}.onnx")
             if record["file"]:
                 result.onnx_files.append(str(out / record["file"]))
             result.total_macs.append(record["features"].get("total_macs", 0.0))
@@ -138,9 +140,9 @@ def generate_dataset(count: int, seed: int, out_dir: str | Path, family: str = "
                 progress(index + 1)
     temporary.replace(manifest)  # an interrupted run never leaves a manifest that looks complete
     # only now: until the new manifest is in place, the old one must still find its files
-    result.removed_onnx = _remove_unlisted(out, previous - {Path(f).name for f in result.onnx_files})
-    written = set(result.onnx_files)
-    result.unlisted_onnx = sorted(str(path) for path in out.glob("*.onnx") if str(path) not in written)
+    # a net the new manifest lists keeps its file, also with --manifest-only, which writes none
+    result.removed_onnx = _remove_unlisted(out, previous - listed)
+    result.unlisted_onnx = sorted(str(path) for path in out.glob("*.onnx") if path.name not in listed)
     return result
 
 

@@ -187,6 +187,19 @@ def test_overwrite_keeps_files_the_new_manifest_lists_and_names_it_did_not_write
     assert json.loads(result.stdout)["removed_onnx"] == 0 and result.stderr == ""
 
 
+def test_overwrite_with_manifest_only_keeps_the_files_of_the_nets_it_still_lists(tmp_path):
+    """--manifest-only writes no file, but the nets it lists are the same: their files stay (they
+    were all deleted, a reviewer found)."""
+    out = tmp_path / "g dir"
+    common = ["generate", "-f", "tiny", "--seed", "5", "-n", "2", "--out", str(out)]
+    assert runner.invoke(app, common).exit_code == 0
+    before = _onnx_names(out)
+    result = runner.invoke(app, [*common, "--overwrite", "--manifest-only", "--json"])
+    assert result.exit_code == 0, result.output
+    assert _onnx_names(out) == before and len(before) == 2
+    assert json.loads(result.stdout)["removed_onnx"] == 0 and json.loads(result.stdout)["unlisted_onnx"] == 0
+
+
 def test_out_is_said_to_be_required_unless_coverage():
     help_text = re.sub(r"[\s│]+", " ", runner.invoke(app, ["generate", "--help"]).output)  # rich wraps it in a box
     assert "Output directory (created); required unless --coverage." in help_text
