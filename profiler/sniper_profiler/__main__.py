@@ -203,6 +203,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (OSError, ValueError):
             pass
         return 141
+    except Exception as error:  # noqa: BLE001 - 1 means "a model failed, the rest measured": a crash must not read so
+        if os.environ.get("SNIPER_PROFILER_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(error).__name__}: {error} (set SNIPER_PROFILER_DEBUG=1 for the "
+              "traceback, and please report it)", file=sys.stderr)
+        return 70
 
 
 if __name__ == "__main__":

@@ -353,3 +353,15 @@ def test_more_threads_than_cores_is_refused_before_any_record(tmp_path, capsys, 
     out = tmp_path / "r.jsonl"
     assert main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(out), "--threads", "3"]) == 2
     assert "--threads 3: more than the 2 cores" in capsys.readouterr().err and not out.exists()
+
+
+def test_an_internal_error_is_one_line_and_exit_70_not_1(tmp_path, capsys, monkeypatch):
+    """1 says "a model failed, the others were measured": scripts go on after it; a crash must stop them."""
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(runner, "run_profile", broken)
+    assert main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(tmp_path / "r.jsonl")]) == 70
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["sniper-profiler: internal error: RuntimeError: boom (set SNIPER_PROFILER_DEBUG=1 "
+                                        "for the traceback, and please report it)"]
