@@ -94,6 +94,15 @@ def _data_and_weight(node: Any) -> tuple[Any, Any]:
     return (shapes[0] if shapes else None), (shapes[slot] if len(shapes) > slot else None)
 
 
+def layer_op_counts(nodes: Iterable[Any]) -> dict:
+    """Layers per op type, of NodeCost objects or ``analyze --json --nodes`` rows (sorted by op)."""
+    counts: dict = {}
+    for node in nodes:
+        if _get(node, "is_layer"):
+            counts[_get(node, "op_type")] = counts.get(_get(node, "op_type"), 0) + 1
+    return dict(sorted(counts.items()))
+
+
 def op_kind(op_type: str) -> str:
     """The kernel group of an op type, where a node's shapes do not decide it (every Conv is "conv",
     every MatMul "matmul"): whether training taught the kernel sum anything about such a node."""

@@ -39,11 +39,9 @@ class AnalysisResult:
     def layer_ops(self) -> dict[str, int]:
         """How many layer nodes of each op type (top level; a control-flow node counts as its own
         op): what `predict` compares with the op types a predictor was trained on."""
-        counts: dict[str, int] = {}
-        for node in self.nodes:
-            if node.is_layer:
-                counts[node.op_type] = counts.get(node.op_type, 0) + 1
-        return dict(sorted(counts.items()))
+        from sniper_onnx.analysis.kernels import layer_op_counts
+
+        return layer_op_counts(self.nodes)
 
     @property
     def graph(self) -> "nx.DiGraph":

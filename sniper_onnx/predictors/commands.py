@@ -42,9 +42,10 @@ def predict_files(
     kernels = [network.kernel_table for _, network in networks]
     precisions = [network.precision for _, network in networks]
     notes += [note for _, network in networks for note in network.notes]
-    tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels) for loaded, wanted in plan]
+    layer_ops = [network.layer_ops for _, network in networks]
+    tables = [loaded.predict(features, wanted, network_names=names, kernel_tables=kernels, layer_ops=layer_ops)
+              for loaded, wanted in plan]
     _mark_control_flow(tables, [name for name, network in networks if network.control_flow])
-    notes += _mark_unseen_ops(plan, tables, {name: network.layer_ops for name, network in networks})
     if not predictor and not devices:  # every shipped device: a predictor the models lie far outside goes last
         plan, tables, ordering = _far_outside_last(plan, tables)
         notes += ordering
@@ -61,23 +62,6 @@ def _mark_control_flow(tables: List[PredictionTable], names: List[str]) -> None:
     """Rows of networks with control flow are extrapolations whatever their features say."""
     for row in (row for table in tables for row in table.rows if row.network in names):
         row.control_flow = True
-
-
-def _mark_unseen_ops(plan: List[tuple], tables: List[PredictionTable], ops: Dict[str, Optional[Dict[str, int]]]) -> List[str]:
-    """Rows of networks with layer op types no training network of the answering file had are
-    extrapolations (a lone opset-23 Attention: 2x off on t1 opt-disabled), with one note each."""
-    notes = []
-    for (loaded, _), table in zip(plan, tables):
-        unseen = {name: loaded.unseen_ops(layer_ops) for name, layer_ops in ops.items()}
-        for row in table.rows:
-            row.unseen_ops = unseen.get(row.network, [])
-        for name, missing in unseen.items():
-            if missing:
-                counted = ", ".join(f"{op} x{ops[name][op]}" for op in missing)
-                notes.append(f"{name}: {Path(loaded.source).name} was trained on no network with {counted}: their "
-                             "time is read off sizes learnt on other ops, so its rows are extrapolations; measure a "
-                             "few such models and correct it with `sniper-onnx feedback`")
-    return notes
 
 
 def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple[List[tuple], List[PredictionTable], List[str]]:
@@ -178,11 +162,9 @@ def _layer_ops_of_json(data: Dict[str, Any]) -> Optional[Dict[str, int]]:
     if isinstance(ops, dict):
         return {str(op): int(count) for op, count in ops.items()}
     if isinstance(data.get("nodes"), list):
-        counts: Dict[str, int] = {}
-        for node in data["nodes"]:
-            if node.get("is_layer"):
-                counts[node["op_type"]] = counts.get(node["op_type"], 0) + 1
-        return counts
+        from sniper_onnx.analysis.kernels import layer_op_counts
+
+        return layer_op_counts(data["nodes"])
     return None
 
 

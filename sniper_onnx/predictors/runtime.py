@@ -22,11 +22,11 @@ KernelTable = Union[np.ndarray, DistinctRows]  # a network's kernel table, per n
 
 FORMAT_VERSION = "1"
 META = "sniper."
-SHIPPED_PREDICTOR = "pcn_hw_nasbench201.onnx"  # 19 devices of HW-NAS-Bench, trained at NAS-Bench-201 scale
+HW_NAS_PREDICTOR = "pcn_hw_nasbench201.onnx"  # 19 devices of HW-NAS-Bench, trained at NAS-Bench-201 scale
 # Every predictor that ships, in order of preference: a device is answered by the first that knows it.
 # the first is load_predictor()'s default: the reference dataset's predictor, trained on networks of
 # every size (HW-NAS-Bench's knows 32x32 cells only)
-SHIPPED_PREDICTORS = ("pcn_reference.onnx", SHIPPED_PREDICTOR)
+SHIPPED_PREDICTORS = ("pcn_reference.onnx", HW_NAS_PREDICTOR)
 PATH_PCN = "pcn"
 PATH_REGRESSION = "regression"
 PATH_KERNELS = "kernels"  # the kernel-sum path: a time per layer node, summed
@@ -64,11 +64,28 @@ class PredictionRow:
     outside_training_range: List[str] = field(default_factory=list)  # features beyond what training saw
     predictor: str = ""  # the file that answered: `predict` without --predictor asks every shipped one
     control_flow: bool = False  # If/Loop/Scan, which no training network had: an extrapolation too
-    unseen_ops: List[str] = field(default_factory=list)  # layer op types no training network had
+    unseen_ops: Dict[str, int] = field(default_factory=dict)  # layers of op types training taught nothing about
+    unseen_layer_share: float = 0.0  # their share of the network's layers
 
     @property
     def extrapolated(self) -> bool:
-        return bool(self.outside_training_range) or self.control_flow or bool(self.unseen_ops)
+        return bool(self.outside_training_range) or self.control_flow or \
+            self.unseen_layer_share >= UNSEEN_SHARE_EXTRAPOLATED
+
+
+# layers of op types training never saw, as a share of a network's layers, from which its rows are
+# extrapolations: one Slice among a CNN's 50 layers is a guess at 2 % of the sum, not the sum's
+UNSEEN_SHARE_EXTRAPOLATED = 0.1
+
+
+def _unseen_note(row: "PredictionRow") -> str:
+    ops = ", ".join(f"{op} x{count}" for op, count in row.unseen_ops.items())
+    source = Path(row.predictor).name if row.predictor else "the predictor"
+    share = f"{row.unseen_layer_share:.0%} of its layers ({ops}) are of op types {source} was trained on no network with"
+    if row.unseen_layer_share >= UNSEEN_SHARE_EXTRAPOLATED:
+        return (f"{row.network}: {share}: their time is read off a kernel group training never set, so its rows are "
+                "extrapolations; measure a few such models and correct it with `sniper-onnx feedback`")
+    return f"{row.network}: {share}: too few to mark its rows as extrapolations, but their time is a guess"
 
 
 @dataclass
@@ -100,7 +117,8 @@ class PredictionTable:
                 "row(s) are extrapolations, marked as such; adapt the predictor with measured samples of "
                 "similar networks (`sniper-onnx adapt`/`feedback`)"
                 for (network, source), features in seen.items()]
-        return self.predictor_warnings + self.analysis_warnings + outside
+        unseen = list(dict.fromkeys(_unseen_note(row) for row in self.rows if row.unseen_ops))
+        return self.predictor_warnings + self.analysis_warnings + outside + unseen
 
     def seconds(self) -> np.ndarray:
         return np.array([row.seconds for row in self.rows])
@@ -121,7 +139,7 @@ def set_metadata(model: onnx.ModelProto, meta: Mapping[str, Any]) -> None:
         prop.key, prop.value = META + key, json.dumps(meta[key], sort_keys=True)
 
 
-def shipped_predictor_path(name: str = SHIPPED_PREDICTOR) -> Path:
+def shipped_predictor_path(name: str) -> Path:
     return Path(str(resources.files("sniper_onnx") / "data" / name))
 
 
@@ -349,12 +367,15 @@ class Predictor:
         devices: Optional[Sequence[str]] = None,
         network_names: Optional[Sequence[str]] = None,
         kernel_tables: Optional[Sequence[Optional[KernelTable]]] = None,
+        layer_ops: Optional[Sequence[Optional[Mapping[str, int]]]] = None,
     ) -> PredictionTable:
         """Seconds, a 90% interval and the answering path for every (network, device) pair.
 
         ``kernel_tables`` (``analysis.kernels.kernel_table_for_prediction`` of each network's
         nodes, None where unknown or where control flow leaves the sum short) let the kernel-sum
-        path answer on the devices where it beat the PCN in training.
+        path answer on the devices where it beat the PCN in training. ``layer_ops``
+        (``AnalysisResult.layer_ops`` of each network) mark the layers of op types training taught
+        nothing about (``unseen_ops``; rows extrapolated from UNSEEN_SHARE_EXTRAPOLATED of them).
         A scheduler that asks about one network many times can pass ``distinct_rows(table)``, made
         once, to skip merging its identical rows on every call."""
         devices = [match_device(d, self.devices) for d in devices] if devices else self.devices
@@ -362,6 +383,10 @@ class Predictor:
         nets = self.network_matrix(network_features, list(network_names) if network_names else None)
         outside = self.outside_training_range(nets)
         tables = self._usable_tables(kernel_tables, network_features)
+        if layer_ops is not None and len(layer_ops) != len(network_features):
+            raise SniperError(f"{len(layer_ops)} layer_ops for {len(network_features)} networks; give one per network "
+                              "(None where unknown)")
+        unseen = [self._unseen_layers(ops) for ops in (layer_ops or [None] * len(network_features))]
         table = PredictionTable(predictor=self.source, predictor_warnings=self.feature_schema_notes())
         if kernel_tables is None:
             table.predictor_warnings += self._kernel_tables_wanted(devices)
@@ -393,8 +418,17 @@ class Predictor:
                 path[small] = PATH_REGRESSION
             for i in range(len(nets)):
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
-                                                float(high[i]), str(path[i]), outside[i], self.source))
+                                                float(high[i]), str(path[i]), outside[i], self.source,
+                                                unseen_ops=unseen[i][0], unseen_layer_share=unseen[i][1]))
         return table
+
+    def _unseen_layers(self, layer_ops: Optional[Mapping[str, int]]) -> tuple:
+        """({op: layers} of op types training taught nothing about, their share of the layers)."""
+        ops = self.unseen_ops(layer_ops)
+        if not ops:
+            return {}, 0.0
+        counts = {op: int(layer_ops[op]) for op in ops}
+        return counts, sum(counts.values()) / max(sum(int(n) for n in layer_ops.values()), 1)
 
     def _kernel_tables_wanted(self, devices: Sequence[str]) -> List[str]:
         """A note for an API call without kernel tables where the kernel sum would answer: the

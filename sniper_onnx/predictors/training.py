@@ -203,7 +203,7 @@ def train_predictor(
             columns = [data.network_feature_names.index(n) for n in keys.names]
             regressions[device] = fit_bayesian_ridge(x[:, columns], data.seconds[rows], keys.names)
     meta.update({"key_features": key_features, "regression": regressions})
-    training_ops = _training_layer_ops(data, train_rows)
+    training_ops = _training_layer_ops(data, train_rows, status)
     if training_ops:
         meta["training_layer_ops"] = training_ops
 
@@ -267,16 +267,23 @@ def _context_if_possible(config: KernelNetConfig, data: TrainingData, status: Ca
 MIN_PAIRS_FOR_THE_PCN = 10
 
 
-def _training_layer_ops(data: TrainingData, train_rows: np.ndarray) -> List[str]:
-    """The op types of the training networks' layers (of those that can be re-made): a network with
-    another op is answered from sizes no training network showed for it, and `predict` says so."""
+def _training_layer_ops(data: TrainingData, train_rows: np.ndarray, status: Callable[[str], None] = lambda _: None
+                        ) -> List[str]:
+    """The op types of the training networks' layers: a network with another op is answered from
+    sizes no training network showed for it, and `predict` says so. Empty (nothing recorded) unless
+    every training network can be re-made: the ops of a part would call trained ops unseen."""
     if not any(data.network_sources):
         return []
     from sniper_onnx.predictors.kernel_sources import layer_ops_for
 
     networks = np.unique(data.pair_network[train_rows])
     found = layer_ops_for([data.network_sources[n] for n in networks])
-    return sorted(set().union(*(ops for ops in found if ops)))
+    missing = sum(ops is None for ops in found)
+    if missing:
+        status(f"{missing} of {len(found)} training networks cannot be re-made: their op types are unknown, so the "
+               "file records none and `predict` cannot name ops training never saw")
+        return []
+    return sorted(set().union(*found))
 
 
 def _fewest_layers(tables, networks: np.ndarray) -> int:

@@ -952,6 +952,11 @@ def test_training_records_its_networks_layer_op_types(tmp_path):
                         np.array([0, 1]), np.array([0, 0]), np.array([1e-3, 2e-3]), network_sources=sources)
     assert _training_layer_ops(data, np.array([True, False])) == ["MatMul", "Relu"]  # held-out b's Loop is not
     assert _training_layer_ops(data, np.array([True, True])) == ["Loop", "MatMul", "Relu"]
+    said = []
+    data.network_sources[1] = json.dumps({"kind": "file", "path": str(tmp_path / "gone.onnx")})
+    assert _training_layer_ops(data, np.array([True, True]), said.append) == []  # a part would call trained ops unseen
+    assert said == ["1 of 2 training networks cannot be re-made: their op types are unknown, so the file records none "
+                    "and `predict` cannot name ops training never saw"]
 
 
 def test_a_layer_op_no_training_network_had_makes_its_rows_extrapolations(tmp_path, trained):
@@ -965,13 +970,37 @@ def test_a_layer_op_no_training_network_had_makes_its_rows_extrapolations(tmp_pa
     stamped = save_predictor(Predictor(model), tmp_path / "stamped.onnx")
     net = _relu_matmul(tmp_path / "mm.onnx")
     result = json.loads(_ok(["predict", str(net), "--predictor", str(stamped), "--json"]).stdout)
-    assert {tuple(row["unseen_ops"]) for row in result["predictions"]} == {("MatMul",)}
+    assert all(row["unseen_ops"] == {"MatMul": 1} and row["unseen_layer_share"] == 0.5 for row in result["predictions"])
     [note] = [w for w in result["warnings"] if "was trained on no network with" in w]
-    assert note.startswith(f"{net}: stamped.onnx was trained on no network with MatMul x1: ")
+    assert note.startswith(f"{net}: 50% of its layers (MatMul x1) are of op types stamped.onnx was trained on no "
+                           "network with: their time is read off a kernel group training never set, so its rows are "
+                           "extrapolations")
     table = _ok(["predict", str(net), "--predictor", str(stamped)]).stdout
     assert "extrapolated" in table
     plain = json.loads(_ok(["predict", str(net), "--predictor", str(path), "--json"]).stdout)  # records no ops
     assert not any(row["unseen_ops"] for row in plain["predictions"])
+
+
+def test_a_few_layers_of_unseen_ops_are_noted_without_marking_the_rows(trained):
+    """One Slice among a CNN's 50 layers is a guess at a small part of the sum, not an extrapolation."""
+    from sniper_onnx.errors import SniperError
+    from sniper_onnx.predictors.runtime import Predictor
+
+    _, predictor, _, data = trained
+    stamped = Predictor(predictor.model)
+    stamped.meta = dict(predictor.meta, training_layer_ops=["Conv", "Relu"])
+    features = [dict(zip(data.network_feature_names, data.network_matrix[0]))] * 2
+    table = stamped.predict(features, [stamped.devices[0]], ["cnn", "attn"],
+                            layer_ops=[{"Conv": 25, "Relu": 24, "Slice": 1}, {"Attention": 1, "Relu": 1}])
+    few, many = table.rows
+    assert few.unseen_ops == {"Slice": 1} and few.unseen_layer_share == 0.02 and not few.extrapolated
+    assert many.unseen_ops == {"Attention": 1} and many.extrapolated
+    notes = [w for w in table.warnings() if "trained on no network with" in w]
+    assert notes[0].startswith("cnn: 2% of its layers (Slice x1)") and notes[0].endswith("too few to mark its rows as "
+                                                                                          "extrapolations, but their time is a guess")
+    assert notes[1].startswith("attn: 50% of its layers (Attention x1)")
+    with pytest.raises(SniperError, match="1 layer_ops for 2 networks"):
+        stamped.predict(features, [stamped.devices[0]], layer_ops=[None])
 
 
 def test_an_op_of_a_trained_kind_is_not_unseen_but_one_of_the_catch_all_kind_is(trained):

@@ -203,7 +203,7 @@ def test_without_predictor_each_device_is_answered_by_the_shipped_predictor_that
     path, predictor, _, data = trained
     second = tmp_path / "second.onnx"
     shutil.copy(path, second)
-    hw = runtime.shipped_predictor_path()
+    hw = runtime.shipped_predictor_path(runtime.HW_NAS_PREDICTOR)
     monkeypatch.setattr(runtime, "shipped_predictor_paths", lambda: [hw, second])
     assert runtime.load_predictor(None, ["titanx_1"]).source == str(hw)
     assert runtime.load_predictor(None, ["slow_cpu"]).source == str(second)
