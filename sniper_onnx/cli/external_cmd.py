@@ -49,13 +49,11 @@ def import_latencies(
     typer.echo(_summary(result))
 
 
-def _count(number: int, one: str, many: str) -> str:
-    return f"{number} {one if number == 1 else many}"
-
-
 def _summary(result: ImportResult) -> str:
     """What the import stored, line by line; failed measurements are said to be failed, never
     hidden in the added count, and skipped cells are said to store nothing."""
+    from sniper_onnx.analysis.wording import counted
+
     lines = [
         f"{result.table}: {result.layout} table, {result.rows} rows, {len(result.devices)} devices -> {result.database}",
         f"  networks     {result.networks_added} added, {result.networks_seen - result.networks_added} already there",
@@ -63,15 +61,15 @@ def _summary(result: ImportResult) -> str:
         f"  measurements {result.measurements_added} added, {result.measurements_seen - result.measurements_added} already there",
     ]
     reasons = [text for number, text in (
-        (result.non_positive, _count(result.non_positive, "latency", "latencies") + " of 0 or less"),
-        (result.not_a_number, _count(result.not_a_number, "not-a-number latency", "not-a-number latencies") + " (NaN or inf)"),
+        (result.non_positive, counted(result.non_positive, "latency", "latencies") + " of 0 or less"),
+        (result.not_a_number, counted(result.not_a_number, "not-a-number latency", "not-a-number latencies") + " (NaN or inf)"),
     ) if number]
     if reasons:
         failed = result.non_positive + result.not_a_number
         lines.append(f"  failed       {failed} of these {result.measurements_seen} stored as failed measurements, "
                      f"without a latency: {', '.join(reasons)}")
     if result.missing_values:
-        lines.append(f"  skipped      {_count(result.missing_values, 'empty or NA cell', 'empty or NA cells')}, nothing stored")
+        lines.append(f"  skipped      {counted(result.missing_values, 'empty or NA cell', 'empty or NA cells')}, nothing stored")
     return "\n".join(lines)
 
 

@@ -117,26 +117,26 @@ def generate(
     _warn_unlisted(result)
 
 
-def _count(number: int, one: str, many: str) -> str:
-    return f"{number} {one if number == 1 else many}"
-
-
 def _print_written(result: GenerateResult) -> None:
-    files = "no ONNX files (manifest only)" if result.manifest_only else _count(
+    from sniper_onnx.analysis.wording import counted
+
+    files = "no ONNX files (manifest only)" if result.manifest_only else counted(
         len(result.onnx_files), "ONNX file", "ONNX files")
-    typer.echo(f"wrote {result.manifest} ({_count(result.count, 'net', 'nets')}, {files}); total MACs "
+    typer.echo(f"wrote {result.manifest} ({counted(result.count, 'net', 'nets')}, {files}); total MACs "
                f"{min(result.total_macs):.3g} .. {max(result.total_macs):.3g}")
     if result.removed_onnx:
-        typer.echo(f"removed {_count(len(result.removed_onnx), 'ONNX file', 'ONNX files')} the replaced manifest listed and the new one does not")
+        typer.echo(f"removed {counted(len(result.removed_onnx), 'ONNX file', 'ONNX files')} the replaced manifest listed and the new one does not")
 
 
 def _warn_unlisted(result: GenerateResult) -> None:
     """On stderr, so that --json's stdout stays one JSON object; `profile DIR` measures every .onnx
     file in DIR, listed in the manifest or not."""
+    from sniper_onnx.analysis.wording import counted
+
     if not result.unlisted_onnx:
         return
     number = len(result.unlisted_onnx)
-    typer.echo(f"sniper-onnx: warning: {result.out_dir} holds {_count(number, '.onnx file', '.onnx files')} the "
+    typer.echo(f"sniper-onnx: warning: {result.out_dir} holds {counted(number, '.onnx file', '.onnx files')} the "
                f"manifest does not list (e.g. {Path(result.unlisted_onnx[0]).name}); `sniper-onnx profile "
                f"{shlex.quote(result.out_dir)}` would measure {'it' if number == 1 else 'them'} too", err=True)
 
