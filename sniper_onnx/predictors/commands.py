@@ -52,7 +52,7 @@ def predict_files(
     notes += precision_notes(names, precisions, plan, tables)
     merged = PredictionTable(predictor=", ".join(table.predictor for table in tables), analysis_warnings=notes,
                              predictor_warnings=[line for table in tables for line in table.predictor_warnings],
-                             failures=failures)
+                             failures=failures, predictors=[table.predictor for table in tables])
     for table in tables:
         merged.rows.extend(table.rows)
     return merged

@@ -96,9 +96,11 @@ class PredictionTable:
     # about the predictor file itself (trained on features of another analyzer): once per file, not per row
     predictor_warnings: List[str] = field(default_factory=list)
     failures: List[str] = field(default_factory=list)  # of several models, those that could not be predicted
+    predictors: List[str] = field(default_factory=list)  # every file that answered, when several did
 
     def to_json_dict(self) -> Dict[str, Any]:
-        return {"predictor": self.predictor, "unit": "seconds", "interval": "90%",
+        return {"predictor": self.predictor, "predictors": self.predictors or [self.predictor],
+                "unit": "seconds", "interval": "90%",
                 "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings(), "failures": self.failures}
 
     def warnings(self) -> List[str]:

@@ -868,7 +868,9 @@ def test_without_d_the_predictor_a_model_lies_least_outside_answers_first(tmp_pa
 
     model = tmp_path / "resnet50.onnx"
     export_zoo_to_file("resnet50", model, weights=False)
-    rows = json.loads(_ok(["predict", str(model), "--json"]).stdout)["predictions"]
+    result = json.loads(_ok(["predict", str(model), "--json"]).stdout)
+    rows = result["predictions"]
+    assert [p.rsplit("/", 1)[-1] for p in result["predictors"]] == ["pcn_reference.onnx", "pcn_hw_nasbench201.onnx"]
     assert [bool(row["outside_training_range"]) for row in rows] == [False] * 4 + [True] * 19
     assert rows[0]["device"] == REFERENCE_CPU
 
