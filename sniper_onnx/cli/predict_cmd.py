@@ -149,7 +149,7 @@ def evaluate(
     db: Annotated[Optional[str], typer.Option("--db", help="Database with measured latencies.")] = None,
     table: Annotated[Optional[str], typer.Option("--table", help="Measured CSV (as `db export` writes it).")] = None,
     plot: Annotated[Optional[str], typer.Option("--plot", help="Write a predicted-vs-measured PNG here.")] = None,
-    statistic: Annotated[str, typer.Option("--statistic", help="With --db: each measurement's median (default), min, p10 or mean.")] = "median",
+    statistic: Annotated[Optional[str], typer.Option("--statistic", help="With --db: each measurement's median, min, p10 or mean (default: the one the predictor was trained on, else median).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """MAPE, RMSPE, Acc(±5%), Acc(±10%) and Spearman per device against measured latencies."""
@@ -166,7 +166,9 @@ def evaluate(
         return
     rows = [[d, str(m["n"]), f"{m['mape_pct']:.2f}", f"{m['rmspe_pct']:.2f}", f"{100 * m['acc5']:.1f}",
              f"{100 * m['acc10']:.1f}", f"{m['spearman']:.3f}"] for d, m in {**report.devices, "ALL": report.overall}.items()]
-    _table(f"accuracy of {report.predictor}", ["device", "n", "MAPE %", "RMSPE %", "Acc±5 %", "Acc±10 %", "Spearman"], rows)
+    against = f" against each measurement's {report.statistic}" if report.statistic else ""
+    _table(f"accuracy of {report.predictor}{against}", ["device", "n", "MAPE %", "RMSPE %", "Acc±5 %", "Acc±10 %",
+                                                          "Spearman"], rows)
     if report.plot:
         typer.echo(f"plot: {report.plot}")
 
