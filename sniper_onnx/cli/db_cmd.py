@@ -26,6 +26,7 @@ def register(app: typer.Typer) -> None:
         json_output: JsonOption = False,
     ) -> None:
         """Import profiler results (idempotent: importing a file twice adds nothing)."""
+        from sniper_onnx.analysis.wording import counted
         from sniper_onnx.cli.progress import progress_bar
 
         from sniper_onnx.database import Database, import_results
@@ -45,8 +46,9 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps({"db": str(db), "files": [asdict(s) for s in summaries]}))
             return
         for s in summaries:
-            typer.echo(f"{s.path}: {s.added} measurements and {s.failures_added} failures added, {s.already_present} already present"
-                       f" ({s.networks_added} new networks, {s.devices_added} new devices)")
+            typer.echo(f"{s.path}: {counted(s.added, 'measurement')} and {counted(s.failures_added, 'failure')} added, "
+                       f"{s.already_present} already present ({counted(s.networks_added, 'new network')}, "
+                       f"{counted(s.devices_added, 'new device')})")
             if s.unreadable_lines:
                 typer.echo(f"  {len(s.unreadable_lines)} unreadable line(s) skipped (kept in the file): {s.unreadable_lines[:10]}", err=True)
             if s.newer_schema_lines:

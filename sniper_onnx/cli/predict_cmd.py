@@ -177,7 +177,7 @@ def _before(mape: Optional[float]) -> str:
     return "(new device, nothing before) " if mape is None else f"{100 * mape:.1f}% -> "
 
 
-def _adapt_summary(report, output: str, as_json: bool) -> None:
+def _adapt_summary(report, output: str, as_json: bool, verb: str = "adapting") -> None:
     for warning in report.warnings:
         _warn(warning)
     if as_json:
@@ -185,7 +185,7 @@ def _adapt_summary(report, output: str, as_json: bool) -> None:
         return
     ridge = f", ridge {report.ridge:g}" if report.ridge is not None else ""
     typer.echo(f"wrote {output}: device {report.device} (slot {report.slot}) from {report.samples} samples, "
-               f"adapting {Path(report.predictor).name}; sample MAPE {_before(report.sample_mape_before)}"
+               f"{verb} {Path(report.predictor).name}; sample MAPE {_before(report.sample_mape_before)}"
                f"{100 * report.sample_mape_after:.1f}%, leave-one-out log-RMSE {report.loo_rmse_log:.3f}; "
                f"prior {report.prior}{ridge}, Time Trimmer features: {', '.join(report.trimmer_features) or 'none'}")
     if report.set_aside:
@@ -219,7 +219,7 @@ def feedback(
     from sniper_onnx.predictors.commands import feedback_command
 
     report = feedback_command(predictor, device, samples, output, top_k)
-    _adapt_summary(report, output or str(predictor), as_json)
+    _adapt_summary(report, output or str(predictor), as_json, verb="correcting")
 
 
 def bench_hw_nasbench201(

@@ -594,6 +594,9 @@ def adapt_command(predictor: Optional[str], samples: str, output: str, device_sp
     from sniper_onnx.predictors.samples import is_profiler_results, load_samples
 
     check_predictor_output(output, [samples, device_spec])
+    if not Path(samples).is_file():  # before asking for a device name a results file would have given
+        raise SniperError(f"{samples}: no such samples file; give a CSV with network,latency_ms columns or a "
+                          "profiler results file")
     features, name = _spec_features(device_spec, device)
     if not name and not is_profiler_results(samples):
         raise SniperError("give --device NAME or a --device-spec that names the device")

@@ -738,8 +738,7 @@ def check_predictor_output(output: Union[str, Path], inputs: Sequence[Union[str,
     from sniper_onnx.outputs import check_output_file, is_same_file
 
     output = Path(output)
-    if output.parent.exists():  # a missing folder is made when the predictor is saved
-        check_output_file(output, "-o")
+    check_output_file(output, "-o")  # a missing folder too, as every other output: a typo must not make folders
     if not output.exists():
         return
     for given in inputs:

@@ -1047,3 +1047,13 @@ def test_evaluate_scores_against_the_statistic_the_predictor_was_trained_on(trai
     assert commands.evaluate_command(str(of_minima), db="ncd.sqlite", statistic="median").statistic == "median"
     assert commands.evaluate_command(str(path), db="ncd.sqlite").statistic == "median"  # records none
     assert asked == ["median", "median"]
+
+
+def test_an_output_in_a_missing_folder_is_refused_before_any_work(tmp_path, synthetic_csv):
+    """As every other output: `train -o /nonexistent/dir/x.onnx` made the folders after 94 s of training."""
+    missing = tmp_path / "no" / "such" / "p.onnx"
+    _fails(["train", "--table", str(synthetic_csv), "-o", str(missing)], "does not exist; create it first")
+    _fails(["adapt", "--samples", str(synthetic_csv), "-d", "x", "-o", str(missing)], "does not exist; create it first")
+    assert not (tmp_path / "no").exists()
+    _fails(["adapt", "--samples", str(tmp_path / "nothere.jsonl"), "-o", str(tmp_path / "a.onnx")],
+           "nothere.jsonl: no such samples file")  # it asked for --device first
