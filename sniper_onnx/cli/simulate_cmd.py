@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Iterable, Optional
 
 import typer
 
@@ -153,6 +153,43 @@ def _cell(spread, digits: int, seeds: int) -> str:
     return text
 
 
+# one unit for every time column of a table, so AWT and p99 compare at a glance; fixed decimals in
+# seconds read 0.000 for a millisecond workload, hence a unit from the magnitudes and significant digits
+TIME_UNITS: tuple[tuple[str, float], ...] = (("s", 1.0), ("ms", 1e-3), ("\u00b5s", 1e-6))
+SIGNIFICANT = 3
+MAX_DECIMALS = 6  # below a nanosecond in \u00b5s a difference is float noise, not a time
+
+
+def time_unit(seconds: Iterable[float]) -> tuple[str, float]:
+    """The largest unit in which the largest finite value is at least 1 (\u00b5s below that)."""
+    largest = max((abs(value) for value in seconds if math.isfinite(value)), default=0.0)
+    return next(((name, size) for name, size in TIME_UNITS if largest >= size), TIME_UNITS[-1])
+
+
+def _decimals(value: float) -> int:
+    """Decimals that show ``value`` to SIGNIFICANT significant digits (none for 0 or >= 100)."""
+    if value == 0 or not math.isfinite(value):
+        return 0
+    return min(MAX_DECIMALS, max(0, SIGNIFICANT - 1 - math.floor(math.log10(abs(value)))))
+
+
+def time_cell(spread, size: float, seeds: int) -> str:
+    """A time median (± half the min-max range over seeds) in a unit of ``size`` seconds, to
+    SIGNIFICANT digits; the half range takes the median's decimals so the two line up."""
+    if math.isnan(spread.median):
+        return "-"
+    median = spread.median / size
+    half = (spread.high - spread.low) / 2 / size
+    digits = _decimals(median if median else half)  # a median of 0 (no wait at all) has no digits of its own
+    text = f"{median:.{digits}f}"
+    if seeds > 1:
+        text += f"\u00b1{half:.{digits}f}"
+    return text
+
+
+TIME_COLUMNS = ("awt", "p95_wait", "p99_wait", "load_std")
+
+
 def _print_table(report, per_device: bool = False) -> None:
     from rich import box
     from rich.markup import escape
@@ -165,7 +202,8 @@ def _print_table(report, per_device: bool = False) -> None:
     title = f"{sweep.platform.name}: " + (
         f"trace {sweep.trace}" if sweep.trace else f"{sweep.duration:g}s of Poisson arrivals, {seeds} seed(s)"
     )
-    caption = "medians over seeds, \u00b1 half the min-max range; times in seconds" if seeds > 1 else "times in seconds"
+    unit, size = time_unit(row.summary[name].median for row in sweep.rows for name in TIME_COLUMNS)
+    caption = f"times in {unit}" if seeds <= 1 else f"medians over seeds, \u00b1 half the min-max range; times in {unit}"
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
     for column in ("policy", "T", "TPS", "AWT", "p95 wait", "p99 wait", "miss%", "load std"):
         table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
@@ -173,8 +211,8 @@ def _print_table(report, per_device: bool = False) -> None:
         s = row.summary
         table.add_row(
             row.policy, "trace" if row.rate is None else f"{row.rate:g}", _cell(s["tps"], 2, seeds),
-            _cell(s["awt"], 3, seeds), _number(s["p95_wait"].median, 3), _number(s["p99_wait"].median, 3),
-            _number(100 * s["deadline_miss_rate"].median, 1), _cell(s["load_std"], 3, seeds),
+            time_cell(s["awt"], size, seeds), time_cell(s["p95_wait"], size, 1), time_cell(s["p99_wait"], size, 1),
+            _number(100 * s["deadline_miss_rate"].median, 1), time_cell(s["load_std"], size, seeds),
         )
     console = output_console()  # piped into a file: no terminal to fit, every row on one line
     console.print(table)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -21,6 +21,9 @@ class SimulationReport:
     predictor_models: tuple[str, ...] = ()  # models whose predictions came from --predictor
     table_models: tuple[str, ...] = ()  # models that kept the platform's predicted times
     warnings: tuple[str, ...] = ()  # for stderr: an --idle-factor no policy uses, the predictor's warnings
+    # model -> device type -> the predictor's seconds that replaced the platform's predicted times
+    # (the platform's own 'predicted_times' in --json already hold them, but do not say which came from where)
+    predictor_times: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def to_json_dict(self) -> dict:
         data = finite(self.sweep.to_json_dict())
@@ -28,6 +31,7 @@ class SimulationReport:
         data["predictor_models"] = list(self.predictor_models)
         data["table_models"] = list(self.table_models)
         data["warnings"] = list(self.warnings)
+        data["predicted_times_from_predictor"] = finite(self.predictor_times)
         return data
 
 
@@ -98,6 +102,7 @@ def simulate_platform(
         loaded = loaded.with_nodes(nodes)
     predictor_models: tuple[str, ...] = ()
     table_models: tuple[str, ...] = ()
+    predictor_times: dict[str, dict[str, float]] = {}
     unused = idle_factor_unused(policies, idle_factor)
     warnings: tuple[str, ...] = (unused,) if unused else ()
     if models_dir is not None:  # without --predictor: the predictor shipped with the package
@@ -106,6 +111,7 @@ def simulate_platform(
         swap = with_predictor(loaded, predictor, models_dir)
         loaded, predictor_models, table_models = swap.platform, swap.replaced, swap.kept
         warnings += swap.warnings
+        predictor_times = swap.times
     if trace is not None:
         tasks = read_trace(trace, loaded, first_seed, noise, deadline_factor)
         sweep = run_trace(loaded, policies, tasks, trace, first_seed, noise, deadline_factor, idle_factor)
@@ -118,7 +124,7 @@ def simulate_platform(
         from sniper_onnx.scheduling.plot import plot_sweep
 
         plot_path = plot_sweep(sweep, plot)
-    return SimulationReport(sweep, plot_path, predictor_models, table_models, warnings)
+    return SimulationReport(sweep, plot_path, predictor_models, table_models, warnings, predictor_times)
 
 
 def check_run_numbers(seeds: int, first_seed: int, noise: float, deadline_factor: float) -> None:

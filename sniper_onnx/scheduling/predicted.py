@@ -4,13 +4,14 @@
 predictor answers seconds per platform device type, and those numbers replace the platform's
 ``predicted_times`` for that model. True times still come from the platform (they are what
 "really" happens in the simulation). Built on the predictors package contract
-``load_predictor(path).predict(features, devices, network_names) -> PredictionTable``; imported
+``load_predictor(path).predict(features, devices, network_names, kernel_tables, layer_ops)
+-> PredictionTable``; imported
 lazily. The platform file's ``predictor_devices`` maps its device types to the predictor's names.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,7 +26,11 @@ class PredictorSwap:
     platform: Platform
     replaced: tuple[str, ...]  # models whose predictions now come from the predictor
     kept: tuple[str, ...]  # platform models with no ONNX file: their table predictions stay
-    warnings: tuple[str, ...] = ()  # the predictor's own (a feature schema other than the analyzer's)
+    # the predictor's own (a feature schema other than the analyzer's), then each network's: the
+    # analyzer's notes (control flow, incomplete costs), features outside the training range, unseen ops
+    warnings: tuple[str, ...] = ()
+    # the predictor's seconds per replaced model and device type, as the simulation used them
+    times: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def model_files(platform: Platform, models_dir: str | Path) -> dict[str, Path]:
@@ -103,13 +108,19 @@ def with_predictor(platform: Platform, predictor_path: str | Path | None, models
     names = list(files)
     networks = [analyze_for_prediction(str(files[name]), str(files[name]), remedy=FIX_THE_EXPORT) for name in names]
     table = predictor.predict([n.features for n in networks], devices, network_names=names,
-                              kernel_tables=[n.kernel_table for n in networks])
+                              kernel_tables=[n.kernel_table for n in networks],
+                              layer_ops=[n.layer_ops for n in networks])
     matrix = seconds_matrix(table, names, devices)
     predicted = platform.predicted_times.copy()
     for row, name in zip(matrix, names):
         predicted[platform.model_index(name)] = row
     kept = tuple(m for m in platform.models if m not in files)
-    # the predictor's warnings say its seconds may be off (trained on another feature schema);
-    # the simulated schedule rests on those seconds, so they reach the user as `predict`'s do
-    return PredictorSwap(platform.with_predicted_times(predicted), tuple(names), kept,
-                         tuple(dict.fromkeys(table.predictor_warnings)))
+    # every warning `predict` would print for these files says some of these seconds may be off
+    # (another feature schema, an extrapolated network); the simulated schedule rests on them, so
+    # they reach the user here too, once each: the predictor's own first, as `predict` orders them.
+    # The analyzer's notes (control flow among them) are not in the predictor's table, so added here
+    notes = [note for network in networks for note in network.notes]
+    warnings = tuple(dict.fromkeys([*table.predictor_warnings, *notes, *table.warnings()]))
+    times = {name: {dtype: float(seconds) for dtype, seconds in zip(platform.device_types, row)}
+             for name, row in zip(names, matrix)}
+    return PredictorSwap(platform.with_predicted_times(predicted), tuple(names), kept, warnings, times)

@@ -319,3 +319,51 @@ def test_platform_file_mistakes_are_one_line(tmp_path, name, text, fragments):
     path = tmp_path / name
     path.write_text(text)
     assert_one_line_error(run("--platform", str(path), "--rates", "1", *SMALL), name, *fragments)
+
+
+MS_PLATFORM = """name: msbox
+devices: {T1: 2, T2: 1}
+true_times:
+  small: {T1: 0.0022, T2: 0.0013}
+  large: {T1: 0.0032, T2: 0.0022}
+"""
+
+
+def test_a_millisecond_workload_reads_in_ms_while_json_keeps_seconds(tmp_path):
+    # A first user's 1-3 ms models at 400-800 tasks/s: in seconds to 3 decimals AWT, p95 and p99
+    # all read 0.000. The table now picks ms and shows significant digits; --json stays in seconds.
+    platform = tmp_path / "ms.yaml"
+    platform.write_text(MS_PLATFORM)
+    args = ["--platform", str(platform), "--rates", "800", "--seeds", "2", "--duration", "4", "--policies", "edf"]
+    table = run(*args)
+    assert table.exit_code == 0, table.output
+    assert "times in ms" in table.output and "times in seconds" not in table.output
+    row = next(line for line in table.output.splitlines() if line.strip().startswith("edf"))
+    awt, p95, p99 = row.split()[3:6]
+    assert float(p99) > 1 and not awt.startswith("0.000") and float(awt.split("\u00b1")[0]) > 0
+    summary = json.loads(run(*args, "--json").output)["rows"][0]["summary"]
+    assert 0 < summary["awt"]["median"] < 0.01 and summary["p99_wait"]["median"] < 0.05  # seconds
+    assert float(p99) == pytest.approx(1000 * summary["p99_wait"]["median"], rel=0.01)
+
+
+@pytest.mark.parametrize("largest, unit", [(0.0, "\u00b5s"), (3e-7, "\u00b5s"), (2e-3, "ms"), (0.5, "ms"),
+                                           (1.0, "s"), (800.0, "s"), (float("nan"), "\u00b5s")])
+def test_the_time_unit_is_the_largest_the_largest_value_fills(largest, unit):
+    from sniper_onnx.cli.simulate_cmd import time_unit
+
+    assert time_unit([largest, 1e-9, float("nan")])[0] == unit
+
+
+@pytest.mark.parametrize("median, low, high, seeds, size, text", [
+    (0.000105, 0.0001, 0.00011, 2, 1e-3, "0.105\u00b10.005"),
+    (0.004, 0.004, 0.004, 1, 1e-3, "4.00"),
+    (219.57, 218.0, 220.7, 3, 1.0, "220\u00b11"),  # a large value keeps its integer digits
+    (0.00312, 0.003, 0.0032, 3, 1.0, "0.00312\u00b10.00010"),  # beside it in seconds: not 0.003
+    (0.0, 0.0, 0.002, 2, 1e-3, "0.00\u00b11.00"),  # no wait at all: the range gives the digits
+    (float("nan"), float("nan"), float("nan"), 2, 1.0, "-"),
+])
+def test_time_cells_keep_three_significant_digits(median, low, high, seeds, size, text):
+    from sniper_onnx.cli.simulate_cmd import time_cell
+    from sniper_onnx.scheduling.experiment import Spread
+
+    assert time_cell(Spread(median, low, high), size, seeds) == text

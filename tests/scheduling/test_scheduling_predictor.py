@@ -35,9 +35,11 @@ class StandIn:
 
     def __init__(self):
         self.asked = []
+        self.layer_ops = []
 
-    def predict(self, features, devices, network_names, kernel_tables=None):
+    def predict(self, features, devices, network_names, kernel_tables=None, layer_ops=None):
         self.asked.append(list(devices))
+        self.layer_ops.append(layer_ops)
         return table({(name, d): f["total_macs"] * 1e-9 * SCALE.get(d, 1.0)
                       for d in devices for name, f in zip(network_names, features)})
 
@@ -50,7 +52,8 @@ def stand_in(monkeypatch, tmp_path):
     monkeypatch.setattr(
         sniper_onnx.predictors.commands, "analyze_for_prediction",
         lambda path, name, remedy=None: types.SimpleNamespace(features={"total_macs": macs[path.rsplit("/", 1)[-1][:-5]]},
-                                                 kernel_table=None, notes=[]),
+                                                 kernel_table=None, notes=[],
+                                                 layer_ops={"Conv": int(macs[path.rsplit("/", 1)[-1][:-5]] // 1e8)}),
     )
     models = tmp_path / "models"
     models.mkdir()
@@ -84,6 +87,58 @@ def test_cli_with_predictor(stand_in):
     data = json.loads(result.output)
     assert data["predictor_models"] == ["ResNet50", "VGG16"]
     assert data["platform"]["predicted_times"]["VGG16"]["NX"] == pytest.approx(4.5)
+    # the predictor's seconds, apart from the table's: only the models it replaced, per device type
+    assert data["predicted_times_from_predictor"] == {
+        "ResNet50": pytest.approx({"AGX": 0.4, "TX2": 0.8, "NX": 1.2}),
+        "VGG16": pytest.approx({"AGX": 1.5, "TX2": 3.0, "NX": 4.5})}
+
+
+def test_without_models_no_predicted_times_from_a_predictor():
+    result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "1", "--duration", "5",
+                                      "--policies", "sniper", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["predicted_times_from_predictor"] == {}
+
+
+def test_extrapolated_networks_are_warned_about_once_each(stand_in, monkeypatch):
+    # `predict` warns when a network's features lie outside the training range, when many of its
+    # layers are of op types training never saw, and (an analyzer note) when it holds control flow;
+    # the schedule rests on those seconds, so simulate says the same, once per line, on stderr.
+    path, models, predictor = stand_in
+    answer = predictor.predict
+
+    def predict(*args, **kwargs):
+        result = answer(*args, **kwargs)
+        for row in result.rows:
+            if row.network == "VGG16":
+                row.outside_training_range = ["total_macs"]
+                row.predictor = str(path)
+            else:
+                row.unseen_ops, row.unseen_layer_share = {"Loop": 3}, 0.5
+        return result
+
+    predictor.predict = predict
+    analyze = sniper_onnx.predictors.commands.analyze_for_prediction
+
+    def with_control_flow(path, name, remedy=None):
+        network = analyze(path, name, remedy)
+        if name.endswith("ResNet50.onnx"):
+            network.notes = [f"{name}: control flow (If, Loop or Scan): ..."]
+        return network
+
+    monkeypatch.setattr(sniper_onnx.predictors.commands, "analyze_for_prediction", with_control_flow)
+    result = CliRunner().invoke(app, ["simulate", "--rates", "10", "--seeds", "1", "--duration", "5",
+                                      "--policies", "sniper", "--predictor", str(path),
+                                      "--models", str(models), "--json"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert all(line.startswith("sniper-onnx: warning: ") for line in lines), result.stderr
+    assert len(lines) == 3 == len(set(lines))  # 3 devices per network, one line each
+    assert sum("ResNet50.onnx: control flow" in line for line in lines) == 1
+    assert sum("VGG16: 1 feature(s) outside the training range of pcn.onnx" in line for line in lines) == 1
+    assert sum("ResNet50: 50% of its layers (Loop x3)" in line and "extrapolations" in line for line in lines) == 1
+    assert json.loads(result.stdout)["warnings"] == [line[len("sniper-onnx: warning: "):] for line in lines]
+    assert predictor.layer_ops == [[{"Conv": 4}, {"Conv": 15}]]  # unseen ops can only be found with them
 
 
 def test_the_predictors_warnings_are_shown_once(stand_in):
