@@ -127,6 +127,12 @@ def _print_summary(summary) -> None:
     for flag, names in summary.flagged.items():
         shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
         typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
+    if summary.busy:
+        low, high = (f"{100 * share:.0f}" for share in (min(summary.busy.values()), max(summary.busy.values())))
+        typer.echo(f"sniper-onnx: warning: {len(summary.busy)} of {summary.measured + summary.failed} models were timed "
+                   f"while other work used {low if low == high else f'{low}-{high}'} % of the CPUs (stats.others_busy_during): "
+                   "their times may be slow; measure on a quiet machine, or pass --max-busy 0.1 to wait for quiet and "
+                   "flag the rest machine_busy (then --retry-busy measures them again)", err=True)
 
 
 FLAG_ADVICE = {

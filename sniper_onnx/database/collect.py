@@ -45,6 +45,12 @@ class CollectSummary:
     imported: int = 0
     failures: list[str] = field(default_factory=list)
     flagged: dict[str, list[str]] = field(default_factory=dict)  # flag -> names of the models it marks
+    # models timed while other work used BUSY_NOTE of the CPUs or more, without --max-busy to flag
+    # them: name -> that share (a tester's t2 labels came out 2-5x slow so, and trained in silence)
+    busy: dict[str, float] = field(default_factory=dict)
+
+
+BUSY_NOTE = 0.2
 
 
 def _spec_dict(spec: Any) -> dict[str, Any]:
@@ -235,6 +241,9 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, sc
         return
     for flag in record.get("flags") or []:
         summary.flagged.setdefault(flag, []).append(job.name)
+    during = (record.get("stats") or {}).get("others_busy_during")
+    if during is not None and during >= BUSY_NOTE and "machine_busy" not in (record.get("flags") or []):
+        summary.busy[job.name] = float(during)
     if record["status"] == "ok":
         summary.measured += 1
     else:

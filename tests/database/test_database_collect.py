@@ -255,3 +255,22 @@ def test_a_rerun_that_skips_everything_says_why_and_what_measures_again(tmp_path
     rerun = runner.invoke(app, ["profile", str(model), "--out", str(out), *slower_rule])
     assert rerun.exit_code == 0 and rerun.stdout.startswith("0 measured, 0 failed, 1 skipped"), rerun.output
     assert "skipped 1 measured in an earlier run on this device configuration (the stopping rule" in rerun.stderr
+
+
+def test_models_timed_on_a_busy_machine_get_a_warning_without_max_busy(tmp_path, monkeypatch):
+    """Another job held a core: a tester's t2 labels came out 2-5x slow and were trained on in silence."""
+    from sniper_profiler import runner as profiler_runner
+
+    real = profiler_runner.Profiler.profile
+
+    def busy(self, job, pass_index=1):
+        record = real(self, job, pass_index)
+        record["stats"]["others_busy_during"] = 0.45
+        return record
+
+    monkeypatch.setattr(profiler_runner.Profiler, "profile", busy)
+    model = conv_net(tmp_path / "net.onnx")
+    result = runner.invoke(app, ["profile", str(model), "--out", str(tmp_path / "r.jsonl"), *FAST])
+    assert result.exit_code == 0, result.output
+    assert ("sniper-onnx: warning: 1 of 1 models were timed while other work used 45 % of the CPUs "
+            "(stats.others_busy_during): their times may be slow") in result.stderr
