@@ -52,6 +52,7 @@ def train(
                                              "the kernel-sum nets train 6,000 steps each either way, so fewer epochs "
                                              "do not make a quick smoke run.")] = 40,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    device: Annotated[Optional[List[str]], typer.Option("--device", "-d", help="Train on this device only (repeatable; a name or the part of it only one device holds; default: all), e.g. to leave one out and `adapt` to it.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Train key features, per-device Bayesian ridge and the PCN; export ONE framework-free ONNX file."""
@@ -60,7 +61,7 @@ def train(
     progress, advance = _epoch_progress(epochs)
     with progress:
         report = train_command(output, db=db, table=table, epochs=epochs, seed=seed, progress=advance, statistic=statistic,
-                               status=lambda message: typer.echo(message, err=True), warn=_warn)
+                               status=lambda message: typer.echo(message, err=True), warn=_warn, devices=device)
     if as_json:
         _print_json({"output": output, **report.to_json_dict()})
         return

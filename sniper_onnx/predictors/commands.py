@@ -415,8 +415,11 @@ def _python_warning(message: str) -> None:
 
 def train_command(output: str, db: Optional[str] = None, table: Optional[str] = None, epochs: int = 40,
                   seed: int = 0, progress: Optional[Callable[[int, float], None]] = None, statistic: str = "median",
-                  status: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None):
-    """Offline (re)training from the database or its CSV export, in one call; writes ``output``."""
+                  status: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None,
+                  devices: Optional[Sequence[str]] = None):
+    """Offline (re)training from the database or its CSV export, in one call; writes ``output``.
+    ``devices`` (names or the parts of them -d takes): train on those only, e.g. to leave one out
+    and `adapt` to it."""
     from sniper_onnx.predictors.pcn import PCNConfig
     from sniper_onnx.predictors.training import train_predictor
 
@@ -424,12 +427,21 @@ def train_command(output: str, db: Optional[str] = None, table: Optional[str] = 
         raise SniperError(f"--epochs {epochs}: train the PCN for at least 1 epoch")
     check_predictor_output(output, [db, table])
     data = _training_data(db, table, statistic, warn)
+    if devices:
+        data = data.with_devices([_device_of(data.device_names, wanted) for wanted in devices])
     # Which per-measurement statistic the latencies are; a --table says so itself (db export --statistic).
     extra = {"latency_statistic": statistic} if db else {}
     predictor, report = train_predictor(data, PCNConfig(epochs=epochs, seed=seed), progress, seed=seed, extra_meta=extra,
                                         status=status, warn=warn)
     save_predictor(predictor, output)
     return report
+
+
+def _device_of(names: Sequence[str], wanted: str) -> int:
+    found = match_device(wanted, list(names))
+    if found not in names:
+        raise SniperError(f"--device {wanted!r}: no device of the measurements holds it (they have: {', '.join(names)})")
+    return list(names).index(found)
 
 
 @dataclass

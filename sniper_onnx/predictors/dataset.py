@@ -10,7 +10,7 @@ import csv
 import hashlib
 import io
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -68,6 +68,16 @@ class TrainingData:
 
     def device_rows(self, device: int) -> np.ndarray:
         return np.flatnonzero(self.pair_device == device)
+
+    def with_devices(self, keep: Sequence[int]) -> "TrainingData":
+        """The table with only the devices at ``keep`` (their pairs, renumbered); every network stays."""
+        keep = list(dict.fromkeys(keep))
+        remap = np.full(len(self.device_names), -1)
+        remap[keep] = np.arange(len(keep))
+        rows = np.isin(self.pair_device, keep)
+        return replace(self, device_names=[self.device_names[d] for d in keep], device_matrix=self.device_matrix[keep],
+                       pair_network=self.pair_network[rows], pair_device=remap[self.pair_device[rows]],
+                       seconds=self.seconds[rows])
 
 
 TABLE_HINT = "a .csv or .csv.gz training table written by `sniper-onnx db export`"

@@ -1057,3 +1057,31 @@ def test_an_output_in_a_missing_folder_is_refused_before_any_work(tmp_path, synt
     assert not (tmp_path / "no").exists()
     _fails(["adapt", "--samples", str(tmp_path / "nothere.jsonl"), "-o", str(tmp_path / "a.onnx")],
            "nothere.jsonl: no such samples file")  # it asked for --device first
+
+
+def test_train_on_some_devices_only(tmp_path, synthetic_csv, monkeypatch):
+    """To leave a device out and adapt to it, `train -d` (a tester exported and re-imported a table for it)."""
+    from sniper_onnx.predictors import commands
+    from sniper_onnx.predictors.dataset import load_training_csv
+
+    data = load_training_csv(synthetic_csv)
+    kept = data.with_devices([data.device_names.index("phone"), data.device_names.index("slow_cpu")])
+    assert kept.device_names == ["phone", "slow_cpu"] and set(kept.pair_device) == {0, 1}
+    for d, name in enumerate(kept.device_names):
+        original = data.device_names.index(name)
+        assert np.array_equal(kept.seconds[kept.pair_device == d], data.seconds[data.pair_device == original])
+    class Stop(Exception):
+        pass
+
+    trained_on = []
+
+    def record_devices(data, *args, **kwargs):
+        trained_on.append(data.device_names)
+        raise Stop  # what it would train is all this test asks
+
+    monkeypatch.setattr("sniper_onnx.predictors.training.train_predictor", record_devices)
+    with pytest.raises(Stop):
+        commands.train_command(str(tmp_path / "p.onnx"), table=str(synthetic_csv), devices=["phone", "slow"])
+    assert trained_on == [["phone", "slow_cpu"]]
+    _fails(["train", "--table", str(synthetic_csv), "-o", str(tmp_path / "q.onnx"), "-d", "nosuch"],
+           "--device 'nosuch': no device of the measurements holds it (they have: ")
