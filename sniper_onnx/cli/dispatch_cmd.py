@@ -73,7 +73,8 @@ def _print(report) -> None:
     for name, info in report.per_device.items():
         console.print(f"  {escape(name)} ({escape(info['type'])}): {info['tasks']} tasks, busy {info['busy_s']:.2f} s")
     if report.db:
-        console.print(f"{report.measurements_written} measurements stored in {escape(str(report.db))}")
+        console.print(f"{report.measurements_written} measurements stored in {escape(str(report.db))} (each task's "
+                      "time, and each device's warm-up median of each model)")
     for failure in report.failures[:10]:
         typer.echo(f"  {failure}", err=True)
 
