@@ -214,6 +214,18 @@ def _pcn_choice(predictor, nets, z, seconds, base, spec_prior: str, trimmer_top_
     return _Choice(score, prior_name, errors, trimmer, delta=embedding - branch, ridge=float(strength))
 
 
+def simplest_within_one_se(choices: Sequence["_Choice"]) -> "_Choice":
+    """Of ``choices`` ordered simplest first, the first whose leave-one-out mean squared error is
+    within one standard error of the best's (the one-standard-error rule): on 10 noisy samples a
+    trimmer feature that lowers the error by less than its noise fits the noise (a tester's
+    feedback picked num_atrous_conv3x3 and doubled the error on 32 other nets)."""
+    squared = [np.asarray(c.errors, dtype=np.float64) ** 2 for c in choices]
+    best = int(np.argmin([e.mean() for e in squared]))
+    bound = squared[best].mean() + squared[best].std(ddof=1) / np.sqrt(len(squared[best])) if len(squared[best]) > 1 \
+        else squared[best].mean()
+    return next(c for c, e in zip(choices, squared) if e.mean() <= bound)
+
+
 def _trimmer_choice(z, residual, k, prior: str, reference: Optional[str] = None) -> _Choice:
     errors = _trimmer_loo(z, residual, k)
     return _Choice(float(np.sqrt(np.mean(errors**2))), prior, errors, fit_trimmer(z, residual, k),
@@ -461,7 +473,7 @@ def adapt_predictor(
         most = trimmer_top_k if trimmer_top_k is not None else 3
         ks = tuple(k for k in range(most + 1) if k == 0 or k < len(seconds) - 2)
         reference = device if known_by_kernels else None
-        choice = min((_trimmer_choice(z, residual, k, "current", reference) for k in ks), key=lambda c: c.score)
+        choice = simplest_within_one_se([_trimmer_choice(z, residual, k, "current", reference) for k in ks])
     else:
         choices = _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k)
         choice = min(choices, key=lambda c: c.score)  # ties keep the PCN (listed first)

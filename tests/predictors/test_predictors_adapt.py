@@ -123,3 +123,17 @@ def test_a_sample_with_no_layer_row_is_set_aside_and_the_others_keep_the_kernel_
     fed, fed_report = adapt_predictor(reference, device, [dict(r.features) for r in results], [1e-3, 2e-3, 3e-3, 4e-3],
                                       solve_embedding=False, kernel_tables=tables)
     assert fed_report.set_aside == ["sample 1"] and fed_report.sample_mape_after < fed_report.sample_mape_before
+
+
+def test_the_trimmer_keeps_the_simplest_fit_within_one_standard_error_of_the_best():
+    from sniper_onnx.predictors.adapt import _Choice, simplest_within_one_se
+    from sniper_onnx.predictors.adapt import Trimmer
+
+    def choice(name, errors):
+        return _Choice(float(np.sqrt(np.mean(np.square(errors)))), name, np.array(errors), Trimmer([], np.zeros(0), 0.0))
+
+    scale = choice("k=0", [0.1] * 9 + [0.9])  # one sample far off, as one noisy label is
+    one_sample_fitted = choice("k=2", [0.1] * 9 + [0.75])  # 28 % lower MSE, all of it from that sample
+    assert simplest_within_one_se([scale, one_sample_fitted]).prior == "k=0"
+    every_sample_fitted = choice("k=2", [0.02] * 10)
+    assert simplest_within_one_se([scale, every_sample_fitted]).prior == "k=2"
