@@ -184,6 +184,14 @@ class _Choice:
     roofline: Optional[np.ndarray] = None  # seconds per (1 + MAC), per (1 + byte), per node, per call: no reference
 
     @property
+    def parameters(self) -> int:
+        """Values fitted to the samples (a scale, the trimmer's features, the PCN's embedding
+        offset, a power, the roofline's rates): how simple, for the one-standard-error rule."""
+        count = 1 + len(self.trimmer.features) + int(bool(self.power)) + int(bool(self.node_power))
+        count += len(self.delta) if self.delta is not None else 0
+        return count + (int(np.count_nonzero(self.roofline)) if self.roofline is not None else 0)
+
+    @property
     def by_kernels(self) -> bool:
         """Whether the kernel sum answers the device after this choice."""
         return self.kernel_reference is not None or self.roofline is not None
@@ -476,7 +484,8 @@ def adapt_predictor(
         choice = simplest_within_one_se([_trimmer_choice(z, residual, k, "current", reference) for k in ks])
     else:
         choices = _adapt_choices(predictor, device, nets, z, seconds, base, spec_features, tables, trimmer_top_k)
-        choice = min(choices, key=lambda c: c.score)  # ties keep the PCN (listed first)
+        # the simplest within one standard error of the best; equals keep their order (the PCN first)
+        choice = simplest_within_one_se(sorted(choices, key=lambda c: c.parameters))
     adapted, slot = _write_choice(predictor, device, base, existing_slot, choice, z, solve_embedding, samples.measurements)
     names = predictor.network_feature_names
     report = AdaptReport(

@@ -137,3 +137,17 @@ def test_the_trimmer_keeps_the_simplest_fit_within_one_standard_error_of_the_bes
     assert simplest_within_one_se([scale, one_sample_fitted]).prior == "k=0"
     every_sample_fitted = choice("k=2", [0.02] * 10)
     assert simplest_within_one_se([scale, every_sample_fitted]).prior == "k=2"
+
+
+def test_adapt_prefers_the_candidate_with_fewer_fitted_values_within_one_standard_error():
+    """The H200 left out: leave-one-out on 10 samples picked the PCN's embedding offset (9 values)
+    over the roofline (4 rates) by less than its noise, and missed the other nets by far more."""
+    from sniper_onnx.predictors.adapt import Trimmer, _Choice, simplest_within_one_se
+
+    none = Trimmer([], np.zeros(0), 0.0)
+    pcn = _Choice(0.40, "train_mean", np.array([0.1] * 9 + [1.2]), none, delta=np.zeros(8))
+    roofline = _Choice(0.43, "roofline", np.array([0.1] * 9 + [1.3]), none, roofline=np.array([3e-5, 7e-6, 0.0, 1e-13]))
+    assert (pcn.parameters, roofline.parameters) == (9, 4)
+    assert simplest_within_one_se(sorted([pcn, roofline], key=lambda c: c.parameters)).prior == "roofline"
+    clearly_better = _Choice(0.1, "train_mean", np.array([0.1] * 10), none, delta=np.zeros(8))
+    assert simplest_within_one_se(sorted([clearly_better, roofline], key=lambda c: c.parameters)).prior == "train_mean"
