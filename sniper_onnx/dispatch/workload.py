@@ -32,7 +32,7 @@ def read_workload(path: "str | Path", models: Sequence[str]) -> list[DispatchTas
 
     path = Path(path)
     rows = read_task_rows(path, "workload", "arrival,model[,deadline,input]")
-    tasks = [replace(_task(f"{path}:{i + 2}", row, models, path.parent), row=i) for i, row in enumerate(rows)]
+    tasks = [replace(_task(f"{path}:{line}", row, models, path.parent), row=i) for i, (line, row) in enumerate(rows)]
     return sorted(tasks, key=lambda task: task.arrival)
 
 

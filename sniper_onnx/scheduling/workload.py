@@ -90,8 +90,10 @@ def check_expected_tasks(rate: float, duration: float) -> float:
     return expected
 
 
-def read_task_rows(path: Path, what: str, columns_hint: str) -> list[dict]:
-    """The rows of a task CSV (a simulator trace or a dispatch workload): ``arrival``, ``model``, ..."""
+def read_task_rows(path: Path, what: str, columns_hint: str) -> list[tuple[int, dict]]:
+    """The rows of a task CSV (a simulator trace or a dispatch workload): ``arrival``, ``model``, ...,
+    each with the file line it ends on (for messages: blank lines in between are counted, so the
+    line named is the line a user's editor shows)."""
     if not path.is_file():
         raise SniperError(f"{path}: no such {what} file; give a CSV with columns {columns_hint}")
     text = read_text(path, f"a {what} CSV with columns {columns_hint}")
@@ -99,7 +101,7 @@ def read_task_rows(path: Path, what: str, columns_hint: str) -> list[dict]:
     columns = set(reader.fieldnames or ())
     if not {"arrival", "model"} <= columns:
         raise SniperError(f"{path}: {what} needs columns 'arrival' and 'model' (found {sorted(columns)})")
-    rows = [_check_width(path, reader, row) for row in reader]
+    rows = [(reader.line_num, _check_width(path, reader, row)) for row in reader]
     if not rows:
         raise SniperError(f"{path}: {what} has no tasks")
     return rows
@@ -133,8 +135,8 @@ def read_trace(
     rng = np.random.default_rng(seed)
     drawn_noise = noise_factors(rng, len(rows), noise)
     tasks = [
-        _trace_task(f"{path}:{index + 2}", index, row, platform, deadline_factor, float(drawn_noise[index]))
-        for index, row in enumerate(rows)
+        _trace_task(f"{path}:{line}", index, row, platform, deadline_factor, float(drawn_noise[index]))
+        for index, (line, row) in enumerate(rows)
     ]
     tasks.sort(key=lambda task: (task.arrival, task.task_id))
     return tasks

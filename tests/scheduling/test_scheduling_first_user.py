@@ -55,6 +55,15 @@ def test_the_line_named_is_the_file_line_after_a_blank_one(tmp_path):
     path.write_text("arrival,model\n\n0.1,m,x,y\n")
     with pytest.raises(SniperError, match=r"w\.csv:3: 4 fields"):
         read_task_rows(path, "workload", "arrival,model")
+    path.write_text("arrival,model\n0.0,a\n\n\n0.1,b\n")
+    assert read_task_rows(path, "workload", "arrival,model") == [(2, {"arrival": "0.0", "model": "a"}),
+                                                                  (5, {"arrival": "0.1", "model": "b"})]
+
+
+def test_a_bad_row_after_blank_lines_is_named_by_its_file_line(tmp_path):
+    """Row messages counted rows, not lines: after two blank lines they named line 3 for line 5."""
+    trace = trace_file(tmp_path, "arrival,model\n0.0,VGG16\n\n\n0.1,NoSuchModel\n")
+    assert f"{trace}:5:" in one_line_error(run("--trace", trace))
 
 
 @pytest.mark.parametrize(
