@@ -40,3 +40,15 @@ def decode_text(data: bytes, path: "str | Path", hint: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise SniperError(f"{path}: not UTF-8 text; give {hint}") from None
+
+
+def files_in_folder(folder: "str | Path", suffixes: "tuple[str, ...]", shown: int = 3) -> str:
+    """Up to ``shown`` files of ``folder`` with one of ``suffixes``, joined ('' when none or
+    unreadable): the hint for an option given a folder where it wants one of those files."""
+    folder = Path(folder)
+    try:
+        found = sorted(str(f) for f in folder.iterdir() if f.suffix.lower() in suffixes and f.is_file())
+    except OSError:  # unreadable: the hint only helps, the error stands without it
+        return ""
+    return ", ".join(found[:shown]) + (", ..." if len(found) > shown else "")
+

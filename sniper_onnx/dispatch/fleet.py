@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from sniper_onnx.errors import SniperError
+from sniper_onnx.errors import SniperError, files_in_folder
 
 ENGINES = ("embedded", "dask")
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
@@ -97,14 +97,10 @@ def load_fleet(path: "str | Path") -> Fleet:
 
 def _yaml_files_in(folder: Path) -> str:
     """What to give instead of a folder: the YAML files in it, if it holds any."""
-    try:
-        found = sorted(p.name for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-    except OSError:  # unreadable: the hint is only a help, the error stands without it
-        found = []
+    found = files_in_folder(folder, (".yaml", ".yml"))
     if not found:
         return "give the fleet YAML file (see examples/fleet.yaml for the format)"
-    shown = ", ".join(str(folder / name) for name in found[:3]) + (", ..." if len(found) > 3 else "")
-    return f"give the fleet YAML file, e.g. one of {shown}"
+    return f"give the fleet YAML file, e.g. one of {found}"
 
 
 def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = None) -> Fleet:

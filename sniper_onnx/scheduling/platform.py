@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sniper_onnx.errors import SniperError, read_text
+from sniper_onnx.errors import SniperError, files_in_folder, read_text
 
 BUILTIN_DIR = Path(__file__).parent / "platforms"
 PLATFORM_SUFFIXES = (".json", ".yaml", ".yml")
@@ -121,11 +121,8 @@ def load_platform(name_or_path: str | Path) -> Platform:
 
 def _directory_message(path: Path) -> str:
     """What to say when --platform names a folder (one holding platform.json and a models/ folder, say)."""
-    try:
-        files = sorted(str(f) for f in path.iterdir() if f.suffix.lower() in PLATFORM_SUFFIXES and f.is_file())
-    except OSError:  # an unreadable folder still gets the message, just without its files
-        files = []
-    where = f" (here: {', '.join(files[:3])}{', ...' if len(files) > 3 else ''})" if files else ""
+    files = files_in_folder(path, PLATFORM_SUFFIXES)
+    where = f" (here: {files})" if files else ""
     return (f"{path}: is a directory; give the platform's JSON/YAML file{where} "
             f"or a built-in name ({', '.join(builtin_platforms())})")
 
