@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,13 +128,11 @@ def _resolve_device(devices: Sequence[DeviceRecord], wanted: str, db_path: Path)
 
 
 def _holders(devices: Sequence[DeviceRecord], wanted: str) -> list[DeviceRecord]:
-    """Devices whose name or id holds ``wanted`` (case-insensitive), those holding it as a whole word
-    first: "t1" is in "... t16 opt-all" too, but names only the t1 configurations."""
-    text = wanted.lower()
-    holders = [d for d in devices if text in d.name.lower() or text in d.id.lower()]
-    word = re.compile(rf"(?<![\w-]){re.escape(text)}(?![\w-])")
-    whole = [d for d in holders if word.search(d.name.lower()) or word.search(d.id.lower())]
-    return whole or holders
+    """Devices whose name or id holds ``wanted``, by the rule `predict -d` uses (whole words first)."""
+    from sniper_onnx.matching import names_holding
+
+    holding = set(names_holding(wanted, [text for d in devices for text in (d.name, d.id)]))
+    return [d for d in devices if d.name in holding or d.id in holding]
 
 
 def _check_writable_export(out: Path, db_path: "str | Path") -> None:

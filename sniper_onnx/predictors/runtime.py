@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import math
-import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -615,10 +614,9 @@ def match_device(wanted: str, known: Sequence[str]) -> str:
     if not wanted.strip():  # "" is in every name: it would match them all
         raise SniperError(f"device {wanted!r}: an empty device name; give a device name or the part of it only one "
                           "device holds (`sniper-onnx predict --list-devices` lists them)")
-    holders = [name for name in known if wanted.lower() in name.lower()]
-    # whole words first: "t1" is in "... t16 opt-all" too, but names only the t1 configurations
-    whole = [name for name in holders if re.search(rf"(?<![\w-]){re.escape(wanted.lower())}(?![\w-])", name.lower())]
-    holders = whole or holders
+    from sniper_onnx.matching import names_holding
+
+    holders = names_holding(wanted, known)
     if len(holders) > 1:
         raise SniperError(f"device {wanted!r}: matches {len(holders)} devices ({', '.join(sorted(holders))}); "
                           "give more of the name")
