@@ -17,6 +17,7 @@ from typing import Any, Iterable, List, Mapping, Optional
 
 import numpy as np
 
+from sniper_onnx.analysis.runtime_bodies import runtime_nodes
 from sniper_onnx.analysis.runtime_fusions import SKIP_LAYER_NORM_TAG
 
 KERNEL_GROUPS = (
@@ -26,7 +27,8 @@ KERNEL_GROUPS = (
 _GROUP_OF_OP = {
     "Gemm": "gemm", "MatMul": "matmul", "BatchNormalization": "batch_norm", "LayerNormalization": "layer_norm",
     "Concat": "concat", "Transpose": "memory", "Gather": "memory",
-    **dict.fromkeys(("Relu", "Clip", "LeakyRelu", "PRelu"), "cheap_activation"),
+    # Sqrt: one instruction per element, like a clamp (GroupNormalization's body runs one)
+    **dict.fromkeys(("Relu", "Clip", "LeakyRelu", "PRelu", "Sqrt"), "cheap_activation"),
     **dict.fromkeys(("Gelu", "Sigmoid", "Softmax", "Tanh", "HardSwish", "HardSigmoid", "Erf", "Exp"),
                     "transcendental_activation"),
     **dict.fromkeys(("Add", "Mul", "Sub", "Div", "Sum"), "binary_elementwise"),
@@ -200,7 +202,9 @@ def empty_kernel_table() -> np.ndarray:
 
 
 def kernel_table(nodes: Iterable[Any]) -> np.ndarray:
-    """[layers, len(KERNEL_FEATURE_NAMES)] float32: one row per layer node (plumbing and constants
-    cost nothing at run time and get no row)."""
-    rows = [kernel_row(node) for node in nodes if _get(node, "is_layer") and not _get(node, "subgraph")]
+    """[rows, len(KERNEL_FEATURE_NAMES)] float32: one row per kernel onnxruntime runs for a layer node,
+    one per node except for the ops it runs as their function body (runtime_bodies.py); plumbing and
+    constants cost nothing at run time and get no row."""
+    rows = [kernel_row(kernel) for node in nodes if _get(node, "is_layer") and not _get(node, "subgraph")
+            for kernel in runtime_nodes(node)]
     return np.array(rows, dtype=np.float32).reshape(len(rows), len(KERNEL_FEATURE_NAMES))

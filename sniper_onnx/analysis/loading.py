@@ -742,7 +742,9 @@ def _node_outputs(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: d
                   opsets: dict[str, int]) -> dict[str, TensorInfo]:
     if node.domain in ("", "ai.onnx") and node.op_type not in ("If", "Loop", "Scan"):
         inferred = _infer_one_node(node, shapes, values, opsets.get("", 0))
-        if inferred:
+        # a function op's schema (GroupNormalization-21) infers the output type but no shape: then
+        # the op's shape rule gives it
+        if any(info.known_shape is not None for info in inferred.values()):
             return inferred
     shape = complete_output_shape(node, lambda name: shapes[name].known_shape if name in shapes else None)
     if shape is None:

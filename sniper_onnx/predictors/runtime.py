@@ -328,16 +328,23 @@ class Predictor:
         """The op types of ``layer_ops`` (``AnalysisResult.layer_ops``) that training taught nothing
         about: of a kind (kernel group) no training network had, or of the catch-all "other" kind
         and not itself in training (Slice and Attention share nothing but that column). Div is
-        not one where Add and Mul were trained. Empty where either side is unknown (files trained
+        not one where Add and Mul were trained. An op onnxruntime runs as its function body is judged
+        by the body's op types (Mish by Softplus, Tanh and Mul). Empty where either side is unknown (files trained
         before 2026-11-30 do not record their op types)."""
         seen = self.meta.get("training_layer_ops")
         new = set(layer_ops or ()) - set(seen or ())
         if not seen or not new:
             return []
         from sniper_onnx.analysis.kernels import op_kind  # only for a model with ops training lacked
+        from sniper_onnx.analysis.runtime_bodies import runtime_op_types
 
         kinds = {op_kind(op) for op in seen}
-        return sorted(op for op in new if op_kind(op) == "other" or op_kind(op) not in kinds)
+
+        def untaught(op: str) -> bool:  # an op run as its function body is taught by its body's ops
+            return any(op_kind(inner) == "other" and inner not in seen or op_kind(inner) not in kinds
+                       for inner in runtime_op_types(op))
+
+        return sorted(op for op in new if untaught(op))
 
     @property
     def feature_schema(self) -> Optional[str]:

@@ -99,6 +99,20 @@ def test_channel_normalizations(op, per_element, weights, opset, attrs):
     assert result.features["num_norm"] == 1
 
 
+def test_shapes_flow_past_group_normalization_21():
+    # ONNX's schema infers GroupNormalization-21's output type but no shape (it is a function op):
+    # the layers after it had unknown shapes and counted no MACs until the shape rule took over
+    graph = helper.make_graph(
+        [helper.make_node("GroupNormalization", ["x", "s", "b"], ["n"], num_groups=2, name="norm"),
+         helper.make_node("Conv", ["n", "W"], ["y"], name="conv")],
+        "gn", [helper.make_tensor_value_info("x", 1, [1, 8, 4, 4])], [helper.make_tensor_value_info("y", 1, None)],
+        [weight("s", 8), weight("b", 8), weight("W", 4, 8, 1, 1)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10))
+    conv = next(cost for cost in result.nodes if cost.op_type == "Conv")
+    assert conv.output_shapes == [[1, 4, 4, 4]] and conv.macs == 64 * 8
+    assert result.warnings == []
+
+
 def test_layer_normalization():
     result = analyze(single("LayerNormalization", {"x": [2, 10, 16]}, [weight("s", 16), weight("b", 16)],
                             extra_inputs=["s", "b"], axis=-1))

@@ -98,3 +98,51 @@ def test_an_embedding_lookup_reads_the_rows_it_returns_not_the_table():
     row = dict(zip(KERNEL_FEATURE_NAMES, kernel_table([lookup])[0]))
     assert row["log2_param_bytes"] == np.float32(np.log2(1 + 4 * 16 * 64))  # the 16 rows returned
     assert row["log2_input_elements"] == np.float32(np.log2(1 + 16 + 16 * 64))  # indices and rows read
+
+
+def _one_op_net(op: str, opset: int, weights=()):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.ones(64, np.float32), name) for name in weights]
+    node = helper.make_node(op, ["x", *weights], ["y"], **({"num_groups": 32} if op == "GroupNormalization" else {}))
+    graph = helper.make_graph([node], op, [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 64, 8, 8])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=10)
+
+
+def _groups_of(table):
+    return [KERNEL_GROUPS[int(np.argmax(row[: len(KERNEL_GROUPS)]))] for row in table]
+
+
+def test_ops_onnxruntime_runs_as_their_function_body_get_a_row_per_body_kernel():
+    """onnxruntime has no kernel for these: a saved optimized model holds their ONNX function body."""
+    column = KERNEL_FEATURE_NAMES.index("log2_output_elements")
+    hard_swish = kernel_table(analyze(_one_op_net("HardSwish", 21)).nodes)  # HardSigmoid, then Mul
+    assert _groups_of(hard_swish) == ["transcendental_activation", "binary_elementwise"]
+    assert (hard_swish[:, column] == np.float32(np.log2(1 + 4096))).all()
+    mish = kernel_table(analyze(_one_op_net("Mish", 21)).nodes)  # Softplus, Tanh, Mul
+    assert _groups_of(mish) == ["other", "transcendental_activation", "binary_elementwise"]
+    norm = kernel_table(analyze(_one_op_net("GroupNormalization", 21, ("scale", "bias"))).nodes)
+    assert _groups_of(norm) == ["global_pool", "binary_elementwise", "binary_elementwise", "binary_elementwise",
+                                "global_pool", "binary_elementwise", "binary_elementwise", "cheap_activation",
+                                "binary_elementwise", "binary_elementwise", "binary_elementwise"]
+    whole, per_group = np.float32(np.log2(1 + 4096)), np.float32(np.log2(1 + 32))  # 32 groups of 2 channels
+    assert list(norm[:, column]) == [per_group, whole, per_group, whole, per_group, per_group, per_group, per_group,
+                                     whole, whole, whole]
+    relu = kernel_table(analyze(_one_op_net("Relu", 21)).nodes)
+    assert _groups_of(relu) == ["cheap_activation"]  # an op with a kernel keeps its one row
+
+
+def test_a_body_op_of_unknown_shape_keeps_its_one_row():
+    row = {"op_type": "Mish", "is_layer": True, "subgraph": False, "macs": 0, "param_bytes": 0,
+           "input_shapes": [[1, None, 8, 8]], "output_shapes": [None]}
+    assert kernel_table([row]).shape == (1, len(KERNEL_FEATURE_NAMES))
+
+
+def test_each_body_lists_the_op_types_it_runs():
+    from sniper_onnx.analysis.runtime_bodies import BODIES, BODY_OPS
+
+    assert set(BODIES) == set(BODY_OPS)
+    for op, body in BODIES.items():
+        assert {step["op_type"] for step in body([2, 64, 4, 4])} == set(BODY_OPS[op]), op

@@ -1016,6 +1016,18 @@ def test_an_op_of_a_trained_kind_is_not_unseen_but_one_of_the_catch_all_kind_is(
     assert Predictor(predictor.model).unseen_ops(ops) == []  # a file that records no ops says nothing
 
 
+def test_an_op_run_as_its_function_body_is_judged_by_the_body_ops(trained):
+    from sniper_onnx.predictors.runtime import Predictor
+
+    _, predictor, _, _ = trained
+    stamped = Predictor(predictor.model)
+    stamped.meta = dict(predictor.meta, training_layer_ops=["Add", "Conv", "GlobalAveragePool", "Mul", "Relu",
+                                                            "Sigmoid"])
+    # GroupNormalization runs pooling, elementwise ops and a Sqrt (a cheap activation); Mish a Softplus
+    ops = {"GroupNormalization": 1, "HardSwish": 1, "Mish": 1, "Swish": 1}
+    assert stamped.unseen_ops(ops) == ["Mish"]
+
+
 def test_evaluate_on_devices_no_shipped_predictor_knows_says_every_one_was_asked(synthetic_csv):
     result = runner.invoke(app, ["evaluate", "--table", str(synthetic_csv)])
     assert result.exit_code == 2, result.output
