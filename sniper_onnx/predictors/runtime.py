@@ -77,8 +77,15 @@ class PredictionRow:
 UNSEEN_SHARE_EXTRAPOLATED = 0.1
 
 
+def _unseen_op(op: str, count: int) -> str:
+    from sniper_onnx.analysis.runtime_bodies import runtime_op_types  # only for a model with ops training lacked
+
+    body = runtime_op_types(op)
+    return f"{op} x{count}" if body == (op,) else f"{op} x{count}, run as {' + '.join(body)}"
+
+
 def _unseen_note(row: "PredictionRow") -> str:
-    ops = ", ".join(f"{op} x{count}" for op, count in row.unseen_ops.items())
+    ops = "; ".join(_unseen_op(op, count) for op, count in row.unseen_ops.items())
     source = Path(row.predictor).name if row.predictor else "the predictor"
     share = f"{row.unseen_layer_share:.0%} of its layers ({ops}) are of op types {source} was trained on no network with"
     if row.unseen_layer_share >= UNSEEN_SHARE_EXTRAPOLATED:

@@ -1026,6 +1026,9 @@ def test_an_op_run_as_its_function_body_is_judged_by_the_body_ops(trained):
     # GroupNormalization runs pooling, elementwise ops and a Sqrt (a cheap activation); Mish a Softplus
     ops = {"GroupNormalization": 1, "HardSwish": 1, "Mish": 1, "Swish": 1}
     assert stamped.unseen_ops(ops) == ["Mish"]
+    features = [dict(zip(predictor.network_feature_names, [1.0] * len(predictor.network_feature_names)))]
+    table = stamped.predict(features, [stamped.devices[0]], ["yolo"], layer_ops=[{"Conv": 1, "Mish": 1}])
+    assert any("(Mish x1, run as Softplus + Tanh + Mul)" in note for note in table.warnings())
 
 
 def test_evaluate_on_devices_no_shipped_predictor_knows_says_every_one_was_asked(synthetic_csv):
