@@ -13,5 +13,6 @@ from __future__ import annotations
 # A second change on one date takes a suffix: "2026-11-29.2" (a dynamically quantized model's
 # per-channel weight scales no longer counted as parameters), "2026-11-29.3" (onnxruntime's
 # FusedMatMul read with its transBatchA/B, which attention in a saved optimized model uses; a node
-# whose operands do not fit each other, and all after it, counted as of unknown shape).
-FEATURE_SCHEMA = "2026-11-29.3"
+# whose operands do not fit each other, and all after it, counted as of unknown shape), "2026-11-30"
+# (GroupNormalization-21's output shape known: the layers after it had counted no MACs).
+FEATURE_SCHEMA = "2026-11-30"
