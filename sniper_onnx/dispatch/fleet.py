@@ -238,10 +238,42 @@ def check_model_file(fleet: Fleet, name: str) -> None:
         raise SniperError(f"{fleet.source}: models.{name}: {error}") from None
 
 
+# protobuf's limit on one message: a model over it cannot travel as one file
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+def self_contained_bytes(path: "str | Path") -> bytes:
+    """An ONNX file's bytes with the weights it keeps in external data files pulled in. The
+    dispatcher's and the farm's agents read the model from a scratch folder or another machine,
+    where the data files are not, and onnxruntime refused every task ("External data path does
+    not exist")."""
+    import onnx
+    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+    path = Path(path)
+    raw = path.read_bytes()
+    try:
+        model = onnx.load_model_from_string(raw)
+    except Exception:  # noqa: BLE001 - not parseable here: the agent's own load says what is wrong
+        return raw
+    if not any(uses_external_data(tensor) for tensor in model.graph.initializer):
+        return raw
+    try:
+        load_external_data_for_model(model, str(path.parent))
+    except Exception as error:  # noqa: BLE001 - onnx raises its checker's ValidationError for a missing file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise SniperError(f"{path}: its external data cannot be read ({reason}); copy the data file(s) next to it") from None
+    if model.ByteSize() > _PROTOBUF_LIMIT:
+        raise SniperError(f"{path}: with its external data it is over 2 GB, more than one ONNX file can hold; "
+                          "dispatch and the profiling farm send one file, so run it with `sniper-onnx profile` on the device")
+    return model.SerializeToString()
+
+
 def model_bytes(model: ModelSource) -> bytes:
-    """The model's ONNX bytes (zoo models exported with trained-looking random weights)."""
+    """The model's ONNX bytes, external data included (zoo models exported with trained-looking
+    random weights)."""
     if model.file:
-        return Path(model.file).read_bytes()
+        return self_contained_bytes(model.file)
     from sniper_generator.zoo import ZOO, export_zoo_model
 
     if model.zoo not in ZOO:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from sniper_onnx.dispatch.feedback import BackgroundDbWriter
-from sniper_onnx.dispatch.fleet import Fleet, FleetDevice
+from sniper_onnx.dispatch.fleet import Fleet, FleetDevice, self_contained_bytes
 from sniper_onnx.errors import SniperError
 
 ProgressHook = Callable[[int, int], None]
@@ -219,7 +219,7 @@ def unique_names(jobs: Sequence[Any]) -> list[Any]:
 def _blob(job: Any) -> bytes:
     if job.path:
         try:
-            return Path(job.path).read_bytes()
+            return self_contained_bytes(job.path)
         except OSError as error:
             raise SniperError(f"{job.name}: could not read {job.path} ({error.strerror or error})") from None
     try:

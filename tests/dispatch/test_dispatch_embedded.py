@@ -333,3 +333,25 @@ def test_ctrl_c_on_the_cli_writes_the_outcomes_so_far_and_says_a_rerun_starts_ov
     assert result.stderr.strip() == (
         f"sniper-onnx: interrupted; 2 measured time(s) stored in {tmp_path / 'ncd.sqlite'}; 1 finished task(s) of 2 "
         f"written to {tasks} (the rest 'pending'); no report; dispatch does not resume: running it again starts a new run")
+
+
+def test_a_model_with_external_data_runs_with_its_weights(tmp_path):
+    """The agents read a scratch copy of the model: its data file, beside the original, used to be
+    left behind and onnxruntime refused every task."""
+    import onnx
+
+    from sniper_onnx.dispatch.fleet import self_contained_bytes
+    from sniper_onnx.errors import SniperError
+
+    model = onnx.load(str(matmul_chain(tmp_path / "chain.onnx")))
+    onnx.save(model, str(tmp_path / "ext.onnx"), save_as_external_data=True, location="ext.data", size_threshold=0)
+    assert (tmp_path / "ext.data").stat().st_size > 3 * 256 * 256 * 4 - 1
+    report = dispatch(fleet_from_dict(fleet_dict({"ext": tmp_path / "ext.onnx"})), burst(2, 0.0, names=("ext",)), "polling")
+    assert report.counts.completed == 2, report.failures
+    whole = onnx.load_model_from_string(self_contained_bytes(tmp_path / "ext.onnx"))
+    original = onnx.load(str(tmp_path / "chain.onnx"))
+    assert [onnx.numpy_helper.to_array(t).tolist() for t in whole.graph.initializer] == \
+        [onnx.numpy_helper.to_array(t).tolist() for t in original.graph.initializer]
+    (tmp_path / "ext.data").unlink()
+    with pytest.raises(SniperError, match=r"ext.onnx: its external data cannot be read .*copy the data file"):
+        self_contained_bytes(tmp_path / "ext.onnx")
