@@ -8,7 +8,7 @@ from typing import Iterable
 
 import onnx
 
-from sniper_onnx.analysis.costs import NodeCost, cost_model
+from sniper_onnx.analysis.costs import NodeCost, cost_model, unique_labels
 from sniper_onnx.analysis.features import compute_features
 from sniper_onnx.analysis.loading import SMALL_CONSTANT_ELEMENTS, InputShapes, ModelSource, PreparedModel, prepare
 from sniper_onnx.analysis.operand_check import check_operands
@@ -16,7 +16,7 @@ from sniper_onnx.analysis.ops import DATA_DEPENDENT_OPS
 from sniper_onnx.analysis.patterns import DEFAULT_PATTERNS, fuse_patterns
 from sniper_onnx.analysis.reshape_check import check_reshapes
 from sniper_onnx.analysis.result import AnalysisResult
-from sniper_onnx.analysis.runtime_fusions import tag_skip_layer_norms
+from sniper_onnx.analysis.runtime_fusions import tag_inner_axis_softmaxes, tag_skip_layer_norms
 from sniper_onnx.analysis.structure import analyse_structure
 from sniper_onnx.analysis.wording import counted
 
@@ -40,6 +40,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     costs, scope = cost_model(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
     costs = fuse_patterns(costs, graph, prepared.order, scope, patterns)
     tag_skip_layer_norms(costs, (vi.name for vi in graph.output))
+    tag_inner_axis_softmaxes(costs, _softmax_axes(graph, prepared.order), _default_opset(prepared.model))
     initializers = {t.name for t in graph.initializer}
     inputs = [vi.name for vi in graph.input if vi.name not in initializers]
     structure = analyse_structure(costs, inputs)
@@ -74,6 +75,22 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
         model_info=_model_info(prepared.model, prepared.resolved_inputs, prepared.shapes),
         unknown_shape_nodes=unknown_shapes,
     )
+
+
+def _softmax_axes(graph: onnx.GraphProto, order: list[int]) -> dict[str, int]:
+    """Each Softmax-like node's ``axis`` as written (default -1), by its node label."""
+    labels = unique_labels(list(graph.node), order)
+    axes = {}
+    for index in order:
+        node = graph.node[index]
+        if node.op_type in ("Softmax", "LogSoftmax", "Hardmax") and node.domain in ("", "ai.onnx"):
+            written = [onnx.helper.get_attribute_value(a) for a in node.attribute if a.name == "axis"]
+            axes[labels[index]] = int(written[0]) if written else -1
+    return axes
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    return next((entry.version for entry in model.opset_import if entry.domain in ("", "ai.onnx")), 0)
 
 
 def _no_layer_warning(costs: list[NodeCost]) -> str:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, List, Mapping, Optional
 import numpy as np
 
 from sniper_onnx.analysis.runtime_bodies import runtime_nodes
-from sniper_onnx.analysis.runtime_fusions import SKIP_LAYER_NORM_TAG
+from sniper_onnx.analysis.runtime_fusions import INNER_AXIS_SOFTMAX_TAG, SKIP_LAYER_NORM_TAG
 
 KERNEL_GROUPS = (
     "conv", "depthwise_conv", "grouped_conv", "gemm", "matmul", "batch_norm", "layer_norm", "cheap_activation",
@@ -96,12 +96,31 @@ def _data_and_weight(node: Any) -> tuple[Any, Any]:
     return (shapes[0] if shapes else None), (shapes[slot] if len(shapes) > slot else None)
 
 
+def runtime_op_name(node: Any) -> str:
+    """A layer's op type as `predict` compares it with the ones training saw, qualified where
+    onnxruntime runs another kernel for it than for the same op type in the training networks: a
+    convolution over 1 or 3 spatial dims ("Conv (3-D)": not the 2-D one's blocked NCHWc kernels;
+    3-D convs were predicted at 0.38-0.82 of their time) and a Softmax over another axis than
+    the last ("Softmax (inner axis)", ``softmax_inner_axis``)."""
+    op_type = _get(node, "op_type")
+    tags = node.get("tags") if isinstance(node, Mapping) else getattr(node, "tags", ())
+    if INNER_AXIS_SOFTMAX_TAG in (tags or ()):
+        return f"{op_type} (inner axis)"
+    if _STANDARD_OP_OF.get(op_type, op_type) == "Conv":
+        _, weight = _data_and_weight(node)
+        if isinstance(weight, (list, tuple)) and len(weight) >= 3 and len(weight) != 4:
+            return f"{op_type} ({len(weight) - 2}-D)"
+    return op_type
+
+
 def layer_op_counts(nodes: Iterable[Any]) -> dict:
-    """Layers per op type, of NodeCost objects or ``analyze --json --nodes`` rows (sorted by op)."""
+    """Layers per op type (``runtime_op_name``), of NodeCost objects or ``analyze --json --nodes``
+    rows (sorted by op)."""
     counts: dict = {}
     for node in nodes:
         if _get(node, "is_layer"):
-            counts[_get(node, "op_type")] = counts.get(_get(node, "op_type"), 0) + 1
+            name = runtime_op_name(node)
+            counts[name] = counts.get(name, 0) + 1
     return dict(sorted(counts.items()))
 
 
@@ -134,11 +153,14 @@ def _gemm_geometry(node: Any, group: str) -> tuple[float, ...]:
     """kernel h, w, in/out channels, output pixels, stride and the lowered GEMM's M, N, K."""
     inputs, outputs = _get(node, "input_shapes"), _get(node, "output_shapes")
     x, w = _data_and_weight(node)
-    if group.endswith("conv") and _known(x, 4) and _known(w, 4) and outputs and _known(outputs[0], 4):
-        y = outputs[0]
-        pixels = y[2] * y[3]
+    if group.endswith("conv") and _known(x, 3) and _known(w, 3) and outputs and _known(outputs[0], 3):
+        # 1-D and 3-D convs lower to the GEMM over all their spatial dims (kernel_h holds the
+        # kernel dims before the last: 1 for 1-D, depth x height for 3-D)
+        y, kernel = outputs[0], w[2:]
+        pixels = math.prod(y[2:])
         stride = x[2] / max(y[2], 1)
-        return w[2], w[3], x[1], w[0], pixels, stride, w[0], pixels, w[1] * w[2] * w[3]
+        return (math.prod(kernel[:-1]), kernel[-1], x[1], w[0], pixels, stride, w[0], pixels,
+                w[1] * math.prod(kernel))
     if group in ("gemm", "matmul") and len(inputs) > 1 and _known(inputs[0], 1) and outputs and _known(outputs[0], 1):
         y = outputs[0]
         return 0, 0, 0, 0, 0, 0, math.prod(y[:-1]), y[-1], inputs[0][-1]

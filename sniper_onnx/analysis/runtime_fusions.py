@@ -18,6 +18,12 @@ if TYPE_CHECKING:  # kernels.py reads the tag name; it must not pull in the cost
 
 SKIP_LAYER_NORM_TAG = "skip_layer_norm"
 _FUSED_OPS = ("com.microsoft::SkipLayerNormalization",)
+# A Softmax over another axis than the last (opset 13 on) runs onnxruntime's transposing kernel:
+# 17x the time of one over the last axis on [1, 64, 64, 64] here, and 5x what the kernel sum,
+# which training taught only last-axis Softmax, predicted (docs/features.md, "Kernel table").
+INNER_AXIS_SOFTMAX_TAG = "softmax_inner_axis"
+_SOFTMAX_OPS = ("Softmax", "LogSoftmax", "Hardmax")
+_SOFTMAX_AXIS_OPSET = 13  # before it, axis flattened the dims from it on into one and never transposed
 
 
 def _static_rank3(shape: object) -> bool:
@@ -49,3 +55,17 @@ def tag_skip_layer_norms(costs: list[NodeCost], graph_outputs: Iterable[str]) ->
         add = producers.get(source)
         if add is not None and _fusable_add(add) and readers[source] == 1 and source not in exposed:
             cost.tags = (*cost.tags, SKIP_LAYER_NORM_TAG)
+
+
+def tag_inner_axis_softmaxes(costs: list[NodeCost], axes: dict[str, int], opset: int) -> None:
+    """Adds ``softmax_inner_axis`` to the tags of every Softmax, LogSoftmax or Hardmax whose
+    ``axis`` (``axes``: by node label, the attribute as written) is not its input's last, at
+    opset 13 or later."""
+    if opset < _SOFTMAX_AXIS_OPSET:
+        return
+    for cost in costs:
+        shape = cost.input_shapes[0] if cost.op_type in _SOFTMAX_OPS and cost.input_shapes else None
+        if not isinstance(shape, (list, tuple)) or not shape or cost.name not in axes:
+            continue
+        if axes[cost.name] % len(shape) != len(shape) - 1:
+            cost.tags = (*cost.tags, INNER_AXIS_SOFTMAX_TAG)

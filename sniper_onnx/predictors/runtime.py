@@ -89,7 +89,7 @@ def _unseen_note(row: "PredictionRow") -> str:
     source = Path(row.predictor).name if row.predictor else "the predictor"
     share = f"{row.unseen_layer_share:.0%} of its layers ({ops}) are of op types {source} was trained on no network with"
     if row.unseen_layer_share >= UNSEEN_SHARE_EXTRAPOLATED:
-        return (f"{row.network}: {share}: their time is read off a kernel group training never set, so its rows are "
+        return (f"{row.network}: {share}: training never showed the predictor their time, so its rows are "
                 "extrapolations; measure a few such models and correct it with `sniper-onnx feedback`")
     return f"{row.network}: {share}: too few to mark its rows as extrapolations, but their time is a guess"
 

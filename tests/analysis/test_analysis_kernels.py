@@ -146,3 +146,50 @@ def test_each_body_lists_the_op_types_it_runs():
     assert set(BODIES) == set(BODY_OPS)
     for op, body in BODIES.items():
         assert {step["op_type"] for step in body([2, 64, 4, 4])} == set(BODY_OPS[op]), op
+
+
+def _softmax_net(axis: int, opset: int):
+    import onnx
+    from onnx import helper
+
+    node = helper.make_node("Softmax", ["x"], ["y"], axis=axis)
+    graph = helper.make_graph([node], "s", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def test_a_softmax_over_an_inner_axis_is_its_own_layer_op():
+    """onnxruntime transposes for it (17x a last-axis Softmax on [1, 64, 64, 64]); training had none."""
+    assert analyze(_softmax_net(1, 13)).layer_ops == {"Softmax (inner axis)": 1}
+    assert analyze(_softmax_net(-3, 17)).layer_ops == {"Softmax (inner axis)": 1}
+    assert analyze(_softmax_net(-1, 13)).layer_ops == {"Softmax": 1}
+    assert analyze(_softmax_net(3, 13)).layer_ops == {"Softmax": 1}
+    # before opset 13, axis flattens the dims from it on: one contiguous softmax, no transpose
+    assert analyze(_softmax_net(1, 12)).layer_ops == {"Softmax": 1}
+
+
+def _conv_net(spatial: list):
+    import onnx
+    from onnx import helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones([16, 8] + [3] * len(spatial), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], pads=[1] * (2 * len(spatial)))
+    graph = helper.make_graph([node], "c", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, *spatial])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], initializer=[weight])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_convs_of_one_or_three_spatial_dims_are_their_own_layer_ops_with_their_whole_gemm():
+    column = {name: i for i, name in enumerate(KERNEL_FEATURE_NAMES)}
+    three = analyze(_conv_net([4, 8, 8]))
+    assert three.layer_ops == {"Conv (3-D)": 1}
+    row = kernel_table(three.nodes)[0]
+    # every output voxel is a GEMM column, the depth is in K (until 2026-11-30: D x H columns, K 72)
+    assert row[column["log2_output_pixels"]] == row[column["log2_gemm_n"]] == np.float32(np.log2(1 + 4 * 8 * 8))
+    assert row[column["log2_gemm_k"]] == np.float32(np.log2(1 + 8 * 27))
+    assert row[column["log2_kernel_h"]] == np.float32(np.log2(1 + 9)) and row[column["log2_kernel_w"]] == 2.0
+    one = analyze(_conv_net([32]))
+    assert one.layer_ops == {"Conv (1-D)": 1}
+    row = kernel_table(one.nodes)[0]
+    assert row[column["log2_gemm_k"]] == np.float32(np.log2(1 + 24)) and row[column["log2_kernel_h"]] == 1.0
+    assert analyze(_conv_net([8, 8])).layer_ops == {"Conv": 1}

@@ -975,7 +975,7 @@ def test_a_layer_op_no_training_network_had_makes_its_rows_extrapolations(tmp_pa
     assert all(row["unseen_ops"] == {"MatMul": 1} and row["unseen_layer_share"] == 0.5 for row in result["predictions"])
     [note] = [w for w in result["warnings"] if "was trained on no network with" in w]
     assert note.startswith(f"{net}: 50% of its layers (MatMul x1) are of op types stamped.onnx was trained on no "
-                           "network with: their time is read off a kernel group training never set, so its rows are "
+                           "network with: training never showed the predictor their time, so its rows are "
                            "extrapolations")
     table = _ok(["predict", str(net), "--predictor", str(stamped)]).stdout
     assert "extrapolated" in table
@@ -1026,6 +1026,9 @@ def test_an_op_run_as_its_function_body_is_judged_by_the_body_ops(trained):
     # GroupNormalization runs pooling, elementwise ops and a Sqrt (a cheap activation); Mish a Softplus
     ops = {"GroupNormalization": 1, "HardSwish": 1, "Mish": 1, "Swish": 1}
     assert stamped.unseen_ops(ops) == ["Mish"]
+    # a form onnxruntime runs with another kernel than the training networks' (kernels.runtime_op_name)
+    assert stamped.unseen_ops({"Conv": 2, "Conv (3-D)": 1, "Softmax (inner axis)": 1}) == ["Conv (3-D)",
+                                                                                           "Softmax (inner axis)"]
     features = [dict(zip(predictor.network_feature_names, [1.0] * len(predictor.network_feature_names)))]
     table = stamped.predict(features, [stamped.devices[0]], ["yolo"], layer_ops=[{"Conv": 1, "Mish": 1}])
     assert any("(Mish x1, run as Softplus + Tanh + Mul)" in note for note in table.warnings())
