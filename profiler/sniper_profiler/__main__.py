@@ -94,6 +94,8 @@ def _print_progress(event: str, job, record) -> None:
             print(f"{job.path}: FAILED ({record['failure']['kind']}): {record['failure']['reason']}", file=sys.stderr)
     elif event == "skipped":
         print(f"{job.path}: already measured, skipped", file=sys.stderr)
+    elif event == "skipped_duplicate":
+        print(f"{job.path}: the same model as one measured earlier in this run, skipped", file=sys.stderr)
     elif event == "skipped_failed":
         print(f"{job.path}: failed in an earlier run, skipped (--retry-failed measures it again)", file=sys.stderr)
 

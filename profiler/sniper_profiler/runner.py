@@ -113,6 +113,9 @@ class Profiler:
         records = read_records(self.out)
         self.done = records.keys(include_failed=not retry_failed, include_busy=not retry_busy)
         self.failed = records.keys() - records.keys(include_failed=False)
+        # key -> the job that recorded it in this run: a later job with its key (the same bytes, or
+        # the same generated net) is a duplicate, not a model "measured in an earlier run"
+        self.recorded_here: Dict[str, ModelJob] = {}
 
     def close(self) -> None:
         if self._lock is not None:
@@ -141,6 +144,12 @@ class Profiler:
     def failed_before(self, job: ModelJob, pass_index: int = 1) -> bool:
         """A model skipped because an earlier run recorded its failure (--retry-failed measures it again)."""
         return self.key_for(job, pass_index=pass_index) in self.failed or self.key_for(job) in self.failed
+
+    def duplicate_of(self, job: ModelJob, pass_index: int = 1) -> Optional[ModelJob]:
+        """The job of this run that already recorded ``job``'s key in this pass, if any."""
+        if not self.recorded_here:  # spares a resumed run hashing each file once more
+            return None
+        return self.recorded_here.get(self.key_for(job, pass_index=pass_index))
 
     def profile(self, job: ModelJob, pass_index: int = 1) -> Dict[str, Any]:
         """Measure one model in a child process and append its record (success or failure)."""
@@ -187,6 +196,7 @@ class Profiler:
         }
         append_record(self.out, record)
         self.done.add(record["key"])
+        self.recorded_here.setdefault(record["key"], job)
         if record["status"] != "ok":
             self.failed.add(record["key"])
         else:  # a retried failure that now succeeds: its later passes are measured, not skipped
@@ -308,11 +318,15 @@ def _run_jobs(profiler: Profiler, jobs: Sequence[ModelJob], on_progress: Optiona
 def _run_job(profiler: Profiler, job: ModelJob, pass_index: int, summary: RunSummary,
              on_progress: Optional[ProgressCallback]) -> None:
     if profiler.should_skip(job, pass_index):
-        failed_before = profiler.failed_before(job, pass_index)
         summary.skipped += 1
-        summary.skipped_failed += int(failed_before)
+        if profiler.duplicate_of(job, pass_index) is not None:
+            event = "skipped_duplicate"
+        else:
+            failed_before = profiler.failed_before(job, pass_index)
+            summary.skipped_failed += int(failed_before)
+            event = "skipped_failed" if failed_before else "skipped"
         if on_progress:
-            on_progress("skipped_failed" if failed_before else "skipped", job, None)
+            on_progress(event, job, None)
         return
     if on_progress:
         on_progress("start", job, None)

@@ -76,7 +76,7 @@ def register(app: typer.Typer) -> None:
 
     @group.command("export")
     def export(
-        out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write")] = Path("train.csv"),
+        out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write; - for stdout")] = Path("train.csv"),
         db: DbOption = Path("ncd.sqlite"),
         device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device: its id, its name, or a part of one that only one device holds (repeatable; `db stats` lists them)")] = None,
         exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy (contended_sessions and precision_mismatch are always left out)")] = None,
@@ -85,12 +85,15 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Write the training table: network features, device features, latency (one row per pair)."""
         from sniper_onnx.database import Database, export_csv
-        from sniper_onnx.database.export import KNOWN_FLAGS
+        from sniper_onnx.database.export import KNOWN_FLAGS, is_stream, writes_to_stdout
         from sniper_onnx.errors import SniperError
 
         unknown = sorted(set(exclude_flag or []) - set(KNOWN_FLAGS))
         if unknown:
             raise SniperError(f"--exclude-flag {unknown[0]}: not a profiler flag; use one of {', '.join(KNOWN_FLAGS)}")
+        to_stdout, streamed = str(out) == "-", is_stream(out)
+        if json_output and writes_to_stdout(out):
+            raise SniperError(f"-o {out} with --json: both would be written to stdout; give -o a file, or drop --json")
         if not db.exists():
             raise SniperError(f"{db}: no such database; create one with `sniper-onnx db import RESULTS.jsonl --db {db}`")
         with Database(db, create=False) as database:
@@ -98,7 +101,8 @@ def register(app: typer.Typer) -> None:
         if json_output:
             typer.echo(json.dumps(asdict(result)))
             return
-        typer.echo(f"{result.rows} rows -> {result.path}")
+        # a stream target (/dev/stdout, a FIFO) may be stdout itself, which must hold the CSV alone
+        typer.echo(f"{result.rows} rows -> {'stdout' if to_stdout else result.path}", err=streamed)
         if result.left_out_by_flag:
             shown = ", ".join(f"{count} {flag}" for flag, count in result.left_out_by_flag.items())
             typer.echo(f"measurements left out by their flags: {shown} (docs/profiler.md, Flags)", err=True)

@@ -120,19 +120,26 @@ def _print_summary(summary) -> None:
     if summary.skipped_failed:
         typer.echo(f"  skipped {summary.skipped_failed} that failed in an earlier run; --retry-failed measures "
                    "them again", err=True)
-    if summary.skipped > summary.skipped_failed:
-        typer.echo(f"  skipped {summary.skipped - summary.skipped_failed} measured in an earlier run on this device "
+    if summary.skipped_duplicates:
+        typer.echo(f"  skipped {len(summary.skipped_duplicates)} identical to another model of this run (measured once, "
+                   f"under the other's name): {_first_five(summary.skipped_duplicates)}", err=True)
+    earlier = summary.skipped - summary.skipped_failed - len(summary.skipped_duplicates)
+    if earlier:
+        typer.echo(f"  skipped {earlier} measured in an earlier run on this device "
                    "configuration (the stopping rule, such as --max-time, is not part of it); --passes K measures "
                    "each K times, or give another --out", err=True)
     for flag, names in summary.flagged.items():
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        typer.echo(f"  flagged {flag}: {shown}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
+        typer.echo(f"  flagged {flag}: {_first_five(names)}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
     if summary.busy:
         low, high = (f"{100 * share:.0f}" for share in (min(summary.busy.values()), max(summary.busy.values())))
         typer.echo(f"sniper-onnx: warning: {len(summary.busy)} of {summary.measured + summary.failed} models were timed "
                    f"while other work used {low if low == high else f'{low}-{high}'} % of the CPUs (stats.others_busy_during): "
                    "their times may be slow; measure on a quiet machine, or pass --max-busy 0.1 to wait for quiet and "
                    "flag the rest machine_busy (then --retry-busy measures them again)", err=True)
+
+
+def _first_five(names: List[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 FLAG_ADVICE = {

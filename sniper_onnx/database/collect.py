@@ -42,6 +42,9 @@ class CollectSummary:
     failed: int = 0
     skipped: int = 0
     skipped_failed: int = 0  # of the skipped, those an earlier run recorded as failures
+    # of the skipped, those with the key of a model this run measured (the same bytes, the same zoo
+    # net twice): "b.onnx (as a.onnx)"; they are not "measured in an earlier run"
+    skipped_duplicates: list[str] = field(default_factory=list)
     imported: int = 0
     failures: list[str] = field(default_factory=list)
     flagged: dict[str, list[str]] = field(default_factory=dict)  # flag -> names of the models it marks
@@ -210,8 +213,7 @@ def _collect_one(profiler: Any, job: CollectJob, pass_index: int, scratch: Path,
     model_job = ModelJob(path=job.path or "", name=job.name, source=job.source, key=job.key)
     label = job.name if pass_index == 1 else f"{job.name} (pass {pass_index})"
     if (job.key or job.path) and profiler.should_skip(model_job, pass_index):
-        summary.skipped += 1
-        summary.skipped_failed += int(profiler.failed_before(model_job, pass_index))
+        _count_skip(profiler, model_job, job, pass_index, summary)
         if progress:
             progress("advance", 1, f"{label}: done before")
         return
@@ -220,6 +222,20 @@ def _collect_one(profiler: Any, job: CollectJob, pass_index: int, scratch: Path,
     _measure(profiler, model_job, job, pass_index, scratch, summary, db)
     if progress:
         progress("advance", 1, label)
+
+
+def _count_skip(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, summary: CollectSummary) -> None:
+    summary.skipped += 1
+    first = profiler.duplicate_of(model_job, pass_index)
+    if first is not None:
+        summary.skipped_duplicates.append(f"{_shown_name(job)} (as {_shown_name(first)})")
+    else:
+        summary.skipped_failed += int(profiler.failed_before(model_job, pass_index))
+
+
+def _shown_name(job: Any) -> str:
+    """A model file's name as the folder shows it (two files may share a stem); a net's name otherwise."""
+    return Path(job.path).name if job.key is None and job.path else str(job.name)
 
 
 def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, scratch: Path, summary: CollectSummary,

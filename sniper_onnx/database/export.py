@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shlex
+import stat
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import IO, Iterator, Optional, Sequence
 
 from sniper_onnx.database.store import Database, DeviceRecord, _median_of
 from sniper_onnx.errors import SniperError
@@ -35,6 +39,10 @@ KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_
 # A precision_mismatch time belongs to another precision than its device configuration's: training on
 # it would teach the configuration a second precision's speed.
 ALWAYS_EXCLUDED_FLAGS = ("contended_sessions", "precision_mismatch")
+# -o spellings that name an open descriptor, not a file: even when it is redirected to a regular
+# file, a temporary name beside /dev/stdout and a rename over it would replace the link itself
+DESCRIPTOR_ALIASES = ("/dev/stdout", "/dev/stderr")
+DESCRIPTOR_FOLDERS = ("/dev/fd/", "/proc/self/fd/")
 
 
 @dataclass
@@ -71,7 +79,8 @@ def export_csv(
     statistic: str = "median",
 ) -> ExportSummary:
     out = Path(out)
-    _check_writable_export(out, db.path)
+    if str(out) != "-":  # stdout: nothing there to protect
+        _check_writable_export(out, db.path)
     # Always left out: a biased protocol's numbers (kept in the database, superseded by re-measurements).
     excluded = sorted({*exclude_flags, *ALWAYS_EXCLUDED_FLAGS})
     if device_ids:
@@ -85,8 +94,7 @@ def export_csv(
     specs = {d.id: d.spec for d in db.devices()}
     header = [*ID_COLUMNS, *names, *(DEVICE_PREFIX + n for n in DEVICE_FEATURE_NAMES), *TARGET_COLUMNS, SOURCE_COLUMN, FEATURE_SCHEMA_COLUMN]
     paths = db.network_paths()
-    temporary = out.with_name(out.name + ".tmp")
-    with open(temporary, "w", newline="") as handle:
+    with _csv_target(out) as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row in with_features:
@@ -98,7 +106,6 @@ def export_csv(
                 repr(_median_of(row["latencies"])), row["measurements"], row["runs"] or "",
                 _source_json(row["network_source"], paths.get(row["network_id"])), row["feature_schema"] or "",
             ])
-    temporary.replace(out)
     return ExportSummary(str(out), len(with_features), len(rows) - len(with_features), names, list(DEVICE_FEATURE_NAMES),
                          db.flagged_counts(excluded, device_ids), db.count_without_statistic(statistic, device_ids))
 
@@ -135,11 +142,53 @@ def _holders(devices: Sequence[DeviceRecord], wanted: str) -> list[DeviceRecord]
     return [d for d in devices if d.name in holding or d.id in holding]
 
 
+def is_stream(out: Path) -> bool:
+    """Whether ``out`` is written in place, as a stream: ``-`` (stdout), a descriptor alias such as
+    /dev/stdout, or an existing path that is not a regular file (a terminal, a FIFO). Told by stat,
+    which never opens the path, so a FIFO with no writer yet cannot block it."""
+    if str(out) == "-":
+        return True
+    spelled = os.path.abspath(out)  # not resolved: /dev/stdout resolves to whatever fd 1 is
+    if spelled in DESCRIPTOR_ALIASES or spelled.startswith(DESCRIPTOR_FOLDERS):
+        return True
+    try:
+        mode = os.stat(out).st_mode
+    except FileNotFoundError:  # a new file
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a folder is refused as one, later
+
+
+def writes_to_stdout(out: Path) -> bool:
+    """Whether ``out`` spells stdout: ``-`` or one of its descriptor aliases."""
+    return str(out) == "-" or os.path.abspath(out) in ("/dev/stdout", "/dev/fd/1", "/proc/self/fd/1")
+
+
+@contextmanager
+def _csv_target(out: Path) -> Iterator[IO[str]]:
+    """A text handle for the CSV. A regular file is written to a temporary name and renamed, so a
+    reader never sees half a file; a stream has no name to rename onto, so it is written directly."""
+    if str(out) == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    if is_stream(out):  # appended: /dev/stdout of `>> log` reopened with "w" would truncate the log
+        with open(out, "a", newline="") as handle:
+            yield handle
+        return
+    temporary = out.with_name(out.name + ".tmp")
+    with open(temporary, "w", newline="") as handle:
+        yield handle
+    temporary.replace(out)
+
+
 def _check_writable_export(out: Path, db_path: "str | Path") -> None:
     """Refuse an output that would destroy measurements: the database itself, or any file that is
     not an earlier export (a results file, another database)."""
     from sniper_onnx.outputs import check_output_file, is_same_file
 
+    if is_stream(out):  # never read back (a FIFO would block), and its folder (/dev) need not be writable
+        _check_writable_stream(out, db_path)
+        return
     check_output_file(out, "-o")
     if not out.exists():
         return
@@ -150,3 +199,14 @@ def _check_writable_export(out: Path, db_path: "str | Path") -> None:
     if first != f"{ID_COLUMNS[0]},".encode():
         raise SniperError(f"{out}: exists and is not an earlier `db export` CSV; give another -o path "
                           "(nothing is overwritten that may hold measurements)")
+
+
+def _check_writable_stream(out: Path, db_path: "str | Path") -> None:
+    from sniper_onnx.outputs import is_same_file
+
+    if not out.exists():  # /dev/fd/N of a descriptor that is not open
+        raise SniperError(f"-o {out}: no such file or open descriptor; give a file path, or - for stdout")
+    if is_same_file(out, db_path):  # /dev/stdout redirected onto the database
+        raise SniperError(f"{out}: is the database being exported; give another -o path")
+    if not os.access(out, os.W_OK):
+        raise SniperError(f"-o {out}: not writable; choose another path")

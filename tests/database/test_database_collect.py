@@ -274,3 +274,33 @@ def test_models_timed_on_a_busy_machine_get_a_warning_without_max_busy(tmp_path,
     assert result.exit_code == 0, result.output
     assert ("sniper-onnx: warning: 1 of 1 models were timed while other work used 45 % of the CPUs "
             "(stats.others_busy_during): their times may be slow") in result.stderr
+
+
+def _relu_model(path) -> None:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+
+
+def test_identical_models_of_one_run_are_not_said_to_be_measured_in_an_earlier_run(tmp_path):
+    """Two byte-identical files on a fresh database: the second was reported as "measured in an
+    earlier run", though there was none."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    _relu_model(folder / "up_nearest.onnx")
+    (folder / "up_upsample_mod.onnx").write_bytes((folder / "up_nearest.onnx").read_bytes())
+    db_path = tmp_path / "new.sqlite"
+    result = runner.invoke(app, ["profile", str(folder), "--db", str(db_path), *FAST])
+    assert result.exit_code == 0 and result.stdout.startswith("1 measured, 0 failed, 1 skipped"), result.output
+    assert "skipped 1 identical to another model of this run" in result.stderr
+    assert "up_upsample_mod.onnx (as up_nearest.onnx)" in result.stderr
+    assert "earlier run" not in result.stderr
+    rerun = runner.invoke(app, ["profile", str(folder), "--db", str(db_path), "--json", *FAST])
+    assert rerun.exit_code == 0, rerun.output
+    summary = json.loads(rerun.stdout)  # now both were measured before: no duplicate of this run
+    assert (summary["skipped"], summary["skipped_duplicates"]) == (2, [])

@@ -365,3 +365,18 @@ def test_an_internal_error_is_one_line_and_exit_70_not_1(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert err.strip().splitlines() == ["sniper-profiler: internal error: RuntimeError: boom (set SNIPER_PROFILER_DEBUG=1 "
                                         "for the traceback, and please report it)"]
+
+
+def test_a_copy_of_a_model_measured_in_this_run_is_not_said_to_have_failed_before(tmp_path, capsys):
+    """Two byte-identical files: the second is skipped as the first's duplicate, not as "failed in an
+    earlier run" when the first failed now, nor as measured before."""
+    model_dir, out = tmp_path / "models", tmp_path / "r.jsonl"
+    model_dir.mkdir()
+    for name in ("a.onnx", "b_copy.onnx"):
+        (model_dir / name).write_bytes(b"not an onnx model")
+    assert main(["run", str(model_dir), "--out", str(out), "--json", *FAST]) == 1
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert (summary["failed"], summary["skipped"], summary["skipped_failed"]) == (1, 1, 0)
+    assert "b_copy.onnx: the same model as one measured earlier in this run, skipped" in captured.err
+    assert "earlier run" not in captured.err
