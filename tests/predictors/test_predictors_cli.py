@@ -1103,3 +1103,30 @@ def test_train_on_some_devices_only(tmp_path, synthetic_csv, monkeypatch):
     assert trained_on == [["phone", "slow_cpu"]]
     _fails(["train", "--table", str(synthetic_csv), "-o", str(tmp_path / "q.onnx"), "-d", "nosuch"],
            "--device 'nosuch': no device of the measurements holds it (they have: ")
+
+
+def test_kernel_rows_are_not_extrapolations_for_table_1_features_the_kernel_sum_does_not_read(tmp_path):
+    """A plain 4 x (conv3x3 + Relu) CNN has prop_conv3x3 beyond the training nets'; the kernel sum
+    reads its nodes and its size only, so its rows were wrongly marked extrapolations."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    from sniper_onnx.analysis import analyze
+    from sniper_onnx.predictors.runtime import load_predictor
+
+    rng = np.random.default_rng(0)
+    nodes, inits, x = [], [], "x"
+    for i in range(4):
+        inits.append(numpy_helper.from_array((rng.standard_normal((32, 32, 3, 3)) * 0.08).astype(np.float32), f"w{i}"))
+        nodes += [helper.make_node("Conv", [x, f"w{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+                  helper.make_node("Relu", [f"c{i}"], [f"r{i}"])]
+        x = f"r{i}"
+    graph = helper.make_graph(nodes, "plain", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 32, 32, 32])],
+                              [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, None)], initializer=inits)
+    path = tmp_path / "plain.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    predictor = load_predictor()
+    beyond = predictor.outside_training_range(predictor.network_matrix([analyze(str(path)).features]))[0]
+    assert beyond and not set(beyond) & {"param_bytes", "activation_bytes_read", "num_layers", "total_macs"}
+    rows = json.loads(_ok(["predict", str(path), "-d", "t1 opt-all", "--json"]).stdout)["predictions"]
+    assert rows[0]["path"] == "kernels" and rows[0]["outside_training_range"] == []
