@@ -14,5 +14,6 @@ from __future__ import annotations
 # per-channel weight scales no longer counted as parameters), "2026-11-29.3" (onnxruntime's
 # FusedMatMul read with its transBatchA/B, which attention in a saved optimized model uses; a node
 # whose operands do not fit each other, and all after it, counted as of unknown shape), "2026-11-30"
-# (GroupNormalization-21's output shape known: the layers after it had counted no MACs).
-FEATURE_SCHEMA = "2026-11-30"
+# (GroupNormalization-21's output shape known: the layers after it had counted no MACs),
+# "2026-11-30.2" (an If whose condition the shapes decide analysed as its taken branch).
+FEATURE_SCHEMA = "2026-11-30.2"

@@ -23,6 +23,7 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Optional
 
 from rich.progress import track
 
@@ -31,8 +32,17 @@ def _open_text(path: Path, mode: str):
     return gzip.open(path, mode + "t", newline="") if path.suffix == ".gz" else open(path, mode, newline="")
 
 
+# Layer ops (``AnalysisResult.layer_ops`` keys) whose kernel-table rows changed without a feature
+# change: a predictor's kernel sum trained on a network holding one read other rows than today's
+# analyzer writes, so its table cannot be re-stamped, only retrained. 2026-11-30: the ops run as
+# their function body (GroupNormalization, Mish, HardSwish, Swish), Sqrt's kernel group, and the
+# whole-GEMM geometry of 1-D and 3-D convolutions.
+KERNEL_ROWS_CHANGED = frozenset({"GroupNormalization", "Mish", "HardSwish", "Swish", "Sqrt", "Conv (1-D)", "Conv (3-D)"})
+
+
 def mismatches(table: Path, limit: int = 10) -> tuple[int, list[str]]:
-    """(networks checked, the first ``limit`` disagreements or networks that could not be re-made)."""
+    """(networks checked, the first ``limit`` disagreements, networks that could not be re-made or
+    networks holding a layer op whose kernel rows changed)."""
     from sniper_onnx.analysis import analyze
     from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.kernel_sources import _model_of
@@ -45,7 +55,11 @@ def mismatches(table: Path, limit: int = 10) -> tuple[int, list[str]]:
         if model is None:
             problems.append(f"{name}: cannot be re-made from {source!r}")
             continue
-        features = analyze(model).features
+        result = analyze(model)
+        features = result.features
+        changed = sorted(KERNEL_ROWS_CHANGED & set(result.layer_ops))
+        if changed:
+            problems.append(f"{name}: holds {', '.join(changed)}, whose kernel-table rows changed: retrain instead")
         for feature, stored in zip(data.network_feature_names, row):
             now = float(features[feature])
             if not math.isclose(now, float(stored), rel_tol=1e-9, abs_tol=1e-12):
@@ -63,7 +77,7 @@ def restamp_table(table: Path, schema: str) -> int:
     for row in rows[1:]:
         row[column] = schema
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows(rows)
+    csv.writer(buffer).writerows(rows)  # csv's own \r\n, as `db export` writes the table
     if table.suffix == ".gz":  # mtime 0: the same content gives the same bytes
         table.write_bytes(gzip.compress(buffer.getvalue().encode(), mtime=0))
     else:
@@ -71,10 +85,15 @@ def restamp_table(table: Path, schema: str) -> int:
     return len(rows) - 1
 
 
-def restamp_predictor(path: Path, schema: str) -> None:
+def restamp_predictor(path: Path, schema: str, table: Optional[Path] = None) -> None:
+    """Re-stamps ``path``; with ``table``, only a predictor trained on that table (its
+    ``training_data_sha256``: features, devices and latencies, not the schema column)."""
+    from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.runtime import Predictor, load_predictor, save_predictor, set_metadata
 
     predictor = load_predictor(str(path))
+    if table is not None and predictor.meta.get("training_data_sha256") != load_training_csv(table).sha256():
+        raise SystemExit(f"{path}: not trained on {table} (training_data_sha256 differs); retrain it instead")
     model = predictor.model.__class__()
     model.CopyFrom(predictor.model)
     set_metadata(model, dict(predictor.meta, feature_schema=schema))
@@ -88,7 +107,15 @@ def main() -> int:
     parser.add_argument("--check-only", action="store_true", help="compare features, change nothing")
     args = parser.parse_args()
     from sniper_onnx.feature_schema import FEATURE_SCHEMA
+    from sniper_onnx.predictors.dataset import load_training_csv
+    from sniper_onnx.predictors.runtime import load_predictor
 
+    digest = load_training_csv(args.table).sha256()
+    strangers = [str(p) for p in args.predictor if load_predictor(str(p)).meta.get("training_data_sha256") != digest]
+    if strangers:
+        print(f"not trained on {args.table} (training_data_sha256 differs), nothing re-stamped: "
+              f"{', '.join(strangers)}", file=sys.stderr)
+        return 1
     checked, problems = mismatches(args.table)
     if problems:
         print("features differ, nothing re-stamped:\n  " + "\n  ".join(problems), file=sys.stderr)

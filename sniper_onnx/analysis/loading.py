@@ -20,6 +20,7 @@ import onnx.inliner
 from onnx import TensorProto
 
 from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
+from sniper_onnx.analysis.static_ifs import inline_taken_branches, taken_branches
 from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
 from sniper_onnx.analysis.weightless import load_weightless
 from sniper_onnx.analysis.wording import counted
@@ -781,7 +782,14 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     order = topological_order(model.graph, label)
     input_shapes = name_unnamed_shape(model.graph, input_shapes, label)
     resolved = resolve_input_shapes(model.graph, input_shapes, label, warnings)
-    inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
+    light = _light_model(model, order, resolved)
+    inferred, shapes = _infer_with_folding(light, warnings)
+    taken = taken_branches(light, shapes)
+    if taken:
+        model, inlined = inline_taken_branches(model, taken)
+        if inlined:  # the branches' nodes are the graph's now: order and infer it again
+            order = topological_order(model.graph, label)
+            inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
     for name, dims in resolved.items():
         shapes[name] = TensorInfo(tuple(dims), shapes.get(name, TensorInfo(None)).elem_type)
     _check_output_sizes(model.graph, order, shapes, set(input_shapes or {}), label, warnings)

@@ -426,3 +426,44 @@ def test_a_dim_set_through_one_input_sets_it_in_every_input_that_shares_it():
 def test_two_inputs_setting_a_shared_dim_to_different_sizes_get_a_warning():
     result = analyze(_ids_and_mask(), {"ids": (1, 8), "mask": (1, 9)})
     assert any("share dim 't'" in w and "ids 8, mask 9" in w for w in result.warnings)
+
+
+def _guarded_model(condition_from_input: bool = False):
+    """torch's guarded squeeze: If(Equal(Shape(x)[0], 1)) with a Relu in one branch, then a Conv."""
+    from onnx import TensorProto, numpy_helper
+
+    then_branch = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu")], "then", [],
+                                    [helper.make_tensor_value_info("r", TensorProto.FLOAT, None)])
+    else_branch = helper.make_graph([helper.make_node("Identity", ["x"], ["i"])], "else", [],
+                                    [helper.make_tensor_value_info("i", TensorProto.FLOAT, None)])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["d"], axis=0),
+             helper.make_node("Equal", ["d", "one"], ["c"]),
+             helper.make_node("If", ["flag" if condition_from_input else "c"], ["y"], name="guard",
+                              then_branch=then_branch, else_branch=else_branch),
+             helper.make_node("Conv", ["y", "w"], ["z"], name="conv")]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])]
+    if condition_from_input:
+        inputs.append(helper.make_tensor_value_info("flag", TensorProto.BOOL, []))
+    inits = [numpy_helper.from_array(np.array(0, np.int64), "zero"), numpy_helper.from_array(np.array(1, np.int64), "one"),
+             numpy_helper.from_array(np.ones((2, 4, 1, 1), np.float32), "w")]
+    graph = helper.make_graph(nodes, "guarded", inputs, [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                              inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_an_if_whose_condition_the_shapes_decide_is_analysed_as_its_taken_branch():
+    from sniper_onnx.analysis.kernels import kernel_table_for_prediction
+
+    model = _guarded_model()
+    result = analyze(model)
+    assert [n.op_type for n in result.nodes if n.is_layer] == ["Relu", "Conv"]
+    assert not any(n.subgraph for n in result.nodes) and result.warnings == []
+    conv = next(n for n in result.nodes if n.op_type == "Conv")
+    assert conv.output_shapes == [[1, 2, 8, 8]] and conv.macs == 2 * 64 * 4
+    assert kernel_table_for_prediction(result.nodes) is not None  # the kernel sum answers, not the PCN
+    assert any(n.op_type == "If" for n in model.graph.node)  # the caller's model is left as it was
+
+
+def test_an_if_whose_condition_is_an_input_stays_control_flow():
+    result = analyze(_guarded_model(condition_from_input=True))
+    assert any(n.subgraph and n.op_type == "If" for n in result.nodes)
