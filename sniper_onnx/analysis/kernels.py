@@ -96,6 +96,9 @@ def _data_and_weight(node: Any) -> tuple[Any, Any]:
     return (shapes[0] if shapes else None), (shapes[slot] if len(shapes) > slot else None)
 
 
+_POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
+
+
 def runtime_op_name(node: Any) -> str:
     """A layer's op type as `predict` compares it with the ones training saw, qualified where
     onnxruntime runs another kernel for it than for the same op type in the training networks: a
@@ -106,10 +109,12 @@ def runtime_op_name(node: Any) -> str:
     tags = node.get("tags") if isinstance(node, Mapping) else getattr(node, "tags", ())
     if INNER_AXIS_SOFTMAX_TAG in (tags or ()):
         return f"{op_type} (inner axis)"
-    if _STANDARD_OP_OF.get(op_type, op_type) == "Conv":
-        _, weight = _data_and_weight(node)
-        if isinstance(weight, (list, tuple)) and len(weight) >= 3 and len(weight) != 4:
-            return f"{op_type} ({len(weight) - 2}-D)"
+    standard = _STANDARD_OP_OF.get(op_type, op_type)
+    if standard == "Conv" or standard in _POOL_OPS:  # pools: the blocked kernels are 2-D only too
+        data, weight = _data_and_weight(node)
+        shape = weight if standard == "Conv" else data
+        if isinstance(shape, (list, tuple)) and len(shape) >= 3 and len(shape) != 4:
+            return f"{op_type} ({len(shape) - 2}-D)"
     return op_type
 
 

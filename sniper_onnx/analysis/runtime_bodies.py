@@ -19,7 +19,7 @@ import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 # GroupNormalization's group count is an attribute the node rows do not carry: taken as the largest
-# divisor of the channels up to 32. It sizes only the per-group statistics (the mean and variance
+# power of two up to 32 that divides the channels (32 for the usual 32-group norms). It sizes only the per-group statistics (the mean and variance
 # rows' outputs and four rows of a few values each).
 ASSUMED_GROUPS = 32
 
@@ -62,7 +62,7 @@ def _group_normalization(x: List[int]) -> List[Dict[str, Any]]:
     if len(x) < 2:
         return []
     n, c = x[0], x[1]
-    groups = math.gcd(c, ASSUMED_GROUPS) or 1  # a group count must divide the channels
+    groups = math.gcd(c, ASSUMED_GROUPS) or 1
     size = math.prod(x)
     per_group = size // max(n * groups, 1)
     grouped, stats = [n, groups, per_group], [n, groups, 1]

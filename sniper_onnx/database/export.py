@@ -155,7 +155,8 @@ def is_stream(out: Path) -> bool:
         mode = os.stat(out).st_mode
     except FileNotFoundError:  # a new file
         return False
-    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))  # a folder is refused as one, later
+    # a block device or a socket is no place for a CSV: the file checks refuse it
+    return stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
 
 
 def writes_to_stdout(out: Path) -> bool:
@@ -210,3 +211,8 @@ def _check_writable_stream(out: Path, db_path: "str | Path") -> None:
         raise SniperError(f"{out}: is the database being exported; give another -o path")
     if not os.access(out, os.W_OK):
         raise SniperError(f"-o {out}: not writable; choose another path")
+    # an alias of a descriptor redirected with >> onto a file that holds something (a results file,
+    # an earlier export) would get the CSV appended to it; a regular file can be checked, not a FIFO
+    if stat.S_ISREG(os.stat(out).st_mode) and os.stat(out).st_size > 0:
+        raise SniperError(f"-o {out}: it is appended to a file that is not empty ({os.path.realpath(out)}); "
+                          "redirect with > to an empty file, or give -o a file path")

@@ -40,6 +40,7 @@ HANG_FACTOR = 20.0
 # Below this wait for the next arrival the loop sleeps in steps of FINE_SLEEP_S instead of a poll
 # (whose millisecond timeout rounds up); a result coming in meanwhile waits at most one step.
 FINE_WAIT_S, FINE_SLEEP_S = 0.002, 0.0002
+POLL_GRANULARITY_S = 0.001  # selectors round a poll's timeout up to this
 
 
 @dataclass
@@ -375,7 +376,7 @@ class _Run:
         is whole milliseconds rounded up (``selectors``), so an arrival 0.2 ms away woke the loop up
         to 1 ms late (an idle fleet waited 1.1 ms a task); the last 2 ms go by short sleeps."""
         if wait >= FINE_WAIT_S:
-            return self.engine.poll(wait - 0.001)
+            return self.engine.poll(wait - POLL_GRANULARITY_S)
         events = self.engine.poll(0.0)
         if not events and wait > 0:
             time.sleep(min(wait, FINE_SLEEP_S))

@@ -248,7 +248,7 @@ def self_contained_bytes(path: "str | Path") -> bytes:
     where the data files are not, and onnxruntime refused every task ("External data path does
     not exist")."""
     import onnx
-    from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_model, uses_external_data
 
     path = Path(path)
     raw = path.read_bytes()
@@ -256,7 +256,8 @@ def self_contained_bytes(path: "str | Path") -> bytes:
         model = onnx.load_model_from_string(raw)
     except Exception:  # noqa: BLE001 - not parseable here: the agent's own load says what is wrong
         return raw
-    if not any(uses_external_data(tensor) for tensor in model.graph.initializer):
+    # subgraph (If/Loop) initializers and Constant values may live in the data files too
+    if not any(uses_external_data(tensor) for tensor in _get_all_tensors(model)):
         return raw
     try:
         load_external_data_for_model(model, str(path.parent))

@@ -72,7 +72,7 @@ def _far_outside_last(plan: List[tuple], tables: List[PredictionTable]) -> Tuple
     ranked, notes = [], []
     for (loaded, wanted), table in zip(plan, tables):
         features = len(loaded.network_feature_names)
-        outside = [len(row.outside_training_range) for row in table.rows]
+        outside = [len(row.network_outside_range) for row in table.rows]
         if outside and min(outside) > features / 2:
             span = str(min(outside)) if min(outside) == max(outside) else f"{min(outside)}-{max(outside)}"
             notes.append(f"{Path(loaded.source).name}: its {len(table.rows)} row(s) come last: the model(s) lie "

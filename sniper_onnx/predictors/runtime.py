@@ -65,6 +65,9 @@ class PredictionRow:
     control_flow: bool = False  # If/Loop/Scan, which no training network had: an extrapolation too
     unseen_ops: Dict[str, int] = field(default_factory=dict)  # layers of op types training taught nothing about
     unseen_layer_share: float = 0.0  # their share of the network's layers
+    # every network feature beyond training's, whatever the path reads (outside_training_range
+    # keeps those the answering path reads): `predict` ranks shipped predictors by it
+    network_outside_range: List[str] = field(default_factory=list)
 
     @property
     def extrapolated(self) -> bool:
@@ -116,9 +119,10 @@ class PredictionTable:
         seen: Dict[tuple, List[str]] = {}
         devices: Dict[tuple, int] = {}
         for row in self.rows:
-            if row.outside_training_range:
+            if row.outside_training_range:  # paths read different features: name all of them once
                 key = (row.network, Path(row.predictor).name if row.predictor else "the predictor")
-                seen.setdefault(key, row.outside_training_range)
+                named = seen.setdefault(key, [])
+                named += [feature for feature in row.outside_training_range if feature not in named]
                 devices[key] = devices.get(key, 0) + 1
         outside = [f"{network}: {len(features)} feature(s) outside the training range of {source} "
                 f"({', '.join(features[:4])}{' ...' if len(features) > 4 else ''}); its {devices[network, source]} "
@@ -178,11 +182,21 @@ class Predictor:
         self._kernel_reads = self._kernel_network_features()
         self._check_device_table()
 
-    def _kernel_network_features(self) -> set:
-        """The whole-network features the kernel sum reads (its network context; none without it)."""
-        columns = next((onnx.numpy_helper.to_array(init) for init in self.model.graph.initializer
-                        if init.name == "kern_net_columns"), ())
-        return {self.network_feature_names[int(c)] for c in columns}
+    def _kernel_network_features(self) -> tuple[set, list]:
+        """The whole-network features the kernel sum reads (its network context; none without it),
+        and the device feature columns that gate it (none: every device reads them)."""
+        arrays = {init.name: onnx.numpy_helper.to_array(init) for init in self.model.graph.initializer
+                  if init.name in ("kern_net_columns", "kern_gate_columns")}
+        reads = {self.network_feature_names[int(c)] for c in arrays.get("kern_net_columns", ())}
+        return reads, [int(c) for c in arrays.get("kern_gate_columns", ())]
+
+    def kernel_reads(self, device: str) -> set:
+        """The whole-network features the kernel sum reads for ``device``: the network context,
+        where the device's gate columns (e.g. the CPU kinds) let it through."""
+        reads, gate = self._kernel_reads
+        if not reads or not gate:
+            return reads
+        return reads if float(np.sum(self.device_vector(device)[gate])) != 0.0 else set()
 
     # -- running the graph -------------------------------------------------------------------
     @property
@@ -438,14 +452,16 @@ class Predictor:
                 low = np.where(small, answer_low, low)
                 high = np.where(small, answer_high, high)
                 path[small] = PATH_REGRESSION
+            reads = self.kernel_reads(device)
             for i in range(len(nets)):
                 # the kernel sum reads a network's nodes and its size, not the rest of Table 1: a
                 # plain conv3x3 CNN's prop_conv3x3 beyond training's made its kernel rows
                 # "extrapolations" (and buried the warnings that mattered)
-                beyond = outside[i] if path[i] != PATH_KERNELS else [f for f in outside[i] if f in self._kernel_reads]
+                beyond = outside[i] if path[i] != PATH_KERNELS else [f for f in outside[i] if f in reads]
                 table.rows.append(PredictionRow(names[i], device, float(seconds[i]), float(low[i]),
                                                 float(high[i]), str(path[i]), beyond, self.source,
-                                                unseen_ops=unseen[i][0], unseen_layer_share=unseen[i][1]))
+                                                unseen_ops=unseen[i][0], unseen_layer_share=unseen[i][1],
+                                                network_outside_range=outside[i]))
         return table
 
     def _unseen_layers(self, layer_ops: Optional[Mapping[str, int]]) -> tuple:

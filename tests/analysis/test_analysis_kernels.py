@@ -193,3 +193,19 @@ def test_convs_of_one_or_three_spatial_dims_are_their_own_layer_ops_with_their_w
     row = kernel_table(one.nodes)[0]
     assert row[column["log2_gemm_k"]] == np.float32(np.log2(1 + 24)) and row[column["log2_kernel_h"]] == 1.0
     assert analyze(_conv_net([8, 8])).layer_ops == {"Conv": 1}
+
+
+def test_pools_over_one_or_three_spatial_dims_are_their_own_layer_ops():
+    import onnx
+    from onnx import helper
+
+    def pooled(shape):
+        node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[2] * (len(shape) - 2))
+        graph = helper.make_graph([node, helper.make_node("GlobalAveragePool", ["y"], ["z"])], "p",
+                                  [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                                  [helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, None)])
+        return analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)).layer_ops
+
+    assert pooled([1, 4, 8, 8, 8]) == {"GlobalAveragePool (3-D)": 1, "MaxPool (3-D)": 1}
+    assert pooled([1, 4, 8]) == {"GlobalAveragePool (1-D)": 1, "MaxPool (1-D)": 1}
+    assert pooled([1, 4, 8, 8]) == {"GlobalAveragePool": 1, "MaxPool": 1}

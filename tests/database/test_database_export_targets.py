@@ -90,3 +90,17 @@ def test_a_regular_file_that_is_not_an_export_is_still_refused(db_path, tmp_path
     result = _export(db_path, str(results))
     assert result.exit_code == 2 and "is not an earlier `db export` CSV" in result.stderr
     assert results.read_text() == '{"schema": "sniper-profiler/1"}\n'
+
+
+def test_dev_stdout_appended_to_a_file_that_holds_something_is_refused(db_path, tmp_path):
+    """`-o /dev/stdout >> results.jsonl` would have put a CSV after someone's measurements."""
+    import subprocess
+    import sys
+
+    kept = tmp_path / "results.jsonl"
+    kept.write_text('{"status": "ok"}\n')
+    with open(kept, "a") as handle:
+        done = subprocess.run([str(Path(sys.executable).parent / "sniper-onnx"), "db", "export", "--db", str(db_path),
+                               "-o", "/dev/stdout"], stdout=handle, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 2 and "appended to a file that is not empty" in done.stderr
+    assert kept.read_text() == '{"status": "ok"}\n'

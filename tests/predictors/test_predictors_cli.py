@@ -1130,3 +1130,12 @@ def test_kernel_rows_are_not_extrapolations_for_table_1_features_the_kernel_sum_
     assert beyond and not set(beyond) & {"param_bytes", "activation_bytes_read", "num_layers", "total_macs"}
     rows = json.loads(_ok(["predict", str(path), "-d", "t1 opt-all", "--json"]).stdout)["predictions"]
     assert rows[0]["path"] == "kernels" and rows[0]["outside_training_range"] == []
+
+
+def test_the_kernel_sum_reads_network_sizes_only_on_the_devices_its_context_gate_lets_through():
+    from sniper_onnx.predictors.runtime import load_predictor
+
+    predictor = load_predictor()
+    sizes = {"param_bytes", "activation_bytes_read", "num_layers", "total_macs"}
+    assert predictor.kernel_reads("AMD EPYC | cpu fp32 t1 opt-all") == sizes
+    assert predictor.kernel_reads("NVIDIA H200 | cuda fp32 t16 opt-all") == set()  # the gate is the CPU kinds
