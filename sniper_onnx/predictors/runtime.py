@@ -93,7 +93,8 @@ def _unseen_note(row: "PredictionRow") -> str:
     share = f"{row.unseen_layer_share:.0%} of its layers ({ops}) are of op types {source} was trained on no network with"
     if row.unseen_layer_share >= UNSEEN_SHARE_EXTRAPOLATED:
         return (f"{row.network}: {share}: training never showed the predictor their time, so its rows are "
-                "extrapolations; measure a few such models and correct it with `sniper-onnx feedback`")
+                "extrapolations; measure a few such models and correct the device with `sniper-onnx feedback` "
+                "(the rows stay marked: a correction fits those models, it does not teach the op)")
     return f"{row.network}: {share}: too few to mark its rows as extrapolations, but their time is a guess"
 
 
