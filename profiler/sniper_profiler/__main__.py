@@ -95,7 +95,7 @@ def _print_progress(event: str, job, record) -> None:
     elif event == "skipped":
         print(f"{job.path}: already measured, skipped", file=sys.stderr)
     elif event == "skipped_duplicate":
-        print(f"{job.path}: the same model as one measured earlier in this run, skipped", file=sys.stderr)
+        print(f"{job.path}: the same model as one this run already ran (measured or failed), skipped", file=sys.stderr)
     elif event == "skipped_failed":
         print(f"{job.path}: failed in an earlier run, skipped (--retry-failed measures it again)", file=sys.stderr)
 

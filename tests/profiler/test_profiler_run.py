@@ -378,5 +378,5 @@ def test_a_copy_of_a_model_measured_in_this_run_is_not_said_to_have_failed_befor
     captured = capsys.readouterr()
     summary = json.loads(captured.out)
     assert (summary["failed"], summary["skipped"], summary["skipped_failed"]) == (1, 1, 0)
-    assert "b_copy.onnx: the same model as one measured earlier in this run, skipped" in captured.err
+    assert "b_copy.onnx: the same model as one this run already ran (measured or failed), skipped" in captured.err
     assert "earlier run" not in captured.err
