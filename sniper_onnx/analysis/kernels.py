@@ -102,9 +102,9 @@ _POOL_OPS = ("MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool")
 def runtime_op_name(node: Any) -> str:
     """A layer's op type as `predict` compares it with the ones training saw, qualified where
     onnxruntime runs another kernel for it than for the same op type in the training networks: a
-    convolution over 1 or 3 spatial dims ("Conv (3-D)": not the 2-D one's blocked NCHWc kernels;
-    3-D convs were predicted at 0.38-0.82 of their time) and a Softmax over another axis than
-    the last ("Softmax (inner axis)", ``softmax_inner_axis``)."""
+    convolution or pool over 1 or 3 spatial dims ("Conv (3-D)": not the 2-D one's blocked NCHWc
+    kernels; 3-D convs were predicted at 0.38-0.82 of their time) and a Softmax over another axis
+    than the last ("Softmax (inner axis)", ``softmax_inner_axis``)."""
     op_type = _get(node, "op_type")
     tags = node.get("tags") if isinstance(node, Mapping) else getattr(node, "tags", ())
     if INNER_AXIS_SOFTMAX_TAG in (tags or ()):

@@ -20,8 +20,8 @@ import onnx.inliner
 from onnx import TensorProto
 
 from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
-from sniper_onnx.analysis.static_ifs import inline_taken_branches, taken_branches
 from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
+from sniper_onnx.analysis.static_ifs import inline_taken_branches, taken_branches
 from sniper_onnx.analysis.weightless import load_weightless
 from sniper_onnx.analysis.wording import counted
 from sniper_onnx.errors import SniperError

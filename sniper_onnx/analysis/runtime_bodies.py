@@ -5,7 +5,8 @@ session is created it replaces each such node by its ONNX function body, at ever
 optimization level: a saved optimized model holds GroupNormalization-21 as 29 nodes, Mish as
 Softplus, Tanh and Mul, HardSwish as HardSigmoid and Mul, Swish-24 as Cast, Mul, Sigmoid and Mul.
 One kernel-table row per such node timed one kernel where the runtime runs up to eleven over the
-whole tensor (docs/analyzer.md, "Ops onnxruntime runs as their function body").
+whole tensor (docs/features.md, "Kernel table"; docs/predictor-measurements.md, "Ops onnxruntime
+runs as their function body").
 
 Each body lists the kernels that read or write the tensor, on the shapes they run on; the body's
 shape arithmetic (Shape, Concat, Reshape and Casts of scalars) gets no row, as plumbing never does.
@@ -19,8 +20,8 @@ import math
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 # GroupNormalization's group count is an attribute the node rows do not carry: taken as the largest
-# power of two up to 32 that divides the channels (32 for the usual 32-group norms). It sizes only the per-group statistics (the mean and variance
-# rows' outputs and four rows of a few values each).
+# power of two up to 32 that divides the channels (32 for the usual 32-group norms). It sizes only
+# the per-group statistics (the mean and variance rows' outputs and four rows of a few values each).
 ASSUMED_GROUPS = 32
 
 
