@@ -90,7 +90,10 @@ def _unseen_op(op: str, count: int) -> str:
 def _unseen_note(row: "PredictionRow") -> str:
     ops = "; ".join(_unseen_op(op, count) for op, count in row.unseen_ops.items())
     source = Path(row.predictor).name if row.predictor else "the predictor"
-    share = f"{row.unseen_layer_share:.0%} of its layers ({ops}) are of op types {source} was trained on no network with"
+    # 4 of 41 layers is 9.8 %: "10 %" would read as the threshold it falls short of
+    percent = f"{row.unseen_layer_share:.0%}" if abs(row.unseen_layer_share - UNSEEN_SHARE_EXTRAPOLATED) >= 0.005 \
+        else f"{row.unseen_layer_share:.1%}"
+    share = f"{percent} of its layers ({ops}) are of op types {source} was trained on no network with"
     if row.unseen_layer_share >= UNSEEN_SHARE_EXTRAPOLATED:
         return (f"{row.network}: {share}: training never showed the predictor their time, so its rows are "
                 "extrapolations; measure a few such models and correct the device with `sniper-onnx feedback` "
@@ -111,7 +114,8 @@ class PredictionTable:
     def to_json_dict(self) -> Dict[str, Any]:
         return {"predictor": self.predictor, "predictors": self.predictors or [self.predictor],
                 "unit": "seconds", "interval": "90%",
-                "predictions": [asdict(row) for row in self.rows], "warnings": self.warnings(), "failures": self.failures}
+                # `extrapolated` is derived (a property), so a JSON reader need not re-derive the rules
+                "predictions": [{**asdict(row), "extrapolated": row.extrapolated} for row in self.rows], "warnings": self.warnings(), "failures": self.failures}
 
     def warnings(self) -> List[str]:
         """The predictors' own warnings (features of another schema), the analyzer's warnings of
