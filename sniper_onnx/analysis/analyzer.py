@@ -79,6 +79,8 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
 
 def _softmax_axes(graph: onnx.GraphProto, order: list[int]) -> dict[str, int]:
     """Each Softmax-like node's ``axis`` as written (default -1), by its node label."""
+    if not any(node.op_type in ("Softmax", "LogSoftmax", "Hardmax") for node in graph.node):
+        return {}
     labels = unique_labels(list(graph.node), order)
     axes = {}
     for index in order:
