@@ -107,8 +107,11 @@ def runtime_op_types(op_type: str) -> tuple:
 
 def runtime_nodes(node: Any) -> List[Any]:
     """The nodes onnxruntime runs for ``node``: its function body's kernels, or the node itself (also
-    when its data shape is unknown, so that the row still says what the node is)."""
-    body = BODIES.get(_get(node, "op_type"))
+    when its data shape is unknown, so that the row still says what the node is). A Swish the
+    analyzer's (opt-in) ``silu`` pattern made of a Sigmoid and a Mul runs those two, as written."""
+    op_type = _get(node, "op_type")
+    fused = node.get("fused_from") if isinstance(node, Mapping) else getattr(node, "fused_from", ())
+    body = _elementwise("Sigmoid") if op_type == "Swish" and fused else BODIES.get(op_type)
     x = _data_shape(node) if body is not None else None
     steps = body(x) if x is not None else []
     return steps or [node]

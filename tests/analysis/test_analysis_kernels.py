@@ -209,3 +209,16 @@ def test_pools_over_one_or_three_spatial_dims_are_their_own_layer_ops():
     assert pooled([1, 4, 8, 8, 8]) == {"GlobalAveragePool (3-D)": 1, "MaxPool (3-D)": 1}
     assert pooled([1, 4, 8]) == {"GlobalAveragePool (1-D)": 1, "MaxPool (1-D)": 1}
     assert pooled([1, 4, 8, 8]) == {"GlobalAveragePool": 1, "MaxPool": 1}
+
+
+def test_a_swish_the_silu_pattern_fused_keeps_the_two_kernels_it_was_written_as():
+    import onnx
+    from onnx import helper
+
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"]), helper.make_node("Mul", ["x", "s"], ["y"])]
+    graph = helper.make_graph(nodes, "silu", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 8, 4, 4])],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    fused = analyze(model, patterns=("silu",))
+    assert [n.op_type for n in fused.nodes if n.is_layer] == ["Swish"]
+    assert _groups_of(kernel_table(fused.nodes)) == ["transcendental_activation", "binary_elementwise"]
