@@ -23,7 +23,10 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sniper_onnx.predictors.dataset import TrainingData
 
 from rich.progress import track
 
@@ -40,14 +43,12 @@ def _open_text(path: Path, mode: str):
 KERNEL_ROWS_CHANGED = frozenset({"GroupNormalization", "Mish", "HardSwish", "Swish", "Sqrt", "Conv (1-D)", "Conv (3-D)"})
 
 
-def mismatches(table: Path, limit: int = 10) -> tuple[int, list[str]]:
+def mismatches(data: "TrainingData", limit: int = 10) -> tuple[int, list[str]]:
     """(networks checked, the first ``limit`` disagreements, networks that could not be re-made or
     networks holding a layer op whose kernel rows changed)."""
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.kernel_sources import _model_of
 
-    data = load_training_csv(table)
     problems: list[str] = []
     for name, row, source in track(list(zip(data.network_names, data.network_matrix, data.network_sources)),
                                    description="re-analyzing", transient=True):
@@ -85,15 +86,10 @@ def restamp_table(table: Path, schema: str) -> int:
     return len(rows) - 1
 
 
-def restamp_predictor(path: Path, schema: str, table: Optional[Path] = None) -> None:
-    """Re-stamps ``path``; with ``table``, only a predictor trained on that table (its
-    ``training_data_sha256``: features, devices and latencies, not the schema column)."""
-    from sniper_onnx.predictors.dataset import load_training_csv
+def restamp_predictor(path: Path, schema: str) -> None:
     from sniper_onnx.predictors.runtime import Predictor, load_predictor, save_predictor, set_metadata
 
     predictor = load_predictor(str(path))
-    if table is not None and predictor.meta.get("training_data_sha256") != load_training_csv(table).sha256():
-        raise SystemExit(f"{path}: not trained on {table} (training_data_sha256 differs); retrain it instead")
     model = predictor.model.__class__()
     model.CopyFrom(predictor.model)
     set_metadata(model, dict(predictor.meta, feature_schema=schema))
@@ -110,13 +106,14 @@ def main() -> int:
     from sniper_onnx.predictors.dataset import load_training_csv
     from sniper_onnx.predictors.runtime import load_predictor
 
-    digest = load_training_csv(args.table).sha256()
+    data = load_training_csv(args.table)
+    digest = data.sha256()  # features, devices and latencies, not the schema column
     strangers = [str(p) for p in args.predictor if load_predictor(str(p)).meta.get("training_data_sha256") != digest]
     if strangers:
         print(f"not trained on {args.table} (training_data_sha256 differs), nothing re-stamped: "
               f"{', '.join(strangers)}", file=sys.stderr)
         return 1
-    checked, problems = mismatches(args.table)
+    checked, problems = mismatches(data)
     if problems:
         print("features differ, nothing re-stamped:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 1
