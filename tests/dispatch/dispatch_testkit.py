@@ -76,3 +76,18 @@ class ErredFuture:
 
     def exception(self) -> BaseException:
         return self.error
+
+
+class FakeEngineBase:
+    """What a fake dispatch engine does not care about: kills, forgotten sessions, closing."""
+
+    name = "embedded"
+
+    def kill(self, device: str) -> None:
+        pass
+
+    def forget(self, device: str, model: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from dispatch_testkit import fleet_dict, matmul_chain
+from dispatch_testkit import FakeEngineBase, fleet_dict, matmul_chain
 
 from sniper_onnx.dispatch import DispatchTask, dispatch, fleet_from_dict
 from sniper_onnx.dispatch.engines import Event
@@ -20,10 +20,8 @@ RUN_S = 0.2
 SEND_S = 0.25
 
 
-class SlowSendEngine:
+class SlowSendEngine(FakeEngineBase):
     """Answers at once, but each send takes SEND_S and the device reports RUN_S of it as its run."""
-
-    name = "embedded"
 
     def __init__(self) -> None:
         self.events: list[Event] = []
@@ -45,14 +43,6 @@ class SlowSendEngine:
         events, self.events = self.events, []
         return events
 
-    def kill(self, device: str) -> None:
-        pass
-
-    def forget(self, device: str, model: str) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def test_end_minus_start_covers_the_time_the_device_measured(tmp_path: Path) -> None:

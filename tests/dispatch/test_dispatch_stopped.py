@@ -13,7 +13,7 @@ from typing import Optional
 import onnx
 import pytest
 import yaml
-from dispatch_testkit import fleet_dict, matmul_chain
+from dispatch_testkit import FakeEngineBase, fleet_dict, matmul_chain
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
@@ -24,11 +24,9 @@ from sniper_onnx.errors import SniperError
 OLDER = "device d-old: its agent runs an older sniper-profiler than this sniper-onnx"
 
 
-class RefusingEngine:
+class RefusingEngine(FakeEngineBase):
     """Devices that answer at once, until ``answers`` task results have come back: then every
     poll raises what DaskEngine.poll raises for an agent of an older sniper-profiler."""
-
-    name = "embedded"
 
     def __init__(self, answers: int) -> None:
         self.answers, self.given = answers, 0
@@ -53,12 +51,6 @@ class RefusingEngine:
         events, self.events = self.events, []
         self.given += sum(event.kind == "result" for event in events)
         return events
-
-    def kill(self, device: str) -> None:
-        pass
-
-    def forget(self, device: str, model: str) -> None:
-        pass
 
     def close(self) -> None:
         self.closed = True
