@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         json_output: JsonOption = False,
     ) -> None:
         """Import profiler results (idempotent: importing a file twice adds nothing)."""
-        from sniper_onnx.analysis.wording import counted
+        from sniper_onnx.analysis.wording import counted, first_five
         from sniper_onnx.cli.progress import progress_bar
 
         from sniper_onnx.database import Database, import_results
@@ -58,6 +58,13 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"  left out: {problem}", err=True)
             for problem in s.networks_without_features[:5]:
                 typer.echo(f"  no features yet: {problem}", err=True)
+            if s.precision_flagged:
+                typer.echo(f"  flagged precision_mismatch: {first_five(s.precision_flagged)}; `db export` and `train` leave "
+                           "them out: measure again with --precision set to the weights' (int8 for a quantized model, "
+                           "fp16, bf16)", err=True)
+            if s.precision_cleared:
+                typer.echo(f"  precision_mismatch cleared, the weights match the label: {first_five(s.precision_cleared)}",
+                           err=True)
 
     @group.command("stats")
     def stats(db: DbOption = Path("ncd.sqlite"), json_output: JsonOption = False) -> None:

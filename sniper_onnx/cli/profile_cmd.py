@@ -112,6 +112,8 @@ def _threads(threads: Optional[int], fleet: Optional[Path]) -> int:
 
 
 def _print_summary(summary) -> None:
+    from sniper_onnx.analysis.wording import first_five
+
     typer.echo(f"{summary.measured} measured, {summary.failed} failed, {summary.skipped} skipped "
                f"(device {summary.device_id}: {summary.device_name}) -> {summary.out}"
                + (f", {summary.imported} stored in {summary.db}" if summary.db else ""))
@@ -122,14 +124,14 @@ def _print_summary(summary) -> None:
                    "them again", err=True)
     if summary.skipped_duplicates:
         typer.echo(f"  skipped {len(summary.skipped_duplicates)} identical to another model of this run (measured once, "
-                   f"under the other's name): {_first_five(summary.skipped_duplicates)}", err=True)
+                   f"under the other's name): {first_five(summary.skipped_duplicates)}", err=True)
     earlier = summary.skipped - summary.skipped_failed - len(summary.skipped_duplicates)
     if earlier:
         typer.echo(f"  skipped {earlier} measured in an earlier run on this device "
                    "configuration (the stopping rule, such as --max-time, is not part of it); --passes K measures "
                    "each K times, or give another --out", err=True)
     for flag, names in summary.flagged.items():
-        typer.echo(f"  flagged {flag}: {_first_five(names)}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
+        typer.echo(f"  flagged {flag}: {first_five(names)}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
     if summary.busy:
         low, high = (f"{100 * share:.0f}" for share in (min(summary.busy.values()), max(summary.busy.values())))
         typer.echo(f"sniper-onnx: warning: {len(summary.busy)} of {summary.measured + summary.failed} models were timed "
@@ -138,13 +140,10 @@ def _print_summary(summary) -> None:
                    "flag the rest machine_busy (then --retry-busy measures them again)", err=True)
 
 
-def _first_five(names: List[str]) -> str:
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-
-
 FLAG_ADVICE = {
-    "precision_mismatch": "the model's float type is not --precision's; `db export` leaves it out: "
-                          "measure it again with --precision set to the model's (fp16, bf16 or fp32)",
+    "precision_mismatch": "the model's precision (its weights' where --db judged them, else its inputs' float type) "
+                          "is not --precision's; `db export` leaves it out: measure it again with --precision set to "
+                          "the model's (fp32, fp16, bf16, or int8 for a quantized model)",
     "denormal_outputs": "subnormal outputs slow x86 down up to 50x: initialize the weights like trained ones",
     "nan_outputs": "the outputs hold NaN: check the weights and inputs",
     "inf_outputs": "the outputs hold Inf: check the weights and inputs",

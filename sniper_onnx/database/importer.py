@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from sniper_onnx.analysis.precision import PRECISION_MISMATCH, judged_flags
 from sniper_onnx.database.store import Database, NetworkRecord
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DeviceSpec
@@ -38,6 +39,15 @@ class ImportSummary:
     networks_added: int = 0
     devices_added: int = 0
     networks_without_features: list[str] = field(default_factory=list)  # why, one line each
+    # flag -> "network: weights T, measured under P" for precision flags the weights set or cleared
+    precision_flagged: list[str] = field(default_factory=list)
+    precision_cleared: list[str] = field(default_factory=list)
+
+    def note_precision(self, network: NetworkRecord, config: dict[str, Any], flags: Sequence[str]) -> None:
+        line = f"{network.name} (weights {network.weight_type}, measured under {config.get('precision') or 'fp32'})"
+        target = self.precision_flagged if PRECISION_MISMATCH in flags else self.precision_cleared
+        if line not in target:
+            target.append(line)
 
 
 def _load_generated(source: dict[str, Any]) -> Any:
@@ -112,14 +122,17 @@ def network_key(base_hash: str, inputs: list[dict[str, Any]]) -> str:
     return f"{base_hash}@{shapes}"
 
 
-def compute_features(model_proto: Any, inputs: list[dict[str, Any]]) -> tuple[Optional[dict[str, float]], str]:
+def compute_features(model_proto: Any, inputs: list[dict[str, Any]]) -> tuple[Optional[dict[str, float]], Optional[str], str]:
+    """(features, the weights' dominant element type or "" for none, why features failed)."""
     try:
         from sniper_onnx import analyze
+        from sniper_onnx.analysis.precision import dominant_weight_type
 
         shapes = {i["name"]: tuple(i["shape"]) for i in inputs or []} or None
-        return dict(analyze(model_proto, input_shapes=shapes).features), ""
+        result = analyze(model_proto, input_shapes=shapes)
+        return dict(result.features), dominant_weight_type(result.model_info.get("weight_types") or {}) or "", ""
     except Exception as error:  # noqa: BLE001 - features can be filled in by a later import
-        return None, f"analysis failed ({type(error).__name__}: {error})"
+        return None, None, f"analysis failed ({type(error).__name__}: {error})"
 
 
 class _NetworkResolver:
@@ -127,6 +140,7 @@ class _NetworkResolver:
         self.db = db
         self.summary = summary
         self.local_models = local_models or {}
+        self.tried: set[int] = set()  # known networks whose model was looked for in this import
 
     @staticmethod
     def file_key(record: dict[str, Any]) -> str:
@@ -139,16 +153,19 @@ class _NetworkResolver:
         model = record.get("model") or {}
         sha256 = self.file_key(record)
         known = self.db.network_for_file(sha256) if sha256 else None
-        if known is not None and known.features is not None:
+        if known is not None and known.features is not None and (known.weight_type is not None or known.id in self.tried):
             return known
         name = model.get("name") or Path(model.get("path") or "unnamed").stem
+        if known is not None:
+            self.tried.add(known.id)
         proto, problem = load_model_for(model, self.local_models)
         if proto is None:
             return known or self._placeholder(sha256, name, model, problem, record_key_of(record))
         from sniper_onnx.database.hashing import structure_hash
 
-        features, problem = compute_features(proto, record.get("inputs") or [])
-        network = self.db.add_network(network_key(structure_hash(proto), record.get("inputs") or []), name, model.get("source") or {}, features)
+        features, weight_type, problem = compute_features(proto, record.get("inputs") or [])
+        network = self.db.add_network(network_key(structure_hash(proto), record.get("inputs") or []), name,
+                                      model.get("source") or {}, features, weight_type=weight_type)
         if problem and network.features is None:
             self.summary.networks_without_features.append(f"{name}: {problem}")
         self.summary.networks_added += int(network.added)
@@ -156,13 +173,24 @@ class _NetworkResolver:
             self.db.merge_network(known.id, network.id)
         if sha256:
             self.db.link_file(sha256, network.id, model.get("path"))
+        if known is None or known.id != network.id or known.weight_type is None:
+            self.judge_stored(network)  # measurements stored before its weights were known
         return network
 
+    def judge_stored(self, network: NetworkRecord) -> None:
+        """Re-judge the precision flags of a network's stored measurements by its weights."""
+        for stored in self.db.measurements(network_id=network.id):
+            flags = judged_flags(stored.flags, network.weight_type, stored.config)
+            if flags != stored.flags:
+                self.db.set_flags(stored.id, flags)
+                self.summary.note_precision(network, stored.config, flags)
+
     def fill_features(self, record: dict[str, Any]) -> None:
-        """For a record imported before its model could be found: try again."""
+        """For a record imported before its model could be found, or before the weights' type was
+        stored (a database of an older sniper-onnx): try again."""
         sha256 = self.file_key(record)
         known = self.db.network_for_file(sha256) if sha256 else None
-        if known is not None and known.features is None:
+        if known is not None and (known.features is None or known.weight_type is None):
             self.resolve(record)
 
     def _placeholder(self, sha256: str, name: str, model: dict[str, Any], problem: str, record_key: str) -> NetworkRecord:
@@ -242,14 +270,16 @@ def record_key_of(record: dict[str, Any]) -> str:
     return f"rec:{record.get('record_id') or record['key']}"
 
 
-def import_record(db: Database, record: dict[str, Any], source_path: str = "") -> bool:
-    """Store one profiler record (as ``profile --db`` does right after measuring); True if added."""
+def import_record(db: Database, record: dict[str, Any], source_path: str = "") -> ImportSummary:
+    """Store one profiler record (as ``profile --db`` does right after measuring); the summary
+    says whether it was added and whether its weights set or cleared ``precision_mismatch``."""
     summary = ImportSummary(source_path, records=1)
     record_key = record_key_of(record)
     if db.has_measurement(record_key):
-        return False
+        summary.already_present = 1
+        return summary
     _import_one(db, record, record_key, _NetworkResolver(db, summary), set(), summary)
-    return bool(summary.added + summary.failures_added)
+    return summary
 
 
 def _import_one(
@@ -268,6 +298,10 @@ def _import_one(
         summary.invalid_records.append(invalid)
         return
     network = resolver.resolve(record)
+    flags = list(dict.fromkeys([*(record.get("flags") or []), *protocol_flags(record)]))
+    judged = judged_flags(flags, network.weight_type, record.get("config") or {})
+    if judged != flags:
+        summary.note_precision(network, record.get("config") or {}, judged)
     with db.transaction():
         if device_id not in devices_seen:
             summary.devices_added += int(db.add_device(spec, device_id, device.get("fingerprint")).added)
@@ -280,7 +314,7 @@ def _import_one(
             stats=stats,
             config=record.get("config") or {},
             status=record.get("status", "failed"),
-            flags=list(dict.fromkeys([*(record.get("flags") or []), *protocol_flags(record)])),
+            flags=judged,
             failure=record.get("failure"),
             source="profiler",
             measured_at=record.get("measured_at"),

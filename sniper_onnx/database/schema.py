@@ -83,6 +83,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE networks ADD COLUMN feature_schema TEXT
     """,
+    # 4: the element type most of a network's weights are stored in (int8, float16, float32, ...),
+    # so a measurement labelled with another precision (an int8 model timed under fp32: the profiler
+    # sees only its fp32 inputs) is flagged precision_mismatch at import. NULL: not known yet.
+    """
+    ALTER TABLE networks ADD COLUMN weight_type TEXT
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -54,6 +54,7 @@ class NetworkRecord:
     added_at: str
     added: bool = False  # True when this call inserted it
     feature_schema: Optional[str] = None  # the analyzer schema that computed ``features``; None: unknown
+    weight_type: Optional[str] = None  # the element type most weights are stored in; None: unknown or weightless
 
 
 @dataclass
@@ -279,20 +280,22 @@ class Database:
         features: Optional[Mapping[str, float]] = None,
         *,
         feature_schema: Optional[str] = FEATURE_SCHEMA,
+        weight_type: Optional[str] = None,
     ) -> NetworkRecord:
         """Insert a network once per ``structure_hash`` (any stable unique string works, e.g. a
         NAS-Bench-201 architecture string). A later call may fill in missing features; it never
         overwrites existing ones. ``feature_schema``: the analyzer schema that computed
-        ``features``; the default is the running analyzer's, None when they came from elsewhere."""
+        ``features``; the default is the running analyzer's, None when they came from elsewhere.
+        ``weight_type``: the element type most of its weights are stored in (fills a missing one)."""
         if not structure_hash:
             raise SniperError("add_network: structure_hash is empty; pass a stable unique key for the network")
         schema = feature_schema if features else None  # no features, nothing for a schema to describe
         with self.transaction() as conn:
             cursor = conn.execute(
-                "INSERT OR IGNORE INTO networks(structure_hash, name, source, features, feature_schema, added_at) "
-                "VALUES (?,?,?,?,?,?)",
+                "INSERT OR IGNORE INTO networks(structure_hash, name, source, features, feature_schema, weight_type, added_at) "
+                "VALUES (?,?,?,?,?,?,?)",
                 (structure_hash, name, _dumps(dict(source or {})), _dumps(dict(features)) if features else None, schema,
-                 utc_now()),
+                 weight_type, utc_now()),
             )
             added = cursor.rowcount == 1
             if not added and features:
@@ -300,6 +303,9 @@ class Database:
                     "UPDATE networks SET features = ?, feature_schema = ? WHERE structure_hash = ? AND features IS NULL",
                     (_dumps(dict(features)), schema, structure_hash),
                 )
+            if not added and weight_type:
+                conn.execute("UPDATE networks SET weight_type = ? WHERE structure_hash = ? AND weight_type IS NULL",
+                             (weight_type, structure_hash))
             record = self.network_by_hash(structure_hash)
         assert record is not None
         record.added = added
@@ -427,11 +433,17 @@ class Database:
     def has_measurement(self, record_key: str) -> bool:
         return self._conn.execute("SELECT 1 FROM measurements WHERE record_key = ?", (record_key,)).fetchone() is not None
 
-    def measurements(self, device_id: Optional[str] = None) -> list[MeasurementRecord]:
-        query, args = "SELECT * FROM measurements", ()
-        if device_id:
-            query, args = query + " WHERE device_id = ?", (device_id,)
-        return [_measurement(row) for row in self._conn.execute(query + " ORDER BY id", args)]
+    def measurements(self, device_id: Optional[str] = None, network_id: Optional[int] = None) -> list[MeasurementRecord]:
+        wheres = [(column, value) for column, value in (("device_id", device_id), ("network_id", network_id))
+                  if value is not None and value != ""]
+        query = "SELECT * FROM measurements" + (" WHERE " + " AND ".join(f"{c} = ?" for c, _ in wheres) if wheres else "")
+        return [_measurement(row) for row in self._conn.execute(query + " ORDER BY id", [v for _, v in wheres])]
+
+    def set_flags(self, measurement_id: int, flags: Sequence[str]) -> None:
+        """Replace a measurement's flags (what is known of it later, e.g. its model's precision);
+        its times are never changed."""
+        with self.transaction() as conn:
+            conn.execute("UPDATE measurements SET flags = ? WHERE id = ?", (_dumps(list(flags)), measurement_id))
 
     # -- predictions (kept for feedback learning) ------------------------------------------------
     def add_prediction(
@@ -592,6 +604,7 @@ def _network(row: sqlite3.Row) -> NetworkRecord:
         features=json.loads(row["features"]) if row["features"] else None,
         added_at=row["added_at"],
         feature_schema=row["feature_schema"],
+        weight_type=row["weight_type"],
     )
 
 

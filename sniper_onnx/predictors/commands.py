@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+from sniper_onnx.analysis.precision import FLOAT_BITS, WEIGHT_BITS, model_precision
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.runtime import (PredictionTable, check_predictor_output, is_shipped_predictor, load_predictor,
                                             load_shipped_predictors, match_device, save_predictor)
@@ -186,23 +187,7 @@ def input_shape_notes(models: Sequence[str], input_shapes: Optional[Dict[str, tu
             f"predicted at the shapes they were analysed at; {rerun} for them"]
 
 
-# numpy's names of float element types, as the analyzer writes them in model.input_types
-FLOAT_BITS = {"float32": 32, "float16": 16, "bfloat16": 16, "float64": 64}
-# ... and of the types weights are stored in (model.weight_types); int32/int64 hold quantized biases,
-# shapes and indices, which say nothing of the precision the model computes in
-WEIGHT_BITS = {**FLOAT_BITS, "int8": 8, "uint8": 8, "int4": 4, "uint4": 4, "int16": 16, "uint16": 16,
-               "float8_e4m3fn": 8, "float8_e4m3fnuz": 8, "float8_e5m2": 8, "float8_e5m2fnuz": 8}
 DEVICE_PRECISION_FEATURE = "precision_bits_over_32"
-
-
-def model_precision(model_info: Dict[str, Any]) -> Optional[Tuple[str, str]]:
-    """(type, what it is of) that the model computes in: its weights' dominant type (a quantized
-    or fp16 model often keeps fp32 inputs), else its first float input's; None when neither says."""
-    weights = {t: n for t, n in (model_info.get("weight_types") or {}).items() if t in WEIGHT_BITS and n}
-    if weights:
-        return max(weights, key=weights.get), "weights"
-    floats = [t for t in (model_info.get("input_types") or {}).values() if t in FLOAT_BITS]
-    return (floats[0], "inputs") if floats else None
 
 
 def precision_notes(names: Sequence[str], precisions: Sequence[Optional[Tuple[str, str]]], plan: Sequence[tuple],

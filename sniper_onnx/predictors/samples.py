@@ -185,13 +185,12 @@ def _measured_device(record: Dict[str, Any]) -> str:
 
 
 def _usable_records(path: Path, device: Optional[str]) -> List[Dict[str, Any]]:
-    """Successful records not flagged precision_mismatch (the time of another precision), of
-    ``device`` when the file holds several devices; one device's file is taken whole, since the
-    caller names the device its records are for."""
+    """Successful records, of ``device`` when the file holds several devices; one device's file is
+    taken whole, since the caller names the device its records are for. (Those of another
+    precision are left out once their models' weights are read: ``_profiler_samples``.)"""
     from sniper_profiler.records import read_records
 
-    records = [r for r in read_records(path).records
-               if r.get("status") == "ok" and "precision_mismatch" not in (r.get("flags") or [])]
+    records = [r for r in read_records(path).records if r.get("status") == "ok"]
     measured_on = sorted({_measured_device(r) for r in records})
     if device is None and len(measured_on) > 1:
         raise SniperError(f"{path}: its measurements come from several devices ({', '.join(measured_on)}); "
@@ -208,6 +207,7 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
     import statistics
 
     from sniper_onnx.analysis import analyze
+    from sniper_onnx.analysis.precision import PRECISION_MISMATCH, dominant_weight_type, judged_flags
     from sniper_onnx.database.importer import load_model_for, network_key
 
     records = _usable_records(path, device)
@@ -225,10 +225,17 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
                               "generator or zoo source to re-make it from; put the file back, or drop its records")
         # analysed at the shape it was timed at (a symbolic dim may have taken --input-shape)
         result = analyze(proto, input_shapes={i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None)
+        weight_type = dominant_weight_type(result.model_info.get("weight_types") or {})
+        usable = [r for r in group if PRECISION_MISMATCH not in judged_flags(r.get("flags") or [], weight_type, r.get("config") or {})]
+        if not usable:  # the time of another precision than the device's
+            continue
         samples.names.append(str(model.get("name")))
         samples.features.append({k: float(v) for k, v in result.features.items()})
         samples.kernel_tables.append(_sample_table(result.nodes))
-        samples.seconds.append(float(statistics.median(r["stats"]["median_s"] for r in group)))
+        samples.seconds.append(float(statistics.median(r["stats"]["median_s"] for r in usable)))
+    if not samples.names:
+        raise SniperError(f"{path}: every measurement is flagged precision_mismatch (the models' precision is not the "
+                          "one they were measured under); measure them again with --precision set to the models'")
     specs = {_measured_device(r): ((r.get("device") or {}).get("spec")) for r in records}
     samples.device_spec = next(iter(specs.values())) if len(specs) == 1 else None
     return samples
