@@ -147,6 +147,7 @@ def _model_info(model: onnx.ModelProto, resolved: dict, shapes: dict) -> dict:
         "inputs": {name: list(dims) for name, dims in resolved.items()},
         "input_types": {vi.name: _element_type(vi) for vi in model.graph.input if vi.name in resolved},
         "weight_types": _weight_types(model.graph),
+        "compute_weight_types": _compute_weight_types(model.graph),
         "outputs": outputs,
     }
 
@@ -158,6 +159,41 @@ def _weight_types(graph: onnx.GraphProto) -> dict[str, int]:
         attr.t for node in graph.node if node.op_type == "Constant" for attr in node.attribute if attr.name == "value"]
     counts: Counter = Counter()
     for tensor in tensors:
+        counts[_tensor_type_name(tensor.data_type)] += math.prod(tensor.dims)
+    return dict(sorted(counts.items()))
+
+
+# Layers that multiply-accumulate over weights: the precision they read them in is the model's. An
+# embedding table (Gather) can outweigh a small quantized model's int8 matmuls without being computed.
+MAC_WEIGHT_OPS = frozenset({
+    "Conv", "ConvTranspose", "Gemm", "MatMul", "Einsum", "LSTM", "GRU", "RNN", "ConvInteger", "MatMulInteger",
+    "QLinearConv", "QLinearMatMul", "QGemm", "DynamicQuantizeMatMul", "MatMulNBits", "MatMulIntegerToFloat",
+    "FusedConv", "FusedMatMul", "FusedGemm", "Attention"})
+# ... reached through these from the stored tensor (QDQ models dequantize int8 weights first)
+WEIGHT_PASS_THROUGH = frozenset({"DequantizeLinear", "Cast", "Transpose", "Reshape", "Identity", "Squeeze",
+                                 "Unsqueeze", "Flatten", "DynamicQuantizeLinear"})
+
+
+def _compute_weight_types(graph: onnx.GraphProto) -> dict[str, int]:
+    """As _weight_types, but only the stored tensors that multiply-accumulating layers read."""
+    stored = {t.name: t for t in graph.initializer}
+    stored.update({out: attr.t for node in graph.node if node.op_type == "Constant"
+                   for attr in node.attribute if attr.name == "value" for out in node.output})
+    producers = {out: node for node in graph.node for out in node.output}
+
+    def source(name: str) -> str:
+        for _ in range(8):  # a short chain of casts and reshapes
+            if name in stored:
+                return name
+            node = producers.get(name)
+            if node is None or node.op_type not in WEIGHT_PASS_THROUGH or not node.input:
+                return ""
+            name = node.input[0]
+        return ""
+
+    read = {source(name) for node in graph.node if node.op_type in MAC_WEIGHT_OPS for name in node.input} - {""}
+    counts: Counter = Counter()
+    for tensor in (stored[name] for name in sorted(read)):
         counts[_tensor_type_name(tensor.data_type)] += math.prod(tensor.dims)
     return dict(sorted(counts.items()))
 

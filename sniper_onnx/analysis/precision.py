@@ -22,11 +22,18 @@ QUANTIZED_LABEL = "int8"
 def model_precision(model_info: Mapping[str, Any]) -> Optional[Tuple[str, str]]:
     """(type, what it is of) that the model computes in: its weights' dominant type (a quantized
     or fp16 model often keeps fp32 inputs), else its first float input's; None when neither says."""
-    weights = dominant_weight_type(model_info.get("weight_types") or {})
+    weights = model_weight_type(model_info)
     if weights:
         return weights, "weights"
     floats = [t for t in (model_info.get("input_types") or {}).values() if t in FLOAT_BITS]
     return (floats[0], "inputs") if floats else None
+
+
+def model_weight_type(model_info: Mapping[str, Any]) -> Optional[str]:
+    """The type most weights that layers multiply-accumulate over are stored in (an embedding table
+    can outweigh a small quantized model's int8 matmuls); else most stored weights' type."""
+    return (dominant_weight_type(model_info.get("compute_weight_types") or {})
+            or dominant_weight_type(model_info.get("weight_types") or {}))
 
 
 def dominant_weight_type(weight_types: Mapping[str, int]) -> Optional[str]:

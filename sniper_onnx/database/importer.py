@@ -126,11 +126,11 @@ def compute_features(model_proto: Any, inputs: list[dict[str, Any]]) -> tuple[Op
     """(features, the weights' dominant element type or "" for none, why features failed)."""
     try:
         from sniper_onnx import analyze
-        from sniper_onnx.analysis.precision import dominant_weight_type
+        from sniper_onnx.analysis.precision import model_weight_type
 
         shapes = {i["name"]: tuple(i["shape"]) for i in inputs or []} or None
         result = analyze(model_proto, input_shapes=shapes)
-        return dict(result.features), dominant_weight_type(result.model_info.get("weight_types") or {}) or "", ""
+        return dict(result.features), model_weight_type(result.model_info) or "", ""
     except Exception as error:  # noqa: BLE001 - features can be filled in by a later import
         return None, None, f"analysis failed ({type(error).__name__}: {error})"
 

@@ -207,7 +207,7 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
     import statistics
 
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.precision import PRECISION_MISMATCH, dominant_weight_type, judged_flags
+    from sniper_onnx.analysis.precision import PRECISION_MISMATCH, judged_flags, model_weight_type
     from sniper_onnx.database.importer import load_model_for, network_key
 
     records = _usable_records(path, device)
@@ -225,7 +225,7 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
                               "generator or zoo source to re-make it from; put the file back, or drop its records")
         # analysed at the shape it was timed at (a symbolic dim may have taken --input-shape)
         result = analyze(proto, input_shapes={i["name"]: tuple(i["shape"]) for i in first.get("inputs") or []} or None)
-        weight_type = dominant_weight_type(result.model_info.get("weight_types") or {})
+        weight_type = model_weight_type(result.model_info)
         usable = [r for r in group if PRECISION_MISMATCH not in judged_flags(r.get("flags") or [], weight_type, r.get("config") or {})]
         if not usable:  # the time of another precision than the device's
             continue

@@ -599,3 +599,21 @@ def test_a_qdq_chain_whose_interior_dequantized_tensor_is_read_elsewhere_stays_a
     built.graph.node.append(helper.make_node("Relu", [interior], ["elsewhere"], name="elsewhere"))
     built.graph.output.append(helper.make_tensor_value_info("elsewhere", FLOAT, None))
     assert [n.op_type for n in analyze(built).nodes if n.fused_from] == ["Gelu"]
+
+
+def test_the_precision_a_model_computes_in_is_read_from_the_weights_its_layers_multiply():
+    """A small int8 model with a large fp32 embedding table computes in int8: the table is looked
+    up, not multiplied, so it must not outvote the dequantized matmul weights."""
+    from sniper_onnx.analysis.precision import model_precision
+
+    table = onnx.numpy_helper.from_array(np.zeros((5000, 32), np.float32), "table")
+    weights = [table, onnx.numpy_helper.from_array(np.zeros((32, 32), np.int8), "w_q"), helper.make_tensor("ws", FLOAT, [], [0.1])]
+    nodes = [helper.make_node("Gather", ["table", "ids"], ["emb"]), helper.make_node("DequantizeLinear", ["w_q", "ws"], ["w"]),
+             helper.make_node("MatMul", ["emb", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "embed", [helper.make_tensor_value_info("ids", TensorProto.INT64, [1, 8])],
+                              [helper.make_tensor_value_info("y", FLOAT, None)], initializer=weights)
+    info = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])).model_info
+    assert info["weight_types"] == {"float32": 160001, "int8": 1024}
+    assert info["compute_weight_types"] == {"int8": 1024}
+    assert model_precision(info) == ("int8", "weights")
+    assert model_precision({"weight_types": {"float32": 10}, "compute_weight_types": {}}) == ("float32", "weights")
