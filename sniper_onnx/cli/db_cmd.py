@@ -42,9 +42,10 @@ def register(app: typer.Typer) -> None:
             for path, records in zip(results, read):
                 task = progress.add_task(f"importing {path.name}", total=None)
                 summaries.append(import_results(database, path, lambda done, total: progress.update(task, completed=done, total=total), models or (), records))
+        left_out = sum(len(s.invalid_records) for s in summaries)
         if json_output:
             typer.echo(json.dumps({"db": str(db), "files": [asdict(s) for s in summaries]}))
-            return
+            raise typer.Exit(1 if left_out else 0)
         for s in summaries:
             typer.echo(f"{s.path}: {counted(s.added, 'measurement')} and {counted(s.failures_added, 'failure')} added, "
                        f"{s.already_present} already present ({counted(s.networks_added, 'new network')}, "
@@ -56,6 +57,8 @@ def register(app: typer.Typer) -> None:
                            f"upgrade sniper-onnx to import them): lines {s.newer_schema_lines[:10]}", err=True)
             for problem in s.invalid_records[:5]:
                 typer.echo(f"  left out: {problem}", err=True)
+            if len(s.invalid_records) > 5:
+                typer.echo(f"  ... and {len(s.invalid_records) - 5} more left out (--json lists them all)", err=True)
             for problem in s.networks_without_features[:5]:
                 typer.echo(f"  no features yet: {problem}", err=True)
             if s.precision_flagged:
@@ -65,6 +68,11 @@ def register(app: typer.Typer) -> None:
             if s.precision_cleared:
                 typer.echo(f"  precision_mismatch cleared, the weights match the label: {first_five(s.precision_cleared)}",
                            err=True)
+        if left_out:  # the rest of each file is imported; the bad records stay in the files
+            others = sum(s.records for s in summaries) - left_out
+            typer.echo(f"sniper-onnx: {counted(left_out, 'record')} left out (listed above); the other {others} imported",
+                       err=True)
+            raise typer.Exit(1)
 
     @group.command("stats")
     def stats(db: DbOption = Path("ncd.sqlite"), json_output: JsonOption = False) -> None:
@@ -86,7 +94,7 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Option("-o", "--out", help="CSV file to write; - for stdout")] = Path("train.csv"),
         db: DbOption = Path("ncd.sqlite"),
         device: Annotated[Optional[List[str]], typer.Option("--device", help="only this device: its id, its name, or a part of one that only one device holds (repeatable; `db stats` lists them)")] = None,
-        exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy (contended_sessions and precision_mismatch are always left out)")] = None,
+        exclude_flag: Annotated[Optional[List[str]], typer.Option("--exclude-flag", help="leave out measurements with this flag (repeatable): nan_outputs, inf_outputs, denormal_outputs, ci_target_not_reached, machine_busy, symbolic_dims_defaulted (contended_sessions and precision_mismatch are always left out)")] = None,
         statistic: Annotated[str, typer.Option("--statistic", help="latency of each measurement: median (typical run), min (undisturbed run, most repeatable on shared hosts), p10 or mean")] = "median",
         json_output: JsonOption = False,
     ) -> None:

@@ -35,7 +35,7 @@ DEVICE_PREFIX = "device_"
 # Flags the profiler sets (and contended_sessions, which the importer sets: importer.protocol_flags);
 # measurements with any of them can be left out with exclude_flags.
 KNOWN_FLAGS = ("nan_outputs", "inf_outputs", "denormal_outputs", "ci_target_not_reached", "machine_busy", "contended_sessions",
-               "precision_mismatch")
+               "precision_mismatch", "symbolic_dims_defaulted")
 # A precision_mismatch time belongs to another precision than its device configuration's: training on
 # it would teach the configuration a second precision's speed.
 ALWAYS_EXCLUDED_FLAGS = ("contended_sessions", "precision_mismatch")

@@ -266,6 +266,18 @@ def _invalid_latency(record: dict[str, Any]) -> Optional[str]:
     return None
 
 
+def _device_spec(record: dict[str, Any]) -> tuple[Optional[DeviceSpec], Optional[str]]:
+    """The record's device, or why it has none that can be read."""
+    device = record.get("device") or {}
+    name = f"record {record.get('record_id') or record.get('key')}"
+    if not isinstance(device, dict) or not device.get("device_id") or "spec" not in device:
+        return None, f"{name}: has no device; was it written by sniper-profiler?"
+    try:
+        return DeviceSpec.from_dict(device["spec"]), None
+    except (TypeError, ValueError, AttributeError) as error:
+        return None, f"{name}: a device spec this sniper-onnx cannot read ({error}); upgrade sniper-onnx"
+
+
 def record_key_of(record: dict[str, Any]) -> str:
     return f"rec:{record.get('record_id') or record['key']}"
 
@@ -285,18 +297,13 @@ def import_record(db: Database, record: dict[str, Any], source_path: str = "") -
 def _import_one(
     db: Database, record: dict[str, Any], record_key: str, resolver: _NetworkResolver, devices_seen: set[str], summary: ImportSummary
 ) -> None:
-    device = record.get("device") or {}
-    device_id = device.get("device_id")
-    if not device_id or "spec" not in device:
-        raise SniperError(f"{summary.path}: record {record.get('record_id')} has no device; was it written by sniper-profiler?")
-    try:
-        spec = DeviceSpec.from_dict(device["spec"])
-    except (TypeError, ValueError) as error:
-        raise SniperError(f"{summary.path}: record {record.get('record_id')} has a device spec this sniper-onnx cannot read ({error}); upgrade sniper-onnx") from None
-    invalid = _invalid_latency(record)
-    if invalid:
+    spec, invalid = _device_spec(record)
+    invalid = invalid or _invalid_latency(record)
+    if invalid:  # one bad record must not stop the rest of the file
         summary.invalid_records.append(invalid)
         return
+    device = record["device"]
+    device_id = device["device_id"]
     network = resolver.resolve(record)
     flags = list(dict.fromkeys([*(record.get("flags") or []), *protocol_flags(record)]))
     judged = judged_flags(flags, network.weight_type, record.get("config") or {})

@@ -168,12 +168,29 @@ def check_database_path(path: Path, create: bool = True) -> None:
         raise SniperError(f"{path}: not a usable sniper-onnx database (not an SQLite file); give another --db path")
 
 
+def _writable(path: Path) -> bool:
+    """Whether SQLite can write the file and, for its WAL and shared-memory files, its folder."""
+    return os.access(path, os.W_OK) and os.access(path.parent or Path("."), os.W_OK)
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only file (a shared copy of a dataset) for commands that only read. A WAL database
+    whose folder is read-only too cannot get its shared-memory file, so it is opened as immutable:
+    nothing can write it from here."""
+    from urllib.parse import quote
+
+    folder_writable = os.access(path.parent or Path("."), os.W_OK)
+    uri = f"file:{quote(str(path.resolve()))}?{'mode=ro' if folder_writable else 'immutable=1'}"
+    return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+
+
 class Database:
     """Open (creating and migrating as needed) with ``Database(path)``; use as a context manager.
 
     ``create=False`` is for commands that only read (``db stats``, ``db export``, training from
     ``--db``): the path must already hold a sniper-onnx database (an older one is still migrated, as
-    every open does, so a read-only file of an older schema is refused with the reason). Even with ``create=True`` a new
+    every open does, so a read-only file of an older schema is refused with the reason); a read-only
+    file of this schema is opened read-only. Even with ``create=True`` a new
     database is made only where no file is: an existing file that is not an SQLite database (an
     empty one included, which SQLite itself would quietly turn into one) is refused, never replaced.
     """
@@ -186,12 +203,15 @@ class Database:
             if not self.path.exists():
                 _create_empty(self.path)
                 check_database_path(self.path)  # where another process linked its file first: that one
-            self._conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            self.read_only = not create and not _writable(self.path)
+            self._conn = _connect_read_only(self.path) if self.read_only else sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
             self._refuse_foreign(create)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
+            if not self.read_only:
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=FULL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
             self._migrate()
         except sqlite3.DatabaseError as error:
             if "unable to open" in str(error) or "readonly" in str(error):
@@ -258,6 +278,12 @@ class Database:
     def _migrate(self) -> None:
         if self.schema_version == SCHEMA_VERSION:
             return
+        if self.read_only and self.schema_version < SCHEMA_VERSION:
+            raise SniperError(f"{self.path}: a database of an older sniper-onnx (schema {self.schema_version}, this one reads "
+                              f"{SCHEMA_VERSION}) and read-only here, so it cannot be upgraded; copy it somewhere writable")
+        if self.read_only:
+            raise SniperError(f"{self.path}: schema version {self.schema_version} is newer than this sniper-onnx knows "
+                              f"({SCHEMA_VERSION}); upgrade sniper-onnx")
         with self.transaction() as conn:
             version = self.schema_version  # re-read under the lock: another process may have migrated
             if version > SCHEMA_VERSION:
@@ -303,7 +329,7 @@ class Database:
                     "UPDATE networks SET features = ?, feature_schema = ? WHERE structure_hash = ? AND features IS NULL",
                     (_dumps(dict(features)), schema, structure_hash),
                 )
-            if not added and weight_type:
+            if not added and weight_type is not None:
                 conn.execute("UPDATE networks SET weight_type = ? WHERE structure_hash = ? AND weight_type IS NULL",
                              (weight_type, structure_hash))
             record = self.network_by_hash(structure_hash)
@@ -554,7 +580,7 @@ class Database:
             f"""SELECT m.network_id, m.device_id, n.name AS network_name, n.structure_hash, n.features, n.feature_schema,
                       n.source AS network_source,
                       d.name AS device_name, d.features AS device_features,
-                      GROUP_CONCAT(printf('%.17g', {value})) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
+                      GROUP_CONCAT(printf('%!.17g', {value})) AS latencies, COUNT(*) AS measurements, SUM(m.count) AS runs
                FROM measurements m JOIN networks n ON n.id = m.network_id JOIN devices d ON d.id = m.device_id
                WHERE m.status = 'ok' AND {value} IS NOT NULL {flag_filter}
                GROUP BY m.network_id, m.device_id ORDER BY m.network_id, m.device_id""",

@@ -335,3 +335,47 @@ def test_an_older_database_gets_its_contended_measurements_flagged(tmp_path):
         assert db.schema_version == SCHEMA_VERSION
         flagged = {m.record_key: m.flags for m in db.measurements()}
         assert flagged == {"t2s3": ["machine_busy", "contended_sessions"], "t1s3": [], "t2s1": [], "gpu": []}
+
+
+def test_symbolic_dims_defaulted_can_be_left_out_of_an_export(tmp_path):
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        for index, flags in enumerate([[], ["symbolic_dims_defaulted"]]):
+            net = db.add_network(f"h{index}", f"n{index}", features={"total_macs": 1.0 + index})
+            db.add_measurement(net.id, dev.id, 0.01, flags=flags)
+    result = runner.invoke(app, ["db", "export", "--db", str(tmp_path / "ncd.sqlite"), "--exclude-flag", "symbolic_dims_defaulted",
+                                 "-o", str(tmp_path / "x.csv")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 row")
+
+
+def test_exported_latencies_are_the_stored_floats_to_the_last_bit(tmp_path):
+    import csv
+    import random
+
+    rng = random.Random(3)
+    medians = [rng.uniform(0, 1) * 10 ** rng.randint(-7, 1) for _ in range(300)]
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        for index, median in enumerate(medians):
+            net = db.add_network(f"h{index}", f"n{index}", features={"total_macs": 1.0})
+            db.add_measurement(net.id, dev.id, median)
+        export_csv(db, tmp_path / "t.csv")
+    with open(tmp_path / "t.csv") as handle:
+        exported = [float(row["latency_s"]) for row in csv.DictReader(handle)]
+    assert exported == medians  # SQLite's printf('%.17g') changed about half of them by an ulp
+
+
+def test_a_record_without_a_device_is_left_out_and_the_rest_of_the_file_imports(tmp_path):
+    results = synthetic_results(tmp_path / "r.jsonl", 3)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    del lines[1]["device"]
+    lines[2]["device"]["spec"] = "not a spec"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with Database(tmp_path / "ncd.sqlite") as db:
+        summary = import_results(db, results)
+    assert summary.added == 1 and len(summary.invalid_records) == 2
+    assert summary.invalid_records[0].endswith("has no device; was it written by sniper-profiler?")
+    result = runner.invoke(app, ["db", "import", str(results), "--db", str(tmp_path / "again.sqlite")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "2 records left out (listed above); the other 1 imported" in result.stderr

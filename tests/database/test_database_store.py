@@ -179,3 +179,34 @@ def test_prediction_residuals_compare_with_the_measured_median(db):
     assert [(r.predictor, r.measured_s) for r in residuals] == [("pcn", 0.020), ("flops", 0.020)]
     assert residuals[0].relative_error == pytest.approx(0.25)
     assert [r.predictor for r in db.prediction_residuals("flops")] == ["flops"]
+
+
+def test_a_read_only_database_is_read_by_the_commands_that_only_read(tmp_path, monkeypatch):
+    """Tests run as root, whom file modes do not stop: the check that the file is writable is what
+    is replaced (a shared read-only copy of a dataset, read by a user who cannot write it)."""
+    import sniper_onnx.database.store as store
+
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        net = db.add_network("h", "n", features={"total_macs": 1.0})
+        db.add_measurement(net.id, dev.id, 0.01)
+    before = (tmp_path / "ncd.sqlite").read_bytes()
+    monkeypatch.setattr(store, "_writable", lambda path: False)
+    with Database(tmp_path / "ncd.sqlite", create=False) as db:
+        assert db.read_only and len(db.measurements()) == 1
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            db.add_network("h2", "n2")
+    assert (tmp_path / "ncd.sqlite").read_bytes() == before
+
+
+def test_a_read_only_database_of_an_older_schema_is_refused_with_the_reason(tmp_path, monkeypatch):
+    import sniper_onnx.database.store as store
+
+    from database_testkit import as_older_version
+
+    with Database(tmp_path / "ncd.sqlite"):
+        pass
+    old = as_older_version(tmp_path / "ncd.sqlite", tmp_path / "old.sqlite", SCHEMA_VERSION - 1)
+    monkeypatch.setattr(store, "_writable", lambda path: False)
+    with pytest.raises(SniperError, match="read-only here, so it cannot be upgraded; copy it somewhere writable"):
+        Database(old, create=False)
