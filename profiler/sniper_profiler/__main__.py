@@ -123,9 +123,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_device(args: argparse.Namespace) -> int:
-    from sniper_profiler.runner import device_fingerprint
+    from sniper_profiler.runner import _check_threads, check_provider_loads, device_fingerprint
 
-    fingerprint = device_fingerprint(device_config_from_args(args))
+    config = device_config_from_args(args)
+    _check_threads(config)  # the checks `run` makes: no id for a configuration it would refuse
+    fingerprint = device_fingerprint(config)
+    check_provider_loads(config)
     data = {"fingerprint": fingerprint.to_dict(), "spec": fingerprint.device_spec().to_dict(),
             "features": dict(zip(_feature_names(), fingerprint.device_spec().features()))}
     print(json.dumps(data, indent=None if args.json else 2))
@@ -188,15 +191,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help(sys.stderr)
         return 2
+    from sniper_profiler.runner import Terminated, terminate_as_interrupt
+
     try:
-        return args.handler(args)
+        with terminate_as_interrupt():
+            return args.handler(args)
     except ProfilerError as error:
         print(f"{PROG}: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         # only `run` resumes (its --out file says which models are done); the others measure nothing
         resumes = "; the models measured so far are kept in --out, rerun the same command to resume" \
             if getattr(args, "command", None) == "run" else ""
+        if isinstance(interrupt, Terminated):  # SIGTERM, SIGHUP: said, and the shell's 128 + signal
+            import signal
+
+            print(f"{PROG}: interrupted by {signal.Signals(interrupt.signum).name}{resumes}", file=sys.stderr)
+            return 128 + interrupt.signum
         print(f"{PROG}: interrupted{resumes}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `sniper-profiler device | head`: the reader left; stop quietly as shell tools do

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from sniper_profiler.device import GRAPH_OPTIMIZATION_LEVELS, PRECISION_BITS
 
@@ -13,6 +13,7 @@ class ProfilerError(Exception):
     """Bad input or environment; the command line prints it as one line and exits 2."""
 
 
+DEFAULT_DIM = 1
 GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider", "MIGraphXExecutionProvider")
 PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider",
@@ -33,7 +34,7 @@ class ProfileConfig:
     graph_optimization: str = "all"
     precision: str = "fp32"
     input_shapes: Dict[str, List[int]] = field(default_factory=dict)
-    default_dim: int = 1  # value for symbolic dims not set in input_shapes
+    default_dim: int = DEFAULT_DIM  # value for symbolic dims not set in input_shapes
     warmup: int = 5
     min_repeats: int = 10
     max_repeats: int = 1000
@@ -120,7 +121,8 @@ class ProfileConfig:
         return cls(**data)
 
     def identity(self) -> Dict[str, Any]:
-        """The settings that change the latency (stopping-rule knobs do not)."""
+        """The settings that change the latency (stopping-rule knobs do not), as given: the record
+        keys of profiler versions before 2026-11-30 hash this (``legacy`` config ids, still honoured)."""
         return {
             "provider": self.provider,
             "provider_options": self.provider_options,
@@ -130,6 +132,24 @@ class ProfileConfig:
             "input_shapes": self.input_shapes,
             "default_dim": self.default_dim,
         }
+
+    def model_identity(self, resolved_threads: int, inputs: "Optional[Sequence[Tuple[str, Any]]]" = None) -> Dict[str, Any]:
+        """:meth:`identity` as the measurement sees it: the thread count onnxruntime runs (0 resolved),
+        and, given the model's inputs (name, dims with None for a symbolic dim, or None for no shape),
+        only the shapes it uses: --input-shape of its inputs with open dims, and --default-dim only where
+        a symbolic dim is left to it; otherwise their defaults. So a fixed-shape model has one key
+        whatever --default-dim or another model's --input-shape say, and the common case (explicit
+        --threads, defaults) hashes exactly as :meth:`identity` does."""
+        identity = dict(self.identity(), threads=resolved_threads)
+        if inputs is None:  # not known (a generated net before it is built, an unreadable file): all of them
+            return identity
+        from sniper_profiler.graph_inputs import has_open_dims
+
+        open_inputs = {name for name, dims in inputs if has_open_dims(dims)}
+        identity["input_shapes"] = {name: dims for name, dims in self.input_shapes.items() if name in open_inputs}
+        defaulted = any(name not in self.input_shapes for name in open_inputs)
+        identity["default_dim"] = self.default_dim if defaulted else DEFAULT_DIM
+        return identity
 
 
 # dims separated by x or , and optionally in brackets: 1x3x224x224, 1,3,224,224, [1,3,224,224]

@@ -109,7 +109,15 @@ class Fingerprint:
         hardware = self.gpu_name if self.uses_gpu else self.cpu_model
         hardware = re.sub(r"\s+", " ", hardware or "unknown").strip()
         provider = self.provider.replace("ExecutionProvider", "").lower()
-        return f"{hardware} | {provider} {self.precision} t{self.threads} opt-{self.graph_optimization}"
+        # provider options are part of the device id, so they are part of its name: a configuration
+        # with a typo'd option (which onnxruntime's CPU provider ignores) must not share a name with
+        # the one without; names of configurations without options are as they always were
+        options = "".join(f" {key}={_option_text(value)}" for key, value in sorted(self.provider_options.items()))
+        return f"{hardware} | {provider} {self.precision} t{self.threads} opt-{self.graph_optimization}{options}"
+
+
+def _option_text(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
 
 
 def collect_fingerprint(

@@ -101,6 +101,31 @@ def read_records(path: "str | Path") -> ResultsFile:
     return result
 
 
+def is_results_file(path: "str | Path") -> bool:
+    """Whether appending records to ``path`` is safe: it is empty, or its first line is a
+    sniper-profiler record (or the start of one, cut short by a kill, with a record after it)."""
+    with open(path, "rb") as handle:
+        lines = (line for line in iter(lambda: handle.readline(1 << 22), b"") if line.strip())
+        first = next(lines, None)
+        if first is None:
+            return True
+        try:
+            record = json.loads(first)
+        except ValueError:  # a first record cut short by a kill: the next append started a new line
+            following = next(lines, None)
+            return first.lstrip().startswith(b'{"') and (following is None or _is_record(following))
+        return _is_record(record)
+
+
+def _is_record(line: "bytes | Any") -> bool:
+    if isinstance(line, bytes):
+        try:
+            line = json.loads(line)
+        except ValueError:
+            return False
+    return isinstance(line, dict) and str(line.get("schema", "")).startswith(SCHEMA_FAMILY)
+
+
 def file_sha256(path: "str | Path") -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

@@ -6,23 +6,27 @@ already in the results file is skipped, successful or failed (``retry_failed`` r
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import uuid
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 from sniper_profiler import __version__
 from sniper_profiler.config import GPU_PROVIDERS, ProfileConfig, ProfilerError
 from sniper_profiler.fingerprint import Fingerprint, collect_fingerprint
 from sniper_profiler.quiet import wait_until_quiet
-from sniper_profiler.records import RECORD_SCHEMA, append_record, file_sha256, read_records, stable_hash
+from sniper_profiler.graph_inputs import read_graph_inputs
+from sniper_profiler.records import RECORD_SCHEMA, append_record, file_sha256, is_results_file, read_records, stable_hash
 
 
 @dataclass
@@ -51,6 +55,38 @@ class RunSummary:
 ProgressCallback = Callable[[str, ModelJob, Optional[Dict[str, Any]]], None]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (systemd, docker stop, a batch scheduler, a closed terminal), raised where
+    the run is, as Ctrl-C's KeyboardInterrupt: the child is killed, its scratch folder removed, the
+    records kept, and the command says so."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """Within it, SIGTERM and SIGHUP raise :class:`Terminated` (in the main thread only, where Python
+    delivers signals); a second one during the clean-up is ignored, as it would cut the clean-up short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+
+    def handler(signum: int, frame: Any) -> None:
+        for number in wanted:
+            signal.signal(number, signal.SIG_IGN)
+        raise Terminated(signum)
+
+    previous = {number: signal.signal(number, handler) for number in wanted}
+    try:
+        yield
+    finally:
+        for number, old in previous.items():
+            signal.signal(number, old)
+
+
 def available_providers() -> List[str]:
     import onnxruntime as ort
 
@@ -69,6 +105,34 @@ def device_fingerprint(config: ProfileConfig) -> Fingerprint:
     return collect_fingerprint(
         ort.__version__, config.provider, config.provider_options, config.precision, config.threads, config.graph_optimization
     )
+
+
+def check_provider_loads(config: ProfileConfig) -> None:
+    """Open a session of a one-node model with the provider and its options, as ``run`` opens one per
+    model: a provider onnxruntime lists but cannot load (no CUDA libraries, no GPU) falls back to
+    CPU, and ``device`` must not hand out an id and a feature vector of a configuration that can
+    never be measured here."""
+    from sniper_profiler.graph_inputs import probe_model
+    from sniper_profiler.measure import ProviderUnavailable, create_session
+
+    import onnxruntime as ort
+
+    # onnxruntime logs a provider library it cannot load in several lines of its own, before the
+    # session falls back; the one line below says it (the process ends after `device`)
+    ort.set_default_logger_severity(4)
+    try:
+        # onnxruntime's Python layer prints its fallback ("EP Error ...") on stdout, where `device`
+        # writes its JSON
+        with redirect_stdout(io.StringIO()), redirect_stderr(io.StringIO()):
+            create_session(probe_model(), config)  # type: ignore[arg-type]  # onnxruntime takes bytes too
+    except ProviderUnavailable as error:
+        raise ProfilerError(str(error)) from None
+    except Exception as error:  # noqa: BLE001 - onnxruntime's own refusal (a bad option value, a missing library)
+        words = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ProfilerError(f"--provider {config.provider}: did not load ({words[:300]}); check its libraries "
+                            "and --provider-option values") from None
+    finally:
+        ort.set_default_logger_severity(2)  # onnxruntime's default, warnings
 
 
 def config_id(fingerprint: Fingerprint, config: ProfileConfig) -> str:
@@ -93,24 +157,69 @@ def _check_threads(config: ProfileConfig) -> None:
                             f"use; extra threads would time their own contention, not the model; use at most {cores}")
 
 
+def check_out(out: Path) -> None:
+    """Refuse an --out that a run would harm or cannot use, before anything is measured. Records are
+    appended, so an existing file must be an earlier results file (or empty): appended to a model,
+    a CSV or a database, they destroyed it (the .onnx being measured, too)."""
+    if out.is_dir():
+        raise ProfilerError(f"--out {out}: is a directory; give a .jsonl file path")
+    if out.exists() and not out.is_file():  # a device or a pipe: reading it back never ends
+        raise ProfilerError(f"--out {out}: not a regular file; give a .jsonl file path")
+    if not out.parent.exists():
+        raise ProfilerError(f"--out {out}: folder {out.parent} does not exist; create it first")
+    try:
+        foreign = out.exists() and not is_results_file(out)
+    except OSError as error:
+        raise ProfilerError(f"--out {out}: {error.strerror or error}; check the path exists and is readable") from None
+    if foreign:
+        raise ProfilerError(f"--out {out}: exists and is not a sniper-profiler results file (its first line is no "
+                            "profiler record); records are appended to --out, so give a new .jsonl path or an "
+                            "earlier results file")
+
+
+def check_input_shape_names(config: ProfileConfig, paths: Sequence[str]) -> None:
+    """A shape applies to the models that have an input of its name (a run may mix a BERT with CNNs);
+    a name that none of ``paths`` has is a typo or the wrong models, refused before anything is
+    measured. Files that cannot be read as ONNX are left to their failure record."""
+    if not config.input_shapes:
+        return
+    found: Set[str] = set()
+    readable = 0
+    for path in paths:
+        inputs = read_graph_inputs(path)
+        if inputs is not None:
+            readable += 1
+            found.update(name for name, _ in inputs)
+    unknown = sorted(set(config.input_shapes) - found)
+    if readable and unknown:
+        names = ", ".join(sorted(found)) or "none"
+        raise ProfilerError(f"--input-shape {unknown[0]}: no model of this run has an input of that name "
+                            f"(their inputs: {names if len(names) <= 200 else names[:200] + '...'})")
+
+
 class Profiler:
     """Holds the results file, the device fingerprint and the set of finished keys."""
 
     def __init__(self, out: "str | Path", config: ProfileConfig, retry_failed: bool = False,
                  retry_busy: bool = False) -> None:
         self.out = Path(out)
-        if self.out.is_dir():
-            raise ProfilerError(f"--out {self.out}: is a directory; give a .jsonl file path")
-        if self.out.exists() and not self.out.is_file():  # a device or a pipe: reading it back never ends
-            raise ProfilerError(f"--out {self.out}: not a regular file; give a .jsonl file path")
-        if not self.out.parent.exists():
-            raise ProfilerError(f"--out {self.out}: folder {self.out.parent} does not exist; create it first")
+        check_out(self.out)
         _check_threads(config)
         self.config = config
         self.fingerprint = device_fingerprint(config)
-        self._lock = _lock_results(self.out)
-        self.config_id = config_id(self.fingerprint, config)
-        records = read_records(self.out)
+        try:
+            self._lock = _lock_results(self.out)
+            records = read_records(self.out)
+        except OSError as error:  # a folder or a file this user may not write
+            raise ProfilerError(f"--out {self.out}: {error.strerror or error}; check the path exists and is "
+                                "writable") from None
+        # Keyed on the threads onnxruntime runs (0 resolved); a file's models add only the shapes they
+        # use (config_id_for). Records of earlier versions hashed the settings as given: their keys
+        # (legacy_config_id) still count, so a results file of any version resumes.
+        self.config_id = stable_hash({"device": self.fingerprint.device_id,
+                                      "config": config.model_identity(self.fingerprint.threads)})
+        self.legacy_config_id = config_id(self.fingerprint, config)
+        self._file_config_ids: Dict[str, str] = {}  # sha256 -> config id of that model
         self.done = records.keys(include_failed=not retry_failed, include_busy=not retry_busy)
         self.failed = records.keys() - records.keys(include_failed=False)
         # key -> the job that recorded it in this run: a later job with its key (the same bytes, or
@@ -128,22 +237,40 @@ class Profiler:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def config_id_for(self, path: str, sha256: str) -> str:
+        """The configuration id of one model file: only the input shapes it uses count."""
+        if sha256 not in self._file_config_ids:
+            identity = self.config.model_identity(self.fingerprint.threads, read_graph_inputs(path))
+            self._file_config_ids[sha256] = stable_hash({"device": self.fingerprint.device_id, "config": identity})
+        return self._file_config_ids[sha256]
+
     def key_for(self, job: ModelJob, sha256: Optional[str] = None, pass_index: int = 1) -> str:
         """Pass 1 keeps the plain key, so a finished run can be given more passes later."""
-        model_key = job.key or f"sha256:{sha256 or file_sha256(job.path)}"
-        return _in_pass(f"{model_key}|{self.config_id}", pass_index)
+        return _in_pass(self._keys(job, sha256)[0], pass_index)
+
+    def _keys(self, job: ModelJob, sha256: Optional[str] = None) -> Tuple[str, str]:
+        """The first pass's key, and the one a profiler before 2026-11-30 gave the same measurement."""
+        if job.key:
+            return f"{job.key}|{self.config_id}", f"{job.key}|{self.legacy_config_id}"
+        sha256 = sha256 or file_sha256(job.path)
+        model_key = f"sha256:{sha256}"
+        return f"{model_key}|{self.config_id_for(job.path, sha256)}", f"{model_key}|{self.legacy_config_id}"
+
+    def _any_in(self, keys: Set[str], job: ModelJob, pass_index: int, first: Optional[Tuple[str, str]] = None) -> bool:
+        return any(_in_pass(key, pass_index) in keys for key in first or self._keys(job))
 
     def is_done(self, job: ModelJob, pass_index: int = 1) -> bool:
-        return self.key_for(job, pass_index=pass_index) in self.done
+        return self._any_in(self.done, job, pass_index)
 
     def should_skip(self, job: ModelJob, pass_index: int) -> bool:
         """Done in this pass, or a later pass of a model whose first pass failed (it would fail again)."""
-        first = self.key_for(job)  # one hash of the file for both questions
-        return _in_pass(first, pass_index) in self.done or (pass_index > 1 and first in self.failed)
+        first = self._keys(job)  # one hash of the file for both questions
+        return self._any_in(self.done, job, pass_index, first) or (pass_index > 1 and self._any_in(self.failed, job, 1, first))
 
     def failed_before(self, job: ModelJob, pass_index: int = 1) -> bool:
         """A model skipped because an earlier run recorded its failure (--retry-failed measures it again)."""
-        return self.key_for(job, pass_index=pass_index) in self.failed or self.key_for(job) in self.failed
+        first = self._keys(job)
+        return self._any_in(self.failed, job, pass_index, first) or self._any_in(self.failed, job, 1, first)
 
     def duplicate_of(self, job: ModelJob, pass_index: int = 1) -> Optional[ModelJob]:
         """The job of this run that already recorded ``job``'s key in this pass, if any."""
@@ -162,10 +289,11 @@ class Profiler:
         result = run_child(job.path, self.config)
         if (result.get("failure") or {}).get("kind") == "provider_unavailable":
             raise ProfilerError(result["failure"]["reason"])
+        key = self.key_for(job, sha256, pass_index)
         record = {
             "schema": RECORD_SCHEMA,
             "record_id": uuid.uuid4().hex,
-            "key": self.key_for(job, sha256, pass_index),
+            "key": key,
             "pass": pass_index,
             "status": result["status"],
             "model": {
@@ -180,7 +308,7 @@ class Profiler:
                 "fingerprint": self.fingerprint.to_dict(),
                 "spec": self.fingerprint.device_spec().to_dict(),
             },
-            "config": {**self.config.to_dict(), "config_id": self.config_id},
+            "config": {**self.config.to_dict(), "config_id": self._keys(job, sha256)[0].rsplit("|", 1)[1]},
             "stats": result.get("stats"),
             "inputs": result.get("inputs"),
             "output_check": result.get("output_check"),
@@ -303,6 +431,7 @@ def run_profile(
     missing = [job.path for job in jobs if not Path(job.path).is_file()]
     if missing:
         raise ProfilerError(f"{missing[0]}: no such model file" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
+    check_input_shape_names(config, [job.path for job in jobs])
     with Profiler(out, config, retry_failed, retry_busy) as profiler:
         return _run_jobs(profiler, jobs, on_progress)
 

@@ -90,7 +90,10 @@ def register(app: typer.Typer) -> None:
 
         on_interrupt(f"the models measured so far are kept in {out}" + (f" and {db}" if db else "")
                      + "; running the same command again resumes (it skips them)")
-        summary = _run_with_progress(collect, jobs, out, config, db, (retry_failed, retry_busy), disable=json_output)
+        from sniper_profiler.runner import terminate_as_interrupt
+
+        with terminate_as_interrupt():  # SIGTERM, SIGHUP: cleaned up and said as Ctrl-C is
+            summary = _run_with_progress(collect, jobs, out, config, db, (retry_failed, retry_busy), disable=json_output)
         if json_output:
             typer.echo(json.dumps(asdict(summary)))
         else:
@@ -132,6 +135,10 @@ def _print_summary(summary) -> None:
                    "each K times, or give another --out", err=True)
     for flag, names in summary.flagged.items():
         typer.echo(f"  flagged {flag}: {first_five(names)}; {FLAG_ADVICE.get(flag, 'see docs/profiler.md, Flags')}", err=True)
+    if summary.unused_input_shapes:
+        typer.echo(f"sniper-onnx: warning: --input-shape {', '.join(summary.unused_input_shapes)}: no model of this run "
+                   f"has an input of that name, so it sized nothing (their inputs: {first_five(summary.input_names)})",
+                   err=True)
     if summary.busy:
         low, high = (f"{100 * share:.0f}" for share in (min(summary.busy.values()), max(summary.busy.values())))
         typer.echo(f"sniper-onnx: warning: {len(summary.busy)} of {summary.measured + summary.failed} models were timed "

@@ -51,6 +51,10 @@ class CollectSummary:
     # models timed while other work used BUSY_NOTE of the CPUs or more, without --max-busy to flag
     # them: name -> that share (a tester's t2 labels came out 2-5x slow so, and trained in silence)
     busy: dict[str, float] = field(default_factory=dict)
+    input_names: list[str] = field(default_factory=list)  # input names of the nets measured in this run
+    # --input-shape names no model of the run had (only found after a run with generated or zoo nets;
+    # a run of files alone refuses them before measuring)
+    unused_input_shapes: list[str] = field(default_factory=list)
 
 
 BUSY_NOTE = 0.2
@@ -180,8 +184,14 @@ def collect(
 ) -> CollectSummary:
     """Measure every job not yet in ``out`` and import each record into ``db_path`` at once."""
     from sniper_profiler.config import ProfilerError
-    from sniper_profiler.runner import Profiler
+    from sniper_profiler.runner import Profiler, check_input_shape_names, check_out
 
+    try:
+        check_out(Path(out))  # before the database reads it: a model, a CSV or a database is refused
+        if all(job.path for job in jobs):  # generated and zoo nets' inputs are known once they are built
+            check_input_shape_names(config, [str(job.path) for job in jobs])
+    except ProfilerError as error:
+        raise SniperError(str(error)) from None
     db, caught_up = _open_db(db_path, out)  # first: a --db that is refused leaves no results file behind
     try:
         profiler = Profiler(out, config, retry_failed, retry_busy)
@@ -203,7 +213,21 @@ def collect(
         profiler.close()
         if db is not None:
             db.close()
+    if config.input_shapes and not all(job.path for job in jobs):
+        summary.unused_input_shapes = _unused_input_shapes(config, jobs, summary)
     return summary
+
+
+def _unused_input_shapes(config: Any, jobs: Sequence[CollectJob], summary: CollectSummary) -> list[str]:
+    """--input-shape names that neither a model file of the run nor a net measured now has (a run with
+    generated or zoo nets cannot refuse them beforehand: their inputs are known once they are built)."""
+    from sniper_profiler.graph_inputs import read_graph_inputs
+
+    found = set(summary.input_names)
+    for job in jobs:
+        if job.path:
+            found.update(name for name, _ in read_graph_inputs(job.path) or [])
+    return sorted(set(config.input_shapes) - found)
 
 
 def _collect_one(profiler: Any, job: CollectJob, pass_index: int, scratch: Path, summary: CollectSummary, db: Any,
@@ -258,6 +282,8 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, sc
         summary.failed += 1
         summary.failures.append(str(error))  # nothing was measured, so no record; retried on resume
         return
+    summary.input_names.extend(sorted({str(item.get("name")) for item in record.get("inputs") or []}
+                                      - set(summary.input_names)))
     for flag in flags:
         summary.flagged.setdefault(flag, []).append(job.name)
     during = (record.get("stats") or {}).get("others_busy_during")

@@ -304,3 +304,82 @@ def test_identical_models_of_one_run_are_not_said_to_be_measured_in_an_earlier_r
     assert rerun.exit_code == 0, rerun.output
     summary = json.loads(rerun.stdout)  # now both were measured before: no duplicate of this run
     assert (summary["skipped"], summary["skipped_duplicates"]) == (2, [])
+
+
+def test_an_out_that_is_no_results_file_is_refused_before_anything_is_measured(tmp_path):
+    """`--out` named the model being measured: the record was appended to it, and the model was lost."""
+    model = conv_net(tmp_path / "m.onnx")
+    before = model.read_bytes()
+    db_path = tmp_path / "ncd.sqlite"
+    for argv in (["--out", str(model)], ["--out", str(model), "--db", str(db_path)]):
+        result = runner.invoke(app, ["profile", str(model), *argv, *FAST])
+        assert result.exit_code == 2, result.output
+        assert "is not a sniper-profiler results file" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+        assert model.read_bytes() == before and not db_path.exists()
+
+
+def test_an_input_shape_applies_to_the_models_with_that_input_and_a_name_none_has_is_refused(tmp_path):
+    dynamic = tmp_path / "dynamic.onnx"
+    model = onnx.load(str(conv_net(tmp_path / "scratch.onnx", input_name="pixels")))
+    for position, name in ((2, "h"), (3, "w")):
+        model.graph.input[0].type.tensor_type.shape.dim[position].dim_param = name
+    onnx.save(model, str(dynamic))
+    fixed = conv_net(tmp_path / "fixed.onnx")
+    out = tmp_path / "r.jsonl"
+    result = runner.invoke(app, ["profile", str(dynamic), str(fixed), "--out", str(out), "--json",
+                                 "--input-shape", "pixels=1x3x8x8", *FAST])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["measured"] == 2 and json.loads(result.stdout)["failed"] == 0
+    refused = runner.invoke(app, ["profile", str(fixed), "--out", str(tmp_path / "s.jsonl"), "--input-shape", "pixel=1x3x8x8", *FAST])
+    assert refused.exit_code == 2 and not (tmp_path / "s.jsonl").exists()
+    assert refused.stderr.strip() == ("sniper-onnx: error: --input-shape pixel: no model of this run has an input of "
+                                      "that name (their inputs: x)")
+
+
+def test_an_input_shape_no_generated_net_had_is_said_after_the_run(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sniper_generator", _fake_generator(tmp_path, []))
+    result = runner.invoke(app, ["profile", "--generate", "1", "--family", "cnn", "--out", str(tmp_path / "r.jsonl"),
+                                 "--input-shape", "ids=1x8", *FAST])
+    assert result.exit_code == 0, result.output  # the net lacks it: measured as it is
+    assert ("sniper-onnx: warning: --input-shape ids: no model of this run has an input of that name, so it sized "
+            "nothing (their inputs: x)") in result.stderr
+
+
+def test_an_out_that_cannot_be_written_is_one_line_and_exit_2(tmp_path, monkeypatch):
+    import errno
+
+    from sniper_profiler import runner as profiler_runner
+
+    def refused(out):
+        raise PermissionError(errno.EACCES, "Permission denied", str(out))
+
+    monkeypatch.setattr(profiler_runner, "_lock_results", refused)
+    result = runner.invoke(app, ["profile", str(conv_net(tmp_path / "m.onnx")), "--out", str(tmp_path / "r.jsonl"), *FAST])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (f"sniper-onnx: error: --out {tmp_path / 'r.jsonl'}: Permission denied; check the "
+                                     "path exists and is writable")
+
+
+def test_sigterm_stops_a_profile_run_as_ctrl_c_does(tmp_path, monkeypatch):
+    import os
+    import signal
+    import time
+
+    import sniper_onnx.database.collect as collect_module
+
+    def terminated(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)  # the handler raises at once; never reached
+
+    def unhandled(signum, frame):  # without the command's own handler: a failure, not the test run killed
+        raise RuntimeError("SIGTERM not handled by the command")
+
+    monkeypatch.setattr(collect_module, "collect", terminated)
+    before = signal.signal(signal.SIGTERM, unhandled)
+    try:
+        result = runner.invoke(app, ["profile", str(conv_net(tmp_path / "m.onnx")), "--out", str(tmp_path / "r.jsonl"), *FAST])
+        assert signal.getsignal(signal.SIGTERM) == unhandled  # restored after the command
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert result.exit_code == 130
+    assert result.stderr.strip().startswith("sniper-onnx: interrupted; the models measured so far are kept in")

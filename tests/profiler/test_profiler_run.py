@@ -1,10 +1,12 @@
 """The device command end to end: child processes, failures, resume, and a SIGKILL mid-run."""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from profiler_testkit import FAST, PROFILER_BIN, child_env, tiny_mlp
@@ -175,17 +177,24 @@ def test_sigkill_mid_run_loses_at_most_the_model_in_flight(tmp_path):
     for index in range(4):
         tiny_mlp(folder / f"n{index}.onnx", width=8 + index)
     out = tmp_path / "r.jsonl"
+    # a SIGKILLed profiler cannot remove its scratch folder: it is made here, not in /tmp, and removed
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {**child_env(), "TMPDIR": str(scratch)}
     command = [PROFILER_BIN, "run", str(folder), "--out", str(out), "-q", *FAST]
-    process = subprocess.Popen(command, env=child_env(), stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 1):
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    before = out.read_bytes()
-    kept = read_records(out)
-    assert 1 <= len(kept.records) < 4 and not kept.unreadable_lines
-    subprocess.run(command, env=child_env(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        process = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 1):
+            time.sleep(0.02)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        before = out.read_bytes()
+        kept = read_records(out)
+        assert 1 <= len(kept.records) < 4 and not kept.unreadable_lines
+        subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     after = out.read_bytes()
     assert after.startswith(before)  # nothing measured before the kill was rewritten or lost
     records = read_records(out).records
@@ -380,3 +389,167 @@ def test_a_copy_of_a_model_measured_in_this_run_is_not_said_to_have_failed_befor
     assert (summary["failed"], summary["skipped"], summary["skipped_failed"]) == (1, 1, 0)
     assert "b_copy.onnx: the same model as one this run already ran (measured or failed), skipped" in captured.err
     assert "earlier run" not in captured.err
+
+
+def _sqlite_file(path):
+    import sqlite3
+
+    with sqlite3.connect(str(path)) as db:
+        db.execute("CREATE TABLE t (x)")
+    return path
+
+
+@pytest.mark.parametrize("make_out", [
+    lambda tmp, model: model,  # the model being measured: appending destroyed it
+    lambda tmp, model: (tmp / "notes.csv", (tmp / "notes.csv").write_text("a,b\n1,2\n"))[0],
+    lambda tmp, model: _sqlite_file(tmp / "ncd.sqlite"),
+    lambda tmp, model: (tmp / "other.jsonl", (tmp / "other.jsonl").write_text('{"id": 1}\n'))[0],
+])
+def test_an_existing_out_that_is_no_results_file_is_refused_untouched(tmp_path, capsys, make_out):
+    model = tiny_mlp(tmp_path / "m.onnx")
+    out = make_out(tmp_path, model)
+    before = out.read_bytes()
+    assert main(["run", str(model), "--out", str(out), *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is not a sniper-profiler results file" in err
+    assert out.read_bytes() == before
+
+
+def test_an_empty_out_and_one_whose_first_record_was_cut_short_are_results_files(tmp_path):
+    from sniper_profiler.records import is_results_file
+
+    empty, cut = tmp_path / "empty.jsonl", tmp_path / "cut.jsonl"
+    empty.write_bytes(b"")
+    cut.write_bytes(b'{"config": {"provider": "CPU')
+    assert is_results_file(empty) and is_results_file(cut)
+    append_record(cut, {"schema": "sniper-profiler/1", "key": "a", "status": "ok"})
+    assert is_results_file(cut)
+
+
+def test_an_input_shape_sizes_only_the_models_that_have_that_input(tmp_path, capsys):
+    """A run mixing a model with symbolic dims and fixed-shape ones: the fixed ones lack the input
+    and are measured as they are (they were recorded as failures)."""
+    from profiler_testkit import mixed_inputs_model
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    mixed_inputs_model(folder / "a_dynamic.onnx")
+    tiny_mlp(folder / "b_fixed.onnx")
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(folder), "--out", str(out), "--json", "-q", "--input-shape", "ids=2x8", *FAST]) == 0
+    assert json.loads(capsys.readouterr().out)["measured"] == 2
+    dynamic, fixed = _lines(out)
+    assert [i["shape"] for i in dynamic["inputs"]] == [[1, 8], [2, 8], [1, 8]] and fixed["status"] == "ok"
+
+
+def test_an_input_shape_no_model_has_is_refused_before_any_record(tmp_path, capsys):
+    out = tmp_path / "r.jsonl"
+    assert main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(out), "--input-shape", "nope=1x8", *FAST]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "sniper-profiler: error: --input-shape nope: no model of this run has an input of that name (their inputs: x)"
+    assert not out.exists()
+
+
+def test_an_out_that_cannot_be_written_is_a_set_up_error_not_an_internal_one(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def refused(out):
+        raise PermissionError(errno.EACCES, "Permission denied", str(out))
+
+    monkeypatch.setattr(runner, "_lock_results", refused)  # as open() answers a read-only folder or file
+    assert main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(tmp_path / "r.jsonl"), *FAST]) == 2
+    assert capsys.readouterr().err.strip() == (f"sniper-profiler: error: --out {tmp_path / 'r.jsonl'}: Permission denied; "
+                                               "check the path exists and is writable")
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "geteuid") or __import__("os").geteuid() == 0,
+                    reason="root writes read-only folders")
+def test_a_read_only_folder_for_out_is_a_set_up_error(tmp_path, capsys):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        assert main(["run", str(tiny_mlp(tmp_path / "m.onnx")), "--out", str(folder / "r.jsonl"), *FAST]) == 2
+    finally:
+        folder.chmod(0o755)
+    assert "Permission denied; check the path exists and is writable" in capsys.readouterr().err
+
+
+def test_device_makes_the_checks_run_makes(capsys, monkeypatch):
+    """No device id or feature vector for a configuration `run` would refuse."""
+    monkeypatch.setattr(runner, "usable_cores", lambda: 2)
+    assert main(["device", "--threads", "3"]) == 2
+    assert "--threads 3: more than the 2 cores" in capsys.readouterr().err
+    import sniper_profiler.measure as measure_module
+
+    def falls_back(path, config):
+        raise measure_module.ProviderUnavailable(f"--provider {config.provider}: did not load (the session fell back "
+                                                 "to CPUExecutionProvider)")
+
+    monkeypatch.setattr(measure_module, "create_session", falls_back)
+    assert main(["device", "--threads", "1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.strip().splitlines() == [
+        "sniper-profiler: error: --provider CPUExecutionProvider: did not load (the session fell back to CPUExecutionProvider)"]
+
+
+def test_device_opens_a_real_session_with_the_provider(capsys, monkeypatch):
+    import sniper_profiler.measure as measure_module
+
+    opened = []
+    real = measure_module.create_session
+    monkeypatch.setattr(measure_module, "create_session", lambda path, config: opened.append(real(path, config)))
+    assert main(["device", "--json", "--threads", "1"]) == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["provider"] == "CPUExecutionProvider"
+    assert opened[0].get_providers()[0] == "CPUExecutionProvider"
+
+
+_HANGING_CHILD = """
+import sys
+import sniper_profiler.runner as runner
+runner.sys = type("FakeSys", (), {"executable": sys.argv[1]})
+from sniper_profiler.__main__ import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_sigterm_and_sighup_clean_up_and_say_so_as_ctrl_c_does(tmp_path, sig):
+    """systemd, docker stop and batch schedulers send SIGTERM: the child is killed, its scratch folder
+    removed, the records kept, and the exit status is the shell's 128 + signal."""
+    scratch, pid_file = tmp_path / "scratch", tmp_path / "child.pid"
+    scratch.mkdir()
+    child = tmp_path / "python"  # stands in for the child: it measures forever
+    child.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 600\n")
+    child.chmod(0o755)
+    out = tmp_path / "r.jsonl"
+    env = {**child_env(), "TMPDIR": str(scratch)}
+    process = subprocess.Popen([sys.executable, "-c", _HANGING_CHILD, str(child), "run", str(tiny_mlp(tmp_path / "m.onnx")),
+                                "--out", str(out), *FAST], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (pid_file.exists() and pid_file.read_text().strip()):
+        time.sleep(0.02)
+    process.send_signal(sig)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + sig
+    assert err.strip().splitlines()[-1] == (f"sniper-profiler: interrupted by {signal.Signals(sig).name}; the models "
+                                            "measured so far are kept in --out, rerun the same command to resume")
+    assert list(scratch.glob("sniper-profiler-*")) == []  # no scratch folder left behind
+    child_pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _alive(child_pid):
+        time.sleep(0.02)
+    assert not _alive(child_pid)
+
+
+def _alive(pid):
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie waiting for init to reap it is dead
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
