@@ -631,7 +631,11 @@ def _set_dims(vi: onnx.ValueInfoProto, dims: tuple) -> onnx.ValueInfoProto:
     return fixed
 
 
-def _light_model(model: onnx.ModelProto, order: list[int], resolved: dict[str, tuple]) -> onnx.ModelProto:
+def _light_model(model: onnx.ModelProto, order: list[int], resolved: dict[str, tuple],
+                 trusted_outputs: frozenset = frozenset()) -> onnx.ModelProto:
+    """The graph to infer shapes on, without weights. Graph outputs keep their element types but
+    not their declared shapes (ONNX inference lets a declaration win over what the inputs give, and
+    onnxruntime runs the computed one), except ``trusted_outputs``: those nothing else gives."""
     graph = model.graph
     light = onnx.ModelProto(ir_version=model.ir_version)
     light.opset_import.extend(model.opset_import)
@@ -640,10 +644,41 @@ def _light_model(model: onnx.ModelProto, order: list[int], resolved: dict[str, t
     light.graph.initializer.extend(_light_tensor(t) for t in graph.initializer)
     for vi in graph.input:
         light.graph.input.append(_set_dims(vi, resolved[vi.name]) if vi.name in resolved else vi)
-    light.graph.output.extend(graph.output)
+    light.graph.output.extend(vi if vi.name in trusted_outputs else _shapeless(vi) for vi in graph.output)
     # functions are needed to infer through model-local function calls
     light.functions.extend(model.functions)
     return light
+
+
+def _shapeless(vi: onnx.ValueInfoProto) -> onnx.ValueInfoProto:
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        return vi
+    bare = onnx.ValueInfoProto()
+    bare.CopyFrom(vi)
+    bare.type.tensor_type.ClearField("shape")
+    return bare
+
+
+def _infer_outputs(model: onnx.ModelProto, order: list[int], resolved: dict[str, tuple],
+                   warnings: list[str]) -> tuple[onnx.ModelProto, dict[str, TensorInfo]]:
+    """Shapes computed from the inputs; a graph output's declared shape is used only where nothing
+    computes one, and a declaration that disagrees with the computed shape is named."""
+    inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
+    declared = {vi.name: tensor_info(vi) for vi in model.graph.output}
+    missing = frozenset(name for name, info in declared.items()
+                        if info.known_shape is not None and not _known(shapes, name))
+    if missing:  # e.g. after an op ONNX cannot infer: the author's declaration is all there is
+        inferred, shapes = _infer_with_folding(_light_model(model, order, resolved, missing), warnings)
+    for name, info in declared.items():
+        computed = shapes.get(name)
+        if info.known_shape is None or name in missing or computed is None or computed.known_shape is None:
+            continue
+        if computed.known_shape != info.known_shape:
+            warning = (f"graph output '{name}' is declared {_listed(list(info.known_shape))}, but its inputs give "
+                       f"{_listed(list(computed.known_shape))}, which is what onnxruntime runs: analysed at that")
+            if warning not in warnings:
+                warnings.append(warning)
+    return inferred, shapes
 
 
 def infer_shapes(prepared_model: onnx.ModelProto, warnings: list[str]) -> onnx.ModelProto:
@@ -782,14 +817,13 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     order = topological_order(model.graph, label)
     input_shapes = name_unnamed_shape(model.graph, input_shapes, label)
     resolved = resolve_input_shapes(model.graph, input_shapes, label, warnings)
-    light = _light_model(model, order, resolved)
-    inferred, shapes = _infer_with_folding(light, warnings)
-    taken = taken_branches(light, shapes)
+    inferred, shapes = _infer_outputs(model, order, resolved, warnings)
+    taken = taken_branches(inferred, shapes)
     if taken:
         model, inlined = inline_taken_branches(model, taken)
         if inlined:  # the branches' nodes are the graph's now: order and infer it again
             order = topological_order(model.graph, label)
-            inferred, shapes = _infer_with_folding(_light_model(model, order, resolved), warnings)
+            inferred, shapes = _infer_outputs(model, order, resolved, warnings)
     for name, dims in resolved.items():
         shapes[name] = TensorInfo(tuple(dims), shapes.get(name, TensorInfo(None)).elem_type)
     _check_output_sizes(model.graph, order, shapes, set(input_shapes or {}), label, warnings)

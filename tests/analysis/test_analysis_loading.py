@@ -467,3 +467,31 @@ def test_an_if_whose_condition_the_shapes_decide_is_analysed_as_its_taken_branch
 def test_an_if_whose_condition_is_an_input_stays_control_flow():
     result = analyze(_guarded_model(condition_from_input=True))
     assert any(n.subgraph and n.op_type == "If" for n in result.nodes)
+
+
+def test_a_graph_output_declared_with_another_shape_is_analysed_at_the_computed_one():
+    """onnxruntime runs the shape the inputs give; ONNX inference let the declaration win, so a
+    stride-2 conv declared at full size counted 4x its MACs with no word."""
+    from onnx import TensorProto
+
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2])
+    graph = helper.make_graph([conv], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 32, 32])],
+                              initializer=[weight("w", 16, 3, 3, 3)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]))
+    assert result.features["conv_macs"] == 16 * 16 * 16 * 27
+    assert any("graph output 'y' is declared [1, 16, 32, 32], but its inputs give [1, 16, 16, 16]" in w
+               for w in result.warnings)
+
+
+def test_a_declared_graph_output_is_used_where_nothing_computes_its_shape():
+    from onnx import TensorProto
+
+    nodes = [helper.make_node("MyOp", ["x"], ["h"], domain="com.example"),
+             helper.make_node("Conv", ["h", "w"], ["y"], kernel_shape=[1, 1])]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+                              initializer=[weight("w", 4, 3, 1, 1)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]))
+    assert result.features["conv_macs"] == 4 * 64 * 3
+    assert not any("is declared" in w for w in result.warnings)
