@@ -97,7 +97,8 @@ def _print_progress(event: str, job, record) -> None:
     elif event == "skipped_duplicate":
         print(f"{job.path}: the same model as one this run already ran (measured or failed), skipped", file=sys.stderr)
     elif event == "skipped_failed":
-        print(f"{job.path}: failed in an earlier run, skipped (--retry-failed measures it again)", file=sys.stderr)
+        print(f"{job.path}: failed before (in an earlier run, or an earlier pass of this one), skipped "
+              "(--retry-failed measures it again)", file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

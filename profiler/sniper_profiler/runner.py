@@ -268,7 +268,8 @@ class Profiler:
         return self._any_in(self.done, job, pass_index, first) or (pass_index > 1 and self._any_in(self.failed, job, 1, first))
 
     def failed_before(self, job: ModelJob, pass_index: int = 1) -> bool:
-        """A model skipped because an earlier run recorded its failure (--retry-failed measures it again)."""
+        """A model skipped because its failure was recorded before: by an earlier run, or in an earlier
+        pass of this one (--retry-failed measures it again)."""
         first = self._keys(job)
         return self._any_in(self.failed, job, pass_index, first) or self._any_in(self.failed, job, 1, first)
 

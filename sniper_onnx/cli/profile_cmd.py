@@ -123,11 +123,11 @@ def _print_summary(summary) -> None:
     for failure in summary.failures[:10]:
         typer.echo(f"  failed: {failure}", err=True)
     if summary.skipped_failed:
-        typer.echo(f"  skipped {summary.skipped_failed} that failed in an earlier run; --retry-failed measures "
-                   "them again", err=True)
+        typer.echo(f"  skipped {summary.skipped_failed} that failed before (in an earlier run, or an earlier pass of "
+                   "this one); --retry-failed measures them again", err=True)
     if summary.skipped_duplicates:
-        typer.echo(f"  skipped {len(summary.skipped_duplicates)} identical to another model of this run (measured once, "
-                   f"under the other's name): {first_five(summary.skipped_duplicates)}", err=True)
+        typer.echo(f"  skipped {len(summary.skipped_duplicates)} identical to another model of this run (run once, "
+                   f"under the other's name, measured or failed): {first_five(summary.skipped_duplicates)}", err=True)
     earlier = summary.skipped - summary.skipped_failed - len(summary.skipped_duplicates)
     if earlier:
         typer.echo(f"  skipped {earlier} measured in an earlier run on this device "

@@ -124,7 +124,7 @@ def test_a_rerun_where_every_model_failed_before_exits_1_and_says_why(tmp_path, 
     assert main(["run", str(model), "--out", str(out), "--json", *FAST]) == 1
     captured = capsys.readouterr()
     assert json.loads(captured.out)["skipped_failed"] == 1
-    assert "failed in an earlier run, skipped (--retry-failed measures it again)" in captured.err
+    assert "failed before (in an earlier run, or an earlier pass of this one), skipped" in captured.err
 
 
 def test_a_retried_failure_that_succeeds_is_measured_in_every_pass(tmp_path, capsys):
