@@ -65,6 +65,11 @@ def simulate(
                           "the predictor instead of the platform file."),
     ] = None,
     plot: Annotated[Optional[Path], typer.Option(help="Write a Figure-6-shaped PNG here.")] = None,
+    schedule: Annotated[
+        Optional[Path],
+        typer.Option(help="Write every run's per-task schedule to this CSV: policy, rate, seed, task, model, "
+                          "device, arrival, start, end, deadline (seconds)."),
+    ] = None,
     per_device: Annotated[
         bool, typer.Option("--per-device", help="Also print each device's utilization (median over seeds).")
     ] = False,
@@ -98,7 +103,7 @@ def simulate(
             platform=platform, rates=rate_values, policies=policy_names, seeds=seeds, first_seed=seed,
             duration=duration, noise=noise, deadline_factor=deadline_factor,
             nodes=parse_nodes(nodes) if nodes else None, trace=trace, predictor=predictor,
-            models_dir=models, plot=plot, progress=advance, idle_factor=idle_factor,
+            models_dir=models, plot=plot, progress=advance, idle_factor=idle_factor, schedule=schedule,
         )
     for warning in report.warnings:
         typer.echo(f"sniper-onnx: warning: {warning}", err=True)
@@ -161,13 +166,23 @@ MAX_DECIMALS = 6  # below a nanosecond in \u00b5s a difference is float noise, n
 
 
 def time_unit(seconds: Iterable[float]) -> tuple[str, float]:
-    """The largest unit in which the largest finite value is at least 1 (\u00b5s below that)."""
+    """The largest unit in which the largest finite value shows as at least 1 at SIGNIFICANT digits
+    (0.9996 s is 1.00 s, not 1000 ms); seconds when there is no nonzero value (an empty table)."""
     largest = max((abs(value) for value in seconds if math.isfinite(value)), default=0.0)
-    return next(((name, size) for name, size in TIME_UNITS if largest >= size), TIME_UNITS[-1])
+    if largest == 0:
+        return TIME_UNITS[0]
+    return next(((name, size) for name, size in TIME_UNITS if _rounded(largest / size) >= 1), TIME_UNITS[-1])
+
+
+def _rounded(value: float) -> float:
+    """``value`` rounded to SIGNIFICANT significant digits."""
+    return float(f"{value:.{SIGNIFICANT - 1}e}") if value and math.isfinite(value) else value
 
 
 def _decimals(value: float) -> int:
-    """Decimals that show ``value`` to SIGNIFICANT significant digits (none for 0 or >= 100)."""
+    """Decimals that show ``value`` to SIGNIFICANT significant digits (none for 0 or >= 100); 99.96
+    rounds to 100, so it takes none (100, not 100.0)."""
+    value = _rounded(value)
     if value == 0 or not math.isfinite(value):
         return 0
     return min(MAX_DECIMALS, max(0, SIGNIFICANT - 1 - math.floor(math.log10(abs(value)))))
@@ -175,19 +190,24 @@ def _decimals(value: float) -> int:
 
 def time_cell(spread, size: float, seeds: int) -> str:
     """A time median (± half the min-max range over seeds) in a unit of ``size`` seconds, to
-    SIGNIFICANT digits; the half range takes the median's decimals so the two line up."""
+    SIGNIFICANT digits; the half range takes the median's decimals so the two line up. A median of
+    0 (no wait at all) prints ``0``, its half range then to its own SIGNIFICANT digits."""
     if math.isnan(spread.median):
         return "-"
     median = spread.median / size
     half = (spread.high - spread.low) / 2 / size
-    digits = _decimals(median if median else half)  # a median of 0 (no wait at all) has no digits of its own
-    text = f"{median:.{digits}f}"
+    if median == 0:
+        text = "0"
+        digits = _decimals(half)
+    else:
+        digits = _decimals(median)
+        text = f"{median:.{digits}f}"
     if seeds > 1:
         text += f"\u00b1{half:.{digits}f}"
     return text
 
 
-TIME_COLUMNS = ("awt", "p95_wait", "p99_wait", "load_std")
+TIME_COLUMNS = ("awt", "p95_wait", "p99_wait", "mean_response", "load_std")
 
 
 def _print_table(report, per_device: bool = False) -> None:
@@ -203,16 +223,18 @@ def _print_table(report, per_device: bool = False) -> None:
         f"trace {sweep.trace}" if sweep.trace else f"{sweep.duration:g}s of Poisson arrivals, {seeds} seed(s)"
     )
     unit, size = time_unit(row.summary[name].median for row in sweep.rows for name in TIME_COLUMNS)
-    caption = f"times in {unit}" if seeds <= 1 else f"medians over seeds, \u00b1 half the min-max range; times in {unit}"
+    caption = f"times in {unit}; response = mean arrival to end"
+    if seeds > 1:
+        caption = f"medians over seeds, \u00b1 half the min-max range; {caption}"
     table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD)
-    for column in ("policy", "T", "TPS", "AWT", "p95 wait", "p99 wait", "miss%", "load std"):
+    for column in ("policy", "T", "TPS", "AWT", "p95 wait", "p99 wait", "response", "miss%", "load std"):
         table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
     for row in sweep.rows:
         s = row.summary
         table.add_row(
             row.policy, "trace" if row.rate is None else f"{row.rate:g}", _cell(s["tps"], 2, seeds),
             time_cell(s["awt"], size, seeds), time_cell(s["p95_wait"], size, 1), time_cell(s["p99_wait"], size, 1),
-            _number(100 * s["deadline_miss_rate"].median, 1), time_cell(s["load_std"], size, seeds),
+            time_cell(s["mean_response"], size, 1), _number(100 * s["deadline_miss_rate"].median, 1), time_cell(s["load_std"], size, seeds),
         )
     console = output_console()  # piped into a file: no terminal to fit, every row on one line
     console.print(table)
@@ -229,6 +251,8 @@ def _print_table(report, per_device: bool = False) -> None:
         console.print(f"platform's predicted times kept for: {escape(', '.join(report.table_models))}")
     if report.plot:
         console.print(f"plot written to {escape(str(report.plot))}")
+    if report.schedule:
+        console.print(f"per-task schedule written to {escape(str(report.schedule))}")
 
 
 def _utilization_table(report):

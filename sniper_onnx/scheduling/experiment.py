@@ -6,6 +6,7 @@ differences between policies are not sampling noise of the workload.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,11 +17,13 @@ import numpy as np
 from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling.metrics import SUMMARY_FIELDS, Metrics
 from sniper_onnx.scheduling.platform import Platform
-from sniper_onnx.scheduling.policies import make_policy, uses_idle_factor
-from sniper_onnx.scheduling.simulator import simulate
+from sniper_onnx.scheduling.policies import Policy, make_policy, uses_idle_factor
+from sniper_onnx.scheduling.simulator import SimulationResult, simulate
 from sniper_onnx.scheduling.workload import DEFAULT_DEADLINE_FACTOR, DEFAULT_NOISE, Task, poisson_tasks
 
 DEFAULT_DURATION = 120.0
+# on_run(policy name, rate (None for a trace), seed, tasks, SimulationResult): every run, as it ends
+RunCallback = Callable[[str, "float | None", int, "list[Task]", "SimulationResult"], None]
 MAX_RATES = 1000  # a typo'd step (1:2:1e-8) would otherwise build and run 1e8 sweeps
 
 
@@ -109,8 +112,17 @@ class SweepResult:
             "idle_factor": factor_json(self.idle_factor_used),
             "idle_factors": {row.policy: factor_json(row.idle_factor) for row in self.rows
                              if row.idle_factor is not None},
-            "rows": [row.to_json_dict() for row in self.rows],
+            # the names of the devices each run's `utilization` lists, in that order
+            "device_names": self.platform.device_names(),
+            "rows": [self._row_json(row) for row in self.rows],
         }
+
+    def _row_json(self, row: SweepRow) -> dict:
+        """A row, each run with the seed it ran (runs follow ``seeds``; a trace runs its one seed)."""
+        data = row.to_json_dict()
+        for run, seed in zip(data["runs"], self.seeds):
+            run["seed"] = seed
+        return data
 
 
 def factor_json(value: float | None) -> float | str | None:
@@ -161,12 +173,54 @@ def _rate_list(text: str) -> tuple[float, ...]:
     return tuple(float(item) for item in items if item.strip())
 
 
-def _check_policies(policies: Sequence[str]) -> tuple[str, ...]:
-    if not policies:
+PolicySpec = tuple[str, "Policy | None"]  # a name, and the user's policy object (None: a built-in by name)
+
+
+def policy_specs(policies: str | Policy | Sequence[str | Policy]) -> list[PolicySpec]:
+    """Policies as (name, object or None): built-in names (checked) and user :class:`Policy` objects,
+    keyed by their ``.name``. A bare string is one name (not its letters), a bare object one policy."""
+    if isinstance(policies, str) or _is_policy(policies):
+        policies = [policies]  # type: ignore[list-item]
+    specs: dict[str, Policy | None] = {}
+    for policy in policies:
+        if isinstance(policy, str):
+            make_policy(policy)  # raises a SniperError naming the choices
+            name, obj = policy, None
+        elif _is_policy(policy):
+            name, obj = policy.name, policy
+        else:
+            raise SniperError(f"policy {policy!r}: give a policy name ({', '.join(_builtin_names())}) or an "
+                              "object with name, time_source, on_arrival and queue_key (the Policy protocol)")
+        if name in specs and specs[name] is not obj:
+            raise SniperError(f"policy name {name!r} is given to two different policies; rows are keyed by name, "
+                              "give each its own")
+        specs[name] = obj  # a name given twice is one row
+    if not specs:
         raise SniperError("no policies given; name at least one, e.g. --policies sniper,edf")
-    for name in policies:
-        make_policy(name)  # raises a SniperError naming the choices
-    return tuple(dict.fromkeys(policies))  # a policy named twice is one row
+    return list(specs.items())
+
+
+def _builtin_names() -> list[str]:
+    from sniper_onnx.scheduling.policies import POLICIES
+
+    return list(POLICIES)
+
+
+def _is_policy(value: object) -> bool:
+    return (isinstance(getattr(value, "name", None), str) and isinstance(getattr(value, "time_source", None), str)
+            and callable(getattr(value, "on_arrival", None)) and callable(getattr(value, "queue_key", None)))
+
+
+def _instance(spec: PolicySpec, idle_factor: float | None) -> Policy:
+    """A fresh policy for one run: a built-in made anew, a user's object deep-copied (a policy keeps
+    state, a round-robin pointer say, and every run must start from the same one)."""
+    name, obj = spec
+    if obj is None:
+        return make_policy(name, idle_factor)
+    try:
+        return copy.deepcopy(obj)
+    except Exception:  # noqa: BLE001 - an object that cannot be copied runs as it is
+        return obj
 
 
 def _summarise(policy: str, rate: float | None, runs: list[Metrics], idle_factor: float | None = None) -> SweepRow:
@@ -174,13 +228,14 @@ def _summarise(policy: str, rate: float | None, runs: list[Metrics], idle_factor
     return SweepRow(policy, rate, len(runs), summary, runs, idle_factor)
 
 
-def _factor_of(policy: str, idle_factor: float | None) -> float | None:
-    return getattr(make_policy(policy, idle_factor), "idle_factor", None)
+def _factor_of(spec: PolicySpec, idle_factor: float | None) -> float | None:
+    factor = getattr(_instance(spec, idle_factor), "idle_factor", None)
+    return float(factor) if isinstance(factor, (int, float)) and not isinstance(factor, bool) else None
 
 
 def run_sweep(
     platform: Platform,
-    policies: Sequence[str],
+    policies: str | Policy | Sequence[str | Policy],
     rates: Sequence[float],
     seeds: Sequence[int],
     duration: float = DEFAULT_DURATION,
@@ -188,39 +243,55 @@ def run_sweep(
     deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
     progress: Callable[[int], None] | None = None,
     idle_factor: float | None = None,
+    on_run: RunCallback | None = None,
 ) -> SweepResult:
     """Simulate each policy at each Poisson rate for each seed. ``progress(n)`` is told of each run.
-    ``idle_factor`` overrides Sniper's (see :func:`~sniper_onnx.scheduling.policies.make_policy`)."""
-    policies = _check_policies(policies)
+    ``policies``: built-in names and/or :class:`Policy` objects (rows keyed by ``.name``; each run gets
+    a deep copy, so every run starts from the object's state); a bare string is one name.
+    ``idle_factor`` overrides the built-in Sniper policies' (see
+    :func:`~sniper_onnx.scheduling.policies.make_policy`); a policy object runs as given.
+    ``on_run(policy, rate, seed, tasks, result)``, if given, sees every run's
+    :class:`~sniper_onnx.scheduling.simulator.SimulationResult` (its per-task schedule included)."""
+    specs = policy_specs(policies)
     if not seeds:
         raise SniperError("no seeds; give --seeds N with N >= 1")
-    runs: dict[tuple[str, float], list[Metrics]] = {(p, r): [] for p in policies for r in rates}
+    names = tuple(name for name, _ in specs)
+    runs: dict[tuple[str, float], list[Metrics]] = {(p, r): [] for p in names for r in rates}
     for rate in rates:
         for seed in seeds:
             tasks = poisson_tasks(platform, rate, duration, seed, noise, deadline_factor)
-            for policy in policies:
-                runs[(policy, rate)].append(simulate(platform, make_policy(policy, idle_factor), tasks, seed).metrics)
+            for spec in specs:
+                result = simulate(platform, _instance(spec, idle_factor), tasks, seed)
+                runs[(spec[0], rate)].append(result.metrics)
+                if on_run:
+                    on_run(spec[0], rate, seed, tasks, result)
                 if progress:
                     progress(1)
-    rows = [_summarise(p, r, runs[(p, r)], _factor_of(p, idle_factor)) for p in policies for r in rates]
-    return SweepResult(platform, policies, tuple(rates), tuple(seeds), duration, noise, deadline_factor, rows,
+    rows = [_summarise(p, r, runs[(p, r)], _factor_of(spec, idle_factor)) for spec in specs for p in [spec[0]]
+            for r in rates]
+    return SweepResult(platform, names, tuple(rates), tuple(seeds), duration, noise, deadline_factor, rows,
                        idle_factor=idle_factor)
 
 
 def run_trace(
     platform: Platform,
-    policies: Sequence[str],
+    policies: str | Policy | Sequence[str | Policy],
     tasks: list[Task],
     trace: str | Path,
     seed: int = 0,
     noise: float = DEFAULT_NOISE,
     deadline_factor: float = DEFAULT_DEADLINE_FACTOR,
     idle_factor: float | None = None,
+    on_run: RunCallback | None = None,
 ) -> SweepResult:
-    """Replay one trace under each policy."""
-    policies = _check_policies(policies)
-    rows = [_summarise(p, None, [simulate(platform, make_policy(p, idle_factor), tasks, seed).metrics],
-                       _factor_of(p, idle_factor)) for p in policies]
+    """Replay one trace under each policy (names or :class:`Policy` objects, as for :func:`run_sweep`)."""
+    specs = policy_specs(policies)
+    rows = []
+    for spec in specs:
+        result = simulate(platform, _instance(spec, idle_factor), tasks, seed)
+        if on_run:
+            on_run(spec[0], None, seed, tasks, result)
+        rows.append(_summarise(spec[0], None, [result.metrics], _factor_of(spec, idle_factor)))
     span = max(t.arrival for t in tasks) - min(t.arrival for t in tasks)
-    return SweepResult(platform, policies, (), (seed,), span, noise, deadline_factor, rows, trace=str(trace),
-                       idle_factor=idle_factor)
+    return SweepResult(platform, tuple(name for name, _ in specs), (), (seed,), span, noise, deadline_factor, rows,
+                       trace=str(trace), idle_factor=idle_factor)

@@ -10,7 +10,10 @@ A platform file (JSON or YAML) looks like::
      "predictor_devices": {"AGX": "jetson-agx-xavier"}}     # optional: names a predictor knows
 
 ``predicted_times`` defaults to the true times (a perfect predictor), ``mix`` to uniform and
-``predictor_devices`` to the device type names themselves.
+``predictor_devices`` to the device type names themselves. Any other top-level key, a device type
+in a times row that ``devices`` does not list, a model in ``predicted_times`` that ``true_times``
+does not list, and an empty ``predicted_times: {}`` are refused: each is more likely a typo
+(``predicted_time:``) than intent, and would silently run Sniper on the true times.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from sniper_onnx.errors import SniperError, files_in_folder, read_text
 
 BUILTIN_DIR = Path(__file__).parent / "platforms"
 PLATFORM_SUFFIXES = (".json", ".yaml", ".yml")
+PLATFORM_KEYS = ("name", "description", "devices", "true_times", "predicted_times", "mix", "predictor_devices")
 
 
 @dataclass(frozen=True)
@@ -137,10 +141,24 @@ def _read_mapping(path: Path) -> dict:
             text = read_text(path, "a JSON or YAML platform file")
             data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(path, pairs))
         except json.JSONDecodeError as error:
-            raise SniperError(f"{path}: cannot parse platform file ({error}); fix its JSON syntax") from None
+            if path.suffix.lower() != ".json" and _reads_as_yaml(text):
+                raise SniperError(f"{path}: not JSON, but it reads as YAML; name it with a .yaml or .yml suffix "
+                                  "(a platform file is read as JSON unless its name ends in .yaml/.yml)") from None
+            raise SniperError(f"{path}: cannot parse platform file ({error}); fix its JSON syntax "
+                              "(or, for a YAML file, name it .yaml/.yml)") from None
     if not isinstance(data, dict):
         raise SniperError(f"{path}: a platform file must hold a mapping with 'devices' and 'true_times'")
     return data
+
+
+def _reads_as_yaml(text: str) -> bool:
+    """Whether ``text`` (not JSON) is a YAML mapping: a platform file named without its suffix."""
+    try:
+        import yaml
+
+        return isinstance(yaml.safe_load(text), dict)
+    except Exception:  # noqa: BLE001 - any failure just means "not YAML either"
+        return False
 
 
 def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
@@ -154,6 +172,10 @@ def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
 
 
 def platform_from_dict(data: dict, source: str = "platform") -> Platform:
+    unknown = [str(key) for key in data if key not in PLATFORM_KEYS]
+    if unknown:
+        raise SniperError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; a platform has "
+                          f"{', '.join(PLATFORM_KEYS)}")
     for key in ("devices", "true_times"):
         if not isinstance(data.get(key), dict) or not data[key]:
             raise SniperError(f"{source}: missing or empty {key!r}; see docs/scheduling.md for the format")
@@ -162,7 +184,12 @@ def platform_from_dict(data: dict, source: str = "platform") -> Platform:
     device_types = tuple(devices)
     models = tuple(str(m) for m in data["true_times"])
     true_times = _time_table(source, "true_times", data["true_times"], models, device_types)
-    predicted_raw = data.get("predicted_times") or data["true_times"]
+    predicted_raw = data.get("predicted_times")
+    if predicted_raw is None:
+        predicted_raw = data["true_times"]  # no predictor: Sniper knows the true times
+    elif not isinstance(predicted_raw, dict) or not predicted_raw:
+        raise SniperError(f"{source}: 'predicted_times' is {predicted_raw!r}; give every model's predicted times, "
+                          "or drop the key to use the true times as predictions")
     predicted = _time_table(source, "predicted_times", predicted_raw, models, device_types)
     return Platform(
         name=str(data.get("name", Path(source).stem)),
@@ -198,11 +225,19 @@ def _time_table(source: str, key: str, table: dict, models: tuple, device_types:
     missing_models = [m for m in models if m not in table]
     if missing_models:
         raise SniperError(f"{source}: {key} lacks model(s) {', '.join(missing_models)}; give every model's times")
+    extra_models = [str(m) for m in table if str(m) not in models]
+    if extra_models:
+        raise SniperError(f"{source}: {key} has model(s) {', '.join(extra_models)} that true_times lacks; "
+                          f"true_times names the models: {', '.join(models)}")
     values = np.empty((len(models), len(device_types)))
     for i, model in enumerate(models):
         row = table[model]
         if not isinstance(row, dict):
             raise SniperError(f"{source}: {key}[{model!r}] must map device type -> seconds")
+        extra_types = [str(t) for t in row if str(t) not in device_types]
+        if extra_types:
+            raise SniperError(f"{source}: {key}[{model!r}] has device type(s) {', '.join(extra_types)} that "
+                              f"'devices' lacks; the platform's types are {', '.join(device_types)}")
         for j, dtype in enumerate(device_types):
             seconds = row.get(dtype)
             if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not (

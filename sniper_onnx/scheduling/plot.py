@@ -9,6 +9,17 @@ from sniper_onnx.outputs import plot_path  # noqa: F401 - where the scheduling c
 from sniper_onnx.scheduling.experiment import SweepResult
 
 PANELS = (("tps", "TPS (tasks/s)"), ("awt", "AWT (s)"), ("load_std", "load std (s of backlog)"))
+# each policy its own marker and line style (and the earlier ones drawn larger), so policies with equal
+# values (polling and edf place every task alike; sniper, mvsp-free and mct-oracle share a TPS) stay visible
+MARKERS = ("o", "s", "^", "D", "v", "x", "P", "*", "<", ">", "h")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def line_style(index: int, count: int) -> dict:
+    """Marker, line style and sizes of the ``index``-th of ``count`` policies."""
+    return {"marker": MARKERS[index % len(MARKERS)], "linestyle": LINESTYLES[index % len(LINESTYLES)],
+            "markersize": 3 + 1.5 * (count - 1 - index) / max(count - 1, 1) * 2,
+            "fillstyle": "none" if index % 2 else "full", "linewidth": 1.0 + 1.5 * (count - 1 - index) / max(count - 1, 1)}
 
 
 def plot_sweep(result: SweepResult, path: str | Path) -> Path:
@@ -23,11 +34,12 @@ def plot_sweep(result: SweepResult, path: str | Path) -> Path:
     path = Path(path)
     figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), constrained_layout=True)
     for axis, (metric, label) in zip(axes, PANELS):
-        for policy in result.policies:
+        for index, policy in enumerate(result.policies):
             spreads = [result.row(policy, rate).summary[metric] for rate in result.rates]
             medians = [s.median for s in spreads]
             errors = [[s.median - s.low for s in spreads], [s.high - s.median for s in spreads]]
-            axis.errorbar(result.rates, medians, yerr=errors, marker="o", markersize=3, capsize=2, label=policy)
+            axis.errorbar(result.rates, medians, yerr=errors, capsize=2, label=policy,
+                          **line_style(index, len(result.policies)))
         axis.set_xlabel("T (tasks/s)")
         axis.set_ylabel(label)
         axis.grid(alpha=0.3)

@@ -31,6 +31,7 @@ class SchedulerView(Protocol):
     now: float
     device_type: np.ndarray  # int type index of each device
     free_at: np.ndarray  # when each device clears all work assigned to it, by this policy's estimates
+    # (DispatchState also has running_until: the estimated end of each device's running job, inf when idle)
     outstanding: np.ndarray  # tasks assigned to each device and not finished (queued + running)
 
     def estimates(self, task: Task) -> np.ndarray:
@@ -174,7 +175,7 @@ class SniperLLF:
         candidate = int(np.argmin(np.where(open_devices, completion, np.inf)))
         if candidate == best or math.isinf(self.idle_factor):
             return candidate
-        if view.outstanding[best] > 0 and view.free_at[best] < view.now:
+        if _overdue(view, best):
             # The best device is still running past the time its estimates said it would be free
             # (a task slower than predicted: noise, or a throttled, mis-predicted or hung device).
             # max(free_at, now) counts it as free this instant, which is the one thing known to be
@@ -188,6 +189,16 @@ class SniperLLF:
 
     def queue_key(self, task: Task, device: int, view: SchedulerView) -> float:
         return task.deadline - float(view.estimates(task)[device])
+
+
+def _overdue(view: SchedulerView, device: int) -> bool:
+    """Whether ``device`` is busy past the time its estimates said it would clear its work. A view
+    with an ``overdue`` method (``DispatchState``, whose ``free_at`` never falls behind ``now`` while
+    work is queued) answers it; for another view, busy with ``free_at`` already passed."""
+    overdue = getattr(view, "overdue", None)
+    if callable(overdue):
+        return bool(overdue(device))
+    return bool(view.outstanding[device] > 0 and view.free_at[device] < view.now)
 
 
 def check_idle_factor(value: float, label: str = "idle factor") -> float:

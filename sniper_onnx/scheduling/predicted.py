@@ -44,7 +44,8 @@ def model_files(platform: Platform, models_dir: str | Path) -> dict[str, Path]:
     strangers = sorted(set(files) - set(platform.models))
     if strangers:
         raise SniperError(
-            f"{directory}: {', '.join(s + '.onnx' for s in strangers)} match no model of platform "
+            f"{directory}: {', '.join(s + '.onnx' for s in strangers)} "
+            f"{'matches' if len(strangers) == 1 else 'match'} no model of platform "
             f"{platform.name!r} (its models: {', '.join(platform.models)}); rename them or add their "
             "true times to a --platform file"
         )

@@ -70,6 +70,7 @@ class _Engine:
         self._seq = 0
         self._pending: dict[int, list[Task]] = {}
         self._probing: dict[int, set[int]] = {}
+        self._probes_on = [0] * n  # measurement runs queued or running, per device
         self._probe_rng = np.random.default_rng(seed + PROBE_SEED_OFFSET)
         self._noise_sigma = _noise_sigma(tasks)
         self._queued_true = np.zeros(n)  # real seconds of queued work, for the load metric
@@ -158,6 +159,7 @@ class _Engine:
             self.state.finish(device, job, duration)
             self.schedule.end[self._index[id(job)]] = self.now
         else:
+            self._probes_on[device] -= 1
             self.state.finish(device, None, duration)
             self.schedule.probes.append((device, job.model, started, self.now))
             self._finish_probe(job, duration)  # may dispatch, and so start, work on this device
@@ -171,13 +173,23 @@ class _Engine:
             if device_type in in_flight:
                 continue
             in_flight.add(device_type)
-            members = np.flatnonzero(self.device_type == device_type)
-            device = int(members[np.argmin(self.state.free_at[members])])
+            device = self._probe_device(device_type)
             probe = Probe(model, device_type, _lognormal(self._probe_rng, self._noise_sigma))
             # measurement runs jump every queue: no decision on this model can wait less.
             # Their length is unknown until they end, so they count 0 s in the policy's free_at.
+            self._probes_on[device] += 1
             self.state.enqueue(device, FIRST, 0.0, probe)
             self._queued(device, probe)
+
+    def _probe_device(self, device_type: int) -> int:
+        """The device of ``device_type`` a measurement run goes to: an idle one if any, else the one
+        with the fewest measurement runs queued or running (they count 0 s in ``free_at``, so
+        ``free_at`` alone would pile them onto one busy device), then the earliest ``free_at``, then
+        the lowest index."""
+        members = np.flatnonzero(self.device_type == device_type)
+        state = self.state
+        return int(min(members, key=lambda d: (state.outstanding[d] > 0, self._probes_on[d],
+                                               max(state.free_at[d], self.now), d)))
 
     def _finish_probe(self, probe: Probe, duration: float) -> None:
         self.state.record_measurement(probe.model, probe.device_type, duration)

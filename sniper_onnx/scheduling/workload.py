@@ -94,6 +94,8 @@ def read_task_rows(path: Path, what: str, columns_hint: str) -> list[tuple[int, 
     """The rows of a task CSV (a simulator trace or a dispatch workload): ``arrival``, ``model``, ...,
     each with the file line it ends on (for messages: blank lines in between are counted, so the
     line named is the line a user's editor shows)."""
+    if path.is_dir():
+        raise SniperError(f"{path}: is a directory; give the {what} CSV file (columns {columns_hint})")
     if not path.is_file():
         raise SniperError(f"{path}: no such {what} file; give a CSV with columns {columns_hint}")
     text = read_text(path, f"a {what} CSV with columns {columns_hint}")

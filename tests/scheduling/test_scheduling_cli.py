@@ -359,7 +359,7 @@ def test_the_time_unit_is_the_largest_the_largest_value_fills(largest, unit):
     (0.004, 0.004, 0.004, 1, 1e-3, "4.00"),
     (219.57, 218.0, 220.7, 3, 1.0, "220\u00b11"),  # a large value keeps its integer digits
     (0.00312, 0.003, 0.0032, 3, 1.0, "0.00312\u00b10.00010"),  # beside it in seconds: not 0.003
-    (0.0, 0.0, 0.002, 2, 1e-3, "0.00\u00b11.00"),  # no wait at all: the range gives the digits
+    (0.0, 0.0, 0.002, 2, 1e-3, "0\u00b11.00"),  # no wait at all: 0, as documented; the range keeps its digits
     (float("nan"), float("nan"), float("nan"), 2, 1.0, "-"),
 ])
 def test_time_cells_keep_three_significant_digits(median, low, high, seeds, size, text):

@@ -165,7 +165,7 @@ def test_the_predictors_warnings_are_shown_once(stand_in):
 def test_unknown_model_file_is_named(stand_in):
     path, models, _ = stand_in
     (models / "AlexNet.onnx").write_bytes(b"stand-in")
-    with pytest.raises(SniperError, match="AlexNet.onnx match no model"):
+    with pytest.raises(SniperError, match="AlexNet.onnx matches no model"):
         with_predictor(load_platform("paper"), path, models)
 
 
