@@ -36,7 +36,7 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     graph = prepared.model.graph
     warnings = prepared.warnings
     fixed_reshapes = check_reshapes(graph, prepared.order, prepared.shapes, warnings)
-    misfits = check_operands(graph, prepared.order, prepared.shapes, warnings)
+    misfits = check_operands(graph, prepared.order, prepared.shapes, warnings, prepared.changed_inputs, prepared.source)
     costs, scope = cost_model(graph, prepared.order, prepared.shapes, prepared.inferred_nodes, warnings)
     costs = fuse_patterns(costs, graph, prepared.order, scope, patterns)
     tag_skip_layer_norms(costs, (vi.name for vi in graph.output))
@@ -60,10 +60,11 @@ def analyze(source: ModelSource, input_shapes: InputShapes | None = None, *,
     by_shape = [c.name for c in incomplete if c.op_type not in DATA_DEPENDENT_OPS]
     if data_dependent:
         warnings.append(f"{_count_nodes(data_dependent)} whose cost depends on the input values, not only their shapes "
-                        f"(counted with 0 MACs; their outputs' sizes are known only when run): {_named(data_dependent)}")
+                        f"(costed from their inputs' sizes where their rule can, else 0 MACs; their outputs' sizes are known only "
+                        f"when run): {_named(data_dependent)}")
     if by_shape:
         remedy = _unknown_shape_remedy(prepared, bool(unknown_ops), bool(fixed_reshapes), bool(misfits),
-                                       one=len(by_shape) == 1)
+                                       one=len(by_shape) == 1, index_loops=set(scope.index_dependent) & set(by_shape))
         warnings.append(f"{_count_nodes(by_shape)} with unknown shapes, so costs are incomplete: {_named(by_shape)}; {remedy}")
     return AnalysisResult(
         source=prepared.source,
@@ -105,20 +106,31 @@ def _no_layer_warning(costs: list[NodeCost]) -> str:
 
 
 def _unknown_shape_remedy(prepared: PreparedModel, unknown_ops: bool, fixed_reshapes: bool = False,
-                          misfits: bool = False, one: bool = False) -> str:
+                          misfits: bool = False, one: bool = False, index_loops: set[str] = frozenset()) -> str:
     """What would make the shapes known; --input-shape only where an input dim is open. ``one``: the
-    warning names one node, so the pronouns are singular."""
+    warning names one node, so the pronouns are singular. ``index_loops``: named Loops whose body's
+    shapes follow the iteration number."""
     they, follow, them = ("it", "follows", "it") if one else ("they", "follow", "them")
     if fixed_reshapes:  # the shapes were known but wrong: another --input-shape would not help
         return f"{they} {follow} a Reshape whose target the export fixed (see the Reshape warning)"
     if misfits:  # the model contradicts itself: no input size makes it consistent
         return (f"{they} {'is' if one else 'are'} or {follow} a node whose operands do not fit each other "
                 "(see that warning)")
-    open_inputs = any(d is None or isinstance(d, str) for dims in prepared.resolved_inputs.values() for d in dims)
+    graph = prepared.model.graph
+    initializers = {t.name for t in graph.initializer}
+    # an input declared without a shape is not in resolved_inputs at all: every dim of it is open
+    shapeless = [vi.name for vi in graph.input if vi.name not in initializers and vi.name not in
+                 prepared.resolved_inputs and vi.type.HasField("tensor_type")]
+    open_inputs = shapeless or any(d is None or isinstance(d, str)
+                                   for dims in prepared.resolved_inputs.values() for d in dims)
     if open_inputs:
         return "set the input dims with --input-shape NAME=DIMS"
     if unknown_ops:
         return f"{they} {follow} the unknown ops, whose output shapes nothing gives"
+    if index_loops:
+        loops = ", ".join(f"'{name}'" for name in sorted(index_loops))
+        return (f"every input dim is known, so --input-shape cannot help: the body of {loops} reads the iteration "
+                "number, so its shapes are known only when run (see the Loop warning)")
     model = prepared.model
     causes = []
     if not any(entry.domain == "" for entry in model.opset_import):

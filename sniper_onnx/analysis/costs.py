@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import onnx
 
+from sniper_onnx.analysis.folding import fold_static_values, initial_values
 from sniper_onnx.analysis.loading import TensorInfo, collect_shapes, subgraph_outer_names
 from sniper_onnx.analysis.ops import (
     CONTROL_FLOW_OPS, DEFAULT_DOMAINS, RANDOM_OPS, NodeView, numel, qualified_op_name, rule_for,
 )
-from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
+from sniper_onnx.analysis.shape_rules import (MICROSOFT, MULTI_OUTPUT_RULES, complete_output_shapes,
+                                              output_elem_type_at)
 
 NOT_LAYER_CATEGORIES = frozenset({"plumbing", "constant"})
 SHAPE_SOURCE_OPS = frozenset({"Shape", "Size"})
@@ -120,6 +122,8 @@ class Scope:
     # outputs, and tensors made only from settings (ConstantOfShape, Range, ...). A layer's weights
     # are these roots, so a class token expanded to the batch counts its own elements once
     roots: dict[str, frozenset] = field(default_factory=dict)
+    # Loops whose body's shapes follow the iteration number (x[i:i+1]): unknown before running
+    index_dependent: list[str] = field(default_factory=list)
 
     def known(self, name: str) -> tuple | None:
         info = self.shapes.get(name)
@@ -164,12 +168,14 @@ def _fill_obvious_shapes(node: onnx.NodeProto, scope: Scope) -> None:
             if final and scope.known(final) is None and scope.known(initial) is not None:
                 scope.shapes[final] = scope.shapes[initial]
         return
-    if not node.output or not node.output[0] or scope.known(node.output[0]) is not None:
+    if not node.output or all(not name or scope.known(name) is not None for name in node.output):
         return
-    shape = complete_output_shape(node, scope.known)
-    if shape is not None:
-        elem_type = output_elem_type(node, lambda name: scope.shapes[name].elem_type if name in scope.shapes else 0)
-        scope.shapes[node.output[0]] = TensorInfo(tuple(shape), elem_type)
+    if scope.known(node.output[0]) is not None and not (node.domain == MICROSOFT and node.op_type in MULTI_OUTPUT_RULES):
+        return  # as before multi-output rules: only the first output is completed
+    elem_type_of = lambda name: scope.shapes[name].elem_type if name in scope.shapes else 0  # noqa: E731
+    for index, (name, shape) in enumerate(zip(node.output, complete_output_shapes(node, scope.known))):
+        if name and shape is not None and scope.known(name) is None:
+            scope.shapes[name] = TensorInfo(tuple(shape), output_elem_type_at(node, index, elem_type_of))
 
 
 def cost_node(node: onnx.NodeProto, label: str, scope: Scope, inferred: onnx.NodeProto | None = None) -> NodeCost:
@@ -265,6 +271,10 @@ def _weights(node: onnx.NodeProto, view: NodeView, category: str, scope: Scope) 
             if rule is not None and rule.weight_size is not None:  # packed weights (MatMulNBits)
                 count, nbytes = rule.weight_size(view, slot, count, nbytes)
             weights[root] = (root, count, nbytes)
+    if rule is not None and rule.attribute_params is not None:  # ai.onnx.ml: float coefficients in attributes
+        count = rule.attribute_params(view)
+        name = f"{node.output[0] if node.output else node.name}:attributes"
+        weights[name] = (name, count, 4 * count)
     return list(weights.values()), known
 
 
@@ -378,8 +388,10 @@ def cost_graph(graph: onnx.GraphProto, outer: Scope) -> list[NodeCost]:
     """Costs of a subgraph's nodes, seeing the enclosing scope's tensors."""
     shapes = collect_shapes(graph, dict(outer.shapes))
     static, values = static_seed(graph)
-    scope = Scope(shapes, set(outer.static) | static, {**outer.constant_values, **values}, outer.warnings,
-                  dict(outer.stored_bits), dict(outer.roots))
+    values = {**outer.constant_values, **values}
+    values.update(_folded_trip_counts(list(graph.node), graph, shapes, values))
+    scope = Scope(shapes, set(outer.static) | static, values, outer.warnings,
+                  dict(outer.stored_bits), dict(outer.roots), outer.index_dependent)
     for name in static:  # a subgraph's initializer shadows an outer tensor of the same name
         scope.roots.pop(name, None)
     for vi in graph.input:  # loop-carried and scanned values change every iteration
@@ -458,8 +470,35 @@ def _cost_control_flow(cost: NodeCost, node: onnx.NodeProto, inferred: onnx.Node
     # its cost is its subgraphs': an output of unknown dims (an If whose branches output different
     # shapes) leaves the nodes after it unknown, and they are named, but not this node's own cost
     cost.shapes_known = all(c.shapes_known for c in every)
+    if not cost.shapes_known and node.op_type == "Loop" and _reads_iteration_number(inferred):
+        scope.index_dependent.append(cost.name)
+        scope.warnings.append(
+            f"node '{cost.name}' (Loop): its body reads the iteration number (as x[i:i+1] does), so shapes in it "
+            "change from one iteration to the next and are known only when run; its body's costs are incomplete")
     cost.unknown_inner_ops = tuple(c.op_type for c in every if c.category == "unknown") + tuple(
         op for c in every for op in c.unknown_inner_ops)
+
+
+def _reads_iteration_number(node: onnx.NodeProto) -> bool:
+    """A Loop body with a node that reads the iteration number (body input 0)."""
+    body = _subgraphs(node).get("body")
+    if body is None or not body.input:
+        return False
+    return any(body.input[0].name in inner.input for inner in body.node)
+
+
+def _folded_trip_counts(nodes: list[onnx.NodeProto], graph: onnx.GraphProto, shapes: dict[str, TensorInfo],
+                        values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Trip counts of the graph's Loops that shape arithmetic on known shapes computes (torch
+    scripting writes ``for i in range(x.size(1))`` as ``Gather(Shape(x), 1)``), folded with numpy as
+    the loader folds shape arithmetic. Only a graph with such a Loop is folded."""
+    wanted = {node.input[0] for node in nodes if node.op_type == "Loop" and node.domain in DEFAULT_DOMAINS
+              and node.input and node.input[0] and node.input[0] not in values}
+    if not wanted:
+        return {}
+    folded = {**initial_values(graph), **values}
+    fold_static_values(nodes, shapes, folded)
+    return {name: folded[name] for name in wanted if name in folded}
 
 
 # torch scripting and tf2onnx write this trip count for a while loop: the condition alone stops it
@@ -509,6 +548,7 @@ def cost_model(graph: onnx.GraphProto, order: list[int], shapes: dict[str, Tenso
     """The nodes' costs in ``order``, and the scope they were costed in (static tensors, weight
     roots), in which the pattern pass costs the native ops it puts in place of exporters' chains."""
     static, values = static_seed(graph)
+    values.update(_folded_trip_counts([graph.node[i] for i in order], graph, shapes, values))
     scope = Scope(shapes, static, values, warnings)
     labels = unique_labels(list(graph.node), order)
     costs = [cost_node(graph.node[i], labels[i], scope, inferred_nodes.get(i)) for i in order]

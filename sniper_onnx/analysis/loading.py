@@ -11,16 +11,18 @@ import functools
 import heapq
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence, Union
 
+import numpy as np
 import onnx
 import onnx.inliner
 from onnx import TensorProto
 
 from sniper_onnx.analysis.folding import as_constant, fold_static_values, initial_values
-from sniper_onnx.analysis.shape_rules import complete_output_shape, output_elem_type
+from sniper_onnx.analysis.shape_rules import complete_output_shapes, output_elem_type_at
 from sniper_onnx.analysis.static_ifs import inline_taken_branches, taken_branches
 from sniper_onnx.analysis.weightless import load_weightless
 from sniper_onnx.analysis.wording import counted
@@ -78,6 +80,9 @@ class PreparedModel:
     inferred_nodes: dict[int, onnx.NodeProto]  # node index -> node carrying inferred subgraphs
     resolved_inputs: dict[str, tuple]
     warnings: list[str] = field(default_factory=list)
+    # inputs --input-shape set to other dims than declared -> (their declaration as messages show
+    # it, whether a fixed dim was changed or no shape was declared; False when only symbols were set)
+    changed_inputs: dict[str, tuple[str, bool]] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------ reading
@@ -87,8 +92,17 @@ def read_model(source: ModelSource) -> tuple[onnx.ModelProto, str]:
     if isinstance(source, onnx.ModelProto):
         _check_has_graph(source, "<ModelProto>")
         return source, "<ModelProto>"
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        raise SniperError(f"bytes given ({len(source):,} bytes), not a path or onnx.ModelProto; pass "
+                          "onnx.load_from_string(data) for a serialised model")
+    if isinstance(source, onnx.GraphProto):
+        raise SniperError("an onnx.GraphProto given, not a model; wrap it with onnx.helper.make_model(graph, "
+                          "opset_imports=[...])")
     if not isinstance(source, (str, os.PathLike)):
-        raise SniperError(f"{source!r}: not a path or onnx.ModelProto; pass a .onnx file path or a loaded model")
+        raise SniperError(f"{type(source).__name__} given: not a path or onnx.ModelProto; pass a .onnx file path "
+                          "or a loaded model")
+    if str(source).split(":", 1)[0].lower() in ("http", "https", "ftp", "file", "s3", "gs"):
+        raise SniperError(f"{source}: URLs are not supported; download the file and pass its local path")
     path = Path(source)
     if not path.exists():
         raise SniperError(f"{path}: no such file; check the path")
@@ -244,6 +258,7 @@ OTHER_FORMATS = (
      "export the model with torch.onnx.export"),
     (0, b"\x89HDF", "an HDF5 file, as Keras saves models", "convert it with tf2onnx"),
     (4, b"TFL3", "a TensorFlow Lite model", "convert it with tf2onnx"),
+    (0, b"\x1f\x8b", "a gzip-compressed file", "decompress it first (gunzip)"),
 )
 
 
@@ -264,7 +279,9 @@ def other_format(path: Path) -> str:
 
 def _load_with_onnx(path: Path) -> onnx.ModelProto:
     try:
-        return onnx.load(str(path), load_external_data=False)
+        with warnings.catch_warnings():  # onnx warns that its .onnxtxt format is experimental
+            warnings.simplefilter("ignore", UserWarning)
+            return onnx.load(str(path), load_external_data=False)
     except Exception as error:  # protobuf raises DecodeError, RuntimeWarning-like errors or ValueError
         known = other_format(path)
         if known:
@@ -434,6 +451,37 @@ def parse_input_shapes(texts: Sequence[str] | None) -> dict[str, tuple[int, ...]
     return shapes
 
 
+def checked_input_shapes(requested: InputShapes | None) -> dict[str, tuple[int, ...]] | None:
+    """The Python API's ``input_shapes`` with each shape as a tuple of ints: a string is read as the
+    CLI's DIMS (``'1x3x224x224'``, ``'1,3,224,224'``); a dim that is not an integer (None, a float,
+    a bool) is refused with one line."""
+    if not requested:
+        return None
+    if not isinstance(requested, Mapping):
+        raise SniperError(f"input_shapes: {type(requested).__name__} given; pass a dict of input name -> shape, "
+                          "e.g. {'input': (1, 3, 224, 224)}")
+    checked = {}
+    for name, dims in requested.items():
+        if isinstance(dims, str):
+            try:
+                checked[name] = parse_input_shape(f"{name}={dims}")[1]
+            except SniperError:
+                raise SniperError(f"input_shapes[{name!r}]: {dims!r} is not a shape; give e.g. '1x3x224x224' or "
+                                  "(1, 3, 224, 224)") from None
+            continue
+        try:
+            dims = list(dims)
+        except TypeError:
+            raise SniperError(f"input_shapes[{name!r}]: {dims!r} is not a shape; give a tuple of ints such as "
+                              "(1, 3, 224, 224)") from None
+        bad = [d for d in dims if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer))]
+        if bad:
+            raise SniperError(f"input_shapes[{name!r}]: dim {bad[0]!r} is not an integer; every dim must be a "
+                              f"positive int (given {tuple(dims)!r})")
+        checked[name] = tuple(int(d) for d in dims)
+    return checked
+
+
 def name_unnamed_shape(graph: onnx.GraphProto, requested: InputShapes | None, source: str) -> InputShapes | None:
     """``requested`` with a shape given without a name (``-s 1x3x64x64``) under the name of the
     model's only input; with several inputs, which one it sizes is a guess, so that is an error."""
@@ -469,9 +517,22 @@ def resolve_input_shapes(
     inputs = [vi for vi in graph.input if vi.name not in initializers]
     requested = dict(requested or {})
     unknown = sorted(set(requested) - {vi.name for vi in inputs})
+    weights = [name for name in unknown if name in initializers]
+    if weights:
+        raise SniperError(f"{source}: --input-shape {weights[0]}: that is a weight (an initializer), not a runtime "
+                          f"input; its shape is stored in the model. The inputs are: "
+                          f"{', '.join(vi.name for vi in inputs) or 'none'}")
     if unknown:
         names = ", ".join(vi.name for vi in inputs) or "none"
         raise SniperError(f"{source}: --input-shape names no graph input: {', '.join(unknown)}; the inputs are: {names}")
+    for name, (declared, stored) in _conflicting_initializer_inputs(graph).items():
+        warnings.append(f"input '{name}' is declared {_listed(declared)}, but its initializer holds {_listed(list(stored))}: "
+                        "onnxruntime refuses such a model (the shape of an initializer must match its input's); "
+                        "analysed at the initializer's shape, re-export the model with matching declarations")
+    sequences = [vi.name for vi in inputs if vi.name in requested and not vi.type.HasField("tensor_type")]
+    if sequences:
+        raise SniperError(f"{source}: --input-shape {sequences[0]}: that input is not a tensor (a sequence, map or "
+                          "optional), so a shape cannot size it; drop it")
     resolved: dict[str, tuple] = {}
     bound = _bound_symbols(inputs, requested, warnings)
     for vi in inputs:
@@ -485,13 +546,13 @@ def resolve_input_shapes(
             if declared is not None and len(declared) != len(dims):
                 raise SniperError(
                     f"{source}: --input-shape {vi.name} has {counted(len(dims), 'dim')} but the input has rank "
-                    f"{len(declared)} ({_format_declared(written)})"
+                    f"{len(declared)} ({_listed(written)})"
                 )
             fixed = [(position, declared[position]) for position in range(len(dims)) if declared is not None
                      and isinstance(declared[position], int) and declared[position] != dims[position]]
             if fixed:
                 warnings.append(
-                    f"input '{vi.name}' is declared {_format_declared(written)}; analysed at "
+                    f"input '{vi.name}' is declared {_listed(written)}; analysed at "
                     f"{'x'.join(map(str, dims))} as --input-shape asks, a shape onnxruntime would refuse to run "
                     f"(fixed dim(s) {', '.join(str(p) for p, _ in fixed)} changed)")
             resolved[vi.name] = dims
@@ -506,6 +567,22 @@ def resolve_input_shapes(
                             "onnxruntime runs it so and refuses any other size, so nodes that read it do no work; if "
                             "the 0 stands for an unknown size, re-export the model with a symbolic dim there")
     return resolved
+
+
+def _conflicting_initializer_inputs(graph: onnx.GraphProto) -> dict[str, tuple[list, tuple]]:
+    """Graph inputs fed by an initializer (an overridable weight) whose declared shape has another
+    rank or another fixed dim than the initializer: name -> (declared dims, initializer dims)."""
+    stored = {t.name: tuple(int(d) for d in t.dims) for t in graph.initializer}
+    conflicts = {}
+    for vi in graph.input:
+        if vi.name not in stored:
+            continue
+        declared = _declared_dims(vi)
+        dims = stored[vi.name]
+        if declared is not None and (len(declared) != len(dims) or any(
+                isinstance(d, int) and d != s for d, s in zip(declared, dims))):
+            conflicts[vi.name] = (declared, dims)
+    return conflicts
 
 
 def _bound_symbols(inputs: list[onnx.ValueInfoProto], requested: dict, warnings: list[str]) -> dict[str, int]:
@@ -547,10 +624,6 @@ def _declared_dims(vi: onnx.ValueInfoProto) -> list | None:
         else:
             dims.append(None)
     return dims
-
-
-def _format_declared(dims: list) -> str:
-    return "x".join("?" if d is None else str(d) for d in dims)
 
 
 def _default_dims(name: str, declared: list, warnings: list[str], written: list | None = None) -> tuple:
@@ -642,8 +715,10 @@ def _light_model(model: onnx.ModelProto, order: list[int], resolved: dict[str, t
     light.graph.name = graph.name
     light.graph.node.extend(_light_node(graph.node[i]) for i in order)
     light.graph.initializer.extend(_light_tensor(t) for t in graph.initializer)
+    conflicts = _conflicting_initializer_inputs(graph)  # analysed at the initializer's shape
     for vi in graph.input:
-        light.graph.input.append(_set_dims(vi, resolved[vi.name]) if vi.name in resolved else vi)
+        dims = resolved.get(vi.name, conflicts[vi.name][1] if vi.name in conflicts else None)
+        light.graph.input.append(vi if dims is None else _set_dims(vi, dims))
     light.graph.output.extend(vi if vi.name in trusted_outputs else _shapeless(vi) for vi in graph.output)
     # functions are needed to infer through model-local function calls
     light.functions.extend(model.functions)
@@ -776,18 +851,67 @@ def _known(shapes: dict[str, TensorInfo], name: str) -> bool:
 
 def _node_outputs(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: dict,
                   opsets: dict[str, int]) -> dict[str, TensorInfo]:
+    if node.op_type == "Loop" and node.domain in ("", "ai.onnx"):
+        return _loop_scan_outputs(node, shapes, values)
     if node.domain in ("", "ai.onnx") and node.op_type not in ("If", "Loop", "Scan"):
         inferred = _infer_one_node(node, shapes, values, opsets.get("", 0))
         # a function op's schema (GroupNormalization-21) infers the output type but no shape: then
         # the op's shape rule gives it
         if any(info.known_shape is not None for info in inferred.values()):
             return inferred
-    shape = complete_output_shape(node, lambda name: shapes[name].known_shape if name in shapes else None)
-    if shape is None:
-        return {}
+    found = complete_output_shapes(node, lambda name: shapes[name].known_shape if name in shapes else None)
+    elem_type_of = lambda name: shapes[name].elem_type if name in shapes else 0  # noqa: E731
     # the type by rule: QLinearConcat's first input is a float scale, its output uint8 like its data
-    elem_type = output_elem_type(node, lambda name: shapes[name].elem_type if name in shapes else 0)
-    return {node.output[0]: TensorInfo(tuple(shape), elem_type)}
+    return {name: TensorInfo(tuple(shape), output_elem_type_at(node, index, elem_type_of))
+            for index, (name, shape) in enumerate(zip(node.output, found)) if name and shape is not None}
+
+
+def _loop_scan_outputs(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: dict) -> dict[str, TensorInfo]:
+    """A Loop's scan outputs as [trip count, *per-iteration shape] (ONNX inference leaves the first
+    dim open), when the trip count is a known value (also folded from shape arithmetic) and the
+    condition cannot stop the loop early: the body passes its condition input on unchanged (or a
+    constant true) and the initial condition is absent or true. Else they stay unknown."""
+    body = next((a.g for a in node.attribute if a.name == "body" and a.type == onnx.AttributeProto.GRAPH), None)
+    trip = values.get(node.input[0]) if node.input and node.input[0] else None
+    if body is None or trip is None or np.asarray(trip).size != 1 or len(body.input) < 2 or not body.output:
+        return {}
+    trips = int(np.asarray(trip).reshape(()))
+    initial = values.get(node.input[1]) if len(node.input) > 1 and node.input[1] else True
+    if trips < 0 or trips == INT64_MAX or initial is None or not bool(np.asarray(initial).reshape(-1).all()):
+        return {}
+    if not _condition_passes_through(body, values):
+        return {}
+    carried = len(node.input) - 2
+    found = {}
+    for name in list(node.output)[carried:]:
+        info = shapes.get(name)
+        if not name or info is None or info.shape is None or not info.shape or None in info.shape[1:]:
+            continue
+        found[name] = TensorInfo((trips, *info.shape[1:]), info.elem_type)
+    return found
+
+
+def _condition_passes_through(body: onnx.GraphProto, values: dict) -> bool:
+    """The body's condition output is its condition input (through Identity), or constant true."""
+    producers = {out: n for n in body.node for out in n.output}
+    name = body.output[0].name
+    for _ in range(8):
+        if name == body.input[1].name:
+            return True
+        node = producers.get(name)
+        if node is None:  # an outer tensor
+            value = values.get(name)
+            return value is not None and bool(np.asarray(value).reshape(-1).all())
+        if node.op_type == "Constant":
+            tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+            try:
+                return tensor is not None and bool(onnx.numpy_helper.to_array(tensor).reshape(-1).all())
+            except Exception:  # noqa: BLE001 - a constant without data
+                return False
+        if node.op_type != "Identity" or not node.input:
+            return False
+        name = node.input[0]
+    return False
 
 
 def _infer_one_node(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values: dict,
@@ -806,16 +930,56 @@ def _infer_one_node(node: onnx.NodeProto, shapes: dict[str, TensorInfo], values:
     return {name: tensor_info(onnx.helper.make_value_info(name, type_proto)) for name, type_proto in outputs.items()}
 
 
+def dense_sparse_initializers(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The model with each ``sparse_initializer`` (top graph and subgraphs) as an ordinary
+    initializer of its dense dims and dtype (a copy when it has any).
+
+    onnxruntime densifies a sparse initializer when it loads the model and runs the dense kernel,
+    so the layer reading it costs and counts as with the dense weight (the same as a
+    ``Constant(sparse_value=...)``, which ONNX inference already gives its dense dims). Small ones
+    (at most SMALL_CONSTANT_ELEMENTS dense elements) keep their values for shape arithmetic; the
+    others carry dims and dtype only, as a weightless skeleton's initializers do.
+    """
+    if not any(graph.sparse_initializer for graph in _graphs(model.graph)):
+        return model
+    dense = onnx.ModelProto()
+    dense.CopyFrom(model)
+    for graph in _graphs(dense.graph):
+        for sparse in graph.sparse_initializer:
+            graph.initializer.append(_dense_tensor(sparse))
+        graph.ClearField("sparse_initializer")
+    return dense
+
+
+def _dense_tensor(sparse: onnx.SparseTensorProto) -> TensorProto:
+    dims = [int(d) for d in sparse.dims]
+    values = sparse.values
+    tensor = TensorProto(name=values.name, data_type=values.data_type)
+    tensor.dims.extend(dims)
+    if math.prod(dims) > SMALL_CONSTANT_ELEMENTS or values.data_location == TensorProto.EXTERNAL:
+        return tensor
+    try:
+        nonzero = onnx.numpy_helper.to_array(values).reshape(-1)
+        indices = onnx.numpy_helper.to_array(sparse.indices).astype(np.int64)
+        flat = np.zeros(math.prod(dims), dtype=nonzero.dtype)
+        if indices.ndim == 2:  # [nnz, rank] coordinates
+            indices = np.ravel_multi_index(tuple(indices.T), dims)
+        flat[indices.reshape(-1)] = nonzero
+        return onnx.numpy_helper.from_array(flat.reshape(dims), values.name)
+    except Exception:  # noqa: BLE001 - dims without data (or malformed indices): dims are what counts
+        return tensor
+
+
 def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> PreparedModel:
     model, label = read_model(source)
-    model = canonical_default_domain(model)
+    model = dense_sparse_initializers(canonical_default_domain(model))
     warnings: list[str] = []
     _check_default_opset(model, warnings)
     _check_ir_version(model, warnings)
     _check_external_data(model, source, warnings)
     model = inline_local_functions(model, label, warnings)
     order = topological_order(model.graph, label)
-    input_shapes = name_unnamed_shape(model.graph, input_shapes, label)
+    input_shapes = name_unnamed_shape(model.graph, checked_input_shapes(input_shapes), label)
     resolved = resolve_input_shapes(model.graph, input_shapes, label, warnings)
     inferred, shapes = _infer_outputs(model, order, resolved, warnings)
     taken = taken_branches(inferred, shapes)
@@ -829,7 +993,22 @@ def prepare(source: ModelSource, input_shapes: InputShapes | None = None) -> Pre
     _check_output_sizes(model.graph, order, shapes, set(input_shapes or {}), label, warnings)
     inferred_nodes = {index: inferred.graph.node[position] for position, index in enumerate(order)
                       if position < len(inferred.graph.node)}
-    return PreparedModel(model, label, order, shapes, inferred_nodes, resolved, warnings)
+    return PreparedModel(model, label, order, shapes, inferred_nodes, resolved, warnings,
+                         _changed_inputs(model.graph, input_shapes))
+
+
+def _changed_inputs(graph: onnx.GraphProto, requested: InputShapes | None) -> dict[str, tuple[str, bool]]:
+    changed = {}
+    for vi in graph.input:
+        if vi.name not in (requested or {}):
+            continue
+        declared, dims = _declared_dims(vi), [int(d) for d in requested[vi.name]]
+        if declared is None:
+            changed[vi.name] = ("with no shape", True)
+        elif list(declared) != dims:
+            fixed = any(isinstance(d, int) and d != r for d, r in zip(declared, dims))
+            changed[vi.name] = (_listed(declared), fixed)
+    return changed
 
 
 # ------------------------------------------------------------------------------ impossible sizes

@@ -11,13 +11,14 @@ their outputs and everything computed from them become unknown (as for the Resha
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Mapping
 
 import onnx
 
-from sniper_onnx.analysis.loading import TensorInfo
+from sniper_onnx.analysis.loading import TensorInfo, node_label, subgraph_outer_names
 from sniper_onnx.analysis.reshape_check import forget_after, shown_shape
 from sniper_onnx.analysis.shape_rules import fused_matmul_operands, node_attr as _attr
+from sniper_onnx.errors import SniperError
 
 MAX_NAMED_NODES = 4
 DEFAULT_DOMAINS = ("", "ai.onnx")
@@ -127,21 +128,62 @@ def _misfit(node: onnx.NodeProto, shapes: dict[str, TensorInfo]) -> tuple[str, s
     return None if why is None else (node.op_type, why)
 
 
-def _warning(found: list[tuple[str, str, str]]) -> str:
+def _warning(found: list[tuple[str, str, str]], cause: str | None = None) -> str:
     details = [f"'{label}' ({op}: {why})" for label, op, why in found[:MAX_NAMED_NODES]]
     more = f" and {len(found) - MAX_NAMED_NODES} more" if len(found) > MAX_NAMED_NODES else ""
     one = len(found) == 1
     subject = ("a node's" if one else f"{len(found)} nodes'") + " operands do not fit each other"
     whose = "its" if one else "their"
-    return (f"{subject}, which onnxruntime would refuse: {'; '.join(details)}{more}; the model's own shapes are "
-            f"inconsistent, so {whose} outputs and the shapes after them count as unknown")
+    cause = cause or "the model's own shapes are inconsistent"
+    return (f"{subject}, which onnxruntime would refuse: {'; '.join(details)}{more}; {cause}, so {whose} outputs "
+            "and the shapes after them count as unknown")
 
 
 def check_operands(graph: onnx.GraphProto, order: list[int], shapes: dict[str, TensorInfo],
-                   warnings: list[str]) -> list[str]:
+                   warnings: list[str], requested: Mapping[str, str] | None = None, source: str = "") -> list[str]:
     """Warn once about nodes whose operands do not fit, and make their outputs and all tensors
-    computed from them unknown (in ``shapes``). Returns the nodes' labels."""
+    computed from them unknown (in ``shapes``). Returns the nodes' labels.
+
+    ``requested``: the inputs --input-shape set to other dims than the declared ones -> (their
+    declaration as messages show it, whether it changed a fixed dim or the input declares no
+    shape). A misfit such an input reaches is that value's doing, not the model's: an error naming
+    the input (as an input too small for a kernel is). Where --input-shape only set symbolic dims,
+    the model claims to run at any size, and the warning says that the value reaches the node and
+    that the export may have fixed a dim."""
+    requested = dict(requested or {})
+    reached = _reached_from(graph, order, set(requested))
     found = [(label, op, why) for label, (op, why) in forget_after(graph, order, shapes, _misfit)]
+    for label, op, why in found:
+        origin = reached.get(label)
+        if origin is not None and requested[origin][1]:
+            given = shown_shape(shapes[origin].known_shape or ())
+            raise SniperError(f"{source}: --input-shape {origin}={given} does not fit the model: '{label}' ({op}: {why}), "
+                              f"which onnxruntime would refuse; input '{origin}' is declared {requested[origin][0]}, "
+                              "give a size that fits it")
     if found:
-        warnings.append(_warning(found))
+        origins = sorted({reached[label] for label, _, _ in found if label in reached})
+        cause = None
+        if origins:
+            given = ", ".join(f"{name}={shown_shape(shapes[name].known_shape or ())} (the model's {requested[name][0]})"
+                              for name in origins)
+            cause = (f"--input-shape {given} reaches {'it' if len(found) == 1 else 'them'}: the model declares that "
+                     "size open but does not run at it (the export fixed a dimension; re-export with dynamic axes, "
+                     "or analyse at the exported size)")
+        warnings.append(_warning(found, cause))
     return [label for label, _, _ in found]
+
+
+def _reached_from(graph: onnx.GraphProto, order: list[int], inputs: set[str]) -> dict[str, str]:
+    """Node label -> the first of ``inputs`` whose values reach it (through subgraphs too)."""
+    if not inputs:
+        return {}
+    origin_of: dict[str, str] = {name: name for name in inputs}
+    reached: dict[str, str] = {}
+    for index in order:
+        node = graph.node[index]
+        origin = next((origin_of[n] for n in [*node.input, *subgraph_outer_names(node)] if n in origin_of), None)
+        if origin is None:
+            continue
+        reached[node_label(node, index)] = origin
+        origin_of.update((n, origin) for n in node.output if n)
+    return reached

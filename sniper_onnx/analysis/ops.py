@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 
 import onnx
 
-from sniper_onnx.analysis.shape_rules import fused_matmul_operands
+from sniper_onnx.analysis.shape_rules import attention_geometry, fused_matmul_operands
 
 Shape = tuple  # of int, every dim known; handlers get None instead of a partly known shape
 
@@ -66,6 +66,8 @@ class OpRule:
     # for weights stored packed (MatMulNBits): the parameters they hold differ from their stored
     # elements; None means one parameter per stored element
     weight_size: WeightSizeFn | None = None
+    # weights held in attributes (ai.onnx.ml LinearClassifier's coefficients): their element count
+    attribute_params: Callable[[NodeView], int] | None = None
 
     def category_of(self, view: NodeView) -> str:
         return self.category(view) if callable(self.category) else self.category
@@ -191,6 +193,48 @@ def attention_macs(view: NodeView) -> int | None:
         kv_len, v_size = key[1], value[2] // kv_heads
     scores = batch * heads * q_len * kv_len
     return scores * (q_size + v_size) + 3 * scores
+
+
+def microsoft_attention_macs(view: NodeView) -> int | None:
+    """com.microsoft Attention, MultiHeadAttention, GroupQueryAttention (onnxruntime's fused
+    transformer attention): per query head, Q K^T over the attended keys (past included) and the
+    weighted sum of V, 3 per score for the softmax, as ONNX's Attention; plus what the op fuses in
+    front: Attention's QKV projection (B x S x D_in x (q + k + v hidden)) and its bias add (1 per
+    projected element), MultiHeadAttention's bias add (1 per biased Q, K and V element, when it has
+    a bias), GroupQueryAttention's rotary embedding (2 per Q and K element, with do_rotary)."""
+    g = attention_geometry(view.node, list(view.input_shapes))
+    if g is None:
+        return None
+    scores = g["batch"] * g["heads"] * g["q_len"] * g["kv_len"]
+    macs = scores * (g["q_size"] + g["v_size"]) + 3 * scores
+    op, inputs = view.node.op_type, view.node.input
+    new_tokens = g["batch"] * g["new_kv"]
+    if op == "Attention":
+        projected = g["batch"] * g["q_len"] * g["out"]
+        macs += projected * g["in"] + (projected if len(inputs) > 2 and inputs[2] else 0)
+    elif op == "MultiHeadAttention" and len(inputs) > 3 and inputs[3]:
+        macs += g["heads"] * (g["batch"] * g["q_len"] * g["q_size"] + new_tokens * (g["q_size"] + g["v_size"]))
+    elif op == "GroupQueryAttention" and view.attr("do_rotary", 0):
+        macs += 2 * (g["batch"] * g["q_len"] * g["heads"] * g["q_size"] + new_tokens * g["kv_heads"] * g["q_size"])
+    return macs
+
+
+def embed_layer_norm_macs(view: NodeView) -> int | None:
+    """com.microsoft EmbedLayerNormalization: three (two without segments) table lookups added, 1
+    per output element each add, then LayerNormalization's 5 per element."""
+    out = view.output_shape()
+    if out is None:
+        return None
+    segments = len(view.node.input) > 4 and bool(view.node.input[1]) and bool(view.node.input[4])
+    return numel(out) * ((2 if segments else 1) + 5)
+
+
+def scatter_macs(view: NodeView) -> int | None:
+    """ScatterElements / ScatterND: a memory move (0), but with ``reduction`` add, mul, max or min
+    (opset 16 on) each update element is combined with the data: 1 per update element."""
+    if view.attr("reduction", "none") in ("none", None, ""):
+        return 0
+    return numel(view.input_shape(2))
 
 
 def fused_conv_macs(view: NodeView) -> int | None:
@@ -666,6 +710,8 @@ def _build_registry() -> dict[str, OpRule]:
         table[op] = OpRule("plumbing", zero_macs)
     for op in CONTROL_FLOW_OPS:
         table[op] = OpRule("control_flow", zero_macs)  # costed from their subgraphs in costs.py
+    for op in ("ScatterElements", "ScatterND"):  # with a reduction, one operation per update element
+        table[op] = OpRule("memory", scatter_macs)
     for op, slots in _SHAPE_SLOTS.items():
         rule = table[op]
         table[op] = OpRule(rule.category, rule.macs, rule.config_slots | frozenset(slots))
@@ -689,6 +735,15 @@ def _microsoft_rules() -> dict[str, OpRule]:
         "SkipLayerNormalization": OpRule("norm", per_output_element(6)),  # skip add + layer norm
         "SkipSimplifiedLayerNormalization": OpRule("norm", per_output_element(4)),
         "SimplifiedLayerNormalization": OpRule("norm", per_output_element(3)),
+        # transformer fusions (onnxruntime.transformers.optimizer); masks, past state, sequence
+        # lengths and rotary caches are settings. Attention projects with its weight (slot 1) and
+        # bias (slot 2): fc; the others multiply activations: matmul
+        "Attention": OpRule("fc", microsoft_attention_macs, frozenset(range(3, 12))),
+        "MultiHeadAttention": OpRule("matmul", microsoft_attention_macs, frozenset(range(4, 12))),
+        "GroupQueryAttention": OpRule("matmul", microsoft_attention_macs, frozenset(range(3, 14))),
+        # ids, mask and position ids are settings; the three tables, gamma and beta are weights
+        "EmbedLayerNormalization": OpRule("norm", embed_layer_norm_macs, frozenset({0, 1, 7, 8})),
+        "RotaryEmbedding": OpRule("elementwise", per_output_element(2), frozenset({1, 2, 3})),
         **_microsoft_quantized_rules(),
     }
     return {f"{MICROSOFT}::{op}": rule for op, rule in rules.items()}
@@ -728,6 +783,38 @@ def _microsoft_quantized_rules() -> dict[str, OpRule]:
     }
 
 
+ML = "ai.onnx.ml"
+
+
+def _ml_linear_macs(view: NodeView) -> int | None:
+    """LinearClassifier / LinearRegressor: a Gemm of the rows by the coefficients (rows x outputs x
+    features), plus the post transform: 3 per score for SOFTMAX(_ZERO), 1 for LOGISTIC or PROBIT."""
+    data = view.input_shape(0)
+    if data is None or not data:
+        return None
+    rows = data[0] if len(data) == 2 else 1
+    coefficients = len(view.attr("coefficients", []) or [])
+    scores = rows * (coefficients // data[-1]) if data[-1] else 0
+    transform = {"SOFTMAX": 3, "SOFTMAX_ZERO": 3, "LOGISTIC": 1, "PROBIT": 1}.get(view.attr("post_transform", "NONE"), 0)
+    return rows * coefficients + transform * scores
+
+
+def _ml_linear_params(view: NodeView) -> int:
+    return len(view.attr("coefficients", []) or []) + len(view.attr("intercepts", []) or [])
+
+
+def _ml_rules() -> dict[str, OpRule]:
+    """The ai.onnx.ml ops scikit-learn converters write whose cost is clear (docs/analyzer.md);
+    tree ensembles, SVMs, ZipMap, encoders and imputers stay unknown."""
+    rules = {
+        "Scaler": OpRule("elementwise", per_output_element(2)),  # (x - offset) * scale
+        "Normalizer": OpRule("norm", per_output_element(2)),  # accumulate the norm, divide
+        "LinearClassifier": OpRule("fc", _ml_linear_macs, attribute_params=_ml_linear_params),
+        "LinearRegressor": OpRule("fc", _ml_linear_macs, attribute_params=_ml_linear_params),
+    }
+    return {f"{ML}::{op}": rule for op, rule in rules.items()}
+
+
 NCHWC = "com.microsoft.nchwc"
 
 
@@ -749,7 +836,7 @@ def _nchwc_rules() -> dict[str, OpRule]:
     return {f"{NCHWC}::{op}": rule for op, rule in rules.items()}
 
 
-REGISTRY: dict[str, OpRule] = {**_build_registry(), **_microsoft_rules(), **_nchwc_rules()}
+REGISTRY: dict[str, OpRule] = {**_build_registry(), **_microsoft_rules(), **_nchwc_rules(), **_ml_rules()}
 DEFAULT_DOMAINS = frozenset({"", "ai.onnx"})
 
 

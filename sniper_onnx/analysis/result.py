@@ -75,19 +75,28 @@ class AnalysisResult:
         return data
 
     def write_csv(self, path: str | Path) -> Path:
+        """The node table as CSV to ``path``; ``"-"`` writes it to stdout."""
         target = Path(path)
+        if str(path) == "-":
+            import sys
+
+            self._write_csv_rows(sys.stdout)
+            return target
         try:
             with target.open("w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=NODE_COLUMNS)
-                writer.writeheader()
-                for node in self.nodes:
-                    row = node.to_row()
-                    for key in ("input_shapes", "output_shapes", "tags"):
-                        row[key] = _compact(row[key])
-                    writer.writerow({key: row[key] for key in NODE_COLUMNS})
+                self._write_csv_rows(handle)
         except OSError as error:
             raise SniperError(f"{target}: cannot write the node table ({error.strerror}); choose a writable path") from None
         return target
+
+    def _write_csv_rows(self, handle) -> None:
+        writer = csv.DictWriter(handle, fieldnames=NODE_COLUMNS)
+        writer.writeheader()
+        for node in self.nodes:
+            row = node.to_row()
+            for key in ("input_shapes", "output_shapes", "tags"):
+                row[key] = _compact(row[key])
+            writer.writerow({key: row[key] for key in NODE_COLUMNS})
 
 
 def _compact(value) -> str:

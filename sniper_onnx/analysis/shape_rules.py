@@ -257,6 +257,162 @@ def quantized_microsoft_rules() -> dict[str, Rule]:
     }
 
 
+# ---------------------------------------------------------------- onnxruntime's transformer fusions
+# (com.microsoft Attention, MultiHeadAttention, GroupQueryAttention, EmbedLayerNormalization, as
+# onnxruntime.transformers.optimizer writes them; shapes from onnxruntime's ContribOperators.md).
+# Each gives every output: a node with an output of unknown shape has unknown bytes.
+
+
+def _slot(inputs: list, slot: int) -> Shape | None:
+    return inputs[slot] if slot < len(inputs) else None
+
+
+def attention_geometry(node: onnx.NodeProto, inputs: list) -> dict | None:
+    """The sizes a com.microsoft attention node computes with, or None when they are not known:
+    batch, q_len, kv_len (the attended keys, past included), heads, kv_heads, q_size and v_size
+    (head sizes of Q/K and of V), and for Attention the projection's in and out widths."""
+    op = node.op_type
+    heads = int(_attr(node, "num_heads", 0) or 0)
+    if heads <= 0:
+        return None
+    if op == "Attention":  # Attention(input [B,S,D_in], weights [D_in, q+k+v], bias, mask_index, past [2,B,N,P,h])
+        data, weights = _slot(inputs, 0), _slot(inputs, 1)
+        if data is None or weights is None or len(data) != 3 or len(weights) != 2:
+            return None
+        sizes = list(_attr(node, "qkv_hidden_sizes", []) or [])
+        q_hidden, k_hidden, v_hidden = sizes if len(sizes) == 3 else [weights[1] // 3] * 3
+        if q_hidden + k_hidden + v_hidden != weights[1] or q_hidden % heads or v_hidden % heads or q_hidden != k_hidden:
+            return None
+        past = _slot(inputs, 4) if len(node.input) > 4 and node.input[4] else ()
+        if past is None or (past and len(past) != 5):
+            return None
+        past_len = past[3] if past else 0
+        return {"batch": data[0], "q_len": data[1], "kv_len": past_len + data[1], "new_kv": data[1], "heads": heads,
+                "kv_heads": heads, "q_size": q_hidden // heads, "v_size": v_hidden // heads, "in": data[2],
+                "out": weights[1], "past": past_len}
+    if op == "MultiHeadAttention":
+        query = _slot(inputs, 0)
+        key = _slot(inputs, 1) if len(node.input) > 1 and node.input[1] else ()
+        value = _slot(inputs, 2) if len(node.input) > 2 and node.input[2] else ()
+        if query is None or key is None or value is None:
+            return None
+        past = _slot(inputs, 6) if len(node.input) > 6 and node.input[6] else ()
+        if past is None or (past and len(past) != 4):
+            return None
+        past_len = past[2] if past else 0
+        if len(query) == 5 and not key:  # packed QKV [B, S, N, 3, h]
+            return {"batch": query[0], "q_len": query[1], "kv_len": query[1], "new_kv": query[1], "heads": heads,
+                    "kv_heads": heads, "q_size": query[4], "v_size": query[4], "past": 0}
+        if len(query) != 3 or query[2] % heads:
+            return None
+        q_size = query[2] // heads
+        if len(key) == 5 and not value:  # packed KV [B, L, N, 2, h]
+            return {"batch": query[0], "q_len": query[1], "kv_len": key[1] + past_len, "new_kv": key[1],
+                    "heads": heads, "kv_heads": heads, "q_size": q_size, "v_size": key[4], "past": past_len}
+        if len(key) == 3 and len(value) == 3 and not value[2] % heads:
+            return {"batch": query[0], "q_len": query[1], "kv_len": key[1] + past_len, "new_kv": key[1],
+                    "heads": heads, "kv_heads": heads, "q_size": q_size, "v_size": value[2] // heads, "past": past_len}
+        if len(key) == 4 and len(value) == 4:  # keys and values already [B, N, L, h] (a cross-attention cache)
+            return {"batch": query[0], "q_len": query[1], "kv_len": key[2], "new_kv": 0, "heads": heads,
+                    "kv_heads": heads, "q_size": q_size, "v_size": value[3], "past": 0, "cache": True}
+        return None
+    if op == "GroupQueryAttention":
+        kv_heads = int(_attr(node, "kv_num_heads", 0) or 0)
+        query = _slot(inputs, 0)
+        key = _slot(inputs, 1) if len(node.input) > 1 and node.input[1] else ()
+        if query is None or key is None or kv_heads <= 0 or len(query) != 3:
+            return None
+        if key:  # query [B, S, N h], key and value [B, S, N_kv h]
+            if query[2] % heads:
+                return None
+            size = query[2] // heads
+        else:  # packed QKV [B, S, (N + 2 N_kv) h]
+            if query[2] % (heads + 2 * kv_heads):
+                return None
+            size = query[2] // (heads + 2 * kv_heads)
+        past = _slot(inputs, 3) if len(node.input) > 3 and node.input[3] else ()
+        if past is None or (past and len(past) != 4):
+            return None
+        past_len = past[2] if past else 0
+        return {"batch": query[0], "q_len": query[1], "kv_len": past_len + query[1], "new_kv": query[1],
+                "heads": heads, "kv_heads": kv_heads, "q_size": size, "v_size": size, "past": past_len}
+    return None
+
+
+def attention_outputs(node: onnx.NodeProto, inputs: list) -> list:
+    """[output, present(s)...] of a com.microsoft attention node; [None] when not known."""
+    g = attention_geometry(node, inputs)
+    if g is None:
+        return [None]
+    out = (g["batch"], g["q_len"], g["heads"] * g["v_size"])
+    if node.op_type == "Attention":  # present [2, B, N, P + S, h]
+        return [out, (2, g["batch"], g["heads"], g["kv_len"], g["q_size"])]
+    if g.get("cache"):  # keys and values given as [B, N, L, h]: no present is written
+        return [out, None, None]
+    return [out, (g["batch"], g["kv_heads"], g["kv_len"], g["q_size"]),
+            (g["batch"], g["kv_heads"], g["kv_len"], g["v_size"])]
+
+
+def embed_layer_norm_outputs(node: onnx.NodeProto, inputs: list) -> list:
+    """EmbedLayerNormalization(input_ids [B, S], segment_ids, word_embedding [V, H], ...):
+    output [B, S, H], mask_index [B], embedding_sum [B, S, H]."""
+    ids, table = _slot(inputs, 0), _slot(inputs, 2)
+    if ids is None or table is None or len(ids) != 2 or len(table) != 2:
+        return [None]
+    out = (ids[0], ids[1], table[1])
+    return [out, (ids[0],), out]
+
+
+# ------------------------------------------------------------------ ai.onnx.ml (scikit-learn exports)
+ML = "ai.onnx.ml"
+
+
+def _rows(data: Shape) -> int | None:
+    """The batch of an ML op's input: [N, F] or a single row [F]."""
+    return data[0] if len(data) == 2 else 1 if len(data) == 1 else None
+
+
+def ml_linear_outputs(node: onnx.NodeProto, inputs: list) -> list:
+    """LinearRegressor: [N, targets]. LinearClassifier: label [N], scores [N, classes]; a binary
+    classifier stored with one coefficient row writes two scores (onnxruntime's kernel)."""
+    data = _slot(inputs, 0)
+    rows = None if data is None else _rows(data)
+    coefficients = list(_attr(node, "coefficients", []) or [])
+    if rows is None or not coefficients:
+        return [None]
+    if node.op_type == "LinearRegressor":
+        return [(rows, int(_attr(node, "targets", 1)))]
+    labels = len(_attr(node, "classlabels_ints", []) or []) or len(_attr(node, "classlabels_strings", []) or [])
+    features = data[-1]
+    if not features or len(coefficients) % features:
+        return [None]
+    classes = len(coefficients) // features
+    return [(rows,), (rows, 2 if classes == 1 and labels == 2 else classes)]
+
+
+ML_RULES: dict[str, Callable[[onnx.NodeProto, list], list]] = {
+    "Scaler": lambda node, inputs: [same_as_first(node, inputs)],
+    "Normalizer": lambda node, inputs: [same_as_first(node, inputs)],
+    "LinearRegressor": ml_linear_outputs,
+    "LinearClassifier": ml_linear_outputs,
+}
+
+
+MULTI_OUTPUT_RULES: dict[str, Callable[[onnx.NodeProto, list], list]] = {
+    "Attention": attention_outputs,
+    "MultiHeadAttention": attention_outputs,
+    "GroupQueryAttention": attention_outputs,
+    "EmbedLayerNormalization": embed_layer_norm_outputs,
+}
+
+
+def _first_of(rule: Callable[[onnx.NodeProto, list], list]) -> Rule:
+    def apply(node: onnx.NodeProto, inputs: list) -> Shape | None:
+        return rule(node, inputs)[0]
+
+    return apply
+
+
 NCHWC_RULES: dict[str, Rule] = {
     "Conv": conv_output,
     "MaxPool": pool_output,
@@ -272,6 +428,8 @@ MICROSOFT_RULES: dict[str, Rule] = {
     "FusedConv": fused_conv_output,
     "FusedGemm": gemm_output,
     "FusedMatMul": fused_matmul_output,
+    "RotaryEmbedding": same_as_first,
+    **{op: _first_of(rule) for op, rule in MULTI_OUTPUT_RULES.items()},
     **quantized_microsoft_rules(),
 }
 DEFAULT_RULES: dict[str, Rule] = {
@@ -283,6 +441,8 @@ DEFAULT_RULES: dict[str, Rule] = {
 def rule_for(node: onnx.NodeProto) -> Rule | None:
     if node.domain in DEFAULT_DOMAINS:
         return DEFAULT_RULES.get(node.op_type)
+    if node.domain == ML and node.op_type in ML_RULES:
+        return _first_of(ML_RULES[node.op_type])
     if node.domain == MICROSOFT:
         return MICROSOFT_RULES.get(node.op_type)
     if node.domain == NCHWC:
@@ -293,7 +453,8 @@ def rule_for(node: onnx.NodeProto) -> Rule | None:
 # com.microsoft ops whose output's element type is not their first input's: the input slot whose
 # type it takes (QLinearConcat's first input is a float scale; MatMulIntegerToFloat turns integers
 # into the type of its scales; DequantizeLinear likewise)
-_OUTPUT_TYPE_SLOT = {"QLinearConcat": 2, "MatMulIntegerToFloat": 2, "DequantizeLinear": 1}
+_OUTPUT_TYPE_SLOT = {"QLinearConcat": 2, "MatMulIntegerToFloat": 2, "DequantizeLinear": 1,
+                     "EmbedLayerNormalization": 2}  # its first input is int32 token ids
 _QGEMM_Y_SCALE = 7
 
 
@@ -321,3 +482,25 @@ def complete_output_shape(node: onnx.NodeProto, known: Callable[[str], "Shape | 
     if rule is same_as_first and (not inputs or inputs[0] is None):
         return None
     return rule(node, inputs)
+
+
+def complete_output_shapes(node: onnx.NodeProto, known: Callable[[str], "Shape | None"]) -> list:
+    """Every output's shape by rule (None where unknown); ops with one rule give their first only."""
+    multi = (MULTI_OUTPUT_RULES if node.domain == MICROSOFT else ML_RULES if node.domain == ML else {}).get(node.op_type)
+    if multi is not None:
+        inputs = [known(name) if name else None for name in node.input]
+        if not inputs or inputs[0] is None:
+            return [None]
+        return multi(node, inputs)
+    return [complete_output_shape(node, known)]
+
+
+def output_elem_type_at(node: onnx.NodeProto, index: int, elem_type_of: Callable[[str], int]) -> int:
+    """As output_elem_type, for output ``index`` (EmbedLayerNormalization's mask_index is int32)."""
+    if index and node.domain == MICROSOFT and node.op_type == "EmbedLayerNormalization" and index == 1:
+        return onnx.TensorProto.INT32
+    if node.domain == ML and node.op_type in ML_RULES:  # scikit-learn's ops write floats, labels aside
+        if node.op_type == "LinearClassifier" and index == 0:
+            return onnx.TensorProto.STRING if _attr(node, "classlabels_strings") else onnx.TensorProto.INT64
+        return onnx.TensorProto.FLOAT
+    return output_elem_type(node, elem_type_of)

@@ -28,7 +28,7 @@ def analyze_command(
         "--kernels", help="With --json: add the kernel table (one row per layer node), the input of a "
                           "predictor's kernel-sum path.")] = False,
     csv_path: Annotated[
-        Optional[Path], typer.Option("--csv", metavar="FILE", help="Write the per-node cost table as CSV.")
+        Optional[Path], typer.Option("--csv", metavar="FILE", help="Write the per-node cost table as CSV ('-': to stdout, instead of the summary).")
     ] = None,
 ) -> None:
     """Extract the structural features that decide inference time (Sniper Table 1)."""
@@ -38,10 +38,20 @@ def analyze_command(
         from sniper_onnx.errors import SniperError
 
         raise SniperError("--kernels: the kernel table is part of the JSON output only; add --json")
-    if csv_path is not None:
+    to_stdout = csv_path is not None and str(csv_path) == "-"
+    if to_stdout and as_json:
+        from sniper_onnx.errors import SniperError
+
+        raise SniperError("--csv - and --json both write to stdout; give --csv a file name, or drop --json")
+    if csv_path is not None and not to_stdout:
         _refuse_overwriting_the_model(model, csv_path)
     shapes = parse_input_shapes(input_shape)
     result = analyze(model, input_shapes=shapes or None)
+    if to_stdout:  # the table alone on stdout, for a pipe; warnings go to stderr
+        result.write_csv(csv_path)
+        for warning in result.warnings:
+            typer.echo(f"sniper-onnx: warning: {warning}", err=True)
+        return
     if csv_path is not None:
         result.write_csv(csv_path)
     if as_json:

@@ -258,3 +258,13 @@ def test_warnings_go_to_stderr_with_the_common_prefix(tmp_path):
     as_json = runner.invoke(app, ["analyze", str(path), "--json"])
     assert json.loads(as_json.stdout)["warnings"] == [line.removeprefix("sniper-onnx: warning: ")
                                                       for line in as_json.stderr.splitlines()]
+
+
+def test_csv_dash_writes_the_node_table_to_stdout(branchy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["analyze", str(branchy), "--csv", "-"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert [r["name"] for r in rows][:3] == ["stem", "bn", "relu"] and not (tmp_path / "-").exists()
+    both = runner.invoke(app, ["analyze", str(branchy), "--csv", "-", "--json"])
+    assert both.exit_code == 2 and "both write to stdout" in both.output

@@ -167,9 +167,15 @@ def test_input_shape_override_and_its_errors():
     with pytest.raises(SniperError, match="rank 4"):
         analyze(built, input_shapes={"x": (1, 3, 8)})
     assert not any("declared" in w for w in analyze(built, input_shapes={"x": (4, 3, 8, 8)}).warnings)  # N is symbolic
-    changed = analyze(built, input_shapes={"x": (1, 3, 16, 16)})
+    # a fixed dim changed: analysed as asked, with a warning, as long as the model still fits together
+    conv_only = model([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])], {"x": ["N", 3, 8, 8]}, ["y"],
+                      [weight("W", 16, 3, 3, 3)])
+    changed = analyze(conv_only, input_shapes={"x": (1, 3, 16, 16)})
     assert changed.features["conv_macs"] == 16 * 256 * 27
-    assert any("declared Nx3x8x8; analysed at 1x3x16x16" in w and "fixed dim(s) 2, 3" in w for w in changed.warnings)
+    assert any("declared [N, 3, 8, 8]; analysed at 1x3x16x16" in w and "fixed dim(s) 2, 3" in w for w in changed.warnings)
+    # ... but where it makes operands misfit (the fc's weight reads the 8x8 features), the value is refused
+    with pytest.raises(SniperError, match=r"--input-shape x=1x3x16x16 does not fit the model: 'fc' \(Gemm"):
+        analyze(built, input_shapes={"x": (1, 3, 16, 16)})
 
 
 @pytest.mark.parametrize(("node_domain", "import_domain"), [("ai.onnx", "ai.onnx"), ("ai.onnx", ""), ("", "ai.onnx")])
@@ -385,7 +391,7 @@ def test_a_declared_zero_dim_is_an_empty_tensor_as_onnxruntime_runs_it():
                                   "set to 1: dim 0 ('N'); pass --input-shape x=DIMS to set them")
     assert result.warnings[1].startswith("input 'x' is declared [N, 0, 64]: a dim of 0 is an empty tensor")
     assert list(result.nodes[0].output_shapes[0]) == [1, 0, 64] and result.features["activation_bytes_read"] == 0
-    with pytest.raises(SniperError, match=r"has 2 dims but the input has rank 3 \(Nx0x64\)"):
+    with pytest.raises(SniperError, match=r"has 2 dims but the input has rank 3 \(\[N, 0, 64\]\)"):
         analyze(model([helper.make_node("Relu", ["x"], ["y"])], {"x": ["N", 0, 64]}, ["y"]), input_shapes={"x": (1, 2)})
 
 
