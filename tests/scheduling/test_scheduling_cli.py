@@ -5,25 +5,11 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
-from sniper_onnx.cli import app
+from scheduling_testkit import assert_one_line_error, run
 
-runner = CliRunner()
 SMALL = ["--seeds", "1", "--duration", "8"]
 
-
-def run(*args):
-    return runner.invoke(app, ["simulate", *args])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_json_sweep_is_one_object():

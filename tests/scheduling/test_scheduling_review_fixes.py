@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from sniper_onnx.cli import app
+from scheduling_testkit import assert_one_line_error, run
+
 from sniper_onnx.cli.simulate_cmd import time_cell, time_unit
 from sniper_onnx.errors import SniperError
 from sniper_onnx.scheduling import (
@@ -20,20 +20,7 @@ from sniper_onnx.scheduling import (
 from sniper_onnx.scheduling.experiment import Spread
 from sniper_onnx.scheduling.state import DispatchState
 
-runner = CliRunner()
 
-
-def run(*args):
-    return runner.invoke(app, ["simulate", *args])
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 # --- 1. YAML floats written without a dot ----------------------------------------------------
