@@ -112,6 +112,9 @@ def summarize(runs: dict) -> None:
         ratios = [a["measured"]["awt"] / b["measured"]["awt"] for a, b in zip(runs["sniper"], runs[other])]
         sims = [a["simulated"]["awt"] / b["simulated"]["awt"] for a, b in zip(runs["sniper"], runs[other])]
         print(f"sniper/{other} AWT, paired per seed: measured {med(ratios)}; simulated {med(sims)}")
+    seeds = len(runs["sniper"])
+    least = [min(runs, key=lambda p: runs[p][i]["measured"]["awt"]) for i in range(seeds)]
+    print(f"least measured AWT per seed: {', '.join(least)} (sniper in {least.count('sniper')} of {seeds})")
 
 
 def main() -> None:

@@ -60,10 +60,17 @@ def _print(report) -> None:
                       "-" if ratio is None or ratio != ratio else f"{ratio:.2f}",
                       _cell(report.simulated_calibration.get(key), fmt))
     console.print(table)
+    failed = report.measured.get("failed") or 0
+    if failed:
+        console.print(f"the metrics above cover the {report.measured.get('tasks', 0)} completed task(s); with the "
+                      f"{failed} failed one(s) counted as missed, deadline misses "
+                      f"{_cell(report.measured.get('deadline_miss_rate_with_failed'), '{:.1%}')}")
     c = report.counts
     console.print(f"tasks {c.tasks}: sent {c.sent}, completed {c.completed}, failed {c.failed}, "
                   f"re-dispatched {c.redispatched}, lost {c.lost}, duplicated {c.duplicated}; "
-                  f"devices died {c.devices_died}, joined {c.devices_joined}")
+                  f"devices died {c.devices_died}, joined {c.devices_joined}"
+                  + (f", restarted {c.devices_restarted}" if c.devices_restarted else "")
+                  + (f", left out {c.devices_left_out}" if c.devices_left_out else ""))
     if c.sessions_remade:
         console.print(f"{c.sessions_remade} task(s) waited for their device to make the model's session again "
                       "(the agent keeps fewer sessions than the fleet has models: python -m sniper_profiler.agent "
@@ -71,7 +78,10 @@ def _print(report) -> None:
     console.print(f"dispatcher overhead per task (decision to send): median {report.overhead_us['median']:.0f} us, "
                   f"p95 {report.overhead_us['p95']:.0f} us; predicted times from {report.predicted_source}")
     for name, info in report.per_device.items():
-        console.print(f"  {escape(name)} ({escape(info['type'])}): {info['tasks']} tasks, busy {info['busy_s']:.2f} s")
+        state = " (left out: every model failed its warm-up)" if info.get("left_out") else (
+            "" if info.get("live_at_end", True) else " (not live at the end)")
+        console.print(f"  {escape(name)} ({escape(info['type'])}): {info['tasks']} tasks completed of {info.get('sent', 0)} "
+                      f"sent, {info.get('failed', 0)} failed, busy {info['busy_s']:.2f} s{state}")
     if report.db:
         console.print(f"{report.measurements_written} measurements stored in {escape(str(report.db))} (each task's "
                       "time, and each device's warm-up median of each model)")
@@ -96,6 +106,7 @@ def register(app: typer.Typer) -> None:
         hang_timeout: Annotated[float, typer.Option("--hang-timeout", help="A device still running one task after max(this, 20 x its calibrated time) is taken as hung: killed, task re-dispatched.")] = 30.0,
         calibration_repeats: Annotated[int, typer.Option("--calibration-repeats", help="Timed warm-up runs per model and device.")] = 5,
         tasks_out: Annotated[Optional[Path], typer.Option("--tasks-out", help="Write every task's outcome here (JSON lines).")] = None,
+        idle_factor: Annotated[Optional[float], typer.Option("--idle-factor", help="Sniper's idle factor (sniper, sniper-static), as for simulate.")] = None,
         as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")] = False,
     ) -> None:
         from sniper_onnx.dispatch import check_hang_timeout, check_policy, load_fleet, poisson_workload, read_workload
@@ -103,7 +114,12 @@ def register(app: typer.Typer) -> None:
         from sniper_onnx.scheduling.api import check_deadline_factor
         from sniper_onnx.outputs import check_output_file
 
-        check_policy(policy)
+        check_policy(policy, idle_factor)
+        from sniper_onnx.scheduling.policies import idle_factor_unused
+
+        unused = idle_factor_unused([policy], idle_factor)
+        if unused:
+            _warn(unused)
         check_deadline_factor(deadline_factor)
         check_hang_timeout(hang_timeout)
         if tasks_out:
@@ -120,11 +136,17 @@ def register(app: typer.Typer) -> None:
 
         try:
             report = _run(loaded, tasks, policy, db, deadline_factor, calibration_repeats, kills, hang_timeout,
-                          quiet=as_json)
+                          quiet=as_json, idle_factor=idle_factor)
         except DispatchInterrupted as stop:
             from sniper_onnx.cli import on_interrupt
 
-            on_interrupt(_kept_on_interrupt(stop, _keep(stop, tasks_out)))
+            kept = _kept_on_interrupt(stop, _keep(stop, tasks_out))
+            if stop.signum is not None:  # SIGTERM, SIGHUP: said as Ctrl-C is, and the shell's 128 + signal
+                import signal
+
+                typer.echo(f"sniper-onnx: terminated ({signal.Signals(stop.signum).name}); {kept}", err=True)
+                raise typer.Exit(128 + stop.signum) from None
+            on_interrupt(kept)
             raise
         except DispatchStopped as stop:  # the one error line also says what the run kept
             raise SniperError(_kept_on_error(stop, _keep(stop, tasks_out))) from None
@@ -137,6 +159,12 @@ def register(app: typer.Typer) -> None:
         if report.counts.completed == 0:  # the report above says what happened to each task
             reason = report.failures[0] if report.failures else "no device ran any"
             raise SniperError(f"no task completed ({report.counts.failed} failed); first failure: {reason.strip()}")
+        unfinished = report.counts.failed + report.counts.lost
+        if unfinished:  # a script must not read a run with failed tasks as a success
+            first = next((o.error for o in report.outcomes if o.status == "failed" and o.error), "")
+            typer.echo(f"sniper-onnx: {unfinished} of {report.counts.tasks} task(s) did not complete "
+                       f"({report.counts.failed} failed, {report.counts.lost} lost); first: {first[:300]}", err=True)
+            raise typer.Exit(1)
 
 
 def _write_outcomes(path: Path, outcomes) -> None:
@@ -173,7 +201,7 @@ def _kept_on_error(stop: "DispatchStopped", written: Optional[str]) -> str:
     return f"{stop.reason}; {'; '.join(kept) or NOTHING_KEPT}"
 
 
-def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool):
+def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout, quiet: bool, idle_factor=None):
     from sniper_onnx.cli.progress import progress_bar
 
     from sniper_onnx.dispatch import dispatch
@@ -181,7 +209,7 @@ def _run(fleet, tasks, policy, db, deadline_factor, repeats, kills, hang_timeout
     with progress_bar(disable=quiet) as bar:
         job = bar.add_task("dispatching", total=len(tasks))
         return dispatch(fleet, tasks, policy, db=db, deadline_factor=deadline_factor, calibration_repeats=repeats,
-                        kills=kills, hang_floor_s=hang_timeout, warn=_warn,
+                        kills=kills, hang_floor_s=hang_timeout, warn=_warn, idle_factor=idle_factor,
                         progress=lambda done, total: bar.update(job, completed=done))
 
 

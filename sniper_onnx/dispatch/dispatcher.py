@@ -37,6 +37,14 @@ WarnHook = Callable[[str], None]  # one warning line, said as soon as it is know
 
 # A task running this many times its calibrated time marks its device as hung (see dispatch()).
 HANG_FACTOR = 20.0
+# A task that hung on this many devices is failed, not sent again: it hangs wherever it runs (an
+# input that makes a Loop run forever), and re-sending it killed the fleet one device at a time.
+MAX_TASK_HANGS = 2
+# A worker the watchdog killed is started again (embedded engine) at most this many times.
+MAX_RESTARTS = 3
+# Sniper's online correction, per run of a model elsewhere: a correction on a device type not
+# picked again fades toward the prediction (see FeedbackTimes.stale_decay).
+STALE_DECAY = 0.9
 # Below this wait for the next arrival the loop sleeps in steps of FINE_SLEEP_S instead of a poll
 # (whose millisecond timeout rounds up); a result coming in meanwhile waits at most one step.
 FINE_WAIT_S, FINE_SLEEP_S = 0.002, 0.0002
@@ -66,6 +74,9 @@ class TaskOutcome:
     attempts: int = 0
     error: str = ""
     row: Optional[int] = None  # the workload file's data row; index is the order of arrival
+    tried: list[str] = field(default_factory=list)  # every device an attempt was sent to, in order
+    wait: Optional[float] = None  # start - arrival (s), of the successful attempt
+    response: Optional[float] = None  # end - arrival (s)
 
 
 @dataclass
@@ -80,6 +91,8 @@ class Counts:
     stale_results_ignored: int = 0
     devices_died: int = 0
     devices_joined: int = 0
+    devices_restarted: int = 0  # workers the hang watchdog killed, started again
+    devices_left_out: int = 0  # every model failed its warm-up there (a provider that cannot load)
     # tasks whose device had dropped the model's warm session (a Dask agent's session bound) and
     # made it again: their response includes the session creation
     sessions_remade: int = 0
@@ -131,11 +144,14 @@ class StoppedRun:
 
 
 class DispatchInterrupted(StoppedRun, KeyboardInterrupt):
-    """Ctrl-C stopped a run (see :class:`StoppedRun`)."""
+    """Ctrl-C stopped a run (see :class:`StoppedRun`); or SIGTERM / SIGHUP, then ``signum`` is that
+    signal's number (None for Ctrl-C)."""
 
-    def __init__(self, outcomes: list[TaskOutcome], stored: int, db: Optional[str]) -> None:
+    def __init__(self, outcomes: list[TaskOutcome], stored: int, db: Optional[str],
+                 signum: Optional[int] = None) -> None:
         super().__init__("dispatch interrupted")
         self._keep(outcomes, stored, db)
+        self.signum = signum
 
 
 class DispatchStopped(StoppedRun, SniperError):
@@ -154,15 +170,21 @@ class _Device:
     calibration: dict[str, float] = field(default_factory=dict)
     calibration_pending: set[str] = field(default_factory=set)
     live: bool = False
+    ready: bool = False  # its agent answered (then it warms every model up, one at a time)
+    left_out: bool = False  # every model failed its warm-up: out of the rotation
+    restarts: int = 0
+    warmup_errors: list[str] = field(default_factory=list)
     running: Optional[tuple[int, int]] = None  # (task index, attempt)
     busy_s: float = 0.0
-    tasks: int = 0
+    tasks: int = 0  # completed
+    sent: int = 0
+    failed: int = 0
 
 
-def check_policy(name: str) -> Any:
+def check_policy(name: str, idle_factor: Optional[float] = None) -> Any:
     from sniper_onnx.scheduling.policies import make_policy
 
-    policy = make_policy(name)
+    policy = make_policy(name, idle_factor)
     if policy.time_source in SIMULATOR_ONLY:
         raise SniperError(f"policy {name!r}: {SIMULATOR_ONLY[policy.time_source]}; for real dispatch use sniper, "
                           "sniper-idle, sniper-static, mct-pred, mvsp, mvsp-free (the same as mvsp here: calibration is paid before the run), "
@@ -190,6 +212,7 @@ def dispatch(
     progress: Optional[ProgressHook] = None,
     hang_floor_s: float = 30.0,
     warn: Optional[WarnHook] = None,
+    idle_factor: Optional[float] = None,
 ) -> DispatchReport:
     """Run ``tasks`` on ``fleet``'s devices with ``policy``; returns measured and simulated metrics.
 
@@ -197,12 +220,18 @@ def dispatch(
     one task after ``max(hang_floor_s, HANG_FACTOR x`` its calibrated time for that model) is
     treated as hung: its worker is killed and the task re-dispatched like any dead device's.
     ``warn`` is given each of the report's ``warnings`` before the run starts (the CLI says them
-    at once: a run takes minutes)."""
+    at once: a run takes minutes), and later warnings (a device left out of the rotation) as they
+    happen. A task that hangs on ``MAX_TASK_HANGS`` devices is failed, not sent again; a worker the
+    watchdog killed is started again (embedded engine). Each model's warm-up on a device is given
+    ``hang_floor_s`` per run (its session and ``calibration_repeats + 1`` runs). ``idle_factor``
+    replaces Sniper's (as ``simulate --idle-factor``). SIGTERM and SIGHUP stop the run as Ctrl-C
+    does (in the main thread): :class:`DispatchInterrupted`, with the signal in ``signum``."""
     from sniper_onnx.dispatch.engines import refuse_unguarded_main
     from sniper_onnx.scheduling.api import check_deadline_factor
+    from sniper_profiler.runner import Terminated, terminate_as_interrupt
 
     refuse_unguarded_main()
-    policy_object = check_policy(policy)
+    policy_object = check_policy(policy, idle_factor)
     check_deadline_factor(deadline_factor)
     check_hang_timeout(hang_floor_s)
     if not tasks:
@@ -215,7 +244,9 @@ def dispatch(
         fleet.device(kill.device)
     for name in models:
         check_model_file(fleet, name)
-    with tempfile.TemporaryDirectory(prefix="sniper-dispatch-") as scratch:
+    # SIGTERM, SIGHUP (systemd, `timeout`, a closed terminal) as Ctrl-C: records kept, agents
+    # stopped, the scratch copies of the models removed (they were left in /tmp)
+    with terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="sniper-dispatch-") as scratch:
         blobs = {name: model_bytes(fleet.models[name]) for name in models}
         # a predictor or mapping that cannot answer fails here, before any worker starts or warms up
         predictions, notes = ((None, []) if fleet.predicted_times or not fleet.predictor_devices
@@ -225,15 +256,16 @@ def dispatch(
                 warn(note)
         engine = engine or _make_engine(fleet, blobs, Path(scratch))
         run = _Run(fleet, models, list(tasks), policy_object, engine, db, blobs, kills, progress)
-        run.predictions, run.warnings = predictions, notes
+        run.predictions, run.warnings, run.warn = predictions, notes, warn
         run.copies = {str(_copy_path(Path(scratch), name)): fleet.models[name].file
                       for name in models if fleet.models[name].file}
         run.hang_floor_s = hang_floor_s
         try:
             return run.execute(deadline_factor, calibration_repeats, ready_timeout_s, orphan_timeout_s)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as interrupt:
             run.close()  # stores every time measured so far before saying how many
-            raise DispatchInterrupted(run.outcomes, run.written, run.db) from None
+            signum = interrupt.signum if isinstance(interrupt, Terminated) else None
+            raise DispatchInterrupted(run.outcomes, run.written, run.db, signum) from None
         except SniperError as error:
             run.close()
             if not (run.started or run.written):
@@ -298,10 +330,19 @@ class _Run:
         self.db = str(db) if db else None
         self.written = 0
         self._closed = False
+        self.warn: Optional[WarnHook] = None
+        # warm-ups run one at a time over the whole fleet: timed together on shared cores they
+        # contended and came out inverted (the fast device slower than the slow one)
+        self.calibration_queue: list[tuple[str, str]] = []  # (device, model)
+        self.calibrating: Optional[tuple[str, str, float]] = None  # (device, model, sent at: monotonic)
+        self.restarting: set[str] = set()
+        self.hangs: dict[int, list[str]] = {}  # task index -> the devices it hung on
 
     # --- phases -------------------------------------------------------------------------------
     def execute(self, deadline_factor: float, repeats: int, ready_timeout: float, orphan_timeout: float) -> DispatchReport:
         self.repeats = repeats
+        # a model's warm-up: its session and repeats + 1 runs, each given the hang timeout
+        self.warmup_limit_s = self.hang_floor_s * (repeats + 2)
         first = [d for d in self.fleet.devices if d.join_at <= 0]
         if not first:
             raise SniperError(f"{self.fleet.source}: every device has join_at > 0; let at least one start with the run")
@@ -310,6 +351,12 @@ class _Run:
         for device in self.fleet.devices if self.engine.name == "dask" else first:
             self.engine.start(device)
         self._wait_until_up([d.name for d in first], ready_timeout)
+        for device in self.devices.values():  # warmed up before a device that could run a model
+            if device.live and self._at_fault(device):
+                self._leave_out(device)
+        if not any(d.live for d in self.devices.values()):
+            left = "; ".join(line for line in self.failures if "left out" in line or " died: " in line) or "no device is up"
+            raise SniperError(f"no device can run the models: {left}")
         self.predicted, self.predicted_source = self._predicted_times()
         self._make_outcomes(deadline_factor)
         self.started = True
@@ -318,16 +365,23 @@ class _Run:
         self._loop(orphan_timeout)
         return self._report()
 
+    def _waiting_for(self, names: list[str]) -> list[str]:
+        return [n for n in names if not self.devices[n].live and n not in self.dead and not self.devices[n].left_out]
+
     def _wait_until_up(self, names: list[str], timeout: float) -> None:
+        """Until every device in ``names`` is up and warm (or dead, or left out). ``timeout`` is for
+        its agent to answer; each model's warm-up then has its own limit (``warmup_limit_s``)."""
         limit = time.monotonic() + timeout
-        while any(not self.devices[n].live and n not in self.dead for n in names):
-            if time.monotonic() > limit:
-                down = [n for n in names if not self.devices[n].live]
-                if all(not d.live for d in self.devices.values()):
+        while self._waiting_for(names):
+            self._check_warmup(time.monotonic())
+            down = [n for n in self._waiting_for(names) if not self.devices[n].ready]
+            if down and time.monotonic() > limit:
+                if not any(d.ready or d.live for d in self.devices.values()):
                     raise SniperError(f"no device came up within {timeout:.0f} s (waiting for {', '.join(down)}); "
                                       "check the agents (for Dask: python -m sniper_profiler.agent --scheduler ... --name NAME)")
                 self.failures.append(f"devices not up after {timeout:.0f} s, running without them: {', '.join(down)}")
-                return
+                names = [n for n in names if n not in down]
+                continue
             for event in self.engine.poll(0.2):
                 self._handle(event)
 
@@ -347,6 +401,7 @@ class _Run:
             self._join_late(now)
             self._apply_kills(now)
             self._kill_hung_devices(now)
+            self._check_warmup(time.monotonic())
             while cursor < total and self.tasks[cursor].arrival <= now:
                 self._arrive(cursor)
                 cursor += 1
@@ -386,7 +441,8 @@ class _Run:
         return time.monotonic() - self.t0
 
     def _joins_pending(self) -> bool:
-        return bool(self.late) or any(d.calibration_pending for d in self.devices.values())
+        return (bool(self.late) or bool(self.restarting)
+                or any(d.calibration_pending for d in self.devices.values()))
 
     def _join_late(self, now: float) -> None:
         for device in [d for d in self.late if d.join_at <= now]:
@@ -400,7 +456,9 @@ class _Run:
                 self.engine.kill(kill.device)
 
     def _kill_hung_devices(self, now: float) -> None:
-        """A device that stays alive but never answers would hold its task forever."""
+        """A device that stays alive but never answers would hold its task forever. Its worker is
+        killed and (embedded) started again; the task is sent again unless it has now hung on
+        ``MAX_TASK_HANGS`` devices, then it fails: it hangs wherever it runs."""
         for name, device in self.devices.items():
             if device.running is None or name in self.hung:
                 continue
@@ -411,9 +469,56 @@ class _Run:
 
                 self.hung.add(name)
                 self.engine.kill(name)
+                hung_on = self.hangs.setdefault(outcome.index, [])
+                hung_on.append(name)
+                what = "task re-dispatched"
+                if len(hung_on) >= MAX_TASK_HANGS:
+                    device.running = None  # failed here, not put back in the queue by _on_died
+                    outcome.status, outcome.end = STATUS_FAILED, now
+                    outcome.error = (f"{outcome.model} hung on {len(hung_on)} device(s) ({', '.join(hung_on)}; over "
+                                     f"{limit:.1f} s each, --hang-timeout); not sent again")
+                    self.counts.failed += 1
+                    device.failed += 1
+                    self.failures.append(f"task {outcome.index}: {outcome.error}")
+                    what = "task failed"
                 # A stopped process may never report its death: take it as dead now.
                 self._on_died(Event("died", name, payload=f"hung: task {outcome.index} ran {now - outcome.start:.1f} s "
-                                                          f"(limit {limit:.1f} s); killed, task re-dispatched"))
+                                                          f"(limit {limit:.1f} s); killed, {what}"))
+                self._restart(name)
+
+    def _restart(self, name: str) -> None:
+        """Start again a worker the dispatcher killed (embedded: a Dask agent is its host's to start)."""
+        device = self.devices[name]
+        if self.engine.name != "embedded" or device.restarts >= MAX_RESTARTS:
+            if self.engine.name == "embedded":
+                self.failures.append(f"device {name}: killed {device.restarts + 1} times; not started again")
+            return
+        device.restarts += 1
+        self.counts.devices_restarted += 1
+        self.dead.discard(name)  # its new process's death, if it comes, is a death again
+        self.hung.discard(name)
+        self.restarting.add(name)
+        self.engine.start(device.spec)
+
+    def _check_warmup(self, now: float) -> None:
+        """A model whose warm-up never ends (a Loop that runs forever) held the run silently for the
+        ready timeout, then "no device came up". Before the run: one error naming both; during it
+        (a device joining or started again): that device is killed and left out."""
+        if self.calibrating is None:
+            return
+        name, model, since = self.calibrating
+        if now - since <= self.warmup_limit_s:
+            return
+        reason = (f"device {name}: warming up model {model} did not finish in {self.warmup_limit_s:g} s "
+                  f"(--hang-timeout {self.hang_floor_s:g} s x {self.repeats + 2}: its session and "
+                  f"{self.repeats + 1} runs)")
+        if not self.started:
+            raise SniperError(f"{reason}; check that model (a Loop that never ends?) or give a larger --hang-timeout")
+        from sniper_onnx.dispatch.engines import Event
+
+        self.hung.add(name)
+        self.engine.kill(name)
+        self._on_died(Event("died", name, payload=f"{reason}; killed, not started again"))
 
     def _arrive(self, index: int) -> None:
         if self.state is None:
@@ -439,6 +544,8 @@ class _Run:
         index = self.state.start_next(position).task_id
         outcome = self.outcomes[index]
         outcome.attempts += 1
+        outcome.tried.append(device.spec.name)
+        device.sent += 1
         device.running = (index, outcome.attempts)
         # start is the hand-over, read before send returns: the device may run the task while send
         # is still returning (or the dispatcher is descheduled), so a later reading would cut that
@@ -460,13 +567,26 @@ class _Run:
         device = self.devices[event.device]
         self.dead.discard(event.device)
         self.hung.discard(event.device)  # back (a Dask agent its host started again): watched for hangs again
+        device.ready, device.left_out = True, False
+        device.warmup_errors = []
         device.calibration_pending = set(self.models)
-        for model in self.models:
-            self.engine.calibrate(device.spec.name, model, self.repeats)
+        self.calibration_queue.extend((device.spec.name, model) for model in self.models)
+        self._next_warmup()
+
+    def _next_warmup(self) -> None:
+        """One model's warm-up at a time over the fleet (see ``calibration_queue``)."""
+        while self.calibrating is None and self.calibration_queue:
+            name, model = self.calibration_queue.pop(0)
+            if model in self.devices[name].calibration_pending:
+                self.calibrating = (name, model, time.monotonic())
+                self.engine.calibrate(name, model, self.repeats)
 
     def _on_calibrated(self, event: Any) -> None:
         device = self.devices[event.device]
         device.calibration_pending.discard(event.model)
+        if self.calibrating is not None and self.calibrating[:2] == (event.device, event.model):
+            self.calibrating = None
+        self._next_warmup()
         result = event.payload
         if result.get("status") == STATUS_OK:
             device.calibration[event.model] = float(result["median_s"])
@@ -475,12 +595,42 @@ class _Run:
                 count = int(result.get("count") or self.repeats)
                 self.writer.put(("calibration", event.model, device.spec, float(result["median_s"]), None, count))
         else:
-            self.failures.append(f"{event.model} on {event.device}: {self._user_paths(str(result.get('error')))}")
+            error = self._user_paths(str(result.get('error')))
+            device.warmup_errors.append(error)
+            self.failures.append(f"{event.model} on {event.device}: {error}")
         if not device.calibration_pending:
+            restarted = event.device in self.restarting
+            self.restarting.discard(event.device)
+            if self._at_fault(device):
+                self._leave_out(device)
+                return
             device.live = True
             if self.started:
-                self.counts.devices_joined += 1
+                if not restarted:
+                    self.counts.devices_joined += 1
                 self._rebuild()
+
+    def _at_fault(self, device: _Device) -> bool:
+        """Every model failed its warm-up on ``device``, and the device is to blame: its provider
+        did not load, or another device warmed some model up. Such a device failed every task at
+        once and so looked free again at once: a policy sent it nearly all of them. A model that
+        fails everywhere is the model's fault (generated inputs; a task's own may run): kept."""
+        if device.calibration or not device.warmup_errors:
+            return False
+        provider = any("did not load" in error or "ProviderUnavailable" in error for error in device.warmup_errors)
+        return provider or any(d.calibration for d in self.devices.values() if d is not device)
+
+    def _leave_out(self, device: _Device) -> None:
+        device.left_out, device.live = True, False
+        self.counts.devices_left_out += 1
+        self._warn(f"device {device.spec.name}: left out of the run, every model failed its warm-up "
+                   f"({device.warmup_errors[0][:200]})")
+
+    def _warn(self, message: str) -> None:
+        self.warnings.append(message)
+        self.failures.append(message)
+        if self.warn:
+            self.warn(message)
 
     def _on_result(self, event: Any) -> None:
         device = self.devices[event.device]
@@ -512,6 +662,7 @@ class _Run:
             outcome.status = STATUS_FAILED
             outcome.error = f"{outcome.model} on {device.spec.name}: {self._user_paths(str(result['error']))}"
             self.counts.failed += 1
+            device.failed += 1
             self.failures.append(f"task {index}: {outcome.error}")
 
     def _on_died(self, event: Any) -> None:
@@ -519,8 +670,13 @@ class _Run:
             return  # already taken as dead (hung, then its worker's exit arrived)
         device = self.devices[event.device]
         device.calibration_pending.clear()
+        self.restarting.discard(event.device)
+        if self.calibrating is not None and self.calibrating[0] == event.device:
+            self.calibrating = None
+        self.calibration_queue = [item for item in self.calibration_queue if item[0] != event.device]
+        self._next_warmup()
         was_live = device.live
-        device.live = False
+        device.live = device.ready = False
         self.dead.add(event.device)
         self.counts.devices_died += 1
         self.failures.append(f"device {event.device} died: {event.payload}")
@@ -572,6 +728,8 @@ class _Run:
         self.platform = self._platform(counts)
         self.state = DispatchState(self.platform, self.policy)
         self.state.now = self._now() if self.started else 0.0
+        if hasattr(self.state.time_source, "stale_decay"):
+            self.state.time_source.stale_decay = STALE_DECAY
         _carry_learning(old, self.state)
         self._record_measurements()
         self.order = [d.name for d in live]
@@ -625,7 +783,13 @@ class _Run:
     # --- the end ------------------------------------------------------------------------------
     def _report(self) -> DispatchReport:
         done = [o for o in self.outcomes if o.status == STATUS_OK]
+        for o in done:
+            o.wait, o.response = o.start - o.arrival, o.end - o.arrival
         self.counts.lost = sum(1 for o in self.outcomes if o.status == "pending")
+        for kill in self.kills:
+            if not kill.done:  # the run ended first, or the device never ran a task after that time
+                self._warn(f"--kill {kill.device}@{kill.at:g} never fired: {kill.device} ran no task at or after "
+                           f"{kill.at:g} s (the run's last result came at {self._now():.1f} s)")
         self.counts.duplicated += int((self.executions > 1).sum())
         measured = self._measured_metrics(done)
         first_up = {t: sum(1 for d in self.fleet.devices if d.type == t and d.join_at <= 0) for t in self.types}
@@ -644,7 +808,8 @@ class _Run:
                 self.failures.append(f"{self.writer.dropped} measurement(s) not stored in {self.db}: "
                                      "the database writer stopped")
         self.writer = None
-        per_device = {name: {"type": d.spec.type, "tasks": d.tasks, "busy_s": d.busy_s,
+        per_device = {name: {"type": d.spec.type, "tasks": d.tasks, "sent": d.sent, "failed": d.failed,
+                             "busy_s": d.busy_s, "left_out": d.left_out, "live_at_end": d.live,
                              "calibration_s": d.calibration, "pid": getattr(self.engine, "pids", {}).get(name)}
                       for name, d in self.devices.items()}
         calibration = {m: {t: self._calibrated(m, t) for t in self.types} for m in self.models}
@@ -682,8 +847,11 @@ class _Run:
         return simulate(platform, self.policy.name, tasks).metrics.to_json_dict()
 
     def _measured_metrics(self, done: list[TaskOutcome]) -> dict[str, Any]:
+        """Over the completed tasks (as the simulator's), plus ``failed`` and
+        ``deadline_miss_rate_with_failed``: failed tasks counted as missed, over every finished task."""
+        failed = sum(1 for o in self.outcomes if o.status == STATUS_FAILED)
         if not done:
-            return {}
+            return {"tasks": 0, "failed": failed, "deadline_miss_rate_with_failed": 1.0 if failed else float("nan")}
         arrival = np.array([o.arrival for o in done])
         start = np.array([o.start for o in done])
         end = np.array([o.end for o in done])
@@ -695,6 +863,9 @@ class _Run:
             "p95_wait": float(np.percentile(wait, 95)), "p99_wait": float(np.percentile(wait, 99)),
             "mean_response": float((end - arrival).mean()),
             "deadline_miss_rate": float(np.mean(end > np.array([o.deadline for o in done]))),
+            "failed": failed,
+            "deadline_miss_rate_with_failed": float((np.sum(end > np.array([o.deadline for o in done])) + failed)
+                                                    / (len(done) + failed)),
             "utilization": [float(b / makespan) for b in busy], "makespan": makespan,
         }
 

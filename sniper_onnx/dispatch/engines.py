@@ -78,12 +78,20 @@ class EmbeddedEngine:
         self._gone: dict[str, Any] = {}
 
     def start(self, device: FleetDevice) -> None:
-        from sniper_profiler.agent import AgentSettings, serve_pipe
+        """Start ``device``'s worker; one that is still there (killed for hanging, started again)
+        is ended and reaped first, so its pipe and process are not left behind."""
+        from sniper_profiler.agent import AgentSettings
 
+        old = self._processes.pop(device.name, None)
+        if old is not None:
+            if old.is_alive():
+                old.kill()
+            old.join(timeout=1.0)
+            self._connections.pop(device.name).close()
         parent, child = self._context.Pipe()
         settings = AgentSettings(**device.agent_settings())
-        process = self._context.Process(target=serve_pipe, args=(settings, child), name=f"{WORKER_PREFIX}{device.name}",
-                                        daemon=True)
+        process = self._context.Process(target=serve_quietly, args=(settings, child),
+                                        name=f"{WORKER_PREFIX}{device.name}", daemon=True)
         process.start()
         child.close()
         self._processes[device.name] = process
@@ -167,6 +175,23 @@ class EmbeddedEngine:
             self._connections[name].close()
         self._processes.clear()
         self._connections.clear()
+
+
+def serve_quietly(settings: Any, connection: Any) -> None:
+    """A worker's entry: the agent with its stdout sent to stderr. onnxruntime prints its banners
+    (``*** EP Error ***`` when a provider falls back) on stdout, which is the dispatcher's too, and
+    ``--json`` must stay one object there."""
+    import sys
+
+    from sniper_profiler.agent import serve_pipe
+
+    try:
+        sys.stdout.flush()
+        os.dup2(2, 1)  # the C++ side writes to the descriptor, Python's print to sys.stdout
+    except OSError:
+        pass
+    sys.stdout = sys.stderr
+    serve_pipe(settings, connection)
 
 
 def _event(device: str, message: tuple) -> Event:

@@ -31,6 +31,19 @@ from sniper_onnx.errors import SniperError, files_in_folder
 
 ENGINES = ("embedded", "dask")
 OPT_LEVELS = ("disabled", "basic", "extended", "all")
+FLEET_KEYS = ("name", "engine", "scheduler", "models", "devices", "predicted_times", "predictor", "predictor_devices")
+DEVICE_KEYS = ("name", "type", "threads", "opt_level", "provider", "join_at")
+ZOO_MODEL_KEYS, FILE_MODEL_KEYS = ("zoo", "resolution"), ("file",)
+# onnxruntime's execution providers (its get_all_providers(), 1.16-1.20), known on every machine:
+# the dispatcher's onnxruntime need not be the one a Dask device runs, nor hold the GPU builds
+KNOWN_PROVIDERS = (
+    "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider", "ROCMExecutionProvider",
+    "MIGraphXExecutionProvider", "OpenVINOExecutionProvider", "DnnlExecutionProvider", "DmlExecutionProvider",
+    "CoreMLExecutionProvider", "NnapiExecutionProvider", "QNNExecutionProvider", "XnnpackExecutionProvider",
+    "ACLExecutionProvider", "ArmNNExecutionProvider", "RknpuExecutionProvider", "VitisAIExecutionProvider",
+    "CANNExecutionProvider", "AzureExecutionProvider", "JsExecutionProvider", "WebGpuExecutionProvider",
+    "SNPEExecutionProvider", "TvmExecutionProvider", "VSINPUExecutionProvider",
+)
 
 
 @dataclass(frozen=True)
@@ -104,7 +117,10 @@ def _yaml_files_in(folder: Path) -> str:
 
 
 def fleet_from_dict(data: dict, source: str = "<fleet>", base: Optional[Path] = None) -> Fleet:
+    from sniper_onnx.scheduling.yamlfile import refuse_unknown_keys
+
     base = base or Path.cwd()
+    refuse_unknown_keys(data, FLEET_KEYS, source, "a fleet file")
     engine = str(data.get("engine", "embedded"))
     if engine not in ENGINES:
         raise SniperError(f"{source}: engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
@@ -166,10 +182,9 @@ def _device(source: str, index: int, item: Any) -> FleetDevice:
     where = f"{source}: devices[{index}]"
     if not isinstance(item, dict) or "name" not in item:
         raise SniperError(f"{where}: give a mapping with at least 'name' (and type, threads, opt_level)")
-    known = {"name", "type", "threads", "opt_level", "provider", "join_at"}
-    extra = sorted(set(item) - known)
-    if extra:
-        raise SniperError(f"{where}: unknown key(s) {', '.join(extra)}; allowed: {', '.join(sorted(known))}")
+    from sniper_onnx.scheduling.yamlfile import refuse_unknown_keys
+
+    refuse_unknown_keys(item, DEVICE_KEYS, where, "a device")
     threads = item.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
         raise SniperError(f"{where}: threads {threads!r} must be a whole number >= 0 (0 = onnxruntime's default)")
@@ -180,9 +195,22 @@ def _device(source: str, index: int, item: Any) -> FleetDevice:
     if isinstance(join_at, bool) or not isinstance(join_at, (int, float)) or join_at < 0:
         raise SniperError(f"{where}: join_at {join_at!r} must be seconds >= 0")
     name = _text(where, "name", item["name"])
-    provider = str(item.get("provider", "CPUExecutionProvider"))
+    provider = _provider(where, item.get("provider", "CPUExecutionProvider"))
     return FleetDevice(name=name, type=_text(where, "type", item.get("type", name)), threads=threads,
                        opt_level=opt_level, provider=provider, join_at=float(join_at))
+
+
+def _provider(where: str, value: Any) -> str:
+    """An alias (cpu, cuda, tensorrt, ...) or an onnxruntime provider name; anything else (``tpu``)
+    was sent to the device, whose onnxruntime fell back to the CPU with a banner on stdout and
+    failed the device's warm-up."""
+    from sniper_profiler.config import PROVIDER_ALIASES
+
+    text = str(value)
+    if text.lower() in PROVIDER_ALIASES or text in KNOWN_PROVIDERS:
+        return text
+    raise SniperError(f"{where}: provider {text!r} is unknown; use one of {', '.join(PROVIDER_ALIASES)} "
+                      "or an onnxruntime provider name (e.g. CUDAExecutionProvider)")
 
 
 def _text(where: str, key: str, value: Any) -> str:
@@ -196,6 +224,12 @@ def _model(source: str, name: str, spec: Any, base: Path) -> ModelSource:
     where = f"{source}: models.{name}"
     if not isinstance(spec, dict) or not ({"zoo", "file"} & set(spec)):
         raise SniperError(f"{where}: give {{zoo: NAME, resolution: N}} or {{file: PATH}}")
+    if "file" in spec and "zoo" in spec:
+        raise SniperError(f"{where}: give either file or zoo, not both")
+    from sniper_onnx.scheduling.yamlfile import refuse_unknown_keys
+
+    refuse_unknown_keys(spec, FILE_MODEL_KEYS if "file" in spec else ZOO_MODEL_KEYS, where,
+                        "a file model" if "file" in spec else "a zoo model")
     if "file" in spec:
         path = Path(_relative(base, spec["file"]))
         if path.is_dir():

@@ -172,10 +172,9 @@ def _unique_keys(path: Path, pairs: list[tuple[str, object]]) -> dict:
 
 
 def platform_from_dict(data: dict, source: str = "platform") -> Platform:
-    unknown = [str(key) for key in data if key not in PLATFORM_KEYS]
-    if unknown:
-        raise SniperError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; a platform has "
-                          f"{', '.join(PLATFORM_KEYS)}")
+    from sniper_onnx.scheduling.yamlfile import refuse_unknown_keys
+
+    refuse_unknown_keys(data, PLATFORM_KEYS, source, "a platform")
     for key in ("devices", "true_times"):
         if not isinstance(data.get(key), dict) or not data[key]:
             raise SniperError(f"{source}: missing or empty {key!r}; see docs/scheduling.md for the format")

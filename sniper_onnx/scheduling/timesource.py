@@ -65,6 +65,13 @@ class FeedbackTimes(TableTimes):
 
     The mean is over at most ``memory`` recent observations (an exponential average beyond that),
     so a model whose speed drifts is followed instead of averaged forever.
+
+    ``stale_decay`` (1: off, the simulator's default): each run of a model on one device type moves
+    that model's correction on every *other* type toward the prediction (its distance to 1 times
+    ``stale_decay``) and takes one observation off its weight. A policy learns only from the devices
+    it picks, so without it one slow outlier on the fast device (a run that met contention) kept
+    every later task of that model off that device for the whole run. The real dispatcher sets it
+    (``sniper_onnx.dispatch.dispatcher.STALE_DECAY``).
     """
 
     def __init__(self, table: np.ndarray, device_type: np.ndarray, memory: int = 20) -> None:
@@ -74,6 +81,7 @@ class FeedbackTimes(TableTimes):
         self._ratio = np.ones_like(self._table)
         self._count = np.zeros(self._table.shape, dtype=np.int64)
         self._memory = memory
+        self.stale_decay = 1.0
 
     def observe(self, task: Task, device_type: int, seconds: float) -> None:
         model = task.model
@@ -81,6 +89,10 @@ class FeedbackTimes(TableTimes):
         self._count[model, device_type] = count
         ratio = seconds / self._table[model, device_type]
         self._ratio[model, device_type] += (ratio - self._ratio[model, device_type]) / count
+        if self.stale_decay < 1.0:
+            others = np.arange(self._ratio.shape[1]) != device_type
+            self._ratio[model, others] = 1.0 + (self._ratio[model, others] - 1.0) * self.stale_decay
+            self._count[model, others] = np.maximum(self._count[model, others] - 1, 0)
         self._per_device[model] = (self._table[model] * self._ratio[model])[self._device_type]
 
 

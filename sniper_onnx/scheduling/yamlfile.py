@@ -77,3 +77,12 @@ def _first_line(error: Exception) -> str:
     mark = getattr(error, "problem_mark", None)
     problem = getattr(error, "problem", None) or str(error).splitlines()[0]
     return f"{problem} at line {mark.line + 1}" if mark is not None else problem
+
+
+def refuse_unknown_keys(data: dict, known: "tuple[str, ...] | list[str]", where: str, what: str) -> None:
+    """One line naming every key of ``data`` not in ``known`` and the keys ``what`` takes (a typo
+    such as ``resolutoin`` was read as the key missing, and its default used without a word).
+    Shared by the simulator's platform files and the dispatcher's fleet files."""
+    unknown = [str(key) for key in data if key not in known]
+    if unknown:
+        raise SniperError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; {what} has {', '.join(known)}")

@@ -91,3 +91,72 @@ class FakeEngineBase:
 
     def close(self) -> None:
         pass
+
+
+def loop_model(path: Path) -> Path:
+    """A Loop whose trip count is the int64 input ``n`` (a 16x16 MatMul+Relu per trip): the warm-up's
+    generated input runs it briefly, a task giving ``n = 10**9`` runs for minutes (a poison input)."""
+    eye = numpy_helper.from_array(np.eye(16, dtype=np.float32), "W")
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond_in"], ["cond_out"]), helper.make_node("MatMul", ["v_in", "W"], ["m"]),
+         helper.make_node("Relu", ["m"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_in", TensorProto.FLOAT, [16, 16])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, [16, 16])])
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["n", "cond", "x"], ["y"], body=body)], "loop",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [16, 16]), helper.make_tensor_value_info("n", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [16, 16])],
+        [eye, numpy_helper.from_array(np.array(True), "cond")])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    return path
+
+
+class ScriptedDispatchEngine(FakeEngineBase):
+    """A dispatch engine whose devices answer at once, as the test says: ``calibration[device][model]``
+    is a median in seconds (a str: that warm-up fails with it; absent: it never answers), and
+    ``run_seconds(device, model, n)`` the time of the device's n-th task (from 1). It counts the
+    warm-ups in flight at once (``max_calibrating``)."""
+
+    def __init__(self, calibration: dict, run_seconds=None) -> None:
+        self.calibration = calibration
+        self.run_seconds = run_seconds or (lambda device, model, n: 0.001)
+        self.events: list = []
+        self.calibrating = self.max_calibrating = 0
+        self.runs: dict[str, int] = {}
+
+    def start(self, device) -> None:
+        from sniper_onnx.dispatch.engines import Event
+
+        self.events.append(Event("ready", device.name, payload=1))
+
+    def calibrate(self, device: str, model: str, repeats: int) -> None:
+        from sniper_onnx.dispatch.engines import Event
+
+        self.calibrating += 1
+        self.max_calibrating = max(self.max_calibrating, self.calibrating)
+        value = self.calibration[device].get(model)
+        if value is None:
+            return
+        payload = ({"status": "ok", "median_s": value, "count": repeats} if isinstance(value, float)
+                   else {"status": "failed", "error": value})
+        self.events.append(Event("calibrated", device, model=model, payload=payload))
+
+    def send(self, device: str, task_id: int, attempt: int, model: str, input_path) -> None:
+        from sniper_onnx.dispatch.engines import Event
+
+        self.runs[device] = self.runs.get(device, 0) + 1
+        seconds = self.run_seconds(device, model, self.runs[device])
+        self.events.append(Event("result", device, payload={"task_id": task_id, "attempt": attempt, "status": "ok",
+                                                            "seconds": seconds}))
+
+    def poll(self, timeout: float) -> list:
+        import time
+
+        events, self.events = self.events, []
+        self.calibrating -= sum(1 for event in events if event.kind == "calibrated")
+        if not events:
+            time.sleep(min(max(timeout, 0.0), 0.005))
+        return events

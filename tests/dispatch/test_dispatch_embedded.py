@@ -245,18 +245,21 @@ def test_tasks_arriving_together_start_in_the_simulators_order(models):
 
 
 def test_a_run_where_no_task_completes_fails_and_keeps_its_report(tmp_path, models):
+    import numpy as np
+
     fleet = tmp_path / "fleet.yaml"
-    fleet.write_text(json.dumps(fleet_dict({"small": models["small"]},
-                                           devices=[{"name": "a", "type": "t", "provider": "FooProvider"}])))
+    fleet.write_text(json.dumps(fleet_dict({"small": models["small"]}, devices=[{"name": "a", "type": "t"}])))
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((3, 3), np.float32))  # the model takes 32 x 256: every task fails on the device
     trace = tmp_path / "trace.csv"
-    write_workload(burst(2, 0.0, names=("small",)), trace)
+    trace.write_text(f"arrival,model,input\n0.0,small,{wrong}\n0.0,small,{wrong}\n")
     tasks = tmp_path / "tasks.jsonl"
     result = CliRunner().invoke(app, ["dispatch", "--fleet", str(fleet), "--workload", str(trace), "--json",
                                       "--calibration-repeats", "1", "--tasks-out", str(tasks)])
     assert result.exit_code == 2
     assert json.loads(result.stdout)["counts"]["failed"] == 2
     assert len(tasks.read_text().splitlines()) == 2
-    assert "no task completed (2 failed)" in result.stderr and "FooProvider" in result.stderr
+    assert "no task completed (2 failed)" in result.stderr and "small on a" in result.stderr
 
 
 def test_profiling_farm_holds_only_the_nets_in_flight(models, tmp_path):

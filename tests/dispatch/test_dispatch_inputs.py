@@ -39,10 +39,15 @@ def test_example_fleet_and_trace_load():
     ({"devices": []}, "'devices' must be a non-empty list"),
     ({"devices": [{"name": "a", "opt_level": "max"}]}, "opt_level 'max'"),
     ({"devices": [{"name": "a"}, {"name": "a"}]}, "appear twice"),
-    ({"devices": [{"name": "a", "cores": 2}]}, "unknown key(s) cores"),
+    ({"devices": [{"name": "a", "cores": 2}]}, "unknown key(s) 'cores'"),
     ({"models": {"x": {"zoo_name": "resnet50"}}}, "give {zoo: NAME"),
     ({"predicted_times": {"m": {"all": -1}}}, "give positive seconds"),
     ({"predictor_devices": {"gpu": "x"}}, "unknown device type(s) gpu"),
+    # since 2026-11-30: typos outside 'devices', an unknown provider (the tester's report, finding 6/7)
+    ({"predicted_time": {"m": {"all": 1}}}, "<fleet>: unknown key(s) 'predicted_time'; a fleet file has name, engine"),
+    ({"models": {"r": {"zoo": "squeezenet1_1", "resolutoin": 64}}}, "models.r: unknown key(s) 'resolutoin'; a zoo model has zoo, resolution"),
+    ({"models": {"r": {"zoo": "resnet50", "file": "m.onnx"}}}, "models.r: give either file or zoo, not both"),
+    ({"devices": [{"name": "a", "provider": "tpu"}]}, "provider 'tpu' is unknown; use one of cpu, cuda"),
 ])
 def test_bad_fleets_say_what_to_fix(tmp_path, change, message):
     model = matmul_chain(tmp_path / "m.onnx", rows=8, width=16, layers=1)
