@@ -136,8 +136,8 @@ class ProfileConfig:
     def model_identity(self, resolved_threads: int, inputs: "Optional[Sequence[Tuple[str, Any]]]" = None) -> Dict[str, Any]:
         """:meth:`identity` as the measurement sees it: the thread count onnxruntime runs (0 resolved),
         and, given the model's inputs (name, dims with None for a symbolic dim, or None for no shape),
-        only the shapes it uses: --input-shape of its inputs with open dims, and --default-dim only where
-        a symbolic dim is left to it; otherwise their defaults. So a fixed-shape model has one key
+        only the shapes it uses: --input-shape of its inputs, and --default-dim only where a symbolic
+        dim is left to it; otherwise their defaults. So a fixed-shape model has one key
         whatever --default-dim or another model's --input-shape say, and the common case (explicit
         --threads, defaults) hashes exactly as :meth:`identity` does."""
         identity = dict(self.identity(), threads=resolved_threads)
@@ -146,7 +146,11 @@ class ProfileConfig:
         from sniper_profiler.graph_inputs import has_open_dims
 
         open_inputs = {name for name, dims in inputs if has_open_dims(dims)}
-        identity["input_shapes"] = {name: dims for name, dims in self.input_shapes.items() if name in open_inputs}
+        # every input of the model that --input-shape names, fixed ones too: a shape that clashes
+        # with a fixed input fails the measurement, and that failure must be keyed on the shape,
+        # or a later run without it would skip the model as "failed before"
+        named = {name for name, _ in inputs}
+        identity["input_shapes"] = {name: dims for name, dims in self.input_shapes.items() if name in named}
         defaulted = any(name not in self.input_shapes for name in open_inputs)
         identity["default_dim"] = self.default_dim if defaulted else DEFAULT_DIM
         return identity

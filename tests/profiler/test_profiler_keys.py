@@ -131,3 +131,22 @@ def test_graph_inputs_are_read_as_onnxruntime_lists_them(tmp_path):
     probe = onnx.load_from_string(probe_model())
     onnx.checker.check_model(probe)
     assert [i.name for i in probe.graph.input] == ["x"]
+
+
+def test_a_failure_an_input_shape_caused_does_not_skip_the_model_in_a_run_without_it(tmp_path, capsys):
+    """A dynamic and a fixed model share the input name x; --input-shape x=2x16 clashes with the
+    fixed one, which fails: keyed on that shape, so a later run without it measures the model."""
+    folder = tmp_path / "models"
+    folder.mkdir()
+    tiny_mlp(folder / "fixed.onnx", width=16)
+    tiny_mlp(folder / "dynamic.onnx", width=16, batch="N")
+    out = tmp_path / "r.jsonl"
+    common = ["run", str(folder), "--out", str(out), "--json", "-q", "--warmup", "1", "--min-repeats", "3",
+              "--max-time", "0.05", "--threads", "1"]
+    main([*common, "--input-shape", "x=2x16"])
+    capsys.readouterr()
+    assert {Path(r["model"]["path"]).name: r["status"] for r in read_records(out).records} == {
+        "fixed.onnx": "failed", "dynamic.onnx": "ok"}
+    assert main(common) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["measured"], summary["skipped"]) == (2, 0)
