@@ -266,6 +266,29 @@ def _invalid_latency(record: dict[str, Any]) -> Optional[str]:
     return None
 
 
+# the parts of a profiler record and the JSON types they must have (absent or null is allowed)
+RECORD_FIELD_TYPES = {"model": dict, "config": dict, "stats": dict, "failure": dict, "inputs": list, "flags": list}
+
+
+def _malformed(record: dict[str, Any]) -> Optional[str]:
+    """Why a record's fields are not of the types the profiler writes, or None."""
+    name = f"record {record.get('record_id') or record.get('key')}"
+    for field_name, kind in RECORD_FIELD_TYPES.items():
+        value = record.get(field_name)
+        if value is not None and not isinstance(value, kind):
+            return f"{name}: {field_name} is {type(value).__name__}, not {'an object' if kind is dict else 'a list'}"
+    if not all(isinstance(flag, str) for flag in record.get("flags") or []):
+        return f"{name}: flags hold something other than names"
+    if any(not isinstance(entry, dict) for entry in record.get("inputs") or []):
+        return f"{name}: inputs hold something other than objects"
+    if "status" in record and record["status"] not in ("ok", "failed"):  # absent: a failure, as ever
+        return f"{name}: status {record.get('status')!r} is neither 'ok' nor 'failed'"
+    fingerprint = (record.get("device") or {}).get("fingerprint") if isinstance(record.get("device"), dict) else None
+    if fingerprint is not None and not isinstance(fingerprint, dict):
+        return f"{name}: device fingerprint is {type(fingerprint).__name__}, not an object"
+    return None
+
+
 def _device_spec(record: dict[str, Any]) -> tuple[Optional[DeviceSpec], Optional[str]]:
     """The record's device, or why it has none that can be read."""
     device = record.get("device") or {}
@@ -297,8 +320,9 @@ def import_record(db: Database, record: dict[str, Any], source_path: str = "") -
 def _import_one(
     db: Database, record: dict[str, Any], record_key: str, resolver: _NetworkResolver, devices_seen: set[str], summary: ImportSummary
 ) -> None:
-    spec, invalid = _device_spec(record)
-    invalid = invalid or _invalid_latency(record)
+    invalid = _malformed(record)
+    spec, device_problem = (None, None) if invalid else _device_spec(record)
+    invalid = invalid or device_problem or _invalid_latency(record)
     if invalid:  # one bad record must not stop the rest of the file
         summary.invalid_records.append(invalid)
         return

@@ -180,6 +180,12 @@ def _connect_read_only(path: Path) -> sqlite3.Connection:
     from urllib.parse import quote
 
     folder_writable = os.access(path.parent or Path("."), os.W_OK)
+    wal = path.with_name(path.name + "-wal")
+    if not folder_writable and wal.exists() and wal.stat().st_size > 0:
+        # immutable=1 would read the main file alone and silently miss the rows committed in the
+        # WAL (a killed `profile --db` leaves them there until the next writer checkpoints)
+        raise SniperError(f"{path}: read-only, and rows committed to it are still in {wal.name}, which SQLite "
+                          f"cannot read from a read-only folder; copy {path.name} and {wal.name} somewhere writable")
     uri = f"file:{quote(str(path.resolve()))}?{'mode=ro' if folder_writable else 'immutable=1'}"
     return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
 

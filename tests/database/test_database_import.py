@@ -379,3 +379,27 @@ def test_a_record_without_a_device_is_left_out_and_the_rest_of_the_file_imports(
     result = runner.invoke(app, ["db", "import", str(results), "--db", str(tmp_path / "again.sqlite")])
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "2 records left out (listed above); the other 1 imported" in result.stderr
+
+
+@pytest.mark.parametrize("field, value", [("config", [1]), ("model", "m"), ("inputs", "x"), ("stats", "x"),
+                                          ("status", None), ("flags", "machine_busy"), ("flags", [1])])
+def test_a_record_with_a_field_of_the_wrong_type_is_left_out_and_the_rest_imports(tmp_path, field, value):
+    results = synthetic_results(tmp_path / "r.jsonl", 2)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    lines[0][field] = value
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = runner.invoke(app, ["db", "import", str(results), "--db", str(tmp_path / "ncd.sqlite")])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert "1 record left out (listed above); the other 1 imported" in result.stderr
+    with Database(tmp_path / "ncd.sqlite") as db:
+        assert [m.flags for m in db.measurements()] == [[]]
+
+
+def test_a_record_whose_device_fingerprint_is_not_an_object_is_left_out(tmp_path):
+    results = synthetic_results(tmp_path / "r.jsonl", 2)
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    lines[0]["device"]["fingerprint"] = "x"
+    results.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with Database(tmp_path / "ncd.sqlite") as db:
+        summary = import_results(db, results)
+    assert summary.added == 1 and "device fingerprint is str" in summary.invalid_records[0]

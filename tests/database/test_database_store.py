@@ -210,3 +210,24 @@ def test_a_read_only_database_of_an_older_schema_is_refused_with_the_reason(tmp_
     monkeypatch.setattr(store, "_writable", lambda path: False)
     with pytest.raises(SniperError, match="read-only here, so it cannot be upgraded; copy it somewhere writable"):
         Database(old, create=False)
+
+
+def test_a_read_only_database_with_rows_still_in_its_wal_is_refused_not_read_short(tmp_path, monkeypatch):
+    """immutable=1, the only way into a WAL database in a read-only folder, reads the main file
+    alone: rows a killed writer left in the -wal would vanish from exports without a word."""
+    import shutil
+
+    import sniper_onnx.database.store as store
+
+    with Database(tmp_path / "ncd.sqlite") as db:
+        dev = db.add_device(DeviceSpec(name="d"))
+        net = db.add_network("h", "n", features={"total_macs": 1.0})
+        db.add_measurement(net.id, dev.id, 0.01)
+        copy = tmp_path / "copy"
+        copy.mkdir()
+        for suffix in ("", "-wal"):  # as a killed writer leaves them: the rows in the WAL
+            shutil.copy(tmp_path / f"ncd.sqlite{suffix}", copy / f"ncd.sqlite{suffix}")
+    assert (copy / "ncd.sqlite-wal").stat().st_size > 0
+    monkeypatch.setattr(store.os, "access", lambda path, mode: False)
+    with pytest.raises(SniperError, match="rows committed to it are still in ncd.sqlite-wal"):
+        Database(copy / "ncd.sqlite", create=False)
