@@ -193,20 +193,28 @@ def _compute_weight_types(graph: onnx.GraphProto) -> dict[str, int]:
                    for attr in node.attribute if attr.name == "value" for out in node.output})
     producers = {out: node for node in graph.node for out in node.output}
 
-    def source(name: str) -> str:
+    def source(name: str) -> tuple:
+        """(stored tensor name or "", the type the layer reads it in): a Cast nearest the layer
+        decides the type (fp16-stored weights cast to float compute in fp32); a DequantizeLinear
+        does not (onnxruntime fuses it into its int8 kernels)."""
+        read_as = None
         for _ in range(8):  # a short chain of casts and reshapes
             if name in stored:
-                return name
+                return name, read_as
             node = producers.get(name)
             if node is None or node.op_type not in WEIGHT_PASS_THROUGH or not node.input:
-                return ""
+                return "", None
+            if node.op_type == "Cast" and read_as is None:
+                read_as = next((attr.i for attr in node.attribute if attr.name == "to"), None)
             name = node.input[0]
-        return ""
+        return "", None
 
-    read = {source(name) for node in graph.node if node.op_type in MAC_WEIGHT_OPS for name in node.input} - {""}
+    read = {found for node in graph.node if node.op_type in MAC_WEIGHT_OPS for found in map(source, node.input)
+            if found[0]}
     counts: Counter = Counter()
-    for tensor in (stored[name] for name in sorted(read)):
-        counts[_tensor_type_name(tensor.data_type)] += math.prod(tensor.dims)
+    for name, read_as in sorted(read, key=lambda item: (item[0], item[1] or 0)):
+        tensor = stored[name]
+        counts[_tensor_type_name(read_as or tensor.data_type)] += math.prod(tensor.dims)
     return dict(sorted(counts.items()))
 
 

@@ -273,9 +273,8 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, sc
             record = profiler.profile(model_job, pass_index)
             flags = list(record.get("flags") or [])
             if db is not None:  # while the file exists, so features come from it
-                imported = import_record(db, record, str(profiler.out))
+                imported, flags = import_record(db, record, str(profiler.out))  # as stored: the weights judge precision
                 summary.imported += imported.added + imported.failures_added
-                flags = _judged_by_weights(flags, imported)
     except ProfilerError as error:
         raise SniperError(str(error)) from None
     except _BuildFailed as error:
@@ -294,14 +293,6 @@ def _measure(profiler: Any, model_job: Any, job: CollectJob, pass_index: int, sc
     else:
         summary.failed += 1
         summary.failures.append(f"{job.name}: {record['failure']['kind']}: {record['failure']['reason']}")
-
-
-def _judged_by_weights(flags: list[str], imported: Any) -> list[str]:
-    """The record's flags as the database stored them: its model's weights decide precision_mismatch."""
-    from sniper_onnx.analysis.precision import PRECISION_MISMATCH
-
-    kept = [flag for flag in flags if flag != PRECISION_MISMATCH or not imported.precision_cleared]
-    return kept + [PRECISION_MISMATCH] if imported.precision_flagged and PRECISION_MISMATCH not in kept else kept
 
 
 def _open_db(db_path: "str | Path | None", out: "str | Path") -> tuple[Any, int]:

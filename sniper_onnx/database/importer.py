@@ -305,27 +305,29 @@ def record_key_of(record: dict[str, Any]) -> str:
     return f"rec:{record.get('record_id') or record['key']}"
 
 
-def import_record(db: Database, record: dict[str, Any], source_path: str = "") -> ImportSummary:
-    """Store one profiler record (as ``profile --db`` does right after measuring); the summary
-    says whether it was added and whether its weights set or cleared ``precision_mismatch``."""
+def import_record(db: Database, record: dict[str, Any], source_path: str = "") -> tuple[ImportSummary, list[str]]:
+    """Store one profiler record (as ``profile --db`` does right after measuring): the summary
+    (whether it was added, and which stored measurements its model's weights flagged or cleared)
+    and the flags this record was stored with (its own, once the weights judged its precision)."""
     summary = ImportSummary(source_path, records=1)
     record_key = record_key_of(record)
     if db.has_measurement(record_key):
         summary.already_present = 1
-        return summary
-    _import_one(db, record, record_key, _NetworkResolver(db, summary), set(), summary)
-    return summary
+        return summary, list(record.get("flags") or [])
+    stored = _import_one(db, record, record_key, _NetworkResolver(db, summary), set(), summary)
+    return summary, stored if stored is not None else list(record.get("flags") or [])
 
 
 def _import_one(
     db: Database, record: dict[str, Any], record_key: str, resolver: _NetworkResolver, devices_seen: set[str], summary: ImportSummary
-) -> None:
+) -> Optional[list[str]]:
+    """Store one record; the flags it was stored with, None when it was left out."""
     invalid = _malformed(record)
     spec, device_problem = (None, None) if invalid else _device_spec(record)
     invalid = invalid or device_problem or _invalid_latency(record)
     if invalid:  # one bad record must not stop the rest of the file
         summary.invalid_records.append(invalid)
-        return
+        return None
     device = record["device"]
     device_id = device["device_id"]
     network = resolver.resolve(record)
@@ -356,3 +358,4 @@ def _import_one(
         summary.failures_added += int(measurement.status == "failed")
     else:
         summary.already_present += 1
+    return judged

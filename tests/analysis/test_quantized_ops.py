@@ -617,3 +617,16 @@ def test_the_precision_a_model_computes_in_is_read_from_the_weights_its_layers_m
     assert info["compute_weight_types"] == {"int8": 1024}
     assert model_precision(info) == ("int8", "weights")
     assert model_precision({"weight_types": {"float32": 10}, "compute_weight_types": {}}) == ("float32", "weights")
+
+
+def test_weights_stored_in_fp16_and_cast_to_float_compute_in_fp32():
+    """Half the file, the same fp32 compute: the Cast nearest the layer decides the precision."""
+    from sniper_onnx.analysis.precision import model_precision
+
+    weights = [onnx.numpy_helper.from_array(np.zeros((32, 32), np.float16), "w16")]
+    nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["x", "w"], ["y"])]
+    graph = helper.make_graph(nodes, "stored_half", [helper.make_tensor_value_info("x", FLOAT, [1, 32])],
+                              [helper.make_tensor_value_info("y", FLOAT, None)], initializer=weights)
+    info = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])).model_info
+    assert info["weight_types"] == {"float16": 1024} and info["compute_weight_types"] == {"float32": 1024}
+    assert model_precision(info) == ("float32", "weights")

@@ -127,3 +127,19 @@ def test_adapt_and_feedback_samples_leave_out_a_model_measured_under_another_pre
     half = tmp_path / "half.jsonl"
     half.write_text(out.read_text().splitlines()[-1] + "\n")
     assert load_samples(half).names == ["fp16_keep_io"]  # the profiler's flag cleared by the weights
+
+
+def test_profile_db_blames_only_the_record_it_measured_for_a_precision_flag(tmp_path):
+    """Storing a record re-judges the network's older measurements too; the summary of the run must
+    name the flag this record was stored with, not one an older record got."""
+    model, db_path = fp16_keep_io_net(tmp_path), tmp_path / "ncd.sqlite"
+    assert runner.invoke(app, ["profile", str(model), "--db", str(db_path), "--out", str(tmp_path / "a.jsonl"), *FAST]).exit_code == 0
+    with sqlite3.connect(db_path) as conn:  # as an older sniper-onnx stored it
+        conn.execute("UPDATE networks SET weight_type = NULL")
+        conn.execute("UPDATE measurements SET flags = '[]'")
+    right = runner.invoke(app, ["profile", str(model), "--db", str(db_path), "--out", str(tmp_path / "b.jsonl"),
+                                "--precision", "fp16", *FAST])
+    assert right.exit_code == 0, right.output
+    assert "flagged precision_mismatch" not in right.stderr
+    flags = _flags(db_path)
+    assert "precision_mismatch" in flags["fp32"] and "precision_mismatch" not in flags["fp16"]
