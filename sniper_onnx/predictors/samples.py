@@ -220,6 +220,8 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
         first = group[0]
         model = first.get("model") or {}
         proto, _ = load_model_for(model)
+        if proto is None and all(PRECISION_MISMATCH in (r.get("flags") or []) for r in group):
+            continue  # flagged records of a model that is gone: not used whichever its weights
         if proto is None:
             raise SniperError(f"{path}: {model.get('path')} is missing or changed since it was measured, and it has no "
                               "generator or zoo source to re-make it from; put the file back, or drop its records")

@@ -143,3 +143,20 @@ def test_profile_db_blames_only_the_record_it_measured_for_a_precision_flag(tmp_
     assert "flagged precision_mismatch" not in right.stderr
     flags = _flags(db_path)
     assert "precision_mismatch" in flags["fp32"] and "precision_mismatch" not in flags["fp16"]
+
+
+def test_samples_do_not_need_the_model_of_records_that_are_left_out_anyway(tmp_path):
+    from sniper_onnx.predictors.samples import load_samples
+
+    out = tmp_path / "r.jsonl"
+    half = tmp_path / "half_in.onnx"
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)], "half_in",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT16, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(half))
+    plain = _save(tmp_path, "plain", [helper.make_node("MatMul", ["x", "w"], ["y"])],
+                  [numpy_helper.from_array(np.full((64, 64), 0.01, np.float32), "w")])
+    for model in (half, plain):
+        assert runner.invoke(app, ["profile", str(model), "--out", str(out), *FAST]).exit_code == 0
+    half.unlink()  # its fp32-labelled record of fp16 inputs is flagged by the profiler
+    assert load_samples(out).names == ["plain"]

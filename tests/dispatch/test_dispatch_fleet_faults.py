@@ -36,8 +36,9 @@ def test_a_task_that_hangs_everywhere_fails_and_the_killed_workers_come_back(tmp
     fleet = fleet_from_dict(fleet_dict({"lp": loop, "t": tiny}, devices=[
         {"name": "a0", "type": "t", "threads": 1}, {"name": "a1", "type": "t", "threads": 1}]))
     tasks = [DispatchTask("lp", 0.0, input=str(poison))] + [DispatchTask("t", 0.1 * i) for i in range(1, 4)]
-    tasks += [DispatchTask("t", 6.0 + 0.1 * i) for i in range(3)]  # after both hangs (1 s each) and the restarts
-    report = dispatch(fleet, tasks, "polling", hang_floor_s=1.0, calibration_repeats=1, orphan_timeout_s=60.0)
+    # after both hangs (3 s each) and, with room to spare on a busy machine, the restarts
+    tasks += [DispatchTask("t", 15.0 + 0.1 * i) for i in range(3)]
+    report = dispatch(fleet, tasks, "polling", hang_floor_s=3.0, calibration_repeats=1, orphan_timeout_s=60.0)
     poisoned = report.outcomes[0]
     assert poisoned.status == "failed" and "hung on 2 device(s)" in poisoned.error, poisoned
     assert sorted(poisoned.tried) == ["a0", "a1"]
