@@ -1004,7 +1004,7 @@ def _changed_inputs(graph: onnx.GraphProto, requested: InputShapes | None) -> di
             continue
         declared, dims = _declared_dims(vi), [int(d) for d in requested[vi.name]]
         if declared is None:
-            changed[vi.name] = ("with no shape", True)
+            changed[vi.name] = ("with no shape", False)  # it claims no size: a misfit may be the model's own
         elif list(declared) != dims:
             fixed = any(isinstance(d, int) and d != r for d, r in zip(declared, dims))
             changed[vi.name] = (_listed(declared), fixed)

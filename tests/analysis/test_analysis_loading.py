@@ -501,3 +501,16 @@ def test_a_declared_graph_output_is_used_where_nothing_computes_its_shape():
     result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]))
     assert result.features["conv_macs"] == 4 * 64 * 3
     assert not any("is declared" in w for w in result.warnings)
+
+
+def test_a_misfit_after_an_input_declared_without_a_shape_stays_a_warning_naming_the_value():
+    """Such an input claims no size, so the model's own misfit (here a weight of 8 rows for a
+    16-wide input no size can fit) is not blamed on --input-shape as an error."""
+    from onnx import TensorProto
+
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[weight("w", 8, 4)])
+    result = analyze(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), input_shapes={"x": (1, 16)})
+    assert any("--input-shape x=1x16" in w for w in result.warnings), result.warnings
