@@ -225,7 +225,8 @@ def dispatch(
     watchdog killed is started again (embedded engine). Each model's warm-up on a device is given
     ``hang_floor_s`` per run (its session and ``calibration_repeats + 1`` runs). ``idle_factor``
     replaces Sniper's (as ``simulate --idle-factor``). SIGTERM and SIGHUP stop the run as Ctrl-C
-    does (in the main thread): :class:`DispatchInterrupted`, with the signal in ``signum``."""
+    does (in the main thread): :class:`DispatchInterrupted`, with the signal in ``signum``; the
+    caller's own handlers for them are replaced while the run lasts and restored after."""
     from sniper_onnx.dispatch.engines import refuse_unguarded_main
     from sniper_onnx.scheduling.api import check_deadline_factor
     from sniper_profiler.runner import Terminated, terminate_as_interrupt
@@ -475,8 +476,10 @@ class _Run:
                 if len(hung_on) >= MAX_TASK_HANGS:
                     device.running = None  # failed here, not put back in the queue by _on_died
                     outcome.status, outcome.end = STATUS_FAILED, now
-                    outcome.error = (f"{outcome.model} hung on {len(hung_on)} device(s) ({', '.join(hung_on)}; over "
-                                     f"{limit:.1f} s each, --hang-timeout); not sent again")
+                    where = (f"on {len(hung_on)} devices ({', '.join(hung_on)})" if len(set(hung_on)) == len(hung_on)
+                             else f"{len(hung_on)} times ({', '.join(hung_on)})")
+                    outcome.error = (f"{outcome.model} hung {where}; over {limit:.1f} s each, --hang-timeout; "
+                                     "not sent again")
                     self.counts.failed += 1
                     device.failed += 1
                     self.failures.append(f"task {outcome.index}: {outcome.error}")
