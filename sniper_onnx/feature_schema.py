@@ -15,5 +15,8 @@ from __future__ import annotations
 # FusedMatMul read with its transBatchA/B, which attention in a saved optimized model uses; a node
 # whose operands do not fit each other, and all after it, counted as of unknown shape), "2026-11-30"
 # (GroupNormalization-21's output shape known: the layers after it had counted no MACs),
-# "2026-11-30.2" (an If whose condition the shapes decide analysed as its taken branch).
-FEATURE_SCHEMA = "2026-11-30.2"
+# "2026-11-30.2" (an If whose condition the shapes decide analysed as its taken branch),
+# "2026-11-30.3" (a graph output's declared shape no longer wins over the computed one; sparse
+# initializers are weights; Loop trip counts from shape arithmetic and Loop scan outputs; costs for
+# onnxruntime's transformer fusions, ai.onnx.ml linear ops and Scatter reductions).
+FEATURE_SCHEMA = "2026-11-30.3"

@@ -40,7 +40,14 @@ def _open_text(path: Path, mode: str):
 # analyzer writes, so its table cannot be re-stamped, only retrained. 2026-11-30: the ops run as
 # their function body (GroupNormalization, Mish, HardSwish, Swish), Sqrt's kernel group, and the
 # whole-GEMM geometry of 1-D and 3-D convolutions.
-KERNEL_ROWS_CHANGED = frozenset({"GroupNormalization", "Mish", "HardSwish", "Swish", "Sqrt", "Conv (1-D)", "Conv (3-D)"})
+# 2026-11-30.3: ops that got a cost (Scatter with a reduction, onnxruntime's transformer fusions,
+# ai.onnx.ml's linear ops) and Loops, whose trip counts and scan outputs may now be known.
+KERNEL_ROWS_CHANGED = frozenset({"GroupNormalization", "Mish", "HardSwish", "Swish", "Sqrt", "Conv (1-D)", "Conv (3-D)",
+                                 "ScatterElements", "ScatterND", "Loop", "com.microsoft::Attention",
+                                 "com.microsoft::MultiHeadAttention", "com.microsoft::GroupQueryAttention",
+                                 "com.microsoft::EmbedLayerNormalization", "com.microsoft::RotaryEmbedding",
+                                 "ai.onnx.ml::LinearClassifier", "ai.onnx.ml::LinearRegressor", "ai.onnx.ml::Scaler",
+                                 "ai.onnx.ml::Normalizer"})
 
 
 def mismatches(data: "TrainingData", limit: int = 10) -> tuple[int, list[str]]:
