@@ -66,7 +66,7 @@ def plot_path(path: str | Path) -> Path:
     matplotlib.use("Agg")
     from matplotlib.backend_bases import FigureCanvasBase
 
-    path = Path(path)
+    path = check_output_file(path, "--plot")  # a folder ('.', '..', /tmp) is refused before a suffix is added
     if not path.suffix:
         path = path.with_name(path.name + DEFAULT_PLOT_SUFFIX)
     formats = FigureCanvasBase.get_supported_filetypes()

@@ -68,7 +68,8 @@ def generate(
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Worker processes.")] = 1,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an existing manifest in --out and delete the .onnx files it listed "
-                            "(only those; other files stay).")] = False,
+                            "(only those; other files stay); likewise the files an interrupted run lists in "
+                            "manifest.jsonl.partial.")] = False,
     coverage: Annotated[bool, typer.Option(
         "--coverage", help="Instead of writing nets, report feature quantiles and check the zoo is inside "
                            "(--family tiny and nasbench201: the quantiles only, their nets are not meant to cover it).")] = False,
@@ -91,9 +92,13 @@ def generate(
         if plot is not None:
             from sniper_onnx.outputs import plot_path
 
-            plot = plot_path(plot)  # a format matplotlib cannot write fails now, not after sampling
-        report = _run_with_progress(count, "coverage", lambda tick: coverage_report(
-            count, seed, family, jobs=jobs, progress=tick, max_macs=max_macs))
+            # a folder first (`.`, `..`, `/tmp`): plot_path would add .png to its name and write beside it
+            plot = plot_path(plot)  # a bad format or a folder fails now, not after sampling
+        from sniper_profiler.runner import terminate_as_interrupt
+
+        with terminate_as_interrupt():  # SIGTERM, SIGHUP: the workers stopped and said as Ctrl-C is
+            report = _run_with_progress(count, "coverage", lambda tick: coverage_report(
+                count, seed, family, jobs=jobs, progress=tick, max_macs=max_macs))
         if plot is not None:
             plot_coverage(report, str(plot))
         if json_output:
@@ -107,9 +112,13 @@ def generate(
         raise SniperError("--out DIR is required unless --coverage: give the directory for the ONNX files and "
                           "manifest.jsonl")
     from sniper_generator.dataset import generate_dataset
+    from sniper_onnx.cli import on_interrupt
+    from sniper_profiler.runner import terminate_as_interrupt
 
-    result = _run_with_progress(count, "generate", lambda tick: generate_dataset(
-        count, seed, out, family, manifest_only, max_macs, overwrite, jobs, progress=tick))
+    with terminate_as_interrupt():  # SIGTERM, SIGHUP: the workers stopped and said as Ctrl-C is (exit 130)
+        result = _run_with_progress(count, "generate", lambda tick: generate_dataset(
+            count, seed, out, family, manifest_only, max_macs, overwrite, jobs, progress=tick,
+            interrupted=lambda left: on_interrupt(left.hint())))
     if json_output:
         typer.echo(json.dumps(result.to_json_dict()))
     else:
@@ -124,6 +133,9 @@ def _print_written(result: GenerateResult) -> None:
         len(result.onnx_files), "ONNX file", "ONNX files")
     typer.echo(f"wrote {result.manifest} ({counted(result.count, 'net', 'nets')}, {files}); total MACs "
                f"{min(result.total_macs):.3g} .. {max(result.total_macs):.3g}")
+    if result.removed_partial_onnx:
+        typer.echo(f"removed {counted(len(result.removed_partial_onnx), 'ONNX file', 'ONNX files')} an interrupted "
+                   "run had left (listed in manifest.jsonl.partial)")
     if result.removed_onnx:
         typer.echo(f"removed {counted(len(result.removed_onnx), 'ONNX file', 'ONNX files')} the replaced manifest listed and the new one does not")
 

@@ -36,7 +36,9 @@ def zoo_list(
 
 def zoo_export(
     name: Annotated[str, typer.Argument(help="Network name, see `sniper-onnx zoo list`.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="ONNX file to write.")],
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="ONNX file to write; an existing file is replaced without asking "
+                               "(as onnxsim and polygraphy do).")],
     resolution: Annotated[Optional[int], typer.Option(
         "--resolution", "-r", help="Input height and width (default: the network's, 224 or 299).")] = None,
     batch: Annotated[int, typer.Option("--batch", "-b", help="Batch size.")] = 1,
