@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from scheduling_testkit import assert_one_line_error as assert_one_line
 from typer.testing import CliRunner
 
 from sniper_onnx.cli import app
 
+
 BINARY = b"\x08\xca\x01\x12\x00\xff\xfe"  # the first bytes of an ONNX file: not UTF-8
-
-
-def assert_one_line(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("sniper-onnx: error: "), result.output
-    assert "Traceback" not in result.output
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("name", ["p.json", "p.yaml"])
