@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from sniper_onnx.analysis.precision import PRECISION_MISMATCH, judged_flags
+from sniper_onnx.precision import PRECISION_MISMATCH, judged_flags
 from sniper_onnx.database.store import Database, NetworkRecord
 from sniper_onnx.errors import SniperError
 from sniper_profiler.device import DeviceSpec
@@ -126,7 +126,7 @@ def compute_features(model_proto: Any, inputs: list[dict[str, Any]]) -> tuple[Op
     """(features, the weights' dominant element type or "" for none, why features failed)."""
     try:
         from sniper_onnx import analyze
-        from sniper_onnx.analysis.precision import model_weight_type
+        from sniper_onnx.precision import model_weight_type
 
         shapes = {i["name"]: tuple(i["shape"]) for i in inputs or []} or None
         result = analyze(model_proto, input_shapes=shapes)

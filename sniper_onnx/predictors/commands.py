@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from sniper_onnx.analysis.precision import FLOAT_BITS, WEIGHT_BITS, model_precision
+from sniper_onnx.precision import FLOAT_BITS, WEIGHT_BITS, model_precision
 from sniper_onnx.errors import SniperError
 from sniper_onnx.predictors.runtime import (PredictionTable, check_predictor_output, is_shipped_predictor, load_predictor,
                                             load_shipped_predictors, match_device, save_predictor)

@@ -207,7 +207,7 @@ def _profiler_samples(path: Path, device: Optional[str]) -> Samples:
     import statistics
 
     from sniper_onnx.analysis import analyze
-    from sniper_onnx.analysis.precision import PRECISION_MISMATCH, judged_flags, model_weight_type
+    from sniper_onnx.precision import PRECISION_MISMATCH, judged_flags, model_weight_type
     from sniper_onnx.database.importer import load_model_for, network_key
 
     records = _usable_records(path, device)

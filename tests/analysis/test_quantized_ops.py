@@ -604,7 +604,7 @@ def test_a_qdq_chain_whose_interior_dequantized_tensor_is_read_elsewhere_stays_a
 def test_the_precision_a_model_computes_in_is_read_from_the_weights_its_layers_multiply():
     """A small int8 model with a large fp32 embedding table computes in int8: the table is looked
     up, not multiplied, so it must not outvote the dequantized matmul weights."""
-    from sniper_onnx.analysis.precision import model_precision
+    from sniper_onnx.precision import model_precision
 
     table = onnx.numpy_helper.from_array(np.zeros((5000, 32), np.float32), "table")
     weights = [table, onnx.numpy_helper.from_array(np.zeros((32, 32), np.int8), "w_q"), helper.make_tensor("ws", FLOAT, [], [0.1])]
@@ -621,7 +621,7 @@ def test_the_precision_a_model_computes_in_is_read_from_the_weights_its_layers_m
 
 def test_weights_stored_in_fp16_and_cast_to_float_compute_in_fp32():
     """Half the file, the same fp32 compute: the Cast nearest the layer decides the precision."""
-    from sniper_onnx.analysis.precision import model_precision
+    from sniper_onnx.precision import model_precision
 
     weights = [onnx.numpy_helper.from_array(np.zeros((32, 32), np.float16), "w16")]
     nodes = [helper.make_node("Cast", ["w16"], ["w"], to=TensorProto.FLOAT), helper.make_node("MatMul", ["x", "w"], ["y"])]

@@ -9,7 +9,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from sniper_onnx.analysis.precision import judged_flags, weights_mismatch
+from sniper_onnx.precision import judged_flags, weights_mismatch
 from sniper_onnx.cli import app
 from sniper_onnx.database import Database
 
