@@ -84,6 +84,10 @@ def generate(
 
     if plot is not None and not coverage:
         raise SniperError("--plot draws the coverage report; add --coverage, or drop --plot")
+    if coverage and (out is not None or manifest_only or overwrite):
+        given = "--out" if out is not None else "--manifest-only" if manifest_only else "--overwrite"
+        raise SniperError(f"{given} writes nets, which --coverage does not (it reports feature quantiles); drop "
+                          f"{given}, or drop --coverage to write the nets")
     if jobs < 1:  # here, not in the generator: it checks only after it has made the --out folder
         raise SniperError(f"--jobs {jobs}: must be at least 1")
     if coverage:
@@ -92,7 +96,6 @@ def generate(
         if plot is not None:
             from sniper_onnx.outputs import plot_path
 
-            # a folder first (`.`, `..`, `/tmp`): plot_path would add .png to its name and write beside it
             plot = plot_path(plot)  # a bad format or a folder fails now, not after sampling
         from sniper_profiler.runner import terminate_as_interrupt
 

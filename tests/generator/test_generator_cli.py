@@ -96,6 +96,8 @@ def test_coverage_json_and_plot(tmp_path):
     (["generate", "--coverage", "-n", "2", "-j", "0"], "--jobs 0: must be at least 1"),
     (["generate", "--coverage", "-n", "2", "--plot", "/tmp/sniper_cov.xyz"], "not an image format"),
     (["generate", "-n", "2", "--out", "/tmp/sniper_gen_unused", "--plot", "/tmp/p.png"], "add --coverage"),
+    (["generate", "--coverage", "-n", "2", "--out", "/tmp/sniper_gen_unused"], "--out writes nets, which --coverage does not"),
+    (["generate", "--coverage", "-n", "2", "--manifest-only"], "--manifest-only writes nets"),
     (["zoo", "export", "mobilenet_v2", "-o", "/tmp/sniper_gen_x.onnx", "-r", "32", "--seed", "-3"],
      "--seed -3: must be a non-negative"),
     (["generate", "-n", "2", "-f", "nasbench201", "--max-macs", "3e6", "--out", "/tmp/sniper_gen_unused"],
